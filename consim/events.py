@@ -1,0 +1,143 @@
+"""The event log: the spine every view (timeline, report, trace hash, log lines) is built from.
+
+Every fact worth seeing is one :class:`Event`. Protocol code never prints; it returns events
+(as ``(kind, fields)`` pairs) and the server driver stamps them with time and node name here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# hclog levels, lowest first. ``--log-level`` filters on these.
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+
+# The epoch virtual time 0.0 is shown as, so virtual-time logs read like real Consul logs.
+VIRTUAL_EPOCH = _dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=_dt.UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One fact: at ``time`` (seconds on the cluster's clock), ``node`` saw ``kind`` with ``fields``.
+
+    ``node`` is a server name (``dc1-s1``), or ``"cluster"`` for faults and scenario steps.
+    ``fields`` holds only msgpack/JSON-friendly values (str, int, float, bool, None, lists, dicts)
+    so the trace hash is stable across processes.
+    """
+
+    time: float
+    node: str
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    level: str = "INFO"
+    # hclog subsystem name, e.g. "agent.server.raft"; views use it for log lines.
+    subsystem: str = "agent"
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": round(self.time, 6),
+            "node": self.node,
+            "kind": self.kind,
+            "level": self.level,
+            "subsystem": self.subsystem,
+            "message": self.message,
+            "fields": self.fields,
+        }
+
+
+class EventLog:
+    """An append-only list of events with subscribers (live printing, waits, the report)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.events: list[Event] = []
+        self._subscribers: list[Callable[[Event], None]] = []
+
+    def now(self) -> float:
+        return self._clock()
+
+    def emit(
+        self,
+        node: str,
+        kind: str,
+        fields: dict[str, Any] | None = None,
+        *,
+        level: str = "INFO",
+        subsystem: str = "agent",
+        message: str = "",
+    ) -> Event:
+        event = Event(
+            time=self._clock(),
+            node=node,
+            kind=kind,
+            fields=dict(fields or {}),
+            level=level,
+            subsystem=subsystem,
+            message=message or kind.replace("_", " "),
+        )
+        self.events.append(event)
+        for callback in list(self._subscribers):
+            callback(event)
+        return event
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` for every later event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def of_kind(self, *kinds: str) -> list[Event]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def trace_hash(self, events: Iterable[Event] | None = None) -> str:
+        """SHA-256 over the canonical JSON of every event: same seed, same hash."""
+        digest = hashlib.sha256()
+        for event in self.events if events is None else events:
+            line = json.dumps(event.to_json(), sort_keys=True, separators=(",", ":"), default=str)
+            digest.update(line.encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
+
+def format_time(t: float, *, virtual: bool, epoch: _dt.datetime = VIRTUAL_EPOCH) -> str:
+    """``2026-11-27T12:00:00.123Z``: virtual seconds are shown on a fixed epoch."""
+    if virtual:
+        stamp = epoch + _dt.timedelta(seconds=t)
+    else:
+        stamp = _dt.datetime.fromtimestamp(t, tz=_dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def _hclog_value(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=[]'):
+        return json.dumps(text)
+    return text
+
+
+def format_hclog(event: Event, *, virtual: bool = True, epoch: _dt.datetime = VIRTUAL_EPOCH) -> str:
+    """Render an event the way Consul's hclog does.
+
+    ``2026-11-27T12:00:00.123Z [INFO]  agent.server.raft: entering leader state: leader="..."``
+    """
+    level = f"[{event.level}]".ljust(7)
+    pairs = " ".join(
+        f"{k}={_hclog_value(v)}" for k, v in event.fields.items() if not k.startswith("_")
+    )
+    text = f"{format_time(event.time, virtual=virtual, epoch=epoch)} {level} {event.subsystem}: {event.message}"
+    if pairs:
+        text += f": {pairs}"
+    return text
+
+
+def level_enabled(level: str, threshold: str) -> bool:
+    return LEVELS.index(level) >= LEVELS.index(threshold.upper())

@@ -1,0 +1,189 @@
+"""Plain data types shared by the Raft core, its storage and its drivers.
+
+Everything here is immutable and converts to and from msgpack-friendly values (``to_wire`` /
+``from_wire``). ``from_wire`` validates shape and raises :class:`MalformedMessage` on anything
+unexpected, so garbage from the network is refused at the edge and counted, never crashes a core.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class MalformedMessage(ValueError):
+    """A wire value did not have the shape of the type it claimed to be."""
+
+
+def _need(obj: Any, key: str, typ: type | tuple[type, ...]) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise MalformedMessage(f"missing field {key!r}")
+    value = obj[key]
+    # bool is an int subclass; refuse it where an int is wanted.
+    if typ is int and isinstance(value, bool):
+        raise MalformedMessage(f"field {key!r}: expected int, got bool")
+    if not isinstance(value, typ):
+        raise MalformedMessage(f"field {key!r}: expected {typ}, got {type(value).__name__}")
+    return value
+
+
+class Role(enum.Enum):
+    FOLLOWER = "Follower"
+    CANDIDATE = "Candidate"
+    LEADER = "Leader"
+
+
+class Suffrage(enum.Enum):
+    VOTER = "Voter"
+    NONVOTER = "Nonvoter"
+
+
+@dataclass(frozen=True, order=True)
+class Server:
+    """A member of the Raft configuration (hashicorp/raft ``Server``)."""
+
+    id: str
+    address: str
+    suffrage: Suffrage = Suffrage.VOTER
+
+    @property
+    def is_voter(self) -> bool:
+        return self.suffrage is Suffrage.VOTER
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "address": self.address, "suffrage": self.suffrage.value}
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Server:
+        try:
+            suffrage = Suffrage(_need(obj, "suffrage", str))
+        except ValueError as exc:
+            raise MalformedMessage(f"bad suffrage: {exc}") from None
+        return cls(_need(obj, "id", str), _need(obj, "address", str), suffrage)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The set of servers; order is kept as given (it is the order Consul lists them)."""
+
+    servers: tuple[Server, ...] = ()
+
+    def voters(self) -> list[Server]:
+        return [s for s in self.servers if s.is_voter]
+
+    def quorum_size(self) -> int:
+        return len(self.voters()) // 2 + 1
+
+    def get(self, server_id: str) -> Server | None:
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        return None
+
+    def by_address(self, address: str) -> Server | None:
+        for s in self.servers:
+            if s.address == address:
+                return s
+        return None
+
+    def has_vote(self, server_id: str) -> bool:
+        s = self.get(server_id)
+        return s is not None and s.is_voter
+
+    def to_wire(self) -> list[dict[str, Any]]:
+        return [s.to_wire() for s in self.servers]
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Configuration:
+        if not isinstance(obj, list):
+            raise MalformedMessage("configuration must be a list")
+        return cls(tuple(Server.from_wire(o) for o in obj))
+
+
+class EntryType(enum.IntEnum):
+    COMMAND = 0  # state machine command (KV write etc.), data is opaque bytes
+    NOOP = 1  # appended by a new leader (hashicorp/raft LogNoop)
+    BARRIER = 2  # read barrier (hashicorp/raft LogBarrier)
+    CONFIGURATION = 3  # data is msgpack of Configuration.to_wire()
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    index: int
+    term: int
+    type: EntryType
+    data: bytes = b""
+
+    def to_wire(self) -> list[Any]:
+        return [self.index, self.term, int(self.type), self.data]
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> LogEntry:
+        if not isinstance(obj, list | tuple) or len(obj) != 4:
+            raise MalformedMessage("log entry must be [index, term, type, data]")
+        index, term, typ, data = obj
+        if (
+            not isinstance(index, int)
+            or not isinstance(term, int)
+            or isinstance(index, bool)
+            or isinstance(term, bool)
+            or index < 1
+            or term < 0
+        ):
+            raise MalformedMessage("log entry index/term must be positive ints")
+        if not isinstance(data, bytes):
+            raise MalformedMessage("log entry data must be bytes")
+        try:
+            etype = EntryType(typ)
+        except ValueError:
+            raise MalformedMessage(f"unknown entry type {typ!r}") from None
+        return cls(index, term, etype, data)
+
+
+@dataclass(frozen=True)
+class HardState:
+    """What must be durable before a vote or an answer leaves the server."""
+
+    current_term: int = 0
+    voted_for: str | None = None  # server id voted for in current_term
+
+
+@dataclass(frozen=True)
+class SnapshotMeta:
+    index: int
+    term: int
+    configuration: Configuration
+    configuration_index: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "term": self.term,
+            "configuration": self.configuration.to_wire(),
+            "configuration_index": self.configuration_index,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> SnapshotMeta:
+        return cls(
+            _need(obj, "index", int),
+            _need(obj, "term", int),
+            Configuration.from_wire(_need(obj, "configuration", list)),
+            _need(obj, "configuration_index", int),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes  # the state machine's own serialisation
+
+
+@dataclass(frozen=True)
+class PersistentState:
+    """Everything storage hands back on start: the input to ``RaftCore.__init__``."""
+
+    hard_state: HardState
+    snapshot: Snapshot | None
+    entries: tuple[LogEntry, ...]  # contiguous, starting right after snapshot.meta.index (or 1)
