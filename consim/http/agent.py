@@ -1,0 +1,61 @@
+"""The seam between the HTTP app and the server node.
+
+The app never touches Raft: every request becomes one call on an :class:`Agent`. Errors come back
+as :class:`RpcError` carrying Consul's exact text; the app maps texts to status codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+try:  # The node raises the network layer's RpcError once that module exists.
+    from consim.net.network import RpcError
+except ImportError:  # pragma: no cover - until consim.net.network lands
+
+    class RpcError(Exception):  # type: ignore[no-redef]
+        """An error with Consul's exact text (``No cluster leader``, ``Permission denied: ...``)."""
+
+        def __init__(self, message: str) -> None:
+            super().__init__(message)
+            self.message = message
+
+
+__all__ = ["Agent", "RpcError"]
+
+
+class Agent(Protocol):
+    """What one server node offers its HTTP API (implemented by the server node)."""
+
+    node_name: str
+    datacenter: str
+
+    async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Run a Consul RPC (``KVS.Get``, ``Operator.RaftGetConfiguration``...) as the local
+        server would: forwarding, ACL checks, blocking. Raises :class:`RpcError`."""
+        ...
+
+    def agent_self(self) -> dict[str, Any]:
+        """The ``/v1/agent/self`` body."""
+        ...
+
+    def members(self, wan: bool) -> list[dict[str, Any]]:
+        """The ``/v1/agent/members`` body."""
+        ...
+
+    async def force_leave(self, node: str, prune: bool, token: str) -> None: ...
+
+    async def join(self, address: str, wan: bool, token: str) -> None: ...
+
+    async def leave(self, token: str) -> None: ...
+
+    async def keyring_operation(
+        self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str
+    ) -> list[dict[str, Any]]:
+        """``op`` in list|install|use|remove. One dict per pool, WAN first then each DC's LAN:
+        ``{"WAN", "Datacenter", "Segment", "Keys", "PrimaryKeys", "NumNodes", "Messages",
+        "Error"}``; ``Error`` is ``""`` or e.g. ``"1/3 nodes reported failure"``."""
+        ...
+
+    def report_internal_error(self, where: str, exc: BaseException) -> None:
+        """Record an unexpected exception (an event); the client only sees a 500."""
+        ...

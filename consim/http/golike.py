@@ -1,0 +1,170 @@
+"""Go standard-library behaviour the HTTP API must reproduce byte for byte.
+
+Consul is written in Go; its error texts embed Go's ``strconv``/``time``/``encoding/json``
+messages and its JSON is Go's. These helpers return exactly those strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC Greek mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+}
+_COMPONENT = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+_MAX_INT64 = (1 << 63) - 1
+
+
+class GoError(ValueError):
+    """A Go error; ``str(exc)`` is Go's ``err.Error()`` text."""
+
+
+def parse_duration(text: str) -> float:
+    """Go's ``time.ParseDuration``; returns seconds. Raises :class:`GoError` with Go's text."""
+    orig = text
+    quoted = json.dumps(orig)
+    s = text
+    neg = False
+    if s and s[0] in "+-":
+        neg = s[0] == "-"
+        s = s[1:]
+    if s == "0":
+        return 0.0
+    if not s:
+        raise GoError(f"time: invalid duration {quoted}")
+    total = 0
+    while s:
+        m = _COMPONENT.match(s)
+        num, unit = m.group(1), m.group(2) if m else ("", "")
+        if num in ("", "."):
+            raise GoError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise GoError(f"time: missing unit in duration {quoted}")
+        if unit not in _UNITS:
+            raise GoError(f"time: unknown unit {json.dumps(unit)} in duration {quoted}")
+        whole, _, frac = num.partition(".")
+        value = int(whole or "0") * _UNITS[unit]
+        if frac:
+            value += int(frac) * _UNITS[unit] // (10 ** len(frac))
+        total += value
+        if total > _MAX_INT64:
+            raise GoError(f"time: invalid duration {quoted}")
+        s = s[m.end() :]
+    return (-total if neg else total) / 1e9
+
+
+def format_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String()`` for a duration given in seconds."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    neg = ns < 0
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        # Sub-second: one unit (ns, µs or ms) with a fraction.
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                out = _frac(ns, size) + unit
+                break
+    else:
+        h, rem = divmod(ns, 3600 * 1_000_000_000)
+        m, rem = divmod(rem, 60 * 1_000_000_000)
+        out = _frac(rem, 1_000_000_000) + "s"
+        if h:
+            out = f"{h}h{m}m{out}"
+        elif m:
+            out = f"{m}m{out}"
+    return "-" + out if neg else out
+
+
+def _frac(value: int, size: int) -> str:
+    whole, frac = divmod(value, size)
+    if not frac:
+        return str(whole)
+    digits = str(frac).rjust(len(str(size)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
+
+
+def _syntax(fn: str, text: str) -> GoError:
+    return GoError(f"strconv.{fn}: parsing {json.dumps(text)}: invalid syntax")
+
+
+def _range(fn: str, text: str) -> GoError:
+    return GoError(f"strconv.{fn}: parsing {json.dumps(text)}: value out of range")
+
+
+def atoi(text: str) -> int:
+    """Go's ``strconv.Atoi`` (64-bit int)."""
+    s = text[1:] if text[:1] in "+-" else text
+    if not s or not s.isascii() or not s.isdigit():
+        raise _syntax("Atoi", text)
+    value = int(text)
+    if not -(1 << 63) <= value <= _MAX_INT64:
+        raise _range("Atoi", text)
+    return value
+
+
+def parse_uint(text: str) -> int:
+    """Go's ``strconv.ParseUint(text, 10, 64)``."""
+    if not text or not text.isascii() or not text.isdigit():
+        raise _syntax("ParseUint", text)
+    value = int(text)
+    if value >= 1 << 64:
+        raise _range("ParseUint", text)
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise _syntax("ParseBool", text)
+
+
+def marshal_json(obj: Any, pretty: bool) -> bytes:
+    """Go's ``json.Marshal`` (or ``MarshalIndent`` with 4 spaces plus a newline for ?pretty).
+
+    Go escapes ``<``, ``>``, ``&``, U+2028 and U+2029 and writes other non-ASCII as UTF-8.
+    Map key order is the caller's: build dicts in Go's order (struct fields in declaration
+    order, map keys sorted).
+    """
+    if pretty:
+        text = json.dumps(obj, indent=4, ensure_ascii=False, allow_nan=False) + "\n"
+    else:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(ch, esc)
+    return text.encode("utf-8")
+
+
+def multierror(errors: list[str]) -> str:
+    """hashicorp/go-multierror's default ListFormatFunc."""
+    if len(errors) == 1:
+        return f"1 error occurred:\n\t* {errors[0]}\n\n"
+    points = "\n\t".join(f"* {e}" for e in errors)
+    return f"{len(errors)} errors occurred:\n\t{points}\n\n"
+
+
+def go_float(value: float) -> int | float:
+    """Go marshals integral float64s without a fraction; keep ints as ints."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
