@@ -1,0 +1,178 @@
+"""The one network seam every server talks through; :class:`SimNetwork` and :class:`SocketNetwork`
+implement it.
+
+Ownership: a network owns a background nursery (deliveries in the simulator, connection readers and
+outboxes live). Run it for as long as servers use it, either ``await nursery.start(net.run)`` (it
+runs until cancelled) or ``async with net: ...``. ``call``/``notify``/``send_datagram`` raise
+``RuntimeError`` when the network is not running.
+
+Listeners: ``serve_rpc`` / ``serve_datagrams`` run until cancelled (or ``close_address``). They call
+``task_status.started(address)`` with the address actually bound (different from the argument only
+for a live ":0" port). Handler tasks run inside the serve task, so cancelling it (a killed server)
+also cancels its in-flight handlers.
+
+A call to a dead address (nothing serving it, or the server died with the call in flight) raises
+:class:`Unreachable` quickly, like a refused or reset TCP connection. A call whose request or reply
+is dropped by a fault raises :class:`RpcTimeout` at its timeout, like a black-holed packet.
+
+Handler results: a reply value; ``RpcError(msg)`` arrives at the caller as ``RpcError(msg)`` with
+the same text; any other exception (or an unserialisable reply) arrives as
+``RpcError("rpc error: internal error")`` and is counted as ``handler_errors``.
+
+``stats[address]`` is a ``Counter``; receive-side counters are kept under the listener's address,
+send-side ones under the caller's ``src``. Names: ``calls_out``, ``calls_ok``, ``rpc_errors``,
+``rpc_timeouts``, ``unreachable``, ``notifies_out``, ``frames_in``, ``requests_in``,
+``notifies_in``, ``replies_out``, ``handler_errors``, ``late_replies``, ``dropped_by_fault``,
+``frames_dropped_malformed``, ``connections_dropped_garbage``, ``connections_timed_out``,
+``connections_accepted``, ``connections_open`` (a gauge), ``connections_dialed``,
+``datagrams_out``, ``datagrams_in``, ``datagrams_dropped_malformed``, ``datagram_handler_errors``.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import random
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
+
+import trio
+
+from consim.net.faults import FaultModel
+
+INTERNAL_ERROR = "rpc error: internal error"
+MAX_DATAGRAM = 65_000
+
+RpcHandler = Callable[[str, Any, str], Awaitable[Any]]
+"""async (method, args, src_address) -> reply"""
+DatagramHandler = Callable[[str, bytes], Awaitable[None] | None]
+"""(src_address, payload) -> None; may also be async."""
+
+
+class RpcError(Exception):
+    """The remote handler refused the call; ``message`` is its exact text (Consul's errors)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RpcTimeout(Exception):
+    """No reply within the timeout (request or reply lost, or the handler is slow)."""
+
+
+class Unreachable(Exception):
+    """Nothing serves the destination address (connection refused or reset)."""
+
+
+class Network(abc.ABC):
+    def __init__(self, faults: FaultModel | None = None, rng: random.Random | None = None) -> None:
+        self.faults = faults if faults is not None else FaultModel(rng)
+        # defaultdict keeps insertion order, so iterating stats is deterministic too.
+        self.stats: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._nursery: trio.Nursery | None = None
+        self._listener_scopes: dict[str, trio.CancelScope] = {}
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the background nursery until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._start_background(nursery)
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            await self._shutdown()
+
+    async def __aenter__(self) -> Self:
+        self._outer_cm = trio.open_nursery()
+        self._outer = await self._outer_cm.__aenter__()
+        await self._outer.start(self.run)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        self._outer.cancel_scope.cancel()
+        return await self._outer_cm.__aexit__(*exc)
+
+    async def _start_background(self, nursery: trio.Nursery) -> None:  # noqa: B027 - optional hook
+        """Hook: start the implementation's background tasks."""
+
+    async def _shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Hook: release resources when run() ends."""
+
+    @property
+    def running(self) -> bool:
+        return self._nursery is not None
+
+    def _require_nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError(
+                "network is not running: use `async with net:` or nursery.start(net.run)"
+            )
+        return self._nursery
+
+    # -- listeners -------------------------------------------------------------------------------
+
+    def close_address(self, address: str) -> None:
+        """Stop serving ``address`` (its serve_* task returns); calls to it then fail Unreachable."""
+        scope = self._listener_scopes.get(address)
+        if scope is not None:
+            scope.cancel()
+
+    def serving(self, address: str) -> bool:
+        return address in self._listener_scopes
+
+    def _claim(self, address: str, scope: trio.CancelScope) -> None:
+        if address in self._listener_scopes:
+            raise OSError(98, f"address already in use: {address}")
+        self._listener_scopes[address] = scope
+
+    def _release(self, address: str, scope: trio.CancelScope) -> None:
+        if self._listener_scopes.get(address) is scope:
+            del self._listener_scopes[address]
+
+    # -- the seam --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def serve_rpc(
+        self,
+        address: str,
+        handler: RpcHandler,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any: ...
+
+    @abc.abstractmethod
+    def notify(self, src: str, dst: str, method: str, args: Any) -> None: ...
+
+    @abc.abstractmethod
+    async def serve_datagrams(
+        self,
+        address: str,
+        handler: DatagramHandler,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def send_datagram(self, src: str, dst: str, payload: bytes) -> None: ...
+
+
+async def deliver_datagram(
+    handler: DatagramHandler, src: str, payload: bytes, stats: Counter[str]
+) -> None:
+    """Run a datagram handler; a failing handler is counted and never stops the listener."""
+    stats["datagrams_in"] += 1
+    try:
+        result = handler(src, payload)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        stats["datagram_handler_errors"] += 1

@@ -1,0 +1,345 @@
+"""The RPC wire protocol, shared by both networks.
+
+Dialer's first frame: ``{"consim": 1, "src": "<dialer address>"}`` (the receiver applies one-way
+faults by that source and hands it to handlers). Then every frame is ``[kind, request_id, method,
+body]`` with kind 0=request, 1=reply, 2=error (body is the message text), 3=notify (request_id 0).
+Request ids are per connection. Replies carry method "".
+
+Like Consul's net-rpc pool, a :class:`ConnectionPool` keeps one multiplexed connection per
+(src, dst) and dials again after it fails.
+
+Robustness at the edge: a frame of the wrong shape is dropped and counted
+(``frames_dropped_malformed``) and the connection stays up; bytes that are not frames (garbage,
+oversized prefix, a frame stalled past the read timeout) close that one connection and are counted
+(``connections_dropped_garbage`` / ``connections_timed_out``). Other connections are unaffected.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from consim.net.faults import FaultModel
+from consim.net.framing import (
+    DEFAULT_READ_TIMEOUT,
+    MAX_FRAME,
+    FrameError,
+    FrameReader,
+    FrameTimeout,
+    encode_frame,
+    pack,
+)
+from consim.net.network import INTERNAL_ERROR, RpcError, RpcHandler, Unreachable
+
+PROTOCOL_VERSION = 1
+KIND_REQUEST = 0
+KIND_REPLY = 1
+KIND_ERROR = 2
+KIND_NOTIFY = 3
+_KINDS = (KIND_REQUEST, KIND_REPLY, KIND_ERROR, KIND_NOTIFY)
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: int
+    request_id: int
+    method: str
+    body: Any
+
+    def to_wire(self) -> list[Any]:
+        return [self.kind, self.request_id, self.method, self.body]
+
+
+def hello(src: str) -> dict[str, Any]:
+    return {"consim": PROTOCOL_VERSION, "src": src}
+
+
+def parse_hello(obj: Any) -> str | None:
+    if isinstance(obj, dict) and obj.get("consim") == PROTOCOL_VERSION:
+        src = obj.get("src")
+        if isinstance(src, str) and src:
+            return src
+    return None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse_frame(obj: Any) -> Frame | None:
+    """A validated frame, or None for anything not of the protocol's shape."""
+    if not isinstance(obj, list) or len(obj) != 4:
+        return None
+    kind, rid, method, body = obj
+    if not _is_int(kind) or kind not in _KINDS:
+        return None
+    if not _is_int(rid) or rid < 0 or not isinstance(method, str):
+        return None
+    if kind in (KIND_REQUEST, KIND_NOTIFY) and not method:
+        return None
+    if kind == KIND_ERROR and not isinstance(body, str):
+        return None
+    return Frame(kind, rid, method, body)
+
+
+async def run_handler(
+    handler: RpcHandler, method: str, args: Any, src: str, stats: Counter[str]
+) -> tuple[int, Any]:
+    """Run one request; returns (KIND_REPLY, reply) or (KIND_ERROR, message).
+
+    The reply is test-encoded here so an unserialisable value becomes an internal error at the
+    server (as Go's codec would fail there), not a crash in the transport.
+    """
+    try:
+        reply = await handler(method, args, src)
+        pack(reply)
+    except RpcError as exc:
+        return KIND_ERROR, exc.message
+    except Exception:
+        stats["handler_errors"] += 1
+        return KIND_ERROR, INTERNAL_ERROR
+    return KIND_REPLY, reply
+
+
+class _Pending:
+    __slots__ = ("event", "kind", "body")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.kind: int | None = None
+        self.body: Any = None
+
+
+class RpcConnection:
+    """Client end of one multiplexed connection (src -> dst)."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        src: str,
+        dst: str,
+        stats: Counter[str],
+        *,
+        max_frame: int = MAX_FRAME,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        self.src, self.dst = src, dst
+        self._stream = stream
+        self._stats = stats
+        self._max_frame = max_frame
+        self._reader = FrameReader(stream, max_frame=max_frame, read_timeout=read_timeout)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._send_lock = trio.Lock()
+        self.closed = False
+        self.calls = 0
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        await self._send(hello(self.src))
+        nursery.start_soon(self._read_loop)
+
+    async def call(self, method: str, args: Any) -> Any:
+        """Send a request and wait for its reply (the caller applies the timeout)."""
+        rid = next(self._ids)
+        slot = _Pending()
+        self._pending[rid] = slot
+        self.calls += 1
+        try:
+            await self._send([KIND_REQUEST, rid, method, args])
+            await slot.event.wait()
+        finally:
+            self._pending.pop(rid, None)
+        if slot.kind == KIND_REPLY:
+            return slot.body
+        if slot.kind == KIND_ERROR:
+            raise RpcError(slot.body)
+        raise Unreachable(f"connection to {self.dst} lost")
+
+    async def notify(self, method: str, args: Any) -> None:
+        await self._send([KIND_NOTIFY, 0, method, args])
+
+    async def _send(self, obj: Any) -> None:
+        data = encode_frame(obj, self._max_frame)
+        if self.closed:
+            raise Unreachable(f"connection to {self.dst} closed")
+        async with self._send_lock:
+            try:
+                await self._stream.send_all(data)
+            except BaseException as exc:
+                # A partial write (cancelled or failed) leaves the stream unusable.
+                self._fail()
+                if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
+                    raise Unreachable(f"connection to {self.dst} failed: {exc}") from None
+                raise
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                obj = await self._reader.receive()
+                frame = parse_frame(obj)
+                if frame is None or frame.kind not in (KIND_REPLY, KIND_ERROR):
+                    self._stats["frames_dropped_malformed"] += 1
+                    continue
+                slot = self._pending.get(frame.request_id)
+                if slot is None:
+                    self._stats["late_replies"] += 1  # the caller already timed out
+                    continue
+                slot.kind, slot.body = frame.kind, frame.body
+                slot.event.set()
+        except (trio.EndOfChannel, FrameError, trio.BrokenResourceError, OSError):
+            pass
+        except trio.ClosedResourceError:
+            pass
+        finally:
+            self._fail()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)
+
+    def _fail(self) -> None:
+        """Mark closed and wake every waiter with 'connection lost'."""
+        if self.closed:
+            return
+        self.closed = True
+        for slot in self._pending.values():
+            if not slot.event.is_set():
+                slot.event.set()  # kind None -> Unreachable
+
+    async def aclose(self) -> None:
+        self._fail()
+        await trio.aclose_forcefully(self._stream)
+
+
+Dialer = Callable[[str, str], Awaitable[trio.abc.Stream]]
+
+
+class ConnectionPool:
+    """One live connection per (src, dst), dialed on first use and again after a failure."""
+
+    def __init__(
+        self,
+        dial: Dialer,
+        stats: Callable[[str], Counter[str]],
+        *,
+        max_frame: int = MAX_FRAME,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        self._dial = dial
+        self._stats = stats
+        self._max_frame = max_frame
+        self._read_timeout = read_timeout
+        self._conns: dict[tuple[str, str], RpcConnection] = {}
+        self._locks: dict[tuple[str, str], trio.Lock] = {}
+
+    def connections(self) -> list[RpcConnection]:
+        return [c for c in self._conns.values() if not c.closed]
+
+    async def get(self, src: str, dst: str, nursery: trio.Nursery) -> RpcConnection:
+        key = (src, dst)
+        conn = self._conns.get(key)
+        if conn is not None and not conn.closed:
+            return conn
+        lock = self._locks.setdefault(key, trio.Lock())
+        async with lock:
+            conn = self._conns.get(key)
+            if conn is not None and not conn.closed:
+                return conn
+            try:
+                stream = await self._dial(src, dst)
+            except OSError as exc:
+                raise Unreachable(f"dial {dst}: {exc}") from None
+            conn = RpcConnection(
+                stream,
+                src,
+                dst,
+                self._stats(src),
+                max_frame=self._max_frame,
+                read_timeout=self._read_timeout,
+            )
+            await conn.start(nursery)
+            self._stats(src)["connections_dialed"] += 1
+            self._conns[key] = conn
+            return conn
+
+    async def aclose(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
+            await c.aclose()
+
+
+async def serve_connection(
+    stream: trio.abc.Stream,
+    local: str,
+    handler: RpcHandler,
+    faults: FaultModel,
+    stats: Counter[str],
+    *,
+    max_frame: int = MAX_FRAME,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+) -> None:
+    """Serve one accepted connection until EOF, garbage or cancellation (the stream is closed).
+
+    Requests run concurrently (each in its own task, like Consul's per-request goroutines);
+    notifies run in arrival order on the reader, so keep notify handlers short.
+    """
+    reader = FrameReader(stream, max_frame=max_frame, read_timeout=read_timeout)
+    send_lock = trio.Lock()
+    stats["connections_accepted"] += 1
+    stats["connections_open"] += 1
+
+    async def reply(src: str, frame: Frame) -> None:
+        kind, body = await run_handler(handler, frame.method, frame.body, src, stats)
+        if not faults.allowed(local, src):
+            stats["dropped_by_fault"] += 1
+            return
+        data = encode_frame([kind, frame.request_id, "", body], max_frame)
+        async with send_lock:
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+        stats["replies_out"] += 1
+
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                src = parse_hello(await reader.receive())
+                if src is None:
+                    stats["frames_dropped_malformed"] += 1
+                    stats["connections_dropped_garbage"] += 1
+                    return
+                while True:
+                    obj = await reader.receive()
+                    stats["frames_in"] += 1
+                    frame = parse_frame(obj)
+                    if frame is None or frame.kind not in (KIND_REQUEST, KIND_NOTIFY):
+                        stats["frames_dropped_malformed"] += 1
+                        continue
+                    if not faults.allowed(src, local):
+                        # One-way blocks are enforced here, by the dialer's declared source.
+                        stats["dropped_by_fault"] += 1
+                        continue
+                    if frame.kind == KIND_REQUEST:
+                        stats["requests_in"] += 1
+                        nursery.start_soon(reply, src, frame)
+                    else:
+                        stats["notifies_in"] += 1
+                        await run_handler(handler, frame.method, frame.body, src, stats)
+            except trio.EndOfChannel:
+                pass
+            except FrameTimeout:
+                stats["connections_timed_out"] += 1
+            except FrameError:
+                stats["connections_dropped_garbage"] += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            # The peer is gone or misbehaved: abandon its in-flight requests too.
+            nursery.cancel_scope.cancel()
+    finally:
+        stats["connections_open"] -= 1
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
