@@ -44,8 +44,9 @@ def parse_duration(text: str) -> float:
         raise GoError(f"time: invalid duration {quoted}")
     total = 0
     while s:
-        m = _COMPONENT.match(s)
-        num, unit = m.group(1), m.group(2) if m else ("", "")
+        m = _COMPONENT.match(s)  # always matches (both groups may be empty)
+        assert m is not None
+        num, unit = m.group(1), m.group(2)
         if num in ("", "."):
             raise GoError(f"time: invalid duration {quoted}")
         if not unit:
