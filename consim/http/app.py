@@ -29,6 +29,7 @@ from consim.http.agent import Agent, RpcError
 from consim.http.golike import (
     GoError,
     atoi,
+    decode_json_value,
     format_duration,
     marshal_json,
     multierror,
@@ -269,16 +270,7 @@ def _decode_keyring_body(raw: bytes) -> dict[str, Any]:
 
     Raises GoError with the decoder's text. Go matches field names case-insensitively.
     """
-    text = raw.decode("utf-8", errors="replace")
-    if not text.strip():
-        raise GoError("EOF")
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(text.lstrip())
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.lstrip()):
-            raise GoError("unexpected EOF") from None
-        ch = text.lstrip()[exc.pos]
-        raise GoError(f"invalid character {_go_char(ch)} looking for beginning of value") from None
+    obj = decode_json_value(raw)
     if obj is None:
         return {}
     if not isinstance(obj, dict):
@@ -307,12 +299,6 @@ def _decode_keyring_body(raw: bytes) -> dict[str, Any]:
             )
         out[field] = value
     return out
-
-
-def _go_char(ch: str) -> str:
-    if ch == "'":
-        return "'\\''"
-    return f"'{ch}'"
 
 
 def _go_kind(value: Any) -> str:
@@ -403,18 +389,9 @@ def _autopilot_out(reply: dict[str, Any]) -> dict[str, Any]:
 def _decode_autopilot(raw: bytes) -> dict[str, Any]:
     """Go's decode of api.AutopilotConfiguration (unknown fields rejected; durations as Go
     strings or numbers of nanoseconds). Missing fields take Go zero values, as in Consul."""
-    text = raw.decode("utf-8", errors="replace")
-    if not text.strip():
-        raise GoError("EOF")
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        stripped = text.lstrip()
-        if exc.pos >= len(text):
-            raise GoError("unexpected EOF") from None
-        raise GoError(
-            f"invalid character {_go_char(text[exc.pos] if stripped else ' ')} looking for beginning of value"
-        ) from None
+    obj = decode_json_value(raw)
+    if obj is None:  # Go decodes null into a struct as a no-op
+        obj = {}
     if not isinstance(obj, dict):
         raise GoError(
             f"json: cannot unmarshal {_go_kind(obj)} into Go value of type api.AutopilotConfiguration"

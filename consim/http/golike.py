@@ -169,3 +169,56 @@ def go_float(value: float) -> int | float:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return value
+
+
+_CONTEXT = {
+    "Expecting value": "looking for beginning of value",
+    "Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+    "Expecting ':' delimiter": "after object key",
+}
+
+
+def decode_json_value(data: bytes) -> Any:
+    """Go's ``json.NewDecoder(r).Decode(&v)``: the first JSON value; trailing data is ignored.
+
+    Raises :class:`GoError` with the decoder's text (``EOF``, ``unexpected EOF``,
+    ``invalid character 'x' looking for beginning of value``...).
+    """
+    text = data.decode("utf-8", errors="replace")
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
+        raise GoError("EOF")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text) or exc.msg.startswith("Unterminated string"):
+            raise GoError("unexpected EOF") from None
+        ch = text[exc.pos]
+        if exc.msg == "Expecting ',' delimiter":
+            opener = _innermost_open(text[: exc.pos])
+            where = "after array element" if opener == "[" else "after object key:value pair"
+        else:
+            where = _CONTEXT.get(exc.msg, "looking for beginning of value")
+        shown = "'\\''" if ch == "'" else f"'{ch}'"
+        raise GoError(f"invalid character {shown} {where}") from None
+    return value
+
+
+def _innermost_open(prefix: str) -> str:
+    depth: list[str] = []
+    in_str = esc = False
+    for ch in prefix:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth.append(ch)
+        elif ch in "]}" and depth:
+            depth.pop()
+    return depth[-1] if depth else ""
