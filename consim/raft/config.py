@@ -1,0 +1,39 @@
+"""Raft timing and sizing knobs (hashicorp/raft ``Config``), in seconds.
+
+Consul multiplies the base timings by ``raft_multiplier`` (default 5; production advice 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+# Consul's default raft_multiplier.
+DEFAULT_MULTIPLIER = 5
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    heartbeat_timeout: float = 1.0 * DEFAULT_MULTIPLIER
+    election_timeout: float = 1.0 * DEFAULT_MULTIPLIER
+    leader_lease_timeout: float = 0.5 * DEFAULT_MULTIPLIER
+    commit_timeout: float = 0.05
+    max_append_entries: int = 64
+    snapshot_threshold: int = 8192
+    trailing_logs: int = 10240
+    # How many AppendEntries batches the leader keeps in flight per follower (pipelining).
+    max_inflight: int = 8
+
+    @classmethod
+    def for_multiplier(cls, multiplier: float = DEFAULT_MULTIPLIER, **overrides: Any) -> RaftConfig:
+        base = cls(
+            heartbeat_timeout=1.0 * multiplier,
+            election_timeout=1.0 * multiplier,
+            leader_lease_timeout=0.5 * multiplier,
+        )
+        return replace(base, **overrides) if overrides else base
+
+    @property
+    def heartbeat_interval(self) -> float:
+        # hashicorp/raft: the leader sends heartbeats every HeartbeatTimeout/10.
+        return self.heartbeat_timeout / 10

@@ -1,0 +1,1376 @@
+"""The sans-IO Raft core: a pure state machine with hashicorp/raft's behaviour.
+
+The driver feeds it messages (:meth:`RaftCore.step`) and time (:meth:`RaftCore.tick`); every call
+takes ``now`` (seconds). The core never reads a clock, never does I/O and draws randomness only from
+the ``random.Random`` it was given. Its output is collected in a :class:`Ready` drained by
+:meth:`RaftCore.ready`.
+
+Driver contract for one ``Ready`` (the order matters for safety):
+
+1. persist, in this order: ``hard_state`` -> ``truncate_from`` (truncate_suffix) -> ``entries``
+   (append) -> ``snapshot`` (installed from the leader; also restore the FSM from it) ->
+   ``local_snapshot`` (save_snapshot) -> ``compact_through`` (compact_prefix);
+2. only then send ``messages`` (a vote or an AppendEntries success must never leave before the
+   term/vote/entries it promises are durable);
+3. then apply ``committed`` to the FSM in order (all entry types are handed out; the FSM ignores
+   NOOP/BARRIER/CONFIGURATION as it likes), and resolve ``verifications``; record ``events``.
+
+Drain ``ready()`` after every ``step``/``tick``/API call (the simplest correct driver does this).
+
+Event kinds (``RaftEvent.kind``), stable; messages follow hashicorp/raft's log lines:
+
+- ``role_change``: "entering follower state" / "entering candidate state" / "entering leader state"
+  with ``{"follower"|"node"|"leader": "Node at ADDR [Role]", ...}``
+- ``election_timeout``: "heartbeat timeout reached, starting election" (follower) or
+  "Election timeout reached, restarting election" (candidate)
+- ``pre_vote``: "pre-vote successful, starting election"
+- ``election_won``: "election won" ``{term, tally}``
+- ``leader_lost``: "failed to contact quorum of nodes, stepping down"
+- ``leader_change``: ``{leader_id, leader_address, term}`` whenever the known leader changes
+- ``term_change``: ``{term, previous}``
+- ``config_change``: "updating configuration" ``{command, server_id, server_address, servers, index}``
+- ``removed``: "removed ourself, transitioning to follower"
+- ``transfer``: leadership transfer started / finished / timed out ``{target, outcome}``
+- ``snapshot``: "snapshot complete up to" ``{index, term, compacted_through}``
+- ``install_snapshot``: "Installed remote snapshot" ``{index, term, leader}``
+- ``ignored_message``: a message that was dropped ``{reason, type, from}`` (also counted in
+  ``counters``); level DEBUG so it does not drown the log
+
+Errors: :class:`RaftError` base; :class:`NotLeader` (``leader_id``, ``leader_address``) for leader-only
+calls on a non-leader; a configuration change while another is uncommitted raises
+``RaftError("configuration changed since C (latest is L)")`` (hashicorp's wording, with C the
+committed and L the latest configuration index); ``RaftError("leadership transfer in progress")``
+for writes during a transfer; ``RaftError("cannot find peer")`` for a transfer with no other voter;
+``RaftError("cannot find peer <id>")`` for an unknown or non-voting transfer target.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from consim.raft.config import RaftConfig
+from consim.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+    TimeoutNowResponse,
+    message_from_wire,
+)
+from consim.raft.types import (
+    Configuration,
+    EntryType,
+    HardState,
+    LogEntry,
+    MalformedMessage,
+    PersistentState,
+    Role,
+    Server,
+    Snapshot,
+    SnapshotMeta,
+    Suffrage,
+)
+
+__all__ = [
+    "NotLeader",
+    "Outbound",
+    "RaftCore",
+    "RaftError",
+    "RaftEvent",
+    "Ready",
+    "check_configuration",
+    "decode_configuration",
+    "encode_configuration",
+    "format_duration",
+    "new_node_id",
+]
+
+
+class RaftError(Exception):
+    """A Raft API call was refused."""
+
+
+class NotLeader(RaftError):
+    def __init__(self, leader_id: str | None, leader_address: str | None) -> None:
+        super().__init__("node is not the leader")
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+
+
+@dataclass(frozen=True)
+class RaftEvent:
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    level: str = "INFO"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Outbound:
+    to_id: str
+    to_address: str
+    message: Message
+
+
+@dataclass
+class Ready:
+    hard_state: HardState | None = None
+    truncate_from: int | None = None
+    entries: list[LogEntry] = field(default_factory=list)
+    snapshot: Snapshot | None = None  # installed from the leader
+    compact_through: int | None = None
+    messages: list[Outbound] = field(default_factory=list)
+    committed: list[LogEntry] = field(default_factory=list)
+    verifications: list[tuple[int, bool]] = field(default_factory=list)
+    events: list[RaftEvent] = field(default_factory=list)
+    local_snapshot: Snapshot | None = None  # taken by this server (snapshot_taken)
+
+    def empty(self) -> bool:
+        return not (
+            self.hard_state
+            or self.truncate_from is not None
+            or self.entries
+            or self.snapshot
+            or self.local_snapshot
+            or self.compact_through is not None
+            or self.messages
+            or self.committed
+            or self.verifications
+            or self.events
+        )
+
+
+def new_node_id(rng: random.Random) -> str:
+    """A Consul-style node id (``adf4238a-882b-9ddc-4a9d-5b6758e4159e``) drawn from ``rng``."""
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def encode_configuration(configuration: Configuration) -> bytes:
+    return msgpack.packb(configuration.to_wire(), use_bin_type=True)
+
+
+def decode_configuration(data: bytes) -> Configuration:
+    try:
+        return Configuration.from_wire(msgpack.unpackb(data, raw=False))
+    except MalformedMessage:
+        raise
+    except Exception as exc:  # msgpack raises several types on garbage
+        raise MalformedMessage(f"bad configuration entry: {exc!r}") from None
+
+
+def go_server(s: Server) -> str:
+    """Go's ``%v`` of a hashicorp ``Server`` struct (used in Consul's error texts)."""
+    return f"{{{s.suffrage.value} {s.id} {s.address}}}"
+
+
+def go_configuration(c: Configuration) -> str:
+    return "{[" + " ".join(go_server(s) for s in c.servers) + "]}"
+
+
+def check_configuration(configuration: Configuration) -> str | None:
+    """hashicorp/raft ``checkConfiguration``: the error text, or None when valid."""
+    ids: set[str] = set()
+    addresses: set[str] = set()
+    voters = 0
+    for s in configuration.servers:
+        if s.id == "":
+            return f"empty ID in configuration: {go_configuration(configuration)}"
+        if s.address == "":
+            return f"empty address in configuration: {go_server(s)}"
+        if s.id in ids:
+            return f"found duplicate ID in configuration: {s.id}"
+        ids.add(s.id)
+        if s.address in addresses:
+            return f"found duplicate address in configuration: {s.address}"
+        addresses.add(s.address)
+        if s.is_voter:
+            voters += 1
+    if voters == 0:
+        return f"need at least one voter in configuration: {go_configuration(configuration)}"
+    return None
+
+
+def format_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String()`` for the common ranges (``12.345ms``, ``1.5s``, ``2m3s``)."""
+    ns = round(seconds * 1e9)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+
+    def frac(value: int, unit: int) -> str:
+        whole, rest = divmod(value, unit)
+        if rest == 0:
+            return str(whole)
+        digits = len(str(unit)) - 1
+        return f"{whole}.{rest:0{digits}d}".rstrip("0")
+
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{frac(ns, 1_000)}µs"
+    if ns < 1_000_000_000:
+        return f"{sign}{frac(ns, 1_000_000)}ms"
+    out = ""
+    hours, ns = divmod(ns, 3600 * 1_000_000_000)
+    minutes, ns = divmod(ns, 60 * 1_000_000_000)
+    if hours:
+        out += f"{hours}h"
+    if hours or minutes:
+        out += f"{minutes}m"
+    return f"{sign}{out}{frac(ns, 1_000_000_000)}s"
+
+
+class _Progress:
+    """What the leader knows about one follower (hashicorp ``followerReplication``)."""
+
+    __slots__ = ("next_index", "match_index", "last_contact", "last_sent", "snapshot_sent_at")
+
+    def __init__(self, next_index: int, now: float) -> None:
+        self.next_index = next_index
+        self.match_index = 0
+        self.last_contact = now
+        self.last_sent = -1e18
+        self.snapshot_sent_at: float | None = None
+
+
+class RaftCore:
+    def __init__(
+        self,
+        server_id: str,
+        address: str,
+        state: PersistentState,
+        config: RaftConfig,
+        rng: random.Random,
+        now: float,
+        protocol_version: int = 3,
+    ) -> None:
+        self.id = server_id
+        self.address = address
+        self.cfg = config
+        self.rng = rng
+        self.protocol_version = protocol_version
+        self.counters: dict[str, int] = {
+            "ignored_messages": 0,
+            "stale_term": 0,
+            "unknown_sender": 0,
+            "malformed": 0,
+            "duplicate_leader": 0,
+            "elections": 0,
+        }
+        self._ready = Ready()
+        self._now = now
+
+        self._term = state.hard_state.current_term
+        self._voted_for = state.hard_state.voted_for
+        snap = state.snapshot
+        self._snapshot = snap
+        snap_index = snap.meta.index if snap else 0
+        entries = list(state.entries)
+        if entries and entries[0].index > snap_index + 1:
+            raise RaftError(f"log starts at {entries[0].index} after snapshot {snap_index}")
+        for a, b in zip(entries, entries[1:], strict=False):
+            if b.index != a.index + 1:
+                raise RaftError("stored log is not contiguous")
+        # The log holds entries (offset, offset+len]; offset_term is the term at offset, or None
+        # when that entry was compacted without a snapshot at exactly that index.
+        self._log: list[LogEntry] = entries
+        self._offset = entries[0].index - 1 if entries else snap_index
+        if snap and self._offset == snap.meta.index:
+            self._offset_term: int | None = snap.meta.term
+        elif self._offset == 0:
+            self._offset_term = 0
+        else:
+            self._offset_term = None
+
+        # Everything covered by a snapshot is committed and already in the FSM the driver restores.
+        self._commit = snap_index
+        self._applied = snap_index
+
+        self._role = Role.FOLLOWER
+        self._leader_id: str | None = None
+        self._leader_address: str | None = None
+        self._last_contact: float | None = None
+        self._timer = now + self._random_timeout(config.heartbeat_timeout)
+
+        # Configurations: (index, configuration) of every CONFIGURATION entry still in the log,
+        # plus the snapshot's; latest = last, committed = last with index <= commit.
+        self._configs: list[tuple[int, Configuration]] = []
+        if snap:
+            self._configs.append((snap.meta.configuration_index, snap.meta.configuration))
+        for e in entries:
+            if e.type is EntryType.CONFIGURATION and e.index > snap_index:
+                self._configs.append((e.index, decode_configuration(e.data)))
+
+        # Candidate state.
+        self._pre_vote = False
+        self._votes: dict[str, bool] = {}
+        self._transfer_election = False
+        # Leader state.
+        self._progress: dict[str, _Progress] = {}
+        self._seq = 0
+        self._lease_check_at = 0.0
+        self._verify_next = 1
+        self._verify_rounds: dict[int, tuple[int, list[str]]] = {}
+        self._transfer_target: str | None = None
+        self._transfer_deadline = 0.0
+        self._transfer_sent = False
+
+    # ------------------------------------------------------------------ read-only properties
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def voted_for(self) -> str | None:
+        return self._voted_for
+
+    @property
+    def leader_id(self) -> str | None:
+        return self._leader_id
+
+    @property
+    def leader_address(self) -> str | None:
+        return self._leader_address
+
+    @property
+    def commit_index(self) -> int:
+        return self._commit
+
+    @property
+    def applied_index(self) -> int:
+        """Last index handed out in ``Ready.committed`` (or restored from a snapshot)."""
+        return self._applied
+
+    @property
+    def last_index(self) -> int:
+        return self._offset + len(self._log)
+
+    @property
+    def last_term(self) -> int:
+        if self._log:
+            return self._log[-1].term
+        if self._snapshot and self._snapshot.meta.index == self._offset:
+            return self._snapshot.meta.term
+        return self._offset_term or 0
+
+    @property
+    def first_index(self) -> int:
+        return self._offset + 1
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    @property
+    def configuration(self) -> Configuration:
+        return self._committed_config()[1]
+
+    @property
+    def configuration_index(self) -> int:
+        return self._committed_config()[0]
+
+    @property
+    def latest_configuration(self) -> Configuration:
+        return self._configs[-1][1] if self._configs else Configuration()
+
+    @property
+    def latest_configuration_index(self) -> int:
+        return self._configs[-1][0] if self._configs else 0
+
+    @property
+    def last_contact(self) -> float | None:
+        return self._last_contact
+
+    def entry(self, index: int) -> LogEntry | None:
+        """The log entry at ``index`` if still held (not compacted)."""
+        if self._offset < index <= self.last_index:
+            return self._log[index - self._offset - 1]
+        return None
+
+    def entries_from(self, index: int) -> list[LogEntry]:
+        return self._log[max(0, index - self._offset - 1) :]
+
+    def term_at(self, index: int) -> int | None:
+        """Term of the entry at ``index``; None when unknown (compacted or beyond the log)."""
+        if index == 0:
+            return 0
+        if index == self._offset:
+            return self._offset_term
+        if self._snapshot and index == self._snapshot.meta.index:
+            return self._snapshot.meta.term
+        e = self.entry(index)
+        return e.term if e else None
+
+    def stats(self, now: float) -> dict[str, str]:
+        if self._role is Role.LEADER:
+            contact = "0"
+        elif self._last_contact is None:
+            contact = "never"
+        else:
+            contact = format_duration(now - self._last_contact)
+        latest = self.latest_configuration
+        snap = self._snapshot
+        return {
+            "state": self._role.value,
+            "term": str(self._term),
+            "last_log_index": str(self.last_index),
+            "last_log_term": str(self.last_term),
+            "commit_index": str(self._commit),
+            "applied_index": str(self._applied),
+            "fsm_pending": "0",
+            "last_snapshot_index": str(snap.meta.index if snap else 0),
+            "last_snapshot_term": str(snap.meta.term if snap else 0),
+            "latest_configuration": "["
+            + ", ".join(
+                f"{{Suffrage:{s.suffrage.value} ID:{s.id} Address:{s.address}}}"
+                for s in latest.servers
+            )
+            + "]",
+            "latest_configuration_index": str(self.latest_configuration_index),
+            "num_peers": str(sum(1 for s in latest.voters() if s.id != self.id)),
+            "last_contact": contact,
+            "protocol_version": str(self.protocol_version),
+            "protocol_version_min": "0",
+            "protocol_version_max": "3",
+            "snapshot_version_min": "0",
+            "snapshot_version_max": "1",
+        }
+
+    # ------------------------------------------------------------------ driver API
+
+    def ready(self) -> Ready:
+        """Drain everything produced since the last call (see the module docstring for order)."""
+        if self._role is Role.LEADER:
+            self._replicate_all(force=False, now=self._now)
+        self._hand_out_committed()
+        out, self._ready = self._ready, Ready()
+        return out
+
+    def has_ready(self) -> bool:
+        return not self._ready.empty() or self._commit > self._applied
+
+    def bootstrap(self, configuration: Configuration) -> None:
+        """hashicorp ``BootstrapCluster``: CONFIGURATION entry at index 1, term 1."""
+        if self._term != 0 or self._log or self._snapshot is not None:
+            raise RaftError("bootstrap only works on new clusters")
+        err = check_configuration(configuration)
+        if err:
+            raise RaftError(err)
+        entry = LogEntry(1, 1, EntryType.CONFIGURATION, encode_configuration(configuration))
+        self._set_term(1, None)
+        self._append([entry])
+        self._configs.append((1, configuration))
+
+    def next_deadline(self) -> float:
+        if self._role is not Role.LEADER:
+            return self._timer
+        hb = self.cfg.heartbeat_interval
+        t = self._lease_check_at
+        for p in self._progress.values():
+            t = min(t, p.last_sent + hb)
+        if self._transfer_target is not None:
+            t = min(t, self._transfer_deadline)
+        return t
+
+    def tick(self, now: float) -> None:
+        self._now = now
+        if self._role is Role.LEADER:
+            self._tick_leader(now)
+        elif now >= self._timer:
+            if self._role is Role.FOLLOWER:
+                # hashicorp re-arms while the leader was heard within HeartbeatTimeout.
+                if (
+                    self._last_contact is not None
+                    and now - self._last_contact < self.cfg.heartbeat_timeout
+                ):
+                    self._timer = now + self._random_timeout(self.cfg.heartbeat_timeout)
+                    return
+                self._follower_timeout(now)
+            else:
+                self._event(
+                    "election_timeout",
+                    {"term": self._term},
+                    "WARN",
+                    "Election timeout reached, restarting election",
+                )
+                self._start_election(now, pre_vote=True)
+
+    def step(self, src_id: str, message: Message, now: float) -> None:
+        """Handle one message; anything stale, unknown or ill-formed is ignored and counted."""
+        self._now = now
+        try:
+            self._step(src_id, message, now)
+        except (MalformedMessage, TypeError, AttributeError, ValueError) as exc:
+            # Defensive: a driver handing us a bad object must not take the core down.
+            self._ignore("malformed", message, src_id, str(exc))
+
+    def step_wire(self, src_id: str, obj: Any, now: float) -> None:
+        """Decode a wire message (``message_from_wire``) and step it; malformed input is counted."""
+        try:
+            msg = message_from_wire(obj)
+        except MalformedMessage as exc:
+            self._ignore("malformed", obj, src_id, str(exc))
+            return
+        self.step(src_id, msg, now)
+
+    def propose(self, data: bytes, now: float) -> int:
+        self._now = now
+        self._check_writable()
+        return self._leader_append(EntryType.COMMAND, data)
+
+    def barrier(self, now: float) -> int:
+        self._now = now
+        self._check_writable()
+        return self._leader_append(EntryType.BARRIER, b"")
+
+    def add_voter(self, server_id: str, address: str, now: float) -> int:
+        return self._change_config("AddVoter", server_id, address, now)
+
+    def add_nonvoter(self, server_id: str, address: str, now: float) -> int:
+        return self._change_config("AddNonvoter", server_id, address, now)
+
+    def remove_server(self, server_id: str, now: float) -> int:
+        return self._change_config("RemoveServer", server_id, "", now)
+
+    def demote_voter(self, server_id: str, now: float) -> int:
+        return self._change_config("DemoteVoter", server_id, "", now)
+
+    def transfer_leadership(self, target_id: str | None, now: float) -> str:
+        self._now = now
+        self._check_writable()
+        latest = self.latest_configuration
+        if target_id is None:
+            candidates = [s for s in latest.voters() if s.id != self.id]
+            if not candidates:
+                raise RaftError("cannot find peer")
+            # The most up-to-date voter, ties broken by configuration order.
+            best = max(
+                candidates,
+                key=lambda s: self._progress[s.id].match_index if s.id in self._progress else 0,
+            )
+            target_id = best.id
+        elif target_id == self.id or not latest.has_vote(target_id):
+            raise RaftError(f"cannot find peer {target_id}")
+        self._transfer_target = target_id
+        self._transfer_deadline = now + self.cfg.election_timeout
+        self._transfer_sent = False
+        self._event(
+            "transfer",
+            {"target": target_id, "outcome": "started"},
+            "INFO",
+            "starting leadership transfer",
+        )
+        self._maybe_send_timeout_now(now)
+        return target_id
+
+    def verify_leader(self, now: float) -> int:
+        self._now = now
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_id, self._leader_address)
+        req = self._verify_next
+        self._verify_next += 1
+        acks = [self.id] if self.latest_configuration.has_vote(self.id) else []
+        # Only answers to heartbeats sent from now on count.
+        self._verify_rounds[req] = (self._seq + 1, acks)
+        if not self._check_verify(req):
+            for pid in self._progress:
+                self._send_append(pid, now, heartbeat=True)
+        return req
+
+    def should_snapshot(self) -> bool:
+        snap_index = self._snapshot.meta.index if self._snapshot else 0
+        return self._applied - snap_index >= self.cfg.snapshot_threshold
+
+    def snapshot_taken(self, index: int, data: bytes) -> None:
+        """The driver snapshotted its FSM at ``index`` (<= applied); record it and compact."""
+        snap_index = self._snapshot.meta.index if self._snapshot else 0
+        if index <= snap_index:
+            return
+        if index > self._applied:
+            raise RaftError(f"snapshot index {index} beyond applied index {self._applied}")
+        term = self.term_at(index)
+        if term is None:
+            raise RaftError(f"no log entry at snapshot index {index}")
+        cindex, conf = self._config_at(index)
+        snap = Snapshot(SnapshotMeta(index, term, conf, cindex), data)
+        self._snapshot = snap
+        self._ready.local_snapshot = snap
+        compact = min(index, self.last_index - self.cfg.trailing_logs)
+        if compact > self._offset:
+            self._compact_through(compact)
+        self._event(
+            "snapshot",
+            {"index": index, "term": term, "compacted_through": self._offset},
+            "INFO",
+            "snapshot complete up to",
+        )
+
+    # ------------------------------------------------------------------ internals: helpers
+
+    def _random_timeout(self, base: float) -> float:
+        return base + self.rng.random() * base
+
+    def _node_str(self) -> str:
+        return f"Node at {self.address} [{self._role.value}]"
+
+    def _event(self, kind: str, fields: dict[str, Any], level: str, message: str) -> None:
+        self._ready.events.append(RaftEvent(kind, fields, level, message))
+
+    def _ignore(self, reason: str, message: Any, src: str, detail: str = "") -> None:
+        self.counters["ignored_messages"] += 1
+        if reason in self.counters:
+            self.counters[reason] += 1
+        mtype = type(message).__name__
+        if isinstance(message, dict):
+            mtype = str(message.get("type"))
+        fields = {"reason": reason, "type": mtype, "from": src}
+        if detail:
+            fields["detail"] = detail
+        self._event("ignored_message", fields, "DEBUG", "ignoring message")
+
+    def _address_of(self, server_id: str) -> str:
+        for _, conf in reversed(self._configs):
+            s = conf.get(server_id)
+            if s is not None:
+                return s.address
+        if server_id == self._leader_id and self._leader_address:
+            return self._leader_address
+        return ""
+
+    def _send(self, to_id: str, message: Message) -> None:
+        self._ready.messages.append(Outbound(to_id, self._address_of(to_id), message))
+
+    def _committed_config(self) -> tuple[int, Configuration]:
+        for idx, conf in reversed(self._configs):
+            if idx <= self._commit:
+                return idx, conf
+        return 0, Configuration()
+
+    def _config_at(self, index: int) -> tuple[int, Configuration]:
+        for idx, conf in reversed(self._configs):
+            if idx <= index:
+                return idx, conf
+        return 0, Configuration()
+
+    def _set_term(self, term: int, voted_for: str | None) -> None:
+        if term != self._term:
+            self._event(
+                "term_change", {"term": term, "previous": self._term}, "DEBUG", "term changed"
+            )
+        self._term = term
+        self._voted_for = voted_for
+        self._ready.hard_state = HardState(term, voted_for)
+
+    def _set_leader(self, leader_id: str | None, leader_address: str | None) -> None:
+        if leader_id == self._leader_id and leader_address == self._leader_address:
+            return
+        self._leader_id = leader_id
+        self._leader_address = leader_address
+        self._event(
+            "leader_change",
+            {
+                "leader_id": leader_id or "",
+                "leader_address": leader_address or "",
+                "term": self._term,
+            },
+            "DEBUG",
+            "leader changed",
+        )
+
+    def _append(self, entries: list[LogEntry]) -> None:
+        self._log.extend(entries)
+        self._ready.entries.extend(entries)
+
+    def _truncate_from(self, index: int) -> None:
+        """Drop entries >= index (a conflicting suffix, never committed ones)."""
+        assert index > self._commit, "raft: truncating committed entries"
+        del self._log[index - self._offset - 1 :]
+        r = self._ready
+        r.entries = [e for e in r.entries if e.index < index]
+        r.truncate_from = index if r.truncate_from is None else min(r.truncate_from, index)
+        while self._configs and self._configs[-1][0] >= index:
+            self._configs.pop()
+
+    def _compact_through(self, index: int) -> None:
+        term = self.term_at(index)
+        del self._log[: index - self._offset]
+        self._offset = index
+        self._offset_term = term
+        r = self._ready
+        r.compact_through = index if r.compact_through is None else max(r.compact_through, index)
+
+    def _hand_out_committed(self) -> None:
+        if self._commit > self._applied:
+            start = self._applied + 1
+            batch = self._log[start - self._offset - 1 : self._commit - self._offset]
+            self._ready.committed.extend(batch)
+            self._applied = self._commit
+
+    def _is_up_to_date(self, last_index: int, last_term: int) -> bool:
+        return (last_term, last_index) >= (self.last_term, self.last_index)
+
+    # ------------------------------------------------------------------ roles
+
+    def _become_follower(
+        self, now: float, leader_id: str | None, leader_address: str | None
+    ) -> None:
+        was = self._role
+        if was is Role.LEADER:
+            self._abort_leader_state()
+        self._role = Role.FOLLOWER
+        self._pre_vote = False
+        self._votes = {}
+        self._timer = now + self._random_timeout(self.cfg.heartbeat_timeout)
+        self._set_leader(leader_id, leader_address)
+        if was is not Role.FOLLOWER:
+            self._event(
+                "role_change",
+                {
+                    "follower": self._node_str(),
+                    "leader-address": leader_address or "",
+                    "leader-id": leader_id or "",
+                },
+                "INFO",
+                "entering follower state",
+            )
+
+    def _abort_leader_state(self) -> None:
+        for req in list(self._verify_rounds):
+            self._ready.verifications.append((req, False))
+        self._verify_rounds.clear()
+        self._progress.clear()
+        if self._transfer_target is not None:
+            self._event(
+                "transfer",
+                {"target": self._transfer_target, "outcome": "stepped_down"},
+                "INFO",
+                "leadership transfer ended: stepped down",
+            )
+        self._transfer_target = None
+
+    def _follower_timeout(self, now: float) -> None:
+        latest = self.latest_configuration
+        if not latest.has_vote(self.id):
+            # hashicorp: non-voters and servers outside the configuration never campaign.
+            self._timer = now + self._random_timeout(self.cfg.heartbeat_timeout)
+            if self._leader_id is not None:
+                self._set_leader(None, None)
+            return
+        self._event(
+            "election_timeout",
+            {
+                "last-leader-addr": self._leader_address or "",
+                "last-leader-id": self._leader_id or "",
+            },
+            "WARN",
+            "heartbeat timeout reached, starting election",
+        )
+        self._set_leader(None, None)
+        self._start_election(now, pre_vote=True)
+
+    def _start_election(self, now: float, pre_vote: bool, transfer: bool = False) -> None:
+        was = self._role
+        self._role = Role.CANDIDATE
+        self._pre_vote = pre_vote
+        self._transfer_election = transfer
+        self._votes = {}
+        self._timer = now + self._random_timeout(self.cfg.election_timeout)
+        self.counters["elections"] += 1
+        if not pre_vote:
+            self._set_term(self._term + 1, self.id)
+        if was is not Role.CANDIDATE or not pre_vote:
+            self._event(
+                "role_change",
+                {"node": self._node_str(), "term": self._term + (1 if pre_vote else 0)},
+                "INFO",
+                "entering candidate state",
+            )
+        self._votes[self.id] = True
+        term = self._term + 1 if pre_vote else self._term
+        rv = RequestVote(term, self.id, self.last_index, self.last_term, pre_vote, transfer)
+        for s in self.latest_configuration.voters():
+            if s.id != self.id:
+                self._send(s.id, rv)
+        self._check_votes(now)
+
+    def _check_votes(self, now: float) -> None:
+        conf = self.latest_configuration
+        tally = sum(1 for sid, ok in self._votes.items() if ok and conf.has_vote(sid))
+        if tally < conf.quorum_size():
+            return
+        if self._pre_vote:
+            self._event(
+                "pre_vote",
+                {"term": self._term + 1, "tally": tally},
+                "INFO",
+                "pre-vote successful, starting election",
+            )
+            self._start_election(now, pre_vote=False)
+        else:
+            self._event(
+                "election_won", {"term": self._term, "tally": tally}, "INFO", "election won"
+            )
+            self._become_leader(now)
+
+    def _become_leader(self, now: float) -> None:
+        self._role = Role.LEADER
+        self._votes = {}
+        self._last_contact = None
+        self._set_leader(self.id, self.address)
+        self._event("role_change", {"leader": self._node_str()}, "INFO", "entering leader state")
+        self._progress = {}
+        for s in self.latest_configuration.servers:
+            if s.id != self.id:
+                self._progress[s.id] = _Progress(self.last_index + 1, now)
+        self._lease_check_at = now + self.cfg.leader_lease_timeout
+        self._append([LogEntry(self.last_index + 1, self._term, EntryType.NOOP)])
+        self._replicate_all(force=True, now=now)
+        self._maybe_commit(now)
+
+    # ------------------------------------------------------------------ leader
+
+    def _check_writable(self) -> None:
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader_id, self._leader_address)
+        if self._transfer_target is not None:
+            raise RaftError("leadership transfer in progress")
+
+    def _leader_append(self, etype: EntryType, data: bytes) -> int:
+        index = self.last_index + 1
+        self._append([LogEntry(index, self._term, etype, data)])
+        # A single-voter cluster commits on its own.
+        self._maybe_commit(None)
+        return index
+
+    def _change_config(self, command: str, server_id: str, address: str, now: float) -> int:
+        self._now = now
+        self._check_writable()
+        cindex = self.configuration_index
+        lindex = self.latest_configuration_index
+        if cindex != lindex:
+            raise RaftError(f"configuration changed since {cindex} (latest is {lindex})")
+        current = self.latest_configuration
+        servers = list(current.servers)
+        pos = next((i for i, s in enumerate(servers) if s.id == server_id), None)
+        if command == "AddVoter":
+            new = Server(server_id, address, Suffrage.VOTER)
+            if pos is None:
+                servers.append(new)
+            elif servers[pos].is_voter:
+                servers[pos] = Server(server_id, address, Suffrage.VOTER)
+            else:
+                servers[pos] = new
+        elif command == "AddNonvoter":
+            new = Server(server_id, address, Suffrage.NONVOTER)
+            if pos is None:
+                servers.append(new)
+            elif servers[pos].is_voter:
+                # hashicorp keeps an existing voter's suffrage and only updates the address.
+                servers[pos] = Server(server_id, address, Suffrage.VOTER)
+            else:
+                servers[pos] = new
+        elif command == "DemoteVoter":
+            if pos is not None:
+                s = servers[pos]
+                servers[pos] = Server(s.id, s.address, Suffrage.NONVOTER)
+        else:
+            if pos is not None:
+                del servers[pos]
+        new_conf = Configuration(tuple(servers))
+        err = check_configuration(new_conf)
+        if err:
+            raise RaftError(err)
+        index = self.last_index + 1
+        self._append(
+            [LogEntry(index, self._term, EntryType.CONFIGURATION, encode_configuration(new_conf))]
+        )
+        self._configs.append((index, new_conf))
+        self._event(
+            "config_change",
+            {
+                "command": command,
+                "server_id": server_id,
+                "server_address": address,
+                "servers": new_conf.to_wire(),
+                "index": index,
+            },
+            "INFO",
+            "updating configuration",
+        )
+        # Start or stop replication right away (the change takes effect when appended).
+        for s in new_conf.servers:
+            if s.id != self.id and s.id not in self._progress:
+                self._progress[s.id] = _Progress(self.last_index, now)
+        for pid in list(self._progress):
+            if new_conf.get(pid) is None:
+                del self._progress[pid]
+        self._maybe_commit(now)
+        return index
+
+    def _tick_leader(self, now: float) -> None:
+        if now >= self._lease_check_at and self._check_lease(now):
+            return
+        if self._transfer_target is not None and now >= self._transfer_deadline:
+            self._event(
+                "transfer",
+                {"target": self._transfer_target, "outcome": "timeout"},
+                "WARN",
+                "leadership transfer timed out",
+            )
+            self._transfer_target = None
+        hb = self.cfg.heartbeat_interval
+        for pid, p in self._progress.items():
+            if now >= p.last_sent + hb:
+                # Even if nothing can be sent (snapshot rate limit), wait a full interval.
+                p.last_sent = now
+                self._send_append(pid, now, heartbeat=True)
+
+    def _check_lease(self, now: float) -> bool:
+        """Step down without a quorum of voters heard within LeaderLeaseTimeout. True if stepped down."""
+        conf = self.latest_configuration
+        lease = self.cfg.leader_lease_timeout
+        contacted = 0
+        oldest: float | None = None
+        for s in conf.voters():
+            if s.id == self.id:
+                contacted += 1
+                continue
+            p = self._progress.get(s.id)
+            if p is None:
+                continue
+            if now - p.last_contact <= lease:
+                contacted += 1
+                oldest = p.last_contact if oldest is None else min(oldest, p.last_contact)
+        if contacted < conf.quorum_size():
+            self._event(
+                "leader_lost",
+                {"term": self._term},
+                "WARN",
+                "failed to contact quorum of nodes, stepping down",
+            )
+            self._become_follower(now, None, None)
+            return True
+        # hashicorp re-checks when the oldest contact in the quorum would expire.
+        self._lease_check_at = now + lease if oldest is None else max(now + 1e-3, oldest + lease)
+        self._lease_check_at = min(self._lease_check_at, now + lease)
+        return False
+
+    def _replicate_all(self, force: bool, now: float | None = None) -> None:
+        for pid, p in self._progress.items():
+            if force or p.next_index <= self.last_index:
+                self._send_append(pid, now, heartbeat=force)
+
+    def _send_append(self, pid: str, now: float | None, heartbeat: bool) -> None:
+        p = self._progress[pid]
+        cap = self.cfg.max_append_entries
+        # Pipelining: keep several batches in flight, then wait for acks or the heartbeat.
+        while True:
+            prev = p.next_index - 1
+            prev_term = self.term_at(prev)
+            if prev < self._offset or prev_term is None:
+                self._send_snapshot(pid, p, now)
+                return
+            if not heartbeat and p.next_index - p.match_index > cap * self.cfg.max_inflight:
+                return
+            batch = tuple(self._log[prev - self._offset : prev - self._offset + cap])
+            if not batch and not heartbeat:
+                return
+            self._seq += 1
+            self._send(
+                pid,
+                AppendEntries(
+                    self._term,
+                    self.id,
+                    self.address,
+                    prev,
+                    prev_term,
+                    batch,
+                    self._commit,
+                    self._seq,
+                ),
+            )
+            if now is not None:
+                p.last_sent = now
+            p.next_index = prev + len(batch) + 1
+            heartbeat = False
+            if p.next_index > self.last_index:
+                return
+
+    def _send_snapshot(self, pid: str, p: _Progress, now: float | None) -> None:
+        snap = self._snapshot
+        if snap is None:
+            return
+        # One InstallSnapshot per heartbeat timeout is plenty; answers reset next_index.
+        if (
+            p.snapshot_sent_at is not None
+            and now is not None
+            and now - p.snapshot_sent_at < self.cfg.heartbeat_timeout
+        ):
+            return
+        if now is not None:
+            p.snapshot_sent_at = now
+            p.last_sent = now
+        self._send(pid, InstallSnapshot(self._term, self.id, self.address, snap.meta, snap.data))
+
+    def _maybe_commit(self, now: float | None) -> None:
+        if self._role is not Role.LEADER:
+            return
+        conf = self.latest_configuration
+        matches = []
+        for s in conf.voters():
+            if s.id == self.id:
+                matches.append(self.last_index)
+            elif s.id in self._progress:
+                matches.append(self._progress[s.id].match_index)
+            else:
+                matches.append(0)
+        if not matches:
+            return
+        matches.sort(reverse=True)
+        candidate = matches[conf.quorum_size() - 1]
+        # Only entries of the current term commit by counting (Raft §5.4.2).
+        if candidate > self._commit and self.term_at(candidate) == self._term:
+            self._advance_commit(candidate)
+
+    def _advance_commit(self, index: int) -> None:
+        self._commit = index
+        conf = self.configuration
+        if self._role is Role.LEADER and conf.servers and conf.get(self.id) is None:
+            # hashicorp: a leader removed by a committed change steps down.
+            self._event("removed", {}, "INFO", "removed ourself, transitioning to follower")
+            self._become_follower(self._now, None, None)
+
+    def _maybe_send_timeout_now(self, now: float) -> None:
+        target = self._transfer_target
+        if target is None or self._transfer_sent:
+            return
+        p = self._progress.get(target)
+        if p is None:
+            return
+        if p.match_index >= self.last_index:
+            self._send(target, TimeoutNow(self._term, self.id))
+            self._transfer_sent = True
+        else:
+            self._send_append(target, now, heartbeat=False)
+
+    def _check_verify(self, req: int) -> bool:
+        seq_start, acks = self._verify_rounds[req]
+        conf = self.latest_configuration
+        if sum(1 for a in acks if conf.has_vote(a)) >= conf.quorum_size():
+            del self._verify_rounds[req]
+            self._ready.verifications.append((req, True))
+            return True
+        return False
+
+    # ------------------------------------------------------------------ message handling
+
+    def _step(self, src: str, msg: Message, now: float) -> None:
+        if src == self.id:
+            self._ignore("unknown_sender", msg, src, "message from self")
+            return
+        if isinstance(msg, AppendEntries):
+            self._on_append(src, msg, now)
+        elif isinstance(msg, AppendEntriesResponse):
+            self._on_append_response(src, msg, now)
+        elif isinstance(msg, RequestVote):
+            self._on_request_vote(src, msg, now)
+        elif isinstance(msg, RequestVoteResponse):
+            self._on_vote_response(src, msg, now)
+        elif isinstance(msg, InstallSnapshot):
+            self._on_install_snapshot(src, msg, now)
+        elif isinstance(msg, InstallSnapshotResponse):
+            self._on_install_snapshot_response(src, msg, now)
+        elif isinstance(msg, TimeoutNow):
+            self._on_timeout_now(src, msg, now)
+        elif isinstance(msg, TimeoutNowResponse):
+            if msg.term > self._term:
+                self._set_term(msg.term, None)
+                self._become_follower(now, None, None)
+        else:
+            self._ignore("malformed", msg, src, "not a raft message")
+
+    def _observe_term(self, term: int, now: float) -> None:
+        if term > self._term:
+            self._set_term(term, None)
+            self._become_follower(now, None, None)
+
+    def _on_append(self, src: str, m: AppendEntries, now: float) -> None:
+        if m.leader_id != src:
+            self._ignore("malformed", m, src, "leader_id differs from sender")
+            return
+        for i, e in enumerate(m.entries):
+            if e.index != m.prev_log_index + 1 + i or e.term > m.term:
+                self._ignore("malformed", m, src, "bad entries")
+                return
+        if m.term < self._term:
+            self.counters["stale_term"] += 1
+            self._send(src, AppendEntriesResponse(self._term, False, self.last_index, 0, m.seq))
+            return
+        if m.term > self._term:
+            self._set_term(m.term, None)
+            if self._role is not Role.FOLLOWER:
+                self._become_follower(now, src, m.leader_address)
+        if self._role is Role.LEADER:
+            # Two leaders in one term cannot happen; refuse rather than corrupt state.
+            self._ignore("duplicate_leader", m, src, "second leader in term")
+            return
+        if self._role is not Role.FOLLOWER:
+            self._become_follower(now, src, m.leader_address)
+        self._set_leader(src, m.leader_address)
+        self._last_contact = now
+
+        prev = m.prev_log_index
+        if prev > self.last_index:
+            self._send(
+                src,
+                AppendEntriesResponse(
+                    self._term, False, self.last_index, self.last_index + 1, m.seq
+                ),
+            )
+            return
+        if prev >= self._offset:
+            local = self.term_at(prev)
+            if local is not None and local != m.prev_log_term:
+                # Fast back-off: skip the whole conflicting term.
+                first = prev
+                while first - 1 > self._offset and self.term_at(first - 1) == local:
+                    first -= 1
+                first = max(first, self._commit + 1)
+                self._send(
+                    src, AppendEntriesResponse(self._term, False, self.last_index, first, m.seq)
+                )
+                return
+        new: list[LogEntry] = []
+        for e in m.entries:
+            if e.index <= self._offset:
+                continue  # covered by our snapshot: committed, hence identical
+            if e.index <= self.last_index:
+                if self.term_at(e.index) == e.term:
+                    continue
+                self._truncate_from(e.index)
+            new.append(e)
+        if new:
+            self._append(new)
+            for e in new:
+                if e.type is EntryType.CONFIGURATION:
+                    try:
+                        self._configs.append((e.index, decode_configuration(e.data)))
+                    except MalformedMessage:
+                        self.counters["malformed"] += 1
+        last_new = prev + len(m.entries)
+        if prev < self._offset:
+            # Our snapshot covers the gap; it holds only committed entries, which every leader has.
+            last_new = max(last_new, self._offset)
+        if m.leader_commit > self._commit:
+            target = min(m.leader_commit, last_new)
+            if target > self._commit:
+                self._commit = target
+        self._send(src, AppendEntriesResponse(self._term, True, last_new, 0, m.seq))
+
+    def _on_append_response(self, src: str, m: AppendEntriesResponse, now: float) -> None:
+        if m.term > self._term:
+            self._observe_term(m.term, now)
+            return
+        if self._role is not Role.LEADER or m.term < self._term:
+            self._ignore("stale_term", m, src)
+            return
+        p = self._progress.get(src)
+        if p is None:
+            self._ignore("unknown_sender", m, src)
+            return
+        p.last_contact = now
+        for req in sorted(self._verify_rounds):
+            seq_start, acks = self._verify_rounds[req]
+            if m.seq >= seq_start and src not in acks:
+                acks.append(src)
+                self._check_verify(req)
+        if m.success:
+            if m.last_log_index > p.match_index:
+                p.match_index = min(m.last_log_index, self.last_index)
+                self._maybe_commit(now)
+            p.next_index = max(p.next_index, p.match_index + 1)
+        else:
+            hint = m.conflict_index if m.conflict_index > 0 else m.last_log_index + 1
+            hint = min(hint, m.last_log_index + 1)
+            new_next = max(p.match_index + 1, min(p.next_index, hint))
+            if new_next < p.next_index:
+                p.next_index = new_next
+                self._send_append(src, now, heartbeat=True)
+        if self._role is Role.LEADER:
+            self._maybe_send_timeout_now(now)
+            if p.next_index <= self.last_index:
+                self._send_append(src, now, heartbeat=False)
+
+    def _on_request_vote(self, src: str, m: RequestVote, now: float) -> None:
+        def reply(granted: bool) -> None:
+            self._send(src, RequestVoteResponse(self._term, granted, m.pre_vote))
+
+        if m.candidate_id != src:
+            self._ignore("malformed", m, src, "candidate_id differs from sender")
+            return
+        latest = self.latest_configuration
+        if latest.servers and latest.get(src) is None:
+            self._ignore("unknown_sender", m, src, "candidate not in configuration")
+            return
+        if latest.servers and not latest.has_vote(src):
+            reply(False)  # hashicorp: "rejecting vote request since node is not a voter"
+            return
+        # Leader stickiness (hashicorp 1.7): keep a live leader unless this is a transfer.
+        has_leader = self._role is Role.LEADER or (
+            self._leader_id is not None
+            and self._leader_id != src
+            and self._last_contact is not None
+            and now - self._last_contact < self.cfg.heartbeat_timeout
+        )
+        if has_leader and not m.leadership_transfer:
+            reply(False)
+            return
+        if m.term < self._term:
+            self.counters["stale_term"] += 1
+            reply(False)
+            return
+        if m.pre_vote:
+            # No state change for a pre-vote; only say whether a real vote would be granted.
+            reply(self._is_up_to_date(m.last_log_index, m.last_log_term))
+            return
+        if m.term > self._term:
+            self._set_term(m.term, None)
+            if self._role is not Role.FOLLOWER:
+                self._become_follower(now, None, None)
+        if self._voted_for not in (None, src):
+            reply(False)
+            return
+        if not self._is_up_to_date(m.last_log_index, m.last_log_term):
+            reply(False)
+            return
+        self._set_term(self._term, src)
+        self._timer = now + self._random_timeout(self.cfg.heartbeat_timeout)
+        reply(True)
+
+    def _on_vote_response(self, src: str, m: RequestVoteResponse, now: float) -> None:
+        if m.term > self._term and not m.granted:
+            self._observe_term(m.term, now)
+            return
+        if self._role is not Role.CANDIDATE or m.pre_vote != self._pre_vote:
+            self._ignore("stale_term", m, src)
+            return
+        expected = self._term + 1 if self._pre_vote else self._term
+        if m.term not in (self._term, expected) or (not self._pre_vote and m.term != self._term):
+            self._ignore("stale_term", m, src)
+            return
+        if not self.latest_configuration.has_vote(src):
+            self._ignore("unknown_sender", m, src)
+            return
+        self._votes[src] = m.granted
+        if m.granted:
+            self._check_votes(now)
+
+    def _on_install_snapshot(self, src: str, m: InstallSnapshot, now: float) -> None:
+        if m.leader_id != src:
+            self._ignore("malformed", m, src, "leader_id differs from sender")
+            return
+        if m.term < self._term:
+            self.counters["stale_term"] += 1
+            self._send(src, InstallSnapshotResponse(self._term, False, 0))
+            return
+        if m.term > self._term:
+            self._set_term(m.term, None)
+            if self._role is not Role.FOLLOWER:
+                self._become_follower(now, src, m.leader_address)
+        if self._role is Role.LEADER:
+            self._ignore("duplicate_leader", m, src, "second leader in term")
+            return
+        if self._role is not Role.FOLLOWER:
+            self._become_follower(now, src, m.leader_address)
+        self._set_leader(src, m.leader_address)
+        self._last_contact = now
+        meta = m.meta
+        if meta.index <= self._commit:
+            # Nothing new for us; report where we are.
+            self._send(src, InstallSnapshotResponse(self._term, True, self._commit))
+            return
+        snap = Snapshot(meta, m.data)
+        r = self._ready
+        r.local_snapshot = None
+        if self.term_at(meta.index) == meta.term and meta.index <= self.last_index:
+            # We hold the snapshot's last entry: keep the suffix (entries we may have acked).
+            self._compact_through(meta.index)
+            self._configs = [(meta.configuration_index, meta.configuration)] + [
+                c for c in self._configs if c[0] > meta.index
+            ]
+        else:
+            # Replace the whole log: nothing in it can be part of the leader's log past here.
+            if self._log:
+                first = self._offset + 1
+                r.truncate_from = first if r.truncate_from is None else min(r.truncate_from, first)
+            r.entries = []
+            self._log = []
+            self._offset = meta.index
+            self._offset_term = meta.term
+            self._configs = [(meta.configuration_index, meta.configuration)]
+        self._snapshot = snap
+        self._commit = meta.index
+        self._applied = meta.index
+        r.snapshot = snap
+        self._event(
+            "install_snapshot",
+            {"index": meta.index, "term": meta.term, "leader": src},
+            "INFO",
+            "Installed remote snapshot",
+        )
+        self._send(src, InstallSnapshotResponse(self._term, True, meta.index))
+
+    def _on_install_snapshot_response(
+        self, src: str, m: InstallSnapshotResponse, now: float
+    ) -> None:
+        if m.term > self._term:
+            self._observe_term(m.term, now)
+            return
+        if self._role is not Role.LEADER or m.term < self._term:
+            self._ignore("stale_term", m, src)
+            return
+        p = self._progress.get(src)
+        if p is None:
+            self._ignore("unknown_sender", m, src)
+            return
+        p.last_contact = now
+        p.snapshot_sent_at = None
+        if m.success:
+            p.match_index = max(p.match_index, min(m.last_index, self.last_index))
+            p.next_index = max(p.match_index + 1, m.last_index + 1)
+            self._maybe_commit(now)
+            self._send_append(src, now, heartbeat=True)
+
+    def _on_timeout_now(self, src: str, m: TimeoutNow, now: float) -> None:
+        if m.term < self._term:
+            self.counters["stale_term"] += 1
+            self._send(src, TimeoutNowResponse(self._term, False))
+            return
+        if m.term > self._term:
+            self._set_term(m.term, None)
+        if not self.latest_configuration.has_vote(self.id):
+            self._send(src, TimeoutNowResponse(self._term, False))
+            return
+        self._send(src, TimeoutNowResponse(self._term, True))
+        self._set_leader(None, None)
+        # Skip pre-vote: the leader asked us to take over now.
+        self._start_election(now, pre_vote=False, transfer=True)
+
+
+def conf_has(conf: Configuration, server_id: str) -> bool:
+    return conf.get(server_id) is not None
