@@ -106,6 +106,10 @@ async def run_handler(
     return KIND_REPLY, reply
 
 
+class SendFailed(Unreachable):
+    """The request never fully left (the connection was already dead): safe to retry once."""
+
+
 class _Pending:
     __slots__ = ("event", "kind", "body")
 
@@ -163,10 +167,16 @@ class RpcConnection:
     async def notify(self, method: str, args: Any) -> None:
         await self._send([KIND_NOTIFY, 0, method, args])
 
+    async def send_encoded(self, data: bytes) -> None:
+        """Send an already framed message (a notify encoded by the caller)."""
+        await self._send_bytes(data)
+
     async def _send(self, obj: Any) -> None:
-        data = encode_frame(obj, self._max_frame)
+        await self._send_bytes(encode_frame(obj, self._max_frame))
+
+    async def _send_bytes(self, data: bytes) -> None:
         if self.closed:
-            raise Unreachable(f"connection to {self.dst} closed")
+            raise SendFailed(f"connection to {self.dst} closed")
         async with self._send_lock:
             try:
                 await self._stream.send_all(data)
@@ -174,7 +184,7 @@ class RpcConnection:
                 # A partial write (cancelled or failed) leaves the stream unusable.
                 self._fail()
                 if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
-                    raise Unreachable(f"connection to {self.dst} failed: {exc}") from None
+                    raise SendFailed(f"connection to {self.dst} failed: {exc}") from None
                 raise
 
     async def _read_loop(self) -> None:
@@ -251,7 +261,7 @@ class ConnectionPool:
             try:
                 stream = await self._dial(src, dst)
             except OSError as exc:
-                raise Unreachable(f"dial {dst}: {exc}") from None
+                raise Unreachable(f"cannot connect to {dst}: {exc}") from None
             conn = RpcConnection(
                 stream,
                 src,

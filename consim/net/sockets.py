@@ -1,0 +1,345 @@
+"""Live network: TCP for RPC (length-prefixed msgpack frames, pooled connections), UDP for datagrams.
+
+Addresses are Consul's strings. Server k of dc1 listens on ``127.0.0.k:8300`` (Linux routes all of
+127/8 to lo). Where a platform lacks the range (macOS without aliases), :func:`resolve_listen_address`
+maps ``127.a.b.c:port`` to ``127.0.0.1:port + 10 * index`` with ``index = a*65536 + b*256 + c - 1``
+(127.0.0.1 keeps its ports; 127.0.0.2:8300 becomes 127.0.0.1:8310). Both serve and dial use that one
+function, so callers keep using the Consul address strings. Port 0 (ephemeral) is never offset.
+
+Faults are applied at the sender (cut or loss: the message is dropped and a call waits out its
+timeout; delay: the sender sleeps) and at the receiver for one-way blocks, using the source the
+dialer declared in its hello frame (datagrams carry theirs in an envelope ``[src, payload]``).
+
+A killed server (its serve task cancelled, or :meth:`close_address`) closes its listener and every
+accepted connection: callers with calls in flight get ``Unreachable`` (connection reset), new calls
+get ``Unreachable`` (connection refused).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import random
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from consim.net.faults import FaultModel, host_of
+from consim.net.framing import (
+    DEFAULT_READ_TIMEOUT,
+    MAX_FRAME,
+    FrameError,
+    encode_frame,
+    pack,
+    unpack,
+)
+from consim.net.network import (
+    MAX_DATAGRAM,
+    DatagramHandler,
+    Network,
+    RpcError,
+    RpcHandler,
+    RpcTimeout,
+    Unreachable,
+    deliver_datagram,
+)
+from consim.net.rpc import KIND_NOTIFY, ConnectionPool, SendFailed, serve_connection
+
+PORT_STRIDE = 10
+OUTBOX_LIMIT = 4096  # queued notifies per link before new ones are dropped (and counted)
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+@functools.cache
+def loopback_range_available() -> bool:
+    """True if this host can bind addresses of 127/8 other than 127.0.0.1 (Linux: yes)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.2", 0))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def resolve_listen_address(address: str, *, loopback_range: bool | None = None) -> tuple[str, int]:
+    """The (host, port) to bind or dial for a Consul-style address string."""
+    host, port = split_address(address)
+    if loopback_range is None:
+        loopback_range = loopback_range_available()
+    if loopback_range or port == 0:
+        return host, port
+    try:
+        ip = ipaddress.IPv4Address(host)
+    except ValueError:
+        return host, port
+    if not ip.is_loopback:
+        return host, port
+    index = int(ip) - int(ipaddress.IPv4Address("127.0.0.1"))
+    mapped = port + PORT_STRIDE * index
+    if not 0 < mapped < 65536:
+        raise ValueError(f"{address}: no port-offset fallback possible (port {mapped})")
+    return "127.0.0.1", mapped
+
+
+class SocketNetwork(Network):
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        *,
+        faults: FaultModel | None = None,
+        max_frame: int = MAX_FRAME,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        super().__init__(faults, rng if rng is not None else random.Random())
+        self.max_frame = max_frame
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self._pool = ConnectionPool(
+            self._dial,
+            lambda src: self.stats[src],
+            max_frame=max_frame,
+            read_timeout=read_timeout,
+        )
+        self._outboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
+        self._udp: socket.socket | None = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
+
+    async def _shutdown(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._pool.aclose()
+        self._outboxes.clear()
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    async def _dial(self, src: str, dst: str) -> trio.SocketStream:
+        host, port = resolve_listen_address(dst)
+        with trio.fail_after(self.connect_timeout):
+            return await trio.open_tcp_stream(host, port)
+
+    # -- RPC -------------------------------------------------------------------------------------
+
+    async def serve_rpc(
+        self,
+        address: str,
+        handler: RpcHandler,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        host, port = resolve_listen_address(address)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen for RPC on {address} ({host}:{port}): {exc.strerror}"
+            ) from None
+        actual = address if port != 0 else f"{host}:{listeners[0].socket.getsockname()[1]}"
+        with trio.CancelScope() as scope:
+            try:
+                self._claim(actual, scope)
+            except OSError:
+                for listener in listeners:
+                    await listener.aclose()
+                raise
+            try:
+                stats = self.stats[actual]
+
+                async def on_connection(stream: trio.SocketStream) -> None:
+                    await serve_connection(
+                        stream,
+                        actual,
+                        handler,
+                        self.faults,
+                        stats,
+                        max_frame=self.max_frame,
+                        read_timeout=self.read_timeout,
+                    )
+
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(trio.serve_listeners, on_connection, listeners)
+                    task_status.started(actual)
+            finally:
+                self._release(actual, scope)
+                with trio.CancelScope(shield=True):
+                    for listener in listeners:
+                        await listener.aclose()
+
+    async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
+        nursery = self._require_nursery()
+        stats = self.stats[src]
+        stats["calls_out"] += 1
+        with trio.move_on_after(timeout):
+            try:
+                if self.faults.drops(src, dst):
+                    stats["dropped_by_fault"] += 1
+                    await trio.sleep_forever()  # black-holed: the caller learns only by timeout
+                delay = self.faults.extra_delay(src, dst)
+                if delay > 0:
+                    await trio.sleep(delay)
+                conn = await self._pool.get(src, dst, nursery)
+                try:
+                    result = await conn.call(method, args)
+                except SendFailed:
+                    # A pooled connection that died while idle: the request never left; redial.
+                    conn = await self._pool.get(src, dst, nursery)
+                    result = await conn.call(method, args)
+            except RpcError:
+                stats["rpc_errors"] += 1
+                raise
+            except Unreachable:
+                stats["unreachable"] += 1
+                raise
+            except trio.TooSlowError:
+                stats["unreachable"] += 1
+                raise Unreachable(f"rpc {method} to {dst}: connect timed out") from None
+            stats["calls_ok"] += 1
+            return result
+        stats["rpc_timeouts"] += 1
+        raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
+
+    def notify(self, src: str, dst: str, method: str, args: Any) -> None:
+        nursery = self._require_nursery()
+        data = encode_frame([KIND_NOTIFY, 0, method, args], self.max_frame)  # TypeError here
+        self.stats[src]["notifies_out"] += 1
+        key = (src, dst)
+        box = self._outboxes.get(key)
+        if box is None:
+            box, recv = trio.open_memory_channel[bytes](OUTBOX_LIMIT)
+            self._outboxes[key] = box
+            nursery.start_soon(self._outbox_loop, src, dst, recv)
+        try:
+            box.send_nowait(data)
+        except trio.WouldBlock:
+            self.stats[src]["notifies_dropped_overflow"] += 1
+
+    async def _outbox_loop(
+        self, src: str, dst: str, recv: trio.MemoryReceiveChannel[bytes]
+    ) -> None:
+        """One sender per link keeps notifies in order (Raft messages ride here)."""
+        nursery = self._require_nursery()
+        stats = self.stats[src]
+        async for data in recv:
+            if self.faults.drops(src, dst):
+                stats["dropped_by_fault"] += 1
+                continue
+            delay = self.faults.extra_delay(src, dst)
+            if delay > 0:
+                await trio.sleep(delay)
+            try:
+                conn = await self._pool.get(src, dst, nursery)
+                await conn.send_encoded(data)
+            except (Unreachable, trio.TooSlowError):
+                stats["unreachable"] += 1
+
+    # -- datagrams -------------------------------------------------------------------------------
+
+    async def serve_datagrams(
+        self,
+        address: str,
+        handler: DatagramHandler,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        host, port = resolve_listen_address(address)
+        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            await sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(
+                exc.errno,
+                f"cannot listen for datagrams on {address} ({host}:{port}): {exc.strerror}",
+            ) from None
+        actual = address if port != 0 else f"{host}:{sock.getsockname()[1]}"
+        with sock, trio.CancelScope() as scope:
+            self._claim(actual, scope)
+            try:
+                stats = self.stats[actual]
+                task_status.started(actual)
+                while True:
+                    data, _ = await sock.recvfrom(65536)
+                    src_payload = _parse_datagram(data)
+                    if src_payload is None:
+                        stats["datagrams_dropped_malformed"] += 1
+                        continue
+                    src, payload = src_payload
+                    if not self.faults.allowed(src, actual):
+                        stats["dropped_by_fault"] += 1
+                        continue
+                    await deliver_datagram(handler, src, payload, stats)
+            finally:
+                self._release(actual, scope)
+
+    def send_datagram(self, src: str, dst: str, payload: bytes) -> None:
+        nursery = self._require_nursery()
+        if len(payload) > MAX_DATAGRAM:
+            raise ValueError(f"datagram of {len(payload)} bytes exceeds {MAX_DATAGRAM}")
+        data = pack([src, bytes(payload)])
+        stats = self.stats[src]
+        stats["datagrams_out"] += 1
+        if self.faults.drops(src, dst):
+            stats["dropped_by_fault"] += 1
+            return
+        target = resolve_listen_address(dst)
+        delay = self.faults.extra_delay(src, dst)
+        if delay > 0:
+            nursery.start_soon(self._send_later, delay, lambda: self._sendto(src, data, target))
+        else:
+            self._sendto(src, data, target)
+
+    async def _send_later(self, delay: float, send: Callable[[], None]) -> None:
+        await trio.sleep(delay)
+        send()
+
+    def _sendto(self, src: str, data: bytes, target: tuple[str, int]) -> None:
+        if self._udp is None:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._udp.setblocking(False)
+        try:
+            self._udp.sendto(data, target)
+        except OSError:
+            # Best effort, like UDP itself (a full buffer or an unroutable target).
+            self.stats[src]["datagrams_send_failed"] += 1
+
+
+def _parse_datagram(data: bytes) -> tuple[str, bytes] | None:
+    try:
+        obj = unpack(data)
+    except FrameError:
+        return None
+    if (
+        isinstance(obj, list)
+        and len(obj) == 2
+        and isinstance(obj[0], str)
+        and isinstance(obj[1], bytes)
+    ):
+        return obj[0], obj[1]
+    return None
+
+
+__all__ = [
+    "SocketNetwork",
+    "loopback_range_available",
+    "resolve_listen_address",
+    "split_address",
+    "host_of",
+    "RpcError",
+    "RpcTimeout",
+    "Unreachable",
+]

@@ -1,0 +1,204 @@
+"""Behaviour both networks share (each test runs against SimNetwork and SocketNetwork)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+from consim.net.network import INTERNAL_ERROR, RpcError, RpcTimeout, Unreachable
+from tests.net.conftest import Env, wait_for
+
+
+async def echo(method: str, args: Any, src: str) -> Any:
+    if method == "Status.Leader":
+        return "127.0.0.1:8300"
+    if method == "fail":
+        raise RpcError("No cluster leader")
+    if method == "crash":
+        raise KeyError("bug")
+    if method == "slow":
+        await trio.sleep(args)
+        return "late"
+    if method == "unserialisable":
+        return {1, 2}
+    return {"method": method, "args": args, "src": src}
+
+
+async def test_call_reply(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    src = env.src(2)
+    assert await env.net.call(src, a, "Status.Leader", {}, 1.0) == "127.0.0.1:8300"
+    reply = await env.net.call(src, a, "KVS.Get", {"Key": "k", "Raw": b"\x00\xff"}, 1.0)
+    assert reply == {"method": "KVS.Get", "args": {"Key": "k", "Raw": b"\x00\xff"}, "src": src}
+    assert env.net.stats[src]["calls_ok"] == 2
+    assert env.net.stats[a]["requests_in"] == 2
+
+
+async def test_errors_pass_through_and_server_keeps_serving(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    src = env.src(2)
+    with pytest.raises(RpcError) as exc:
+        await env.net.call(src, a, "fail", None, 1.0)
+    assert exc.value.message == "No cluster leader" and str(exc.value) == "No cluster leader"
+    with pytest.raises(RpcError) as exc:
+        await env.net.call(src, a, "crash", None, 1.0)
+    assert exc.value.message == INTERNAL_ERROR == "rpc error: internal error"
+    with pytest.raises(RpcError, match="internal error"):
+        await env.net.call(src, a, "unserialisable", None, 1.0)
+    assert env.net.stats[a]["handler_errors"] == 2
+    assert (await env.net.call(src, a, "ok", 1, 1.0))["args"] == 1
+    with pytest.raises(TypeError):
+        await env.net.call(src, a, "ok", object(), 1.0)  # caught at the sender, like the wire
+
+
+async def test_timeout(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    start = trio.current_time()
+    with pytest.raises(RpcTimeout):
+        await env.net.call(env.src(2), a, "slow", 5.0, 0.3)
+    assert 0.3 <= trio.current_time() - start < 1.0
+    assert env.net.stats[env.src(2)]["rpc_timeouts"] == 1
+
+
+async def test_notify_in_order(env: Env, clock: Any) -> None:
+    got: list[tuple[str, Any, str]] = []
+
+    async def handler(method: str, args: Any, src: str) -> None:
+        got.append((method, args, src))
+
+    a = await env.serve(1, handler)
+    for i in range(50):
+        env.net.notify(env.src(2), a, "Raft.Message", {"seq": i})
+    await wait_for(lambda: len(got) == 50)
+    assert [g[1]["seq"] for g in got] == list(range(50))
+    assert got[0] == ("Raft.Message", {"seq": 0}, env.src(2))
+
+
+async def test_datagrams(env: Env, clock: Any) -> None:
+    got: list[tuple[str, bytes]] = []
+    d = await env.serve_datagrams(1, lambda src, payload: got.append((src, payload)))
+    src = env.src(2).replace(":8300", ":8301")
+    env.net.send_datagram(src, d, b"ping")
+    env.net.send_datagram(src, d, b"\x00" * 1000)
+    await wait_for(lambda: len(got) == 2)
+    assert got[0] == (src, b"ping") and got[1][1] == b"\x00" * 1000
+    with pytest.raises(ValueError):
+        env.net.send_datagram(src, d, b"x" * 70_000)
+
+
+async def test_dead_address_is_unreachable(env: Env, clock: Any) -> None:
+    src = env.src(2)
+    dead = "127.0.0.9:8300" if env.kind == "sim" else "127.0.0.59:1"
+    with pytest.raises(Unreachable):
+        await env.net.call(src, dead, "Status.Leader", {}, 2.0)
+    # a notify to nowhere just vanishes
+    env.net.notify(src, dead, "Raft.Message", {})
+
+
+async def test_killed_server_mid_call_then_restart(env: Env, clock: Any) -> None:
+    src = env.src(2)
+    async with trio.open_nursery() as server_nursery:
+        a = await server_nursery.start(env.net.serve_rpc, env.addr(1), echo)
+        assert await env.net.call(src, a, "ok", 1, 1.0)
+
+        async def kill() -> None:
+            await trio.sleep(0.1)
+            server_nursery.cancel_scope.cancel()  # the server process dies
+
+        env.nursery.start_soon(kill)
+        start = trio.current_time()
+        with pytest.raises(Unreachable):
+            await env.net.call(src, a, "slow", 30.0, 10.0)
+        assert trio.current_time() - start < 1.0  # reset, not a timeout
+    assert not env.net.serving(a)
+    with pytest.raises(Unreachable):
+        await env.net.call(src, a, "ok", 1, 1.0)
+    # Restarted on the same address, calls work again (the pool redials).
+    await env.nursery.start(env.net.serve_rpc, a, echo)
+    assert (await env.net.call(src, a, "ok", 2, 1.0))["args"] == 2
+
+
+async def test_close_address(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    assert env.net.serving(a)
+    env.net.close_address(a)
+    await wait_for(lambda: not env.net.serving(a))
+    with pytest.raises(Unreachable):
+        await env.net.call(env.src(2), a, "ok", 1, 1.0)
+
+
+async def test_partition_and_heal(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    src = env.src(2)
+    env.net.faults.partition([[a], [src]])
+    with pytest.raises(RpcTimeout):
+        await env.net.call(src, a, "ok", 1, 0.3)
+    env.net.faults.heal()
+    assert (await env.net.call(src, a, "ok", 1, 1.0))["args"] == 1
+    env.net.faults.isolate(a)
+    with pytest.raises(RpcTimeout):
+        await env.net.call(src, a, "ok", 1, 0.3)
+    env.net.faults.heal()
+    assert (await env.net.call(src, a, "ok", 1, 1.0))["args"] == 1
+
+
+async def test_block_is_one_way(env: Env, clock: Any) -> None:
+    got: list[tuple[str, Any]] = []
+
+    async def record(method: str, args: Any, src: str) -> None:
+        got.append((src, args))
+
+    a = await env.serve(1, record)
+    b = await env.serve(2, record)
+    env.net.faults.block(a, b)
+    env.net.notify(a, b, "m", "a->b")
+    env.net.notify(b, a, "m", "b->a")
+    await wait_for(lambda: len(got) >= 1)
+    await trio.sleep(0.2)
+    assert got == [(b, "b->a")]
+    # A call needs both directions: the reply a->b is blocked, so b's call to a times out.
+    with pytest.raises(RpcTimeout):
+        await env.net.call(b, a, "m", None, 0.3)
+    env.net.faults.heal()
+    env.net.notify(a, b, "m", "healed")
+    await wait_for(lambda: (a, "healed") in got)
+
+
+async def test_loss(env: Env, clock: Any) -> None:
+    got: list[bytes] = []
+    d = await env.serve_datagrams(1, lambda src, payload: got.append(payload))
+    src = env.src(2).replace(":8300", ":8301")
+    env.net.faults.set_loss(src, d, 1.0)
+    for _ in range(20):
+        env.net.send_datagram(src, d, b"lost")
+    env.net.faults.set_loss(src, d, 0.5)
+    for i in range(200):
+        env.net.send_datagram(src, d, str(i).encode())
+    env.net.faults.set_loss(src, d, 0.0)
+    env.net.send_datagram(src, d, b"last")
+    await wait_for(lambda: got[-1:] == [b"last"])
+    assert b"lost" not in got
+    assert 50 < len(got) - 1 < 150
+    assert env.net.stats[src]["dropped_by_fault"] == 20 + 200 - (len(got) - 1)
+
+
+async def test_delay(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    src = env.src(2)
+    await env.net.call(src, a, "ok", 1, 1.0)  # warm the pool
+    env.net.faults.set_delay(src, a, 0.25)
+    start = trio.current_time()
+    await env.net.call(src, a, "ok", 1, 2.0)
+    assert 0.25 <= trio.current_time() - start < 1.0
+    env.net.faults.heal(all=True)
+    start = trio.current_time()
+    await env.net.call(src, a, "ok", 1, 2.0)
+    assert trio.current_time() - start < 0.2
+
+
+async def test_address_in_use(env: Env, clock: Any) -> None:
+    a = await env.serve(1, echo)
+    with pytest.raises(OSError, match=a.split(":")[0]):
+        await env.nursery.start(env.net.serve_rpc, a, echo)
