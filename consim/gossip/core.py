@@ -150,6 +150,8 @@ class GossipCore:
         self._stopped = False
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._out = GossipReady()
+        # Latest time seen on any entry point: lets an idle gossip timer re-align to its grid.
+        self._now = now
         c = self.config
         # Stagger timers so members started together do not act in lockstep.
         self._next_probe = now + rng.uniform(0, c.t(c.probe_interval))
@@ -201,12 +203,14 @@ class GossipCore:
 
     def join(self, address: str, now: float) -> None:
         """Start a full state exchange with ``address`` (memberlist Join = push-pull)."""
+        self._now = max(self._now, now)
         if self._stopped or address == self.address:
             return
         self._send_push_pull(address, join=True, reply=False)
 
     def leave(self, now: float) -> None:
         """Graceful leave: status leaving, broadcast our departure, stop after it has spread."""
+        self._now = max(self._now, now)
         if self._stopped or self._leave_at is not None:
             return
         self._status = STATUS_LEAVING
@@ -222,6 +226,7 @@ class GossipCore:
 
     def force_leave(self, name: str, prune: bool, now: float) -> None:
         """serf RemoveFailedNode(Prune): a failed member becomes left; prune forgets it."""
+        self._now = max(self._now, now)
         node = self._nodes.get(name)
         if node is None:
             raise GossipError(f"No node found with name '{name}'")
@@ -244,6 +249,7 @@ class GossipCore:
 
     def set_tags(self, tags: dict[str, str], now: float) -> None:
         """Change our tags; a higher incarnation carries them to everyone (EventMemberUpdate)."""
+        self._now = max(self._now, now)
         self._tags = dict(tags)
         self._incarnation += 1
         me = self._nodes[self.name]
@@ -265,12 +271,14 @@ class GossipCore:
             if key_b64 is None:
                 raise KeyringError("a key is required")
             payload["key"] = go_base64_decode(key_b64)
+        self._now = max(self._now, now)
         n = self.num_alive()
         result = KeyringResponse(op=op, num_nodes=n)
         return self._start_query(KEYRING_QUERIES[op], payload, op, result, now)
 
     def start_query(self, name: str, payload: Any, now: float) -> int:
         """A non-keyring query (only ``_serf_ping`` is answered: every member replies empty)."""
+        self._now = max(self._now, now)
         result = QueryResponse(name=name, num_nodes=self.num_alive())
         return self._start_query(name, payload, None, result, now)
 
@@ -279,15 +287,18 @@ class GossipCore:
 
         The harness uses it to build large pools in O(n) instead of n push-pull joins.
         """
+        nodes = self._nodes
         for name, address, tags, incarnation in members:
-            if name != self.name and name not in self._nodes:
-                self._add_node(name, address, dict(tags), incarnation, ALIVE, now)
+            if name not in nodes:
+                nodes[name] = _Node(name, address, dict(tags), incarnation, ALIVE, now)
+        self._names = sorted(nodes)
 
     # ---------------------------------------------------------------- driver inputs
 
     def tick(self, now: float) -> None:
         if self._stopped:
             return
+        self._now = max(self._now, now)
         c = self.config
         if self._leave_at is not None and now >= self._leave_at:
             self._finish_leave(now)
@@ -328,6 +339,7 @@ class GossipCore:
     def receive(self, src_address: str, payload: bytes, now: float) -> None:
         if self._stopped:
             return
+        self._now = max(self._now, now)
         self.counters["packets_in"] += 1
         plain = payload
         if self.keyring is not None:
@@ -816,6 +828,11 @@ class GossipCore:
         return picked
 
     def _broadcast(self, key: str, msg: dict[str, Any]) -> None:
+        if not self._queue and self._next_gossip <= self._now:
+            # The gossip timer idles while there is nothing to send (next_deadline skips it);
+            # memberlist would gossip at its next beat, not now, so move to that beat.
+            period = self.config.t(self.config.gossip_interval)
+            self._next_gossip = _advance(self._next_gossip, period, self._now)
         # A newer broadcast about the same node replaces the older one (memberlist invalidation).
         self._queue_order += 1
         self._queue.pop(key, None)

@@ -11,6 +11,7 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable
+
 from consim.gossip.config import GossipConfig
 from consim.gossip.core import GossipCore
 from consim.gossip.keyring import Keyring
