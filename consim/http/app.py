@@ -13,6 +13,7 @@ and OPTIONS differ from Quart's defaults (HTML bodies, automatic OPTIONS/HEAD, s
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -721,6 +722,12 @@ def _response(
     return resp
 
 
+def _report(agent: Agent, where: str, exc: BaseException) -> None:
+    # A failing reporter must not turn a 500 into a traceback either.
+    with contextlib.suppress(Exception):
+        agent.report_internal_error(where, exc)
+
+
 def create_app(agent: Agent) -> QuartTrio:
     """The HTTP API of one server, answering through ``agent``."""
     app = QuartTrio(__name__)
@@ -761,7 +768,7 @@ def create_app(agent: Agent) -> QuartTrio:
             status = getattr(exc, "status", None) or error_status(message)
             return _text(status, message, ctx.meta_headers)
         except Exception as exc:  # never leak a traceback to a client
-            agent.report_internal_error(f"{method} {path}", exc)
+            _report(agent, f"{method} {path}", exc)
             return _text(500, "internal error")
         if isinstance(result, Reply):
             headers = {**ctx.meta_headers, **(result.headers or {})}
@@ -785,7 +792,7 @@ def create_app(agent: Agent) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
-        agent.report_internal_error(f"{request.method} {request.path}", exc)
+        _report(agent, f"{request.method} {request.path}", exc)
         return _text(500, "internal error")
 
     return app
