@@ -47,6 +47,7 @@ class Harness:
         self.results: dict[tuple[str, int], KeyringResponse | QueryResponse] = {}
         self.listeners: list[Callable[[float, str, GossipEvent], None]] = []
         self.delivered = 0
+        self._hosts = 0
 
     # ---------------------------------------------------------------- building the world
 
@@ -83,14 +84,21 @@ class Harness:
         keys: list[bytes] | None = None,
         preseeded: bool = False,
         port: int = 8301,
+        hosts: list[str] | None = None,
     ) -> list[GossipCore]:
-        """``n`` members on 10.x.y.z addresses; ``preseeded`` skips joins (big pools).
+        """``n`` members named ``prefix1..n``; ``preseeded`` skips joins (big pools).
 
-        Without ``preseeded`` every member joins the first one, as ``consul join`` would.
+        Hosts default to fresh 10.x.y.z addresses; pass ``hosts`` to put a second pool (WAN,
+        port 8302) on the same machines. Without ``preseeded`` every member joins the first.
         """
         cores = []
         for i in range(1, n + 1):
-            host = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            if hosts is not None:
+                host = hosts[i - 1]
+            else:
+                self._hosts += 1
+                h = self._hosts
+                host = f"10.{(h >> 16) & 255}.{(h >> 8) & 255}.{h & 255}"
             keyring = Keyring(list(keys)) if keys is not None else None
             cores.append(
                 self.add_member(f"{prefix}{i}", f"{host}:{port}", config=config, keyring=keyring)
