@@ -77,7 +77,7 @@ def resolve_listen_address(address: str, *, loopback_range: bool | None = None) 
     host, port = split_address(address)
     if loopback_range is None:
         loopback_range = loopback_range_available()
-    if loopback_range or port == 0:
+    if loopback_range:
         return host, port
     try:
         ip = ipaddress.IPv4Address(host)
@@ -85,6 +85,8 @@ def resolve_listen_address(address: str, *, loopback_range: bool | None = None) 
         return host, port
     if not ip.is_loopback:
         return host, port
+    if port == 0:
+        return "127.0.0.1", 0  # ephemeral: nothing to offset
     index = int(ip) - int(ipaddress.IPv4Address("127.0.0.1"))
     mapped = port + PORT_STRIDE * index
     if not 0 < mapped < 65536:

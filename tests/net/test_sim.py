@@ -1,0 +1,185 @@
+"""SimNetwork specifics: determinism, FIFO links, latency, faults checked at delivery."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from consim.net.network import RpcTimeout
+from consim.net.sim import SimNetwork
+
+HOSTS = [f"127.0.0.{k}" for k in (1, 2, 3)]
+
+
+def run_virtual(fn: Any) -> Any:
+    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def trace_of(seed: int) -> list[tuple[Any, ...]]:
+    """A mixed workload from one driver task; returns what arrived where and when."""
+    trace: list[tuple[Any, ...]] = []
+
+    async def main() -> None:
+        net = SimNetwork(random.Random(seed), latency=(0.001, 0.01))
+        async with net, trio.open_nursery() as nursery:
+            for h in HOSTS:
+
+                async def handler(method: str, args: Any, src: str, h: str = h) -> Any:
+                    trace.append((trio.current_time(), h, src, method, args))
+                    return [h, args]
+
+                await nursery.start(net.serve_rpc, f"{h}:8300", handler)
+                await nursery.start(
+                    net.serve_datagrams,
+                    f"{h}:8301",
+                    lambda src, p, h=h: trace.append((trio.current_time(), h, src, "dgram", p)),
+                )
+            net.faults.set_loss("*", "127.0.0.3", 0.3)
+            for i in range(40):
+                s, d = HOSTS[i % 3], HOSTS[(i + 1) % 3]
+                net.notify(f"{s}:8300", f"{d}:8300", "Raft.Message", i)
+                net.send_datagram(f"{s}:8301", f"{d}:8301", str(i).encode())
+                if i % 5 == 0:
+                    try:
+                        reply = await net.call(f"{s}:8300", f"{d}:8300", "Status.Peers", i, 0.5)
+                        trace.append((trio.current_time(), "reply", reply))
+                    except RpcTimeout:
+                        trace.append((trio.current_time(), "timeout", i))
+                await trio.sleep(0.003)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+    return trace
+
+
+def test_same_seed_same_trace() -> None:
+    first = trace_of(7)
+    assert len(first) > 60
+    assert trace_of(7) == first
+    assert trace_of(8) != first
+
+
+def test_links_are_fifo_despite_jitter() -> None:
+    async def main() -> None:
+        got: list[int] = []
+        net = SimNetwork(random.Random(3), latency=(0.001, 0.05))
+        async with net, trio.open_nursery() as nursery:
+
+            async def handler(method: str, args: Any, src: str) -> None:
+                got.append(args)
+
+            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
+            for i in range(200):
+                net.notify("127.0.0.2:8300", "127.0.0.1:8300", "m", i)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        assert got == list(range(200))
+
+    run_virtual(main)
+
+
+def test_latency_within_bounds_and_per_link() -> None:
+    async def main() -> None:
+        arrivals: list[float] = []
+        net = SimNetwork(random.Random(5), latency=(0.010, 0.020))
+        async with net, trio.open_nursery() as nursery:
+
+            async def handler(method: str, args: Any, src: str) -> None:
+                arrivals.append(trio.current_time() - args)
+
+            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
+            for _ in range(20):
+                net.notify("127.0.0.2:8300", "127.0.0.1:8300", "m", trio.current_time())
+                await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+        # base latency in [10, 20] ms, jitter at most (20 - 10) / 4 ms
+        assert all(0.010 <= a <= 0.0225 for a in arrivals)
+        assert max(arrivals) - min(arrivals) <= 0.0025 + 1e-9
+
+    run_virtual(main)
+
+
+def test_cut_while_in_flight_drops_at_delivery() -> None:
+    async def main() -> None:
+        got: list[Any] = []
+        net = SimNetwork(random.Random(1), latency=(0.5, 0.5))
+        async with net, trio.open_nursery() as nursery:
+
+            async def handler(method: str, args: Any, src: str) -> None:
+                got.append(args)
+
+            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
+            net.notify("127.0.0.2:8300", "127.0.0.1:8300", "m", "in flight")
+            await trio.sleep(0.1)
+            net.faults.isolate("127.0.0.1")
+            await trio.sleep(1)
+            assert got == []
+            assert net.stats["127.0.0.1:8300"]["dropped_by_fault"] == 1
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_not_running_is_an_error() -> None:
+    async def main() -> None:
+        net = SimNetwork(random.Random(1))
+        with pytest.raises(RuntimeError, match="not running"):
+            net.notify("127.0.0.1:8300", "127.0.0.2:8300", "m", None)
+
+    run_virtual(main)
+
+
+def test_unserialisable_notify_fails_at_sender() -> None:
+    async def main() -> None:
+        async with SimNetwork(random.Random(1)) as net:
+            with pytest.raises(TypeError):
+                net.notify("127.0.0.1:8300", "127.0.0.2:8300", "m", {"x": {1, 2}})
+
+    run_virtual(main)
+
+
+def test_runs_via_nursery_start() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            net = SimNetwork(random.Random(1))
+            started = await nursery.start(net.run)
+            assert started is net and net.running
+
+            async def handler(method: str, args: Any, src: str) -> Any:
+                return args + 1
+
+            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
+            assert await net.call("127.0.0.2:8300", "127.0.0.1:8300", "inc", 1, 1.0) == 2
+            nursery.cancel_scope.cancel()
+        assert not net.running
+
+    run_virtual(main)
+
+
+def test_trace_independent_of_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = "from tests.net.test_sim import trace_of; print(repr(trace_of(11)))"
+    outs = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        res = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outs.add(res.stdout)
+    assert len(outs) == 1
+    assert outs.pop().strip() == repr(trace_of(11))
