@@ -31,7 +31,7 @@ import msgpack
 
 from consim.raft.config import RaftConfig
 from consim.raft.core import NotLeader, RaftCore, RaftError, Ready
-from consim.raft.messages import Message, message_from_wire, message_to_wire
+from consim.raft.messages import Message, message_to_wire
 from consim.raft.types import (
     Configuration,
     EntryType,
@@ -72,7 +72,9 @@ class MemoryStorage:
         if r.snapshot is not None:
             self.snapshot = r.snapshot
             idx = r.snapshot.meta.index
-            if not (self.entries and self.entries[0].index <= idx + 1 <= self.entries[-1].index + 1):
+            if not (
+                self.entries and self.entries[0].index <= idx + 1 <= self.entries[-1].index + 1
+            ):
                 self.entries = [e for e in self.entries if e.index > idx]
         if r.local_snapshot is not None:
             self.snapshot = r.local_snapshot
@@ -228,7 +230,12 @@ class Harness:
             self._was_leader.pop(node.id, None)
         if core.should_snapshot():
             core.snapshot_taken(node.fsm_index, fsm_snapshot(node.fsm))
-            node.storage.persist(core.ready())
+            sr = core.ready()
+            node.storage.persist(sr)
+            for out in sr.messages:
+                self._send(node.id, out.to_id, out.message)
+            for ev in sr.events:
+                self._log(f"{node.id[:8]} {ev.kind} {ev.message} {ev.fields}")
         self._schedule_tick(node)
 
     def _send(self, src: str, dst: str, msg: Message) -> None:
@@ -381,8 +388,10 @@ class Harness:
             val = (int(e.type), e.data, prev_term)
             if seen is None:
                 self._entries[key] = val
-            elif seen[0] != val[0] or seen[1] != val[1] or (
-                seen[2] is not None and prev_term is not None and seen[2] != prev_term
+            elif (
+                seen[0] != val[0]
+                or seen[1] != val[1]
+                or (seen[2] is not None and prev_term is not None and seen[2] != prev_term)
             ):
                 self.fail(f"log matching: {nid} entry {key} differs from another server's")
         for e in r.committed:
