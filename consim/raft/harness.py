@@ -378,9 +378,8 @@ class Harness:
                 self.fail(f"election safety: {holder} and {nid} both leader in term {core.term}")
             if was_leader_term != core.term:
                 self._check_completeness(node)
-        if was_leader_term is not None and was_leader_term == core.term:
-            if r.truncate_from is not None or r.snapshot is not None:
-                self.fail(f"leader append-only: {nid} truncated its log in term {core.term}")
+        if was_leader_term == core.term and (r.truncate_from is not None or r.snapshot):
+            self.fail(f"leader append-only: {nid} truncated its log in term {core.term}")
         for e in r.entries:
             prev_term = core.term_at(e.index - 1)
             key = (e.index, e.term)
