@@ -1,0 +1,83 @@
+"""Throughput of the pure Raft cores through the harness (no faults), and simulation speed.
+
+Run: ``python benchmarks/raft_core.py``. Prints committed entries per wall second for 3 and 5
+servers (clients keep the leader's log busy, batched as Consul's RPC fan-in would), and how many
+virtual seconds the harness simulates per wall second for an idle and a faulty cluster.
+"""
+
+from __future__ import annotations
+
+import time
+
+from consim.raft.config import RaftConfig
+from consim.raft.harness import Harness, random_run
+
+
+def throughput(n: int, entries: int, batch: int = 32) -> tuple[float, float, int]:
+    h = Harness(
+        n, seed=1, config=RaftConfig.for_multiplier(1), check=False, wire=False, trace=False
+    )
+    h.run_for(5)
+    leader = h.leader()
+    assert leader is not None and leader.core is not None
+    start_commit = leader.core.commit_index
+    t0 = time.perf_counter()
+    v0 = h.now
+    sent = 0
+    while leader.core.commit_index - start_commit < entries:
+        if sent < entries:
+            for _ in range(batch):
+                leader.core.propose(b"x" * 64, h.now)
+                sent += 1
+            h._after(leader)
+        h.run_for(0.005)
+    wall = time.perf_counter() - t0
+    return entries / wall, (h.now - v0), h.messages_delivered
+
+
+def sim_speed(n: int, virtual: float, checked: bool) -> float:
+    h = Harness(n, seed=2, check=checked, trace=False)
+    t0 = time.perf_counter()
+    h.run_for(virtual)
+    return virtual / (time.perf_counter() - t0)
+
+
+def faulty_speed(seeds: int) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    virtual = 0.0
+    for s in range(seeds):
+        h = random_run(s, trace=False)
+        virtual += h.now
+    wall = time.perf_counter() - t0
+    return virtual / wall, seeds / wall
+
+
+def main() -> None:
+    rows = []
+    for n in (3, 5):
+        eps, vsec, msgs = throughput(n, 20_000)
+        rows.append(
+            (f"commit throughput, {n} servers", f"{eps:,.0f} entries/s", f"{vsec:.2f} virtual s")
+        )
+    for n in (3, 5):
+        rows.append(
+            (
+                f"idle cluster, {n} servers, checked",
+                f"{sim_speed(n, 300, True):,.0f} virtual s / wall s",
+                "",
+            )
+        )
+    vps, sps = faulty_speed(40)
+    rows.append(
+        ("random faults (safety test runs)", f"{vps:,.0f} virtual s / wall s", f"{sps:.1f} seeds/s")
+    )
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"{'benchmark':<{w0}}  {'result':>{w1}}  note")
+    print(f"{'-' * w0}  {'-' * w1}  ----")
+    for a, b, c in rows:
+        print(f"{a:<{w0}}  {b:>{w1}}  {c}")
+
+
+if __name__ == "__main__":
+    main()
