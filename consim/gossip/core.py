@@ -599,9 +599,11 @@ class GossipCore:
         self._broadcast(f"q:{origin}:{qid}", msg)  # serf rebroadcasts queries it has not seen
         answer = self._answer_query(_field(msg, "name", str), msg.get("payload"), now)
         if answer is not None:
-            # Responses go straight back to the originator, not through gossip.
-            self._send(
-                _field(msg, "oa", str), {"t": "qr", "id": qid, "from": self.name, "payload": answer}
+            # Responses go straight back to the originator, not through gossip, and carry no
+            # piggybacked broadcasts (serf answers with memberlist's raw SendTo).
+            self._emit_packet(
+                _field(msg, "oa", str),
+                [{"t": "qr", "id": qid, "from": self.name, "payload": answer}],
             )
 
     def _on_query_response(self, msg: dict[str, Any]) -> None:
