@@ -5,7 +5,7 @@ import pytest
 from consim.raft.core import RaftCore
 from consim.raft.harness import random_run
 
-SEEDS = range(200)
+SEEDS = range(400)
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
