@@ -45,6 +45,7 @@ class Harness:
         self.record_trace = record_trace
         self.trace: list[TraceEntry] = []
         self.results: dict[tuple[str, int], KeyringResponse | QueryResponse] = {}
+        self.result_times: dict[tuple[str, int], float] = {}
         self.listeners: list[Callable[[float, str, GossipEvent], None]] = []
         self.delivered = 0
         self._hosts = 0
@@ -244,6 +245,7 @@ class Harness:
                 listener(now, name, event)
         for qid, result in ready.query_results:
             self.results[(name, qid)] = result
+            self.result_times[(name, qid)] = now
         deadline = max(core.next_deadline(), now)
         if deadline != float("inf") and self._wake.get(name) != deadline:
             self._wake[name] = deadline
