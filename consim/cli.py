@@ -1,0 +1,226 @@
+"""The ``consim`` command line: parse arguments, call one function, print. No protocol logic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from consim.server.config import ClusterSpec
+
+
+def _datacenters(text: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for part in text.split(","):
+        name, _, count = part.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"expected dc1=3,dc2=3, got {text!r}")
+        out.append((name.strip(), int(count)))
+    return tuple(out)
+
+
+def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
+    from consim.acl import ACLConfig
+
+    datacenters = args.datacenters or (("dc1", args.servers),)
+    acl = ACLConfig.load(Path(args.acl_file)) if getattr(args, "acl_file", None) else ACLConfig()
+    return ClusterSpec(
+        datacenters=datacenters,
+        seed=args.seed,
+        raft_multiplier=args.raft_multiplier,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        http_port=args.http_port,
+        acl=acl,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import signal
+
+    import trio
+
+    from consim.live import serve_cluster
+
+    spec = _cluster_spec(args)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        print("==> Caught signal, shutting down", flush=True)
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                await serve_cluster(spec, log_level=args.log_level)
+
+    trio.run(main)
+    print("==> consim up stopped", flush=True)
+    return 0
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    import httpx
+
+    from consim.live import control_file
+
+    control = args.control or os.environ.get("CONSIM_CONTROL")
+    if not control:
+        path = control_file()
+        if not path.exists():
+            print(f"error: no running 'consim up' found ({path} is missing)", file=sys.stderr)
+            return 1
+        control = json.loads(path.read_text())["control"]
+    base = f"http://{control}/ctl"
+    body: dict[str, Any] = {}
+    action = args.action
+    if action in {"kill", "restart", "stop", "pause", "resume", "isolate"}:
+        if len(args.params) != 1:
+            print(f"usage: consim ctl {action} NODE", file=sys.stderr)
+            return 2
+        body = {"node": args.params[0]}
+    elif action == "partition":
+        if len(args.params) < 2:
+            print("usage: consim ctl partition NODE,NODE NODE,...", file=sys.stderr)
+            return 2
+        body = {"groups": [p.split(",") for p in args.params]}
+    elif action in {"delay", "loss"}:
+        if len(args.params) != 3:
+            print(
+                f"usage: consim ctl {action} SRC DST {'SECONDS' if action == 'delay' else 'PROBABILITY'}  (SRC/DST: node name or *)",
+                file=sys.stderr,
+            )
+            return 2
+        src, dst, value = args.params
+        body = {
+            "src": src,
+            "dst": dst,
+            ("seconds" if action == "delay" else "probability"): float(value),
+        }
+    try:
+        with httpx.Client(timeout=60) as client:
+            if action == "status":
+                response = client.get(f"{base}/status")
+            else:
+                response = client.post(f"{base}/{action}", json=body)
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach consim up control API at {control}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"error: {response.text}", file=sys.stderr)
+        return 1
+    status = response.json()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def format_status(status: list[dict[str, Any]]) -> str:
+    rows = [("Node", "Datacenter", "Address", "State", "Term", "Commit Index", "Last Contact")]
+    for s in status:
+        contact = s.get("last_contact")
+        if s.get("state") == "leader":
+            contact_text = "0"
+        elif contact is None:
+            contact_text = "never" if s.get("state") != "down" else "-"
+        else:
+            contact_text = f"{contact * 1000:.1f}ms"
+        state = s.get("state", "down") + (" (paused)" if s.get("paused") else "")
+        rows.append(
+            (
+                s["name"],
+                s["datacenter"],
+                s["address"],
+                state,
+                str(s.get("term", "-")),
+                str(s.get("commit_index", "-")),
+                contact_text,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from consim.demo import leader_loss_demo
+
+    return leader_loss_demo(seed=args.seed, log_level=args.log_level)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consim", description="A simulation of Consul servers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def cluster_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--servers", type=int, default=3, help="servers in dc1 (default 3)")
+        p.add_argument(
+            "--datacenters", type=_datacenters, help="dc1=3,dc2=3 (instead of --servers)"
+        )
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument(
+            "--raft-multiplier",
+            type=float,
+            default=5.0,
+            help="Consul's raft_multiplier (default 5)",
+        )
+        p.add_argument("--data-dir", help="persist each server under DIR/<node> (default: memory)")
+        p.add_argument("--http-port", type=int, default=8500)
+        p.add_argument("--acl-file", help="ACL configuration, JSON or TOML (see README)")
+        p.add_argument(
+            "--log-level", default="INFO", choices=["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+        )
+
+    up = sub.add_parser("up", help="run a live cluster on loopback until Ctrl-C")
+    cluster_options(up)
+    up.set_defaults(func=cmd_up)
+
+    ctl = sub.add_parser("ctl", help="act on a running 'consim up'")
+    ctl.add_argument(
+        "action",
+        choices=[
+            "status",
+            "kill",
+            "restart",
+            "stop",
+            "pause",
+            "resume",
+            "isolate",
+            "partition",
+            "heal",
+            "delay",
+            "loss",
+        ],
+    )
+    ctl.add_argument("params", nargs="*")
+    ctl.add_argument("--json", action="store_true")
+    ctl.add_argument(
+        "--control", help="host:port of the control API (default: found automatically)"
+    )
+    ctl.set_defaults(func=cmd_ctl)
+
+    demo = sub.add_parser("demo", help="leader loss in virtual time, as Consul log lines")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--log-level", default="INFO", choices=["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

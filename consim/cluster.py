@@ -1,0 +1,347 @@
+"""Datacenters of ServerNodes on one Network: start, stop, kill, restart, partition, heal.
+
+The same ``Cluster`` runs in virtual time (``SimNetwork`` under trio's ``MockClock``, HTTP called in
+process) and live (``SocketNetwork``, hypercorn on every server's HTTP address). Every fault is an
+event in the one event log.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from consim.events import EventLog
+from consim.net.network import Network
+from consim.raft.config import RaftConfig
+from consim.raft.types import Role
+from consim.server.config import ClusterSpec, ServerSpec
+from consim.server.node import ServerNode, _uuid_from_rng
+from consim.storage.base import RaftStorage
+from consim.storage.memory import MemoryStorage
+
+
+class ClusterError(Exception):
+    pass
+
+
+class Cluster:
+    def __init__(
+        self, spec: ClusterSpec, *, network: Network, events: EventLog, live: bool = False
+    ) -> None:
+        self.spec = spec
+        self.net = network
+        self.events = events
+        self.live = live
+        self.rng = random.Random(spec.seed)
+        self.servers: dict[str, ServerNode] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._memory: dict[str, MemoryStorage] = {}
+        self.http_apps: dict[str, Any] = {}
+        network.faults.on_change = self._on_fault
+        raft_config = RaftConfig.for_multiplier(spec.raft_multiplier)
+        overrides: dict[str, Any] = {}
+        if spec.snapshot_threshold is not None:
+            overrides["snapshot_threshold"] = spec.snapshot_threshold
+        if spec.trailing_logs is not None:
+            overrides["trailing_logs"] = spec.trailing_logs
+        if overrides:
+            raft_config = replace(raft_config, **overrides)
+        self.raft_config = raft_config
+        specs = []
+        for s in spec.servers():
+            specs.append(replace(s, node_id=self._node_id(s)))
+        self.specs = specs
+        for s in specs:
+            node_rng = random.Random(self.rng.getrandbits(64))
+            self.servers[s.name] = ServerNode(
+                s,
+                network=network,
+                storage_factory=self._storage_factory(s),
+                events=events,
+                rng=node_rng,
+                raft_config=raft_config,
+                raft_protocol=spec.raft_protocol,
+                rpc_hold_timeout=spec.rpc_hold_timeout,
+                acl=spec.acl,
+                data_dir=spec.data_dir,
+                directory=lambda: self.specs,
+            )
+
+    def _node_id(self, s: ServerSpec) -> str:
+        node_id = _uuid_from_rng(self.rng)
+        if self.spec.data_dir is None:
+            return node_id
+        path = self.spec.data_dir / s.name / "node-id"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(node_id)
+        return node_id
+
+    def _storage_factory(self, s: ServerSpec) -> Callable[[], RaftStorage]:
+        if self.spec.data_dir is not None:
+            from consim.storage.sqlite import SQLiteStorage
+
+            data_dir = self.spec.data_dir
+            return lambda: SQLiteStorage(data_dir, s.name)
+        memory = self._memory.setdefault(s.name, MemoryStorage())
+        return lambda: memory
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def run(
+        self, *, task_status: trio.TaskStatus[Cluster] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start every server and keep them running until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for name in self.servers:
+                await self._start_server(name)
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    async def _start_server(self, name: str) -> None:
+        assert self._nursery is not None
+        node = self.servers[name]
+        scope = trio.CancelScope()
+        self._scopes[name] = scope
+
+        async def incarnation(
+            *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(node.run)
+                    if self.live:
+                        # A crashed server's HTTP port goes away with it, as with real Consul.
+                        from consim.http.serve import serve_http
+
+                        await nursery.start(serve_http, self.app(name), node.spec.http_address)
+                    task_status.started()
+
+        await self._nursery.start(incarnation)
+
+    def app(self, name: str) -> Any:
+        """The server's quart-trio app (one per server, kept across restarts)."""
+        if name not in self.http_apps:
+            from consim.http.app import create_app
+            from consim.server.node import ServerAgent
+
+            agent = ServerAgent(
+                self.node(name), known_datacenters=lambda: len(self.spec.datacenters)
+            )
+            self.http_apps[name] = create_app(agent)
+        return self.http_apps[name]
+
+    async def http(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request to a server: in process in virtual time, over a socket when live."""
+        node = self.node(name)
+        self.events.emit(
+            name,
+            "http_request",
+            {"method": method, "path": path},
+            level="DEBUG",
+            subsystem="agent.http",
+            message="request",
+        )
+        if self.live:
+            import httpx
+
+            async with httpx.AsyncClient(base_url=f"http://{node.spec.http_address}") as client:
+                response = await client.request(method, path, headers=headers, content=body)
+                status, out_headers, out_body = (
+                    response.status_code,
+                    dict(response.headers),
+                    response.content,
+                )
+        else:
+            if not node.running:
+                raise ClusterError(f"{name} is not running: connection refused")
+            from consim.http.inprocess import request
+
+            status, out_headers, out_body = await request(
+                self.app(name), method, path, headers=headers, body=body
+            )
+        self.events.emit(
+            name,
+            "http_response",
+            {"method": method, "path": path, "status": status},
+            level="DEBUG",
+            subsystem="agent.http",
+            message="response",
+        )
+        return status, out_headers, out_body
+
+    def node(self, name: str) -> ServerNode:
+        try:
+            return self.servers[name]
+        except KeyError:
+            raise ClusterError(
+                f"no server named {name!r}; known: {', '.join(self.servers)}"
+            ) from None
+
+    def kill(self, name: str) -> None:
+        """Crash: volatile state is lost; storage survives."""
+        node = self.node(name)
+        if not node.running:
+            raise ClusterError(f"{name} is not running")
+        self.events.emit("cluster", "kill", {"server": name}, level="WARN", message="server killed")
+        self._scopes[name].cancel()
+        node.running = False
+
+    async def restart(self, name: str) -> None:
+        node = self.node(name)
+        if node.running:
+            self.kill(name)
+            await trio.sleep(0)
+        node.resume()
+        self.events.emit("cluster", "restart", {"server": name}, message="server restarted")
+        await self._start_server(name)
+
+    async def stop(self, name: str) -> None:
+        """Graceful leave: the server is removed from the Raft configuration, then stops."""
+        node = self.node(name)
+        self.events.emit("cluster", "stop", {"server": name}, message="server leaving gracefully")
+        if node.running and node.core is not None:
+            leader = self.leader(node.datacenter)
+            if leader is not None:
+                from consim.net.network import RpcError
+
+                try:
+                    with trio.move_on_after(self.raft_config.election_timeout * 4):
+                        await leader.rpc(
+                            "Operator.RaftRemovePeerByID",
+                            {"ID": node.server_id, "Token": self.spec.acl.initial_management or ""},
+                        )
+                except RpcError as exc:
+                    self.events.emit(
+                        "cluster",
+                        "stop_remove_failed",
+                        {"server": name, "error": exc.message},
+                        level="WARN",
+                        message="leaving server could not be removed",
+                    )
+        if node.running:
+            self._scopes[name].cancel()
+            node.running = False
+
+    def pause(self, name: str) -> None:
+        self.node(name).pause()
+        self.events.emit(
+            "cluster", "pause", {"server": name}, level="WARN", message="server paused"
+        )
+
+    def resume(self, name: str) -> None:
+        self.node(name).resume()
+        self.events.emit("cluster", "resume", {"server": name}, message="server resumed")
+
+    # ---- network faults (events come from the fault model's on_change) -----------------------
+    def host(self, name: str) -> str:
+        return self.node(name).spec.host
+
+    def partition(self, groups: list[list[str]]) -> None:
+        self.net.faults.partition([[self.host(n) for n in group] for group in groups])
+
+    def isolate(self, name: str) -> None:
+        self.net.faults.isolate(self.host(name))
+
+    def block(self, src: str, dst: str) -> None:
+        self.net.faults.block(self.host(src), self.host(dst))
+
+    def heal(self) -> None:
+        self.net.faults.heal()
+
+    def set_loss(self, src: str, dst: str, probability: float) -> None:
+        self.net.faults.set_loss(self._host_or_any(src), self._host_or_any(dst), probability)
+
+    def set_delay(self, src: str, dst: str, seconds: float) -> None:
+        self.net.faults.set_delay(self._host_or_any(src), self._host_or_any(dst), seconds)
+
+    def _host_or_any(self, name: str) -> str:
+        return "*" if name == "*" else self.host(name)
+
+    def _on_fault(self, kind: str, fields: dict[str, Any]) -> None:
+        by_host = {n.spec.host: n.name for n in self.servers.values()}
+
+        def rename(value: Any) -> Any:
+            if isinstance(value, str):
+                return by_host.get(value, value)
+            if isinstance(value, list | tuple):
+                return [rename(v) for v in value]
+            return value
+
+        self.events.emit(
+            "cluster",
+            kind,
+            {k: rename(v) for k, v in fields.items()},
+            level="WARN",
+            message=kind.replace("_", " "),
+        )
+
+    # ---- views -------------------------------------------------------------------------------
+    def datacenter_servers(self, datacenter: str) -> list[ServerNode]:
+        return [n for n in self.servers.values() if n.datacenter == datacenter]
+
+    def leader(self, datacenter: str = "dc1") -> ServerNode | None:
+        """The running leader with the highest term (an isolated old leader may linger)."""
+        best: ServerNode | None = None
+        for node in self.datacenter_servers(datacenter):
+            if node.is_leader() and not node.paused:
+                assert node.core is not None
+                if best is None or node.core.term > best.core.term:  # type: ignore[union-attr]
+                    best = node
+        return best
+
+    def followers(self, datacenter: str = "dc1") -> list[ServerNode]:
+        return [
+            n
+            for n in self.datacenter_servers(datacenter)
+            if n.running and n.core is not None and n.core.role is Role.FOLLOWER
+        ]
+
+    async def wait_for_leader(
+        self,
+        datacenter: str = "dc1",
+        within: float = 30.0,
+        *,
+        exclude: set[str] | None = None,
+        poll: float = 0.01,
+    ) -> ServerNode:
+        """Wait until a leader exists (not in ``exclude``) that a majority acknowledges."""
+        exclude = exclude or set()
+        with trio.move_on_after(within):
+            while True:
+                leader = self.leader(datacenter)
+                if leader is not None and leader.name not in exclude and self._acknowledged(leader):
+                    return leader
+                await trio.sleep(poll)
+        raise ClusterError(f"no leader in {datacenter} within {within}s")
+
+    def _acknowledged(self, leader: ServerNode) -> bool:
+        assert leader.core is not None
+        voters = leader.core.configuration.voters()
+        acks = sum(
+            1
+            for n in self.datacenter_servers(leader.datacenter)
+            if n.running
+            and n.core is not None
+            and n.core.leader_id == leader.server_id
+            and n.core.term == leader.core.term
+            and leader.core.configuration.has_vote(n.server_id)
+        )
+        return acks >= len(voters) // 2 + 1
+
+    def status(self) -> list[dict[str, Any]]:
+        return [n.status() for n in self.servers.values()]

@@ -1,0 +1,88 @@
+"""Static description of one server and of the cluster it belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consim.acl import ACLConfig
+
+RPC_PORT = 8300
+SERF_LAN_PORT = 8301
+SERF_WAN_PORT = 8302
+HTTP_PORT = 8500
+
+
+def server_host(dc_index: int, server_number: int) -> str:
+    """Server k (1-based) of the d-th datacenter (0-based) lives on 127.0.d.k, as in Consul's docs."""
+    return f"127.0.{dc_index}.{server_number}"
+
+
+def server_name(datacenter: str, server_number: int) -> str:
+    return f"{datacenter}-s{server_number}"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Identity and addresses of one server; stays the same across crashes and restarts."""
+
+    name: str
+    datacenter: str
+    host: str
+    http_port: int = HTTP_PORT
+    # Consul's node-id (a GUID); the Raft server id under raft protocol 3.
+    node_id: str = ""
+
+    @property
+    def rpc_address(self) -> str:
+        return f"{self.host}:{RPC_PORT}"
+
+    @property
+    def serf_lan_address(self) -> str:
+        return f"{self.host}:{SERF_LAN_PORT}"
+
+    @property
+    def serf_wan_address(self) -> str:
+        return f"{self.host}:{SERF_WAN_PORT}"
+
+    @property
+    def http_address(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything needed to build a cluster; scenario files and ``consim up`` both produce one."""
+
+    datacenters: tuple[tuple[str, int], ...] = (("dc1", 3),)
+    seed: int = 0
+    raft_multiplier: float = 5.0
+    # raft protocol 3: server ids are GUID node ids; protocol 2: id == address.
+    raft_protocol: int = 3
+    rpc_hold_timeout: float = 7.0
+    data_dir: Path | None = None
+    http_port: int = HTTP_PORT
+    acl: ACLConfig = field(default_factory=ACLConfig)
+    encrypt: str | None = None
+    # Scales gossip intervals (1.0 = memberlist's defaults).
+    gossip_scale: float = 1.0
+    # Snapshot threshold/trailing logs overrides (None = Consul's 8192 / 10240).
+    snapshot_threshold: int | None = None
+    trailing_logs: int | None = None
+
+    def servers(self) -> list[ServerSpec]:
+        out: list[ServerSpec] = []
+        for d, (dc, count) in enumerate(self.datacenters):
+            for k in range(1, count + 1):
+                out.append(
+                    ServerSpec(
+                        name=server_name(dc, k),
+                        datacenter=dc,
+                        host=server_host(d, k),
+                        http_port=self.http_port,
+                    )
+                )
+        return out
+
+    def datacenter_names(self) -> list[str]:
+        return [dc for dc, _ in self.datacenters]

@@ -1,0 +1,700 @@
+"""ServerNode: one Consul server. Drives the sans-IO Raft core from trio, owns the state machine,
+serves the RPC endpoints and forwards to the leader the way Consul's ``agent/consul/rpc.go`` does.
+
+A ``ServerNode`` object is the server's identity and its durable storage; each ``run()`` is one
+incarnation (process lifetime). Killing the node cancels ``run()``: everything volatile (the Raft
+core's memory, the state machine, waiters) is dropped, and the next ``run()`` rebuilds it from
+storage, exactly what a crash and restart of a real server does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from consim.acl import ACLConfig
+from consim.events import EventLog
+from consim.net.network import Network, RpcError, RpcTimeout, Unreachable
+from consim.raft.config import RaftConfig
+from consim.raft.core import NotLeader, RaftCore, RaftError
+from consim.raft.messages import message_from_wire, message_to_wire
+from consim.raft.types import (
+    Configuration,
+    EntryType,
+    MalformedMessage,
+    PersistentState,
+    Role,
+    Server,
+    Snapshot,
+)
+from consim.server.config import ServerSpec
+from consim.server.fsm import StateMachine
+from consim.storage.base import RaftStorage
+
+# Consul's and hashicorp/raft's error texts.
+ERR_NO_LEADER = "No cluster leader"
+ERR_NO_PATH = "No path to datacenter"
+ERR_NO_DC_SERVER = "Remote DC has no server currently reachable"
+ERR_NOT_LEADER = "node is not the leader"
+ERR_LEADERSHIP_LOST = "leadership lost while committing log"
+ERR_NOT_READY_CONSISTENT = "Not ready to serve consistent reads"
+
+# RPC methods that only read; they may be served stale.
+READ_METHODS = frozenset(
+    {
+        "Operator.RaftGetConfiguration",
+        "KVS.Get",
+        "KVS.List",
+        "KVS.ListKeys",
+        "Operator.AutopilotGetConfiguration",
+        "Operator.ServerHealth",
+        "Operator.AutopilotState",
+    }
+)
+# Answered by whichever server receives them (Consul's Status endpoint never forwards in-DC).
+LOCAL_METHODS = frozenset({"Status.Leader", "Status.Peers", "Status.Ping", "Status.RaftStats"})
+JITTER_FRACTION = 16  # Consul's structs.JitterFraction
+
+
+class ServerNode:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        *,
+        network: Network,
+        storage_factory: Callable[[], RaftStorage],
+        events: EventLog,
+        rng: random.Random,
+        raft_config: RaftConfig,
+        raft_protocol: int = 3,
+        rpc_hold_timeout: float = 7.0,
+        acl: ACLConfig | None = None,
+        data_dir: Path | None = None,
+        directory: Callable[[], list[ServerSpec]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.node_name = spec.name
+        self.datacenter = spec.datacenter
+        self.address = spec.rpc_address
+        self.net = network
+        self.events = events
+        self.rng = rng
+        self.raft_config = raft_config
+        self.raft_protocol = raft_protocol
+        self.rpc_hold_timeout = rpc_hold_timeout
+        self.acl = acl or ACLConfig()
+        self.data_dir = data_dir
+        # Every server the cluster knows, for Node names and WAN routes until gossip fills them.
+        self._directory = directory or (lambda: [spec])
+        self._storage_factory = storage_factory
+        self.storage: RaftStorage | None = None
+        self.node_id = spec.node_id or _uuid_from_rng(rng)
+        self.server_id = self.node_id if raft_protocol >= 3 else self.address
+        self.running = False
+        self.paused = False
+        self._resumed = trio.Event()
+        self._resumed.set()
+        self.core: RaftCore | None = None
+        self.fsm = StateMachine()
+        self.counters: dict[str, int] = {"rpc_malformed": 0, "raft_malformed": 0}
+        self.started_at = 0.0
+        self.incarnation = 0
+        self.lan_members: Callable[[], list[dict[str, Any]]] | None = None
+        self._reset_volatile()
+
+    # ---- identity and files ------------------------------------------------------------------
+    @property
+    def node_dir(self) -> Path | None:
+        return None if self.data_dir is None else self.data_dir / self.name
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def _reset_volatile(self) -> None:
+        self.core = None
+        self.fsm = StateMachine()
+        self._kick = trio.Event()
+        self._apply_waiters: dict[int, tuple[int, trio.Event, list[Any]]] = {}
+        self._verify_waiters: dict[int, tuple[trio.Event, list[bool]]] = {}
+        self._fsm_changed = trio.Event()
+        self._consistent_ready = False
+        self._barrier_index: int | None = None
+        self._last_role: Role | None = None
+        self._last_leader: str | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One incarnation of the server: runs until cancelled (crash) or stopped."""
+        self._reset_volatile()
+        self.incarnation += 1
+        self.storage = self._storage_factory()
+        try:
+            state = self._start_state()
+        except ValueError as exc:  # RecoveryError: a bad peers.json refuses to start
+            self.events.emit(
+                self.name,
+                "recovery_failed",
+                {"error": str(exc)},
+                level="ERROR",
+                subsystem="agent.server.raft",
+                message="failed to recover from peers.json",
+            )
+            raise
+        now = trio.current_time()
+        self.started_at = now
+        self.core = RaftCore(
+            server_id=self.server_id,
+            address=self.address,
+            state=state,
+            config=self.raft_config,
+            rng=self.rng,
+            now=now,
+        )
+        self._restore_fsm(state)
+        if _is_empty(state):
+            self.core.bootstrap(self._bootstrap_configuration())
+        self.running = True
+        self.events.emit(
+            self.name,
+            "server_started",
+            {"id": self.server_id, "address": self.address, "incarnation": self.incarnation},
+            subsystem="agent.server",
+            message="consul server starting",
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.net.serve_rpc, self.address, self._handle_rpc)
+                self._handle_ready()
+                nursery.start_soon(self._raft_timer)
+                task_status.started()
+        finally:
+            self.running = False
+            if self.storage is not None:
+                self.storage.close()
+
+    def _start_state(self) -> PersistentState:
+        assert self.storage is not None
+        state = self.storage.load()
+        if self.node_dir is None:
+            return state
+        raft_dir = self.node_dir / "raft"
+        raft_dir.mkdir(parents=True, exist_ok=True)
+        peers_info = raft_dir / "peers.info"
+        peers_json = raft_dir / "peers.json"
+        if not peers_info.exists():
+            # Written on first start so an old peers.json is never ingested by accident.
+            peers_info.write_text(_PEERS_INFO)
+            if peers_json.exists():
+                return state
+        if peers_json.exists():
+            state = self._recover_from_peers_json(peers_json, state)
+        return state
+
+    def _recover_from_peers_json(self, path: Path, state: PersistentState) -> PersistentState:
+        self._emit_raft(
+            "peers_json_found",
+            {},
+            "found peers.json file, recovering Raft configuration...",
+            subsystem="agent.server",
+        )
+        from consim.raft.recovery import parse_peers_json, recover_state
+
+        configuration = parse_peers_json(path.read_bytes(), self.raft_protocol)
+
+        def fsm_snapshot(s: PersistentState) -> bytes:
+            fsm = (
+                StateMachine.restore(s.snapshot.data) if s.snapshot is not None else StateMachine()
+            )
+            for entry in s.entries:
+                if entry.type is EntryType.COMMAND:
+                    fsm.apply(entry.index, entry.data)
+            return fsm.snapshot()
+
+        new_state = recover_state(state, configuration, fsm_snapshot)
+        assert self.storage is not None
+        if new_state.snapshot is not None:
+            self.storage.save_snapshot(new_state.snapshot)
+        if state.entries:
+            self.storage.compact_prefix(state.entries[-1].index)
+        self.storage.save_hard_state(new_state.hard_state)
+        path.unlink()
+        self._emit_raft(
+            "peers_json_deleted",
+            {},
+            "deleted peers.json file after successful recovery",
+            subsystem="agent.server",
+        )
+        return self.storage.load()
+
+    def _bootstrap_configuration(self) -> Configuration:
+        servers = [s for s in self._directory() if s.datacenter == self.datacenter]
+        return Configuration(tuple(Server(self._id_for(s), s.rpc_address) for s in servers))
+
+    def _id_for(self, spec: ServerSpec) -> str:
+        return spec.node_id if self.raft_protocol >= 3 and spec.node_id else spec.rpc_address
+
+    def _restore_fsm(self, state: PersistentState) -> None:
+        self.fsm = (
+            StateMachine.restore(state.snapshot.data)
+            if state.snapshot is not None
+            else StateMachine()
+        )
+
+    # ---- pause / resume ----------------------------------------------------------------------
+    def pause(self) -> None:
+        """Like SIGSTOP: nothing is processed until resume; incoming work queues up."""
+        if not self.paused:
+            self.paused = True
+            self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._resumed.set()
+
+    # ---- the Raft driver ---------------------------------------------------------------------
+    async def _raft_timer(self) -> None:
+        while True:
+            assert self.core is not None
+            with trio.move_on_at(self.core.next_deadline()):
+                await self._kick.wait()
+            if self.paused:
+                await self._resumed.wait()
+            self.core.tick(trio.current_time())
+            self._handle_ready()
+            # Fresh event after our own _handle_ready: only kicks from other tasks wake us early.
+            self._kick = trio.Event()
+
+    def _handle_ready(self) -> None:
+        """Persist, apply, then send: the order that keeps votes and answers durable."""
+        core = self.core
+        assert core is not None and self.storage is not None
+        for _ in range(1000):
+            ready = core.ready()
+            storage = self.storage
+            if ready.hard_state is not None:
+                storage.save_hard_state(ready.hard_state)
+            if ready.truncate_from is not None:
+                storage.truncate_suffix(ready.truncate_from)
+            if ready.entries:
+                storage.append(list(ready.entries))
+            if ready.snapshot is not None:
+                storage.save_snapshot(ready.snapshot)
+                self.fsm = StateMachine.restore(ready.snapshot.data)
+                self._notify_fsm()
+            local_snapshot: Snapshot | None = getattr(ready, "local_snapshot", None)
+            if local_snapshot is not None:
+                storage.save_snapshot(local_snapshot)
+            if ready.compact_through is not None:
+                storage.compact_prefix(ready.compact_through)
+            for event in ready.events:
+                self._emit_raft(event.kind, dict(event.fields), event.message, level=event.level)
+            for entry in ready.committed:
+                self._apply(entry)
+            for request, ok in ready.verifications:
+                waiter = self._verify_waiters.pop(request, None)
+                if waiter is not None:
+                    waiter[1].append(ok)
+                    waiter[0].set()
+            for out in ready.messages:
+                self.net.notify(
+                    self.address,
+                    out.to_address,
+                    "Raft.Message",
+                    {"from": self.server_id, "msg": message_to_wire(out.message)},
+                )
+            self._observe_role()
+            if core.should_snapshot():
+                core.snapshot_taken(self.fsm.last_applied, self.fsm.snapshot())
+                continue
+            if not _ready_has_work(core):
+                break
+        self._kick.set()
+
+    def _apply(self, entry: Any) -> None:
+        result: Any = None
+        if entry.type is EntryType.COMMAND:
+            result = self.fsm.apply(entry.index, entry.data)
+        else:
+            self.fsm.last_applied = entry.index
+        if self._barrier_index is not None and entry.index >= self._barrier_index:
+            # Consul's establishLeadership: consistent reads wait for this barrier.
+            self._barrier_index = None
+            if self.core is not None and self.core.role is Role.LEADER:
+                self._consistent_ready = True
+        waiter = self._apply_waiters.pop(entry.index, None)
+        if waiter is not None:
+            term, done, box = waiter
+            if entry.term == term:
+                box.append(("ok", result))
+            else:
+                box.append(("error", ERR_LEADERSHIP_LOST))
+            done.set()
+        self._notify_fsm()
+
+    def _notify_fsm(self) -> None:
+        self._fsm_changed.set()
+        self._fsm_changed = trio.Event()
+
+    def _observe_role(self) -> None:
+        core = self.core
+        assert core is not None
+        role = core.role
+        if role is not self._last_role:
+            if role is Role.LEADER:
+                self._consistent_ready = False
+                try:
+                    self._barrier_index = core.barrier(trio.current_time())
+                except RaftError:
+                    self._barrier_index = None
+            elif self._last_role is Role.LEADER:
+                self._consistent_ready = False
+                self._barrier_index = None
+                self._fail_waiters(ERR_LEADERSHIP_LOST)
+            self._last_role = role
+
+    def _fail_waiters(self, message: str) -> None:
+        for _index, (_term, done, box) in list(self._apply_waiters.items()):
+            box.append(("error", message))
+            done.set()
+        self._apply_waiters.clear()
+        for _request, (done, box) in list(self._verify_waiters.items()):
+            box.append(False)
+            done.set()
+        self._verify_waiters.clear()
+
+    def _emit_raft(
+        self,
+        kind: str,
+        fields: dict[str, Any],
+        message: str,
+        *,
+        level: str = "INFO",
+        subsystem: str = "agent.server.raft",
+    ) -> None:
+        self.events.emit(self.name, kind, fields, level=level, subsystem=subsystem, message=message)
+
+    # ---- Raft helpers used by endpoints ------------------------------------------------------
+    async def apply_command(self, data: bytes) -> Any:
+        """Propose a command on the leader and wait until it is applied here."""
+        return await self._wait_for_index(lambda now: self._core().propose(data, now))
+
+    async def _wait_for_index(self, propose: Callable[[float], int]) -> Any:
+        core = self._core()
+        try:
+            index = propose(trio.current_time())
+        except NotLeader:
+            raise RpcError(ERR_NOT_LEADER) from None
+        except RaftError as exc:
+            raise RpcError(str(exc)) from None
+        done = trio.Event()
+        box: list[Any] = []
+        self._apply_waiters[index] = (core.term, done, box)
+        self._handle_ready()
+        await done.wait()
+        status, value = box[0]
+        if status == "error":
+            raise RpcError(value)
+        return value
+
+    async def verify_leader(self) -> bool:
+        core = self._core()
+        if core.role is not Role.LEADER:
+            return False
+        request = core.verify_leader(trio.current_time())
+        done = trio.Event()
+        box: list[bool] = []
+        self._verify_waiters[request] = (done, box)
+        self._handle_ready()
+        await done.wait()
+        return box[0]
+
+    def _core(self) -> RaftCore:
+        if self.core is None or not self.running:
+            raise RpcError("server is not running")
+        return self.core
+
+    def is_leader(self) -> bool:
+        return self.running and self.core is not None and self.core.role is Role.LEADER
+
+    def leader_address(self) -> str:
+        if self.core is None or not self.running:
+            return ""
+        return self.core.leader_address or ""
+
+    def has_heard_from_leader(self) -> bool:
+        core = self.core
+        return core is not None and (core.role is Role.LEADER or core.last_contact is not None)
+
+    def last_contact_seconds(self) -> float:
+        core = self.core
+        if core is None or core.role is Role.LEADER:
+            return 0.0
+        if core.last_contact is None:
+            return math.inf
+        return max(0.0, trio.current_time() - core.last_contact)
+
+    # ---- RPC entry points --------------------------------------------------------------------
+    async def _handle_rpc(self, method: str, args: Any, src: str) -> Any:
+        if self.paused:
+            await self._resumed.wait()
+        if method == "Raft.Message":
+            self._on_raft_message(args)
+            return None
+        if not isinstance(args, dict):
+            self.counters["rpc_malformed"] += 1
+            raise RpcError(f"rpc error: malformed arguments for {method}")
+        return await self.rpc(method, args)
+
+    def _on_raft_message(self, args: Any) -> None:
+        core = self.core
+        if core is None or not self.running:
+            return
+        try:
+            if not isinstance(args, dict) or not isinstance(args.get("from"), str):
+                raise MalformedMessage("Raft.Message needs 'from' and 'msg'")
+            message = message_from_wire(args.get("msg"))
+        except MalformedMessage:
+            self.counters["raft_malformed"] += 1
+            return
+        core.step(args["from"], message, trio.current_time())
+        self._handle_ready()
+
+    async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""
+        from consim.server import endpoints
+
+        handler = endpoints.HANDLERS.get(method)
+        if handler is None:
+            raise RpcError(f"rpc: can't find method {method}")
+        datacenter = args.get("Datacenter") or self.datacenter
+        if datacenter != self.datacenter:
+            return await self._forward_dc(method, args, datacenter)
+        if method in LOCAL_METHODS:
+            return await handler(self, args)
+        is_read = method in READ_METHODS
+        if is_read and args.get("AllowStale") and self.has_heard_from_leader():
+            max_stale = float(args.get("MaxStaleDuration") or 0)
+            if max_stale > 0 and self.last_contact_seconds() > max_stale:
+                # Too far behind for this caller: re-run as a default read on the leader.
+                args = {**args, "AllowStale": False, "MaxStaleDuration": 0}
+            else:
+                return await handler(self, args)
+        return await self._forward_to_leader(method, args, handler, is_read)
+
+    async def _forward_to_leader(
+        self,
+        method: str,
+        args: dict[str, Any],
+        handler: Callable[[ServerNode, dict[str, Any]], Awaitable[Any]],
+        is_read: bool,
+    ) -> Any:
+        deadline = trio.current_time() + self.rpc_hold_timeout
+        while True:
+            if self.is_leader():
+                return await handler(self, args)
+            leader = self.leader_address()
+            if leader and leader != self.address:
+                try:
+                    return await self.net.call(
+                        self.address, leader, method, args, timeout=_rpc_timeout(args)
+                    )
+                except Unreachable:
+                    pass  # never delivered: safe to retry for reads and writes alike
+                except RpcTimeout:
+                    if not is_read:
+                        raise RpcError("rpc error: timeout waiting for the leader") from None
+                except RpcError as exc:
+                    if exc.message != ERR_NOT_LEADER:
+                        raise
+            now = trio.current_time()
+            if now >= deadline:
+                raise RpcError(ERR_NO_LEADER)
+            stagger = self.rng.random() * (self.rpc_hold_timeout / JITTER_FRACTION)
+            await trio.sleep(min(stagger, max(0.0, deadline - now)) or 0.001)
+
+    async def _forward_dc(self, method: str, args: dict[str, Any], datacenter: str) -> Any:
+        servers = [s for s in self._directory() if s.datacenter == datacenter]
+        if not servers:
+            raise RpcError(ERR_NO_PATH)
+        order = list(servers)
+        self.rng.shuffle(order)
+        for spec in order:
+            try:
+                return await self.net.call(
+                    self.address, spec.rpc_address, method, args, timeout=_rpc_timeout(args)
+                )
+            except (Unreachable, RpcTimeout):
+                continue
+        raise RpcError(ERR_NO_DC_SERVER)
+
+    # ---- state the HTTP agent needs ----------------------------------------------------------
+    def member_name_for(self, address: str) -> str:
+        """Consul looks the Node name up in the LAN pool; ``(unknown)`` when nothing matches."""
+        if self.lan_members is not None:
+            for member in self.lan_members():
+                if f"{member['Addr']}:{member.get('RaftPort', 8300)}" == address:
+                    return str(member["Name"])
+            return "(unknown)"
+        for spec in self._directory():
+            if spec.rpc_address == address and spec.datacenter == self.datacenter:
+                return spec.name
+        return "(unknown)"
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        if core is None or not self.running:
+            return {
+                "name": self.name,
+                "datacenter": self.datacenter,
+                "address": self.address,
+                "state": "down",
+                "paused": self.paused,
+            }
+        contact = self.last_contact_seconds()
+        return {
+            "name": self.name,
+            "datacenter": self.datacenter,
+            "address": self.address,
+            "state": core.role.value.lower(),
+            "term": core.term,
+            "commit_index": core.commit_index,
+            "last_index": core.last_index,
+            "applied_index": self.fsm.last_applied,
+            "leader": core.leader_address or "",
+            "last_contact": None if math.isinf(contact) else round(contact, 6),
+            "paused": self.paused,
+        }
+
+
+def _rpc_timeout(args: dict[str, Any]) -> float:
+    # Blocking queries may legitimately take MaxQueryTime; give them headroom like Consul does.
+    return max(10.0, float(args.get("MaxQueryTime") or 0) * 1.1 + 1.0)
+
+
+def _is_empty(state: PersistentState) -> bool:
+    return state.hard_state.current_term == 0 and not state.entries and state.snapshot is None
+
+
+def _ready_has_work(core: RaftCore) -> bool:
+    has_ready = getattr(core, "has_ready", None)
+    return bool(has_ready()) if callable(has_ready) else False
+
+
+def _uuid_from_rng(rng: random.Random) -> str:
+    raw = rng.getrandbits(128).to_bytes(16, "big").hex()
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+_PEERS_INFO = json.dumps(
+    "As of Consul 0.7.0, the peers.json file is only used for recovery after an outage. "
+    "See the outage recovery guide: place a peers.json next to this file and start the server."
+)[1:-1]
+
+
+class ServerAgent:
+    """The HTTP layer's view of a server (``consim.http.agent.Agent``), Consul's agent endpoints."""
+
+    def __init__(self, node: ServerNode, *, known_datacenters: Callable[[], int]) -> None:
+        self.node = node
+        self.node_name = node.name
+        self.datacenter = node.datacenter
+        self._known_datacenters = known_datacenters
+
+    async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        if not self.node.running:
+            raise RpcError("server is not running")
+        if self.node.paused:
+            await self.node._resumed.wait()
+        return await self.node.rpc(method, args)
+
+    def agent_self(self) -> dict[str, Any]:
+        node = self.node
+        spec = node.spec
+        core = node.core
+        stats_raft: dict[str, Any] = {}
+        if core is not None and node.running:
+            stats_raft = {k: str(v) for k, v in core.stats(trio.current_time()).items()}
+            stats_raft["applied_index"] = str(node.fsm.last_applied)
+        leader = node.leader_address()
+        return {
+            "Config": {
+                "Datacenter": spec.datacenter,
+                "NodeName": spec.name,
+                "NodeID": node.node_id,
+                "Server": True,
+                "Revision": "consim",
+                "Version": "1.21.0",
+                "PrimaryDatacenter": self._primary(),
+            },
+            "Member": self.member(),
+            "Stats": {
+                "consul": {
+                    "leader": "true" if node.is_leader() else "false",
+                    "leader_addr": leader,
+                    "known_datacenters": str(self._known_datacenters()),
+                    "server": "true",
+                    "bootstrap": "false",
+                },
+                "raft": stats_raft,
+            },
+        }
+
+    def _primary(self) -> str:
+        return self.node.datacenter
+
+    def member(self) -> dict[str, Any]:
+        spec = self.node.spec
+        return {
+            "Name": spec.name,
+            "Addr": spec.host,
+            "Port": 8301,
+            "Tags": {
+                "role": "consul",
+                "dc": spec.datacenter,
+                "id": self.node.node_id,
+                "port": "8300",
+                "raft_vsn": str(self.node.raft_protocol),
+                "vsn": "2",
+                "vsn_min": "2",
+                "vsn_max": "3",
+            },
+            "Status": 1,
+            "ProtocolMin": 1,
+            "ProtocolMax": 5,
+            "ProtocolCur": 2,
+            "DelegateMin": 2,
+            "DelegateMax": 5,
+            "DelegateCur": 4,
+        }
+
+    def members(self, wan: bool) -> list[dict[str, Any]]:
+        raise RpcError("gossip membership is not built yet in this consim version")
+
+    async def force_leave(self, node: str, prune: bool, token: str) -> None:
+        raise RpcError("gossip membership is not built yet in this consim version")
+
+    async def join(self, address: str, wan: bool, token: str) -> None:
+        raise RpcError("gossip membership is not built yet in this consim version")
+
+    async def leave(self, token: str) -> None:
+        raise RpcError("gossip membership is not built yet in this consim version")
+
+    async def keyring_operation(
+        self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str
+    ) -> list[dict[str, Any]]:
+        raise RpcError("gossip keyring is not built yet in this consim version")
+
+    def report_internal_error(self, where: str, exc: BaseException) -> None:
+        self.node.events.emit(
+            self.node.name,
+            "http_internal_error",
+            {"where": where, "error": f"{type(exc).__name__}: {exc}"},
+            level="ERROR",
+            subsystem="agent.http",
+            message="unexpected error serving request",
+        )
