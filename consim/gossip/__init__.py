@@ -13,7 +13,7 @@ Driver contract (the h11 / etcd-raft "Ready" style)::
     core = GossipCore(name, "127.0.0.1:8301", tags=consul_server_tags(dc="dc1", node_id=...),
                       config=GossipConfig.lan(scale=1.0), rng=random.Random(seed), now=t,
                       keyring=Keyring.from_json(text) | Keyring([key]) | None)   # None = no encryption
-    core.join("127.0.0.2:8301", now)             # push-pull with a known member
+    core.join("127.0.0.2:8301", now)             # push-pull with a known member (retried)
     core.leave(now)                              # graceful: status leaving (2) then left (3)
     core.force_leave(name, prune, now)           # failed -> left; prune forgets; GossipError if unknown
     core.set_tags(tags, now)
@@ -45,6 +45,9 @@ Events (``GossipEvent.kind`` -> message; the driver adds time, node and subsyste
 - ``suspect_timeout``  ``Marking dc1-s2 as failed, suspect timeout reached (0 peer confirmations)``
 - ``member_alive``     (DEBUG) a suspect refuted; ``refute`` (WARN) we refuted a suspect/dead claim
 - ``member_leaving``   (DEBUG) our own leave started; ``member_conflict`` (ERROR) address clash
+- ``join_failed``      (WARN) ``Failed to join 10.0.0.9:8301: no response`` after the join's
+                       push-pull went unanswered (retried every ProbeInterval, 5 times; memberlist
+                       joins over TCP, our push-pull is a datagram, so retries stand in for TCP)
 - ``key_installed`` / ``key_used`` / ``key_removed`` / ``key_listed``: ``Received install-key query``
   (fields: op, ok, key_id = sha256 prefix, never the key) or, at ERROR,
   ``Failed to install key: <reason>``. After these the driver persists ``core.keyring.to_json()``.

@@ -62,6 +62,8 @@ _QUERY_LOG = {
     "list": ("Received list-keys query", "Failed to list keys"),
 }
 PING_QUERY = "_serf_ping"
+# Push-pull join attempts after the first, one per probe interval, before giving up.
+JOIN_RETRIES = 5
 
 _COUNTERS = (
     "packets_in",
@@ -147,6 +149,9 @@ class GossipCore:
         self._seen_queries: dict[tuple[str, int], float] = {}
         self._pending: dict[int, _PendingQuery] = {}
         self._leave_at: float | None = None
+        # Joins awaiting a push-pull reply: address -> [retry time, retries left]. memberlist joins
+        # over TCP; our push-pull is a datagram, so retrying stands in for TCP's retransmission.
+        self._joins: dict[str, list[float]] = {}
         self._stopped = False
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._out = GossipReady()
@@ -193,6 +198,8 @@ class GossipCore:
             deadlines.append(min(p.deadline for p in self._pending.values()))
         if self._leave_at is not None:
             deadlines.append(self._leave_at)
+        if self._joins:
+            deadlines.append(min(j[0] for j in self._joins.values()))
         return math.inf if self._stopped else min(deadlines)
 
     def ready(self) -> GossipReady:
@@ -207,6 +214,7 @@ class GossipCore:
         if self._stopped or address == self.address:
             return
         self._send_push_pull(address, join=True, reply=False)
+        self._joins[address] = [now + self.config.t(self.config.probe_interval), JOIN_RETRIES]
 
     def leave(self, now: float) -> None:
         """Graceful leave: status leaving, broadcast our departure, stop after it has spread."""
@@ -309,6 +317,19 @@ class GossipCore:
         for qid, pending in list(self._pending.items()):
             if now >= pending.deadline:
                 self._finish_query(qid)
+        for address, retry in list(self._joins.items()):
+            if now >= retry[0]:
+                if retry[1] <= 0:
+                    del self._joins[address]
+                    self._event(
+                        "join_failed",
+                        f"Failed to join {address}: no response",
+                        level="WARN",
+                        addr=address,
+                    )
+                else:
+                    retry[0], retry[1] = now + c.t(c.probe_interval), retry[1] - 1
+                    self._send_push_pull(address, join=True, reply=False)
         probe = self._probe
         if (
             probe is not None
@@ -373,7 +394,7 @@ class GossipCore:
         for msg in msgs:
             try:
                 self._handle(src_address, msg, now)
-            except (_Malformed, KeyError, TypeError, ValueError):
+            except (_Malformed, AttributeError, KeyError, TypeError, ValueError):
                 self._drop(
                     "dropped_malformed", src_address, f"malformed {msg.get('t')!r} message", now
                 )
@@ -540,6 +561,8 @@ class GossipCore:
 
     def _on_push_pull(self, src: str, msg: dict[str, Any], now: float) -> None:
         states = _field(msg, "states", list)
+        if msg.get("reply"):
+            self._joins.pop(src, None)
         if not _field(msg, "reply", bool):
             # Answer first (with our view before the merge), as memberlist's TCP exchange does.
             self._send_push_pull(src, join=bool(msg.get("join")), reply=True)

@@ -219,3 +219,30 @@ def test_trace_independent_of_hash_seed() -> None:
         check=True,
     ).stdout.strip()
     assert out == _scenario_hash(11)
+
+
+@pytest.mark.parametrize("seed", range(100, 120))
+def test_randomized_crash_under_loss(seed: int) -> None:
+    """5% loss on every datagram: the crashed member fails everywhere, the rest end up alive."""
+    h = Harness(seed, loss=0.05)
+    cores = h.add_pool(5, keys=[K1])
+    names = [c.name for c in cores]
+    assert h.run_until_true(lambda: converged(h, names), 30), fail(h, "never converged")
+    victim = names[h.rng.randrange(5)]
+    h.crash(victim)
+    others = [n for n in names if n != victim]
+    ok = h.run_until_true(lambda: all(h.members(n)[victim] == 4 for n in others), 20)
+    assert ok, fail(h, f"{victim} not failed everywhere")
+    h.run_for(10)
+    want = {n: (4 if n == victim else 1) for n in names}
+    assert all(h.members(n) == want for n in others), fail(h, "live members did not settle alive")
+
+
+def test_join_to_nobody_reports_failure() -> None:
+    h = Harness(13)
+    h.add_member("dc1-s1", "10.0.0.1:8301", keyring=None)
+    h.cores["dc1-s1"].join("10.0.0.99:8301", h.now)
+    h._after("dc1-s1")
+    h.run_for(10)
+    failed = [e for e in h.trace if e[2] == "join_failed"]
+    assert [e[3] for e in failed] == ["Failed to join 10.0.0.99:8301: no response"]
