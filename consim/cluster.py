@@ -70,6 +70,8 @@ class Cluster:
                 acl=spec.acl,
                 data_dir=spec.data_dir,
                 directory=lambda: self.specs,
+                encrypt=spec.encrypt,
+                gossip_scale=spec.gossip_scale,
             )
 
     def _node_id(self, s: ServerSpec) -> str:
@@ -131,9 +133,8 @@ class Cluster:
             from consim.http.app import create_app
             from consim.server.node import ServerAgent
 
-            agent = ServerAgent(
-                self.node(name), known_datacenters=lambda: len(self.spec.datacenters)
-            )
+            node = self.node(name)
+            agent = ServerAgent(node, known_datacenters=lambda: len(node.known_datacenters()))
             self.http_apps[name] = create_app(agent)
         return self.http_apps[name]
 
@@ -233,6 +234,11 @@ class Cluster:
                         level="WARN",
                         message="leaving server could not be removed",
                     )
+        if node.running and node.lan_pool is not None and node.wan_pool is not None:
+            # serf leave: the others see "left" rather than "failed".
+            node.lan_pool.leave()
+            node.wan_pool.leave()
+            await trio.sleep(node.lan_pool.config.t(node.lan_pool.config.leave_propagate_delay))
         if node.running:
             self._scopes[name].cancel()
             node.running = False

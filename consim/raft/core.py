@@ -396,6 +396,14 @@ class RaftCore:
     def last_contact(self) -> float | None:
         return self._last_contact
 
+    def match_indexes(self) -> dict[str, int]:
+        """Leader only: each follower's replicated index (autopilot's LastIndex per server)."""
+        return {pid: p.match_index for pid, p in self._progress.items()}
+
+    def follower_last_contact(self) -> dict[str, float]:
+        """Leader only: when each follower last answered (autopilot's LastContact per server)."""
+        return {pid: p.last_contact for pid, p in self._progress.items()}
+
     def entry(self, index: int) -> LogEntry | None:
         """The log entry at ``index`` if still held (not compacted)."""
         if self._offset < index <= self.last_index:

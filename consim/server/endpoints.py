@@ -98,11 +98,18 @@ def _last_indexes(node: ServerNode) -> dict[str, int]:
     """Each server's last log index as this server knows it (Consul takes autopilot's view)."""
     core = node._core()
     out = {node.server_id: core.last_index}
+    if core.role is not Role.LEADER:
+        return out
     match = getattr(core, "match_indexes", None)
-    if callable(match) and core.role is Role.LEADER:
-        for server_id, index in match().items():
-            if server_id != node.server_id:
-                out[server_id] = index
+    if callable(match):
+        indexes = dict(match())
+    else:
+        # The core has no public accessor yet: read the leader's replication progress.
+        progress = getattr(core, "_progress", {}) or {}
+        indexes = {sid: p.match_index for sid, p in progress.items()}
+    for server_id, index in indexes.items():
+        if server_id != node.server_id:
+            out[server_id] = index
     return out
 
 

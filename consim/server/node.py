@@ -20,6 +20,7 @@ import trio
 
 from consim.acl import ACLConfig
 from consim.events import EventLog
+from consim.gossip import GossipConfig
 from consim.net.network import Network, RpcError, RpcTimeout, Unreachable
 from consim.raft.config import RaftConfig
 from consim.raft.core import NotLeader, RaftCore, RaftError
@@ -35,6 +36,7 @@ from consim.raft.types import (
 )
 from consim.server.config import ServerSpec
 from consim.server.fsm import StateMachine
+from consim.server.gossip_driver import GossipPool
 from consim.storage.base import RaftStorage
 
 # Consul's and hashicorp/raft's error texts.
@@ -58,7 +60,15 @@ READ_METHODS = frozenset(
     }
 )
 # Answered by whichever server receives them (Consul's Status endpoint never forwards in-DC).
-LOCAL_METHODS = frozenset({"Status.Leader", "Status.Peers", "Status.Ping", "Status.RaftStats"})
+LOCAL_METHODS = frozenset(
+    {
+        "Status.Leader",
+        "Status.Peers",
+        "Status.Ping",
+        "Status.RaftStats",
+        "Internal.KeyringOperation",
+    }
+)
 JITTER_FRACTION = 16  # Consul's structs.JitterFraction
 
 
@@ -77,6 +87,9 @@ class ServerNode:
         acl: ACLConfig | None = None,
         data_dir: Path | None = None,
         directory: Callable[[], list[ServerSpec]] | None = None,
+        encrypt: str | None = None,
+        gossip_scale: float = 1.0,
+        gossip: bool = True,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -106,7 +119,25 @@ class ServerNode:
         self.counters: dict[str, int] = {"rpc_malformed": 0, "raft_malformed": 0}
         self.started_at = 0.0
         self.incarnation = 0
-        self.lan_members: Callable[[], list[dict[str, Any]]] | None = None
+        self.lan_pool: GossipPool | None = None
+        self.wan_pool: GossipPool | None = None
+        if gossip:
+            self.lan_pool = GossipPool(
+                self,
+                wan=False,
+                config=GossipConfig.lan(gossip_scale),
+                initial_key=encrypt,
+                rng=random.Random(rng.getrandbits(64)),
+                on_event=self._on_gossip_event,
+            )
+            self.wan_pool = GossipPool(
+                self,
+                wan=True,
+                config=GossipConfig.wan(gossip_scale),
+                initial_key=encrypt,
+                rng=random.Random(rng.getrandbits(64)),
+            )
+        self.gossip_scale = gossip_scale
         self._reset_volatile()
 
     # ---- identity and files ------------------------------------------------------------------
@@ -126,6 +157,7 @@ class ServerNode:
         self._barrier_index: int | None = None
         self._last_role: Role | None = None
         self._last_leader: str | None = None
+        self._reconcile_kick = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """One incarnation of the server: runs until cancelled (crash) or stopped."""
@@ -170,6 +202,15 @@ class ServerNode:
                 await nursery.start(self.net.serve_rpc, self.address, self._handle_rpc)
                 self._handle_ready()
                 nursery.start_soon(self._raft_timer)
+                if self.lan_pool is not None and self.wan_pool is not None:
+                    directory = self._directory()
+                    lan_join = [
+                        s.serf_lan_address for s in directory if s.datacenter == self.datacenter
+                    ]
+                    wan_join = [s.serf_wan_address for s in directory]
+                    await nursery.start(self.lan_pool.run, lan_join)
+                    await nursery.start(self.wan_pool.run, wan_join)
+                    nursery.start_soon(self._leader_reconcile)
                 task_status.started()
         finally:
             self.running = False
@@ -466,9 +507,9 @@ class ServerNode:
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""
-        from consim.server import endpoints
+        from consim.server import autopilot, endpoints
 
-        handler = endpoints.HANDLERS.get(method)
+        handler = endpoints.HANDLERS.get(method) or autopilot.HANDLERS.get(method)
         if handler is None:
             raise RpcError(f"rpc: can't find method {method}")
         datacenter = args.get("Datacenter") or self.datacenter
@@ -517,28 +558,61 @@ class ServerNode:
             stagger = self.rng.random() * (self.rpc_hold_timeout / JITTER_FRACTION)
             await trio.sleep(min(stagger, max(0.0, deadline - now)) or 0.001)
 
+    def datacenter_routes(self, datacenter: str) -> tuple[bool, list[str]]:
+        """(is the datacenter known, RPC addresses of its servers believed alive), from the WAN pool
+        as Consul's router does; from the static directory when gossip is off."""
+        if self.wan_pool is not None:
+            members = [m for m in self.wan_pool.members() if m.tags.get("dc") == datacenter]
+            alive = [f"{m.addr}:{m.tags.get('port', '8300')}" for m in members if m.status == 1]
+            return bool(members), alive
+        specs = [s.rpc_address for s in self._directory() if s.datacenter == datacenter]
+        return bool(specs), specs
+
+    def known_datacenters(self) -> list[str]:
+        if self.wan_pool is not None:
+            names = {m.tags.get("dc", "") for m in self.wan_pool.members()}
+            names.add(self.datacenter)
+            return sorted(n for n in names if n)
+        return sorted({s.datacenter for s in self._directory()})
+
     async def _forward_dc(self, method: str, args: dict[str, Any], datacenter: str) -> Any:
-        servers = [s for s in self._directory() if s.datacenter == datacenter]
-        if not servers:
+        known, servers = self.datacenter_routes(datacenter)
+        if not known:
             raise RpcError(ERR_NO_PATH)
         order = list(servers)
         self.rng.shuffle(order)
-        for spec in order:
+        for address in order:
             try:
                 return await self.net.call(
-                    self.address, spec.rpc_address, method, args, timeout=_rpc_timeout(args)
+                    self.address, address, method, args, timeout=_rpc_timeout(args)
                 )
             except (Unreachable, RpcTimeout):
                 continue
         raise RpcError(ERR_NO_DC_SERVER)
 
+    # ---- gossip-driven leader duties (Consul's leader reconcile + autopilot) -------------------
+    def _on_gossip_event(self, pool: GossipPool, event: Any) -> None:
+        if event.kind in {"member_left", "member_failed", "member_reap"} and self.is_leader():
+            self._reconcile_kick.set()
+
+    async def _leader_reconcile(self) -> None:
+        from consim.server.autopilot import reconcile
+
+        interval = 2.0 * self.gossip_scale
+        while True:
+            with trio.move_on_after(interval):
+                await self._reconcile_kick.wait()
+            self._reconcile_kick = trio.Event()
+            if self.is_leader() and not self.paused:
+                await reconcile(self)
+
     # ---- state the HTTP agent needs ----------------------------------------------------------
     def member_name_for(self, address: str) -> str:
         """Consul looks the Node name up in the LAN pool; ``(unknown)`` when nothing matches."""
-        if self.lan_members is not None:
-            for member in self.lan_members():
-                if f"{member['Addr']}:{member.get('RaftPort', 8300)}" == address:
-                    return str(member["Name"])
+        if self.lan_pool is not None:
+            for member in self.lan_pool.members():
+                if f"{member.addr}:{member.tags.get('port', '8300')}" == address:
+                    return member.name
             return "(unknown)"
         for spec in self._directory():
             if spec.rpc_address == address and spec.datacenter == self.datacenter:
@@ -673,21 +747,59 @@ class ServerAgent:
         }
 
     def members(self, wan: bool) -> list[dict[str, Any]]:
-        raise RpcError("gossip membership is not built yet in this consim version")
+        pool = self._pool(wan)
+        return [m.to_api() for m in pool.members()]
+
+    def _pool(self, wan: bool) -> GossipPool:
+        pool = self.node.wan_pool if wan else self.node.lan_pool
+        if pool is None or not self.node.running:
+            raise RpcError("server is not running")
+        return pool
+
+    def _require(self, token: str, resource: str, level: str) -> None:
+        from consim.server.endpoints import require
+
+        require(self.node, {"Token": token}, resource, level)
 
     async def force_leave(self, node: str, prune: bool, token: str) -> None:
-        raise RpcError("gossip membership is not built yet in this consim version")
+        # Consul: agent:write / operator:write; consim models operator:write.
+        self._require(token, "operator", "write")
+        lan = self._pool(False)
+        wan = self._pool(True)
+        found = False
+        for pool, name in (
+            (lan, node),
+            (wan, node if "." in node else f"{node}.{self.datacenter}"),
+        ):
+            if any(m.name == name for m in pool.members()):
+                pool.force_leave(name, prune)
+                found = True
+        if not found:
+            raise RpcError(f"agent: No node found with name '{node}'")
 
     async def join(self, address: str, wan: bool, token: str) -> None:
-        raise RpcError("gossip membership is not built yet in this consim version")
+        self._require(token, "operator", "write")
+        port = 8302 if wan else 8301
+        target = address if ":" in address else f"{address}:{port}"
+        self._pool(wan).join(target)
 
     async def leave(self, token: str) -> None:
-        raise RpcError("gossip membership is not built yet in this consim version")
+        self._require(token, "operator", "write")
+        self._pool(False).leave()
+        self._pool(True).leave()
 
     async def keyring_operation(
         self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str
     ) -> list[dict[str, Any]]:
-        raise RpcError("gossip keyring is not built yet in this consim version")
+        args = {
+            "Op": op,
+            "Key": key,
+            "LocalOnly": local_only,
+            "RelayFactor": relay_factor,
+            "Token": token,
+            "Forwarded": False,
+        }
+        return await self.rpc("Internal.KeyringOperation", args)
 
     def report_internal_error(self, where: str, exc: BaseException) -> None:
         self.node.events.emit(

@@ -1,0 +1,227 @@
+"""Drives one sans-IO ``GossipCore`` (a server's LAN or WAN pool) from trio over the Network.
+
+Like the Raft driver: datagrams in -> ``core.receive``; timer -> ``core.tick``; after each call the
+``ready()`` batch is flushed: datagrams sent, events logged, keyring persisted after key events,
+query results handed to whoever awaits them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags
+from consim.gossip.types import GossipEvent, KeyringResponse, Member
+from consim.net.network import RpcError
+
+if TYPE_CHECKING:
+    from consim.server.node import ServerNode
+
+KEY_EVENTS = frozenset({"key_installed", "key_used", "key_removed"})
+
+
+class GossipPool:
+    """One serf pool of one server. ``wan`` pools name members ``node.dc``."""
+
+    def __init__(
+        self,
+        node: ServerNode,
+        *,
+        wan: bool,
+        config: GossipConfig,
+        initial_key: str | None,
+        rng: random.Random,
+        on_event: Callable[[GossipPool, GossipEvent], None] | None = None,
+    ) -> None:
+        self.node = node
+        self.wan = wan
+        self.segment = "wan" if wan else "lan"
+        self.name = f"{node.name}.{node.datacenter}" if wan else node.name
+        self.address = node.spec.serf_wan_address if wan else node.spec.serf_lan_address
+        self.config = config
+        self.initial_key = initial_key
+        self.rng = rng
+        self.on_event = on_event
+        self.core: GossipCore | None = None
+        # Without a data dir the keyring lives here, so a crash keeps what was "on disk".
+        self._keyring_memory: str | None = None
+        self._kick = trio.Event()
+        self._queries: dict[int, tuple[trio.Event, list[Any]]] = {}
+
+    # ---- keyring files -----------------------------------------------------------------------
+    @property
+    def keyring_path(self) -> Path | None:
+        if self.node.node_dir is None:
+            return None
+        return self.node.node_dir / "serf" / ("remote.keyring" if self.wan else "local.keyring")
+
+    def _load_keyring(self) -> Keyring | None:
+        path = self.keyring_path
+        text = self._keyring_memory
+        if path is not None and path.exists():
+            text = path.read_text()
+        if text is not None:
+            return Keyring.from_json(text)
+        if self.initial_key is None:
+            return None
+        keyring = Keyring.from_b64([self.initial_key])
+        self._persist(keyring)
+        return keyring
+
+    def _persist(self, keyring: Keyring | None) -> None:
+        if keyring is None:
+            return
+        text = keyring.to_json()
+        self._keyring_memory = text
+        path = self.keyring_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+
+    # ---- running -----------------------------------------------------------------------------
+    async def run(
+        self, join: list[str], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        spec = self.node.spec
+        tags = consul_server_tags(
+            dc=spec.datacenter,
+            node_id=self.node.node_id,
+            extra={"raft_vsn": str(self.node.raft_protocol)},
+        )
+        now = trio.current_time()
+        self.core = GossipCore(
+            self.name,
+            self.address,
+            tags=tags,
+            config=self.config,
+            rng=self.rng,
+            now=now,
+            keyring=self._load_keyring(),
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.node.net.serve_datagrams, self.address, self._on_datagram)
+                for address in join:
+                    if address != self.address:
+                        self.core.join(address, now)
+                self._flush()
+                nursery.start_soon(self._timer)
+                task_status.started()
+        finally:
+            for done, box in self._queries.values():
+                box.append(None)
+                done.set()
+            self._queries.clear()
+
+    async def _timer(self) -> None:
+        while True:
+            assert self.core is not None
+            with trio.move_on_at(self.core.next_deadline()):
+                await self._kick.wait()
+            if self.node.paused:
+                await self.node._resumed.wait()
+            self.core.tick(trio.current_time())
+            self._flush()
+            self._kick = trio.Event()
+
+    async def _on_datagram(self, src: str, payload: bytes) -> None:
+        if self.node.paused:
+            await self.node._resumed.wait()
+        if self.core is None:
+            return
+        self.core.receive(src, payload, trio.current_time())
+        self._flush()
+
+    def _flush(self) -> None:
+        core = self.core
+        assert core is not None
+        ready = core.ready()
+        for dst, data in ready.datagrams:
+            self.node.net.send_datagram(self.address, dst, data)
+        persist = False
+        for event in ready.events:
+            self.node.events.emit(
+                self.node.name,
+                event.kind,
+                {"pool": self.segment, **event.fields},
+                level=event.level,
+                subsystem=f"agent.server.serf.{self.segment}",
+                message=event.message,
+            )
+            if event.kind in KEY_EVENTS:
+                persist = True
+            if self.on_event is not None:
+                self.on_event(self, event)
+        if persist:
+            self._persist(core.keyring)
+        for qid, result in ready.query_results:
+            waiter = self._queries.pop(qid, None)
+            if waiter is not None:
+                waiter[1].append(result)
+                waiter[0].set()
+        self._kick.set()
+
+    # ---- operations --------------------------------------------------------------------------
+    def members(self) -> list[Member]:
+        return [] if self.core is None else self.core.members()
+
+    async def keyring_query(self, op: str, key: str | None) -> KeyringResponse:
+        core = self._running_core()
+        from consim.gossip.keyring import KeyringError
+
+        try:
+            qid = core.start_keyring_query(op, key, trio.current_time())
+        except (KeyringError, ValueError) as exc:
+            raise RpcError(str(exc)) from None
+        done = trio.Event()
+        box: list[Any] = []
+        self._queries[qid] = (done, box)
+        self._flush()
+        await done.wait()
+        if box[0] is None:
+            raise RpcError("server is not running")
+        return box[0]
+
+    def force_leave(self, name: str, prune: bool) -> None:
+        from consim.gossip.types import GossipError
+
+        try:
+            self._running_core().force_leave(name, prune, trio.current_time())
+        except GossipError as exc:
+            raise RpcError(str(exc)) from None
+        self._flush()
+
+    def join(self, address: str) -> None:
+        self._running_core().join(address, trio.current_time())
+        self._flush()
+
+    def leave(self) -> None:
+        self._running_core().leave(trio.current_time())
+        self._flush()
+
+    def _running_core(self) -> GossipCore:
+        if self.core is None or not self.node.running:
+            raise RpcError("server is not running")
+        return self.core
+
+
+def keyring_entry(response: KeyringResponse, *, wan: bool, datacenter: str) -> dict[str, Any]:
+    """One element of the /v1/operator/keyring list (Consul's KeyringResponse JSON)."""
+    entry: dict[str, Any] = {
+        "WAN": wan,
+        "Datacenter": datacenter,
+        "Segment": "",
+        "Keys": dict(response.keys),
+        "PrimaryKeys": dict(response.primary_keys),
+        "NumNodes": response.num_nodes,
+        "Error": response.error or "",
+    }
+    if response.messages:
+        entry["Messages"] = dict(sorted(response.messages.items()))
+    return entry
