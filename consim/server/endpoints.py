@@ -21,6 +21,10 @@ from consim.server.fsm import encode_command
 if TYPE_CHECKING:
     from consim.server.node import ServerNode
 
+DEFAULT_QUERY_TIME = 300.0  # Consul's defaultQueryTime (5m)
+MAX_QUERY_TIME = 600.0  # and maxQueryTime (10m)
+JITTER_FRACTION = 16  # structs.JitterFraction
+
 Handler = Callable[["ServerNode", dict[str, Any]], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
 
@@ -172,7 +176,11 @@ async def _read(
     if args.get("RequireConsistent"):
         await consistent_read(node)
     min_index = int(args.get("MinQueryIndex") or 0)
-    max_time = float(args.get("MaxQueryTime") or 0)
+    max_time = 0.0
+    if min_index > 0:
+        # Consul's blockingQuery: default 5m, at most 10m, plus up to 1/16 of jitter.
+        max_time = min(float(args.get("MaxQueryTime") or 0) or DEFAULT_QUERY_TIME, MAX_QUERY_TIME)
+        max_time += node.rng.random() * max_time / JITTER_FRACTION
     deadline = trio.current_time() + max_time
     index, result = read()
     if min_index > 0:
