@@ -217,6 +217,28 @@ def test_restarted_follower_catches_up_from_the_log(seed: int) -> None:
     assert [e.fields["incarnation"] for e in starts] == [1, 2], f"seed={seed}"
 
 
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_kill_then_immediate_restart(seed: int) -> None:
+    """``kill`` then ``restart`` with no checkpoint in between (a scenario step "kill all servers"
+    followed by "restart them"): the new incarnation must be running and rejoin."""
+    spec = ClusterSpec(seed=seed, raft_multiplier=1)
+
+    async def body(cluster: Cluster) -> None:
+        await cluster.wait_for_leader(within=10)
+        await wait_converged(cluster, 5)
+        victim = cluster.followers()[0]
+        cluster.kill(victim.name)
+        await cluster.restart(victim.name)
+        await trio.sleep(1)
+        assert victim.running, f"seed={seed}: restarted server reports down: {describe(cluster)}"
+        leader = await cluster.wait_for_leader(within=10)
+        await kv_put(leader, "after", b"1")
+        await wait_converged(cluster, 10)
+        assert local_value(victim, "after") == b"1", f"seed={seed}"
+
+    virtual(spec, body)
+
+
 @pytest.mark.parametrize("seed", SEEDS[:3])
 def test_restarted_follower_behind_compacted_log_gets_install_snapshot(seed: int) -> None:
     spec = ClusterSpec(seed=seed, raft_multiplier=1, snapshot_threshold=8, trailing_logs=4)
