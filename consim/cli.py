@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
     )
     demo.set_defaults(func=cmd_demo)
+
+    from consim.consulcli import register_consul_commands
+    from consim.scenario.cli import register_scenario_commands
+
+    register_scenario_commands(sub)
+    register_consul_commands(sub)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""``consim run`` and ``consim validate``: the scenario commands behind ``consim/cli.py``.
+
+Exit codes: 0 every run passed, 1 a run failed, 2 a file is invalid (nothing ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from consim.scenario.model import Scenario, ScenarioError, load_scenario
+
+LOG_LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+
+
+def _seed_range(text: str) -> range:
+    m = re.fullmatch(r"(\d+)\.\.(\d+)", text)
+    if not m or int(m.group(2)) < int(m.group(1)):
+        raise argparse.ArgumentTypeError(f"expected A..B with A <= B (e.g. 1..50), got {text!r}")
+    return range(int(m.group(1)), int(m.group(2)) + 1)
+
+
+def load_all(files: list[str], err: TextIO) -> list[Scenario] | None:
+    """Validate every file first; print every error; None if any is invalid."""
+    scenarios = []
+    bad = False
+    for f in files:
+        try:
+            scenarios.append(load_scenario(f))
+        except ScenarioError as exc:
+            print(f"error: {exc}", file=err)
+            bad = True
+    return None if bad else scenarios
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    scenarios = load_all(args.files, sys.stderr)
+    if scenarios is None:
+        return 2
+    for s in scenarios:
+        print(f"{s.path}: ok ({s.name}, {len(s.steps)} steps)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_files(
+        args.files,
+        live=args.live,
+        seed=args.seed,
+        seeds=args.seeds,
+        json_path=args.json,
+        report_path=args.report,
+        log_level=args.log_level,
+        http_port=args.http_port,
+        hclog=args.hclog,
+    )
+
+
+def run_files(
+    files: list[str],
+    *,
+    live: bool = False,
+    seed: int | None = None,
+    seeds: range | None = None,
+    json_path: str | None = None,
+    report_path: str | None = None,
+    log_level: str = "INFO",
+    http_port: int = 8500,
+    hclog: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    from consim.scenario.runner import RunResult, run_scenario
+    from consim.scenario.timeline import render_timeline, results_json, summary_line
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    scenarios = load_all(files, err)
+    if scenarios is None:
+        return 2
+    results: list[RunResult] = []
+    if seeds is None:
+        for scenario in scenarios:
+            result = run_scenario(scenario, seed=seed, live=live, http_port=http_port)
+            results.append(result)
+            print(render_timeline(result, log_level=log_level, hclog=hclog), file=out, flush=True)
+            print(file=out)
+    else:
+        for scenario in scenarios:
+            failed: list[RunResult] = []
+            for i, s in enumerate(seeds, start=1):
+                result = run_scenario(scenario, seed=s, live=live, http_port=http_port)
+                results.append(result)
+                if not result.ok:
+                    failed.append(result)
+                _progress(err, scenario.name, i, len(seeds), len(failed))
+            print(file=err)
+            passed = len(seeds) - len(failed)
+            print(
+                f"==> {scenario.name}: {passed}/{len(seeds)} seeds passed "
+                f"({seeds.start}..{seeds.stop - 1})",
+                file=out,
+            )
+            for r in failed:
+                print(f"    seed {r.seed} FAILED: {r.failure}", file=out)
+                print(f"      reproduce: consim run {scenario.path} --seed {r.seed}", file=out)
+            if failed:
+                print(summary_line(failed[0]), file=out)
+    if json_path:
+        Path(json_path).write_text(json.dumps(results_json(results), indent=2) + "\n")
+    if report_path:
+        from consim.scenario.report import render_report
+
+        # The report shows one run: the first failure if any (that is what needs looking at).
+        chosen = next((r for r in results if not r.ok), results[-1])
+        Path(report_path).write_text(render_report(chosen), encoding="utf-8")
+        print(
+            f"==> report written to {report_path} ({chosen.scenario.name}, seed {chosen.seed})",
+            file=out,
+        )
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _progress(err: TextIO, name: str, done: int, total: int, failed: int) -> None:
+    width = 30
+    filled = int(width * done / total)
+    bar = "#" * filled + "." * (width - filled)
+    print(
+        f"\r{name} [{bar}] {done}/{total} seeds, {failed} failed",
+        end="",
+        file=err,
+        flush=True,
+    )
+
+
+def register_scenario_commands(sub: Any) -> None:
+    """Add ``run`` and ``validate`` to the ``consim`` subcommand parser."""
+    run = sub.add_parser("run", help="run scenario files (virtual time unless --live)")
+    run.add_argument("files", nargs="+", metavar="FILE")
+    run.add_argument("--live", action="store_true", help="real sockets and the real clock")
+    run.add_argument("--seed", type=int, help="override the file's seed")
+    run.add_argument("--seeds", type=_seed_range, help="run seeds A..B and summarize")
+    run.add_argument("--json", metavar="FILE", help="write results (with trace hashes) as JSON")
+    run.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+    run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    run.add_argument("--hclog", action="store_true", help="print raw Consul-style log lines")
+    run.add_argument(
+        "--http-port", type=int, default=8500, help="HTTP port of every server with --live"
+    )
+    run.set_defaults(func=cmd_run)
+    validate = sub.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=cmd_validate)
