@@ -48,7 +48,12 @@ COMMON_KEYS = frozenset({"note", "dc"})
 WAIT_CONDITIONS = ("leader", "new-leader", "no-leader", "voters", "member-status")
 # Conditions that need gossip membership wired into the server (consim/gossip is not yet).
 UNSUPPORTED_WAITS = {"member-status": "needs gossip membership, which this consim build lacks"}
-ROLE_TARGETS = ("leader", "follower", "old-leader", "any")
+ROLE_TARGETS = ("leader", "follower", "old-leader", "last-killed", "any")
+# Names a group: every running server of the datacenter (kill/restart/stop/peers_json only).
+GROUP_TARGET = "survivors"
+# "partition[0][1]": the second server of the first group of the last partition step, as
+# resolved when that step ran (roles change later; this name stays put).
+PARTITION_MEMBER = re.compile(r"^partition\[(\d+)\]\[(\d+)\]$")
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
 CONSUL_COMMANDS = (
     ("operator", "raft", "list-peers"),
@@ -95,7 +100,7 @@ def shown(value: Any) -> str:
     if isinstance(value, str | Target):
         return json.dumps(str(value))
     if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
-        return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {json.dumps(str(v))}" for k, v in value.items()) + " }"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -112,7 +117,11 @@ class Target:
 
     @property
     def is_role(self) -> bool:
-        return self.name in ROLE_TARGETS or self.name == "others"
+        return (
+            self.name in ROLE_TARGETS
+            or self.name in ("others", GROUP_TARGET)
+            or PARTITION_MEMBER.match(self.name) is not None
+        )
 
     def __str__(self) -> str:
         return self.name if self.dc is None or not self.is_role else f"{self.name}@{self.dc}"
@@ -256,12 +265,24 @@ class _Checker:
             raise self.expected(fieldname, f"one of the datacenters {self.datacenters}", value)
         return text
 
-    def target(self, fieldname: str, value: Any, dc: str | None, *, others: bool = False) -> Target:
-        roles = ROLE_TARGETS + (("others",) if others else ())
-        if not isinstance(value, str) or (value not in self.servers and value not in roles):
+    def target(
+        self,
+        fieldname: str,
+        value: Any,
+        dc: str | None,
+        *,
+        others: bool = False,
+        group: bool = False,
+    ) -> Target:
+        roles = ROLE_TARGETS + (("others",) if others else ()) + ((GROUP_TARGET,) if group else ())
+        if not isinstance(value, str) or (
+            value not in self.servers and value not in roles and not PARTITION_MEMBER.match(value)
+        ):
             names = ", ".join(self.servers)
             raise self.expected(
-                fieldname, f"a server name ({names}) or one of {', '.join(roles)}", value
+                fieldname,
+                f"a server name ({names}), one of {', '.join(roles)} or partition[G][N]",
+                value,
             )
         return Target(value, dc)
 
@@ -421,7 +442,8 @@ def _p_target(action: str) -> Any:
     def parse(
         c: _Checker, value: Any, obj: dict[str, Any], dc: str | None, cl: Any
     ) -> dict[str, Any]:
-        return {"target": c.target(action, value, dc)}
+        group = action in ("kill", "restart", "stop")
+        return {"target": c.target(action, value, dc, group=group)}
 
     return parse
 
@@ -598,14 +620,16 @@ def _p_peers_json(
             raise c.fail(f"peers_json.{k}", "unknown field (expected on, servers)")
     on = value.get("on")
     on_list = on if isinstance(on, list) else [on]
-    targets = [c.target("peers_json.on", t, dc) for t in on_list]
+    targets = [c.target("peers_json.on", t, dc, group=True) for t in on_list]
     servers = value.get("servers")
-    if servers == "all-running":
+    if servers in ("all-running", GROUP_TARGET):
         server_list: Any = "all-running"
     elif isinstance(servers, list) and servers:
         server_list = [c.target("peers_json.servers", s, dc) for s in servers]
     else:
-        raise c.expected("peers_json.servers", 'a list of servers or "all-running"', servers)
+        raise c.expected(
+            "peers_json.servers", 'a list of servers, "survivors" or "all-running"', servers
+        )
     return {"on": targets, "servers": server_list}
 
 
@@ -687,7 +711,7 @@ def _p_assert(
                 target = c.target(f"{f}.{name}", name, dc)
                 if state not in SERVER_STATES:
                     raise c.expected(f"{f}.{name}", "one of " + ", ".join(SERVER_STATES), state)
-                states[target.name] = state
+                states[target] = state
             checks[k] = states
         elif k == "voters":
             checks[k] = c.integer(f, v, 0)

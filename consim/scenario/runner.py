@@ -22,7 +22,7 @@ import trio
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import EventLog
-from consim.scenario.model import Scenario, Step, Target
+from consim.scenario.model import PARTITION_MEMBER, Scenario, Step, Target
 from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
 
@@ -134,6 +134,8 @@ class ScenarioRunner:
         self.poll = 0.05 if live else 0.01
         self.default_dc = scenario.cluster.datacenters[0][0]
         self.old_leader: str | None = None
+        self.last_killed: str | None = None
+        self.last_partition: list[list[str]] = []
         self.fault_term: dict[str, int] = {}
         self.results = [
             StepResult(s.number, s.action, s.describe(), note=s.note) for s in scenario.steps
@@ -213,12 +215,34 @@ class ScenarioRunner:
             if self.old_leader is None:
                 raise StepFailed("target 'old-leader': no leader has been killed or cut off yet")
             return self.old_leader
+        member = PARTITION_MEMBER.match(name)
+        if member is not None:
+            g, i = int(member.group(1)), int(member.group(2))
+            if g >= len(self.last_partition) or i >= len(self.last_partition[g]):
+                raise StepFailed(
+                    f"target {name!r}: the last partition was {self.last_partition or 'none'}"
+                )
+            return self.last_partition[g][i]
+        if name == "last-killed":
+            if self.last_killed is None:
+                raise StepFailed("target 'last-killed': no server has been killed or stopped yet")
+            return self.last_killed
         if name == "any":
             for n in servers:
                 if n.running and not n.paused:
                     return n.name
             raise StepFailed(f"target 'any': no server of {dc} is running")
         raise StepFailed(f"target {name!r} cannot be used here")
+
+    def resolve_many(self, target: Target, step: Step) -> list[str]:
+        """Like :meth:`resolve`, but ``survivors`` names every running server of the datacenter."""
+        if target.name != "survivors":
+            return [self.resolve(target, step)]
+        dc = self.dc_of(step, target)
+        names = sorted(n.name for n in self.cluster.datacenter_servers(dc) if n.running)
+        if not names:
+            raise StepFailed(f"target 'survivors': no server of {dc} is running")
+        return names
 
     def describe_dc(self, dc: str) -> str:
         parts = []
@@ -312,21 +336,32 @@ class ScenarioRunner:
         return len(leader.core.latest_configuration.voters())
 
     async def _do_kill(self, step: Step) -> str:
-        name = self.resolve(step.args["target"], step)
-        self._note_fault([name])
-        self.cluster.kill(name)
-        return name
+        names = self.resolve_many(step.args["target"], step)
+        self._note_fault(names)
+        for name in names:
+            self.cluster.kill(name)
+            self.last_killed = name
+        return ", ".join(names)
 
     async def _do_restart(self, step: Step) -> str:
-        name = self.resolve(step.args["target"], step)
-        await self.cluster.restart(name)
-        return name
+        names = self.resolve_many(step.args["target"], step)
+        # Restarting several at once: kill them all first, as an operator stopping every
+        # survivor before starting them again would.
+        for name in names:
+            if self.cluster.node(name).running:
+                self.cluster.kill(name)
+        await trio.sleep(0)
+        for name in names:
+            await self.cluster.restart(name)
+        return ", ".join(names)
 
     async def _do_stop(self, step: Step) -> str:
-        name = self.resolve(step.args["target"], step)
-        self._note_fault([name])
-        await self.cluster.stop(name)
-        return name
+        names = self.resolve_many(step.args["target"], step)
+        self._note_fault(names)
+        for name in names:
+            await self.cluster.stop(name)
+            self.last_killed = name
+        return ", ".join(names)
 
     async def _do_pause(self, step: Step) -> str:
         name = self.resolve(step.args["target"], step)
@@ -378,6 +413,7 @@ class ScenarioRunner:
         self._note_fault(flat)
         # The old leader is the one cut off from the majority, not one that keeps its quorum.
         self.cluster.partition(groups)
+        self.last_partition = groups
         return " | ".join(",".join(g) for g in groups)
 
     async def _do_heal(self, step: Step) -> str:
@@ -516,7 +552,7 @@ class ScenarioRunner:
         data_dir = self.cluster.spec.data_dir
         if data_dir is None:
             raise StepFailed("peers_json needs a data directory")
-        on = [self.resolve(t, step) for t in a["on"]]
+        on = [n for t in a["on"] for n in self.resolve_many(t, step)]
         if a["servers"] == "all-running":
             # The survivors: servers still running plus the ones we are writing to (the
             # outage guide stops them before writing peers.json).
@@ -660,7 +696,12 @@ class ScenarioRunner:
                 if len(seen) > 1:
                     out.append(f"{what} differ: {values}")
             elif key == "state":
-                for name, expected in want.items():
+                for target, expected in want.items():
+                    try:
+                        name = self.resolve(target, step)
+                    except StepFailed as exc:
+                        out.append(str(exc))
+                        continue
                     status = self.cluster.node(name).status()
                     actual = "paused" if status.get("paused") else status["state"]
                     if actual != expected:

@@ -57,7 +57,7 @@ def render_timeline(result: RunResult, *, log_level: str = "INFO", hclog: bool =
         if not started and event.kind == "member_join":
             startup_joins += 1
             continue
-        if not started and event.node == SCENARIO_NODE:
+        if not started and event.kind == "step":
             started = True
             if startup_joins:
                 lines.append(
