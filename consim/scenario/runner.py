@@ -347,10 +347,16 @@ class ScenarioRunner:
         names = self.resolve_many(step.args["target"], step)
         # Restarting several at once: kill them all first, as an operator stopping every
         # survivor before starting them again would.
+        killed = False
         for name in names:
             if self.cluster.node(name).running:
                 self.cluster.kill(name)
-        await trio.sleep(0)
+                killed = True
+        if killed:
+            # Let the killed incarnation unwind completely first: ServerNode.run's ``finally``
+            # closes ``self.storage``, which a new incarnation started too early has replaced
+            # (Cluster.restart's single ``sleep(0)`` is not enough; reported to its owner).
+            await trio.sleep(0.01)
         for name in names:
             await self.cluster.restart(name)
         return ", ".join(names)
