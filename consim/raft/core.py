@@ -740,6 +740,9 @@ class RaftCore:
         was = self._role
         if was is Role.LEADER:
             self._abort_leader_state()
+            # hashicorp's runLeader sets lastContact on step-down: a deposed leader has "heard
+            # from a leader" (itself), so it keeps serving ?stale reads as Consul's does.
+            self._last_contact = now
         self._role = Role.FOLLOWER
         self._pre_vote = False
         self._votes = {}

@@ -646,8 +646,11 @@ class ServerNode:
 
 
 def _rpc_timeout(args: dict[str, Any]) -> float:
-    # Blocking queries may legitimately take MaxQueryTime; give them headroom like Consul does.
-    return max(10.0, float(args.get("MaxQueryTime") or 0) * 1.1 + 1.0)
+    # Only blocking queries (MinQueryIndex > 0) may legitimately take MaxQueryTime; give them
+    # headroom like Consul does. Everything else gets the plain RPC timeout.
+    if int(args.get("MinQueryIndex") or 0) > 0:
+        return max(10.0, float(args.get("MaxQueryTime") or 0) * 1.1 + 1.0)
+    return 10.0
 
 
 def _is_empty(state: PersistentState) -> bool:

@@ -250,12 +250,6 @@ def test_isolated_old_leader_refuses_consistent_while_new_leader_serves_new_valu
     run(body, rpc_hold_timeout=0.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consim/raft/core.py: a leader that steps down keeps last_contact=None (hashicorp/raft "
-    "runLeader sets lastContact on step-down), so ServerNode.has_heard_from_leader() is False "
-    "and a ?stale read is forwarded instead of being served locally",
-)
 def test_isolated_old_leader_serves_stale_old_value():
     async def body(c):
         old, new = await _old_leader_isolated(c)
