@@ -95,6 +95,10 @@ class GossipPool:
             extra={"raft_vsn": str(self.node.raft_protocol)},
         )
         now = trio.current_time()
+        # This incarnation's pending queries: a crashed incarnation unwinding late must not fail
+        # (or drop) the queries of the one restarted after it.
+        queries: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self._queries = queries
         self.core = GossipCore(
             self.name,
             self.address,
@@ -114,10 +118,10 @@ class GossipPool:
                 nursery.start_soon(self._timer)
                 task_status.started()
         finally:
-            for done, box in self._queries.values():
+            for done, box in queries.values():
                 box.append(None)
                 done.set()
-            self._queries.clear()
+            queries.clear()
 
     async def _timer(self) -> None:
         while True:
