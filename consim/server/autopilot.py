@@ -15,7 +15,7 @@ import trio
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.server.endpoints import Handler, require
-from consim.server.fsm import encode_command
+from consim.server.fsm import DEFAULT_AUTOPILOT, encode_command
 
 if TYPE_CHECKING:
     from consim.server.node import ServerNode
@@ -165,6 +165,15 @@ async def reconcile(node: ServerNode) -> None:
     CleanupDeadServers, failed ones, never so many that a majority of voters would go at once."""
     if node.lan_pool is None or not node.is_leader():
         return
+    if node.fsm.autopilot_create_index == 0:
+        # Consul's getOrCreateAutopilotConfig (establishLeadership): the leader stores the
+        # default configuration once, so GET shows real Create/ModifyIndex values.
+        try:
+            await node.apply_command(
+                encode_command("Autopilot", {"Config": dict(DEFAULT_AUTOPILOT), "CAS": 0})
+            )
+        except RpcError:
+            return
     core = node._core()
     members = {m.tags.get("id", ""): m for m in node.lan_pool.members()}
     by_address = {f"{m.addr}:{m.tags.get('port', '8300')}": m for m in node.lan_pool.members()}
