@@ -1,0 +1,107 @@
+"""The keyring rotation through py-consul's keyring calls against a LIVE cluster (sockets, real
+clock, hypercorn): three datacenters, one server each."""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+import consim.server.config as server_config
+from consim.live import start_live_cluster_parts
+
+from .helpers import K1, K2, all_alive, spec
+
+HTTP_PORT = 48500
+
+
+def _free(host: str) -> bool:
+    for kind, port in (
+        (socket.SOCK_STREAM, 8300),
+        (socket.SOCK_STREAM, HTTP_PORT),
+        (socket.SOCK_DGRAM, 8301),
+        (socket.SOCK_DGRAM, 8302),
+    ):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def _free_subnet(datacenters: int) -> int:
+    """127.0.0.1 like ``consim up``; other live clusters on this machine (benchmarks, other
+    test runs) may hold it, then the first free 127.0.N.1 block (as benchmarks/ does)."""
+    for base in (0, *range(140, 250, 3)):
+        if all(_free(f"127.0.{base + d}.1") for d in range(datacenters)):
+            return base
+    raise RuntimeError("no free 127.0.N.1 block for a live cluster")
+
+
+async def test_live_three_datacenter_rotation_with_py_consul(monkeypatch):
+    import consul
+
+    base = _free_subnet(3)
+    if base:
+        monkeypatch.setattr(server_config, "server_host", lambda d, k: f"127.0.{base + d}.{k}")
+    cluster, _events = start_live_cluster_parts(
+        spec(datacenters=(("dc1", 1), ("dc2", 1), ("dc3", 1)), http_port=HTTP_PORT, seed=9)
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cluster.net.run)
+        await nursery.start(cluster.run)
+        with trio.fail_after(30):
+            for dc in ("dc1", "dc2", "dc3"):
+                await cluster.wait_for_leader(dc, within=30)
+            while not all_alive(cluster):
+                await trio.sleep(0.05)
+
+        host, port = cluster.node("dc2-s1").spec.http_address.split(":")
+        client = consul.Consul(host=host, port=int(port))
+        op = client.operator
+
+        async def sync(fn, *args, **kw):
+            return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
+
+        def check(listing, keys, primary):
+            # WAN entry first (dc2 answers), then every datacenter's LAN entry.
+            assert [(e["WAN"], e["Datacenter"]) for e in listing] == [
+                (True, "dc2"), (False, "dc1"), (False, "dc2"), (False, "dc3"),
+            ]  # fmt: skip
+            assert [e["NumNodes"] for e in listing] == [3, 1, 1, 1]
+            for e in listing:
+                n = e["NumNodes"]
+                assert e["Keys"] == dict.fromkeys(keys, n)
+                assert e["PrimaryKeys"] == {primary: n}
+                assert e["Segment"] == "" and "Messages" not in e
+
+        with trio.fail_after(60):
+            check(await sync(op.keyring_list), [K1], K1)
+            assert await sync(op.keyring_install, K2) is True
+            check(await sync(op.keyring_list), [K1, K2], K1)
+            assert await sync(op.keyring_use, K2) is True
+            check(await sync(op.keyring_list), [K1, K2], K2)
+            assert await sync(op.keyring_remove, K1) is True
+            check(await sync(op.keyring_list), [K2], K2)
+            local = await sync(op.keyring_list, local_only=True)
+            assert local == [
+                {
+                    "WAN": False,
+                    "Datacenter": "dc2",
+                    "Segment": "",
+                    "Keys": {K2: 1},
+                    "PrimaryKeys": {K2: 1},
+                    "NumNodes": 1,
+                }
+            ]
+            # A rule violation comes back as py-consul's error carrying the 500 body.
+            try:
+                await sync(op.keyring_remove, K2)
+            except consul.ConsulException as exc:
+                assert "Removing the primary key is not allowed" in str(exc)
+            else:
+                raise AssertionError("removing the primary key succeeded")
+        nursery.cancel_scope.cancel()
