@@ -1,0 +1,100 @@
+"""The HTML report renders in headless Chromium; a scenario runs live on real sockets."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from consim.scenario.cli import run_files
+from consim.scenario.model import load_scenario
+from consim.scenario.report import render_report
+from consim.scenario.runner import run_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+)
+
+
+def _chromium(tmp_path: Path, *args: str) -> str:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium); CI installs it")
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    return proc.stdout
+
+
+def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
+    result = run_scenario(load_scenario(ROOT / "scenarios" / "04-stale-reads.toml"))
+    page = render_report(result)
+    assert "<script" not in page and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+    path = tmp_path / "report.html"
+    path.write_text(page, encoding="utf-8")
+    dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
+    assert "<svg" in dom and 'id="timeline"' in dom
+    lanes = re.findall(r'class="lane" data-server="([^"]+)"', dom)
+    assert lanes == [f"dc1-s{k}" for k in range(1, 6)]
+    assert dom.count('class="step-result ok"') == len(result.steps)
+    assert 'class="fault"' in dom  # the partition is shaded
+    assert "leader t" in dom  # role and term labels
+    png = tmp_path / "shot.png"
+    _chromium(tmp_path, "--window-size=1200,900", f"--screenshot={png}", path.as_uri())
+    assert png.exists() and png.stat().st_size > 10_000
+
+
+def test_failed_run_report_shows_failure(tmp_path):
+    p = tmp_path / "f.toml"
+    p.write_text(
+        'name = "f"\n[cluster]\ndatacenters = { dc1 = 3 }\nraft_multiplier = 1\n'
+        '[[step]]\nwait = "leader"\n[[step]]\nkill = "leader"\n'
+        '[[step]]\nhttp = "GET /v1/kv/x"\non = "old-leader"\nexpect = { status = 200 }\n'
+    )
+    out = tmp_path / "r.html"
+    code = run_files([str(p)], report_path=str(out), out=io.StringIO(), err=io.StringIO())
+    assert code == 1
+    page = out.read_text()
+    assert "FAIL" in page and "no answer" in page and 'class="marker kill"' in page
+
+
+def test_scenario_runs_live_on_real_ports(tmp_path):
+    out = io.StringIO()
+    results = tmp_path / "live.json"
+    code = run_files(
+        [str(ROOT / "scenarios" / "01-leader-loss.toml")],
+        live=True,
+        http_port=28500 + os.getpid() % 1000,
+        json_path=str(results),
+        out=out,
+        err=io.StringIO(),
+    )
+    assert code == 0, out.getvalue()
+    data = json.loads(results.read_text())
+    assert data["runs"][0]["mode"] == "live" and data["runs"][0]["ok"]
+    assert "live time" in out.getvalue()

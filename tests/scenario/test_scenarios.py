@@ -1,0 +1,210 @@
+"""Every shipped scenario passes in virtual time; runs are reproducible; bad files are rejected."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consim.scenario.cli import run_files
+from consim.scenario.model import ScenarioError, load_scenario
+from consim.scenario.runner import run_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
+
+
+def test_course_is_present():
+    names = [p.name for p in SCENARIOS]
+    assert len(names) >= 8
+    assert names[0].startswith("01-")
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_passes_in_virtual_time(path):
+    scenario = load_scenario(path)
+    assert scenario.summary and any(s.note for s in scenario.steps)
+    result = run_scenario(scenario)
+    assert result.ok, result.failure
+    assert all(s.status == "ok" for s in result.steps)
+    # Every step left its result in the event log: the timeline and report read it from there.
+    assert len(result.events.of_kind("step")) == len(scenario.steps)
+
+
+def test_same_seed_same_trace_in_fresh_processes(tmp_path):
+    hashes = set()
+    for hashseed in ("0", "1"):
+        out = tmp_path / f"r{hashseed}.json"
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        proc = subprocess.run(
+            [sys.executable, "-m", "consim.cli", "run", str(SCENARIOS[0]), "--json", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        hashes.add(json.loads(out.read_text())["runs"][0]["trace_hash"])
+    assert len(hashes) == 1
+
+
+def test_seed_changes_the_trace():
+    scenario = load_scenario(SCENARIOS[0])
+    a = run_scenario(scenario, seed=1)
+    b = run_scenario(scenario, seed=2)
+    assert a.ok and b.ok
+    assert a.trace_hash != b.trace_hash
+
+
+def test_timeline_shows_notes_steps_and_no_debug_noise(capsys):
+    import io
+
+    out = io.StringIO()
+    code = run_files([str(SCENARIOS[0])], out=out, err=io.StringIO())
+    text = out.getvalue()
+    assert code == 0
+    assert "# The leader crashes." in text
+    assert "[ok] kill leader" in text
+    assert "entering leader state" in text
+    assert "term changed" not in text  # DEBUG stays out by default
+    assert "==> PASS leader-loss" in text
+    assert "$ consul operator raft list-peers" in text
+
+
+def test_seeds_range_summarizes_and_reports_failing_seed(tmp_path):
+    import io
+
+    bad = tmp_path / "fast-leader.toml"
+    # 100ms is too short for a first election with raft_multiplier 1 for every seed.
+    bad.write_text(
+        'name = "too-fast"\n[cluster]\ndatacenters = { dc1 = 3 }\nraft_multiplier = 1\n'
+        '[[step]]\nwait = "leader"\nwithin = "1100ms"\n'
+    )
+    out, err = io.StringIO(), io.StringIO()
+    report = tmp_path / "r.html"
+    code = run_files(
+        [str(bad)],
+        seeds=range(1, 9),
+        out=out,
+        err=err,
+        json_path=str(tmp_path / "r.json"),
+        report_path=str(report),
+    )
+    data = json.loads((tmp_path / "r.json").read_text())
+    failed = [r["seed"] for r in data["runs"] if not r["ok"]]
+    assert len(data["runs"]) == 8
+    assert "8/8 seeds" in err.getvalue()
+    if failed:
+        assert code == 1
+        assert f"seed {failed[0]} FAILED" in out.getvalue()
+        assert f"--seed {failed[0]}" in out.getvalue()
+    else:
+        assert code == 0
+    assert report.exists()
+
+
+# ---- validation ------------------------------------------------------------------------------
+def _write(tmp_path, body: str) -> Path:
+    p = tmp_path / "x.toml"
+    p.write_text('name = "x"\n[cluster]\ndatacenters = { dc1 = 3 }\n' + body)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '[[step]]\nwait = "leader"\n[[step]]\nnote = "n"\n[[step]]\nwait = "leader"\nwithin = 5\n',
+            "x.toml: step 3: field 'within': expected a duration like \"5s\", got 5",
+        ),
+        (
+            '[[step]]\nkill = "dc9-s1"\n',
+            "step 1: field 'kill': expected a server name (dc1-s1, dc1-s2, dc1-s3)",
+        ),
+        (
+            '[[step]]\nkill = "leader"\nrestart = "leader"\n',
+            "step 1: expected exactly one action, got kill and restart",
+        ),
+        ('[[step]]\nwithin = "5s"\n', "step 1: expected exactly one action"),
+        (
+            '[[step]]\nkill = "leader"\nwithin = "1s"\n',
+            "step 1: field 'within': not allowed in a 'kill' step",
+        ),
+        ('[[step]]\nhttp = "FETCH /x"\n', "step 1: field 'http': expected a request like"),
+        ('[[step]]\nwait = "voters"\n', "step 1: field 'count': required"),
+        ('[[step]]\nwait = "soon"\n', "field 'wait': expected one of"),
+        (
+            '[[step]]\npeers_json = { on = "leader", servers = "all-running" }\n',
+            'needs a data directory: set [cluster] data_dir = "tmp"',
+        ),
+        ('[[step]]\nconsul = "members"\n', "field 'consul': expected one of"),
+        (
+            '[[step]]\nload = { rate = 5, op = "write", consistency = "stale" }\n',
+            "field 'load.consistency'",
+        ),
+        (
+            '[[step]]\nassert = { leader = "leader", bogus = true }\n',
+            "field 'assert.bogus': unknown assertion",
+        ),
+        (
+            '[[step]]\npartition = [["dc1-s1"], ["dc1-s1", "dc1-s2"]]\n',
+            "a server appears in more than one group",
+        ),
+    ],
+)
+def test_validation_errors_name_file_step_and_field(tmp_path, body, message):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(_write(tmp_path, body))
+    assert message in str(info.value)
+    assert str(info.value).startswith(str(tmp_path / "x.toml"))
+
+
+def test_cluster_table_errors(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[cluster]\nraft_multiplier = "fast"\n[[step]]\nsleep = "1s"\n')
+    with pytest.raises(
+        ScenarioError, match=r"\[cluster\]: field 'raft_multiplier': expected a number"
+    ):
+        load_scenario(p)
+    p.write_text('[cluster]\n[cluster.acl]\nenabled = "yes"\n[[step]]\nsleep = "1s"\n')
+    with pytest.raises(ScenarioError, match="acl.enabled: must be true or false"):
+        load_scenario(p)
+
+
+def test_invalid_file_exits_2_before_anything_runs(tmp_path):
+    bad = _write(tmp_path, "[[step]]\nsleep = 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "consim.cli", "run", str(SCENARIOS[0]), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # the valid first file did not run either
+    assert "step 1: field 'sleep': expected a duration" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "consim.cli", "validate", *map(str, SCENARIOS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(": ok (") == len(SCENARIOS)
+
+
+def test_failing_step_reports_and_skips_the_rest(tmp_path):
+    p = _write(
+        tmp_path,
+        "[cluster.acl]\n".join([""])
+        + '[[step]]\nwait = "leader"\n[[step]]\nhttp = "GET /v1/kv/missing"\n'
+        'on = "leader"\nexpect = { status = 200 }\n[[step]]\nkill = "leader"\n',
+    )
+    result = run_scenario(load_scenario(p))
+    assert not result.ok
+    assert [s.status for s in result.steps] == ["ok", "failed", "skipped"]
+    assert result.steps[1].detail == "status 404, expected 200"
+    assert "step 2 (GET /v1/kv/missing on leader): status 404, expected 200" == result.failure
