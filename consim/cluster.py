@@ -39,6 +39,7 @@ class Cluster:
         self.rng = random.Random(spec.seed)
         self.servers: dict[str, ServerNode] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
+        self._exited: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._memory: dict[str, MemoryStorage] = {}
         self.http_apps: dict[str, Any] = {}
@@ -109,10 +110,24 @@ class Cluster:
     async def _start_server(self, name: str) -> None:
         assert self._nursery is not None
         node = self.servers[name]
+        previous = self._exited.get(name)
+        if previous is not None:
+            # The killed incarnation must finish unwinding before the next one starts.
+            await previous.wait()
         scope = trio.CancelScope()
         self._scopes[name] = scope
+        exited = trio.Event()
+        self._exited[name] = exited
 
         async def incarnation(
+            *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            try:
+                await _incarnation(task_status=task_status)
+            finally:
+                exited.set()
+
+        async def _incarnation(
             *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
         ) -> None:
             with scope:

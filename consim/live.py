@@ -21,6 +21,7 @@ import trio
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog, format_hclog, level_enabled
+from consim.raft.recovery import RecoveryError
 from consim.server.config import ClusterSpec
 
 CONTROL_PORT_OFFSET = 99
@@ -85,7 +86,7 @@ def control_app(cluster: Cluster) -> Any:
         body = await request.get_json(force=True, silent=True) or {}
         try:
             await apply_control(cluster, action, body)
-        except (ClusterError, KeyError, ValueError) as exc:
+        except (ClusterError, KeyError, ValueError, RecoveryError) as exc:
             return str(exc), 400, {"Content-Type": "text/plain"}
         return json.dumps(cluster.status()), 200, {"Content-Type": "application/json"}
 

@@ -161,12 +161,17 @@ class ServerNode:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """One incarnation of the server: runs until cancelled (crash) or stopped."""
+        from consim.raft.recovery import RecoveryError
+
         self._reset_volatile()
         self.incarnation += 1
-        self.storage = self._storage_factory()
+        incarnation = self.incarnation
+        storage = self._storage_factory()
+        self.storage = storage
         try:
             state = self._start_state()
-        except ValueError as exc:  # RecoveryError: a bad peers.json refuses to start
+        except RecoveryError as exc:  # a bad peers.json: refuse to start, keep the file
+            storage.close()
             self.events.emit(
                 self.name,
                 "recovery_failed",
@@ -213,9 +218,10 @@ class ServerNode:
                     nursery.start_soon(self._leader_reconcile)
                 task_status.started()
         finally:
-            self.running = False
-            if self.storage is not None:
-                self.storage.close()
+            # Only this incarnation's own state: a restart may already have begun the next one.
+            storage.close()
+            if self.incarnation == incarnation:
+                self.running = False
 
     def _start_state(self) -> PersistentState:
         assert self.storage is not None
