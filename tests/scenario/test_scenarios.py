@@ -199,12 +199,11 @@ def test_invalid_file_exits_2_before_anything_runs(tmp_path):
 def test_failing_step_reports_and_skips_the_rest(tmp_path):
     p = _write(
         tmp_path,
-        "[cluster.acl]\n".join([""])
-        + '[[step]]\nwait = "leader"\n[[step]]\nhttp = "GET /v1/kv/missing"\n'
+        '[[step]]\nwait = "leader"\n[[step]]\nhttp = "GET /v1/kv/missing"\n'
         'on = "leader"\nexpect = { status = 200 }\n[[step]]\nkill = "leader"\n',
     )
     result = run_scenario(load_scenario(p))
     assert not result.ok
     assert [s.status for s in result.steps] == ["ok", "failed", "skipped"]
     assert result.steps[1].detail == "status 404, expected 200"
-    assert "step 2 (GET /v1/kv/missing on leader): status 404, expected 200" == result.failure
+    assert result.failure == "step 2 (GET /v1/kv/missing on leader): status 404, expected 200"
