@@ -350,6 +350,10 @@ class Cluster:
                 await trio.sleep(poll)
         raise ClusterError(f"no leader in {datacenter} within {within}s")
 
+    def acknowledged(self, leader: ServerNode) -> bool:
+        """Does a majority of voters follow ``leader`` in its term?"""
+        return self._acknowledged(leader)
+
     def _acknowledged(self, leader: ServerNode) -> bool:
         assert leader.core is not None
         voters = leader.core.configuration.voters()

@@ -587,11 +587,14 @@ class ServerNode:
             raise RpcError(ERR_NO_PATH)
         order = list(servers)
         self.rng.shuffle(order)
+        # A server behind a WAN partition stays "alive" until WAN gossip notices (tens of
+        # seconds), so bound each non-blocking attempt by the hold timeout and try the next one.
+        timeout = _rpc_timeout(args)
+        if int(args.get("MinQueryIndex") or 0) == 0:
+            timeout = min(timeout, self.rpc_hold_timeout)
         for address in order:
             try:
-                return await self.net.call(
-                    self.address, address, method, args, timeout=_rpc_timeout(args)
-                )
+                return await self.net.call(self.address, address, method, args, timeout=timeout)
             except (Unreachable, RpcTimeout):
                 continue
         raise RpcError(ERR_NO_DC_SERVER)
