@@ -164,14 +164,7 @@ class Cluster:
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request to a server: in process in virtual time, over a socket when live."""
         node = self.node(name)
-        self.events.emit(
-            name,
-            "http_request",
-            {"method": method, "path": path},
-            level="DEBUG",
-            subsystem="agent.http",
-            message="request",
-        )
+        start = self.events.now()
         if self.live:
             import httpx
 
@@ -190,13 +183,19 @@ class Cluster:
             status, out_headers, out_body = await request(
                 self.app(name), method, path, headers=headers, body=body
             )
+        # The server's own DEBUG line, as Consul's agent.http logs it.
         self.events.emit(
             name,
-            "http_response",
-            {"method": method, "path": path, "status": status},
+            "http_request",
+            {
+                "method": method,
+                "url": path,
+                "status": status,
+                "latency": f"{(self.events.now() - start) * 1e6:.0f}µs",
+            },
             level="DEBUG",
             subsystem="agent.http",
-            message="response",
+            message="Request finished",
         )
         return status, out_headers, out_body
 
@@ -345,16 +344,13 @@ class Cluster:
         with trio.move_on_after(within):
             while True:
                 leader = self.leader(datacenter)
-                if leader is not None and leader.name not in exclude and self._acknowledged(leader):
+                if leader is not None and leader.name not in exclude and self.acknowledged(leader):
                     return leader
                 await trio.sleep(poll)
         raise ClusterError(f"no leader in {datacenter} within {within}s")
 
     def acknowledged(self, leader: ServerNode) -> bool:
         """Does a majority of voters follow ``leader`` in its term?"""
-        return self._acknowledged(leader)
-
-    def _acknowledged(self, leader: ServerNode) -> bool:
         assert leader.core is not None
         voters = leader.core.configuration.voters()
         acks = sum(

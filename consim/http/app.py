@@ -26,18 +26,19 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from consim.events import VIRTUAL_EPOCH
-from consim.http.agent import Agent, RpcError
-from consim.http.golike import (
+from consim.golike import (
     GoError,
     atoi,
     decode_json_value,
     format_duration,
+    go_json_kind,
     marshal_json,
     multierror,
     parse_bool,
     parse_duration,
     parse_uint,
 )
+from consim.http.agent import Agent, RpcError
 
 # Methods the catch-all route accepts so that our dispatcher (not werkzeug) answers every one.
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
@@ -276,7 +277,7 @@ def _decode_keyring_body(raw: bytes) -> dict[str, Any]:
         return {}
     if not isinstance(obj, dict):
         raise GoError(
-            f"json: cannot unmarshal {_go_kind(obj)} into Go value of type agent.keyringArgs"
+            f"json: cannot unmarshal {go_json_kind(obj)} into Go value of type agent.keyringArgs"
         )
     out: dict[str, Any] = {}
     for name, value in obj.items():
@@ -296,22 +297,10 @@ def _decode_keyring_body(raw: bytes) -> dict[str, Any]:
             )
         if not ok:
             raise GoError(
-                f"json: cannot unmarshal {_go_kind(value)} into Go struct field keyringArgs.{field} of type {gotype}"
+                f"json: cannot unmarshal {go_json_kind(value)} into Go struct field keyringArgs.{field} of type {gotype}"
             )
         out[field] = value
     return out
-
-
-def _go_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 async def keyring(c: Ctx) -> Any:
@@ -395,7 +384,7 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
         obj = {}
     if not isinstance(obj, dict):
         raise GoError(
-            f"json: cannot unmarshal {_go_kind(obj)} into Go value of type api.AutopilotConfiguration"
+            f"json: cannot unmarshal {go_json_kind(obj)} into Go value of type api.AutopilotConfiguration"
         )
     by_lower = {k.lower(): k for k in _AUTOPILOT_FIELDS}
     config: dict[str, Any] = {
@@ -423,16 +412,18 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
                 config[field] = value / 1e9
             else:
                 raise GoError(
-                    f"json: cannot unmarshal {_go_kind(value)} into {where} of type api.ReadableDuration"
+                    f"json: cannot unmarshal {go_json_kind(value)} into {where} of type api.ReadableDuration"
                 )
         elif kind == "bool":
             if not isinstance(value, bool):
-                raise GoError(f"json: cannot unmarshal {_go_kind(value)} into {where} of type bool")
+                raise GoError(
+                    f"json: cannot unmarshal {go_json_kind(value)} into {where} of type bool"
+                )
             config[field] = value
         elif kind == "uint":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 shown = (
-                    _go_kind(value)
+                    go_json_kind(value)
                     if not isinstance(value, int | float) or isinstance(value, bool)
                     else f"number {value}"
                 )
@@ -441,7 +432,7 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
         else:
             if not isinstance(value, str):
                 raise GoError(
-                    f"json: cannot unmarshal {_go_kind(value)} into {where} of type string"
+                    f"json: cannot unmarshal {go_json_kind(value)} into {where} of type string"
                 )
             config[field] = value
     return config

@@ -47,6 +47,7 @@ for writes during a transfer; ``RaftError("cannot find peer")`` for a transfer w
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1120,6 +1121,33 @@ class RaftCore:
             self._set_term(term, None)
             self._become_follower(now, None, None)
 
+    def _accept_leader(
+        self,
+        src: str,
+        m: AppendEntries | InstallSnapshot,
+        now: float,
+        refusal: Callable[[], Message],
+    ) -> bool:
+        """Shared term check for messages only a leader sends: refuse a stale term, follow a newer
+        one, and record ``src`` as the leader heard from now."""
+        if m.term < self._term:
+            self.counters["stale_term"] += 1
+            self._send(src, refusal())
+            return False
+        if m.term > self._term:
+            self._set_term(m.term, None)
+            if self._role is not Role.FOLLOWER:
+                self._become_follower(now, src, m.leader_address)
+        if self._role is Role.LEADER:
+            # Two leaders in one term cannot happen; refuse rather than corrupt state.
+            self._ignore("duplicate_leader", m, src, "second leader in term")
+            return False
+        if self._role is not Role.FOLLOWER:
+            self._become_follower(now, src, m.leader_address)
+        self._set_leader(src, m.leader_address)
+        self._last_contact = now
+        return True
+
     def _on_append(self, src: str, m: AppendEntries, now: float) -> None:
         if m.leader_id != src:
             self._ignore("malformed", m, src, "leader_id differs from sender")
@@ -1128,22 +1156,10 @@ class RaftCore:
             if e.index != m.prev_log_index + 1 + i or e.term > m.term:
                 self._ignore("malformed", m, src, "bad entries")
                 return
-        if m.term < self._term:
-            self.counters["stale_term"] += 1
-            self._send(src, AppendEntriesResponse(self._term, False, self.last_index, 0, m.seq))
+        if not self._accept_leader(
+            src, m, now, lambda: AppendEntriesResponse(self._term, False, self.last_index, 0, m.seq)
+        ):
             return
-        if m.term > self._term:
-            self._set_term(m.term, None)
-            if self._role is not Role.FOLLOWER:
-                self._become_follower(now, src, m.leader_address)
-        if self._role is Role.LEADER:
-            # Two leaders in one term cannot happen; refuse rather than corrupt state.
-            self._ignore("duplicate_leader", m, src, "second leader in term")
-            return
-        if self._role is not Role.FOLLOWER:
-            self._become_follower(now, src, m.leader_address)
-        self._set_leader(src, m.leader_address)
-        self._last_contact = now
 
         prev = m.prev_log_index
         if prev > self.last_index:
@@ -1295,21 +1311,10 @@ class RaftCore:
         if m.leader_id != src:
             self._ignore("malformed", m, src, "leader_id differs from sender")
             return
-        if m.term < self._term:
-            self.counters["stale_term"] += 1
-            self._send(src, InstallSnapshotResponse(self._term, False, 0))
+        if not self._accept_leader(
+            src, m, now, lambda: InstallSnapshotResponse(self._term, False, 0)
+        ):
             return
-        if m.term > self._term:
-            self._set_term(m.term, None)
-            if self._role is not Role.FOLLOWER:
-                self._become_follower(now, src, m.leader_address)
-        if self._role is Role.LEADER:
-            self._ignore("duplicate_leader", m, src, "second leader in term")
-            return
-        if self._role is not Role.FOLLOWER:
-            self._become_follower(now, src, m.leader_address)
-        self._set_leader(src, m.leader_address)
-        self._last_contact = now
         meta = m.meta
         if meta.index <= self._commit:
             # Nothing new for us; report where we are.

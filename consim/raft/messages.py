@@ -121,18 +121,25 @@ _TYPES: dict[str, type] = {
         TimeoutNowResponse,
     )
 }
+# Computed once: message encode/decode is on every server's hot path.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in _TYPES.values()
+}
+_WIRE_KEYS: dict[type, frozenset[str]] = {
+    cls: frozenset(names) | {"type"} for cls, names in _FIELD_NAMES.items()
+}
 
 
 def message_to_wire(msg: Message) -> dict[str, Any]:
     """A msgpack-able dict: ``{"type": "<ClassName>", <field>: value, ...}``."""
     out: dict[str, Any] = {"type": type(msg).__name__}
-    for f in fields(msg):
-        value = getattr(msg, f.name)
-        if f.name == "entries":
+    for name in _FIELD_NAMES[type(msg)]:
+        value = getattr(msg, name)
+        if name == "entries":
             value = [e.to_wire() for e in value]
-        elif f.name == "meta":
+        elif name == "meta":
             value = value.to_wire()
-        out[f.name] = value
+        out[name] = value
     return out
 
 
@@ -195,10 +202,9 @@ def _from_wire(obj: Any) -> Message:
     if not isinstance(tag, str) or tag not in _TYPES:
         raise MalformedMessage(f"unknown message type {tag!r}")
     cls = _TYPES[tag]
-    names = [f.name for f in fields(cls)]
-    if set(obj) != set(names) | {"type"}:
+    if obj.keys() != _WIRE_KEYS[cls]:
         raise MalformedMessage(
-            f"{tag}: expected fields {sorted(names)}, got {sorted(map(str, obj))}"
+            f"{tag}: expected fields {sorted(_FIELD_NAMES[cls])}, got {sorted(map(str, obj))}"
         )
     if cls is RequestVote:
         return RequestVote(

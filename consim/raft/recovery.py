@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
+from consim.golike import go_json_kind
 from consim.raft.core import check_configuration
 from consim.raft.types import (
     Configuration,
@@ -33,20 +33,6 @@ class RecoveryError(Exception):
     """peers.json could not be used; the message is Consul's text."""
 
 
-def _go_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
-
-
 def parse_peers_json(text: str | bytes, protocol_version: int) -> Configuration:
     """Protocol 2: ``["10.1.0.1:8300", ...]`` (id = address). Protocol 3:
     ``[{"id": ..., "address": ..., "non_voter": false}, ...]``. Raises :class:`RecoveryError`."""
@@ -58,24 +44,24 @@ def parse_peers_json(text: str | bytes, protocol_version: int) -> Configuration:
     if protocol_version < 3:
         if raw is not None and not isinstance(raw, list):
             raise RecoveryError(
-                f"{_PREFIX}json: cannot unmarshal {_go_type(raw)} into Go value of type []string"
+                f"{_PREFIX}json: cannot unmarshal {go_json_kind(raw)} into Go value of type []string"
             )
         for peer in raw or []:
             if not isinstance(peer, str):
                 raise RecoveryError(
-                    f"{_PREFIX}json: cannot unmarshal {_go_type(peer)} into Go value of type string"
+                    f"{_PREFIX}json: cannot unmarshal {go_json_kind(peer)} into Go value of type string"
                 )
             servers.append(Server(peer, peer, Suffrage.VOTER))
     else:
         if raw is not None and not isinstance(raw, list):
             raise RecoveryError(
-                f"{_PREFIX}json: cannot unmarshal {_go_type(raw)} into Go value of type "
+                f"{_PREFIX}json: cannot unmarshal {go_json_kind(raw)} into Go value of type "
                 "[]raft.configEntry"
             )
         for peer in raw or []:
             if not isinstance(peer, dict):
                 raise RecoveryError(
-                    f"{_PREFIX}json: cannot unmarshal {_go_type(peer)} into Go value of type "
+                    f"{_PREFIX}json: cannot unmarshal {go_json_kind(peer)} into Go value of type "
                     "raft.configEntry"
                 )
             # Go's decoder leaves missing fields at their zero value (so a missing id is "").
@@ -92,7 +78,7 @@ def parse_peers_json(text: str | bytes, protocol_version: int) -> Configuration:
                     if key == "address":
                         gotype = "raft.ServerAddress"
                     raise RecoveryError(
-                        f"{_PREFIX}json: cannot unmarshal {_go_type(value)} into Go struct field "
+                        f"{_PREFIX}json: cannot unmarshal {go_json_kind(value)} into Go struct field "
                         f"configEntry.{key} of type {gotype}"
                     )
             suffrage = Suffrage.NONVOTER if non_voter else Suffrage.VOTER

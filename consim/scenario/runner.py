@@ -325,7 +325,7 @@ class ScenarioRunner:
 
     def _acknowledged_leader(self, dc: str) -> ServerNode | None:
         leader = self.cluster.leader(dc)
-        if leader is not None and self.cluster._acknowledged(leader):
+        if leader is not None and self.cluster.acknowledged(leader):
             return leader
         return None
 

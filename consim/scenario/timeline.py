@@ -13,7 +13,7 @@ from consim.events import Event, format_hclog, level_enabled
 from consim.scenario.runner import SCENARIO_NODE, RunResult
 
 # Scenario events shown by their own renderer (or hidden: per-request load noise).
-_HIDDEN_KINDS = {"load_request", "consul_http", "http_request", "http_response"}
+_HIDDEN_KINDS = {"load_request", "consul_http", "http_request"}
 # Fields that make lines long without teaching anything.
 _NOISY_FIELDS = {"id", "incarnation", "leader-id", "last-leader-id", "step"}
 

@@ -150,6 +150,7 @@ class ServerNode:
         self.core = None
         self.fsm = StateMachine()
         self._kick = trio.Event()
+        self._timer_deadline = -math.inf
         self._apply_waiters: dict[int, tuple[int, trio.Event, list[Any]]] = {}
         self._verify_waiters: dict[int, tuple[trio.Event, list[bool]]] = {}
         self._fsm_changed = trio.Event()
@@ -307,7 +308,8 @@ class ServerNode:
     async def _raft_timer(self) -> None:
         while True:
             assert self.core is not None
-            with trio.move_on_at(self.core.next_deadline()):
+            self._timer_deadline = self.core.next_deadline()
+            with trio.move_on_at(self._timer_deadline):
                 await self._kick.wait()
             if self.paused:
                 await self._resumed.wait()
@@ -360,7 +362,10 @@ class ServerNode:
                 continue
             if not _ready_has_work(core):
                 break
-        self._kick.set()
+        # Wake the timer only when the core now wants it earlier than it sleeps (hot path: most
+        # messages leave the deadline unchanged).
+        if core.next_deadline() < self._timer_deadline:
+            self._kick.set()
 
     def _apply(self, entry: Any) -> None:
         result: Any = None

@@ -222,3 +222,18 @@ def _innermost_open(prefix: str) -> str:
         elif ch in "]}" and depth:
             depth.pop()
     return depth[-1] if depth else ""
+
+
+def go_json_kind(value: Any) -> str:
+    """The JSON kind Go's encoding/json names in ``cannot unmarshal <kind> into ...`` errors."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
