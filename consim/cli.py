@@ -22,11 +22,29 @@ def _datacenters(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def _encrypt_key(text: str) -> str:
+    """``consul agent -encrypt``: base64 of a 16, 24 or 32 byte key, checked with Go's rules."""
+    from consim.gossip import KeyringError, decode_key
+
+    try:
+        decode_key(text)
+    except KeyringError as exc:
+        raise argparse.ArgumentTypeError(f"encrypt has invalid key: {exc}") from None
+    return text
+
+
+class UsageError(Exception):
+    """A bad option value found after parsing; printed without a traceback, exit 2."""
+
+
 def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
-    from consim.acl import ACLConfig
+    from consim.acl import ACLConfig, ACLConfigError
 
     datacenters = args.datacenters or (("dc1", args.servers),)
-    acl = ACLConfig.load(Path(args.acl_file)) if getattr(args, "acl_file", None) else ACLConfig()
+    try:
+        acl = ACLConfig.load(Path(args.acl_file)) if args.acl_file else ACLConfig()
+    except (ACLConfigError, OSError) as exc:
+        raise UsageError(f"--acl-file: {exc}") from None
     return ClusterSpec(
         datacenters=datacenters,
         seed=args.seed,
@@ -34,6 +52,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         http_port=args.http_port,
         acl=acl,
+        encrypt=args.encrypt,
     )
 
 
@@ -176,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--http-port", type=int, default=8500)
         p.add_argument("--acl-file", help="ACL configuration, JSON or TOML (see README)")
         p.add_argument(
+            "--encrypt",
+            type=_encrypt_key,
+            help="gossip encryption key, base64 (like consul agent -encrypt); default: off",
+        )
+        p.add_argument(
             "--log-level", default="INFO", choices=["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
         )
 
@@ -225,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"consim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
