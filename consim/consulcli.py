@@ -1,5 +1,5 @@
 """Consul's own commands, output byte for byte: ``operator raft list-peers|remove-peer|
-transfer-leader`` and ``kv get|put``.
+transfer-leader``, ``kv get|put``, ``keyring``, ``members`` and ``force-leave``.
 
 Each command is an async function over an :data:`HttpTransport` (method, path, headers, body ->
 status, headers, body), so the same code runs against a live server (httpx, :func:`httpx_transport`)
@@ -13,6 +13,7 @@ failure, as Consul's ``cli.Ui`` does.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -72,13 +73,37 @@ class FlagError(Exception):
     pass
 
 
-_BOOL_FLAGS = {"stale"}
-_STRING_FLAGS = {"http-addr", "token", "datacenter"}
+# Consul's HTTPFlags: ClientFlags (every command) and ServerFlags (-datacenter, -stale; only the
+# commands that merge them: operator raft, kv).
+_CLIENT_STRING_FLAGS = frozenset({"http-addr", "token"})
+_SERVER_STRING_FLAGS = frozenset({"datacenter"})
+_SERVER_BOOL_FLAGS = frozenset({"stale"})
 
 
-def parse_flags(argv: list[str], flags: HttpFlags, own: set[str] | None = None) -> list[str]:
-    """Go ``flag.Parse``: flags until the first non-flag or ``--``; returns the positionals."""
+def _parse_bool(name: str, value: str | None) -> bool:
+    if value is None or value.lower() in ("1", "t", "true"):
+        return True
+    if value.lower() in ("0", "f", "false"):
+        return False
+    raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
+
+
+def parse_flags(
+    argv: list[str],
+    flags: HttpFlags,
+    own: set[str] | frozenset[str] | None = None,
+    *,
+    bools: frozenset[str] = frozenset(),
+    server_flags: bool = True,
+) -> list[str]:
+    """Go ``flag.Parse``: flags until the first non-flag or ``--``; returns the positionals.
+
+    ``own`` names the command's string flags, ``bools`` its boolean flags; their values land in
+    ``flags.extra`` (booleans as ``"true"``/``"false"``).
+    """
     own = own or set()
+    strings = _CLIENT_STRING_FLAGS | (_SERVER_STRING_FLAGS if server_flags else frozenset())
+    bool_flags = bools | (_SERVER_BOOL_FLAGS if server_flags else frozenset())
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -92,14 +117,13 @@ def parse_flags(argv: list[str], flags: HttpFlags, own: set[str] | None = None) 
         value: str | None = None
         if "=" in name:
             name, value = name.split("=", 1)
-        if name in _BOOL_FLAGS:
-            if value is None or value.lower() in ("1", "t", "true"):
-                flags.stale = True
-            elif value.lower() in ("0", "f", "false"):
-                flags.stale = False
+        if name in bool_flags:
+            on = _parse_bool(name, value)
+            if name == "stale":
+                flags.stale = on
             else:
-                raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
-        elif name in _STRING_FLAGS or name in own:
+                flags.extra[name] = "true" if on else "false"
+        elif name in strings or name in own:
             if value is None:
                 i += 1
                 if i >= len(argv):
@@ -162,30 +186,125 @@ def _columnize(rows: list[list[str]]) -> str:
     return "\n".join(lines).strip()
 
 
+# ---- the shared preamble ---------------------------------------------------------------------
+class Failed(Exception):
+    """Ends a command: ``str()`` goes to stderr and the exit code is 1."""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What differs between commands before they talk to the agent.
+
+    ``strings``/``bools``: the command's own flags. ``parse_error``: the prefix Consul puts before
+    a flag error (operator raft says ``Failed to parse args: ``; commands that let Go's ``flag``
+    package report print the bare error followed by ``usage``). ``missing``/``too_many``: the
+    texts for too few / too many positional arguments (``{n}`` is the count), ``max_args`` the
+    limit, ``None`` meaning positionals are not checked here.
+    """
+
+    strings: frozenset[str] = frozenset()
+    bools: frozenset[str] = frozenset()
+    server_flags: bool = True
+    parse_error: str = "Failed to parse args: "
+    usage: str = ""
+    min_args: int = 0
+    max_args: int | None = None
+    missing: str = ""
+    too_many: str = ""
+
+
+@dataclass
+class Invocation:
+    """One run of a command: parsed flags and positionals, the transport, the output so far."""
+
+    flags: HttpFlags
+    args: list[str]
+    transport: HttpTransport
+    env: Mapping[str, str]
+    out: Output
+
+    def flag(self, name: str) -> str:
+        return self.flags.extra.get(name, "")
+
+    def on(self, name: str) -> bool:
+        return self.flags.extra.get(name) == "true"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        error: str,
+        params: dict[str, str] | None = None,
+        body: bytes = b"",
+        accept: tuple[int, ...] = (200,),
+    ) -> tuple[int, bytes]:
+        """The HTTP call; a transport failure or an unaccepted status raises :class:`Failed`
+        with ``error`` followed by Go's error text (``Unexpected response code: ...``)."""
+        target = path + _query(self.flags, **(params or {}))
+        try:
+            status, answer = await _call(self.transport, self.flags, self.env, method, target, body)
+        except TransportError as exc:
+            raise Failed(f"{error}{exc}") from None
+        if status not in accept:
+            raise Failed(f"{error}{_unexpected(status, answer)}")
+        return status, answer
+
+
+CommandFunc = Callable[[list[str], HttpTransport, "Mapping[str, str] | None"], Awaitable[Output]]
+
+
+def consul_command(spec: CommandSpec) -> Callable[[Callable[[Invocation], Awaitable[None]]], Any]:
+    """Wrap a command body with the preamble every command shares: flags, positionals, errors."""
+
+    def wrap(body: Callable[[Invocation], Awaitable[None]]) -> CommandFunc:
+        async def run(
+            argv: list[str], transport: HttpTransport, env: Mapping[str, str] | None = None
+        ) -> Output:
+            out = Output()
+            flags = HttpFlags()
+            try:
+                args = parse_flags(
+                    argv,
+                    flags,
+                    spec.strings,
+                    bools=spec.bools,
+                    server_flags=spec.server_flags,
+                )
+            except FlagError as exc:
+                out.error(f"{spec.parse_error}{exc}")
+                if spec.usage:
+                    out.error(spec.usage.rstrip("\n"))
+                return out
+            if spec.max_args is not None:
+                if len(args) < spec.min_args:
+                    return out.error(spec.missing.format(n=len(args)))
+                if len(args) > spec.max_args:
+                    return out.error(spec.too_many.format(n=len(args), args=" ".join(args)))
+            env_ = os.environ if env is None else env
+            try:
+                await body(Invocation(flags, args, transport, env_, out))
+            except Failed as exc:
+                out.error(str(exc))
+            return out
+
+        run.__name__ = body.__name__
+        run.__doc__ = body.__doc__
+        return run
+
+    return wrap
+
+
 # ---- operator raft ---------------------------------------------------------------------------
-async def list_peers(
-    argv: list[str], transport: HttpTransport, env: Mapping[str, str] | None = None
-) -> Output:
-    env = os.environ if env is None else env
-    out = Output()
-    flags = HttpFlags()
-    try:
-        extra = parse_flags(argv, flags)
-    except FlagError as exc:
-        return out.error(f"Failed to parse args: {exc}")
-    if extra:
-        return out.error(f"Failed to parse args: unexpected arguments: {' '.join(extra)}")
-    try:
-        status, body = await _call(
-            transport, flags, env, "GET", "/v1/operator/raft/configuration" + _query(flags)
-        )
-    except TransportError as exc:
-        return out.error(f"Error getting peers: Failed to retrieve raft configuration: {exc}")
-    if status != 200:
-        return out.error(
-            "Error getting peers: Failed to retrieve raft configuration: "
-            + _unexpected(status, body)
-        )
+@consul_command(
+    CommandSpec(max_args=0, too_many="Failed to parse args: unexpected arguments: {args}")
+)
+async def list_peers(cmd: Invocation) -> None:
+    _, body = await cmd.request(
+        "GET",
+        "/v1/operator/raft/configuration",
+        error="Error getting peers: Failed to retrieve raft configuration: ",
+    )
     reply = json.loads(body)
     servers = reply.get("Servers") or []
     leader_last = 0
@@ -226,144 +345,314 @@ async def list_peers(
                 trails_text,
             ]
         )
-    out.out(_columnize(rows))
-    return out
+    cmd.out.out(_columnize(rows))
 
 
-async def remove_peer(
-    argv: list[str], transport: HttpTransport, env: Mapping[str, str] | None = None
-) -> Output:
-    env = os.environ if env is None else env
-    out = Output()
-    flags = HttpFlags()
-    try:
-        parse_flags(argv, flags, own={"address", "id"})
-    except FlagError as exc:
-        return out.error(f"Failed to parse args: {exc}")
-    address = flags.extra.get("address", "")
-    server_id = flags.extra.get("id", "")
+@consul_command(CommandSpec(strings=frozenset({"address", "id"})))
+async def remove_peer(cmd: Invocation) -> None:
+    address, server_id = cmd.flag("address"), cmd.flag("id")
     if not address and not server_id:
-        return out.error("Error removing peer: an address or id is required for the peer to remove")
+        raise Failed("Error removing peer: an address or id is required for the peer to remove")
     if address and server_id:
-        return out.error("Error removing peer: cannot give both an address and id")
+        raise Failed("Error removing peer: cannot give both an address and id")
     params = {"address": address} if address else {"id": server_id}
-    try:
-        status, body = await _call(
-            transport,
-            flags,
-            env,
-            "DELETE",
-            "/v1/operator/raft/peer" + _query(flags, **params),
-        )
-    except TransportError as exc:
-        return out.error(f"Error removing peer: {exc}")
-    if status != 200:
-        return out.error(f"Error removing peer: {_unexpected(status, body)}")
+    await cmd.request(
+        "DELETE", "/v1/operator/raft/peer", params=params, error="Error removing peer: "
+    )
     if address:
-        out.out(f'Removed peer with address "{address}"')
+        cmd.out.out(f'Removed peer with address "{address}"')
     else:
-        out.out(f'Removed peer with id "{server_id}"')
-    return out
+        cmd.out.out(f'Removed peer with id "{server_id}"')
 
 
-async def transfer_leader(
-    argv: list[str], transport: HttpTransport, env: Mapping[str, str] | None = None
-) -> Output:
-    env = os.environ if env is None else env
-    out = Output()
-    flags = HttpFlags()
-    try:
-        parse_flags(argv, flags, own={"id"})
-    except FlagError as exc:
-        return out.error(f"Failed to parse args: {exc}")
-    params = {"id": flags.extra["id"]} if flags.extra.get("id") else {}
+@consul_command(CommandSpec(strings=frozenset({"id"})))
+async def transfer_leader(cmd: Invocation) -> None:
+    params = {"id": cmd.flag("id")} if cmd.flag("id") else {}
     # Consul's own text has the typo "transfering" and no colon before the wrapped error.
-    try:
-        status, body = await _call(
-            transport,
-            flags,
-            env,
-            "POST",
-            "/v1/operator/raft/transfer-leader" + _query(flags, **params),
-        )
-    except TransportError as exc:
-        return out.error(f"Error transfering leadership: Failed to transfer leadership {exc}")
-    if status != 200:
-        return out.error(
-            "Error transfering leadership: Failed to transfer leadership "
-            + _unexpected(status, body)
-        )
+    error = "Error transfering leadership: Failed to transfer leadership "
+    _, body = await cmd.request(
+        "POST", "/v1/operator/raft/transfer-leader", params=params, error=error
+    )
     if not json.loads(body or b"{}").get("Success"):
-        return out.error("Error transfering leadership: Failed to transfer leadership")
-    out.out("Success")
-    return out
+        raise Failed(error.rstrip())
+    cmd.out.out("Success")
 
 
 # ---- kv ----------------------------------------------------------------------------------------
-async def kv_get(
-    argv: list[str], transport: HttpTransport, env: Mapping[str, str] | None = None
-) -> Output:
-    env = os.environ if env is None else env
-    out = Output()
-    flags = HttpFlags()
-    try:
-        args = parse_flags(argv, flags)
-    except FlagError as exc:
-        return out.error(f"Failed to parse args: {exc}")
-    if not args:
-        return out.error("Error! Missing KEY argument")
-    if len(args) > 1:
-        return out.error(f"Too many arguments (expected 1, got {len(args)})")
-    key = args[0]
-    try:
-        status, body = await _call(
-            transport, flags, env, "GET", "/v1/kv/" + quote(key, safe="/") + _query(flags)
-        )
-    except TransportError as exc:
-        return out.error(f"Error querying Consul agent: {exc}")
+@consul_command(
+    CommandSpec(
+        min_args=1,
+        max_args=1,
+        missing="Error! Missing KEY argument",
+        too_many="Too many arguments (expected 1, got {n})",
+    )
+)
+async def kv_get(cmd: Invocation) -> None:
+    key = cmd.args[0]
+    status, body = await cmd.request(
+        "GET",
+        "/v1/kv/" + quote(key, safe="/"),
+        error="Error querying Consul agent: ",
+        accept=(200, 404),
+    )
     if status == 404:
-        return out.error(f"Error! No key exists at: {key}")
-    if status != 200:
-        return out.error(f"Error querying Consul agent: {_unexpected(status, body)}")
-    import base64
-
+        raise Failed(f"Error! No key exists at: {key}")
     entries = json.loads(body)
     value = entries[0].get("Value") if entries else None
-    out.out(base64.b64decode(value).decode("utf-8", "replace") if value else "")
-    return out
+    cmd.out.out(base64.b64decode(value).decode("utf-8", "replace") if value else "")
 
 
-async def kv_put(
-    argv: list[str], transport: HttpTransport, env: Mapping[str, str] | None = None
-) -> Output:
-    env = os.environ if env is None else env
-    out = Output()
-    flags = HttpFlags()
+@consul_command(
+    CommandSpec(
+        min_args=1,
+        max_args=2,
+        missing="Error! Missing KEY argument",
+        too_many="Error! Too many arguments (expected 1 or 2, got {n})",
+    )
+)
+async def kv_put(cmd: Invocation) -> None:
+    key = cmd.args[0]
+    value = cmd.args[1] if len(cmd.args) == 2 else ""
+    await cmd.request(
+        "PUT",
+        "/v1/kv/" + quote(key, safe="/"),
+        body=value.encode(),
+        error="Error! Failed writing data: ",
+    )
+    cmd.out.out(f"Success! Data written to: {key}")
+
+
+# ---- keyring -----------------------------------------------------------------------------------
+KEYRING_USAGE = """\
+Usage: consul keyring [options]
+
+  Manages encryption keys used for gossip messages. Gossip encryption is
+  optional. When enabled, this command may be used to examine active encryption
+  keys in the cluster, add new keys, and remove old ones. When combined, this
+  functionality provides the ability to perform key rotation cluster-wide,
+  without disrupting the cluster.
+
+  All operations performed by this command can only be run against server nodes,
+  and affect both the LAN and WAN keyrings in lock-step.
+
+  All variations of the keyring command return 0 if all nodes reply and there
+  are no errors. If any node fails to reply or reports failure, the exit code
+  will be 1.
+"""
+
+
+def _keyring_pool(response: dict[str, Any], keys: dict[str, int]) -> str:
+    """Consul's formatResponse: blank line, ``POOL:``, ``  ===> node: message`` lines, then
+    ``  KEY [n/N]`` lines. Go ranges over maps (random order); consim keeps the server's order."""
+    pool = "WAN" if response.get("WAN") else f"{response.get('Datacenter', '')} (LAN)"
+    if response.get("Segment"):
+        pool += f" [{response['Segment']}]"
+    lines = ["", pool + ":"]
+    for node, message in (response.get("Messages") or {}).items():
+        lines.append(f"  ===> {node}: {message}")
+    total = int(response.get("NumNodes", 0))
+    for key, count in keys.items():
+        lines.append(f"  {key} [{count}/{total}]")
+    return "\n".join(lines)
+
+
+@consul_command(
+    CommandSpec(
+        strings=frozenset({"install", "use", "remove", "relay-factor"}),
+        bools=frozenset({"list", "list-primary", "local-only"}),
+        server_flags=False,
+        parse_error="",
+        usage=KEYRING_USAGE,
+    )
+)
+async def keyring(cmd: Invocation) -> None:
+    listing = cmd.on("list")
+    primary = cmd.on("list-primary")
+    install, use, remove = cmd.flag("install"), cmd.flag("use"), cmd.flag("remove")
+    actions = sum(1 for a in (listing, primary, install, use, remove) if a)
+    if actions == 0:
+        raise Failed(KEYRING_USAGE.rstrip("\n"))
+    if actions > 1:
+        raise Failed("Only a single action is allowed")
+    relay_text = cmd.flag("relay-factor") or "0"
     try:
-        args = parse_flags(argv, flags)
-    except FlagError as exc:
-        return out.error(f"Failed to parse args: {exc}")
-    if not args:
-        return out.error("Error! Missing KEY argument")
-    if len(args) > 2:
-        return out.error(f"Error! Too many arguments (expected 1 or 2, got {len(args)})")
-    key = args[0]
-    value = args[1] if len(args) == 2 else ""
+        relay = int(relay_text, 0)
+    except ValueError:
+        cmd.out.error(f'invalid value "{relay_text}" for flag -relay-factor: parse error')
+        raise Failed(KEYRING_USAGE.rstrip("\n")) from None
+    if not 0 <= relay <= 5:
+        raise Failed("Error parsing relay factor: Relay factor must be in range: [0, 5]")
+    local = cmd.on("local-only")
+    if local and not listing:
+        raise Failed("Error validating local-only: local-only can only be set for list requests")
+    params = {"relay-factor": str(relay)} if relay else {}
+    if listing or primary:
+        what = "primary encryption keys" if primary else "encryption keys"
+        cmd.out.out(f"==> Gathering installed {what}...")
+        if local:
+            params["local-only"] = "true"
+        _, body = await cmd.request("GET", "/v1/operator/keyring", params=params, error="error: ")
+        for response in json.loads(body) or []:
+            keys = response.get("PrimaryKeys" if primary else "Keys") or {}
+            cmd.out.out(_keyring_pool(response, keys))
+        return
+    method, key, doing = (
+        ("POST", install, "Installing new gossip encryption key...")
+        if install
+        else ("PUT", use, "Changing primary gossip encryption key...")
+        if use
+        else ("DELETE", remove, "Removing gossip encryption key...")
+    )
+    cmd.out.out(f"==> {doing}")
+    await cmd.request(
+        method,
+        "/v1/operator/keyring",
+        params=params,
+        body=json.dumps({"Key": key}).encode(),
+        error="error: ",
+    )
+
+
+# ---- members -----------------------------------------------------------------------------------
+MEMBERS_USAGE = """\
+Usage: consul members [options]
+
+  Outputs the members of a running Consul agent.
+"""
+# serf.MemberStatus(n).String()
+_MEMBER_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+
+
+def _member_status(member: dict[str, Any]) -> str:
+    status = member.get("Status", 0)
+    return _MEMBER_STATUS.get(status, f"unknown({status})")
+
+
+@consul_command(
+    CommandSpec(
+        strings=frozenset({"status", "segment"}),
+        bools=frozenset({"wan", "detailed"}),
+        server_flags=False,
+        parse_error="",
+        usage=MEMBERS_USAGE,
+    )
+)
+async def members(cmd: Invocation) -> None:
+    """``consul members``: the standard table (Node, Address, Status, Type, Build, Protocol, DC,
+    Partition, Segment) or ``-detailed`` (Node, Address, Status, Tags); exit 2 when the
+    ``-status`` regexp matches nobody."""
+    import re
+
+    pattern = cmd.flags.extra.get("status", ".*")
     try:
-        status, body = await _call(
-            transport,
-            flags,
-            env,
-            "PUT",
-            "/v1/kv/" + quote(key, safe="/") + _query(flags),
-            value.encode(),
-        )
-    except TransportError as exc:
-        return out.error(f"Error! Failed writing data: {exc}")
-    if status != 200:
-        return out.error(f"Error! Failed writing data: {_unexpected(status, body)}")
-    out.out(f"Success! Data written to: {key}")
-    return out
+        status_re = re.compile(pattern)
+    except re.error as exc:
+        raise Failed(f"Failed to compile status regexp: {exc}") from None
+    segment = cmd.flags.extra.get("segment", "_all")
+    params = {"segment": segment} if segment else {}
+    if cmd.on("wan"):
+        params = {"wan": "1", **params}
+    _, body = await cmd.request(
+        "GET", "/v1/agent/members", params=params, error="Error retrieving members: "
+    )
+    shown = []
+    for m in json.loads(body) or []:
+        tags = dict(m.get("Tags") or {})
+        tags.setdefault("partition", "")
+        if not tags["partition"]:
+            tags["partition"] = "default"
+        if segment == "_all" and tags.get("role") == "consul":
+            tags["segment"] = "<all>"
+        elif not tags.get("segment"):
+            tags["segment"] = "<default>"
+        if status_re.search(_member_status(m)):
+            shown.append((m, tags))
+    if not shown:
+        cmd.out.exit_code = 2
+        return
+    # servers first, then by name (Consul's ByMemberNamePartitionAndSegment for one partition)
+    shown.sort(key=lambda mt: (mt[1].get("role") != "consul", mt[1]["segment"], mt[0]["Name"]))
+    rows: list[list[str]]
+    if cmd.on("detailed"):
+        rows = [["Node", "Address", "Status", "Tags"]]
+        for m, _ in shown:
+            raw = m.get("Tags") or {}
+            tag_text = ",".join(f"{k}={raw[k]}" for k in sorted(raw))
+            rows.append([m["Name"], _addr(m), _member_status(m), tag_text])
+    else:
+        rows = [
+            ["Node", "Address", "Status", "Type", "Build", "Protocol", "DC", "Partition", "Segment"]
+        ]
+        for m, tags in shown:
+            build = tags.get("build", "") or "< 0.3"
+            build = build.split(":", 1)[0]
+            role = {"consul": "server", "node": "client"}.get(tags.get("role", ""))
+            if role is None:
+                rows.append([m["Name"], _addr(m), _member_status(m), "unknown", "", "", "", "", ""])
+                continue
+            rows.append(
+                [
+                    m["Name"],
+                    _addr(m),
+                    _member_status(m),
+                    role,
+                    build,
+                    tags.get("vsn", ""),
+                    tags.get("dc", ""),
+                    tags["partition"],
+                    tags["segment"],
+                ]
+            )
+    cmd.out.out(_columnize(rows))
+
+
+def _addr(member: dict[str, Any]) -> str:
+    # Go's net.TCPAddr.String(): IPv6 in brackets.
+    host = str(member.get("Addr", ""))
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{member.get('Port', 0)}"
+
+
+# ---- force-leave -------------------------------------------------------------------------------
+FORCE_LEAVE_USAGE = """\
+Usage: consul force-leave [options] name
+
+  Forces a member of a Consul cluster to enter the "left" state. Note
+  that if the member is still actually alive, it will eventually rejoin
+  the cluster. This command is most useful for cleaning out "failed" nodes
+  that are never coming back. If you do not force leave a failed node,
+  Consul will attempt to reconnect to those failed nodes for some period of
+  time before eventually reaping them.
+
+  -prune    Remove agent completely from list of members
+"""
+_FORCE_LEAVE_ARGS = (
+    "A single node name must be specified to force leave.\n\n" + FORCE_LEAVE_USAGE.rstrip("\n")
+)
+
+
+@consul_command(
+    CommandSpec(
+        bools=frozenset({"prune"}),
+        server_flags=False,
+        parse_error="",
+        usage=FORCE_LEAVE_USAGE,
+        min_args=1,
+        max_args=1,
+        missing=_FORCE_LEAVE_ARGS,
+        too_many=_FORCE_LEAVE_ARGS,
+    )
+)
+async def force_leave(cmd: Invocation) -> None:
+    """Prints nothing on success, as Consul."""
+    params = {"prune": "1"} if cmd.on("prune") else {}
+    await cmd.request(
+        "PUT",
+        "/v1/agent/force-leave/" + quote(cmd.args[0], safe=""),
+        params=params,
+        error="Error force leaving: ",
+    )
 
 
 COMMANDS: dict[tuple[str, ...], Callable[..., Awaitable[Output]]] = {
@@ -372,6 +661,9 @@ COMMANDS: dict[tuple[str, ...], Callable[..., Awaitable[Output]]] = {
     ("operator", "raft", "transfer-leader"): transfer_leader,
     ("kv", "get"): kv_get,
     ("kv", "put"): kv_put,
+    ("keyring",): keyring,
+    ("members",): members,
+    ("force-leave",): force_leave,
 }
 
 
@@ -431,18 +723,23 @@ def main_for(words: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
 
 
 def register_consul_commands(sub: Any) -> None:
-    """Add ``consim operator raft ...`` and ``consim kv ...`` to the ``consim`` parser."""
+    """Add Consul's commands (``operator raft ...``, ``kv ...``, ``keyring``, ``members``,
+    ``force-leave``) to the ``consim`` parser; each takes Consul's single-dash flags verbatim."""
+
+    def command(parser: Any, name: str, words: tuple[str, ...]) -> None:
+        p = parser.add_parser(name, help="consul " + " ".join(words), prefix_chars="+")
+        p.add_argument("consul_args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=main_for(words))
+
     operator = sub.add_parser("operator", help="Consul's operator commands (same output)")
     op_sub = operator.add_subparsers(dest="operator_command", required=True)
     raft = op_sub.add_parser("raft", help="consul operator raft ...")
     raft_sub = raft.add_subparsers(dest="raft_command", required=True)
     for name in ("list-peers", "remove-peer", "transfer-leader"):
-        p = raft_sub.add_parser(name, help=f"consul operator raft {name}", prefix_chars="+")
-        p.add_argument("consul_args", nargs=argparse.REMAINDER)
-        p.set_defaults(func=main_for(("operator", "raft", name)))
+        command(raft_sub, name, ("operator", "raft", name))
     kv = sub.add_parser("kv", help="consul kv get|put")
     kv_sub = kv.add_subparsers(dest="kv_command", required=True)
     for name in ("get", "put"):
-        p = kv_sub.add_parser(name, help=f"consul kv {name}", prefix_chars="+")
-        p.add_argument("consul_args", nargs=argparse.REMAINDER)
-        p.set_defaults(func=main_for(("kv", name)))
+        command(kv_sub, name, ("kv", name))
+    for name in ("keyring", "members", "force-leave"):
+        command(sub, name, (name,))

@@ -9,10 +9,13 @@ import trio
 
 from consim.consulcli import (
     TransportError,
+    force_leave,
     httpx_transport,
+    keyring,
     kv_get,
     kv_put,
     list_peers,
+    members,
     remove_peer,
     run_command,
     transfer_leader,
@@ -156,3 +159,148 @@ async def test_httpx_transport_connection_refused_reads_like_go():
     ):
         await transport("GET", "/v1/kv/x", {}, b"")
     await trio.sleep(0)
+
+
+K1 = "a2tra2tra2tra2tra2traw=="
+K2 = "dHdvLXR3by10d28tdHdvLXR3by10d28tdHdvLXR3by0="
+
+
+def _pool(wan, dc, keys, n, primary=None, messages=None):
+    entry = {
+        "WAN": wan,
+        "Datacenter": dc,
+        "Segment": "",
+        "Keys": keys,
+        "PrimaryKeys": primary or keys,
+        "NumNodes": n,
+    }
+    if messages:
+        entry["Messages"] = messages
+    return entry
+
+
+async def test_keyring_list_pools_counts_and_messages():
+    listing = [
+        _pool(True, "dc1", {K1: 2, K2: 2}, 2, {K1: 2}),
+        _pool(False, "dc1", {K1: 3, K2: 2}, 3, {K1: 3}, {"dc1-s3": "a message"}),
+    ]
+    fake = Fake(body=json.dumps(listing).encode())
+    out = await keyring(["-list"], fake, env={})
+    assert (out.exit_code, out.stderr) == (0, "")
+    assert out.stdout == (
+        "==> Gathering installed encryption keys...\n"
+        "\n"
+        "WAN:\n"
+        f"  {K1} [2/2]\n"
+        f"  {K2} [2/2]\n"
+        "\n"
+        "dc1 (LAN):\n"
+        "  ===> dc1-s3: a message\n"
+        f"  {K1} [3/3]\n"
+        f"  {K2} [2/3]\n"
+    )
+    assert fake.calls[0][:2] == ("GET", "/v1/operator/keyring")
+    out = await keyring(["-list-primary"], fake, env={})
+    assert out.stdout.startswith("==> Gathering installed primary encryption keys...\n\nWAN:\n")
+    assert f"  {K2} [" not in out.stdout
+    await keyring(["-list", "-local-only"], fake, env={})
+    assert fake.calls[2][1] == "/v1/operator/keyring?local-only=true"
+    # as Consul's ValidateLocalOnly(local, listKeys): -list-primary cannot be local-only
+    out = await keyring(["-list-primary", "-local-only"], fake, env={})
+    assert out.stderr.startswith("Error validating local-only")
+
+
+async def test_keyring_install_use_remove_and_errors():
+    for flag, method, line in (
+        ("-install", "POST", "==> Installing new gossip encryption key...\n"),
+        ("-use", "PUT", "==> Changing primary gossip encryption key...\n"),
+        ("-remove", "DELETE", "==> Removing gossip encryption key...\n"),
+    ):
+        fake = Fake()
+        out = await keyring([f"{flag}={K2}", "-token", "t"], fake, env={})
+        assert (out.exit_code, out.stdout, out.stderr) == (0, line, "")
+        assert fake.calls == [
+            (
+                method,
+                "/v1/operator/keyring",
+                {"X-Consul-Token": "t"},
+                json.dumps({"Key": K2}).encode(),
+            )
+        ]
+    body = b"1 error occurred:\n\t* dc1 (LAN) error: 2/3 nodes reported success\n\n"
+    out = await keyring([f"-install={K2}"], Fake(status=500, body=body), env={})
+    assert out.exit_code == 1
+    assert out.stdout == "==> Installing new gossip encryption key...\n"
+    assert out.stderr == f"error: Unexpected response code: 500 ({body.decode()})\n"
+    out = await keyring(["-list"], Fake(error="dial tcp 127.0.0.1:8500: refused"), env={})
+    assert out.stderr == "error: dial tcp 127.0.0.1:8500: refused\n"
+    out = await keyring(["-list", f"-use={K1}"], Fake(), env={})
+    assert (out.exit_code, out.stderr) == (1, "Only a single action is allowed\n")
+    out = await keyring([], Fake(), env={})
+    assert out.exit_code == 1 and out.stderr.startswith("Usage: consul keyring [options]\n")
+    out = await keyring([f"-install={K1}", "-local-only"], Fake(), env={})
+    assert out.stderr == (
+        "Error validating local-only: local-only can only be set for list requests\n"
+    )
+    out = await keyring(["-list", "-relay-factor=6"], Fake(), env={})
+    assert out.stderr == "Error parsing relay factor: Relay factor must be in range: [0, 5]\n"
+    out = await keyring(["-list", "-stale"], Fake(), env={})  # a server flag keyring lacks
+    assert out.exit_code == 1
+    assert out.stderr.startswith("flag provided but not defined: -stale\nUsage: consul keyring")
+
+
+MEMBERS = [
+    {
+        "Name": name,
+        "Addr": f"127.0.0.{k}",
+        "Port": 8301,
+        "Status": status,
+        "Tags": {"role": "consul", "dc": "dc1", "vsn": "2", "build": "1.4.0:consim"},
+    }
+    for name, k, status in (("dc1-s2", 2, 1), ("dc1-s1", 1, 1), ("dc1-s3", 3, 4))
+]
+
+
+async def test_members_table_filter_and_wan():
+    fake = Fake(body=json.dumps(MEMBERS).encode())
+    out = await members([], fake, env={})
+    assert (out.exit_code, out.stderr) == (0, "")
+    assert out.stdout == (
+        "Node    Address         Status  Type    Build  Protocol  DC   Partition  Segment\n"
+        "dc1-s1  127.0.0.1:8301  alive   server  1.4.0  2         dc1  default    <all>\n"
+        "dc1-s2  127.0.0.2:8301  alive   server  1.4.0  2         dc1  default    <all>\n"
+        "dc1-s3  127.0.0.3:8301  failed  server  1.4.0  2         dc1  default    <all>\n"
+    )
+    assert fake.calls[0][1] == "/v1/agent/members?segment=_all"
+    out = await members(["-status=fail"], fake, env={})
+    assert out.stdout.splitlines()[1:] == [
+        "dc1-s3  127.0.0.3:8301  failed  server  1.4.0  2         dc1  default    <all>"
+    ]
+    out = await members(["-status=left"], fake, env={})
+    assert (out.exit_code, out.stdout, out.stderr) == (2, "", "")
+    await members(["-wan"], fake, env={})
+    assert fake.calls[-1][1] == "/v1/agent/members?wan=1&segment=_all"
+    out = await members([], Fake(status=403, body=b"ACL not found"), env={})
+    assert (out.exit_code, out.stderr) == (
+        1,
+        "Error retrieving members: Unexpected response code: 403 (ACL not found)\n",
+    )
+
+
+async def test_force_leave_texts():
+    fake = Fake()
+    out = await force_leave(["dc1-s3"], fake, env={})
+    assert (out.exit_code, out.stdout, out.stderr) == (0, "", "")
+    assert fake.calls[0][:2] == ("PUT", "/v1/agent/force-leave/dc1-s3")
+    await force_leave(["-prune", "dc1-s3"], fake, env={})
+    assert fake.calls[1][1] == "/v1/agent/force-leave/dc1-s3?prune=1"
+    out = await force_leave([], fake, env={})
+    assert out.exit_code == 1
+    assert out.stderr.startswith(
+        "A single node name must be specified to force leave.\n\nUsage: consul force-leave"
+    )
+    body = b"agent: No node found with name 'nope'"
+    out = await force_leave(["nope"], Fake(status=500, body=body), env={})
+    assert out.stderr == (
+        "Error force leaving: Unexpected response code: 500 (agent: No node found with name 'nope')\n"
+    )
