@@ -42,6 +42,13 @@ calls on a non-leader; a configuration change while another is uncommitted raise
 committed and L the latest configuration index); ``RaftError("leadership transfer in progress")``
 for writes during a transfer; ``RaftError("cannot find peer")`` for a transfer with no other voter;
 ``RaftError("cannot find peer <id>")`` for an unknown or non-voting transfer target.
+
+Deliberate deviation from hashicorp/raft: a follower's heartbeat timer that fires while the
+leader was heard within HeartbeatTimeout re-arms at ``last contact + random [1, 2) x
+HeartbeatTimeout`` (etcd/raft and the Raft paper: the election timeout runs from the last
+heartbeat), not at ``now + random [1, 2) x HeartbeatTimeout`` as hashicorp's ``runFollower`` does.
+A dead leader is so noticed within 2 x HeartbeatTimeout of its last heartbeat instead of up to ~3x
+(see ``tick``); the "heartbeat timeout reached" threshold itself is unchanged.
 """
 
 from __future__ import annotations
@@ -502,12 +509,20 @@ class RaftCore:
             self._tick_leader(now)
         elif now >= self._timer:
             if self._role is Role.FOLLOWER:
-                # hashicorp re-arms while the leader was heard within HeartbeatTimeout.
-                if (
-                    self._last_contact is not None
-                    and now - self._last_contact < self.cfg.heartbeat_timeout
-                ):
-                    self._timer = now + self._random_timeout(self.cfg.heartbeat_timeout)
+                # The leader was heard within HeartbeatTimeout: re-arm. Deviation from
+                # hashicorp/raft, whose heartbeat timer re-arms for a fresh random
+                # [1, 2) x HeartbeatTimeout from *now*, so a leader that dies just after such
+                # a re-arm is noticed only up to ~3 x HeartbeatTimeout after its last
+                # heartbeat. Like etcd/raft and the Raft paper (the election timeout restarts
+                # on every AppendEntries), the new deadline runs from the last contact: a
+                # silent leader is noticed within [1, 2) x HeartbeatTimeout of its last
+                # heartbeat. It is never earlier than hashicorp's threshold (now - last
+                # contact < HeartbeatTimeout still holds whenever we re-arm, and the
+                # deadline is at least last contact + HeartbeatTimeout), so leader
+                # stickiness and pre-vote behave as before.
+                last = self._last_contact
+                if last is not None and now - last < self.cfg.heartbeat_timeout:
+                    self._timer = last + self._random_timeout(self.cfg.heartbeat_timeout)
                     return
                 self._follower_timeout(now)
             else:
