@@ -54,6 +54,7 @@ A dead leader is so noticed within 2 x HeartbeatTimeout of its last heartbeat in
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,7 +242,14 @@ def format_duration(seconds: float) -> str:
 class _Progress:
     """What the leader knows about one follower (hashicorp ``followerReplication``)."""
 
-    __slots__ = ("next_index", "match_index", "last_contact", "last_sent", "snapshot_sent_at")
+    __slots__ = (
+        "next_index",
+        "match_index",
+        "last_contact",
+        "last_sent",
+        "snapshot_sent_at",
+        "inflight",
+    )
 
     def __init__(self, next_index: int, now: float) -> None:
         self.next_index = next_index
@@ -249,6 +257,9 @@ class _Progress:
         self.last_contact = now
         self.last_sent = -1e18
         self.snapshot_sent_at: float | None = None
+        # seq of each AppendEntries sent and not yet answered, oldest first. Links are FIFO, so
+        # an answer to seq s settles every earlier one too (answered, or lost on the way).
+        self.inflight: deque[int] = deque()
 
 
 class RaftCore:
@@ -1005,14 +1016,18 @@ class RaftCore:
     def _send_append(self, pid: str, now: float | None, heartbeat: bool) -> None:
         p = self._progress[pid]
         cap = self.cfg.max_append_entries
-        # Pipelining: keep several batches in flight, then wait for acks or the heartbeat.
+        max_inflight = self.cfg.max_inflight
+        # Pipelining: keep up to max_inflight AppendEntries messages in flight per follower, then
+        # wait for an answer (or the heartbeat). Entries proposed meanwhile pile up and leave
+        # together in the next message (group commit, as hashicorp's pipeline does): the busier
+        # the leader, the bigger the batches, the fewer the messages.
         while True:
             prev = p.next_index - 1
             prev_term = self.term_at(prev)
             if prev < self._offset or prev_term is None:
                 self._send_snapshot(pid, p, now)
                 return
-            if not heartbeat and p.next_index - p.match_index > cap * self.cfg.max_inflight:
+            if not heartbeat and len(p.inflight) >= max_inflight:
                 return
             batch = tuple(self._log[prev - self._offset : prev - self._offset + cap])
             if not batch and not heartbeat:
@@ -1033,6 +1048,11 @@ class RaftCore:
             )
             if now is not None:
                 p.last_sent = now
+            p.inflight.append(self._seq)
+            if len(p.inflight) > max_inflight:
+                # Only heartbeats exceed the cap; past it, count the oldest as lost (a silent
+                # follower must not grow this without bound).
+                p.inflight.popleft()
             p.next_index = prev + len(batch) + 1
             heartbeat = False
             if p.next_index > self.last_index:
@@ -1236,6 +1256,9 @@ class RaftCore:
             self._ignore("unknown_sender", m, src)
             return
         p.last_contact = now
+        inflight = p.inflight
+        while inflight and inflight[0] <= m.seq:
+            inflight.popleft()
         for req in sorted(self._verify_rounds):
             seq_start, acks = self._verify_rounds[req]
             if m.seq >= seq_start and src not in acks:

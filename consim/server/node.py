@@ -446,7 +446,11 @@ class ServerNode:
         done = trio.Event()
         box: list[Any] = []
         self._apply_waiters[index] = (core.term, done, box)
-        self._handle_ready()
+        # Group commit: no AppendEntries per proposal. The raft timer task flushes once, after
+        # every task made runnable in this scheduler pass had its turn, so proposals made
+        # together leave together: one AppendEntries per follower (hashicorp's leader loop
+        # drains its applyCh the same way).
+        self._kick.set()
         await done.wait()
         status, value = box[0]
         if status == "error":
