@@ -82,12 +82,13 @@ async def raft_get_configuration(node: ServerNode, args: dict[str, Any]) -> dict
     configuration = core.latest_configuration
     leader = core.leader_address or ""
     last_indexes = _last_indexes(node)
+    names = _member_names(node)
     servers = []
     for server in configuration.servers:
         servers.append(
             {
                 "ID": server.id,
-                "Node": node.member_name_for(server.address),
+                "Node": names.get(server.address, "(unknown)"),
                 "Address": server.address,
                 "Leader": server.address == leader,
                 "Voter": server.is_voter,
@@ -98,20 +99,29 @@ async def raft_get_configuration(node: ServerNode, args: dict[str, Any]) -> dict
     return {"Servers": servers, "Index": core.latest_configuration_index}
 
 
+def _member_names(node: ServerNode) -> dict[str, str]:
+    """RPC address -> node name for every server at once, resolved as
+    ``ServerNode.member_name_for`` resolves one address (first match wins; an address missing
+    from the map is ``(unknown)``): one pass over the LAN pool per request instead of one per
+    server."""
+    names: dict[str, str] = {}
+    if node.lan_pool is not None:
+        for member in node.lan_pool.members():
+            names.setdefault(f"{member.addr}:{member.tags.get('port', '8300')}", member.name)
+        return names
+    for spec in node._directory():
+        if spec.datacenter == node.datacenter:
+            names.setdefault(spec.rpc_address, spec.name)
+    return names
+
+
 def _last_indexes(node: ServerNode) -> dict[str, int]:
     """Each server's last log index as this server knows it (Consul takes autopilot's view)."""
     core = node._core()
     out = {node.server_id: core.last_index}
     if core.role is not Role.LEADER:
         return out
-    match = getattr(core, "match_indexes", None)
-    if callable(match):
-        indexes = dict(match())
-    else:
-        # The core has no public accessor yet: read the leader's replication progress.
-        progress = getattr(core, "_progress", {}) or {}
-        indexes = {sid: p.match_index for sid, p in progress.items()}
-    for server_id, index in indexes.items():
+    for server_id, index in core.match_indexes().items():  # a fresh dict, ours to read
         if server_id != node.server_id:
             out[server_id] = index
     return out
