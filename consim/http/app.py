@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
-from quart import Response, request
+from quart import Request, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -114,34 +114,49 @@ class Route:
 class Ctx:
     """The parts of a request the handlers read, with Consul's query semantics."""
 
-    def __init__(self, agent: Agent, method: str, path: str, rest: str) -> None:
+    def __init__(self, agent: Agent, req: Request, method: str, path: str, rest: str) -> None:
         self.agent = agent
+        self.request = req
         self.method = method
         self.path = path
         self.rest = rest  # the path after a prefix route's pattern
-        self.args = request.args
-        self.headers = request.headers
+        self.args = req.args
+        self.headers = req.headers
         self.meta_headers: dict[str, str] = {}
+        # First value per name, read once: a missing name in werkzeug's MultiDict.get costs a
+        # raised and caught BadRequestKeyError, and handlers ask for many absent names.
+        self._query = {name: values[0] for name, values in self.args.lists()}
 
     def has(self, name: str) -> bool:
         """Go's ``_, ok := query[name]``: presence, whatever the value."""
-        return name in self.args
+        return name in self._query
 
     def get(self, name: str) -> str:
         """Go's ``query.Get(name)``: first value or ``""``."""
-        return self.args.get(name, "")
+        return self._query.get(name, "")
 
     async def body(self) -> bytes:
-        return await request.get_data(cache=True, as_text=False)
+        return await self.request.get_data(cache=True, as_text=False)
 
     def token(self) -> str:
         # ?token, then X-Consul-Token, then "Authorization: Bearer <t>"; else "" (anonymous /
         # the agent's default token, applied on the server side).
         if tok := self.get("token"):
             return tok
-        if tok := self.headers.get("X-Consul-Token", ""):
-            return tok
-        auth = self.headers.get("Authorization", "")
+        # One pass over the headers: the first of each name, matched case-insensitively, as
+        # werkzeug's Headers.get (which raises and catches a KeyError for each absent name).
+        consul_token = auth = None
+        for key, value in self.headers.items():
+            lower = key.lower()
+            if lower == "x-consul-token":
+                if consul_token is None:
+                    consul_token = value
+            elif lower == "authorization" and auth is None:
+                auth = value
+        if consul_token:
+            return consul_token
+        if not auth:
+            return ""
         parts = auth.split(" ")
         if len(parts) > 1 and parts[0].lower() == "bearer":
             value = " ".join(parts[1:]).strip()
@@ -623,7 +638,7 @@ async def kv(c: Ctx) -> Any:
             dirent["Session"], op = c.get("acquire"), "lock"
         if c.has("release"):
             dirent["Session"], op = c.get("release"), "unlock"
-        length = request.content_length
+        length = c.request.content_length
         if length is not None and length > KV_MAX_VALUE_SIZE:
             raise HTTPError(
                 413,
@@ -680,17 +695,19 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+_EXACT_ROUTES = {route.path: route for route in ROUTES if not route.prefix}
+_PREFIX_ROUTES = tuple(route for route in ROUTES if route.prefix)
+_ALLOW = {route.path: ",".join(("OPTIONS", *route.methods)) for route in ROUTES}
+
+
 def _match(path: str) -> tuple[Route, str] | None:
     # Go ServeMux: an exact pattern wins; else the longest subtree pattern ("/x/") that prefixes.
+    route = _EXACT_ROUTES.get(path)
+    if route is not None:
+        return route, ""
     best: tuple[Route, str] | None = None
-    for route in ROUTES:
-        if not route.prefix and path == route.path:
-            return route, ""
-        if (
-            route.prefix
-            and path.startswith(route.path)
-            and (best is None or len(route.path) > len(best[0].path))
-        ):
+    for route in _PREFIX_ROUTES:
+        if path.startswith(route.path) and (best is None or len(route.path) > len(best[0].path)):
             best = (route, path[len(route.path) :])
     return best
 
@@ -699,17 +716,20 @@ def _text(status: int, text: str, headers: dict[str, str] | None = None) -> Resp
     return _response(status, text.encode("utf-8"), _TEXT, headers)
 
 
+class _Response(Response):
+    default_mimetype = None  # no Content-Type unless one is given (Quart's default is text/html)
+
+
 def _response(
     status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
 ) -> Response:
-    resp = Response(body, status=status)
-    if content_type is None or not body and content_type != _JSON:
-        # Go writes no Content-Type for an empty body.
-        del resp.headers["Content-Type"]
-    else:
-        resp.headers["Content-Type"] = content_type
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
+    if not body and content_type != _JSON:
+        content_type = None  # Go writes no Content-Type for an empty body.
+    # Headers in the order Consul's are written: Content-Type, Content-Length, then the rest.
+    resp = _Response(body, status=status, content_type=content_type)
+    if headers:
+        for k, v in headers.items():
+            resp.headers[k] = v
     return resp
 
 
@@ -726,8 +746,9 @@ def create_app(agent: Agent) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     async def dispatch(path: str = "") -> Response:
-        method = request.method
-        path = request.path
+        req = request._get_current_object()  # once, not through the proxy on every access
+        method = req.method
+        path = req.path
         if path == "/":
             return _text(
                 200,
@@ -744,12 +765,12 @@ def create_app(agent: Agent) -> QuartTrio:
                 "starts with '/v1/'\n",
             )
         route, rest = found
-        allow = ",".join(("OPTIONS", *route.methods))
+        allow = _ALLOW[route.path]
         if method == "OPTIONS":
             return _response(200, b"", None, {"Allow": allow})
         if method not in route.methods:
             return _text(405, f"method {method} not allowed", {"Allow": allow})
-        ctx = Ctx(agent, method, path, rest)
+        ctx = Ctx(agent, req, method, path, rest)
         try:
             result = await route.handler(ctx)
         except HTTPError as exc:
