@@ -24,7 +24,7 @@ from consim.acl import ACLConfig, ACLConfigError
 
 # Each action and the extra keys it accepts (``note`` and ``dc`` are accepted by every step).
 ACTION_KEYS: dict[str, frozenset[str]] = {
-    "wait": frozenset({"within", "count", "member", "status"}),
+    "wait": frozenset({"within", "count", "member", "status", "pool", "key"}),
     "kill": frozenset(),
     "restart": frozenset(),
     "stop": frozenset(),
@@ -45,9 +45,16 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "note": frozenset(),
 }
 COMMON_KEYS = frozenset({"note", "dc"})
-WAIT_CONDITIONS = ("leader", "new-leader", "no-leader", "voters", "member-status")
-# Conditions that need gossip membership wired into the server (consim/gossip is not yet).
-UNSUPPORTED_WAITS = {"member-status": "needs gossip membership, which this consim build lacks"}
+WAIT_CONDITIONS = (
+    "leader",
+    "new-leader",
+    "no-leader",
+    "voters",
+    "member-status",
+    "keyring-converged",
+)
+MEMBER_STATUSES = ("alive", "failed", "left")
+GOSSIP_POOLS = ("lan", "wan")
 ROLE_TARGETS = ("leader", "follower", "old-leader", "last-killed", "any")
 # Names a group: every running server of the datacenter (kill/restart/stop/peers_json only).
 GROUP_TARGET = "survivors"
@@ -61,6 +68,9 @@ CONSUL_COMMANDS = (
     ("operator", "raft", "transfer-leader"),
     ("kv", "get"),
     ("kv", "put"),
+    ("keyring",),
+    ("members",),
+    ("force-leave",),
 )
 ASSERT_KEYS = frozenset(
     {
@@ -76,6 +86,11 @@ ASSERT_KEYS = frozenset(
     }
 )
 SERVER_STATES = ("leader", "follower", "candidate", "down", "paused")
+
+# "{rpc:dc1-s5}" in a consul command, an HTTP path/body or an expectation: that server's address,
+# filled in when the step runs (live runs may put a cluster on another 127.0.N.x block).
+PLACEHOLDER = re.compile(r"\{(rpc|host|http):([^{}]+)\}")
+PLACEHOLDER_KINDS = {"rpc": "IP:8300", "host": "IP", "http": "IP:http-port"}
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -142,6 +157,10 @@ class Step:
         a = self.args
         if self.action == "wait":
             extra = f" {a['count']}" if a.get("count") is not None else ""
+            if a["condition"] == "member-status":
+                extra = f" {a['member']} {a['status']} ({a['pool'].upper()})"
+            elif a.get("key"):
+                extra = f" on {a['key']}"
             return f"wait {a['condition']}{extra} within {a['within_text']}"
         if self.action in ("kill", "restart", "stop", "pause", "resume", "isolate"):
             return f"{self.action} {a['target']}"
@@ -162,7 +181,11 @@ class Step:
         if self.action == "peers_json":
             return f"write peers.json on {', '.join(str(t) for t in a['on'])}"
         if self.action == "load":
-            return f"load {a['op']} {a['consistency']} {a['rate']}/s for {a['duration_text']} on {a['on']}"
+            bg = " in the background" if a.get("background") else ""
+            return (
+                f"load {a['op']} {a['consistency']} {a['rate']:g}/s for {a['duration_text']} "
+                f"on {a['on']}{bg}"
+            )
         if self.action == "sleep":
             return f"sleep {a['text']}"
         if self.action == "assert":
@@ -265,6 +288,22 @@ class _Checker:
             raise self.expected(fieldname, f"one of the datacenters {self.datacenters}", value)
         return text
 
+    def placeholders(self, fieldname: str, value: Any) -> None:
+        """Every ``{rpc:NAME}`` in ``value`` (strings, nested lists/tables) names a server."""
+        if isinstance(value, str):
+            for m in PLACEHOLDER.finditer(value):
+                if m.group(2) not in self.servers:
+                    raise self.fail(
+                        fieldname,
+                        f"{m.group(0)} names no server (expected one of {', '.join(self.servers)})",
+                    )
+        elif isinstance(value, dict):
+            for v in value.values():
+                self.placeholders(fieldname, v)
+        elif isinstance(value, list):
+            for v in value:
+                self.placeholders(fieldname, v)
+
     def target(
         self,
         fieldname: str,
@@ -353,16 +392,7 @@ def _parse_cluster(c: _Checker, obj: Any, top_acl: Any) -> ClusterSettings:
     if "rpc_hold_timeout" in obj:
         s.rpc_hold_timeout = c.duration("rpc_hold_timeout", obj["rpc_hold_timeout"])[0]
     if "encrypt" in obj:
-        s.encrypt = c.string("encrypt", obj["encrypt"])
-        import base64
-        import binascii
-
-        try:
-            key = base64.b64decode(s.encrypt, validate=True)
-        except (binascii.Error, ValueError):
-            raise c.expected("encrypt", "a base64 gossip key", s.encrypt) from None
-        if len(key) not in (16, 24, 32):
-            raise c.fail("encrypt", "key size must be 16, 24 or 32 bytes")
+        s.encrypt = _gossip_key(c, "encrypt", obj["encrypt"])
     for key in ("snapshot_threshold", "trailing_logs"):
         if key in obj:
             setattr(s, key, c.integer(key, obj[key], 1 if key == "snapshot_threshold" else 0))
@@ -426,16 +456,41 @@ def _p_wait(
     elif "count" in obj:
         raise c.fail("count", 'only allowed with wait = "voters"')
     if value == "member-status":
-        args["member"] = c.target("member", obj.get("member"), dc)
+        if "member" not in obj:
+            raise c.fail("member", 'required with wait = "member-status": the server to watch')
+        args["member"] = c.target("member", obj["member"], dc)
         status = obj.get("status")
-        if status not in ("alive", "leaving", "left", "failed"):
-            raise c.expected("status", '"alive", "leaving", "left" or "failed"', status)
+        if status not in MEMBER_STATUSES:
+            raise c.expected("status", '"alive", "failed" or "left"', status)
         args["status"] = status
-    elif "member" in obj or "status" in obj:
-        raise c.fail("member" if "member" in obj else "status", 'only with "member-status"')
-    if value in UNSUPPORTED_WAITS:
-        raise c.fail("wait", f'"{value}" is not supported yet: {UNSUPPORTED_WAITS[value]}')
+        pool = obj.get("pool", "lan")
+        if pool not in GOSSIP_POOLS:
+            raise c.expected("pool", '"lan" or "wan"', pool)
+        args["pool"] = pool
+    else:
+        for k in ("member", "status", "pool"):
+            if k in obj:
+                raise c.fail(k, 'only allowed with wait = "member-status"')
+    if value == "keyring-converged":
+        args["key"] = _gossip_key(c, "key", obj["key"]) if "key" in obj else None
+    elif "key" in obj:
+        raise c.fail("key", 'only allowed with wait = "keyring-converged"')
     return args
+
+
+def _gossip_key(c: _Checker, fieldname: str, value: Any) -> str:
+    """A gossip encryption key: base64 of 16, 24 or 32 bytes (memberlist's rule)."""
+    import base64
+    import binascii
+
+    text = c.string(fieldname, value)
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise c.expected(fieldname, "a base64 gossip key", text) from None
+    if len(key) not in (16, 24, 32):
+        raise c.fail(fieldname, "key size must be 16, 24 or 32 bytes")
+    return text
 
 
 def _p_target(action: str) -> Any:
@@ -533,6 +588,9 @@ def _p_http(
         raise c.expected("headers", "a table of strings", headers)
     token = c.string("token", obj["token"]) if "token" in obj else None
     expect = _p_http_expect(c, obj.get("expect", {}))
+    c.placeholders("http", path)
+    c.placeholders("body", body)
+    c.placeholders("expect", expect)
     return {
         "method": method,
         "path": path,
@@ -585,6 +643,7 @@ def _p_consul(
         raise c.expected("consul", f"one of {known} with its flags", value)
     if any(a.startswith(("-http-addr", "--http-addr")) for a in argv):
         raise c.fail("consul", "-http-addr is chosen by 'on' inside a scenario")
+    c.placeholders("consul", argv)
     expect = obj.get("expect", {})
     if not isinstance(expect, dict):
         raise c.expected("expect", "a table like { exit = 0 }", expect)
@@ -592,7 +651,7 @@ def _p_consul(
     for k, v in expect.items():
         if k == "exit":
             out[k] = c.integer("expect.exit", v, 0)
-        elif k in ("stdout_contains", "stderr_contains", "stdout"):
+        elif k in ("stdout_contains", "stdout_lacks", "stderr_contains", "stdout"):
             if isinstance(v, str):
                 v = [v] if k != "stdout" else v
             if k != "stdout" and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
@@ -601,8 +660,10 @@ def _p_consul(
         else:
             raise c.fail(
                 f"expect.{k}",
-                "unknown expectation (expected exit, stdout, stdout_contains, stderr_contains)",
+                "unknown expectation (expected exit, stdout, stdout_contains, stdout_lacks, "
+                "stderr_contains)",
             )
+    c.placeholders("expect", out)
     return {"argv": argv, "on": c.target("on", obj.get("on", "any"), dc), "expect": out}
 
 
@@ -638,7 +699,7 @@ def _p_load(
 ) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise c.expected("load", 'a table like { rate = 50, duration = "5s", op = "write" }', value)
-    known = ("rate", "duration", "op", "consistency", "on", "key")
+    known = ("rate", "duration", "op", "consistency", "on", "key", "background")
     for k in value:
         if k not in known:
             raise c.fail(f"load.{k}", f"unknown field (expected {', '.join(known)})")
@@ -655,6 +716,9 @@ def _p_load(
             "load.consistency", "writes always go to the leader; only reads take a consistency"
         )
     key = c.string("load.key", value.get("key", "load"))
+    background = value.get("background", False)
+    if not isinstance(background, bool):
+        raise c.expected("load.background", "true or false", background)
     expect = obj.get("expect", {})
     if not isinstance(expect, dict) or any(k != "min_ok" for k in expect):
         raise c.expected(
@@ -670,6 +734,7 @@ def _p_load(
         "on": c.target("load.on", value.get("on", "any"), dc),
         "key": key,
         "min_ok": min_ok,
+        "background": background,
     }
 
 

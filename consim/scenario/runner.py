@@ -22,7 +22,7 @@ import trio
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import EventLog
-from consim.scenario.model import PARTITION_MEMBER, Scenario, Step, Target
+from consim.scenario.model import PARTITION_MEMBER, PLACEHOLDER, Scenario, Step, Target
 from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
 
@@ -43,6 +43,7 @@ class StepResult:
     started: float = 0.0
     finished: float = 0.0
     note: str | None = None
+    background: bool = False
 
     @property
     def took(self) -> float:
@@ -58,6 +59,7 @@ class StepResult:
             "started": round(self.started, 6),
             "took": round(self.took, 6),
             "note": self.note,
+            **({"background": True} if self.background else {}),
         }
 
 
@@ -138,15 +140,35 @@ class ScenarioRunner:
         self.last_partition: list[list[str]] = []
         self.fault_term: dict[str, int] = {}
         self.results = [
-            StepResult(s.number, s.action, s.describe(), note=s.note) for s in scenario.steps
+            StepResult(
+                s.number,
+                s.action,
+                s.describe(),
+                note=s.note,
+                background=bool(s.action == "load" and s.args.get("background")),
+            )
+            for s in scenario.steps
         ]
+        # Background loads: their nursery lives for the whole run; each has its own cancel scope
+        # so a run that stops early can end them (their result then reads "skipped").
+        self._nursery: trio.Nursery | None = None
+        self._background: list[tuple[trio.CancelScope, StepResult]] = []
 
     # ---- the run -----------------------------------------------------------------------------
     async def run(self) -> list[StepResult]:
-        for step, result in zip(self.scenario.steps, self.results, strict=True):
-            if not await self._run_step(step, result):
-                break
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for step, result in zip(self.scenario.steps, self.results, strict=True):
+                if not await self._run_step(step, result) or self._background_failed():
+                    # Stop: a step failed (later steps are skipped) or a background load did.
+                    for scope, _ in self._background:
+                        scope.cancel()
+                    break
+            # Otherwise background loads run to the end of their duration.
         return self.results
+
+    def _background_failed(self) -> bool:
+        return any(r.status == "failed" for _, r in self._background)
 
     async def _run_step(self, step: Step, result: StepResult) -> bool:
         result.started = self.events.now()
@@ -154,6 +176,9 @@ class ScenarioRunner:
             self.events.emit(
                 SCENARIO_NODE, "note", {"step": step.number, "text": step.note}, message=step.note
             )
+        if result.background:
+            self._start_background_load(step, result)
+            return True
         handler: Callable[[Step], Any] = getattr(self, f"_do_{step.action}")
         try:
             detail = await handler(step)
@@ -168,6 +193,37 @@ class ScenarioRunner:
         result.finished = self.events.now()
         self._emit_step(result)
         return result.status == "ok"
+
+    def _start_background_load(self, step: Step, result: StepResult) -> None:
+        """Start a ``load`` with ``background = true``: the next steps run while it does; its
+        result (and its step event) lands when its duration ends."""
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._background.append((scope, result))
+        name = self.resolve(step.args["on"], step)
+        self.events.emit(
+            SCENARIO_NODE,
+            "load_started",
+            {"step": step.number, "server": name, "load": result.description},
+            message=f"step {step.number}: load started in the background",
+        )
+
+        async def background() -> None:
+            records: list[tuple[float, int | None, str]] = []
+            with scope:
+                try:
+                    result.detail = await self._load(step, name, records)
+                    result.status = "ok"
+                except StepFailed as exc:
+                    result.status = "failed"
+                    result.detail = str(exc)
+            if scope.cancelled_caught:
+                result.status = "skipped"
+                result.detail = "stopped early, the run ended: " + self._load_summary(name, records)
+            result.finished = self.events.now()
+            self._emit_step(result)
+
+        self._nursery.start_soon(background)
 
     def _emit_step(self, result: StepResult) -> None:
         self.events.emit(
@@ -311,6 +367,10 @@ class ScenarioRunner:
             ok = await self._until(lambda: self.cluster.leader(dc) is None, within)
         elif cond == "voters":
             ok = await self._until(lambda: self._voters(dc) == a["count"], within)
+        elif cond == "member-status":
+            return await self._wait_member_status(step)
+        elif cond == "keyring-converged":
+            return await self._wait_keyring(step)
         else:  # validated away; kept so a new condition cannot silently pass
             raise StepFailed(f"wait {cond!r} is not supported")
         took = self.events.now() - start
@@ -322,6 +382,85 @@ class ScenarioRunner:
         leader = self.cluster.leader(dc)
         who = f": {leader.name} term {leader.core.term}" if leader and leader.core else ""
         return f"{cond} after {took:.3f}s{who if cond != 'no-leader' else ''}"
+
+    async def _wait_member_status(self, step: Step) -> str:
+        """Every other running server sees ``member`` with ``status`` in its ``pool``."""
+        a = step.args
+        member = self.resolve(a["member"], step)
+        node = self.cluster.node(member)
+        wan = a["pool"] == "wan"
+        name = f"{member}.{node.datacenter}" if wan else member
+        start = self.events.now()
+        seen: dict[str, str] = {}
+
+        def check() -> bool:
+            seen.clear()
+            for o in sorted(self.cluster.servers.values(), key=lambda n: n.name):
+                if o.name == member or not o.running or o.paused:
+                    continue
+                if not wan and o.datacenter != node.datacenter:
+                    continue
+                pool = o.wan_pool if wan else o.lan_pool
+                if pool is None:
+                    seen[o.name] = "no pool"
+                    continue
+                status = next((m.status_name for m in pool.members() if m.name == name), "absent")
+                seen[o.name] = status
+            return bool(seen) and all(v == a["status"] for v in seen.values())
+
+        ok = await self._until(check, a["within"])
+        views = ", ".join(f"{k}: {v}" for k, v in seen.items()) or "no running server to ask"
+        if not ok:
+            raise StepFailed(
+                f"{name} is not {a['status']} in every {a['pool'].upper()} view within "
+                f"{a['within_text']} ({views})"
+            )
+        took = self.events.now() - start
+        return f"{name} {a['status']} after {took:.3f}s in the view of {', '.join(seen)}"
+
+    def keyrings(self) -> dict[str, tuple[str, ...]]:
+        """``"dc1-s1 LAN"`` -> installed keys, primary first, for every running server's pools."""
+        out: dict[str, tuple[str, ...]] = {}
+        for n in sorted(self.cluster.servers.values(), key=lambda n: n.name):
+            if not n.running:
+                continue
+            for label, pool in (("LAN", n.lan_pool), ("WAN", n.wan_pool)):
+                keyring = getattr(getattr(pool, "core", None), "keyring", None)
+                out[f"{n.name} {label}"] = tuple(keyring.keys_b64()) if keyring else ()
+        return out
+
+    async def _wait_keyring(self, step: Step) -> str:
+        """Every running server's LAN and WAN keyring holds the same keys with the same primary
+        (and that primary is ``key`` when given)."""
+        a = step.args
+        start = self.events.now()
+
+        def check() -> bool:
+            rings = self.keyrings()
+            if not rings:
+                return False
+            first = next(iter(rings.values()))
+            if any(r[:1] != first[:1] or set(r) != set(first) for r in rings.values()):
+                return False
+            return a["key"] is None or first[:1] == (a["key"],)
+
+        if not await self._until(check, a["within"]):
+            rings = self.keyrings()
+            views = "; ".join(
+                f"{k}: " + (", ".join(_short_key(x) for x in r) or "no keyring")
+                for k, r in rings.items()
+            )
+            want = f" with primary {_short_key(a['key'])}" if a["key"] else ""
+            raise StepFailed(
+                f"keyrings did not converge{want} within {a['within_text']} "
+                f"(primary first): {views}"
+            )
+        first = next(iter(self.keyrings().values()))
+        took = self.events.now() - start
+        return (
+            f"every pool holds {len(first)} key(s), primary {_short_key(first[0]) if first else '-'}"
+            f", after {took:.3f}s"
+        )
 
     def _acknowledged_leader(self, dc: str) -> ServerNode | None:
         leader = self.cluster.leader(dc)
@@ -486,8 +625,24 @@ class ScenarioRunner:
         )
         return status, {k.lower(): v for k, v in out_headers.items()}, out_body, error
 
+    def fill(self, value: Any) -> Any:
+        """Replace ``{rpc:NAME}``, ``{host:NAME}`` and ``{http:NAME}`` with that server's address."""
+        if isinstance(value, str):
+
+            def address(m: Any) -> str:
+                spec = self.cluster.node(m.group(2)).spec
+                kind = m.group(1)
+                return {"rpc": spec.rpc_address, "host": spec.host, "http": spec.http_address}[kind]
+
+            return PLACEHOLDER.sub(address, value)
+        if isinstance(value, dict):
+            return {k: self.fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.fill(v) for v in value]
+        return value
+
     async def _do_http(self, step: Step) -> str:
-        a = step.args
+        a = self.fill(step.args)
         name = self.resolve(a["on"], step)
         headers = dict(a["headers"])
         if a["token"] is not None:
@@ -504,7 +659,11 @@ class ScenarioRunner:
     async def _do_consul(self, step: Step) -> str:
         from consim.consulcli import TransportError, run_command
 
-        a = step.args
+        a = {
+            **step.args,
+            "argv": self.fill(step.args["argv"]),
+            "expect": self.fill(step.args["expect"]),
+        }
         name = self.resolve(a["on"], step)
 
         async def transport(
@@ -544,6 +703,9 @@ class ScenarioRunner:
         for piece in e.get("stdout_contains", []):
             if piece not in out.stdout:
                 problems.append(f"stdout lacks {piece!r}")
+        for piece in e.get("stdout_lacks", []):
+            if piece in out.stdout:
+                problems.append(f"stdout contains {piece!r}")
         for piece in e.get("stderr_contains", []):
             if piece not in out.stderr:
                 problems.append(f"stderr lacks {piece!r}")
@@ -593,9 +755,14 @@ class ScenarioRunner:
 
     # ---- load --------------------------------------------------------------------------------
     async def _do_load(self, step: Step) -> str:
+        name = self.resolve(step.args["on"], step)
+        return await self._load(step, name, [])
+
+    async def _load(
+        self, step: Step, name: str, records: list[tuple[float, int | None, str]]
+    ) -> str:
+        """Requests at ``rate`` for ``duration``; ``records`` collects (time, status, failure)."""
         a = step.args
-        name = self.resolve(a["on"], step)
-        records: list[tuple[float, int | None, str]] = []
         count = max(1, int(round(a["rate"] * a["duration"])))
         interval = 1.0 / a["rate"]
         path = "/v1/kv/" + a["key"]
@@ -619,6 +786,14 @@ class ScenarioRunner:
             for i in range(count):
                 nursery.start_soon(one, i)
                 await trio.sleep(interval)
+        summary = self._load_summary(name, records)
+        ok = sum(1 for _, _, reason in records if not reason)
+        if a["min_ok"] is not None and ok < a["min_ok"] * len(records):
+            raise StepFailed(f"only {summary} (expected at least {a['min_ok']:.0%})")
+        return summary
+
+    @staticmethod
+    def _load_summary(name: str, records: list[tuple[float, int | None, str]]) -> str:
         ok = sum(1 for _, _, reason in records if not reason)
         failures: dict[str, int] = {}
         for _, _, reason in records:
@@ -627,8 +802,6 @@ class ScenarioRunner:
         summary = f"{ok}/{len(records)} answered on {name}"
         if failures:
             summary += "; failures: " + ", ".join(f"{r} x{n}" for r, n in sorted(failures.items()))
-        if a["min_ok"] is not None and ok < a["min_ok"] * len(records):
-            raise StepFailed(f"only {summary} (expected at least {a['min_ok']:.0%})")
         return summary
 
     # ---- assertions --------------------------------------------------------------------------
@@ -818,6 +991,10 @@ def _json_subset(doc: Any, path: str, want: Any) -> list[str]:
 def _short(text: str, limit: int = 160) -> str:
     text = text.strip().replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_key(key: str) -> str:
+    return key[:8] + "..." if len(key) > 12 else key
 
 
 def _indent(text: str) -> str:

@@ -141,7 +141,32 @@ def _write(tmp_path, body: str) -> Path:
             '[[step]]\npeers_json = { on = "leader", servers = "all-running" }\n',
             'needs a data directory: set [cluster] data_dir = "tmp"',
         ),
-        ('[[step]]\nconsul = "members"\n', "field 'consul': expected one of"),
+        ('[[step]]\nconsul = "monitor"\n', "field 'consul': expected one of"),
+        (
+            '[[step]]\nwait = "member-status"\nmember = "dc1-s2"\nstatus = "gone"\n',
+            'step 1: field \'status\': expected "alive", "failed" or "left", got "gone"',
+        ),
+        (
+            '[[step]]\nwait = "member-status"\nmember = "dc1-s2"\nstatus = "alive"\npool = "x"\n',
+            'step 1: field \'pool\': expected "lan" or "wan"',
+        ),
+        (
+            '[[step]]\nwait = "member-status"\nstatus = "alive"\n',
+            "step 1: field 'member': required",
+        ),
+        (
+            '[[step]]\nwait = "keyring-converged"\nkey = "short"\n',
+            "step 1: field 'key': expected a base64 gossip key",
+        ),
+        ('[[step]]\nwait = "leader"\nkey = "AAAA"\n', "field 'key': only allowed with"),
+        (
+            '[[step]]\nload = { rate = 5, background = "yes" }\n',
+            "step 1: field 'load.background': expected true or false",
+        ),
+        (
+            '[[step]]\nconsul = "operator raft remove-peer -address={rpc:dc1-s9}"\n',
+            "step 1: field 'consul': {rpc:dc1-s9} names no server",
+        ),
         (
             '[[step]]\nload = { rate = 5, op = "write", consistency = "stale" }\n',
             "field 'load.consistency'",
@@ -207,3 +232,66 @@ def test_failing_step_reports_and_skips_the_rest(tmp_path):
     assert [s.status for s in result.steps] == ["ok", "failed", "skipped"]
     assert result.steps[1].detail == "status 404, expected 200"
     assert result.failure == "step 2 (GET /v1/kv/missing on leader): status 404, expected 200"
+
+
+def test_background_load_runs_across_later_steps_and_reports(tmp_path):
+    p = _write(
+        tmp_path,
+        '[[step]]\nwait = "leader"\n'
+        '[[step]]\nload = { op = "write", rate = 20, duration = "3s", on = "leader", background = true }\n'
+        "expect = { min_ok = 0.5 }\n"
+        '[[step]]\nkill = "follower"\n[[step]]\nsleep = "1s"\n'
+        '[[step]]\nassert = { kv = { key = "load", value = "59" } }\nwithin = "5s"\n',
+    )
+    result = run_scenario(load_scenario(p))
+    assert result.ok, result.failure
+    load = result.steps[1]
+    assert load.background and load.status == "ok"
+    assert load.detail.startswith("60/60 answered on dc1-")
+    # it ran while steps 3 and 4 did: it started before the kill and finished after the sleep
+    assert load.started <= result.steps[2].started and load.finished >= result.steps[3].finished
+    assert load.to_json()["background"] is True
+    assert [e.fields["step"] for e in result.events.of_kind("step")] == [1, 3, 4, 2, 5]
+    assert len(result.events.of_kind("load_started")) == 1
+
+
+def test_background_load_is_skipped_when_the_run_fails(tmp_path):
+    p = _write(
+        tmp_path,
+        '[[step]]\nwait = "leader"\n'
+        '[[step]]\nload = { op = "read", rate = 10, duration = "30s", background = true }\n'
+        '[[step]]\nhttp = "GET /v1/kv/nothing"\non = "leader"\nexpect = { status = 200 }\n',
+    )
+    result = run_scenario(load_scenario(p))
+    assert [s.status for s in result.steps] == ["ok", "skipped", "failed"]
+    assert result.steps[1].detail.startswith("stopped early, the run ended: ")
+    assert result.failure.startswith("step 3 ")
+
+
+def test_member_status_and_keyring_waits(tmp_path):
+    p = tmp_path / "g.toml"
+    key2 = "F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU="
+    p.write_text(
+        'name = "g"\n[cluster]\ndatacenters = { dc1 = 3 }\nraft_multiplier = 1\n'
+        'encrypt = "0GMr/ynjxnKCWKTXeDbLcA=="\n'
+        '[[step]]\nwait = "keyring-converged"\nkey = "0GMr/ynjxnKCWKTXeDbLcA=="\n'
+        '[[step]]\nwait = "member-status"\nmember = "dc1-s3"\nstatus = "alive"\npool = "wan"\n'
+        '[[step]]\nkill = "dc1-s3"\n'
+        '[[step]]\nwait = "member-status"\nmember = "dc1-s3"\nstatus = "failed"\nwithin = "20s"\n'
+        # the WAN pool (30 s suspicion timeout for 3 members) still counts dc1-s3
+        f'[[step]]\nconsul = "keyring -install={key2}"\non = "dc1-s1"\n'
+        'expect = { exit = 1, stderr_contains = "WAN error: 2/3 nodes reported success" }\n'
+        '[[step]]\nwait = "keyring-converged"\nwithin = "1s"\n'
+        f'[[step]]\nwait = "keyring-converged"\nkey = "{key2}"\nwithin = "1s"\n'
+    )
+    result = run_scenario(load_scenario(p))
+    assert [s.status for s in result.steps] == ["ok"] * 6 + ["failed"]
+    assert "dc1-s3.dc1 alive after" in result.steps[1].detail
+    assert "dc1-s3 failed after" in result.steps[3].detail
+    assert "in the view of dc1-s1, dc1-s2" in result.steps[3].detail
+    # the running servers hold both keys, the old one still primary: converged
+    assert "every pool holds 2 key(s), primary 0GMr/ynj..." in result.steps[5].detail
+    # a primary the cluster never switched to: the failure names every pool's keyring
+    detail = result.steps[6].detail
+    assert "keyrings did not converge with primary F7/pxo9A... within 1s" in detail
+    assert "dc1-s1 LAN: 0GMr/ynj..., F7/pxo9A..." in detail and "dc1-s3" not in detail
