@@ -295,3 +295,20 @@ def test_member_status_and_keyring_waits(tmp_path):
     detail = result.steps[6].detail
     assert "keyrings did not converge with primary F7/pxo9A... within 1s" in detail
     assert "dc1-s1 LAN: 0GMr/ynj..., F7/pxo9A..." in detail and "dc1-s3" not in detail
+
+
+def test_readme_scenario_example_validates(tmp_path):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Scenario files") :]
+    example = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert example is not None
+    p = tmp_path / "readme.toml"
+    p.write_text(example.group(1))
+    scenario = load_scenario(p)
+    kinds = {s.action for s in scenario.steps}
+    conditions = {s.args["condition"] for s in scenario.steps if s.action == "wait"}
+    assert {"wait", "kill", "partition", "http", "consul", "load", "assert"} <= kinds
+    assert {"member-status", "keyring-converged"} <= conditions
+    assert any(s.action == "load" and s.args["background"] for s in scenario.steps)
