@@ -168,7 +168,11 @@ class Cluster:
         if self.live:
             import httpx
 
-            async with httpx.AsyncClient(base_url=f"http://{node.spec.http_address}") as client:
+            # No 5 s httpx default: Consul's api client waits as long as the agent takes (a
+            # keyring query over WAN times out server-side after 8 s, ?dc after the hold timeout).
+            async with httpx.AsyncClient(
+                base_url=f"http://{node.spec.http_address}", timeout=65.0
+            ) as client:
                 response = await client.request(method, path, headers=headers, content=body)
                 status, out_headers, out_body = (
                     response.status_code,
