@@ -675,9 +675,10 @@ class ScenarioRunner:
             if status is None:
                 address = self.cluster.node(name).spec.http_address
                 verb = method[0] + method[1:].lower()
-                raise TransportError(
-                    f'{verb} "http://{address}{path}": dial tcp {address}: connect: connection refused'
-                )
+                url = f'{verb} "http://{address}{path}"'
+                if "connection refused" in error or "ConnectError" in error:
+                    raise TransportError(f"{url}: dial tcp {address}: connect: connection refused")
+                raise TransportError(f"{url}: {error}")
             return status, out_headers, out_body
 
         out = await run_command(list(a["argv"]), transport, env={})
