@@ -33,14 +33,22 @@ WILDCARD = "*"
 OnChange = Callable[[str, dict[str, Any]], None]
 
 
+_HOSTS: dict[str, str] = {}  # host_of cache: the simulator asks for the same few addresses
+
+
 def host_of(address: str) -> str:
     """ "127.0.0.2:8300" -> "127.0.0.2"; a bare host or "*" is returned as is."""
-    if address == WILDCARD:
-        return address
-    host, sep, port = address.rpartition(":")
-    if sep and port.isdigit():
-        return host.strip("[]")
-    return address
+    host = _HOSTS.get(address)
+    if host is not None:
+        return host
+    host = address
+    if address != WILDCARD:
+        head, sep, port = address.rpartition(":")
+        if sep and port.isdigit():
+            host = head.strip("[]")
+    if len(_HOSTS) < 65536:
+        _HOSTS[address] = host
+    return host
 
 
 class FaultModel:
@@ -106,6 +114,10 @@ class FaultModel:
         self._emit("delay", {"src": host_of(src), "dst": host_of(dst), "seconds": float(seconds)})
 
     # -- queries ---------------------------------------------------------------------------------
+
+    def clear(self) -> bool:
+        """No rule at all (no cut, loss or delay): every message passes untouched."""
+        return not (self._group_of or self._isolated or self._blocked or self._loss or self._delay)
 
     def allowed(self, src: str, dst: str) -> bool:
         s, d = host_of(src), host_of(dst)

@@ -15,6 +15,14 @@ A call to a dead address (nothing serving it, or the server died with the call i
 :class:`Unreachable` quickly, like a refused or reset TCP connection. A call whose request or reply
 is dropped by a fault raises :class:`RpcTimeout` at its timeout, like a black-holed packet.
 
+Synchronous notifies (optional fast path): ``serve_rpc(..., notify_handler=fn)`` hands each
+one-way notify to ``fn(method, args, src)`` called directly, in arrival order, instead of through
+the async ``handler``; it must not block. If it returns an awaitable (say the server is paused),
+the network awaits that in order with the listener's later slow notifies. A datagram handler that
+is a plain function is likewise called directly. :class:`SimNetwork` calls both straight from its
+delivery loop (no task per message); :class:`SocketNetwork` calls them from the connection's or
+socket's reader, where it used to await the handler. Either way the server code is the same.
+
 Handler results: a reply value; ``RpcError(msg)`` arrives at the caller as ``RpcError(msg)`` with
 the same text; any other exception (or an unserialisable reply) arrives as
 ``RpcError("rpc error: internal error")`` and is counted as ``handler_errors``.
@@ -48,6 +56,8 @@ RpcHandler = Callable[[str, Any, str], Awaitable[Any]]
 """async (method, args, src_address) -> reply"""
 DatagramHandler = Callable[[str, bytes], Awaitable[None] | None]
 """(src_address, payload) -> None; may also be async."""
+NotifyHandler = Callable[[str, Any, str], Awaitable[Any] | None]
+"""(method, args, src_address) -> None, or an awaitable to be awaited in order (see above)."""
 
 
 class RpcError(Exception):
@@ -143,6 +153,7 @@ class Network(abc.ABC):
         address: str,
         handler: RpcHandler,
         *,
+        notify_handler: NotifyHandler | None = None,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None: ...
 

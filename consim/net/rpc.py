@@ -34,7 +34,7 @@ from consim.net.framing import (
     encode_frame,
     pack,
 )
-from consim.net.network import INTERNAL_ERROR, RpcError, RpcHandler, Unreachable
+from consim.net.network import INTERNAL_ERROR, NotifyHandler, RpcError, RpcHandler, Unreachable
 
 PROTOCOL_VERSION = 1
 KIND_REQUEST = 0
@@ -88,16 +88,24 @@ def parse_frame(obj: Any) -> Frame | None:
 
 
 async def run_handler(
-    handler: RpcHandler, method: str, args: Any, src: str, stats: Counter[str]
+    handler: RpcHandler,
+    method: str,
+    args: Any,
+    src: str,
+    stats: Counter[str],
+    *,
+    check: bool = True,
 ) -> tuple[int, Any]:
     """Run one request; returns (KIND_REPLY, reply) or (KIND_ERROR, message).
 
-    The reply is test-encoded here so an unserialisable value becomes an internal error at the
-    server (as Go's codec would fail there), not a crash in the transport.
+    The reply is test-encoded here (unless ``check`` is False: the caller encodes it and handles
+    the failure itself) so an unserialisable value becomes an internal error at the server (as
+    Go's codec would fail there), not a crash in the transport.
     """
     try:
         reply = await handler(method, args, src)
-        pack(reply)
+        if check:
+            pack(reply)
     except RpcError as exc:
         return KIND_ERROR, exc.message
     except Exception:
@@ -290,11 +298,13 @@ async def serve_connection(
     *,
     max_frame: int = MAX_FRAME,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
+    notify_handler: NotifyHandler | None = None,
 ) -> None:
     """Serve one accepted connection until EOF, garbage or cancellation (the stream is closed).
 
     Requests run concurrently (each in its own task, like Consul's per-request goroutines);
-    notifies run in arrival order on the reader, so keep notify handlers short.
+    notifies run in arrival order on the reader, so keep notify handlers short. With a
+    ``notify_handler`` notifies are handed to it directly (and any awaitable it returns awaited).
     """
     reader = FrameReader(stream, max_frame=max_frame, read_timeout=read_timeout)
     send_lock = trio.Lock()
@@ -336,6 +346,14 @@ async def serve_connection(
                     if frame.kind == KIND_REQUEST:
                         stats["requests_in"] += 1
                         nursery.start_soon(reply, src, frame)
+                    elif notify_handler is not None:
+                        stats["notifies_in"] += 1
+                        try:
+                            result = notify_handler(frame.method, frame.body, src)
+                            if result is not None:
+                                await result
+                        except Exception:
+                            stats["handler_errors"] += 1
                     else:
                         stats["notifies_in"] += 1
                         await run_handler(handler, frame.method, frame.body, src, stats)

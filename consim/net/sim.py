@@ -17,11 +17,22 @@ Dead addresses: a request that arrives where nothing serves, or whose server die
 gets a reset back over the reverse link, so the caller raises ``Unreachable`` one round trip later
 (if faults drop the reset, the caller times out instead). Notifies and datagrams to a dead address
 vanish.
+
+Speed (virtual time): the delivery loop calls a listener's synchronous ``notify_handler`` and
+synchronous datagram handlers directly, with no task, channel or cancel scope per message (see
+:class:`~consim.net.network.Network`). Under ``MockClock(autojump_threshold=0)`` the loop also
+drives the clock: it waits until every other task is blocked (``wait_all_tasks_blocked``), then
+jumps to the earliest of its next delivery and trio's next deadline, exactly as the autojump
+would; while the deliveries it makes wake no task, it keeps going, so a chain of Raft messages and
+gossip datagrams runs through many virtual instants in one pass of trio's scheduler. Trio's own
+autojump never fires while the loop runs (a task in ``wait_all_tasks_blocked`` suppresses it), so
+do not use ``wait_all_tasks_blocked`` elsewhere in such a run.
 """
 
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import math
 import random
@@ -30,13 +41,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+import trio.testing
 
 from consim.net.faults import FaultModel, host_of
 from consim.net.framing import pack, unpack
 from consim.net.network import (
+    INTERNAL_ERROR,
     MAX_DATAGRAM,
     DatagramHandler,
     Network,
+    NotifyHandler,
     RpcError,
     RpcHandler,
     RpcTimeout,
@@ -55,20 +69,28 @@ from consim.net.rpc import (
 
 _KIND_RESET = -1  # simulator-only: "connection reset", never on a real wire
 
+# What a scheduled delivery is (the heap holds tuples, not closures: cheaper to build and order).
+_TO_LISTENER = 0  # a request or notify frame for an RPC listener
+_TO_CALLER = 1  # a reply / error / reset frame for a waiting caller
+_TO_DATAGRAMS = 2  # a datagram envelope
+
 
 @dataclass
 class _RpcListener:
     address: str
     handler: RpcHandler
     requests: trio.MemorySendChannel[tuple[str, Frame]]
-    notifies: trio.MemorySendChannel[tuple[str, Frame]]
+    notifies: trio.MemorySendChannel[Any]
+    notify_handler: NotifyHandler | None = None
     inflight: dict[tuple[str, int], None] = field(default_factory=dict)
 
 
 @dataclass
 class _DatagramListener:
     address: str
-    inbox: trio.MemorySendChannel[tuple[str, bytes]]
+    inbox: trio.MemorySendChannel[Any]
+    handler: DatagramHandler | None = None
+    is_async: bool = True
 
 
 class _Pending:
@@ -78,6 +100,33 @@ class _Pending:
         self.event = trio.Event()
         self.kind: int | None = None
         self.body: Any = None
+
+
+def _scheduler_probes(
+    clock: trio.testing.MockClock,
+) -> tuple[Callable[[], int], Callable[[], float]]:
+    """(runnable task count, seconds to trio's next deadline): what ``current_statistics()``
+    reports, read straight from the run loop when this trio exposes it (``current_statistics``
+    also polls the I/O manager, and the delivery loop asks after every virtual instant)."""
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT
+
+        runner = GLOBAL_RUN_CONTEXT.runner
+        runq, deadlines = runner.runq, runner.deadlines
+        next_deadline = deadlines.next_deadline
+        current_time = clock.current_time
+
+        def to_next_deadline() -> float:
+            return next_deadline() - current_time()
+
+        runq.__len__  # noqa: B018 - fail here, not later, if the layout differs
+        return runq.__len__, to_next_deadline
+    except (ImportError, AttributeError):
+        stats = trio.lowlevel.current_statistics
+        return (
+            lambda: stats().tasks_runnable,
+            lambda: stats().seconds_to_next_deadline,
+        )
 
 
 class SimNetwork(Network):
@@ -99,7 +148,7 @@ class SimNetwork(Network):
         self.latency = (float(lo), float(hi))
         self._base_latency: dict[tuple[str, str], float] = {}
         self._link_floor: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, int, str, str, bytes]] = []
         self._seq = itertools.count()
         self._wake = trio.Event()
         self._rpc: dict[str, _RpcListener] = {}
@@ -114,19 +163,66 @@ class SimNetwork(Network):
         nursery.start_soon(self._deliver_loop)
 
     async def _deliver_loop(self) -> None:
+        clock = trio.lowlevel.current_clock()
+        if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold == 0:
+            await self._drive_virtual_time(clock)
         while True:
             now = trio.current_time()
-            while self._heap and self._heap[0][0] <= now:
-                _, _, action = heapq.heappop(self._heap)
-                action()
+            self._deliver_due(now)
             deadline = self._heap[0][0] if self._heap else math.inf
             self._wake = trio.Event()
             with trio.move_on_at(deadline):
                 await self._wake.wait()
 
-    def _schedule(self, at: float, action: Callable[[], None]) -> None:
-        heapq.heappush(self._heap, (at, next(self._seq), action))
-        if self._heap[0][2] is action:
+    async def _drive_virtual_time(self, clock: trio.testing.MockClock) -> None:
+        """Be the autojump: when all tasks are blocked, jump to the next thing that happens."""
+        heap = self._heap
+        runnable, to_next_deadline = _scheduler_probes(clock)
+        while True:
+            await trio.testing.wait_all_tasks_blocked()
+            while True:
+                if clock.autojump_threshold != 0:
+                    return  # someone took the clock back: plain timed deliveries from now on
+                now = clock.current_time()
+                to_trio = to_next_deadline()
+                at = heap[0][0] if heap else math.inf
+                if at == math.inf and to_trio == math.inf:
+                    # Nothing scheduled anywhere: only a send can make something happen.
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                    break
+                if at - now > to_trio:
+                    # A trio deadline comes first: jump to it (as MockClock._autojump does) and
+                    # let the scheduler run whoever it wakes.
+                    clock.jump(to_trio)
+                    break
+                if at > now:
+                    clock.jump(at - now)
+                self._deliver_due(max(at, now))
+                if runnable():
+                    break  # a delivery woke a task: let it run first
+
+    def _deliver_due(self, now: float) -> None:
+        """Perform every delivery due at or before ``now``, in (time, sequence) order."""
+        heap = self._heap
+        faults = self.faults
+        while heap and heap[0][0] <= now:
+            _, _, kind, src, dst, data = heapq.heappop(heap)
+            if not faults.clear() and not faults.allowed(src, dst):
+                self.stats[dst]["dropped_by_fault"] += 1
+                continue
+            self.delivered += 1
+            if kind == _TO_LISTENER:
+                self._request_arrived(src, dst, data)
+            elif kind == _TO_CALLER:
+                self._reply_arrived(src, dst, data)
+            else:
+                self._datagram_arrived(dst, data)
+
+    def _schedule(self, at: float, kind: int, src: str, dst: str, data: bytes) -> None:
+        item = (at, next(self._seq), kind, src, dst, data)
+        heapq.heappush(self._heap, item)
+        if self._heap[0] is item:
             self._wake.set()
 
     def _latency(self, src: str, dst: str) -> float:
@@ -137,25 +233,23 @@ class SimNetwork(Network):
             base = self._base_latency[pair] = self.rng.uniform(lo, hi)
         return base + self.rng.uniform(0.0, (hi - lo) / 4)
 
-    def _send(self, src: str, dst: str, data: bytes, on_arrival: Callable[[bytes], None]) -> None:
+    def _send(self, src: str, dst: str, data: bytes, kind: int) -> None:
         """Put one encoded message on the src->dst link, subject to faults."""
         self._require_nursery()
-        if self.faults.drops(src, dst):
+        faults = self.faults
+        clear = faults.clear()
+        if not clear and faults.drops(src, dst):
             self.stats[src]["dropped_by_fault"] += 1
             return
         link = (src, dst)
-        at = trio.current_time() + self._latency(src, dst) + self.faults.extra_delay(src, dst)
-        at = max(at, self._link_floor.get(link, 0.0))
+        at = trio.current_time() + self._latency(src, dst)
+        if not clear:
+            at += faults.extra_delay(src, dst)
+        floor = self._link_floor.get(link, 0.0)
+        if at < floor:
+            at = floor
         self._link_floor[link] = at
-
-        def arrive() -> None:
-            if not self.faults.allowed(src, dst):
-                self.stats[dst]["dropped_by_fault"] += 1
-                return
-            self.delivered += 1
-            on_arrival(data)
-
-        self._schedule(at, arrive)
+        self._schedule(at, kind, src, dst, data)
 
     # -- RPC -------------------------------------------------------------------------------------
 
@@ -164,13 +258,14 @@ class SimNetwork(Network):
         address: str,
         handler: RpcHandler,
         *,
+        notify_handler: NotifyHandler | None = None,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         with trio.CancelScope() as scope:
             self._claim(address, scope)
             req_send, req_recv = trio.open_memory_channel[tuple[str, Frame]](math.inf)
-            not_send, not_recv = trio.open_memory_channel[tuple[str, Frame]](math.inf)
-            listener = _RpcListener(address, handler, req_send, not_send)
+            not_send, not_recv = trio.open_memory_channel[Any](math.inf)
+            listener = _RpcListener(address, handler, req_send, not_send, notify_handler)
             self._rpc[address] = listener
             try:
                 async with trio.open_nursery() as nursery:
@@ -189,27 +284,41 @@ class SimNetwork(Network):
                 listener.inflight.clear()
 
     async def _notify_loop(
-        self, listener: _RpcListener, inbox: trio.MemoryReceiveChannel[tuple[str, Frame]]
+        self, listener: _RpcListener, inbox: trio.MemoryReceiveChannel[Any]
     ) -> None:
         stats = self.stats[listener.address]
-        async for src, frame in inbox:
-            await run_handler(listener.handler, frame.method, frame.body, src, stats)
+        async for item in inbox:
+            if isinstance(item, tuple):
+                src, frame = item
+                await run_handler(listener.handler, frame.method, frame.body, src, stats)
+            else:  # an awaitable a synchronous notify handler handed back
+                try:
+                    await item
+                except Exception:
+                    stats["handler_errors"] += 1
 
     async def _serve_request(self, listener: _RpcListener, src: str, frame: Frame) -> None:
         key = (src, frame.request_id)
         listener.inflight[key] = None
+        stats = self.stats[listener.address]
         # If cancelled here (server killed), the key stays in flight and serve_rpc resets it.
         kind, body = await run_handler(
-            listener.handler, frame.method, frame.body, src, self.stats[listener.address]
+            listener.handler, frame.method, frame.body, src, stats, check=False
         )
         del listener.inflight[key]
-        self.stats[listener.address]["replies_out"] += 1
-        self._send_frame(listener.address, src, Frame(kind, frame.request_id, "", body))
+        stats["replies_out"] += 1
+        try:
+            data = pack([kind, frame.request_id, "", body])
+        except Exception:
+            # Unserialisable reply: an internal error at the server, as on the real wire (the
+            # reply is encoded once, here, instead of test-encoded by run_handler and again).
+            stats["handler_errors"] += 1
+            data = pack([KIND_ERROR, frame.request_id, "", INTERNAL_ERROR])
+        self._send(listener.address, src, data, _TO_CALLER)
 
     def _send_frame(self, src: str, dst: str, frame: Frame) -> None:
         """Send a reply/error/reset frame from a server back to a caller."""
-        data = pack(frame.to_wire())
-        self._send(src, dst, data, lambda d: self._reply_arrived(src, dst, d))
+        self._send(src, dst, pack(frame.to_wire()), _TO_CALLER)
 
     def _reply_arrived(self, server: str, caller: str, data: bytes) -> None:
         obj = unpack(data)
@@ -234,9 +343,19 @@ class SimNetwork(Network):
         if frame.kind == KIND_REQUEST:
             stats["requests_in"] += 1
             listener.requests.send_nowait((src, frame))
-        else:
-            stats["notifies_in"] += 1
+            return
+        stats["notifies_in"] += 1
+        notify_handler = listener.notify_handler
+        if notify_handler is None:
             listener.notifies.send_nowait((src, frame))
+            return
+        try:
+            result = notify_handler(frame.method, frame.body, src)
+        except Exception:
+            stats["handler_errors"] += 1
+            return
+        if result is not None:
+            listener.notifies.send_nowait(result)  # awaited in order by the notify task
 
     async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
         link = (src, dst)
@@ -249,7 +368,7 @@ class SimNetwork(Network):
         stats = self.stats[src]
         stats["calls_out"] += 1
         try:
-            self._send(src, dst, data, lambda d: self._request_arrived(src, dst, d))
+            self._send(src, dst, data, _TO_LISTENER)
             with trio.move_on_after(timeout):
                 await slot.event.wait()
         finally:
@@ -269,7 +388,7 @@ class SimNetwork(Network):
     def notify(self, src: str, dst: str, method: str, args: Any) -> None:
         data = pack([KIND_NOTIFY, 0, method, args])
         self.stats[src]["notifies_out"] += 1
-        self._send(src, dst, data, lambda d: self._request_arrived(src, dst, d))
+        self._send(src, dst, data, _TO_LISTENER)
 
     # -- datagrams -------------------------------------------------------------------------------
 
@@ -282,14 +401,22 @@ class SimNetwork(Network):
     ) -> None:
         with trio.CancelScope() as scope:
             self._claim(address, scope)
-            send, recv = trio.open_memory_channel[tuple[str, bytes]](math.inf)
-            listener = _DatagramListener(address, send)
+            send, recv = trio.open_memory_channel[Any](math.inf)
+            is_async = inspect.iscoroutinefunction(handler)
+            listener = _DatagramListener(address, send, handler, is_async)
             self._dgram[address] = listener
             try:
                 task_status.started(address)
                 stats = self.stats[address]
-                async for src, payload in recv:
-                    await deliver_datagram(handler, src, payload, stats)
+                async for item in recv:
+                    if isinstance(item, tuple):
+                        src, payload = item
+                        await deliver_datagram(handler, src, payload, stats)
+                    else:  # an awaitable a synchronous handler handed back
+                        try:
+                            await item
+                        except Exception:
+                            stats["datagram_handler_errors"] += 1
             finally:
                 self._release(address, scope)
                 if self._dgram.get(address) is listener:
@@ -300,14 +427,26 @@ class SimNetwork(Network):
             raise ValueError(f"datagram of {len(payload)} bytes exceeds {MAX_DATAGRAM}")
         data = pack([src, bytes(payload)])
         self.stats[src]["datagrams_out"] += 1
-        self._send(src, dst, data, lambda d: self._datagram_arrived(dst, d))
+        self._send(src, dst, data, _TO_DATAGRAMS)
 
     def _datagram_arrived(self, dst: str, data: bytes) -> None:
         listener = self._dgram.get(dst)
         if listener is None:
             return
         src, payload = unpack(data)
-        listener.inbox.send_nowait((src, payload))
+        if listener.is_async or listener.handler is None:
+            listener.inbox.send_nowait((src, payload))
+            return
+        # A synchronous handler runs right here, in the delivery loop.
+        stats = self.stats[dst]
+        stats["datagrams_in"] += 1
+        try:
+            result = listener.handler(src, payload)
+        except Exception:
+            stats["datagram_handler_errors"] += 1
+            return
+        if result is not None:
+            listener.inbox.send_nowait(result)  # awaited in order by the listener task
 
 
 __all__ = ["SimNetwork", "RpcError", "RpcTimeout", "Unreachable"]

@@ -39,6 +39,7 @@ from consim.net.network import (
     MAX_DATAGRAM,
     DatagramHandler,
     Network,
+    NotifyHandler,
     RpcError,
     RpcHandler,
     RpcTimeout,
@@ -141,6 +142,7 @@ class SocketNetwork(Network):
         address: str,
         handler: RpcHandler,
         *,
+        notify_handler: NotifyHandler | None = None,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         host, port = resolve_listen_address(address)
@@ -170,6 +172,7 @@ class SocketNetwork(Network):
                         stats,
                         max_frame=self.max_frame,
                         read_timeout=self.read_timeout,
+                        notify_handler=notify_handler,
                     )
 
                 async with trio.open_nursery() as nursery:

@@ -7,8 +7,9 @@ query results handed to whoever awaits them.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,9 @@ class GossipPool:
         # Without a data dir the keyring lives here, so a crash keeps what was "on disk".
         self._keyring_memory: str | None = None
         self._kick = trio.Event()
+        self._timer_deadline = -math.inf
+        # Datagrams handed to the network as awaitables (while paused) and not yet handled.
+        self._held = [0]
         self._queries: dict[int, tuple[trio.Event, list[Any]]] = {}
 
     # ---- keyring files -----------------------------------------------------------------------
@@ -99,6 +103,8 @@ class GossipPool:
         # (or drop) the queries of the one restarted after it.
         queries: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._queries = queries
+        self._held = [0]
+        self._timer_deadline = -math.inf
         self.core = GossipCore(
             self.name,
             self.address,
@@ -126,21 +132,37 @@ class GossipPool:
     async def _timer(self) -> None:
         while True:
             assert self.core is not None
-            with trio.move_on_at(self.core.next_deadline()):
+            self._timer_deadline = self.core.next_deadline()
+            with trio.move_on_at(self._timer_deadline):
                 await self._kick.wait()
             if self.node.paused:
                 await self.node._resumed.wait()
             self.core.tick(trio.current_time())
             self._flush()
+            # Fresh event after our own flush: only flushes elsewhere that move the deadline
+            # earlier wake us before it.
             self._kick = trio.Event()
 
-    async def _on_datagram(self, src: str, payload: bytes) -> None:
-        if self.node.paused:
-            await self.node._resumed.wait()
-        if self.core is None:
-            return
-        self.core.receive(src, payload, trio.current_time())
-        self._flush()
+    def _on_datagram(self, src: str, payload: bytes) -> Awaitable[None] | None:
+        """Called synchronously by the network; while paused datagrams wait, in order."""
+        held = self._held
+        if self.node.paused or held[0]:
+            held[0] += 1
+            return self._held_datagram(held, src, payload)
+        if self.core is not None:
+            self.core.receive(src, payload, trio.current_time())
+            self._flush()
+        return None
+
+    async def _held_datagram(self, held: list[int], src: str, payload: bytes) -> None:
+        try:
+            if self.node.paused:
+                await self.node._resumed.wait()
+            if self.core is not None:
+                self.core.receive(src, payload, trio.current_time())
+                self._flush()
+        finally:
+            held[0] -= 1
 
     def _flush(self) -> None:
         core = self.core
@@ -169,7 +191,10 @@ class GossipPool:
             if waiter is not None:
                 waiter[1].append(result)
                 waiter[0].set()
-        self._kick.set()
+        # Wake the timer only if the core now wants a tick before the timer's deadline (the
+        # common datagram leaves it unchanged; waking a task per datagram is the costly part).
+        if core.next_deadline() < self._timer_deadline:
+            self._kick.set()
 
     # ---- operations --------------------------------------------------------------------------
     def members(self) -> list[Member]:

@@ -9,6 +9,7 @@ storage, exactly what a crash and restart of a real server does.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -151,6 +152,9 @@ class ServerNode:
         self.fsm = StateMachine()
         self._kick = trio.Event()
         self._timer_deadline = -math.inf
+        # Notifies handed to the network as awaitables (while paused) and not yet handled; later
+        # ones queue behind them so Raft messages keep their order. One counter per incarnation.
+        self._held_notifies = [0]
         self._apply_waiters: dict[int, tuple[int, trio.Event, list[Any]]] = {}
         self._verify_waiters: dict[int, tuple[trio.Event, list[bool]]] = {}
         self._fsm_changed = trio.Event()
@@ -205,7 +209,11 @@ class ServerNode:
         )
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.net.serve_rpc, self.address, self._handle_rpc)
+                await nursery.start(
+                    functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
+                    self.address,
+                    self._handle_rpc,
+                )
                 self._handle_ready()
                 nursery.start_soon(self._raft_timer)
                 if self.lan_pool is not None and self.wan_pool is not None:
@@ -505,6 +513,24 @@ class ServerNode:
             self.counters["rpc_malformed"] += 1
             raise RpcError(f"rpc error: malformed arguments for {method}")
         return await self.rpc(method, args)
+
+    def _on_notify(self, method: str, args: Any, src: str) -> Awaitable[None] | None:
+        """One-way messages, called synchronously by the network (its fast path): Raft messages
+        are stepped right away; while paused (or behind held ones) they wait, in order."""
+        held = self._held_notifies
+        if method == "Raft.Message" and not self.paused and not held[0]:
+            self._on_raft_message(args)
+            return None
+        held[0] += 1
+        return self._held_notify(held, method, args, src)
+
+    async def _held_notify(self, held: list[int], method: str, args: Any, src: str) -> None:
+        try:
+            await self._handle_rpc(method, args, src)
+        except RpcError:
+            pass  # a one-way message has nobody to answer
+        finally:
+            held[0] -= 1
 
     def _on_raft_message(self, args: Any) -> None:
         core = self.core
