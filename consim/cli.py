@@ -51,6 +51,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         raft_multiplier=args.raft_multiplier,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         http_port=args.http_port,
+        host_block=args.host_block,
         acl=acl,
         encrypt=args.encrypt,
     )
@@ -193,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--data-dir", help="persist each server under DIR/<node> (default: memory)")
         p.add_argument("--http-port", type=int, default=8500)
+        p.add_argument(
+            "--host-block",
+            type=int,
+            default=0,
+            help="put datacenter d's servers on 127.0.<N+d>.k instead of 127.0.d.k (default 0)",
+        )
         p.add_argument("--acl-file", help="ACL configuration, JSON or TOML (see README)")
         p.add_argument(
             "--encrypt",

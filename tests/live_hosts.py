@@ -3,8 +3,8 @@
 Live clusters bind Consul's fixed ports on ``127.0.<d>.<k>`` (RPC 8300/tcp, serf LAN 8301/udp,
 serf WAN 8302/udp, HTTP on the spec's port). On a shared machine another cluster (a developer's
 ``consim up``, a benchmark, another test run) may hold ``127.0.0.x``; a test then moves its whole
-cluster to the first free block ``127.0.<base + d>.<k>`` by patching
-``consim.server.config.server_host``, as ``benchmarks/raft_throughput.py`` does.
+cluster to the first free block ``127.0.<base + d>.<k>`` with ``ClusterSpec(host_block=base)``
+(``consim up --host-block``, ``consim run --live --host-block``).
 
 Import it from a test module as ``from live_hosts import ...`` (pytest puts ``tests/`` on
 ``sys.path``: it has no ``__init__.py``).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from typing import Any
 
 # Blocks other suites already use: tests/runtime 41-45, benchmarks 60-100, gossip_cluster 140+.
 DEFAULT_BASES = tuple(range(100, 140, 3))
@@ -53,10 +52,3 @@ def free_host_base(
         ):
             return base
     raise RuntimeError(f"no free 127.0.N.x block for a live cluster of {counts} servers")
-
-
-def use_host_base(monkeypatch: Any, base: int) -> None:
-    """Put every server of clusters built from now on at ``127.0.<base + d>.<k>``."""
-    import consim.server.config as server_config
-
-    monkeypatch.setattr(server_config, "server_host", lambda d, k: f"127.0.{base + d}.{k}")

@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report_path=args.report,
         log_level=args.log_level,
         http_port=args.http_port,
+        host_block=args.host_block,
         hclog=args.hclog,
     )
 
@@ -70,6 +71,7 @@ def run_files(
     report_path: str | None = None,
     log_level: str = "INFO",
     http_port: int = 8500,
+    host_block: int = 0,
     hclog: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -85,7 +87,9 @@ def run_files(
     results: list[RunResult] = []
     if seeds is None:
         for scenario in scenarios:
-            result = run_scenario(scenario, seed=seed, live=live, http_port=http_port)
+            result = run_scenario(
+                scenario, seed=seed, live=live, http_port=http_port, host_block=host_block
+            )
             results.append(result)
             print(render_timeline(result, log_level=log_level, hclog=hclog), file=out, flush=True)
             print(file=out)
@@ -93,7 +97,9 @@ def run_files(
         for scenario in scenarios:
             failed: list[RunResult] = []
             for i, s in enumerate(seeds, start=1):
-                result = run_scenario(scenario, seed=s, live=live, http_port=http_port)
+                result = run_scenario(
+                    scenario, seed=s, live=live, http_port=http_port, host_block=host_block
+                )
                 results.append(result)
                 if not result.ok:
                     failed.append(result)
@@ -150,6 +156,12 @@ def register_scenario_commands(sub: Any) -> None:
     run.add_argument("--hclog", action="store_true", help="print raw Consul-style log lines")
     run.add_argument(
         "--http-port", type=int, default=8500, help="HTTP port of every server with --live"
+    )
+    run.add_argument(
+        "--host-block",
+        type=int,
+        default=0,
+        help="with --live, put datacenter d's servers on 127.0.<N+d>.k (default 0)",
     )
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check scenario files without running them")

@@ -107,7 +107,7 @@ class RunResult:
 
 
 def cluster_spec(
-    scenario: Scenario, seed: int, data_dir: Path | None, http_port: int
+    scenario: Scenario, seed: int, data_dir: Path | None, http_port: int, host_block: int = 0
 ) -> ClusterSpec:
     c = scenario.cluster
     return ClusterSpec(
@@ -118,6 +118,7 @@ def cluster_spec(
         rpc_hold_timeout=c.rpc_hold_timeout,
         data_dir=data_dir,
         http_port=http_port,
+        host_block=host_block,
         acl=c.acl,
         encrypt=c.encrypt,
         snapshot_threshold=c.snapshot_threshold,
@@ -1020,12 +1021,17 @@ class _DataDir:
 
 
 def run_scenario(
-    scenario: Scenario, *, seed: int | None = None, live: bool = False, http_port: int = 8500
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    live: bool = False,
+    http_port: int = 8500,
+    host_block: int = 0,
 ) -> RunResult:
     """Run one scenario to completion and return its results (events included)."""
     seed = scenario.seed if seed is None else seed
     with _DataDir(scenario) as data_dir:
-        spec = cluster_spec(scenario, seed, data_dir, http_port)
+        spec = cluster_spec(scenario, seed, data_dir, http_port, host_block)
         if live:
             return _run_live(scenario, spec)
         return _run_virtual(scenario, spec)

@@ -62,6 +62,9 @@ class ClusterSpec:
     rpc_hold_timeout: float = 7.0
     data_dir: Path | None = None
     http_port: int = HTTP_PORT
+    # Datacenter d's servers live on 127.0.<host_block + d>.<k>. 0 is Consul's documented layout;
+    # another block lets a second live cluster (a test, a benchmark) share the machine.
+    host_block: int = 0
     acl: ACLConfig = field(default_factory=ACLConfig)
     encrypt: str | None = None
     # Scales gossip intervals (1.0 = memberlist's defaults).
@@ -78,7 +81,7 @@ class ClusterSpec:
                     ServerSpec(
                         name=server_name(dc, k),
                         datacenter=dc,
-                        host=server_host(d, k),
+                        host=server_host(self.host_block + d, k),
                         http_port=self.http_port,
                     )
                 )

@@ -3,11 +3,8 @@ clock, hypercorn): three datacenters, one server each."""
 
 from __future__ import annotations
 
-import socket
-
 import trio
 
-import consim.server.config as server_config
 from consim.live import start_live_cluster_parts
 
 from .helpers import K1, K2, all_alive, spec
@@ -15,40 +12,19 @@ from .helpers import K1, K2, all_alive, spec
 HTTP_PORT = 48500
 
 
-def _free(host: str) -> bool:
-    for kind, port in (
-        (socket.SOCK_STREAM, 8300),
-        (socket.SOCK_STREAM, HTTP_PORT),
-        (socket.SOCK_DGRAM, 8301),
-        (socket.SOCK_DGRAM, 8302),
-    ):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def _free_subnet(datacenters: int) -> int:
-    """127.0.0.1 like ``consim up``; other live clusters on this machine (benchmarks, other
-    test runs) may hold it, then the first free 127.0.N.1 block (as benchmarks/ does)."""
-    for base in (0, *range(140, 250, 3)):
-        if all(_free(f"127.0.{base + d}.1") for d in range(datacenters)):
-            return base
-    raise RuntimeError("no free 127.0.N.1 block for a live cluster")
-
-
-async def test_live_three_datacenter_rotation_with_py_consul(monkeypatch):
+async def test_live_three_datacenter_rotation_with_py_consul():
     import consul
+    from live_hosts import free_host_base
 
-    base = _free_subnet(3)
-    if base:
-        monkeypatch.setattr(server_config, "server_host", lambda d, k: f"127.0.{base + d}.{k}")
+    # 127.0.0.x like ``consim up``; another live cluster on this machine may hold it.
+    base = free_host_base([1, 1, 1], HTTP_PORT, bases=(0, *range(140, 250, 3)))
     cluster, _events = start_live_cluster_parts(
-        spec(datacenters=(("dc1", 1), ("dc2", 1), ("dc3", 1)), http_port=HTTP_PORT, seed=9)
+        spec(
+            datacenters=(("dc1", 1), ("dc2", 1), ("dc3", 1)),
+            http_port=HTTP_PORT,
+            seed=9,
+            host_block=base,
+        )
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(cluster.net.run)

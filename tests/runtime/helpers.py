@@ -5,9 +5,8 @@ runs its own ``trio.run`` under a ``MockClock``. Live tests are pytest-trio asyn
 the same ``Cluster`` on a ``SocketNetwork``.
 
 Live clusters bind Consul's fixed RPC port 8300 on ``127.0.<d>.<k>``. To stay clear of other test
-suites (and of a developer's ``consim up`` on 127.0.0.x), :func:`live_spec` puts the tested
-datacenter at a high datacenter index by padding the spec with empty datacenters, so its servers
-live on ``127.0.<pad>.<k>``.
+suites (and of a developer's ``consim up`` on 127.0.0.x), :func:`live_spec` sets the spec's
+``host_block`` so the tested datacenter's servers live on ``127.0.<block>.<k>``.
 """
 
 from __future__ import annotations
@@ -42,11 +41,10 @@ def virtual(spec: ClusterSpec, body: Callable[[Cluster], Awaitable[T]]) -> tuple
         raise
 
 
-def live_spec(pad: int, *, servers: int = 3, http_port: int = 28500, **kw: Any) -> ClusterSpec:
-    """A live-mode spec whose ``dc1`` servers listen on 127.0.<pad>.1..n (see module docs)."""
-    datacenters = tuple((f"pad{i}", 0) for i in range(pad)) + (("dc1", servers),)
+def live_spec(block: int, *, servers: int = 3, http_port: int = 28500, **kw: Any) -> ClusterSpec:
+    """A live-mode spec whose ``dc1`` servers listen on 127.0.<block>.1..n (see module docs)."""
     kw.setdefault("raft_multiplier", 1)
-    return ClusterSpec(datacenters=datacenters, http_port=http_port, **kw)
+    return ClusterSpec(datacenters=(("dc1", servers),), http_port=http_port, host_block=block, **kw)
 
 
 @asynccontextmanager

@@ -41,15 +41,10 @@ def _rpc_ports_free(net: str) -> bool:
 
 
 def up_command(net: str) -> list[str]:
-    if net == "127.0.0":
-        return [sys.executable, "-m", "consim.cli", *UP_ARGS]
-    code = (
-        "import sys, consim.server.config as c\n"
-        f"c.server_host = lambda d, k: f'127.0.{{45 + d}}.{{k}}'\n"
-        "from consim.cli import main\n"
-        f"sys.exit(main({UP_ARGS!r}))\n"
-    )
-    return [sys.executable, "-c", code]
+    args = list(UP_ARGS)
+    if net != "127.0.0":
+        args += ["--host-block", net.rsplit(".", 1)[1]]
+    return [sys.executable, "-m", "consim.cli", *args]
 
 
 def announce(net: str) -> re.Pattern[str]:

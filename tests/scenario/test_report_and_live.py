@@ -92,21 +92,20 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
-def test_scenario_runs_live_on_real_ports(path, tmp_path, monkeypatch):
+def test_scenario_runs_live_on_real_ports(path, tmp_path):
     """Every course scenario passes live too: real sockets, real clock, hypercorn."""
-    from live_hosts import free_host_base, use_host_base
+    from live_hosts import free_host_base
 
     scenario = load_scenario(path)
     http_port = 28500 + os.getpid() % 1000
-    use_host_base(
-        monkeypatch, free_host_base([n for _, n in scenario.cluster.datacenters], http_port)
-    )
+    host_block = free_host_base([n for _, n in scenario.cluster.datacenters], http_port)
     out = io.StringIO()
     results = tmp_path / "live.json"
     code = run_files(
         [str(path)],
         live=True,
         http_port=http_port,
+        host_block=host_block,
         json_path=str(results),
         out=out,
         err=io.StringIO(),
