@@ -1,6 +1,6 @@
 """Conformance with a real Consul client: py-consul against a live consim cluster on loopback.
 
-One live 3-server cluster (sockets, hypercorn on 127.0.0.{1,2,3}:18531, raft_multiplier 1) runs in
+One live 3-server cluster (sockets, hypercorn on 127.0.0.{1,2,3}:18531 (or a free 127.0.N.x block), raft_multiplier 1) runs in
 the test's trio loop; py-consul is synchronous, so every client call runs in a worker thread.
 A second test runs ``consim up`` as a subprocess, drives it with ``consim ctl`` and stops it with
 SIGTERM.
@@ -64,7 +64,11 @@ async def call(fn, *args, **kw):
 
 
 async def test_py_consul_against_live_cluster():
-    spec = ClusterSpec(seed=3, raft_multiplier=1, http_port=HTTP_PORT, acl=_acl())
+    from live_hosts import free_host_base
+
+    # 127.0.0.x unless another live cluster on this machine holds it.
+    block = free_host_base([3], HTTP_PORT, bases=(0, *range(160, 190, 3)))
+    spec = ClusterSpec(seed=3, raft_multiplier=1, http_port=HTTP_PORT, acl=_acl(), host_block=block)
     cluster, _events = start_live_cluster_parts(spec)
     async with trio.open_nursery() as nursery:
         await nursery.start(cluster.net.run)
@@ -81,9 +85,9 @@ async def test_py_consul_against_live_cluster():
         # ---- raft configuration, status
         conf = await call(c.operator.raft_config)
         assert sorted(s["Address"] for s in conf["Servers"]) == [
-            "127.0.0.1:8300",
-            "127.0.0.2:8300",
-            "127.0.0.3:8300",
+            f"127.0.{block}.1:8300",
+            f"127.0.{block}.2:8300",
+            f"127.0.{block}.3:8300",
         ]
         assert [s["Node"] for s in conf["Servers"] if s["Leader"]] == [leader.name]
         assert conf["Index"] == leader.core.latest_configuration_index
@@ -197,7 +201,10 @@ def _consim(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def test_consim_up_ctl_and_sigterm(tmp_path):
+    from live_hosts import free_host_base
+
     port = 18561
+    block = free_host_base([3], port, bases=(0, *range(190, 220, 3)))
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
     proc = subprocess.Popen(
         [
@@ -211,6 +218,8 @@ def test_consim_up_ctl_and_sigterm(tmp_path):
             "5",
             "--raft-multiplier",
             "1",
+            "--host-block",
+            str(block),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -218,7 +227,7 @@ def test_consim_up_ctl_and_sigterm(tmp_path):
         env=env,
     )
     try:
-        c = consul.Consul(host="127.0.0.2", port=port)
+        c = consul.Consul(host=f"127.0.{block}.2", port=port)
         deadline = time.monotonic() + 30
         leader = ""
         while time.monotonic() < deadline:
