@@ -23,6 +23,7 @@ from urllib.parse import quote_plus
 
 from quart import Request, Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from consim.events import VIRTUAL_EPOCH
@@ -120,12 +121,19 @@ class Ctx:
         self.method = method
         self.path = path
         self.rest = rest  # the path after a prefix route's pattern
-        self.args = req.args
         self.headers = req.headers
         self.meta_headers: dict[str, str] = {}
         # First value per name, read once: a missing name in werkzeug's MultiDict.get costs a
-        # raised and caught BadRequestKeyError, and handlers ask for many absent names.
-        self._query = {name: values[0] for name, values in self.args.lists()}
+        # raised and caught BadRequestKeyError, and handlers ask for many absent names. No query
+        # string, nothing to parse.
+        self._query: dict[str, str] = (
+            {name: values[0] for name, values in req.args.lists()} if req.query_string else {}
+        )
+
+    @property
+    def args(self) -> MultiDict[str, str]:
+        """The parsed query string (every value of every name, in order)."""
+        return self.request.args
 
     def has(self, name: str) -> bool:
         """Go's ``_, ok := query[name]``: presence, whatever the value."""
@@ -226,6 +234,8 @@ class Ctx:
 
 def _ordered(obj: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     """Go struct field order for known fields; anything else keeps its place after them."""
+    if tuple(obj) == fields:
+        return obj  # already in order (the local endpoint builds it so)
     out = {k: obj[k] for k in fields if k in obj}
     out.update({k: v for k, v in obj.items() if k not in out})
     return out

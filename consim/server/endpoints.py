@@ -83,7 +83,8 @@ async def raft_get_configuration(node: ServerNode, args: dict[str, Any]) -> dict
     leader = core.leader_address or ""
     last_indexes = _last_indexes(node)
     names = _member_names(node)
-    servers = []
+    protocol = str(node.raft_protocol)
+    servers = []  # each in api.RaftServer's field order
     for server in configuration.servers:
         servers.append(
             {
@@ -91,8 +92,8 @@ async def raft_get_configuration(node: ServerNode, args: dict[str, Any]) -> dict
                 "Node": names.get(server.address, "(unknown)"),
                 "Address": server.address,
                 "Leader": server.address == leader,
+                "ProtocolVersion": protocol,
                 "Voter": server.is_voter,
-                "ProtocolVersion": str(node.raft_protocol),
                 "LastIndex": last_indexes.get(server.id, 0),
             }
         )
