@@ -20,14 +20,19 @@ is printed too, and the difference between the two floors is the cost of sharing
 an idle cluster (background Raft/gossip work), which is not part of the request path.
 
 The machine these run on is usually shared, so throughput is noisy: the targets are measured
-``--runs`` times, interleaved (direct, forwarded, stale, floor, floor-alone, then again), and the
-medians are reported with their spread (min-max). Each row also shows the serving process's CPU
-time per request (from /proc), which is far less sensitive to other load than requests/s.
+``--runs`` times, interleaved (floor, direct, forwarded, stale, floor-alone, then the same in
+reverse), so that the pairs in each ratio are measured back to back; each run's ratio is shown
+and the median is the figure. Each row also shows the serving process's CPU time per request
+(from /proc).
+
+The servers listen on 127.0.0.1-3 like ``consim up`` (HTTP on ``--port``), or on the first free
+127.0.80-99.x block if another cluster holds those ports (``--host-block N`` to choose); the floors
+on .9 (cluster process) and .10 (own process) of the same block.
 
 Prints requests/s, p50 and p99 for each, the forwarded/direct and direct/floor ratios (each run's
 ratio, then the median), and writes an SVG chart of the medians to benchmarks/out/forwarding.svg.
 
-    .venv/bin/python benchmarks/forwarding.py [--runs 3] [--duration 5] [--connections 16] [--port 18700]
+    .venv/bin/python benchmarks/forwarding.py [--runs 5] [--duration 3] [--connections 16] [--port 18700]
 """
 
 from __future__ import annotations
@@ -50,8 +55,39 @@ OUT = Path(__file__).parent / "out"
 
 
 # ---- the servers (subprocesses of this script) ---------------------------------------------
-FLOOR_HOST = "127.0.0.9"  # the floor served from the cluster's process
-FLOOR_ALONE_HOST = "127.0.0.10"  # the floor in a process of its own
+# Servers on 127.0.<block>.1-3 (consim up's layout is block 0); the floors on .9 and .10.
+FLOOR_K = 9  # the floor served from the cluster's process
+FLOOR_ALONE_K = 10  # the floor in a process of its own
+
+
+def host(block: int, k: int) -> str:
+    return f"127.0.{block}.{k}"
+
+
+def ports_free(block: int, http_port: int) -> bool:
+    """Can 127.0.<block>.1-3 take RPC (tcp 8300), serf (udp 8301/8302) and HTTP, and .9/.10 HTTP?"""
+    wanted = [(host(block, k), socket.SOCK_STREAM, 8300) for k in (1, 2, 3)]
+    wanted += [(host(block, k), socket.SOCK_DGRAM, p) for k in (1, 2, 3) for p in (8301, 8302)]
+    wanted += [(host(block, k), socket.SOCK_STREAM, http_port) for k in (1, 2, 3, 9, 10)]
+    for address, kind, port in wanted:
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((address, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def choose_block(http_port: int) -> int:
+    """127.0.0.x like ``consim up``; if another cluster holds it, the first free 127.0.80-99.x."""
+    for block in (0, *range(80, 100)):
+        if ports_free(block, http_port):
+            return block
+    raise SystemExit("no free 127.0.N.x block found; pass --host-block")
 
 
 def floor_app():  # noqa: ANN201
@@ -67,20 +103,22 @@ def floor_app():  # noqa: ANN201
     return app
 
 
-def floor_server(port: int) -> None:
-    """``--floor-server PORT``: the floor alone in this process."""
+def floor_server(port: int, block: int) -> None:
+    """``--floor-server PORT BLOCK``: the floor alone in this process."""
     import trio
 
     from consim.http.serve import serve_http
 
-    trio.run(serve_http, floor_app(), f"{FLOOR_ALONE_HOST}:{port}")
+    trio.run(serve_http, floor_app(), f"{host(block, FLOOR_ALONE_K)}:{port}")
 
 
-def cluster_server(port: int, seed: int) -> None:
-    """``--cluster-server PORT SEED``: what ``consim up`` runs, plus the floor in the same trio loop.
+def cluster_server(port: int, seed: int, block: int) -> None:
+    """``--cluster-server PORT SEED BLOCK``: what ``consim up`` runs, plus the floor in the same
+    trio loop.
 
-    The cluster is built exactly as ``consim up --http-port PORT --seed SEED --raft-multiplier 1``
-    builds it and served by the same function (``consim.live.serve_cluster``)."""
+    The cluster is built exactly as ``consim up --http-port PORT --seed SEED --raft-multiplier 1
+    --host-block BLOCK`` builds it and served by the same function (``consim.live.serve_cluster``).
+    """
     import trio
 
     from consim.cli import _cluster_spec, build_parser
@@ -89,7 +127,7 @@ def cluster_server(port: int, seed: int) -> None:
 
     args = build_parser().parse_args(
         ["up", "--http-port", str(port), "--seed", str(seed), "--raft-multiplier", "1",
-         "--log-level", "ERROR"]
+         "--host-block", str(block), "--log-level", "ERROR"]
     )  # fmt: skip
     spec = _cluster_spec(args)
 
@@ -103,7 +141,7 @@ def cluster_server(port: int, seed: int) -> None:
                         return
 
                 nursery.start_soon(stop_on_signal)
-                await nursery.start(serve_http, floor_app(), f"{FLOOR_HOST}:{port}")
+                await nursery.start(serve_http, floor_app(), f"{host(block, FLOOR_K)}:{port}")
                 with open(os.devnull, "w") as out:
                     await serve_cluster(spec, log_level="ERROR", out=out)
 
@@ -207,11 +245,11 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     return r.status_code, r.content
 
 
-def wait_leader(port: int, within: float = 60) -> str:
+def wait_leader(server: str, port: int, within: float = 60) -> str:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
-            status, body = _get(f"http://127.0.0.1:{port}/v1/status/leader")
+            status, body = _get(f"http://{server}:{port}/v1/status/leader")
             if status == 200 and json.loads(body):
                 return json.loads(body)
         except Exception:
@@ -292,34 +330,40 @@ def _spread(values: list[float], fmt: str = ".0f") -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3, help="interleaved repetitions (medians shown)")
-    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=5, help="interleaved repetitions (medians shown)")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per target per run")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--port", type=int, default=18700)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--host-block", type=int, help="127.0.N.x for the servers (default: free one)")
     args = ap.parse_args()
     port = args.port
+    block = choose_block(port) if args.host_block is None else args.host_block
     runtime = tempfile.mkdtemp(prefix="consim-bench-")
     env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
     me = [sys.executable, __file__]
     cluster = subprocess.Popen(
-        [*me, "--cluster-server", str(port), str(args.seed)],
+        [*me, "--cluster-server", str(port), str(args.seed), str(block)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
-    floor = subprocess.Popen([*me, "--floor-server", str(port)])
+    floor = subprocess.Popen([*me, "--floor-server", str(port), str(block)])
     try:
-        leader = wait_leader(port)
+        leader = wait_leader(host(block, 1), port)
         leader_host = leader.split(":")[0]
-        follower_host = next(h for h in ("127.0.0.1", "127.0.0.2", "127.0.0.3") if h != leader_host)
-        wait_http(f"http://{FLOOR_HOST}:{port}/hello")
-        wait_http(f"http://{FLOOR_ALONE_HOST}:{port}/hello")
+        follower_host = next(h for h in (host(block, k) for k in (1, 2, 3)) if h != leader_host)
+        floor_host, floor_alone_host = host(block, FLOOR_K), host(block, FLOOR_ALONE_K)
+        wait_http(f"http://{floor_host}:{port}/hello")
+        wait_http(f"http://{floor_alone_host}:{port}/hello")
         conf = "/v1/operator/raft/configuration"
-        targets = {  # name -> (url, pid of the process serving it)
+        # name -> (url, pid of the process serving it). Each compared pair is measured back to
+        # back (floor|direct|forwarded), and every other run goes in reverse order, so a change
+        # in the machine's other load between two measurements mostly cancels out of the ratios.
+        targets = {
+            "floor": (f"http://{floor_host}:{port}/hello", cluster.pid),
             "direct": (f"http://{leader_host}:{port}{conf}", cluster.pid),
             "forwarded": (f"http://{follower_host}:{port}{conf}", cluster.pid),
             "stale": (f"http://{follower_host}:{port}{conf}?stale", cluster.pid),
-            "floor": (f"http://{FLOOR_HOST}:{port}/hello", cluster.pid),
-            "floor-alone": (f"http://{FLOOR_ALONE_HOST}:{port}/hello", floor.pid),
+            "floor-alone": (f"http://{floor_alone_host}:{port}/hello", floor.pid),
         }
         for url, _ in targets.values():  # every target answers 200 before we measure
             status, body = _get(url)
@@ -328,7 +372,8 @@ def main() -> None:
             load(url, 1.0, args.connections)  # warm-up
         runs: dict[str, list[dict]] = {name: [] for name in targets}
         for run in range(1, args.runs + 1):
-            for name, (url, pid) in targets.items():
+            order = list(targets.items())
+            for name, (url, pid) in order if run % 2 else reversed(order):
                 cpu0 = cpu_seconds(pid)
                 r = load(url, args.duration, args.connections)
                 requests = r["rps"] * args.duration
@@ -340,12 +385,13 @@ def main() -> None:
                     f"non-2xx {r['non2xx']}   ({r['tool']})",
                     flush=True,
                 )
-        if wait_leader(port) != leader:
+        if wait_leader(host(block, 1), port) != leader:
             print("WARNING: leadership changed during the run", flush=True)
 
         print(f"\nmedians over {args.runs} interleaved runs (min-max):")
         results: dict[str, dict] = {}
-        for name, rs in runs.items():
+        for name in ("direct", "forwarded", "stale", "floor", "floor-alone"):
+            rs = runs[name]
             results[name] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
             print(
                 f"  {name:<11} {_spread([r['rps'] for r in rs]):>18} req/s   "
@@ -390,9 +436,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
-        floor_server(int(sys.argv[2]))
+        floor_server(int(sys.argv[2]), int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--cluster-server":
-        cluster_server(int(sys.argv[2]), int(sys.argv[3]))
+        cluster_server(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--load":
         print(json.dumps(builtin_load(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))))
     else:
