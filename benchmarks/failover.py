@@ -6,9 +6,12 @@ of 1 s) runs in virtual time until it has a leader acknowledged by a majority, i
 killed. We measure the virtual time from the kill until another server is leader *and* a majority
 of voters follow it in its term (``Cluster.wait_for_leader``, polled every millisecond).
 
-With hashicorp/raft's timing a follower notices the loss after a random 1-2 s without contact
-(HeartbeatTimeout plus up to one more), minus the up-to-100 ms since the last heartbeat, plus a
-vote round trip; so expect roughly uniform 0.9-2.0 s. Target: p99 <= 2.1 s.
+A follower's heartbeat timer re-arms from its last contact with the leader (etcd/Raft-paper
+timing; hashicorp re-arms from "now", which let detection take up to ~3 s), so it notices the loss
+a random 1-2 s after the last heartbeat, minus the up-to-100 ms between that heartbeat and the
+kill, plus pre-vote, vote and AppendEntries round trips: roughly uniform 0.9-2.0 s. The tail beyond
+that is split votes (two followers time out within a one-way latency of each other; each costs
+another election timeout, 1-2 s), about 0.3-1.5% of runs. Target: p99 <= 2.1 s.
 
 Prints p50/p90/p99/max and writes a histogram to benchmarks/out/failover.svg.
 
