@@ -64,34 +64,21 @@ def latency_summary(samples: list[float]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------- consim
 
 
-def ports_free(subnet: int, http_port: int) -> bool:
-    for k in (1, 2, 3):
-        for port in (8300, 8301, 8302, http_port):
-            s = socket.socket()
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((f"127.0.{subnet}.{k}", port))
-            except OSError:
-                return False
-            finally:
-                s.close()
-    return True
-
-
 def choose_subnet(args: argparse.Namespace) -> int:
     """127.0.0.k like ``consim up``; if another cluster holds those ports, 127.0.60+.k instead."""
     if args.subnet is not None:
         return int(args.subnet)
-    for subnet in (0, *range(60, 100)):
-        if ports_free(subnet, args.http_port):
-            return subnet
-    raise SystemExit("no free 127.0.N.1-3:8300 found; pass --subnet")
+    from consim.live import free_host_block
+
+    try:
+        return free_host_block([3], args.http_port, (0, *range(60, 100)))
+    except RuntimeError:
+        raise SystemExit("no free 127.0.N.1-3:8300 found; pass --subnet") from None
 
 
 def run_consim(args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
-    import consim.server.config as server_config
     from consim.live import start_live_cluster_parts
     from consim.net.network import RpcError
     from consim.server.config import ClusterSpec
@@ -99,9 +86,12 @@ def run_consim(args: argparse.Namespace) -> dict[str, Any]:
     subnet = choose_subnet(args)
     if subnet != 0:
         print(f"  consim: 127.0.0.x:8300 busy here, using 127.0.{subnet}.1-3", flush=True)
-        server_config.server_host = lambda d, k: f"127.0.{subnet + d}.{k}"  # type: ignore[assignment]
     spec = ClusterSpec(
-        datacenters=(("dc1", 3),), seed=1, raft_multiplier=1, http_port=args.http_port
+        datacenters=(("dc1", 3),),
+        seed=1,
+        raft_multiplier=1,
+        http_port=args.http_port,
+        host_block=subnet,
     )
     out: dict[str, Any] = {}
 

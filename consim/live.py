@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +35,42 @@ def control_file() -> Path:
     if base:
         return Path(base) / "consim" / "up.json"
     return Path(tempfile.gettempdir()) / f"consim-{os.getuid()}" / "up.json"
+
+
+def ports_free(host: str, http_port: int) -> bool:
+    """Can a server bind RPC (tcp 8300), serf LAN/WAN (udp 8301/8302) and HTTP on ``host``?"""
+    for kind, port in (
+        (socket.SOCK_STREAM, 8300),
+        (socket.SOCK_STREAM, http_port),
+        (socket.SOCK_DGRAM, 8301),
+        (socket.SOCK_DGRAM, 8302),
+    ):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def free_host_block(
+    servers_per_datacenter: Iterable[int], http_port: int, candidates: Iterable[int]
+) -> int:
+    """The first ``host_block`` whose ``127.0.<block + d>.1..n`` can all be bound: where a live
+    cluster can go when another one (a ``consim up``, a test run) already holds some addresses."""
+    counts = list(servers_per_datacenter)
+    for block in candidates:
+        if all(
+            ports_free(f"127.0.{block + d}.{k}", http_port)
+            for d, n in enumerate(counts)
+            for k in range(1, n + 1)
+        ):
+            return block
+    raise RuntimeError(f"no free 127.0.N.x block for a live cluster of {counts} servers")
 
 
 def start_live_cluster_parts(spec: ClusterSpec) -> tuple[Cluster, EventLog]:
