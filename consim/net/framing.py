@@ -12,6 +12,7 @@ connection may idle forever: pooled RPC connections are long-lived and quiet.
 from __future__ import annotations
 
 import math
+import os
 import struct
 from typing import Any
 
@@ -21,6 +22,8 @@ import trio
 MAX_FRAME = 8 * 1024 * 1024
 DEFAULT_READ_TIMEOUT = 10.0
 _HEADER = struct.Struct(">I")
+_HEADER_SIZE = _HEADER.size
+_COMPACT_AT = 64 * 1024  # drop consumed bytes from the buffer past this offset
 _RECV_CHUNK = 64 * 1024
 
 
@@ -36,29 +39,38 @@ class FrameTimeout(FrameError):
     """A frame started but did not finish within the read timeout."""
 
 
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
 def pack(obj: Any) -> bytes:
     """msgpack-encode one value the way the wire does (raises TypeError if not serialisable)."""
-    return msgpack.packb(obj, use_bin_type=True)
+    return _packb(obj, use_bin_type=True)
 
 
 def unpack(data: bytes) -> Any:
     """Decode exactly one msgpack value; raises FrameError on anything else."""
     try:
         # unpackb bounds every container/string by len(data), which we already capped.
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return _unpackb(data, raw=False, strict_map_key=False)
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise FrameError(f"undecodable frame: {exc.__class__.__name__}") from None
 
 
 def encode_frame(obj: Any, max_frame: int = MAX_FRAME) -> bytes:
-    body = pack(obj)
+    body = _packb(obj, use_bin_type=True)
     if len(body) > max_frame:
         raise FrameTooLarge(f"frame of {len(body)} bytes exceeds limit {max_frame}")
     return _HEADER.pack(len(body)) + body
 
 
 class FrameReader:
-    """Reads frames from a trio stream; one reader per connection."""
+    """Reads frames from a trio stream; one reader per connection.
+
+    On a :class:`trio.SocketStream` it reads the socket's descriptor directly (``os.read`` when
+    data is there, ``wait_readable`` when not), skipping trio's stream wrappers; any other stream
+    goes through ``receive_some``. Between frames there is no deadline, so no cancel scope either.
+    """
 
     def __init__(
         self,
@@ -68,33 +80,58 @@ class FrameReader:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self._stream = stream
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.max_frame = max_frame
         self.read_timeout = read_timeout
         self._buf = bytearray()
+        self._pos = 0  # start of the first unconsumed byte in _buf
 
     @property
     def buffered(self) -> int:
         """Bytes held for a frame not yet complete (for memory accounting in tests)."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
+
+    def _next_buffered(self) -> tuple[bool, Any]:
+        """(True, frame) if a whole frame is buffered, else (False, None)."""
+        buf, pos = self._buf, self._pos
+        size = len(buf)
+        if size - pos < _HEADER_SIZE:
+            return False, None
+        (length,) = _HEADER.unpack_from(buf, pos)
+        if length > self.max_frame:
+            raise FrameTooLarge(f"length prefix {length} exceeds limit {self.max_frame}")
+        end = pos + _HEADER_SIZE + length
+        if size < end:
+            return False, None
+        body = buf[pos + _HEADER_SIZE : end]
+        if end == size:
+            buf.clear()
+            self._pos = 0
+        elif end > _COMPACT_AT:
+            del buf[:end]
+            self._pos = 0
+        else:
+            self._pos = end
+        return True, unpack(body)
 
     async def receive(self) -> Any:
         """Next decoded frame. Raises trio.EndOfChannel on a clean EOF between frames,
         FrameError on garbage, an oversized prefix, EOF mid-frame or a stalled frame."""
+        done, obj = self._next_buffered()
+        if done:
+            return obj
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
         deadline = math.inf if not self._buf else trio.current_time() + self.read_timeout
         while True:
-            if len(self._buf) >= _HEADER.size:
-                (length,) = _HEADER.unpack_from(self._buf)
-                if length > self.max_frame:
-                    raise FrameTooLarge(f"length prefix {length} exceeds limit {self.max_frame}")
-                end = _HEADER.size + length
-                if len(self._buf) >= end:
-                    body = bytes(self._buf[_HEADER.size : end])
-                    del self._buf[:end]
-                    return unpack(body)
-            with trio.move_on_at(deadline) as scope:
-                chunk = await self._stream.receive_some(_RECV_CHUNK)
-            if scope.cancelled_caught:
-                raise FrameTimeout(f"frame not completed within {self.read_timeout}s")
+            if deadline == math.inf:
+                chunk = await self._read()
+            else:
+                with trio.move_on_at(deadline) as scope:
+                    chunk = await self._read()
+                if scope.cancelled_caught:
+                    raise FrameTimeout(f"frame not completed within {self.read_timeout}s")
             if not chunk:
                 if self._buf:
                     raise FrameError("connection closed mid-frame")
@@ -103,6 +140,65 @@ class FrameReader:
                 # The first byte of a frame starts its deadline.
                 deadline = trio.current_time() + self.read_timeout
             self._buf += chunk
+            done, obj = self._next_buffered()
+            if done:
+                return obj
+
+    async def _read(self) -> bytes:
+        sock = self._sock
+        if sock is None:
+            return await self._stream.receive_some(_RECV_CHUNK)
+        waited = False
+        while True:
+            fd = sock.fileno()  # -1 once the stream is closed: never read a recycled descriptor
+            if fd < 0:
+                raise trio.ClosedResourceError("the stream is closed")
+            try:
+                chunk = os.read(fd, _RECV_CHUNK)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                waited = True
+                continue
+            if not waited:
+                await trio.lowlevel.checkpoint()  # data was waiting: still let others run
+            return chunk
+
+
+class FrameWriter:
+    """Sends encoded frames on one stream; concurrent senders never interleave.
+
+    On a :class:`trio.SocketStream` a frame is first written synchronously (``os.write`` on the
+    socket's descriptor: it either goes whole, which is the usual case, or the rest follows through
+    ``send_all`` under the lock); nobody else can run in between, so a frame written this way needs
+    no lock. That path does not yield: callers await something else right after (their reply).
+    """
+
+    def __init__(self, stream: trio.abc.SendStream) -> None:
+        self._stream = stream
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._lock = trio.Lock()
+
+    async def send(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is not None and not self._lock.locked():
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the stream is closed")
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            rest: bytes | memoryview = memoryview(data)[sent:]
+            self._lock.acquire_nowait()  # free (checked above, nothing ran since)
+        else:
+            rest = data
+            await self._lock.acquire()
+        try:
+            await self._stream.send_all(rest)
+        finally:
+            self._lock.release()
 
 
 async def send_frame(stream: trio.abc.SendStream, obj: Any, max_frame: int = MAX_FRAME) -> None:

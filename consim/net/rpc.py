@@ -31,6 +31,7 @@ from consim.net.framing import (
     FrameError,
     FrameReader,
     FrameTimeout,
+    FrameWriter,
     encode_frame,
     pack,
 )
@@ -119,12 +120,42 @@ class SendFailed(Unreachable):
 
 
 class _Pending:
-    __slots__ = ("event", "kind", "body")
+    """One call awaiting its reply: the reader fills kind/body and reschedules the waiting task
+    (no Event, no parking lot: exactly one waiter, known up front)."""
+
+    __slots__ = ("task", "kind", "body")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.task: trio.lowlevel.Task | None = None
         self.kind: int | None = None
         self.body: Any = None
+
+    def wake(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def _reply_fields(obj: Any) -> tuple[int, int, Any] | None:
+    """(kind, request id, body) of a well-formed reply or error frame, else None (what
+    ``parse_frame`` accepts with a reply/error kind, without building a Frame)."""
+    if type(obj) is not list or len(obj) != 4:
+        return None
+    kind, rid, method, body = obj
+    if type(kind) is not int or type(rid) is not int or rid < 0 or type(method) is not str:
+        return None
+    if kind == KIND_REPLY or (kind == KIND_ERROR and type(body) is str):
+        return kind, rid, body
+    return None
 
 
 class RpcConnection:
@@ -145,9 +176,9 @@ class RpcConnection:
         self._stats = stats
         self._max_frame = max_frame
         self._reader = FrameReader(stream, max_frame=max_frame, read_timeout=read_timeout)
+        self._writer = FrameWriter(stream)
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._send_lock = trio.Lock()
         self.closed = False
         self.calls = 0
 
@@ -158,14 +189,17 @@ class RpcConnection:
     async def call(self, method: str, args: Any) -> Any:
         """Send a request and wait for its reply (the caller applies the timeout)."""
         rid = next(self._ids)
+        data = encode_frame([KIND_REQUEST, rid, method, args], self._max_frame)
         slot = _Pending()
-        self._pending[rid] = slot
+        pending = self._pending
+        pending[rid] = slot
         self.calls += 1
         try:
-            await self._send([KIND_REQUEST, rid, method, args])
-            await slot.event.wait()
+            await self._send_bytes(data)
+            if slot.kind is None and not self.closed:
+                await slot.wait()
         finally:
-            self._pending.pop(rid, None)
+            pending.pop(rid, None)
         if slot.kind == KIND_REPLY:
             return slot.body
         if slot.kind == KIND_ERROR:
@@ -185,30 +219,30 @@ class RpcConnection:
     async def _send_bytes(self, data: bytes) -> None:
         if self.closed:
             raise SendFailed(f"connection to {self.dst} closed")
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except BaseException as exc:
-                # A partial write (cancelled or failed) leaves the stream unusable.
-                self._fail()
-                if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
-                    raise SendFailed(f"connection to {self.dst} failed: {exc}") from None
-                raise
+        try:
+            await self._writer.send(data)
+        except BaseException as exc:
+            # A partial write (cancelled or failed) leaves the stream unusable.
+            self._fail()
+            if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
+                raise SendFailed(f"connection to {self.dst} failed: {exc}") from None
+            raise
 
     async def _read_loop(self) -> None:
+        receive, pending, stats = self._reader.receive, self._pending, self._stats
         try:
             while True:
-                obj = await self._reader.receive()
-                frame = parse_frame(obj)
-                if frame is None or frame.kind not in (KIND_REPLY, KIND_ERROR):
-                    self._stats["frames_dropped_malformed"] += 1
+                fields = _reply_fields(await receive())
+                if fields is None:
+                    stats["frames_dropped_malformed"] += 1
                     continue
-                slot = self._pending.get(frame.request_id)
-                if slot is None:
-                    self._stats["late_replies"] += 1  # the caller already timed out
+                kind, rid, body = fields
+                slot = pending.get(rid)
+                if slot is None or slot.kind is not None:
+                    stats["late_replies"] += 1  # the caller already timed out
                     continue
-                slot.kind, slot.body = frame.kind, frame.body
-                slot.event.set()
+                slot.kind, slot.body = kind, body
+                slot.wake()
         except (trio.EndOfChannel, FrameError, trio.BrokenResourceError, OSError):
             pass
         except trio.ClosedResourceError:
@@ -224,8 +258,7 @@ class RpcConnection:
             return
         self.closed = True
         for slot in self._pending.values():
-            if not slot.event.is_set():
-                slot.event.set()  # kind None -> Unreachable
+            slot.wake()  # kind None -> Unreachable
 
     async def aclose(self) -> None:
         self._fail()
@@ -307,21 +340,26 @@ async def serve_connection(
     ``notify_handler`` notifies are handed to it directly (and any awaitable it returns awaited).
     """
     reader = FrameReader(stream, max_frame=max_frame, read_timeout=read_timeout)
-    send_lock = trio.Lock()
+    writer = FrameWriter(stream)
     stats["connections_accepted"] += 1
     stats["connections_open"] += 1
 
     async def reply(src: str, frame: Frame) -> None:
-        kind, body = await run_handler(handler, frame.method, frame.body, src, stats)
+        kind, body = await run_handler(handler, frame.method, frame.body, src, stats, check=False)
         if not faults.allowed(local, src):
             stats["dropped_by_fault"] += 1
             return
-        data = encode_frame([kind, frame.request_id, "", body], max_frame)
-        async with send_lock:
-            try:
-                await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                return
+        try:
+            data = encode_frame([kind, frame.request_id, "", body], max_frame)
+        except Exception:
+            # Unserialisable (or oversized) reply: an internal error at the server, as Go's
+            # codec would fail there.
+            stats["handler_errors"] += 1
+            data = encode_frame([KIND_ERROR, frame.request_id, "", INTERNAL_ERROR], max_frame)
+        try:
+            await writer.send(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
         stats["replies_out"] += 1
 
     try:
