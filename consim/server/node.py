@@ -386,6 +386,8 @@ class ServerNode:
             self._barrier_index = None
             if self.core is not None and self.core.role is Role.LEADER:
                 self._consistent_ready = True
+                # establishLeadership goes on with the reconcile (autopilot defaults, peers).
+                self._reconcile_kick.set()
         waiter = self._apply_waiters.pop(entry.index, None)
         if waiter is not None:
             term, done, box = waiter

@@ -53,6 +53,13 @@ async def ready(c: Cluster, dc: str = "dc1") -> tuple[ServerNode, list[ServerNod
         while not leader._consistent_ready:
             await trio.sleep(0.01)
     followers = [n for n in c.datacenter_servers(dc) if n is not leader]
+    # establishLeadership also stores autopilot's defaults; let that write reach everyone so the
+    # tests start from a quiet log.
+    with trio.fail_after(10):
+        while leader.fsm.autopilot_create_index == 0 or any(
+            f.running and f.fsm.last_applied < leader.fsm.last_applied for f in followers
+        ):
+            await trio.sleep(0.01)
     return leader, followers
 
 
