@@ -115,6 +115,17 @@ async def run_handler(
     return KIND_REPLY, reply
 
 
+_MAX_IDLE_WORKERS = 16  # parked request workers kept per accepted connection
+
+
+class _Worker:
+    __slots__ = ("task", "job")
+
+    def __init__(self) -> None:
+        self.task: Any = None
+        self.job: Any = None
+
+
 class SendFailed(Unreachable):
     """The request never fully left (the connection was already dead): safe to retry once."""
 
@@ -143,6 +154,19 @@ class _Pending:
             return trio.lowlevel.Abort.SUCCEEDED
 
         await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+def _request_fields(obj: Any) -> tuple[int, int, str, Any] | None:
+    """(kind, request id, method, body) of a well-formed request or notify frame, else None (what
+    ``parse_frame`` accepts with a request/notify kind, without building a Frame)."""
+    if type(obj) is not list or len(obj) != 4:
+        return None
+    kind, rid, method, body = obj
+    if type(kind) is not int or type(rid) is not int or rid < 0 or type(method) is not str:
+        return None
+    if kind in (KIND_REQUEST, KIND_NOTIFY) and method:
+        return kind, rid, method, body
+    return None
 
 
 def _reply_fields(obj: Any) -> tuple[int, int, Any] | None:
@@ -343,24 +367,44 @@ async def serve_connection(
     writer = FrameWriter(stream)
     stats["connections_accepted"] += 1
     stats["connections_open"] += 1
+    idle: list[_Worker] = []  # request workers parked between requests
 
-    async def reply(src: str, frame: Frame) -> None:
-        kind, body = await run_handler(handler, frame.method, frame.body, src, stats, check=False)
-        if not faults.allowed(local, src):
+    async def reply(src: str, rid: int, method: str, args: Any) -> None:
+        kind, body = await run_handler(handler, method, args, src, stats, check=False)
+        if not (faults.clear() or faults.allowed(local, src)):
             stats["dropped_by_fault"] += 1
             return
         try:
-            data = encode_frame([kind, frame.request_id, "", body], max_frame)
+            data = encode_frame([kind, rid, "", body], max_frame)
         except Exception:
             # Unserialisable (or oversized) reply: an internal error at the server, as Go's
             # codec would fail there.
             stats["handler_errors"] += 1
-            data = encode_frame([KIND_ERROR, frame.request_id, "", INTERNAL_ERROR], max_frame)
+            data = encode_frame([KIND_ERROR, rid, "", INTERNAL_ERROR], max_frame)
         try:
             await writer.send(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return
         stats["replies_out"] += 1
+
+    async def work(job: tuple[str, int, str, Any]) -> None:
+        """Serve requests one after another: the first one given, then each handed over while
+        parked (a reschedule instead of a new task per request). Up to _MAX_IDLE_WORKERS park;
+        concurrent requests beyond the parked workers get a worker of their own."""
+        me = _Worker()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            idle.remove(me)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        while True:
+            await reply(*job)
+            if len(idle) >= _MAX_IDLE_WORKERS:
+                return
+            me.task = trio.lowlevel.current_task()
+            idle.append(me)
+            await trio.lowlevel.wait_task_rescheduled(abort)
+            job, me.job = me.job, None
 
     try:
         async with trio.open_nursery() as nursery:
@@ -370,31 +414,38 @@ async def serve_connection(
                     stats["frames_dropped_malformed"] += 1
                     stats["connections_dropped_garbage"] += 1
                     return
+                receive = reader.receive
                 while True:
-                    obj = await reader.receive()
+                    obj = await receive()
                     stats["frames_in"] += 1
-                    frame = parse_frame(obj)
-                    if frame is None or frame.kind not in (KIND_REQUEST, KIND_NOTIFY):
+                    fields = _request_fields(obj)
+                    if fields is None:
                         stats["frames_dropped_malformed"] += 1
                         continue
-                    if not faults.allowed(src, local):
+                    if not (faults.clear() or faults.allowed(src, local)):
                         # One-way blocks are enforced here, by the dialer's declared source.
                         stats["dropped_by_fault"] += 1
                         continue
-                    if frame.kind == KIND_REQUEST:
+                    kind, rid, method, body = fields
+                    if kind == KIND_REQUEST:
                         stats["requests_in"] += 1
-                        nursery.start_soon(reply, src, frame)
+                        if idle:
+                            worker = idle.pop()
+                            worker.job = (src, rid, method, body)
+                            trio.lowlevel.reschedule(worker.task)
+                        else:
+                            nursery.start_soon(work, (src, rid, method, body))
                     elif notify_handler is not None:
                         stats["notifies_in"] += 1
                         try:
-                            result = notify_handler(frame.method, frame.body, src)
+                            result = notify_handler(method, body, src)
                             if result is not None:
                                 await result
                         except Exception:
                             stats["handler_errors"] += 1
                     else:
                         stats["notifies_in"] += 1
-                        await run_handler(handler, frame.method, frame.body, src, stats)
+                        await run_handler(handler, method, body, src, stats)
             except trio.EndOfChannel:
                 pass
             except FrameTimeout:

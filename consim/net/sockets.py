@@ -188,14 +188,16 @@ class SocketNetwork(Network):
         nursery = self._require_nursery()
         stats = self.stats[src]
         stats["calls_out"] += 1
+        faults = self.faults
         with trio.move_on_after(timeout):
             try:
-                if self.faults.drops(src, dst):
-                    stats["dropped_by_fault"] += 1
-                    await trio.sleep_forever()  # black-holed: the caller learns only by timeout
-                delay = self.faults.extra_delay(src, dst)
-                if delay > 0:
-                    await trio.sleep(delay)
+                if not faults.clear():
+                    if faults.drops(src, dst):
+                        stats["dropped_by_fault"] += 1
+                        await trio.sleep_forever()  # black-holed: the caller learns by timeout
+                    delay = faults.extra_delay(src, dst)
+                    if delay > 0:
+                        await trio.sleep(delay)
                 conn = await self._pool.get(src, dst, nursery)
                 try:
                     result = await conn.call(method, args)
