@@ -134,6 +134,11 @@ def parse_bool(text: str) -> bool:
     raise _syntax("ParseBool", text)
 
 
+# json.dumps builds a new JSONEncoder per call whenever it is given options: build ours once.
+_JSON_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_JSON_PRETTY = json.JSONEncoder(indent=4, ensure_ascii=False, allow_nan=False).encode
+
+
 def marshal_json(obj: Any, pretty: bool) -> bytes:
     """Go's ``json.Marshal`` (or ``MarshalIndent`` with 4 spaces plus a newline for ?pretty).
 
@@ -142,9 +147,9 @@ def marshal_json(obj: Any, pretty: bool) -> bytes:
     order, map keys sorted).
     """
     if pretty:
-        text = json.dumps(obj, indent=4, ensure_ascii=False, allow_nan=False) + "\n"
+        text = _JSON_PRETTY(obj) + "\n"
     else:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _JSON_COMPACT(obj)
     for ch, esc in (
         ("<", "\\u003c"),
         (">", "\\u003e"),
