@@ -45,6 +45,13 @@ from consim.gossip.types import (
 ALIVE, SUSPECT, DEAD, LEFT = "alive", "suspect", "dead", "left"
 _STATE_CODES = {ALIVE: 0, SUSPECT: 1, DEAD: 2, LEFT: 3}
 _CODE_STATES = {v: k for k, v in _STATE_CODES.items()}
+# serf's member status for another member's memberlist state (suspects still report alive).
+_MEMBER_STATUS = {
+    ALIVE: STATUS_ALIVE,
+    SUSPECT: STATUS_ALIVE,
+    DEAD: STATUS_FAILED,
+    LEFT: STATUS_LEFT,
+}
 
 KEYRING_QUERIES = {
     "install": "_serf_install-key",
@@ -178,8 +185,20 @@ class GossipCore:
         return self._incarnation
 
     def members(self) -> list[Member]:
-        """All known members, sorted by name."""
-        return [self._member(self._nodes[n]) for n in self._names]
+        """All known members, sorted by name.
+
+        Each member's ``tags`` is the core's own dict, not a copy (this is on every request that
+        names servers): the core only ever replaces a member's tags with a new dict, so it never
+        changes under a caller, and callers must treat it as read-only.
+        """
+        nodes, me, status_of = self._nodes, self.name, _MEMBER_STATUS
+        out = []
+        for name in self._names:
+            node = nodes[name]
+            host, port = split_address(node.address)
+            status = self._status if name == me else status_of[node.state]
+            out.append(Member(name, host, port, node.tags, status, node.incarnation))
+        return out
 
     def num_alive(self) -> int:
         """serf/memberlist NumMembers: members not dead or left (suspects count)."""

@@ -35,6 +35,7 @@ from consim.raft.types import (
     Server,
     Snapshot,
 )
+from consim.server import autopilot, endpoints
 from consim.server.config import ServerSpec
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
@@ -550,8 +551,6 @@ class ServerNode:
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""
-        from consim.server import autopilot, endpoints
-
         handler = endpoints.HANDLERS.get(method) or autopilot.HANDLERS.get(method)
         if handler is None:
             raise RpcError(f"rpc: can't find method {method}")
@@ -653,18 +652,6 @@ class ServerNode:
                 await reconcile(self)
 
     # ---- state the HTTP agent needs ----------------------------------------------------------
-    def member_name_for(self, address: str) -> str:
-        """Consul looks the Node name up in the LAN pool; ``(unknown)`` when nothing matches."""
-        if self.lan_pool is not None:
-            for member in self.lan_pool.members():
-                if f"{member.addr}:{member.tags.get('port', '8300')}" == address:
-                    return member.name
-            return "(unknown)"
-        for spec in self._directory():
-            if spec.rpc_address == address and spec.datacenter == self.datacenter:
-                return spec.name
-        return "(unknown)"
-
     def status(self) -> dict[str, Any]:
         core = self.core
         if core is None or not self.running:
