@@ -178,8 +178,11 @@ class FrameWriter:
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._lock = trio.Lock()
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, deadline: float = math.inf) -> None:
+        """Send one frame; ``trio.TooSlowError`` if it cannot go by ``deadline`` (the stream may
+        then hold part of it)."""
         sock = self._sock
+        locked = False
         if sock is not None and not self._lock.locked():
             fd = sock.fileno()
             if fd < 0:
@@ -192,13 +195,20 @@ class FrameWriter:
                 return
             rest: bytes | memoryview = memoryview(data)[sent:]
             self._lock.acquire_nowait()  # free (checked above, nothing ran since)
+            locked = True
         else:
             rest = data
-            await self._lock.acquire()
-        try:
-            await self._stream.send_all(rest)
-        finally:
-            self._lock.release()
+        with trio.move_on_at(deadline) as scope:
+            try:
+                if not locked:
+                    await self._lock.acquire()
+                    locked = True
+                await self._stream.send_all(rest)
+            finally:
+                if locked:
+                    self._lock.release()
+        if scope.cancelled_caught:
+            raise trio.TooSlowError("frame not sent by its deadline")
 
 
 async def send_frame(stream: trio.abc.SendStream, obj: Any, max_frame: int = MAX_FRAME) -> None:

@@ -16,7 +16,9 @@ oversized prefix, a frame stalled past the read timeout) close that one connecti
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -126,6 +128,13 @@ class _Worker:
         self.job: Any = None
 
 
+class CallTimedOut(Exception):
+    """The call's deadline passed before its reply came (SocketNetwork makes it RpcTimeout)."""
+
+
+_TIMED_OUT = -1  # _Pending.kind set by the connection's timer
+
+
 class SendFailed(Unreachable):
     """The request never fully left (the connection was already dead): safe to retry once."""
 
@@ -203,23 +212,35 @@ class RpcConnection:
         self._writer = FrameWriter(stream)
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        # Deadlines of calls made with one: a heap of (deadline, request id), entries of finished
+        # calls left in place until they reach the top. The timer task sleeps in _timer (its
+        # deadline = the earliest armed one) instead of every call opening a cancel scope.
+        self._deadlines: list[tuple[float, int]] = []
+        self._timer: trio.CancelScope | None = None
         self.closed = False
         self.calls = 0
 
     async def start(self, nursery: trio.Nursery) -> None:
         await self._send(hello(self.src))
         nursery.start_soon(self._read_loop)
+        nursery.start_soon(self._timer_loop)
 
-    async def call(self, method: str, args: Any) -> Any:
-        """Send a request and wait for its reply (the caller applies the timeout)."""
+    async def call(self, method: str, args: Any, deadline: float = math.inf) -> Any:
+        """Send a request and wait for its reply. With a ``deadline`` (trio time) the connection
+        enforces it (``CallTimedOut``); without one the caller applies its own timeout."""
         rid = next(self._ids)
         data = encode_frame([KIND_REQUEST, rid, method, args], self._max_frame)
         slot = _Pending()
         pending = self._pending
         pending[rid] = slot
         self.calls += 1
+        if deadline < math.inf:
+            heapq.heappush(self._deadlines, (deadline, rid))
+            timer = self._timer
+            if timer is not None and deadline < timer.deadline:
+                timer.deadline = deadline
         try:
-            await self._send_bytes(data)
+            await self._send_bytes(data, deadline)
             if slot.kind is None and not self.closed:
                 await slot.wait()
         finally:
@@ -228,7 +249,27 @@ class RpcConnection:
             return slot.body
         if slot.kind == KIND_ERROR:
             raise RpcError(slot.body)
+        if slot.kind == _TIMED_OUT:
+            raise CallTimedOut(f"rpc {method} to {self.dst} timed out")
         raise Unreachable(f"connection to {self.dst} lost")
+
+    async def _timer_loop(self) -> None:
+        """Time out calls whose deadline passed; sleeps until the earliest live deadline."""
+        heap, pending = self._deadlines, self._pending
+        while not self.closed:
+            now = trio.current_time()
+            while heap:
+                deadline, rid = heap[0]
+                slot = pending.get(rid)
+                if slot is not None and slot.kind is None:
+                    if deadline > now:
+                        break
+                    slot.kind = _TIMED_OUT
+                    slot.wake()
+                heapq.heappop(heap)
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as self._timer:
+                await trio.sleep_forever()
+            self._timer = None
 
     async def notify(self, method: str, args: Any) -> None:
         await self._send([KIND_NOTIFY, 0, method, args])
@@ -240,16 +281,18 @@ class RpcConnection:
     async def _send(self, obj: Any) -> None:
         await self._send_bytes(encode_frame(obj, self._max_frame))
 
-    async def _send_bytes(self, data: bytes) -> None:
+    async def _send_bytes(self, data: bytes, deadline: float = math.inf) -> None:
         if self.closed:
             raise SendFailed(f"connection to {self.dst} closed")
         try:
-            await self._writer.send(data)
+            await self._writer.send(data, deadline)
         except BaseException as exc:
-            # A partial write (cancelled or failed) leaves the stream unusable.
+            # A partial write (cancelled, timed out or failed) leaves the stream unusable.
             self._fail()
             if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
                 raise SendFailed(f"connection to {self.dst} failed: {exc}") from None
+            if isinstance(exc, trio.TooSlowError):
+                raise CallTimedOut(f"rpc to {self.dst}: send timed out") from None
             raise
 
     async def _read_loop(self) -> None:
@@ -283,6 +326,8 @@ class RpcConnection:
         self.closed = True
         for slot in self._pending.values():
             slot.wake()  # kind None -> Unreachable
+        if self._timer is not None:
+            self._timer.cancel()
 
     async def aclose(self) -> None:
         self._fail()
@@ -312,6 +357,11 @@ class ConnectionPool:
 
     def connections(self) -> list[RpcConnection]:
         return [c for c in self._conns.values() if not c.closed]
+
+    def live(self, src: str, dst: str) -> RpcConnection | None:
+        """The open pooled connection for (src, dst), if there is one (no dialing)."""
+        conn = self._conns.get((src, dst))
+        return conn if conn is not None and not conn.closed else None
 
     async def get(self, src: str, dst: str, nursery: trio.Nursery) -> RpcConnection:
         key = (src, dst)

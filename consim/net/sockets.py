@@ -46,7 +46,13 @@ from consim.net.network import (
     Unreachable,
     deliver_datagram,
 )
-from consim.net.rpc import KIND_NOTIFY, ConnectionPool, SendFailed, serve_connection
+from consim.net.rpc import (
+    KIND_NOTIFY,
+    CallTimedOut,
+    ConnectionPool,
+    SendFailed,
+    serve_connection,
+)
 
 PORT_STRIDE = 10
 OUTBOX_LIMIT = 4096  # queued notifies per link before new ones are dropped (and counted)
@@ -189,6 +195,28 @@ class SocketNetwork(Network):
         stats = self.stats[src]
         stats["calls_out"] += 1
         faults = self.faults
+        conn = self._pool.live(src, dst)
+        if conn is not None and faults.clear():
+            # The usual case: an open pooled connection and no fault rule. The connection's timer
+            # enforces the timeout, so the call needs no cancel scope of its own.
+            deadline = trio.current_time() + timeout
+            try:
+                result = await conn.call(method, args, deadline)
+            except SendFailed:
+                # It died while idle; the request never left: redial below, in the time left.
+                timeout = max(0.0, deadline - trio.current_time())
+            except RpcError:
+                stats["rpc_errors"] += 1
+                raise
+            except Unreachable:
+                stats["unreachable"] += 1
+                raise
+            except CallTimedOut:
+                stats["rpc_timeouts"] += 1
+                raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s") from None
+            else:
+                stats["calls_ok"] += 1
+                return result
         with trio.move_on_after(timeout):
             try:
                 if not faults.clear():
