@@ -30,7 +30,9 @@ The servers listen on 127.0.0.1-3 like ``consim up`` (HTTP on ``--port``), or on
 on .9 (cluster process) and .10 (own process) of the same block.
 
 Prints requests/s, p50 and p99 for each, the forwarded/direct and direct/floor ratios (each run's
-ratio, then the median), and writes an SVG chart of the medians to benchmarks/out/forwarding.svg.
+ratio, then the median), the server CPU a forwarded request costs over a direct one (the price of
+the follower -> leader RPC), and writes an SVG chart of the medians to
+benchmarks/out/forwarding.svg.
 
     .venv/bin/python benchmarks/forwarding.py [--runs 5] [--duration 3] [--connections 16] [--port 18700]
 """
@@ -403,6 +405,14 @@ def main() -> None:
         def ratios(a: str, b: str, key: str = "rps") -> list[float]:
             return [x[key] / y[key] for x, y in zip(runs[a], runs[b], strict=True)]
 
+        def extra_cpu() -> str:
+            values = [
+                f["cpu_us"] - d["cpu_us"]
+                for f, d in zip(runs["forwarded"], runs["direct"], strict=True)
+            ]
+            each = " ".join(f"{v:.0f}" for v in values)
+            return f"{statistics.median(values):.0f} us (runs: {each})"
+
         def show(values: list[float]) -> str:
             each = " ".join(f"{v:.2f}" for v in values)
             return f"{statistics.median(values):.2f} (runs: {each})"
@@ -414,7 +424,8 @@ def main() -> None:
             "served from the cluster's process)\n"
             f"direct/floor-alone throughput {show(ratios('direct', 'floor-alone'))} (reference: "
             "floor in a process of its own)\n"
-            f"direct/floor cpu per request {show(ratios('direct', 'floor', 'cpu_us'))}"
+            f"direct/floor cpu per request {show(ratios('direct', 'floor', 'cpu_us'))}\n"
+            f"forwarded - direct cpu per request {extra_cpu()} (what forwarding adds)"
         )
         print(
             f"leader {leader_host}, follower {follower_host}, {args.connections} connections, "
