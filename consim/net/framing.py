@@ -177,12 +177,18 @@ class FrameWriter:
         self._stream = stream
         self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._lock = trio.Lock()
+        # Set once a frame went out in part and the rest did not follow (cancelled, timed out or
+        # failed): the stream is then unusable and every later send fails.
+        self.torn = False
 
     async def send(self, data: bytes, deadline: float = math.inf) -> None:
-        """Send one frame; ``trio.TooSlowError`` if it cannot go by ``deadline`` (the stream may
-        then hold part of it)."""
+        """Send one frame; ``trio.TooSlowError`` if it cannot go by ``deadline``. If that (or a
+        cancellation) happens while waiting for an earlier frame, nothing of this one was written
+        and the stream stays usable; if part of it went out, ``torn`` is set."""
         sock = self._sock
         locked = False
+        if self.torn:
+            raise trio.ClosedResourceError("an earlier frame was cut short")
         if sock is not None and not self._lock.locked():
             fd = sock.fileno()
             if fd < 0:
@@ -203,7 +209,13 @@ class FrameWriter:
                 if not locked:
                     await self._lock.acquire()
                     locked = True
-                await self._stream.send_all(rest)
+                    if self.torn:  # the frame ahead of us was cut short
+                        raise trio.ClosedResourceError("an earlier frame was cut short")
+                try:
+                    await self._stream.send_all(rest)
+                except BaseException:
+                    self.torn = True  # (conservatively: send_all may have written nothing)
+                    raise
             finally:
                 if locked:
                     self._lock.release()

@@ -287,8 +287,10 @@ class RpcConnection:
         try:
             await self._writer.send(data, deadline)
         except BaseException as exc:
-            # A partial write (cancelled, timed out or failed) leaves the stream unusable.
-            self._fail()
+            # A partial write (cancelled, timed out or failed) leaves the stream unusable; a call
+            # that gave up while queued behind another frame wrote nothing and leaves it alone.
+            if self._writer.torn or not isinstance(exc, trio.Cancelled | trio.TooSlowError):
+                self._fail()
             if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
                 raise SendFailed(f"connection to {self.dst} failed: {exc}") from None
             if isinstance(exc, trio.TooSlowError):

@@ -101,10 +101,9 @@ async def raft_get_configuration(node: ServerNode, args: dict[str, Any]) -> dict
 
 
 def _member_names(node: ServerNode) -> dict[str, str]:
-    """RPC address -> node name for every server at once, resolved as
-    ``ServerNode.member_name_for`` resolves one address (first match wins; an address missing
-    from the map is ``(unknown)``): one pass over the LAN pool per request instead of one per
-    server."""
+    """RPC address -> node name for every server at once, as Consul looks the Node name up in the
+    LAN pool (first match wins; an address missing from the map is ``(unknown)``): one pass over
+    the LAN pool per request instead of one per server."""
     names: dict[str, str] = {}
     if node.lan_pool is not None:
         for member in node.lan_pool.members():
