@@ -67,21 +67,10 @@ def host(block: int, k: int) -> str:
 
 
 def ports_free(block: int, http_port: int) -> bool:
-    """Can 127.0.<block>.1-3 take RPC (tcp 8300), serf (udp 8301/8302) and HTTP, and .9/.10 HTTP?"""
-    wanted = [(host(block, k), socket.SOCK_STREAM, 8300) for k in (1, 2, 3)]
-    wanted += [(host(block, k), socket.SOCK_DGRAM, p) for k in (1, 2, 3) for p in (8301, 8302)]
-    wanted += [(host(block, k), socket.SOCK_STREAM, http_port) for k in (1, 2, 3, 9, 10)]
-    for address, kind, port in wanted:
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            if kind == socket.SOCK_STREAM:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((address, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
+    """Can 127.0.<block>.1-3 take a server's ports, and .9/.10 the floors' HTTP port?"""
+    from consim.live import ports_free as host_ports_free
+
+    return all(host_ports_free(host(block, k), http_port) for k in (1, 2, 3, 9, 10))
 
 
 def choose_block(http_port: int) -> int:

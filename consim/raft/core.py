@@ -1244,18 +1244,28 @@ class RaftCore:
                 self._commit = target
         self._send(src, AppendEntriesResponse(self._term, True, last_new, 0, m.seq))
 
-    def _on_append_response(self, src: str, m: AppendEntriesResponse, now: float) -> None:
+    def _answering_follower(
+        self, src: str, m: AppendEntriesResponse | InstallSnapshotResponse, now: float
+    ) -> _Progress | None:
+        """Shared checks for a follower's answer: a newer term deposes us; a stale one or an
+        unknown sender is ignored; otherwise the follower was heard from now."""
         if m.term > self._term:
             self._observe_term(m.term, now)
-            return
+            return None
         if self._role is not Role.LEADER or m.term < self._term:
             self._ignore("stale_term", m, src)
-            return
+            return None
         p = self._progress.get(src)
         if p is None:
             self._ignore("unknown_sender", m, src)
-            return
+            return None
         p.last_contact = now
+        return p
+
+    def _on_append_response(self, src: str, m: AppendEntriesResponse, now: float) -> None:
+        p = self._answering_follower(src, m, now)
+        if p is None:
+            return
         inflight = p.inflight
         while inflight and inflight[0] <= m.seq:
             inflight.popleft()
@@ -1392,17 +1402,9 @@ class RaftCore:
     def _on_install_snapshot_response(
         self, src: str, m: InstallSnapshotResponse, now: float
     ) -> None:
-        if m.term > self._term:
-            self._observe_term(m.term, now)
-            return
-        if self._role is not Role.LEADER or m.term < self._term:
-            self._ignore("stale_term", m, src)
-            return
-        p = self._progress.get(src)
+        p = self._answering_follower(src, m, now)
         if p is None:
-            self._ignore("unknown_sender", m, src)
             return
-        p.last_contact = now
         p.snapshot_sent_at = None
         if m.success:
             p.match_index = max(p.match_index, min(m.last_index, self.last_index))
