@@ -103,6 +103,10 @@ __all__ = [
 ]
 
 
+# The configuration of a server that has none yet (internal use; never handed out).
+_NO_CONFIGURATION = Configuration()
+
+
 class RaftError(Exception):
     """A Raft API call was refused."""
 
@@ -425,8 +429,9 @@ class RaftCore:
 
     def entry(self, index: int) -> LogEntry | None:
         """The log entry at ``index`` if still held (not compacted)."""
-        if self._offset < index <= self.last_index:
-            return self._log[index - self._offset - 1]
+        i = index - self._offset - 1
+        if 0 <= i < len(self._log):
+            return self._log[i]
         return None
 
     def entries_from(self, index: int) -> list[LogEntry]:
@@ -436,12 +441,16 @@ class RaftCore:
         """Term of the entry at ``index``; None when unknown (compacted or beyond the log)."""
         if index == 0:
             return 0
-        if index == self._offset:
+        offset = self._offset
+        if index == offset:
             return self._offset_term
-        if self._snapshot and index == self._snapshot.meta.index:
-            return self._snapshot.meta.term
-        e = self.entry(index)
-        return e.term if e else None
+        snap = self._snapshot
+        if snap is not None and index == snap.meta.index:
+            return snap.meta.term
+        i = index - offset - 1
+        if 0 <= i < len(self._log):
+            return self._log[i].term
+        return None
 
     def stats(self, now: float) -> dict[str, str]:
         if self._role is Role.LEADER:
@@ -483,8 +492,9 @@ class RaftCore:
     def ready(self) -> Ready:
         """Drain everything produced since the last call (see the module docstring for order)."""
         if self._role is Role.LEADER:
-            self._replicate_all(force=False, now=self._now)
-        self._hand_out_committed()
+            self._replicate_all(False, self._now)
+        if self._commit > self._applied:
+            self._hand_out_committed()
         out, self._ready = self._ready, Ready()
         return out
 
@@ -506,10 +516,11 @@ class RaftCore:
     def next_deadline(self) -> float:
         if self._role is not Role.LEADER:
             return self._timer
-        hb = self.cfg.heartbeat_interval
         t = self._lease_check_at
-        for p in self._progress.values():
-            t = min(t, p.last_sent + hb)
+        if self._progress:
+            # min(sent) + hb == min(sent + hb) exactly: float addition is monotonic.
+            earliest = min([p.last_sent for p in self._progress.values()])
+            t = min(t, earliest + self.cfg.heartbeat_interval)
         if self._transfer_target is not None:
             t = min(t, self._transfer_deadline)
         return t
@@ -680,7 +691,7 @@ class RaftCore:
 
     def _address_of(self, server_id: str) -> str:
         for _, conf in reversed(self._configs):
-            s = conf.get(server_id)
+            s = conf._by_id.get(server_id)
             if s is not None:
                 return s.address
         if server_id == self._leader_id and self._leader_address:
@@ -1009,14 +1020,19 @@ class RaftCore:
         return False
 
     def _replicate_all(self, force: bool, now: float | None = None) -> None:
+        last = self._offset + len(self._log)  # sending never changes the log
         for pid, p in self._progress.items():
-            if force or p.next_index <= self.last_index:
-                self._send_append(pid, now, heartbeat=force)
+            if force or p.next_index <= last:
+                self._send_append(pid, now, force)
 
     def _send_append(self, pid: str, now: float | None, heartbeat: bool) -> None:
         p = self._progress[pid]
         cap = self.cfg.max_append_entries
         max_inflight = self.cfg.max_inflight
+        inflight = p.inflight
+        # Sending never changes the log, so these stay valid through the loop.
+        log = self._log
+        offset = self._offset
         # Pipelining: keep up to max_inflight AppendEntries messages in flight per follower, then
         # wait for an answer (or the heartbeat). Entries proposed meanwhile pile up and leave
         # together in the next message (group commit, as hashicorp's pipeline does): the busier
@@ -1024,15 +1040,16 @@ class RaftCore:
         while True:
             prev = p.next_index - 1
             prev_term = self.term_at(prev)
-            if prev < self._offset or prev_term is None:
+            if prev < offset or prev_term is None:
                 self._send_snapshot(pid, p, now)
                 return
-            if not heartbeat and len(p.inflight) >= max_inflight:
+            if not heartbeat and len(inflight) >= max_inflight:
                 return
-            batch = tuple(self._log[prev - self._offset : prev - self._offset + cap])
+            start = prev - offset
+            batch = tuple(log[start : start + cap])
             if not batch and not heartbeat:
                 return
-            self._seq += 1
+            self._seq = seq = self._seq + 1
             self._send(
                 pid,
                 AppendEntries(
@@ -1043,19 +1060,19 @@ class RaftCore:
                     prev_term,
                     batch,
                     self._commit,
-                    self._seq,
+                    seq,
                 ),
             )
             if now is not None:
                 p.last_sent = now
-            p.inflight.append(self._seq)
-            if len(p.inflight) > max_inflight:
+            inflight.append(seq)
+            if len(inflight) > max_inflight:
                 # Only heartbeats exceed the cap; past it, count the oldest as lost (a silent
                 # follower must not grow this without bound).
-                p.inflight.popleft()
+                inflight.popleft()
             p.next_index = prev + len(batch) + 1
             heartbeat = False
-            if p.next_index > self.last_index:
+            if p.next_index > offset + len(log):
                 return
 
     def _send_snapshot(self, pid: str, p: _Progress, now: float | None) -> None:
@@ -1077,19 +1094,22 @@ class RaftCore:
     def _maybe_commit(self, now: float | None) -> None:
         if self._role is not Role.LEADER:
             return
-        conf = self.latest_configuration
-        matches = []
-        for s in conf.voters():
-            if s.id == self.id:
-                matches.append(self.last_index)
-            elif s.id in self._progress:
-                matches.append(self._progress[s.id].match_index)
-            else:
-                matches.append(0)
-        if not matches:
+        conf = self._configs[-1][1] if self._configs else _NO_CONFIGURATION
+        voter_ids = conf._voter_ids
+        if not voter_ids:
             return
+        me = self.id
+        last = self._offset + len(self._log)
+        progress = self._progress
+        matches = []
+        for sid in voter_ids:
+            if sid == me:
+                matches.append(last)
+            else:
+                p = progress.get(sid)
+                matches.append(0 if p is None else p.match_index)
         matches.sort(reverse=True)
-        candidate = matches[conf.quorum_size() - 1]
+        candidate = matches[conf._quorum - 1]
         # Only entries of the current term commit by counting (Raft §5.4.2).
         if candidate > self._commit and self.term_at(candidate) == self._term:
             self._advance_commit(candidate)

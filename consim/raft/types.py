@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class MalformedMessage(ValueError):
@@ -69,17 +69,33 @@ class Configuration:
 
     servers: tuple[Server, ...] = ()
 
+    if TYPE_CHECKING:  # set in __post_init__; declared here for type checkers only (not fields)
+        _by_id: dict[str, Server]
+        _voters: tuple[Server, ...]
+        _voter_ids: tuple[str, ...]
+        _quorum: int
+
+    def __post_init__(self) -> None:
+        # Derived lookups, computed once: the core asks for voters, quorum and members on every
+        # message. Plain attributes (not fields), so equality, hashing and repr are unchanged.
+        by_id: dict[str, Server] = {}
+        for s in self.servers:
+            by_id.setdefault(s.id, s)  # the first one wins, as a linear search would find
+        voters = tuple(s for s in self.servers if s.is_voter)
+        init = object.__setattr__  # frozen dataclass
+        init(self, "_by_id", by_id)
+        init(self, "_voters", voters)
+        init(self, "_voter_ids", tuple(s.id for s in voters))
+        init(self, "_quorum", len(voters) // 2 + 1)
+
     def voters(self) -> list[Server]:
-        return [s for s in self.servers if s.is_voter]
+        return list(self._voters)
 
     def quorum_size(self) -> int:
-        return len(self.voters()) // 2 + 1
+        return self._quorum
 
     def get(self, server_id: str) -> Server | None:
-        for s in self.servers:
-            if s.id == server_id:
-                return s
-        return None
+        return self._by_id.get(server_id)
 
     def by_address(self, address: str) -> Server | None:
         for s in self.servers:
