@@ -86,6 +86,7 @@ from consim.raft.types import (
     Snapshot,
     SnapshotMeta,
     Suffrage,
+    fast_frozen_init,
 )
 
 __all__ = [
@@ -126,6 +127,7 @@ class RaftEvent:
     message: str = ""
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class Outbound:
     to_id: str

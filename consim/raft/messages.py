@@ -8,9 +8,10 @@ shape strictly (exact key set, exact types, no negative numbers, contiguous entr
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
-from consim.raft.types import LogEntry, MalformedMessage, SnapshotMeta
+from consim.raft.types import EntryType, LogEntry, MalformedMessage, SnapshotMeta, fast_frozen_init
 
 __all__ = [
     "AppendEntries",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class RequestVote:
     term: int  # for a pre-vote: the term the candidate would use (its term + 1)
@@ -38,6 +40,7 @@ class RequestVote:
     leadership_transfer: bool = False
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class RequestVoteResponse:
     term: int
@@ -45,6 +48,7 @@ class RequestVoteResponse:
     pre_vote: bool = False
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class AppendEntries:
     term: int
@@ -58,6 +62,7 @@ class AppendEntries:
     seq: int = 0
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class AppendEntriesResponse:
     term: int
@@ -69,6 +74,7 @@ class AppendEntriesResponse:
     seq: int = 0
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class InstallSnapshot:
     term: int
@@ -78,6 +84,7 @@ class InstallSnapshot:
     data: bytes
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class InstallSnapshotResponse:
     term: int
@@ -85,12 +92,14 @@ class InstallSnapshotResponse:
     last_index: int  # snapshot index the follower now has
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class TimeoutNow:
     term: int
     leader_id: str
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class TimeoutNowResponse:
     term: int
@@ -130,16 +139,23 @@ _WIRE_KEYS: dict[type, frozenset[str]] = {
 }
 
 
+# One attrgetter per class fetches every field in a single call.
+_GETTERS: dict[type, attrgetter[Any]] = {
+    cls: attrgetter(*names) for cls, names in _FIELD_NAMES.items()
+}
+
+
 def message_to_wire(msg: Message) -> dict[str, Any]:
     """A msgpack-able dict: ``{"type": "<ClassName>", <field>: value, ...}``."""
-    out: dict[str, Any] = {"type": type(msg).__name__}
-    for name in _FIELD_NAMES[type(msg)]:
-        value = getattr(msg, name)
-        if name == "entries":
-            value = [e.to_wire() for e in value]
-        elif name == "meta":
-            value = value.to_wire()
-        out[name] = value
+    cls = type(msg)
+    out: dict[str, Any] = {"type": cls.__name__}
+    out.update(zip(_FIELD_NAMES[cls], _GETTERS[cls](msg), strict=True))
+    # Nested values in place (re-assigning a key keeps its position, so the key order is the
+    # field order either way).
+    if cls is AppendEntries:
+        out["entries"] = [e.to_wire() for e in msg.entries]  # type: ignore[union-attr]
+    elif cls is InstallSnapshot:
+        out["meta"] = msg.meta.to_wire()  # type: ignore[union-attr]
     return out
 
 
@@ -186,6 +202,9 @@ def _meta(obj: dict[str, Any]) -> SnapshotMeta:
 
 def message_from_wire(obj: Any) -> Message:
     """Decode and validate; :class:`MalformedMessage` for any shape other than the expected one."""
+    msg = _from_wire_fast(obj)
+    if msg is not None:
+        return msg
     try:
         return _from_wire(obj)
     except MalformedMessage:
@@ -251,3 +270,100 @@ def _from_wire(obj: Any) -> Message:
     if cls is TimeoutNow:
         return TimeoutNow(_int(obj, "term"), _str(obj, "leader_id"))
     return TimeoutNowResponse(_int(obj, "term"), _bool(obj, "success"))
+
+
+# ---------------------------------------------------------------------------------------- fast path
+#
+# Replication traffic (AppendEntries and its response) is nearly every message a server decodes.
+# The fast path below accepts only the exact built-in types msgpack produces and builds the same
+# message the strict path would; for anything else it returns None and the strict path above
+# decides (so every malformed input still raises the same MalformedMessage, with the same text).
+
+_ENTRY_TYPES: dict[int, EntryType] = {int(t): t for t in EntryType}
+_AE_KEYS = len(_WIRE_KEYS[AppendEntries])
+_AER_KEYS = len(_WIRE_KEYS[AppendEntriesResponse])
+
+
+def _from_wire_fast(obj: Any) -> Message | None:
+    if type(obj) is not dict:
+        return None
+    tag = obj.get("type")
+    if tag == "AppendEntriesResponse" and len(obj) == _AER_KEYS:
+        return _fast_append_entries_response(obj)
+    if tag == "AppendEntries" and len(obj) == _AE_KEYS:
+        return _fast_append_entries(obj)
+    return None
+
+
+def _fast_append_entries_response(obj: dict[str, Any]) -> AppendEntriesResponse | None:
+    # With the key count checked, five present fields mean the key set is exact (a missing key
+    # reads as None, which fails the type tests).
+    term = obj.get("term")
+    success = obj.get("success")
+    last = obj.get("last_log_index")
+    conflict = obj.get("conflict_index")
+    seq = obj.get("seq")
+    if (
+        type(term) is int
+        and term >= 0
+        and type(success) is bool
+        and type(last) is int
+        and last >= 0
+        and type(conflict) is int
+        and conflict >= 0
+        and type(seq) is int
+        and seq >= 0
+    ):
+        return AppendEntriesResponse(term, success, last, conflict, seq)
+    return None
+
+
+def _fast_append_entries(obj: dict[str, Any]) -> AppendEntries | None:
+    term = obj.get("term")
+    leader_id = obj.get("leader_id")
+    leader_address = obj.get("leader_address")
+    prev = obj.get("prev_log_index")
+    prev_term = obj.get("prev_log_term")
+    raw = obj.get("entries")
+    commit = obj.get("leader_commit")
+    seq = obj.get("seq")
+    if not (
+        type(term) is int
+        and term >= 0
+        and type(leader_id) is str
+        and type(leader_address) is str
+        and type(prev) is int
+        and prev >= 0
+        and type(prev_term) is int
+        and prev_term >= 0
+        and type(raw) is list
+        and type(commit) is int
+        and commit >= 0
+        and type(seq) is int
+        and seq >= 0
+    ):
+        return None
+    entries = []
+    index = prev
+    for e in raw:
+        index += 1
+        if type(e) is not list or len(e) != 4:
+            return None
+        e_index, e_term, e_type, data = e
+        # e_index == index > prev >= 0 also covers the strict path's "index >= 1".
+        if (
+            type(e_index) is not int
+            or e_index != index
+            or type(e_term) is not int
+            or e_term < 0
+            or type(e_type) is not int
+            or type(data) is not bytes
+        ):
+            return None
+        etype = _ENTRY_TYPES.get(e_type)
+        if etype is None:
+            return None
+        entries.append(LogEntry(e_index, e_term, etype, data))
+    return AppendEntries(
+        term, leader_id, leader_address, prev, prev_term, tuple(entries), commit, seq
+    )

@@ -8,8 +8,10 @@ unexpected, so garbage from the network is refused at the edge and counted, neve
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class MalformedMessage(ValueError):
@@ -26,6 +28,39 @@ def _need(obj: Any, key: str, typ: type | tuple[type, ...]) -> Any:
     if not isinstance(value, typ):
         raise MalformedMessage(f"field {key!r}: expected {typ}, got {type(value).__name__}")
     return value
+
+
+def fast_frozen_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen dataclass an ``__init__`` that fills ``__dict__`` in one call.
+
+    ``@dataclass(frozen=True)`` stores each field through ``object.__setattr__``, which is most of
+    the cost of the small messages and entries built on every RPC. The replacement has the same
+    parameters, defaults and field order; equality, hashing, repr and immutability are untouched.
+    Only for plain classes: no ``__post_init__``, default factories, init-less fields or slots.
+    """
+    params = getattr(cls, "__dataclass_params__", None)
+    assert params is not None and params.frozen, f"{cls.__name__}: not a frozen dataclass"
+    assert not hasattr(cls, "__post_init__") and "__slots__" not in cls.__dict__
+    names: list[str] = []
+    args: list[str] = []
+    namespace: dict[str, Any] = {"_set": object.__setattr__}
+    for f in fields(cls):
+        assert f.init and not f.kw_only and f.default_factory is MISSING, f.name
+        names.append(f.name)
+        if f.default is MISSING:
+            args.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            args.append(f"{f.name}=_default_{f.name}")
+    body = ", ".join(f"{n!r}: {n}" for n in names)
+    exec(
+        f"def __init__(self, {', '.join(args)}):\n    _set(self, '__dict__', {{{body}}})", namespace
+    )
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__annotations__ = dict(cls.__init__.__annotations__)  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 class Role(enum.Enum):
@@ -124,6 +159,7 @@ class EntryType(enum.IntEnum):
     CONFIGURATION = 3  # data is msgpack of Configuration.to_wire()
 
 
+@fast_frozen_init
 @dataclass(frozen=True)
 class LogEntry:
     index: int
