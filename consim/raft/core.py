@@ -106,6 +106,7 @@ __all__ = [
 
 # The configuration of a server that has none yet (internal use; never handed out).
 _NO_CONFIGURATION = Configuration()
+_CONFIGURATION = EntryType.CONFIGURATION
 
 
 class RaftError(Exception):
@@ -692,7 +693,13 @@ class RaftCore:
         self._event("ignored_message", fields, "DEBUG", "ignoring message")
 
     def _address_of(self, server_id: str) -> str:
-        for _, conf in reversed(self._configs):
+        configs = self._configs
+        if configs:
+            # Nearly always a member of the latest configuration: look there first.
+            s = configs[-1][1]._by_id.get(server_id)
+            if s is not None:
+                return s.address
+        for _, conf in reversed(configs):
             s = conf._by_id.get(server_id)
             if s is not None:
                 return s.address
@@ -1209,54 +1216,38 @@ class RaftCore:
         if m.leader_id != src:
             self._ignore("malformed", m, src, "leader_id differs from sender")
             return
-        for i, e in enumerate(m.entries):
-            if e.index != m.prev_log_index + 1 + i or e.term > m.term:
-                self._ignore("malformed", m, src, "bad entries")
-                return
+        entries = m.entries
+        if entries:
+            first_index = m.prev_log_index + 1
+            term = m.term
+            for i, e in enumerate(entries):
+                if e.index != first_index + i or e.term > term:
+                    self._ignore("malformed", m, src, "bad entries")
+                    return
         if not self._accept_leader(
             src, m, now, lambda: AppendEntriesResponse(self._term, False, self.last_index, 0, m.seq)
         ):
             return
 
         prev = m.prev_log_index
-        if prev > self.last_index:
-            self._send(
-                src,
-                AppendEntriesResponse(
-                    self._term, False, self.last_index, self.last_index + 1, m.seq
-                ),
-            )
+        offset = self._offset
+        last = offset + len(self._log)
+        if prev > last:
+            self._send(src, AppendEntriesResponse(self._term, False, last, last + 1, m.seq))
             return
-        if prev >= self._offset:
+        if prev >= offset:
             local = self.term_at(prev)
             if local is not None and local != m.prev_log_term:
                 # Fast back-off: skip the whole conflicting term.
                 first = prev
-                while first - 1 > self._offset and self.term_at(first - 1) == local:
+                while first - 1 > offset and self.term_at(first - 1) == local:
                     first -= 1
                 first = max(first, self._commit + 1)
-                self._send(
-                    src, AppendEntriesResponse(self._term, False, self.last_index, first, m.seq)
-                )
+                self._send(src, AppendEntriesResponse(self._term, False, last, first, m.seq))
                 return
-        new: list[LogEntry] = []
-        for e in m.entries:
-            if e.index <= self._offset:
-                continue  # covered by our snapshot: committed, hence identical
-            if e.index <= self.last_index:
-                if self.term_at(e.index) == e.term:
-                    continue
-                self._truncate_from(e.index)
-            new.append(e)
-        if new:
-            self._append(new)
-            for e in new:
-                if e.type is EntryType.CONFIGURATION:
-                    try:
-                        self._configs.append((e.index, decode_configuration(e.data)))
-                    except MalformedMessage:
-                        self.counters["malformed"] += 1
-        last_new = prev + len(m.entries)
+        if entries:
+            self._store_leader_entries(entries)
+        last_new = prev + len(entries)
         if prev < self._offset:
             # Our snapshot covers the gap; it holds only committed entries, which every leader has.
             last_new = max(last_new, self._offset)
@@ -1265,6 +1256,31 @@ class RaftCore:
             if target > self._commit:
                 self._commit = target
         self._send(src, AppendEntriesResponse(self._term, True, last_new, 0, m.seq))
+
+    def _store_leader_entries(self, entries: tuple[LogEntry, ...]) -> None:
+        """Append the leader's (contiguous) entries we lack, first truncating a conflicting
+        suffix; entries we hold already, or that our snapshot covers, are skipped."""
+        if entries[0].index > self._offset + len(self._log):
+            new = list(entries)  # the usual case: all of them continue our log
+        else:
+            new = []
+            for e in entries:
+                if e.index <= self._offset:
+                    continue  # covered by our snapshot: committed, hence identical
+                if e.index <= self.last_index:
+                    if self.term_at(e.index) == e.term:
+                        continue
+                    self._truncate_from(e.index)
+                new.append(e)
+            if not new:
+                return
+        self._append(new)
+        for e in new:
+            if e.type is _CONFIGURATION:
+                try:
+                    self._configs.append((e.index, decode_configuration(e.data)))
+                except MalformedMessage:
+                    self.counters["malformed"] += 1
 
     def _answering_follower(
         self, src: str, m: AppendEntriesResponse | InstallSnapshotResponse, now: float
@@ -1291,14 +1307,15 @@ class RaftCore:
         inflight = p.inflight
         while inflight and inflight[0] <= m.seq:
             inflight.popleft()
-        for req in sorted(self._verify_rounds):
-            seq_start, acks = self._verify_rounds[req]
-            if m.seq >= seq_start and src not in acks:
-                acks.append(src)
-                self._check_verify(req)
+        if self._verify_rounds:
+            for req in sorted(self._verify_rounds):
+                seq_start, acks = self._verify_rounds[req]
+                if m.seq >= seq_start and src not in acks:
+                    acks.append(src)
+                    self._check_verify(req)
         if m.success:
             if m.last_log_index > p.match_index:
-                p.match_index = min(m.last_log_index, self.last_index)
+                p.match_index = min(m.last_log_index, self._offset + len(self._log))
                 self._maybe_commit(now)
             p.next_index = max(p.next_index, p.match_index + 1)
         else:
@@ -1309,9 +1326,10 @@ class RaftCore:
                 p.next_index = new_next
                 self._send_append(src, now, heartbeat=True)
         if self._role is Role.LEADER:
-            self._maybe_send_timeout_now(now)
-            if p.next_index <= self.last_index:
-                self._send_append(src, now, heartbeat=False)
+            if self._transfer_target is not None:
+                self._maybe_send_timeout_now(now)
+            if p.next_index <= self._offset + len(self._log):
+                self._send_append(src, now, False)
 
     def _on_request_vote(self, src: str, m: RequestVote, now: float) -> None:
         def reply(granted: bool) -> None:

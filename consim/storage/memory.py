@@ -22,9 +22,11 @@ def check_contiguous(entries: list[LogEntry], last_index: int | None) -> None:
         raise ValueError(
             f"append at index {entries[0].index} does not continue the log (last {last_index})"
         )
-    for prev, cur in zip(entries, entries[1:], strict=False):
-        if cur.index != prev.index + 1:
-            raise ValueError(f"appended entries not contiguous at index {cur.index}")
+    # Entry k must be first + k; the first one that is not is where the run breaks.
+    first = entries[0].index
+    for k, e in enumerate(entries):
+        if e.index != first + k:
+            raise ValueError(f"appended entries not contiguous at index {e.index}")
 
 
 def log_after_snapshot(entries: list[LogEntry], snapshot: Snapshot | None) -> tuple[LogEntry, ...]:
