@@ -1,6 +1,7 @@
 """Run a cluster in virtual time or live: the only place where the two clocks differ.
 
-Virtual time: ``trio.testing.MockClock(autojump_threshold=0)``, an in-memory ``SimNetwork``, and
+Virtual time: ``consim.net.sim.VirtualClock`` (trio's ``MockClock(autojump_threshold=0)`` with the
+simulator's deliveries folded into its jumps), an in-memory ``SimNetwork``, and
 trio's scheduler made deterministic the way pytest-trio does it for Hypothesis (sorted run batches
 shuffled by one seeded ``random.Random``). Same scenario + same seed = same event trace.
 """
@@ -12,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
-import trio.testing
 
 from consim.cluster import Cluster
 from consim.events import EventLog
@@ -41,7 +41,7 @@ def run_virtual(
     latency: tuple[float, float] = (0.0005, 0.002),
 ) -> tuple[T, EventLog]:
     """Build the cluster in virtual time, run ``body(cluster)``, tear everything down."""
-    from consim.net.sim import SimNetwork
+    from consim.net.sim import SimNetwork, VirtualClock
 
     make_trio_deterministic(spec.seed)
     result: list[T] = []
@@ -60,5 +60,5 @@ def run_virtual(
             result.append(await body(cluster))
             nursery.cancel_scope.cancel()
 
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0), strict_exception_groups=True)
+    trio.run(main, clock=VirtualClock(), strict_exception_groups=True)
     return result[0], holder[0]

@@ -1,7 +1,6 @@
 """In-memory network for virtual time: no sockets, seeded latency, deterministic delivery.
 
-Run it under ``trio.testing.MockClock(autojump_threshold=0)`` (real time works too, just slower).
-One background task (started by :meth:`Network.run` / ``async with``) owns a heap of deliveries
+Run it under :class:`VirtualClock` (real time works too, just slower). One background task (started by :meth:`Network.run` / ``async with``) owns a heap of deliveries
 ordered by (time, sequence number) and performs them in that order; nothing relies on trio's
 ordering of timers with equal deadlines, which is not deterministic.
 
@@ -18,15 +17,15 @@ gets a reset back over the reverse link, so the caller raises ``Unreachable`` on
 (if faults drop the reset, the caller times out instead). Notifies and datagrams to a dead address
 vanish.
 
-Speed (virtual time): the delivery loop calls a listener's synchronous ``notify_handler`` and
+Speed (virtual time): the network calls a listener's synchronous ``notify_handler`` and
 synchronous datagram handlers directly, with no task, channel or cancel scope per message (see
-:class:`~consim.net.network.Network`). Under ``MockClock(autojump_threshold=0)`` the loop also
-drives the clock: it waits until every other task is blocked (``wait_all_tasks_blocked``), then
-jumps to the earliest of its next delivery and trio's next deadline, exactly as the autojump
-would; while the deliveries it makes wake no task, it keeps going, so a chain of Raft messages and
-gossip datagrams runs through many virtual instants in one pass of trio's scheduler. Trio's own
-autojump never fires while the loop runs (a task in ``wait_all_tasks_blocked`` suppresses it), so
-do not use ``wait_all_tasks_blocked`` elsewhere in such a run.
+:class:`~consim.net.network.Network`). Run it under :class:`VirtualClock` (what
+``consim.runtime.run_virtual`` does): trio asks its clock how long to sleep only when no task is
+runnable, and at that moment the clock performs every delivery due, jumps to the next one (or to
+trio's next deadline, whichever comes first) and goes on until a delivery wakes a task. A chain of
+Raft messages and gossip datagrams thus runs through many virtual instants without a single pass of
+trio's scheduler, and nothing else in the run is constrained (``wait_all_tasks_blocked`` works).
+Under any other clock a background task delivers each message at its time.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-import trio.testing
 
 from consim.net.faults import FaultModel, host_of
 from consim.net.framing import pack, unpack
@@ -102,31 +100,96 @@ class _Pending:
         self.body: Any = None
 
 
-def _scheduler_probes(
-    clock: trio.testing.MockClock,
-) -> tuple[Callable[[], int], Callable[[], float]]:
-    """(runnable task count, seconds to trio's next deadline): what ``current_statistics()``
-    reports, read straight from the run loop when this trio exposes it (``current_statistics``
-    also polls the I/O manager, and the delivery loop asks after every virtual instant)."""
+def _scheduler_probes() -> tuple[Callable[[], int], Callable[[], float]]:
+    """(runnable task count, trio's next deadline): what ``current_statistics()`` reports, read
+    straight from the run loop when this trio exposes it (``current_statistics`` also polls the I/O
+    manager, and the clock asks after every virtual instant). Call inside ``trio.run``."""
     try:
         from trio._core._run import GLOBAL_RUN_CONTEXT
 
         runner = GLOBAL_RUN_CONTEXT.runner
-        runq, deadlines = runner.runq, runner.deadlines
-        next_deadline = deadlines.next_deadline
-        current_time = clock.current_time
-
-        def to_next_deadline() -> float:
-            return next_deadline() - current_time()
-
+        runq = runner.runq
         runq.__len__  # noqa: B018 - fail here, not later, if the layout differs
-        return runq.__len__, to_next_deadline
+        return runq.__len__, runner.deadlines.next_deadline
     except (ImportError, AttributeError):
         stats = trio.lowlevel.current_statistics
         return (
             lambda: stats().tasks_runnable,
-            lambda: stats().seconds_to_next_deadline,
+            lambda: trio.current_time() + stats().seconds_to_next_deadline,
         )
+
+
+class VirtualClock(trio.abc.Clock):
+    """Virtual time that jumps whenever every task is blocked, performing a :class:`SimNetwork`'s
+    deliveries on the way: ``trio.testing.MockClock(autojump_threshold=0)`` with the simulator's
+    event heap folded into the jump.
+
+    trio calls :meth:`deadline_to_sleep_time` only when no task is runnable (and the clock checks
+    that too). The clock then delivers, in (time, sequence) order, everything due no later than
+    trio's next deadline, moving virtual time forward as it goes, and returns 0 as soon as a
+    delivery made a task runnable or trio's next deadline has come; trio then runs those tasks or
+    expires its deadlines. Ties go to the network first, as before. Deliveries therefore happen at
+    exactly the points where the whole run is quiescent, which is what makes them deterministic.
+
+    A delivery that raises is handed to the network's own task, which re-raises it there (an
+    exception must not escape into trio's run loop).
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._networks: list[SimNetwork] = []
+        self._probes: tuple[Callable[[], int], Callable[[], float]] | None = None
+
+    def start_clock(self) -> None:
+        self._probes = None
+
+    def current_time(self) -> float:
+        return self._now
+
+    def jump(self, seconds: float) -> None:
+        """Move virtual time forward by ``seconds`` (as ``MockClock.jump`` does)."""
+        if seconds < 0:
+            raise ValueError("time can't go backwards")
+        self._now += seconds
+
+    def attach(self, network: SimNetwork) -> None:
+        self._networks.append(network)
+
+    def detach(self, network: SimNetwork) -> None:
+        if network in self._networks:
+            self._networks.remove(network)
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        probes = self._probes
+        if probes is None:
+            probes = self._probes = _scheduler_probes()
+        runnable, next_deadline = probes
+        networks = self._networks
+        while True:
+            if runnable():
+                return 0.0
+            now = self._now
+            trio_at = next_deadline()  # re-read: a delivery may have moved it
+            if trio_at <= now:
+                return 0.0
+            network: SimNetwork | None = None
+            at = math.inf
+            for candidate in networks:
+                heap = candidate._heap
+                if heap and heap[0][0] < at:
+                    at, network = heap[0][0], candidate
+            if network is None or at > trio_at:
+                if trio_at == math.inf:
+                    return 86400.0  # nothing will ever happen: only I/O can wake the run
+                self._now = trio_at
+                return 0.0
+            if at > now:
+                self._now = at
+            try:
+                network._deliver_due(self._now)
+            except BaseException as exc:  # re-raised in the network's task, not in trio's loop
+                network._fail(exc)
+                return 0.0
 
 
 class SimNetwork(Network):
@@ -151,6 +214,8 @@ class SimNetwork(Network):
         self._heap: list[tuple[float, int, int, str, str, bytes]] = []
         self._seq = itertools.count()
         self._wake = trio.Event()
+        self._failed = trio.Event()
+        self._failure: BaseException | None = None
         self._rpc: dict[str, _RpcListener] = {}
         self._dgram: dict[str, _DatagramListener] = {}
         self._pending: dict[tuple[str, str, int], _Pending] = {}
@@ -164,8 +229,14 @@ class SimNetwork(Network):
 
     async def _deliver_loop(self) -> None:
         clock = trio.lowlevel.current_clock()
-        if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold == 0:
-            await self._drive_virtual_time(clock)
+        if isinstance(clock, VirtualClock):
+            clock.attach(self)
+            try:
+                await self._failed.wait()
+                assert self._failure is not None
+                raise self._failure
+            finally:
+                clock.detach(self)
         while True:
             now = trio.current_time()
             self._deliver_due(now)
@@ -174,33 +245,11 @@ class SimNetwork(Network):
             with trio.move_on_at(deadline):
                 await self._wake.wait()
 
-    async def _drive_virtual_time(self, clock: trio.testing.MockClock) -> None:
-        """Be the autojump: when all tasks are blocked, jump to the next thing that happens."""
-        heap = self._heap
-        runnable, to_next_deadline = _scheduler_probes(clock)
-        while True:
-            await trio.testing.wait_all_tasks_blocked()
-            while True:
-                if clock.autojump_threshold != 0:
-                    return  # someone took the clock back: plain timed deliveries from now on
-                now = clock.current_time()
-                to_trio = to_next_deadline()
-                at = heap[0][0] if heap else math.inf
-                if at == math.inf and to_trio == math.inf:
-                    # Nothing scheduled anywhere: only a send can make something happen.
-                    self._wake = trio.Event()
-                    await self._wake.wait()
-                    break
-                if at - now > to_trio:
-                    # A trio deadline comes first: jump to it (as MockClock._autojump does) and
-                    # let the scheduler run whoever it wakes.
-                    clock.jump(to_trio)
-                    break
-                if at > now:
-                    clock.jump(at - now)
-                self._deliver_due(max(at, now))
-                if runnable():
-                    break  # a delivery woke a task: let it run first
+    def _fail(self, exc: BaseException) -> None:
+        """A delivery made by the clock raised: surface it in this network's task."""
+        if self._failure is None:
+            self._failure = exc
+        self._failed.set()
 
     def _deliver_due(self, now: float) -> None:
         """Perform every delivery due at or before ``now``, in (time, sequence) order."""
@@ -449,4 +498,4 @@ class SimNetwork(Network):
             listener.inbox.send_nowait(result)  # awaited in order by the listener task
 
 
-__all__ = ["SimNetwork", "RpcError", "RpcTimeout", "Unreachable"]
+__all__ = ["SimNetwork", "VirtualClock", "RpcError", "RpcTimeout", "Unreachable"]

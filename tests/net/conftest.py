@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 from consim.net.network import Network, RpcHandler
-from consim.net.sim import SimNetwork
+from consim.net.sim import SimNetwork, VirtualClock
 from consim.net.sockets import SocketNetwork
 
 
@@ -51,7 +50,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def clock(kind: str) -> trio.abc.Clock | None:
-    return trio.testing.MockClock(autojump_threshold=0) if kind == "sim" else None
+    return VirtualClock() if kind == "sim" else None
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 from consim.net.framing import MAX_FRAME
 from consim.net.network import INTERNAL_ERROR, Network, RpcError, RpcTimeout, Unreachable
@@ -80,16 +79,6 @@ class Env:
             return sum(1 for (s, d, _) in self.net._pending if (s, d) == (src, dst))
         conn = self.net.pool.live(src, dst)
         return 0 if conn is None else len(conn._pending)
-
-
-@pytest.fixture(params=["sim", "sockets"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def clock(kind: str) -> trio.abc.Clock | None:
-    return trio.testing.MockClock(autojump_threshold=0) if kind == "sim" else None
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import trio
 import trio.testing
 
 from consim.net.network import RpcTimeout
-from consim.net.sim import SimNetwork
+from consim.net.sim import SimNetwork, VirtualClock
 
 HOSTS = [f"127.0.0.{k}" for k in (1, 2, 3)]
 
 
 def run_virtual(fn: Any) -> Any:
-    return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+    return trio.run(fn, clock=VirtualClock())
 
 
 def trace_of(seed: int) -> list[tuple[Any, ...]]:
@@ -183,3 +183,49 @@ def test_trace_independent_of_hash_seed() -> None:
         outs.add(res.stdout)
     assert len(outs) == 1
     assert outs.pop().strip() == repr(trace_of(11))
+
+
+def test_virtual_clock_jumps_to_deliveries_and_deadlines() -> None:
+    """Deliveries happen at their virtual time with no task polling for them; trio's own
+    deadlines still fire on time; wait_all_tasks_blocked works inside such a run."""
+    seen: list[tuple[float, str]] = []
+
+    async def main() -> None:
+        net = SimNetwork(random.Random(3), latency=(0.25, 0.25))
+        async with net, trio.open_nursery() as nursery:
+            await nursery.start(
+                net.serve_datagrams,
+                "127.0.0.2:8301",
+                lambda src, p: seen.append((trio.current_time(), p.decode())),
+            )
+            t0 = trio.current_time()
+            net.send_datagram("127.0.0.1:8301", "127.0.0.2:8301", b"a")
+            await trio.sleep(10)
+            seen.append((trio.current_time() - t0, "slept"))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+    (at, what), (slept, marker) = seen
+    assert what == "a" and at == pytest.approx(0.25)  # the base latency; no jitter range
+    assert marker == "slept" and slept == 10
+
+
+def test_a_failing_delivery_surfaces_in_the_run() -> None:
+    """An exception inside a delivery the clock makes is raised from the network's task (trio's
+    run loop must never see it: that would be a TrioInternalError)."""
+
+    async def main() -> None:
+        net = SimNetwork(random.Random(3))
+
+        def broken(dst: str, data: bytes) -> None:
+            raise ValueError("delivery bug")
+
+        net._datagram_arrived = broken  # type: ignore[method-assign]
+        async with net:
+            net.send_datagram("127.0.0.1:8301", "127.0.0.2:8301", b"a")
+            await trio.sleep(1)
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        run_virtual(main)
+    assert info.group_contains(ValueError, match="delivery bug")
