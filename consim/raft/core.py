@@ -519,13 +519,15 @@ class RaftCore:
     def next_deadline(self) -> float:
         if self._role is not Role.LEADER:
             return self._timer
+        # "if x < t: t = x" is exactly min(t, x), without the builtin call per follower.
+        hb = self.cfg.heartbeat_interval
         t = self._lease_check_at
-        if self._progress:
-            # min(sent) + hb == min(sent + hb) exactly: float addition is monotonic.
-            earliest = min([p.last_sent for p in self._progress.values()])
-            t = min(t, earliest + self.cfg.heartbeat_interval)
-        if self._transfer_target is not None:
-            t = min(t, self._transfer_deadline)
+        for p in self._progress.values():
+            due = p.last_sent + hb
+            if due < t:
+                t = due
+        if self._transfer_target is not None and self._transfer_deadline < t:
+            t = self._transfer_deadline
         return t
 
     def tick(self, now: float) -> None:
@@ -711,7 +713,10 @@ class RaftCore:
         self._ready.messages.append(Outbound(to_id, self._address_of(to_id), message))
 
     def _committed_config(self) -> tuple[int, Configuration]:
-        for idx, conf in reversed(self._configs):
+        configs = self._configs
+        if configs and configs[-1][0] <= self._commit:
+            return configs[-1]  # the usual case: the latest configuration is committed
+        for idx, conf in reversed(configs):
             if idx <= self._commit:
                 return idx, conf
         return 0, Configuration()
