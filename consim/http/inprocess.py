@@ -1,4 +1,4 @@
-"""Calling a server's ASGI app in process: no sockets, so it runs under trio's MockClock.
+"""Calling a server's ASGI app in process: no sockets, so it runs in virtual time.
 
 Virtual-time runs must never touch the kernel (the autojump clock would jump while the kernel
 holds our bytes). :func:`request` builds the ASGI scope itself and drives one request/response

@@ -39,7 +39,10 @@ send-side ones under the caller's ``src``. Names: ``calls_out``, ``calls_ok``, `
 from __future__ import annotations
 
 import abc
+import heapq
 import inspect
+import itertools
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -76,13 +79,54 @@ class Unreachable(Exception):
     """Nothing serves the destination address (connection refused or reset)."""
 
 
+class Timer:
+    """A re-armable one-shot callback, kept by a network (see :meth:`Network.timer`).
+
+    ``arm(when)`` only ever moves the firing time earlier: owners whose deadline keeps moving later
+    (a follower's election timeout, re-armed by every heartbeat) let the timer fire at the old time
+    and re-arm from there, which is cheaper than rescheduling on every message. ``disarm()``
+    cancels it. The callback runs synchronously and must not block: in the simulator it runs at a
+    quiescent point of the run (from :class:`~consim.net.sim.VirtualClock`, no task at all), live
+    from the network's timer task.
+    """
+
+    __slots__ = ("callback", "when", "_network", "_token")
+
+    def __init__(self, network: Network, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.when = math.inf
+        self._network = network
+        self._token = 0
+
+    def arm(self, when: float) -> None:
+        if when < self.when:
+            self.when = when
+            self._token += 1
+            self._network._schedule_timer(self, when, self._token)
+
+    def disarm(self) -> None:
+        self.when = math.inf
+        self._token += 1  # entries already scheduled go stale
+
+    def _fire(self, token: int) -> None:
+        if token == self._token:
+            self.when = math.inf
+            self.callback()
+
+
 class Network(abc.ABC):
+    # False where the implementation keeps timers itself (the simulator's event heap).
+    _timer_task = True
+
     def __init__(self, faults: FaultModel | None = None, rng: random.Random | None = None) -> None:
         self.faults = faults if faults is not None else FaultModel(rng)
         # defaultdict keeps insertion order, so iterating stats is deterministic too.
         self.stats: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._nursery: trio.Nursery | None = None
         self._listener_scopes: dict[str, trio.CancelScope] = {}
+        self._timers: list[tuple[float, int, Timer, int]] = []
+        self._timer_seq = itertools.count()
+        self._timer_wake = trio.Event()
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -91,6 +135,8 @@ class Network(abc.ABC):
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self._timer_task:
+                    nursery.start_soon(self._run_timers)
                 await self._start_background(nursery)
                 task_status.started(self)
                 await trio.sleep_forever()
@@ -107,6 +153,31 @@ class Network(abc.ABC):
     async def __aexit__(self, *exc: Any) -> bool | None:
         self._outer.cancel_scope.cancel()
         return await self._outer_cm.__aexit__(*exc)
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def timer(self, callback: Callable[[], None]) -> Timer:
+        """A timer whose ``callback`` runs at the time given to :meth:`Timer.arm` (``trio``'s
+        clock). Servers keep their Raft and gossip timers here, so that in virtual time a timer
+        costs a heap entry instead of a task wake-up and a cancel scope."""
+        return Timer(self, callback)
+
+    def _schedule_timer(self, timer: Timer, when: float, token: int) -> None:
+        heap = self._timers
+        heapq.heappush(heap, (when, next(self._timer_seq), timer, token))
+        if heap[0][2] is timer:
+            self._timer_wake.set()
+
+    async def _run_timers(self) -> None:
+        heap = self._timers
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, timer, token = heapq.heappop(heap)
+                timer._fire(token)
+            self._timer_wake = trio.Event()
+            with trio.move_on_at(heap[0][0] if heap else math.inf):
+                await self._timer_wake.wait()
 
     async def _start_background(self, nursery: trio.Nursery) -> None:  # noqa: B027 - optional hook
         """Hook: start the implementation's background tasks."""

@@ -52,6 +52,7 @@ from consim.net.network import (
     RpcError,
     RpcHandler,
     RpcTimeout,
+    Timer,
     Unreachable,
     deliver_datagram,
 )
@@ -71,6 +72,7 @@ _KIND_RESET = -1  # simulator-only: "connection reset", never on a real wire
 _TO_LISTENER = 0  # a request or notify frame for an RPC listener
 _TO_CALLER = 1  # a reply / error / reset frame for a waiting caller
 _TO_DATAGRAMS = 2  # a datagram envelope
+_TIMER = 3  # a Timer firing: (at, seq, _TIMER, timer, token, None)
 
 
 @dataclass
@@ -193,6 +195,8 @@ class VirtualClock(trio.abc.Clock):
 
 
 class SimNetwork(Network):
+    _timer_task = False  # timers share the delivery heap
+
     def __init__(
         self,
         rng: random.Random,
@@ -211,7 +215,8 @@ class SimNetwork(Network):
         self.latency = (float(lo), float(hi))
         self._base_latency: dict[tuple[str, str], float] = {}
         self._link_floor: dict[tuple[str, str], float] = {}
-        self._heap: list[tuple[float, int, int, str, str, bytes]] = []
+        # (time, seq, kind, src, dst, data); a timer entry is (time, seq, _TIMER, timer, token, None)
+        self._heap: list[tuple[float, int, int, Any, Any, Any]] = []
         self._seq = itertools.count()
         self._wake = trio.Event()
         self._failed = trio.Event()
@@ -257,6 +262,9 @@ class SimNetwork(Network):
         faults = self.faults
         while heap and heap[0][0] <= now:
             _, _, kind, src, dst, data = heapq.heappop(heap)
+            if kind == _TIMER:
+                src._fire(dst)  # type: ignore[attr-defined]
+                continue
             if not faults.clear() and not faults.allowed(src, dst):
                 self.stats[dst]["dropped_by_fault"] += 1
                 continue
@@ -273,6 +281,9 @@ class SimNetwork(Network):
         heapq.heappush(self._heap, item)
         if self._heap[0] is item:
             self._wake.set()
+
+    def _schedule_timer(self, timer: Timer, when: float, token: int) -> None:
+        self._schedule(when, _TIMER, timer, token, None)  # type: ignore[arg-type]
 
     def _latency(self, src: str, dst: str) -> float:
         lo, hi = self.latency

@@ -7,7 +7,7 @@ query results handed to whoever awaits them.
 
 from __future__ import annotations
 
-import math
+import functools
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +17,7 @@ import trio
 
 from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags
 from consim.gossip.types import GossipEvent, KeyringResponse, Member
-from consim.net.network import RpcError
+from consim.net.network import RpcError, Timer
 
 if TYPE_CHECKING:
     from consim.server.node import ServerNode
@@ -50,8 +50,7 @@ class GossipPool:
         self.core: GossipCore | None = None
         # Without a data dir the keyring lives here, so a crash keeps what was "on disk".
         self._keyring_memory: str | None = None
-        self._kick = trio.Event()
-        self._timer_deadline = -math.inf
+        self._timer: Timer | None = None
         # Datagrams handed to the network as awaitables (while paused) and not yet handled.
         self._held = [0]
         self._queries: dict[int, tuple[trio.Event, list[Any]]] = {}
@@ -104,7 +103,6 @@ class GossipPool:
         queries: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._queries = queries
         self._held = [0]
-        self._timer_deadline = -math.inf
         self.core = GossipCore(
             self.name,
             self.address,
@@ -114,34 +112,33 @@ class GossipPool:
             now=now,
             keyring=self._load_keyring(),
         )
+        # The gossip timer lives on the network (a heap entry in virtual time, not a task).
+        timer = self._timer = self.node.net.timer(functools.partial(self._on_timer, self.core))
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.node.net.serve_datagrams, self.address, self._on_datagram)
                 for address in join:
                     if address != self.address:
                         self.core.join(address, now)
-                self._flush()
-                nursery.start_soon(self._timer)
+                self._flush()  # arms the timer
                 task_status.started()
         finally:
+            timer.disarm()
             for done, box in queries.values():
                 box.append(None)
                 done.set()
             queries.clear()
 
-    async def _timer(self) -> None:
-        while True:
-            assert self.core is not None
-            self._timer_deadline = self.core.next_deadline()
-            with trio.move_on_at(self._timer_deadline):
-                await self._kick.wait()
-            if self.node.paused:
-                await self.node._resumed.wait()
-            self.core.tick(trio.current_time())
-            self._flush()
-            # Fresh event after our own flush: only flushes elsewhere that move the deadline
-            # earlier wake us before it.
-            self._kick = trio.Event()
+    def _on_timer(self, core: GossipCore) -> None:
+        if self.core is not core or self.node.paused:
+            return  # another incarnation's timer, or paused: resume() re-arms it
+        core.tick(trio.current_time())
+        self._flush()
+
+    def resume(self) -> None:
+        """The server was resumed: run the tick held while it was paused."""
+        if self.core is not None and self._timer is not None:
+            self._timer.arm(trio.current_time())
 
     def _on_datagram(self, src: str, payload: bytes) -> Awaitable[None] | None:
         """Called synchronously by the network; while paused datagrams wait, in order."""
@@ -191,10 +188,9 @@ class GossipPool:
             if waiter is not None:
                 waiter[1].append(result)
                 waiter[0].set()
-        # Wake the timer only if the core now wants a tick before the timer's deadline (the
-        # common datagram leaves it unchanged; waking a task per datagram is the costly part).
-        if core.next_deadline() < self._timer_deadline:
-            self._kick.set()
+        # Only ever moves the timer earlier (the common datagram leaves the deadline unchanged).
+        if self._timer is not None:
+            self._timer.arm(core.next_deadline())
 
     # ---- operations --------------------------------------------------------------------------
     def members(self) -> list[Member]:

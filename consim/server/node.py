@@ -151,8 +151,6 @@ class ServerNode:
     def _reset_volatile(self) -> None:
         self.core = None
         self.fsm = StateMachine()
-        self._kick = trio.Event()
-        self._timer_deadline = -math.inf
         # Notifies handed to the network as awaitables (while paused) and not yet handled; later
         # ones queue behind them so Raft messages keep their order. One counter per incarnation.
         self._held_notifies = [0]
@@ -172,6 +170,10 @@ class ServerNode:
         self._reset_volatile()
         self.incarnation += 1
         incarnation = self.incarnation
+        # The Raft timer lives on the network (a heap entry in virtual time, not a task).
+        timer = self._raft_timer = self.net.timer(
+            functools.partial(self._on_raft_timer, incarnation)
+        )
         storage = self._storage_factory()
         self.storage = storage
         try:
@@ -215,8 +217,7 @@ class ServerNode:
                     self.address,
                     self._handle_rpc,
                 )
-                self._handle_ready()
-                nursery.start_soon(self._raft_timer)
+                self._handle_ready()  # arms the timer
                 if self.lan_pool is not None and self.wan_pool is not None:
                     directory = self._directory()
                     lan_join = [
@@ -229,6 +230,7 @@ class ServerNode:
                 task_status.started()
         finally:
             # Only this incarnation's own state: a restart may already have begun the next one.
+            timer.disarm()
             storage.close()
             if self.incarnation == incarnation:
                 self.running = False
@@ -312,20 +314,21 @@ class ServerNode:
         if self.paused:
             self.paused = False
             self._resumed.set()
+            if self.running and self.core is not None:
+                self._raft_timer.arm(trio.current_time())  # the tick held while paused
+            for pool in (self.lan_pool, self.wan_pool):
+                if pool is not None:
+                    pool.resume()
 
     # ---- the Raft driver ---------------------------------------------------------------------
-    async def _raft_timer(self) -> None:
-        while True:
-            assert self.core is not None
-            self._timer_deadline = self.core.next_deadline()
-            with trio.move_on_at(self._timer_deadline):
-                await self._kick.wait()
-            if self.paused:
-                await self._resumed.wait()
-            self.core.tick(trio.current_time())
-            self._handle_ready()
-            # Fresh event after our own _handle_ready: only kicks from other tasks wake us early.
-            self._kick = trio.Event()
+    def _on_raft_timer(self, incarnation: int) -> None:
+        core = self.core
+        if core is None or not self.running or incarnation != self.incarnation:
+            return
+        if self.paused:
+            return  # resume() re-arms it
+        core.tick(trio.current_time())
+        self._handle_ready()
 
     def _handle_ready(self) -> None:
         """Persist, apply, then send: the order that keeps votes and answers durable."""
@@ -371,10 +374,9 @@ class ServerNode:
                 continue
             if not _ready_has_work(core):
                 break
-        # Wake the timer only when the core now wants it earlier than it sleeps (hot path: most
-        # messages leave the deadline unchanged).
-        if core.next_deadline() < self._timer_deadline:
-            self._kick.set()
+        # Only ever moves the timer earlier (hot path: most messages leave the deadline alone or
+        # move it later, which the timer checks when it fires).
+        self._raft_timer.arm(core.next_deadline())
 
     def _apply(self, entry: Any) -> None:
         result: Any = None
@@ -457,11 +459,11 @@ class ServerNode:
         done = trio.Event()
         box: list[Any] = []
         self._apply_waiters[index] = (core.term, done, box)
-        # Group commit: no AppendEntries per proposal. The raft timer task flushes once, after
-        # every task made runnable in this scheduler pass had its turn, so proposals made
-        # together leave together: one AppendEntries per follower (hashicorp's leader loop
-        # drains its applyCh the same way).
-        self._kick.set()
+        # Group commit: no AppendEntries per proposal. The raft timer fires "now", which is after
+        # every task made runnable in this scheduler pass had its turn (in virtual time: once the
+        # whole run is quiescent), so proposals made together leave together: one AppendEntries
+        # per follower (hashicorp's leader loop drains its applyCh the same way).
+        self._raft_timer.arm(trio.current_time())
         await done.wait()
         status, value = box[0]
         if status == "error":
