@@ -148,6 +148,16 @@ _GETTERS: dict[type, attrgetter[Any]] = {
 def message_to_wire(msg: Message) -> dict[str, Any]:
     """A msgpack-able dict: ``{"type": "<ClassName>", <field>: value, ...}``."""
     cls = type(msg)
+    # Replication traffic first: literal dicts, same keys in the same order as the general way.
+    if cls is AppendEntriesResponse:
+        return _append_entries_response_to_wire(msg)  # type: ignore[arg-type]
+    if cls is AppendEntries:
+        return _append_entries_to_wire(msg)  # type: ignore[arg-type]
+    return _message_to_wire_general(msg)
+
+
+def _message_to_wire_general(msg: Message) -> dict[str, Any]:
+    cls = type(msg)
     out: dict[str, Any] = {"type": cls.__name__}
     out.update(zip(_FIELD_NAMES[cls], _GETTERS[cls](msg), strict=True))
     # Nested values in place (re-assigning a key keeps its position, so the key order is the
@@ -157,6 +167,31 @@ def message_to_wire(msg: Message) -> dict[str, Any]:
     elif cls is InstallSnapshot:
         out["meta"] = msg.meta.to_wire()  # type: ignore[union-attr]
     return out
+
+
+def _append_entries_to_wire(m: AppendEntries) -> dict[str, Any]:
+    return {
+        "type": "AppendEntries",
+        "term": m.term,
+        "leader_id": m.leader_id,
+        "leader_address": m.leader_address,
+        "prev_log_index": m.prev_log_index,
+        "prev_log_term": m.prev_log_term,
+        "entries": [e.to_wire() for e in m.entries],
+        "leader_commit": m.leader_commit,
+        "seq": m.seq,
+    }
+
+
+def _append_entries_response_to_wire(m: AppendEntriesResponse) -> dict[str, Any]:
+    return {
+        "type": "AppendEntriesResponse",
+        "term": m.term,
+        "success": m.success,
+        "last_log_index": m.last_log_index,
+        "conflict_index": m.conflict_index,
+        "seq": m.seq,
+    }
 
 
 def _int(obj: dict[str, Any], key: str) -> int:

@@ -135,3 +135,19 @@ def test_fast_path_takes_valid_replication_messages() -> None:
         assert [type(e.type) for e in getattr(msg, "entries", ())] == [
             EntryType for _ in getattr(msg, "entries", ())
         ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_fast_encoders_match_general_encoder(index: int) -> None:
+    entries = (LogEntry(6, 3, EntryType.COMMAND, b"a"), LogEntry(7, 3, EntryType.NOOP))
+    msg = [
+        AppendEntries(4, "a", "a:8300", 5, 3, entries, 5, 9),
+        AppendEntries(4, "a", "a:8300", 0, 0, (), 0, 0),
+        AppendEntriesResponse(4, True, 9, 0, 7),
+        AppendEntriesResponse(4, False, 9, 5, 7),
+    ][index]
+    fast = message_to_wire(msg)
+    general = M._message_to_wire_general(msg)
+    assert list(fast.items()) == list(general.items())  # same keys, same order, same values
+    packed = msgpack.packb(fast, use_bin_type=True)
+    assert packed == msgpack.packb(general, use_bin_type=True)
