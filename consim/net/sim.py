@@ -1,8 +1,11 @@
 """In-memory network for virtual time: no sockets, seeded latency, deterministic delivery.
 
-Run it under :class:`VirtualClock` (real time works too, just slower). One background task (started by :meth:`Network.run` / ``async with``) owns a heap of deliveries
-ordered by (time, sequence number) and performs them in that order; nothing relies on trio's
-ordering of timers with equal deadlines, which is not deterministic.
+Run it under :class:`VirtualClock` (real time works too, just slower). The network owns one heap
+of deliveries and timers ordered by (time, sequence number) and performs them in that order;
+nothing relies on trio's ordering of timers with equal deadlines, which is not deterministic.
+Tasks that deliveries wake at the same instant run in trio's batch order, so a run is reproducible
+once trio's scheduler is made deterministic too (``consim.runtime.make_trio_deterministic``,
+which ``run_virtual`` calls).
 
 Latency: each host pair gets a base latency drawn once from ``rng`` (uniform in ``latency``), and
 each message adds jitter drawn from ``rng`` (uniform in [0, (max-min)/4]) plus any fault delay.
@@ -79,7 +82,7 @@ _TIMER = 3  # a Timer firing: (at, seq, _TIMER, timer, token, None)
 class _RpcListener:
     address: str
     handler: RpcHandler
-    requests: trio.MemorySendChannel[tuple[str, Frame]]
+    nursery: trio.Nursery
     notifies: trio.MemorySendChannel[Any]
     notify_handler: NotifyHandler | None = None
     inflight: dict[tuple[str, int], None] = field(default_factory=dict)
@@ -93,6 +96,9 @@ class _DatagramListener:
     is_async: bool = True
 
 
+_TIMED_OUT = -2  # a call's slot when its timer fired first
+
+
 class _Pending:
     __slots__ = ("event", "kind", "body")
 
@@ -100,6 +106,11 @@ class _Pending:
         self.event = trio.Event()
         self.kind: int | None = None
         self.body: Any = None
+
+    def time_out(self) -> None:
+        if self.kind is None:
+            self.kind = _TIMED_OUT
+            self.event.set()
 
 
 def _scheduler_probes() -> tuple[Callable[[], int], Callable[[], float]]:
@@ -323,25 +334,26 @@ class SimNetwork(Network):
     ) -> None:
         with trio.CancelScope() as scope:
             self._claim(address, scope)
-            req_send, req_recv = trio.open_memory_channel[tuple[str, Frame]](math.inf)
             not_send, not_recv = trio.open_memory_channel[Any](math.inf)
-            listener = _RpcListener(address, handler, req_send, not_send, notify_handler)
-            self._rpc[address] = listener
+            listener: _RpcListener | None = None
             try:
                 async with trio.open_nursery() as nursery:
+                    # Requests are spawned straight into this nursery as they arrive.
+                    listener = _RpcListener(address, handler, nursery, not_send, notify_handler)
+                    self._rpc[address] = listener
                     nursery.start_soon(self._notify_loop, listener, not_recv)
                     task_status.started(address)
-                    async for src, frame in req_recv:
-                        nursery.start_soon(self._serve_request, listener, src, frame)
+                    await trio.sleep_forever()
             finally:
                 self._release(address, scope)
-                if self._rpc.get(address) is listener:
-                    del self._rpc[address]
-                if self.running:
-                    # The server vanished: its callers see their connections reset.
-                    for src, rid in listener.inflight:
-                        self._send_frame(address, src, Frame(_KIND_RESET, rid, "", None))
-                listener.inflight.clear()
+                if listener is not None:
+                    if self._rpc.get(address) is listener:
+                        del self._rpc[address]
+                    if self.running:
+                        # The server vanished: its callers see their connections reset.
+                        for src, rid in listener.inflight:
+                            self._send_frame(address, src, Frame(_KIND_RESET, rid, "", None))
+                    listener.inflight.clear()
 
     async def _notify_loop(
         self, listener: _RpcListener, inbox: trio.MemoryReceiveChannel[Any]
@@ -358,8 +370,7 @@ class SimNetwork(Network):
                     stats["handler_errors"] += 1
 
     async def _serve_request(self, listener: _RpcListener, src: str, frame: Frame) -> None:
-        key = (src, frame.request_id)
-        listener.inflight[key] = None
+        key = (src, frame.request_id)  # put in flight on arrival
         stats = self.stats[listener.address]
         # If cancelled here (server killed), the key stays in flight and serve_rpc resets it.
         kind, body = await run_handler(
@@ -384,7 +395,7 @@ class SimNetwork(Network):
         obj = unpack(data)
         kind, rid, _, body = obj
         slot = self._pending.get((caller, server, rid))
-        if slot is None:
+        if slot is None or slot.kind is not None:  # gone, or its timer fired first
             self.stats[caller]["late_replies"] += 1
             return
         slot.kind, slot.body = kind, body
@@ -402,7 +413,14 @@ class SimNetwork(Network):
         stats["frames_in"] += 1
         if frame.kind == KIND_REQUEST:
             stats["requests_in"] += 1
-            listener.requests.send_nowait((src, frame))
+            # In flight from now: if the server dies before the handler task even starts, the
+            # caller still gets its reset.
+            listener.inflight[(src, frame.request_id)] = None
+            try:
+                listener.nursery.start_soon(self._serve_request, listener, src, frame)
+            except RuntimeError:  # the server's nursery closed under us: it is gone
+                del listener.inflight[(src, frame.request_id)]
+                self._send_frame(dst, src, Frame(_KIND_RESET, frame.request_id, "", None))
             return
         stats["notifies_in"] += 1
         notify_handler = listener.notify_handler
@@ -427,11 +445,14 @@ class SimNetwork(Network):
         self._pending[key] = slot
         stats = self.stats[src]
         stats["calls_out"] += 1
+        # The timeout is a network timer (a heap entry), not a cancel scope per call.
+        timer = self.timer(slot.time_out)
+        timer.arm(trio.current_time() + timeout)
         try:
             self._send(src, dst, data, _TO_LISTENER)
-            with trio.move_on_after(timeout):
-                await slot.event.wait()
+            await slot.event.wait()
         finally:
+            timer.disarm()
             del self._pending[key]
         if slot.kind == KIND_REPLY:
             stats["calls_ok"] += 1

@@ -11,11 +11,15 @@ import trio.testing
 
 from consim.net.network import RpcTimeout
 from consim.net.sim import SimNetwork, VirtualClock
+from consim.runtime import make_trio_deterministic
 
 HOSTS = [f"127.0.0.{k}" for k in (1, 2, 3)]
 
 
-def run_virtual(fn: Any) -> Any:
+def run_virtual(fn: Any, seed: int = 0) -> Any:
+    # Tasks woken at the same instant run in trio's batch order, which trio randomises unless it is
+    # made deterministic; consim's runtime always does that, so these tests do too.
+    make_trio_deterministic(seed)
     return trio.run(fn, clock=VirtualClock())
 
 
@@ -53,7 +57,7 @@ def trace_of(seed: int) -> list[tuple[Any, ...]]:
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
 
-    run_virtual(main)
+    run_virtual(main, seed)
     return trace
 
 
