@@ -1115,13 +1115,10 @@ class RaftCore:
         me = self.id
         last = self._offset + len(self._log)
         progress = self._progress
-        matches = []
-        for sid in voter_ids:
-            if sid == me:
-                matches.append(last)
-            else:
-                p = progress.get(sid)
-                matches.append(0 if p is None else p.match_index)
+        matches = [
+            last if sid == me else (0 if (p := progress.get(sid)) is None else p.match_index)
+            for sid in voter_ids
+        ]
         matches.sort(reverse=True)
         candidate = matches[conf._quorum - 1]
         # Only entries of the current term commit by counting (Raft §5.4.2).
@@ -1130,7 +1127,7 @@ class RaftCore:
 
     def _advance_commit(self, index: int) -> None:
         self._commit = index
-        conf = self.configuration
+        conf = self._committed_config()[1]
         if self._role is Role.LEADER and conf.servers and conf.get(self.id) is None:
             # hashicorp: a leader removed by a committed change steps down.
             self._event("removed", {}, "INFO", "removed ourself, transitioning to follower")
@@ -1213,7 +1210,8 @@ class RaftCore:
             return False
         if self._role is not Role.FOLLOWER:
             self._become_follower(now, src, m.leader_address)
-        self._set_leader(src, m.leader_address)
+        if src != self._leader_id or m.leader_address != self._leader_address:
+            self._set_leader(src, m.leader_address)
         self._last_contact = now
         return True
 
@@ -1322,7 +1320,8 @@ class RaftCore:
             if m.last_log_index > p.match_index:
                 p.match_index = min(m.last_log_index, self._offset + len(self._log))
                 self._maybe_commit(now)
-            p.next_index = max(p.next_index, p.match_index + 1)
+            if p.match_index + 1 > p.next_index:
+                p.next_index = p.match_index + 1
         else:
             hint = m.conflict_index if m.conflict_index > 0 else m.last_log_index + 1
             hint = min(hint, m.last_log_index + 1)
