@@ -65,7 +65,6 @@ from consim.net.rpc import (
     KIND_REPLY,
     KIND_REQUEST,
     Frame,
-    parse_frame,
     run_handler,
 )
 
@@ -369,22 +368,22 @@ class SimNetwork(Network):
                 except Exception:
                     stats["handler_errors"] += 1
 
-    async def _serve_request(self, listener: _RpcListener, src: str, frame: Frame) -> None:
-        key = (src, frame.request_id)  # put in flight on arrival
+    async def _serve_request(
+        self, listener: _RpcListener, src: str, rid: int, method: str, args: Any
+    ) -> None:
+        key = (src, rid)  # put in flight on arrival
         stats = self.stats[listener.address]
         # If cancelled here (server killed), the key stays in flight and serve_rpc resets it.
-        kind, body = await run_handler(
-            listener.handler, frame.method, frame.body, src, stats, check=False
-        )
+        kind, body = await run_handler(listener.handler, method, args, src, stats, check=False)
         del listener.inflight[key]
         stats["replies_out"] += 1
         try:
-            data = pack([kind, frame.request_id, "", body])
+            data = pack([kind, rid, "", body])
         except Exception:
             # Unserialisable reply: an internal error at the server, as on the real wire (the
             # reply is encoded once, here, instead of test-encoded by run_handler and again).
             stats["handler_errors"] += 1
-            data = pack([KIND_ERROR, frame.request_id, "", INTERNAL_ERROR])
+            data = pack([KIND_ERROR, rid, "", INTERNAL_ERROR])
         self._send(listener.address, src, data, _TO_CALLER)
 
     def _send_frame(self, src: str, dst: str, frame: Frame) -> None:
@@ -402,33 +401,34 @@ class SimNetwork(Network):
         slot.event.set()
 
     def _request_arrived(self, src: str, dst: str, data: bytes) -> None:
-        frame = parse_frame(unpack(data))
-        assert frame is not None  # we encoded it ourselves
+        # Only this class encodes these frames (``call``/``notify``), always as a well-formed
+        # [kind, id, method, body]: decoded for real, but not re-validated like bytes off a socket.
+        kind, rid, method, body = unpack(data)
         listener = self._rpc.get(dst)
         if listener is None:
-            if frame.kind == KIND_REQUEST:
-                self._send_frame(dst, src, Frame(_KIND_RESET, frame.request_id, "", None))
+            if kind == KIND_REQUEST:
+                self._send_frame(dst, src, Frame(_KIND_RESET, rid, "", None))
             return
         stats = self.stats[dst]
         stats["frames_in"] += 1
-        if frame.kind == KIND_REQUEST:
+        if kind == KIND_REQUEST:
             stats["requests_in"] += 1
             # In flight from now: if the server dies before the handler task even starts, the
             # caller still gets its reset.
-            listener.inflight[(src, frame.request_id)] = None
+            listener.inflight[(src, rid)] = None
             try:
-                listener.nursery.start_soon(self._serve_request, listener, src, frame)
+                listener.nursery.start_soon(self._serve_request, listener, src, rid, method, body)
             except RuntimeError:  # the server's nursery closed under us: it is gone
-                del listener.inflight[(src, frame.request_id)]
-                self._send_frame(dst, src, Frame(_KIND_RESET, frame.request_id, "", None))
+                del listener.inflight[(src, rid)]
+                self._send_frame(dst, src, Frame(_KIND_RESET, rid, "", None))
             return
         stats["notifies_in"] += 1
         notify_handler = listener.notify_handler
         if notify_handler is None:
-            listener.notifies.send_nowait((src, frame))
+            listener.notifies.send_nowait((src, Frame(kind, rid, method, body)))
             return
         try:
-            result = notify_handler(frame.method, frame.body, src)
+            result = notify_handler(method, body, src)
         except Exception:
             stats["handler_errors"] += 1
             return
