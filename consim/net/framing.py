@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 from typing import Any
 
 import msgpack
@@ -39,13 +40,22 @@ class FrameTimeout(FrameError):
     """A frame started but did not finish within the read timeout."""
 
 
-_packb = msgpack.packb
 _unpackb = msgpack.unpackb
+# One reusable Packer per thread: ``msgpack.packb`` builds a Packer per call, which is ~40% of the
+# cost of packing a Raft message. A Packer resets itself when packing raises.
+_packers = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer
 
 
 def pack(obj: Any) -> bytes:
     """msgpack-encode one value the way the wire does (raises TypeError if not serialisable)."""
-    return _packb(obj, use_bin_type=True)
+    return (getattr(_packers, "packer", None) or _packer()).pack(obj)
 
 
 def unpack(data: bytes) -> Any:
@@ -58,7 +68,7 @@ def unpack(data: bytes) -> Any:
 
 
 def encode_frame(obj: Any, max_frame: int = MAX_FRAME) -> bytes:
-    body = _packb(obj, use_bin_type=True)
+    body = pack(obj)
     if len(body) > max_frame:
         raise FrameTooLarge(f"frame of {len(body)} bytes exceeds limit {max_frame}")
     return _HEADER.pack(len(body)) + body
