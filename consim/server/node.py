@@ -33,7 +33,6 @@ from consim.raft.types import (
     PersistentState,
     Role,
     Server,
-    Snapshot,
 )
 from consim.server import autopilot, endpoints
 from consim.server.config import ServerSpec
@@ -333,23 +332,23 @@ class ServerNode:
     def _handle_ready(self) -> None:
         """Persist, apply, then send: the order that keeps votes and answers durable."""
         core = self.core
-        assert core is not None and self.storage is not None
+        storage = self.storage
+        assert core is not None and storage is not None
+        notify = self.net.notify
         for _ in range(1000):
             ready = core.ready()
-            storage = self.storage
             if ready.hard_state is not None:
                 storage.save_hard_state(ready.hard_state)
             if ready.truncate_from is not None:
                 storage.truncate_suffix(ready.truncate_from)
             if ready.entries:
-                storage.append(list(ready.entries))
+                storage.append(ready.entries)  # each Ready's lists are fresh: no copy needed
             if ready.snapshot is not None:
                 storage.save_snapshot(ready.snapshot)
                 self.fsm = StateMachine.restore(ready.snapshot.data)
                 self._notify_fsm()
-            local_snapshot: Snapshot | None = getattr(ready, "local_snapshot", None)
-            if local_snapshot is not None:
-                storage.save_snapshot(local_snapshot)
+            if ready.local_snapshot is not None:
+                storage.save_snapshot(ready.local_snapshot)
             if ready.compact_through is not None:
                 storage.compact_prefix(ready.compact_through)
             for event in ready.events:
@@ -361,18 +360,21 @@ class ServerNode:
                 if waiter is not None:
                     waiter[1].append(ok)
                     waiter[0].set()
-            for out in ready.messages:
-                self.net.notify(
-                    self.address,
-                    out.to_address,
-                    "Raft.Message",
-                    {"from": self.server_id, "msg": message_to_wire(out.message)},
-                )
-            self._observe_role()
+            if ready.messages:
+                address, server_id = self.address, self.server_id
+                for out in ready.messages:
+                    notify(
+                        address,
+                        out.to_address,
+                        "Raft.Message",
+                        {"from": server_id, "msg": message_to_wire(out.message)},
+                    )
+            if core.role is not self._last_role:
+                self._observe_role()
             if core.should_snapshot():
                 core.snapshot_taken(self.fsm.last_applied, self.fsm.snapshot())
                 continue
-            if not _ready_has_work(core):
+            if not core.has_ready():
                 break
         # Only ever moves the timer earlier (hot path: most messages leave the deadline alone or
         # move it later, which the timer checks when it fires).
@@ -690,11 +692,6 @@ def _rpc_timeout(args: dict[str, Any]) -> float:
 
 def _is_empty(state: PersistentState) -> bool:
     return state.hard_state.current_term == 0 and not state.entries and state.snapshot is None
-
-
-def _ready_has_work(core: RaftCore) -> bool:
-    has_ready = getattr(core, "has_ready", None)
-    return bool(has_ready()) if callable(has_ready) else False
 
 
 def _uuid_from_rng(rng: random.Random) -> str:
