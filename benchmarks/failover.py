@@ -77,13 +77,22 @@ def percentile(sorted_values: list[float], p: float) -> float:
 def quantile_ci(n: int, p: float, confidence: float = 0.95) -> tuple[int, int]:
     """1-based ranks (lo, hi) of the sorted sample that bracket the p-quantile with at least
     ``confidence``: the number of runs below the true quantile is Binomial(n, p)."""
-
-    def cdf(k: int) -> float:  # P(Binomial(n, p) <= k)
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
-
+    log_pmf = [
+        math.lgamma(n + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k + 1)
+        + k * math.log(p)
+        + (n - k) * math.log1p(-p)
+        for k in range(n + 1)
+    ]
+    cdf, total = [], 0.0  # cdf[k] = P(Binomial(n, p) <= k)
+    for value in log_pmf:
+        total += math.exp(value)
+        cdf.append(total)
     tail = (1 - confidence) / 2
-    lo = max(1, max((k for k in range(n + 1) if cdf(k - 1) <= tail), default=1))
-    hi = min(n, min((k for k in range(1, n + 1) if cdf(k - 1) >= 1 - tail), default=n))
+    # lo: the largest rank with P(B <= lo - 1) <= tail; hi: the smallest with P(B <= hi - 1) >= 1 - tail
+    lo = max([k for k in range(1, n + 1) if cdf[k - 1] <= tail], default=1)
+    hi = min([k for k in range(1, n + 1) if cdf[k - 1] >= 1 - tail], default=n)
     return lo, hi
 
 
@@ -177,7 +186,10 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--svg", default=OUT_SVG)
     parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (seeds are independent)"
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (seeds are independent)",
     )
     args = parser.parse_args()
 
