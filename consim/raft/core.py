@@ -1220,13 +1220,10 @@ class RaftCore:
             self._ignore("malformed", m, src, "leader_id differs from sender")
             return
         entries = m.entries
-        if entries:
-            first_index = m.prev_log_index + 1
-            term = m.term
-            for i, e in enumerate(entries):
-                if e.index != first_index + i or e.term > term:
-                    self._ignore("malformed", m, src, "bad entries")
-                    return
+        for i, e in enumerate(entries):
+            if e.index != m.prev_log_index + 1 + i or e.term > m.term:
+                self._ignore("malformed", m, src, "bad entries")
+                return
         if not self._accept_leader(
             src, m, now, lambda: AppendEntriesResponse(self._term, False, self.last_index, 0, m.seq)
         ):
@@ -1248,8 +1245,7 @@ class RaftCore:
                 first = max(first, self._commit + 1)
                 self._send(src, AppendEntriesResponse(self._term, False, last, first, m.seq))
                 return
-        if entries:
-            self._store_leader_entries(entries)
+        self._store_leader_entries(entries)
         last_new = prev + len(entries)
         if prev < self._offset:
             # Our snapshot covers the gap; it holds only committed entries, which every leader has.
@@ -1263,8 +1259,10 @@ class RaftCore:
     def _store_leader_entries(self, entries: tuple[LogEntry, ...]) -> None:
         """Append the leader's (contiguous) entries we lack, first truncating a conflicting
         suffix; entries we hold already, or that our snapshot covers, are skipped."""
-        if entries[0].index > self._offset + len(self._log):
-            new = list(entries)  # the usual case: all of them continue our log
+        if type(entries) is tuple and entries and entries[0].index > self._offset + len(self._log):
+            # The usual case: all of them continue our log. (A message holds a tuple; anything
+            # else a driver hands in takes the general loop and fails there as it always did.)
+            new = list(entries)
         else:
             new = []
             for e in entries:
