@@ -223,7 +223,9 @@ class SimNetwork(Network):
         )
         self.rng = rng
         self.latency = (float(lo), float(hi))
-        self._base_latency: dict[tuple[str, str], float] = {}
+        self._jitter = (self.latency[1] - self.latency[0]) / 4
+        self._base_latency: dict[tuple[str, str], float] = {}  # per host pair
+        self._link_base: dict[tuple[str, str], float] = {}  # the same, per address pair
         self._link_floor: dict[tuple[str, str], float] = {}
         # (time, seq, kind, src, dst, data); a timer entry is (time, seq, _TIMER, timer, token, None)
         self._heap: list[tuple[float, int, int, Any, Any, Any]] = []
@@ -295,24 +297,28 @@ class SimNetwork(Network):
     def _schedule_timer(self, timer: Timer, when: float, token: int) -> None:
         self._schedule(when, _TIMER, timer, token, None)  # type: ignore[arg-type]
 
-    def _latency(self, src: str, dst: str) -> float:
-        lo, hi = self.latency
+    def _host_latency(self, src: str, dst: str) -> float:
+        """The base latency between two hosts, drawn on first use."""
         pair = (host_of(src), host_of(dst))
         base = self._base_latency.get(pair)
         if base is None:
-            base = self._base_latency[pair] = self.rng.uniform(lo, hi)
-        return base + self.rng.uniform(0.0, (hi - lo) / 4)
+            base = self._base_latency[pair] = self.rng.uniform(*self.latency)
+        return base
 
     def _send(self, src: str, dst: str, data: bytes, kind: int) -> None:
         """Put one encoded message on the src->dst link, subject to faults."""
-        self._require_nursery()
+        if self._nursery is None:
+            self._require_nursery()
         faults = self.faults
         clear = faults.clear()
         if not clear and faults.drops(src, dst):
             self.stats[src]["dropped_by_fault"] += 1
             return
         link = (src, dst)
-        at = trio.current_time() + self._latency(src, dst)
+        base = self._link_base.get(link)
+        if base is None:
+            base = self._link_base[link] = self._host_latency(src, dst)
+        at = trio.current_time() + base + self.rng.uniform(0.0, self._jitter)
         if not clear:
             at += faults.extra_delay(src, dst)
         floor = self._link_floor.get(link, 0.0)

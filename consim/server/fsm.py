@@ -24,7 +24,7 @@ DEFAULT_AUTOPILOT: dict[str, Any] = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class DirEntry:
     """One KV entry, with Consul's field names on the wire."""
 
