@@ -53,9 +53,15 @@ def _packer() -> msgpack.Packer:
     return packer
 
 
+_KEEP_PACKER_BUFFER = 1024 * 1024  # a Packer keeps its largest buffer: drop one that grew past this
+
+
 def pack(obj: Any) -> bytes:
     """msgpack-encode one value the way the wire does (raises TypeError if not serialisable)."""
-    return (getattr(_packers, "packer", None) or _packer()).pack(obj)
+    data = (getattr(_packers, "packer", None) or _packer()).pack(obj)
+    if len(data) > _KEEP_PACKER_BUFFER:
+        _packers.packer = None  # one big message must not pin its buffer for the process's life
+    return data
 
 
 def unpack(data: bytes) -> Any:

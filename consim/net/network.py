@@ -1,8 +1,9 @@
 """The one network seam every server talks through; :class:`SimNetwork` and :class:`SocketNetwork`
 implement it.
 
-Ownership: a network owns a background nursery (deliveries in the simulator, connection readers and
-outboxes live). Run it for as long as servers use it, either ``await nursery.start(net.run)`` (it
+Ownership: a network owns a background nursery (connection readers, outboxes and the timer task
+live; in the simulator, the task that surfaces a failed delivery: deliveries and timers run from
+``VirtualClock``). Run it for as long as servers use it, either ``await nursery.start(net.run)`` (it
 runs until cancelled) or ``async with net: ...``. ``call``/``notify``/``send_datagram`` raise
 ``RuntimeError`` when the network is not running.
 
@@ -19,8 +20,9 @@ Synchronous notifies (optional fast path): ``serve_rpc(..., notify_handler=fn)``
 one-way notify to ``fn(method, args, src)`` called directly, in arrival order, instead of through
 the async ``handler``; it must not block. If it returns an awaitable (say the server is paused),
 the network awaits that in order with the listener's later slow notifies. A datagram handler that
-is a plain function is likewise called directly. :class:`SimNetwork` calls both straight from its
-delivery loop (no task per message); :class:`SocketNetwork` calls them from the connection's or
+is a plain function is likewise called directly. :class:`SimNetwork` calls both straight from
+:class:`~consim.net.sim.VirtualClock`'s jumps (no task per message; so a handler that runs there
+has no current task and sees the contextvars of the thread that called ``trio.run``); :class:`SocketNetwork` calls them from the connection's or
 socket's reader, where it used to await the handler. Either way the server code is the same.
 
 Handler results: a reply value; ``RpcError(msg)`` arrives at the caller as ``RpcError(msg)`` with

@@ -112,22 +112,25 @@ class _Pending:
             self.event.set()
 
 
-def _scheduler_probes() -> tuple[Callable[[], int], Callable[[], float]]:
-    """(runnable task count, trio's next deadline): what ``current_statistics()`` reports, read
-    straight from the run loop when this trio exposes it (``current_statistics`` also polls the I/O
-    manager, and the clock asks after every virtual instant). Call inside ``trio.run``."""
+def _scheduler_probes() -> tuple[Callable[[], int], Callable[[], float], Callable[[], bool]]:
+    """(runnable task count, trio's next deadline, is a task in ``wait_all_tasks_blocked``): what
+    ``current_statistics()`` reports, read straight from the run loop when this trio exposes it
+    (``current_statistics`` also polls the I/O manager, and the clock asks after every virtual
+    instant). Without the run loop's internals, idle waiters cannot be seen and are not served
+    before a jump. Call inside ``trio.run``."""
     try:
         from trio._core._run import GLOBAL_RUN_CONTEXT
 
         runner = GLOBAL_RUN_CONTEXT.runner
-        runq = runner.runq
+        runq, idle = runner.runq, runner.waiting_for_idle
         runq.__len__  # noqa: B018 - fail here, not later, if the layout differs
-        return runq.__len__, runner.deadlines.next_deadline
+        return runq.__len__, runner.deadlines.next_deadline, idle.__len__
     except (ImportError, AttributeError):
         stats = trio.lowlevel.current_statistics
         return (
             lambda: stats().tasks_runnable,
             lambda: trio.current_time() + stats().seconds_to_next_deadline,
+            lambda: False,
         )
 
 
@@ -175,7 +178,7 @@ class VirtualClock(trio.abc.Clock):
         probes = self._probes
         if probes is None:
             probes = self._probes = _scheduler_probes()
-        runnable, next_deadline = probes
+        runnable, next_deadline, idle_waiters = probes
         networks = self._networks
         while True:
             if runnable():
@@ -190,18 +193,35 @@ class VirtualClock(trio.abc.Clock):
                 heap = candidate._heap
                 if heap and heap[0][0] < at:
                     at, network = heap[0][0], candidate
-            if network is None or at > trio_at:
-                if trio_at == math.inf:
-                    return 86400.0  # nothing will ever happen: only I/O can wake the run
-                self._now = trio_at
-                return 0.0
-            if at > now:
+            if network is None or at > now:
+                # Time must move. Tasks in wait_all_tasks_blocked go first (as under MockClock's
+                # autojump): a long sleep lets trio wake them after their cushion.
+                if idle_waiters():
+                    return 86400.0
+                if network is None or at > trio_at:
+                    if trio_at == math.inf:
+                        return 86400.0  # nothing will ever happen: only I/O can wake the run
+                    self._now = trio_at
+                    return 0.0
                 self._now = at
             try:
                 network._deliver_due(self._now)
             except BaseException as exc:  # re-raised in the network's task, not in trio's loop
                 network._fail(exc)
                 return 0.0
+
+
+def _discard_queued(inbox: trio.MemoryReceiveChannel[Any]) -> None:
+    """A listener died with work queued (say, notifies held while its server was paused): close
+    the awaitables it will never run, so Python does not warn that they were never awaited."""
+    while True:
+        try:
+            item = inbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        close = getattr(item, "close", None)
+        if close is not None:
+            close()
 
 
 class SimNetwork(Network):
@@ -359,6 +379,7 @@ class SimNetwork(Network):
                         for src, rid in listener.inflight:
                             self._send_frame(address, src, Frame(_KIND_RESET, rid, "", None))
                     listener.inflight.clear()
+                _discard_queued(not_recv)
 
     async def _notify_loop(
         self, listener: _RpcListener, inbox: trio.MemoryReceiveChannel[Any]
@@ -508,6 +529,7 @@ class SimNetwork(Network):
                 self._release(address, scope)
                 if self._dgram.get(address) is listener:
                     del self._dgram[address]
+                _discard_queued(recv)
 
     def send_datagram(self, src: str, dst: str, payload: bytes) -> None:
         if len(payload) > MAX_DATAGRAM:

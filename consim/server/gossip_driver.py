@@ -124,6 +124,8 @@ class GossipPool:
                 task_status.started()
         finally:
             timer.disarm()
+            if self._timer is timer:  # a restart may already have armed the next incarnation's
+                self._timer = None  # nothing (resume, a late flush) may re-arm a dead pool's timer
             for done, box in queries.values():
                 box.append(None)
                 done.set()
@@ -136,8 +138,9 @@ class GossipPool:
         self._flush()
 
     def resume(self) -> None:
-        """The server was resumed: run the tick held while it was paused."""
-        if self.core is not None and self._timer is not None:
+        """The server was resumed: run the tick held while it was paused (if the pool still runs:
+        a server killed while paused stays dead)."""
+        if self.core is not None and self._timer is not None and self.node.running:
             self._timer.arm(trio.current_time())
 
     def _on_datagram(self, src: str, payload: bytes) -> Awaitable[None] | None:

@@ -310,6 +310,10 @@ class ServerNode:
             self._resumed = trio.Event()
 
     def resume(self) -> None:
+        """Like SIGCONT. The notifies and datagrams held while paused are handled first, in order;
+        the Raft and gossip ticks held meanwhile run once that is done (a timer armed for "now"),
+        so a follower paused past its election timeout sees the leader's queued heartbeats before
+        it decides the leader is gone."""
         if self.paused:
             self.paused = False
             self._resumed.set()

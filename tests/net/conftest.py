@@ -1,7 +1,7 @@
 """Fixtures running one test body against both networks.
 
-The simulator runs under an autojump MockClock (the ``clock`` fixture, which pytest-trio picks up
-because it is a Clock); the socket network runs on the real clock with short timeouts, on hosts
+The simulator runs under ``VirtualClock`` (the ``clock`` fixture, which pytest-trio picks up because
+it is a Clock); the socket network runs on the real clock with short timeouts, on hosts
 127.0.0.51-59 and ephemeral ports so it does not clash with other tests.
 """
 

@@ -233,3 +233,28 @@ def test_a_failing_delivery_surfaces_in_the_run() -> None:
     with pytest.raises(BaseExceptionGroup) as info:
         run_virtual(main)
     assert info.group_contains(ValueError, match="delivery bug")
+
+
+def test_wait_all_tasks_blocked_returns_before_time_moves() -> None:
+    """As under MockClock's autojump: a task in wait_all_tasks_blocked is woken when everything
+    else is blocked, before the clock jumps to the next deadline or delivery."""
+    woke: list[float] = []
+
+    async def main() -> None:
+        net = SimNetwork(random.Random(3))
+        async with net, trio.open_nursery() as nursery:
+
+            async def ticker() -> None:
+                while True:
+                    await trio.sleep(1)
+
+            nursery.start_soon(ticker)
+            net.send_datagram("127.0.0.1:8301", "127.0.0.2:8301", b"in flight")
+            await trio.sleep(0.5)
+            with trio.move_on_after(50):
+                await trio.testing.wait_all_tasks_blocked()
+                woke.append(trio.current_time())
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+    assert woke == [0.5]

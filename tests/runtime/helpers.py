@@ -1,7 +1,7 @@
 """Shared helpers for the cluster runtime tests (virtual time and live).
 
 Virtual-time tests are plain (sync) pytest functions that call ``run_virtual(spec, body)``, which
-runs its own ``trio.run`` under a ``MockClock``. Live tests are pytest-trio async tests that build
+runs its own ``trio.run`` under ``VirtualClock``. Live tests are pytest-trio async tests that build
 the same ``Cluster`` on a ``SocketNetwork``.
 
 Live clusters bind Consul's fixed RPC port 8300 on ``127.0.<d>.<k>``. To stay clear of other test

@@ -1,10 +1,13 @@
 """Cluster runtime in virtual time: elections, faults, forwarding, catch-up, graceful stop.
 
-Every test runs a whole cluster under trio's ``MockClock`` with ``run_virtual``; durations measured
+Every test runs a whole cluster under ``VirtualClock`` with ``run_virtual``; durations measured
 here are virtual seconds, so they are exact and cheap. Each fault is also checked in the event log.
 """
 
 from __future__ import annotations
+
+import gc
+import warnings
 
 import pytest
 import trio
@@ -296,6 +299,39 @@ def test_pause_leader_then_resume(seed: int) -> None:
     assert events_of(log, "pause", server=name) and events_of(log, "resume", server=name), (
         f"seed={seed}"
     )
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_server_killed_while_paused_stays_dead_after_resume(seed: int) -> None:
+    """Resuming a server that was killed while paused must not bring any of it back: no gossip,
+    no Raft traffic from its addresses; and the work it had queued while paused is discarded
+    without "coroutine was never awaited" warnings."""
+    spec = ClusterSpec(seed=seed, raft_multiplier=1)
+
+    async def body(cluster: Cluster) -> tuple[int, int, int, int]:
+        await cluster.wait_for_leader(within=10)
+        await trio.sleep(2)
+        follower = next(n for n in cluster.servers.values() if not n.is_leader())
+        assert follower.lan_pool is not None
+        lan, rpc = follower.lan_pool.address, follower.address
+        cluster.pause(follower.name)
+        await trio.sleep(1)  # heartbeats and gossip queue up for the paused server
+        cluster.kill(follower.name)
+        await trio.sleep(1)
+        stats = cluster.net.stats
+        before = (stats[lan]["datagrams_out"], stats[rpc]["notifies_out"])
+        cluster.resume(follower.name)
+        await trio.sleep(20)
+        return (*before, stats[lan]["datagrams_out"], stats[rpc]["notifies_out"])
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (gossip_before, raft_before, gossip_after, raft_after), _ = virtual(spec, body)
+        gc.collect()
+    assert gossip_after == gossip_before, f"seed={seed}: the dead server gossiped after resume"
+    assert raft_after == raft_before, f"seed={seed}: the dead server sent Raft messages"
+    never_awaited = [w for w in caught if "never awaited" in str(w.message)]
+    assert not never_awaited, f"seed={seed}: {never_awaited[0].message}"
 
 
 @pytest.mark.parametrize("seed", SEEDS[:3])
