@@ -1,7 +1,7 @@
 """How much faster than real time does consim simulate a busy cluster?
 
 A 5-server datacenter (raft multiplier 1) runs in virtual time (``consim.runtime.run_virtual``:
-trio MockClock + SimNetwork) for 600 virtual seconds while a client issues 50 ``KVS.Apply`` set
+VirtualClock + SimNetwork) for 600 virtual seconds while a client issues 50 ``KVS.Apply`` set
 writes per virtual second. Writes enter through ``ServerNode.rpc`` on the servers in turn, so four
 in five are forwarded to the leader over the simulated network, as Consul's ``Server.RPC`` does.
 
@@ -98,7 +98,7 @@ def print_by_file(stats: object) -> None:
     by_file: dict[str, float] = {}
     for (filename, _line, _func), (_cc, _nc, tottime, _ct, _callers) in raw.items():
         if "/trio/" in filename:
-            key = "trio (scheduler, cancel scopes, channels, MockClock)"
+            key = "trio (scheduler, cancel scopes, channels)"
         elif "/consim/" in filename:
             key = "consim/" + filename.split("/consim/", 1)[1]
         elif "site-packages" in filename:

@@ -1,4 +1,4 @@
-"""The two ways of reaching the app: in process under MockClock, and live through hypercorn."""
+"""The two ways of reaching the app: in process in virtual time, and live through hypercorn."""
 
 from __future__ import annotations
 
