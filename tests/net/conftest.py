@@ -8,9 +8,10 @@ it is a Clock); the socket network runs on the real clock with short timeouts, o
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -53,16 +54,32 @@ def clock(kind: str) -> trio.abc.Clock | None:
     return VirtualClock() if kind == "sim" else None
 
 
-@pytest.fixture
-async def env(kind: str, clock: trio.abc.Clock | None) -> AsyncIterator[Env]:
+E = TypeVar("E")
+
+
+@asynccontextmanager
+async def open_env(
+    kind: str,
+    make_env: Callable[[str, Network, trio.Nursery], E],
+    *,
+    seed: int = 42,
+    read_timeout: float = 0.5,
+) -> AsyncIterator[E]:
+    """A running network of ``kind`` ("sim" or "sockets") and a nursery, wrapped by ``make_env``."""
     net: Network
     if kind == "sim":
-        net = SimNetwork(random.Random(42))
+        net = SimNetwork(random.Random(seed))
     else:
-        net = SocketNetwork(random.Random(42), read_timeout=0.5)
+        net = SocketNetwork(random.Random(seed), read_timeout=read_timeout)
     async with net, trio.open_nursery() as nursery:
-        yield Env(kind, net, nursery)
+        yield make_env(kind, net, nursery)
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def env(kind: str, clock: trio.abc.Clock | None) -> AsyncIterator[Env]:
+    async with open_env(kind, Env) as opened:
+        yield opened
 
 
 async def wait_for(predicate: Any, timeout: float = 5.0) -> None:

@@ -35,7 +35,7 @@ from consim.net.network import INTERNAL_ERROR, Network, RpcError, RpcTimeout, Un
 from consim.net.rpc import RpcConnection
 from consim.net.sim import SimNetwork
 from consim.net.sockets import SocketNetwork
-from tests.net.conftest import wait_for
+from tests.net.conftest import open_env, wait_for
 
 TEST_LIMIT = 8.0  # seconds any one test may take (trio.fail_after)
 TOLERANCE = 0.15  # how late a live timeout may fire
@@ -83,23 +83,15 @@ class Env:
 
 @pytest.fixture
 async def env(kind: str, clock: trio.abc.Clock | None) -> AsyncIterator[Env]:
-    net: Network
-    if kind == "sim":
-        net = SimNetwork(random.Random(7))
-    else:
-        net = SocketNetwork(random.Random(7), read_timeout=2.0)
-    async with net, trio.open_nursery() as nursery:
-        yield Env(kind, net, nursery)
-        nursery.cancel_scope.cancel()
+    async with open_env(kind, Env, seed=7, read_timeout=2.0) as opened:
+        yield opened
 
 
 @pytest.fixture
 async def live() -> AsyncIterator[Env]:
     """SocketNetwork only (behaviours of real connections)."""
-    net = SocketNetwork(random.Random(7), read_timeout=2.0)
-    async with net, trio.open_nursery() as nursery:
-        yield Env("sockets", net, nursery)
-        nursery.cancel_scope.cancel()
+    async with open_env("sockets", Env, seed=7, read_timeout=2.0) as opened:
+        yield opened
 
 
 def bounded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
