@@ -885,7 +885,10 @@ class ScenarioRunner:
                         continue
                     status = self.cluster.node(name).status()
                     actual = "paused" if status.get("paused") else status["state"]
-                    if actual != expected:
+                    if expected == "not-leader":
+                        if actual in ("leader", "down", "paused"):
+                            out.append(f"{name} is {actual}, expected it running and not leader")
+                    elif actual != expected:
                         out.append(f"{name} is {actual}, expected {expected}")
             elif key == "voters":
                 voters = self._voters(dc)
