@@ -284,8 +284,9 @@ class Cluster:
     def block(self, src: str, dst: str) -> None:
         self.net.faults.block(self.host(src), self.host(dst))
 
-    def heal(self) -> None:
-        self.net.faults.heal()
+    def heal(self, all: bool = False) -> None:  # noqa: A002 - FaultModel.heal's name
+        """Clear cuts (partition, isolation, blocks); ``all`` clears loss and delay too."""
+        self.net.faults.heal(all=all)
 
     def set_loss(self, src: str, dst: str, probability: float) -> None:
         self.net.faults.set_loss(self._host_or_any(src), self._host_or_any(dst), probability)
