@@ -16,8 +16,8 @@ import trio
 from consim.cli import UsageError, ctl_body, main
 from consim.cluster import ClusterError
 from consim.live import (
-    ControlNotFound,
     Controller,
+    ControlNotFound,
     control_file,
     find_control,
     forget_control,
