@@ -32,7 +32,10 @@ def load_all(files: list[str], err: TextIO) -> list[Scenario] | None:
         try:
             scenarios.append(load_scenario(f))
         except ScenarioError as exc:
-            print(f"error: {exc}", file=err)
+            for line in exc.errors:
+                print(f"error: {line}", file=err)
+            if len(exc.errors) > 1:
+                print(f"{f}: {len(exc.errors)} errors", file=err)
             bad = True
     return None if bad else scenarios
 
@@ -85,6 +88,8 @@ def run_files(
     if scenarios is None:
         return 2
     results: list[RunResult] = []
+    # A progress bar only for a person watching: not into a file, a pipe or CI's log.
+    bar = err.isatty()
     if seeds is None:
         for scenario in scenarios:
             result = run_scenario(
@@ -103,8 +108,10 @@ def run_files(
                 results.append(result)
                 if not result.ok:
                     failed.append(result)
-                _progress(err, scenario.name, i, len(seeds), len(failed))
-            print(file=err)
+                if bar:
+                    _progress(err, scenario.name, i, len(seeds), len(failed))
+            if bar:
+                print(file=err)
             passed = len(seeds) - len(failed)
             print(
                 f"==> {scenario.name}: {passed}/{len(seeds)} seeds passed "
