@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from consim.events import EventLog
+from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.config import RaftConfig
 from consim.raft.types import Role
@@ -216,7 +216,7 @@ class Cluster:
         node = self.node(name)
         if not node.running:
             raise ClusterError(f"{name} is not running")
-        self.events.emit("cluster", "kill", {"server": name}, level="WARN", message="server killed")
+        self.events.emit(NO_NODE, "kill", {"server": name}, level="WARN", message="server killed")
         self._scopes[name].cancel()
         node.running = False
 
@@ -226,13 +226,13 @@ class Cluster:
             self.kill(name)
             await trio.sleep(0)
         node.resume()
-        self.events.emit("cluster", "restart", {"server": name}, message="server restarted")
+        self.events.emit(NO_NODE, "restart", {"server": name}, message="server restarted")
         await self._start_server(name)
 
     async def stop(self, name: str) -> None:
         """Graceful leave: the server is removed from the Raft configuration, then stops."""
         node = self.node(name)
-        self.events.emit("cluster", "stop", {"server": name}, message="server leaving gracefully")
+        self.events.emit(NO_NODE, "stop", {"server": name}, message="server leaving gracefully")
         if node.running and node.core is not None:
             leader = self.leader(node.datacenter)
             if leader is not None:
@@ -246,7 +246,7 @@ class Cluster:
                         )
                 except RpcError as exc:
                     self.events.emit(
-                        "cluster",
+                        NO_NODE,
                         "stop_remove_failed",
                         {"server": name, "error": exc.message},
                         level="WARN",
@@ -263,13 +263,11 @@ class Cluster:
 
     def pause(self, name: str) -> None:
         self.node(name).pause()
-        self.events.emit(
-            "cluster", "pause", {"server": name}, level="WARN", message="server paused"
-        )
+        self.events.emit(NO_NODE, "pause", {"server": name}, level="WARN", message="server paused")
 
     def resume(self, name: str) -> None:
         self.node(name).resume()
-        self.events.emit("cluster", "resume", {"server": name}, message="server resumed")
+        self.events.emit(NO_NODE, "resume", {"server": name}, message="server resumed")
 
     # ---- network faults (events come from the fault model's on_change) -----------------------
     def host(self, name: str) -> str:
@@ -308,7 +306,7 @@ class Cluster:
             return value
 
         self.events.emit(
-            "cluster",
+            NO_NODE,
             kind,
             {k: rename(v) for k, v in fields.items()},
             level="WARN",

@@ -61,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         host_block=args.host_block,
         hclog=args.hclog,
+        full=args.full,
     )
 
 
@@ -76,6 +77,7 @@ def run_files(
     http_port: int = 8500,
     host_block: int = 0,
     hclog: bool = False,
+    full: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -96,7 +98,11 @@ def run_files(
                 scenario, seed=seed, live=live, http_port=http_port, host_block=host_block
             )
             results.append(result)
-            print(render_timeline(result, log_level=log_level, hclog=hclog), file=out, flush=True)
+            print(
+                render_timeline(result, log_level=log_level, hclog=hclog, full=full),
+                file=out,
+                flush=True,
+            )
             print(file=out)
     else:
         for scenario in scenarios:
@@ -161,6 +167,11 @@ def register_scenario_commands(sub: Any) -> None:
     run.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     run.add_argument("--hclog", action="store_true", help="print raw Consul-style log lines")
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="print HTTP answers whole (shortened to one line otherwise; --json has them whole)",
+    )
     run.add_argument(
         "--http-port", type=int, default=8500, help="HTTP port of every server with --live"
     )

@@ -103,6 +103,12 @@ class RunResult:
             "trace_hash": self.trace_hash if self.mode == "virtual" else None,
             "duration": round(self.end_time - self.start_time, 6),
             "steps": [s.to_json() for s in self.steps],
+            # Every request a step made, with the whole answer.
+            "requests": [
+                {"time": round(e.time - self.start_time, 6), **e.fields}
+                for e in self.events.events
+                if e.node == SCENARIO_NODE and e.kind == "client_request"
+            ],
         }
 
 
@@ -617,7 +623,9 @@ class ScenarioRunner:
                 "method": method,
                 "path": path,
                 "status": status,
-                "answer": error or _short(text),
+                # A scenario's own requests keep the whole body (the timeline shortens it
+                # unless --full; JSON and the report have it all); load requests are many.
+                "answer": error or (text if kind == "client_request" else _short(text)),
                 "took": round(self.events.now() - start, 6),
                 **({"step": step} if step is not None else {}),
             },
@@ -991,6 +999,11 @@ def _json_subset(doc: Any, path: str, want: Any) -> list[str]:
         except ValueError:
             pass
     return [f"JSON {path} = {json.dumps(actual)}, expected {json.dumps(want)}"]
+
+
+def short(text: str, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters (``...`` marks a cut)."""
+    return _short(text, limit)
 
 
 def _short(text: str, limit: int = 160) -> str:
