@@ -1,7 +1,7 @@
 """Consul's HTTP API for one simulated server, as a quart-trio app.
 
 Behaviour follows hashicorp/consul ``agent/http.go`` (the ``wrap`` function), ``agent/*_endpoint.go``
-and ``/work/shared/consul-reference.md`` §1-§5. The app never touches Raft: every request becomes
+and ``docs/consul-behaviour.md`` sections 1-7. The app never touches Raft: every request becomes
 one call on an :class:`~consim.http.agent.Agent`. ACL checks happen on the server side (after
 leader forwarding, as in Consul); this layer only extracts the token and maps error texts to
 status codes.

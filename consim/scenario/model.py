@@ -315,13 +315,15 @@ class _Checker:
         return text
 
     def placeholders(self, fieldname: str, value: Any) -> None:
-        """Every ``{rpc:NAME}`` in ``value`` (strings, nested lists/tables) names a server."""
+        """Every ``{rpc:NAME}`` in ``value`` (strings, nested lists/tables) names a server or a
+        role (resolved when the step runs)."""
         if isinstance(value, str):
             for m in PLACEHOLDER.finditer(value):
-                if m.group(2) not in self.servers:
+                if m.group(2) not in self.servers and m.group(2) not in ROLE_TARGETS:
                     raise self.fail(
                         fieldname,
-                        f"{m.group(0)} names no server (expected one of {', '.join(self.servers)})",
+                        f"{m.group(0)} names no server (expected one of "
+                        f"{', '.join(self.servers)} or a role: {', '.join(ROLE_TARGETS)})",
                     )
         elif isinstance(value, dict):
             for v in value.values():

@@ -22,7 +22,14 @@ import trio
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import EventLog
-from consim.scenario.model import PARTITION_MEMBER, PLACEHOLDER, Scenario, Step, Target
+from consim.scenario.model import (
+    PARTITION_MEMBER,
+    PLACEHOLDER,
+    ROLE_TARGETS,
+    Scenario,
+    Step,
+    Target,
+)
 from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
 
@@ -634,24 +641,28 @@ class ScenarioRunner:
         )
         return status, {k.lower(): v for k, v in out_headers.items()}, out_body, error
 
-    def fill(self, value: Any) -> Any:
-        """Replace ``{rpc:NAME}``, ``{host:NAME}`` and ``{http:NAME}`` with that server's address."""
+    def fill(self, value: Any, step: Step | None = None) -> Any:
+        """Replace ``{rpc:NAME}``, ``{host:NAME}`` and ``{http:NAME}`` with that server's address.
+        NAME may be a role (``{rpc:last-killed}``), resolved now as the step's targets are."""
         if isinstance(value, str):
 
             def address(m: Any) -> str:
-                spec = self.cluster.node(m.group(2)).spec
+                name = m.group(2)
+                if name in ROLE_TARGETS and step is not None:
+                    name = self.resolve(Target(name, step.dc), step)
+                spec = self.cluster.node(name).spec
                 kind = m.group(1)
                 return {"rpc": spec.rpc_address, "host": spec.host, "http": spec.http_address}[kind]
 
             return PLACEHOLDER.sub(address, value)
         if isinstance(value, dict):
-            return {k: self.fill(v) for k, v in value.items()}
+            return {k: self.fill(v, step) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.fill(v) for v in value]
+            return [self.fill(v, step) for v in value]
         return value
 
     async def _do_http(self, step: Step) -> str:
-        a = self.fill(step.args)
+        a = self.fill(step.args, step)
         name = self.resolve(a["on"], step)
         headers = dict(a["headers"])
         if a["token"] is not None:
@@ -670,8 +681,8 @@ class ScenarioRunner:
 
         a = {
             **step.args,
-            "argv": self.fill(step.args["argv"]),
-            "expect": self.fill(step.args["expect"]),
+            "argv": self.fill(step.args["argv"], step),
+            "expect": self.fill(step.args["expect"], step),
         }
         name = self.resolve(a["on"], step)
 

@@ -1,4 +1,4 @@
-"""Operator, status and agent endpoints (consul-reference §3, §4)."""
+"""Operator, status and agent endpoints (docs/consul-behaviour.md, sections 4 and 6)."""
 
 from __future__ import annotations
 
