@@ -359,7 +359,7 @@ class AddressInUse(Exception):
     """An address ``consim up`` needs is taken; the message is one line saying what to change."""
 
 
-def check_addresses(spec: ClusterSpec, control_address: str) -> None:
+def check_addresses(spec: ClusterSpec, control_address: str | None = None) -> None:
     """Fail before starting anything when a server's ports or the control port are taken."""
     from consim.net.sockets import loopback_range_available, split_address
 
@@ -372,6 +372,8 @@ def check_addresses(spec: ClusterSpec, control_address: str) -> None:
                     f"already in use, by another consim up or a Consul agent; "
                     f"put this cluster on other addresses with --host-block N{hint}"
                 )
+    if control_address is None:
+        return
     host, port = split_address(control_address)
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

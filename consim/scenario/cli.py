@@ -89,6 +89,16 @@ def run_files(
     scenarios = load_all(files, err)
     if scenarios is None:
         return 2
+    if live:
+        from consim.live import AddressInUse, check_addresses
+        from consim.scenario.runner import cluster_spec
+
+        for scenario in scenarios:
+            try:
+                check_addresses(cluster_spec(scenario, 0, None, http_port, host_block))
+            except AddressInUse as exc:
+                print(f"consim run: error: {exc}", file=err)
+                return 2
     results: list[RunResult] = []
     # A progress bar only for a person watching: not into a file, a pipe or CI's log.
     bar = err.isatty()

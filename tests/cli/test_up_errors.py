@@ -57,3 +57,23 @@ def test_control_address_in_use_names_http_port(tmp_path: Path) -> None:
         f"127.0.0.1:{control} (the control API, --http-port + 99) is already in use" in proc.stderr
     )
     assert "pick another --http-port" in proc.stderr
+
+
+def test_run_live_with_an_address_in_use_is_one_line_too(tmp_path: Path) -> None:
+    block = free_host_base([3], HTTP_PORT + 2, range(152, 200, 3))
+    host = f"127.0.{block}.1"
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "01-leader-loss.toml"
+    with socket.socket() as holder:
+        holder.bind((host, 8300))
+        holder.listen()
+        proc = subprocess.run(
+            [sys.executable, "-m", "consim.cli", "run", "--live", str(scenario)]
+            + ["--host-block", str(block), "--http-port", str(HTTP_PORT + 2)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"consim run: error: {host} (ports 8300, 8301, 8302")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--host-block" in proc.stderr
