@@ -90,13 +90,14 @@ def _pid_alive(pid: Any) -> bool:
 
 def running_controls() -> list[dict[str, Any]]:
     """Every recorded ``consim up`` whose process is still alive, oldest file first."""
-    out = []
-    files = sorted(control_dir().glob("up-*.json"), key=lambda p: p.stat().st_mtime)
-    for f in files:
-        try:
-            info = json.loads(f.read_text())
+    found = []
+    for f in control_dir().glob("up-*.json"):
+        try:  # a cluster may remove its file while we look
+            found.append((f.stat().st_mtime, json.loads(f.read_text())))
         except (OSError, ValueError):
             continue
+    out = []
+    for _, info in sorted(found, key=lambda x: x[0]):
         alive = isinstance(info, dict) and _pid_alive(info.get("pid"))
         if alive and isinstance(info.get("control"), str):
             out.append(info)

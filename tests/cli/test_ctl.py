@@ -141,8 +141,9 @@ def test_two_clusters_keep_their_own_state_files(tmp_path: Path, monkeypatch):
     assert json.loads(control_file().read_text())["control"] == "127.0.0.1:8699"
     with pytest.raises(ControlNotFound) as info:
         find_control()
-    assert "2 'consim up' clusters are running: 127.0.0.1:8599" in str(info.value)
-    assert "127.0.0.1:8699" in str(info.value) and "--control" in str(info.value)
+    text = str(info.value)
+    assert text.startswith("2 'consim up' clusters are running: "), text
+    assert "127.0.0.1:8599 (pid" in text and "127.0.0.1:8699 (pid" in text and "--control" in text
     # The latest stops: the pointer goes back to the one still running.
     forget_control("127.0.0.1:8699")
     assert json.loads(control_file().read_text())["control"] == "127.0.0.1:8599"
