@@ -306,7 +306,6 @@ class Controller:
             c.partition(resolved)
         elif action == "block":
             src, dst = self.resolve(body.get("src")), self.resolve(body.get("dst"))
-            self._hit([src])
             c.block(src, dst)
         elif action == "heal":
             # ctl heal puts the network back as it was: cuts, blocks, loss and delay.
