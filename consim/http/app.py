@@ -538,12 +538,14 @@ async def status_peers(c: Ctx) -> Any:
 
 
 async def agent_self(c: Ctx) -> Any:
-    return c.agent.agent_self()
+    return c.agent.agent_self(c.token())
 
 
 async def agent_members(c: Ctx) -> Any:
     # Consul: wan only when ?wan has a non-empty value.
-    members = c.agent.members(c.get("wan") != "")
+    members, filtered = c.agent.members(c.get("wan") != "", c.token())
+    if filtered:
+        c.meta_headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
     out = []
     for m in members:
         m = dict(m)
@@ -594,6 +596,13 @@ def _conflicting(c: Ctx, *flags: str) -> None:
         raise HTTPError(400, f"Conflicting flags: {'&'.join(pairs)}\n")
 
 
+def _filtered_header(c: Ctx, reply: Any) -> None:
+    # Consul's setMeta: only when the server says ACLs left entries out.
+    meta = reply.get("QueryMeta") if isinstance(reply, dict) else None
+    if meta and meta.get("ResultsFilteredByACLs"):
+        c.meta_headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
+
+
 async def kv(c: Ctx) -> Any:
     key = c.rest
     if c.method == "GET":
@@ -603,6 +612,7 @@ async def kv(c: Ctx) -> Any:
             args.update(Key=key, Prefix=key, Separator=sep)
             reply = await c.rpc("KVS.ListKeys", args)
             c.set_meta(reply)
+            _filtered_header(c, reply)
             keys = reply.get("Keys") or []
             if not keys and key:
                 return Reply(404)
@@ -613,6 +623,7 @@ async def kv(c: Ctx) -> Any:
         args["Key"] = key
         reply = await c.rpc("KVS.List" if recurse else "KVS.Get", args)
         c.set_meta(reply)
+        _filtered_header(c, reply)
         entries = reply.get("Entries") or []
         if not entries:
             return Reply(404)

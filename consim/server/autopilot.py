@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from consim import CONSUL_VERSION
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.server.endpoints import Handler, require
@@ -120,7 +121,7 @@ def server_health(node: ServerNode) -> dict[str, Any]:
                 "Name": member.name if member else "(unknown)",
                 "Address": server.address,
                 "SerfStatus": serf_status,
-                "Version": "1.21.0",
+                "Version": CONSUL_VERSION,
                 "Leader": is_self and core.role is Role.LEADER,
                 "LastContact": last_contact if last_contact < 1e8 else -1.0,
                 "LastTerm": core.term if healthy or is_self else 0,

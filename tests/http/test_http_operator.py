@@ -320,9 +320,20 @@ async def test_agent_self_and_members(client, agent):
     agent.members_body = [{"Name": "alice", "Tags": {"role": "consul", "dc": "dc1"}, "Status": 1}]
     status, _, body = await client("GET", "/v1/agent/members?wan=1")
     assert status == 200 and b'"Tags":{"dc":"dc1","role":"consul"}' in body
-    assert agent.calls[-1] == ("members", {"wan": True})
-    await client("GET", "/v1/agent/members?wan")  # Consul: empty value is not WAN
-    assert agent.calls[-1] == ("members", {"wan": False})
+    _ = (await client("GET", "/v1/agent/members?wan=1"))[1]
+    assert agent.calls[-1] == ("members", {"wan": True, "token": ""})
+    assert "x-consul-results-filtered-by-acls" not in _
+    # Consul: empty value is not WAN; the token goes to the agent, which filters by node:read
+    _, headers, _ = await client("GET", "/v1/agent/members?wan", {"X-Consul-Token": "t"})
+    assert agent.calls[-1] == ("members", {"wan": False, "token": "t"})
+    assert "x-consul-results-filtered-by-acls" not in headers
+    agent.replies["members_filtered"] = True
+    _, headers, _ = await client("GET", "/v1/agent/members?token=t")
+    assert headers["x-consul-results-filtered-by-acls"] == "true"
+    await client("GET", "/v1/agent/self?token=s")
+    assert agent.calls[-1] == ("agent_self", {"token": "s"})
+    agent.replies["agent_self"] = RpcError("ACL not found")
+    assert (await client("GET", "/v1/agent/self?token=nope"))[::2] == (403, b"ACL not found")
 
 
 async def test_agent_force_leave_join_leave(client, agent):
