@@ -403,7 +403,9 @@ def _autopilot_out(reply: dict[str, Any]) -> dict[str, Any]:
 
 def _decode_autopilot(raw: bytes) -> dict[str, Any]:
     """Go's decode of api.AutopilotConfiguration (unknown fields rejected; durations as Go
-    strings or numbers of nanoseconds). Missing fields take Go zero values, as in Consul."""
+    strings or numbers of nanoseconds). Consul decodes onto api.NewAutopilotConfiguration(), so a
+    missing field takes autopilot's default (a partial body like py-consul's
+    ``{"CleanupDeadServers": false}`` leaves the thresholds at 200ms / 250 / 10s)."""
     obj = decode_json_value(raw)
     if obj is None:  # Go decodes null into a struct as a no-op
         obj = {}
@@ -413,11 +415,11 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
         )
     by_lower = {k.lower(): k for k in _AUTOPILOT_FIELDS}
     config: dict[str, Any] = {
-        "CleanupDeadServers": False,
-        "LastContactThreshold": 0.0,
-        "MaxTrailingLogs": 0,
+        "CleanupDeadServers": True,
+        "LastContactThreshold": 0.2,
+        "MaxTrailingLogs": 250,
         "MinQuorum": 0,
-        "ServerStabilizationTime": 0.0,
+        "ServerStabilizationTime": 10.0,
         "RedundancyZoneTag": "",
         "DisableUpgradeMigration": False,
         "UpgradeVersionTag": "",

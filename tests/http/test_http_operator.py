@@ -255,7 +255,8 @@ async def test_autopilot_put(client, agent):
     assert args["CAS"] is False
     assert args["Config"]["LastContactThreshold"] == 1.0
     assert args["Config"]["MaxTrailingLogs"] == 9
-    assert args["Config"]["ServerStabilizationTime"] == 0.0  # Go zero value
+    # missing: api.NewAutopilotConfiguration()'s default, not Go's zero value
+    assert args["Config"]["ServerStabilizationTime"] == 10.0
     status, _, got = await client("PUT", "/v1/operator/autopilot/configuration?cas=4", body=body)
     assert (status, got) == (200, b"false")
     assert agent.last_args["CAS"] is True and agent.last_args["Config"]["ModifyIndex"] == 4
