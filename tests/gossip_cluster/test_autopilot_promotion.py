@@ -229,3 +229,26 @@ def test_stable_since_is_when_health_last_changed():
         c.resume(victim.name)
 
     run(body)
+
+
+def test_forged_gossip_is_dropped_with_gossip_encryption():
+    """With gossip encryption (the cluster's default in these tests) the same forged packets are
+    dropped before they are read: no member is announced, nothing reaches Raft."""
+
+    async def body(c):
+        await settled(c)
+        await c.wait_for_leader()
+        real = config_ids(c)
+        targets = [n.spec.serf_lan_address for n in c.servers.values()]
+        for incarnation in range(1, 20):
+            for dst in targets:
+                c.net.send_datagram("127.0.9.1:8301", dst, forged_alive(1, incarnation))
+            await trio.sleep(0.25)
+        await trio.sleep(5)
+        assert config_ids(c) == real
+        assert all(
+            "evil-1" not in {m.name for m in n.lan_pool.members()} for n in c.servers.values()
+        )
+        assert all(n.lan_pool.core.counters["dropped_plaintext"] > 0 for n in c.servers.values())
+
+    run(body)
