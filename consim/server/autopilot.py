@@ -158,11 +158,11 @@ async def server_health(node: ServerNode) -> dict[str, Any]:
     """The leader's view of every server (Consul's OperatorHealthReply).
 
     Healthy, as Consul's autopilot decides it: serf says alive; the server answered for its Raft
-    stats; the leader heard from it within LastContactThreshold; its last log term is the
-    leader's; and its last index trails the leader's by at most MaxTrailingLogs. The index used
-    is the lower of the leader's match index for it and what the server itself reports, so a
-    server restarted with an empty data dir counts as far behind even while the leader's match
-    index still remembers its old log.
+    stats; the leader heard from it within LastContactThreshold (plus one heartbeat interval);
+    its last log term is the leader's; and its last index trails the leader's by at most
+    MaxTrailingLogs. The index used is the lower of the leader's match index for it and what the
+    server itself reports, so a server restarted with an empty data dir counts as far behind
+    even while the leader's match index still remembers its old log.
     """
     core = node._core()
     leader = core.role is Role.LEADER
@@ -175,7 +175,11 @@ async def server_health(node: ServerNode) -> dict[str, Any]:
     core = node._core()  # may have changed while the stats were fetched
     now = trio.current_time()
     config = node.fsm.autopilot
-    threshold = float(config.get("LastContactThreshold", 0.2))
+    # An idle follower answers the leader once per heartbeat interval (HeartbeatTimeout/10:
+    # 500 ms at the default raft multiplier 5), so the contact rule allows one interval on top
+    # of LastContactThreshold; otherwise every follower of an idle cluster flaps unhealthy and
+    # none stays stable long enough to be promoted.
+    threshold = float(config.get("LastContactThreshold", 0.2)) + node.raft_config.heartbeat_interval
     max_trailing = int(config.get("MaxTrailingLogs", 250))
     matches = core.match_indexes() if core.role is Role.LEADER else {}
     contacts = core.follower_last_contact() if core.role is Role.LEADER else {}

@@ -252,3 +252,30 @@ def test_forged_gossip_is_dropped_with_gossip_encryption():
         assert all(n.lan_pool.core.counters["dropped_plaintext"] > 0 for n in c.servers.values())
 
     run(body)
+
+
+def test_promotion_at_the_default_raft_multiplier():
+    """At raft_multiplier 5 (consim up's default, as Consul's) the leader hears from an idle
+    follower only every 500 ms; the returning server must still be promoted."""
+
+    async def body(c):
+        await settled(c)
+        leader = await c.wait_for_leader(within=60)
+        await trio.sleep(5)
+        # an idle, healthy cluster is healthy whenever it is asked (polls off the heartbeat's
+        # phase: up to 500 ms since the last answer is normal here)
+        for _ in range(30):
+            status, h = await health(c, leader.name)
+            assert status == 200, [s["LastContact"] for s in h["Servers"]]
+            await trio.sleep(0.37)
+        victim = next(n for n in c.datacenter_servers("dc1") if n is not leader)
+        c.kill(victim.name)
+        await eventually(lambda: victim.server_id not in config_ids(c), within=120)
+        await c.restart(victim.name)
+        await eventually(lambda: victim.server_id in config_ids(c), within=60)
+        assert victim.server_id not in voter_ids(c)
+        await eventually(lambda: victim.server_id in voter_ids(c), within=60)
+        _, h = await health(c, c.leader().name)
+        assert h["Healthy"] is True and all(s["Voter"] for s in h["Servers"])
+
+    run(body, raft_multiplier=5)
