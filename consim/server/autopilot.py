@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio.testing import MockClock
 
-from consim import CONSUL_VERSION
 from consim.events import VIRTUAL_EPOCH
 from consim.net.network import RpcError, RpcTimeout, Unreachable
 from consim.net.sim import VirtualClock
@@ -225,7 +224,8 @@ async def server_health(node: ServerNode) -> dict[str, Any]:
                 "Name": member.name if member else "(unknown)",
                 "Address": server.address,
                 "SerfStatus": serf_status,
-                "Version": CONSUL_VERSION,
+                # Consul reads it from the member's serf build tag ("version:revision")
+                "Version": member.tags.get("build", "").split(":")[0] if member else "",
                 "Leader": is_self and core.role is Role.LEADER,
                 "LastContact": last_contact if last_contact < 1e8 else -1.0,
                 "LastTerm": last_term,

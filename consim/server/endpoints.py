@@ -41,26 +41,17 @@ def endpoint(name: str) -> Callable[[Handler], Handler]:
 def require(
     node: ServerNode, args: dict[str, Any], resource: str, level: str, segment: str | None = None
 ) -> None:
-    authorize(node, args).require_or_rpc_error(resource, level, segment)
-
-
-class _Authz:
-    """An :class:`~consim.acl.Authorizer` whose refusals are RpcErrors (Consul's texts)."""
-
-    def __init__(self, authorizer: Authorizer) -> None:
-        self.authorizer = authorizer
-
-    def require_or_rpc_error(self, resource: str, level: str, segment: str | None = None) -> None:
-        try:
-            self.authorizer.require(resource, level, segment)
-        except PermissionDenied as exc:
-            raise RpcError(str(exc)) from None
-
-
-def authorize(node: ServerNode, args: dict[str, Any]) -> _Authz:
-    """Resolve the request's token (``ACL not found`` as an RpcError)."""
+    authorizer = authorize(node, args)
     try:
-        return _Authz(node.acl.resolve(str(args.get("Token") or "")))
+        authorizer.require(resource, level, segment)
+    except PermissionDenied as exc:
+        raise RpcError(str(exc)) from None
+
+
+def authorize(node: ServerNode, args: dict[str, Any]) -> Authorizer:
+    """The request token's authorizer (``ACL not found`` as an RpcError)."""
+    try:
+        return node.acl.resolve(str(args.get("Token") or ""))
     except ACLNotFound as exc:
         raise RpcError(str(exc)) from None
 
@@ -273,7 +264,7 @@ async def kvs_list(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
     # Consul checks nothing up front (acl.enable_key_list_policy is off by default) and filters
     # each entry by key:read: a listing answers the readable subset, or nothing (404).
     prefix = str(args.get("Key", ""))
-    authz = authorize(node, args).authorizer
+    authz = authorize(node, args)
     filtered = [False]
 
     def read() -> tuple[int, Any]:
@@ -291,7 +282,7 @@ async def kvs_list(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
 @endpoint("KVS.ListKeys")
 async def kvs_list_keys(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
     prefix = str(args.get("Key", ""))
-    authz = authorize(node, args).authorizer
+    authz = authorize(node, args)
     separator = str(args.get("Separator") or "")
     filtered = [False]
 
@@ -335,14 +326,14 @@ async def kvs_apply(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
         raise RpcError(f"Unknown KVS operation: {op}")
     # Consul's kvsPreApply: delete-tree needs KeyWritePrefix (write on the prefix and on every
     # rule beneath it), every other operation key:write on its key.
-    authz = authorize(node, args)
-    if op == "delete-tree":
-        try:
-            authz.authorizer.require_key_write_prefix(key)
-        except PermissionDenied as exc:
-            raise RpcError(str(exc)) from None
-    else:
-        authz.require_or_rpc_error("key", "write", key)
+    authorizer = authorize(node, args)
+    try:
+        if op == "delete-tree":
+            authorizer.require_key_write_prefix(key)
+        else:
+            authorizer.require("key", "write", key)
+    except PermissionDenied as exc:
+        raise RpcError(str(exc)) from None
     if op in ("lock", "unlock"):
         # consim has no session endpoints, so no session exists: Consul's state store answers
         # a lock with an unknown session with this error (a 500), and an unlock by a session

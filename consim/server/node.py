@@ -808,20 +808,10 @@ class ServerAgent:
         return pool
 
     def _authorizer(self, token: str) -> Any:
-        from consim.acl import ACLNotFound
-
-        try:
-            return self.node.acl.resolve(token)
-        except ACLNotFound as exc:
-            raise RpcError(str(exc)) from None
+        return endpoints.authorize(self.node, {"Token": token})
 
     def _require(self, token: str, resource: str, level: str, segment: str | None = None) -> None:
-        from consim.acl import PermissionDenied
-
-        try:
-            self._authorizer(token).require(resource, level, segment)
-        except PermissionDenied as exc:
-            raise RpcError(str(exc)) from None
+        endpoints.require(self.node, {"Token": token}, resource, level, segment)
 
     async def force_leave(self, node: str, prune: bool, token: str) -> None:
         self._require(token, "operator", "write")

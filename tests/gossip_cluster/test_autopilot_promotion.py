@@ -15,6 +15,7 @@ import json
 import msgpack
 import trio
 
+from consim import CONSUL_VERSION
 from consim.storage.memory import MemoryStorage
 
 from .helpers import call, config_ids, events_of, eventually, get_json, member_status, run, settled
@@ -217,6 +218,7 @@ def test_stable_since_is_when_health_last_changed():
             s["StableSince"] for s in h2["Servers"]
         ]
         assert all(s["StableSince"].startswith("2026-11-27T12:00:") for s in h1["Servers"])
+        assert all(s["Version"] == CONSUL_VERSION for s in h1["Servers"])  # the serf build tag
         victim = next(n for n in c.datacenter_servers("dc1") if n is not leader)
         c.pause(victim.name)
         await trio.sleep(1)
