@@ -92,6 +92,8 @@ ROWS: list[tuple[Any, ...]] = [
      keys_of, ["app/a", "app/secret/pw"], False),
     # anonymous (default deny, no anonymous rules): nothing readable, and never told so
     ("recurse-anonymous", "GET", "/v1/kv/?recurse", "", 404, None, "", False),
+    # ?keys at the root is never a 404 in Consul: the empty list
+    ("keys-root-anonymous", "GET", "/v1/kv/?keys", "", 200, json.loads, [], False),
     ("recurse-unknown-token", "GET", "/v1/kv/?recurse", "nope", 403, None, "ACL not found", None),
     ("keys-unknown-token", "GET", "/v1/kv/?keys", "nope", 403, None, "ACL not found", None),
     ("get-denied-key", "GET", "/v1/kv/app/secret/pw", "kv", 403,
