@@ -149,7 +149,11 @@ class Cluster:
             from consim.server.node import ServerAgent
 
             node = self.node(name)
-            agent = ServerAgent(node, known_datacenters=lambda: len(node.known_datacenters()))
+            agent = ServerAgent(
+                node,
+                known_datacenters=lambda: len(node.known_datacenters()),
+                leave=lambda: self.agent_leave(name),
+            )
             self.http_apps[name] = create_app(agent)
         return self.http_apps[name]
 
@@ -231,8 +235,36 @@ class Cluster:
 
     async def stop(self, name: str) -> None:
         """Graceful leave: the server is removed from the Raft configuration, then stops."""
-        node = self.node(name)
         self.events.emit(NO_NODE, "stop", {"server": name}, message="server leaving gracefully")
+        await self._graceful_leave(name)
+        self._halt(name)
+
+    async def agent_leave(self, name: str) -> None:
+        """``PUT /v1/agent/leave`` on ``name``: the same graceful leave as :meth:`stop`; the
+        shutdown follows right after the answer is sent (Consul's ShutdownAgent), so the client
+        gets its 200 before the server's HTTP port goes away."""
+        node = self.node(name)
+        self.events.emit(
+            name,
+            "agent_leave",
+            {"server": name},
+            subsystem="agent",
+            message="Requesting shutdown: graceful leave (PUT /v1/agent/leave)",
+        )
+        incarnation = node.incarnation
+        await self._graceful_leave(name)
+
+        async def shutdown() -> None:
+            # Long enough for hypercorn to flush the response on a busy machine.
+            await trio.sleep(0.2)
+            if node.running and node.incarnation == incarnation:
+                self._halt(name)
+
+        assert self._nursery is not None
+        self._nursery.start_soon(shutdown)
+
+    async def _graceful_leave(self, name: str) -> None:
+        node = self.node(name)
         if node.running and node.core is not None:
             leader = self.leader(node.datacenter)
             if leader is not None:
@@ -257,6 +289,9 @@ class Cluster:
             node.lan_pool.leave()
             node.wan_pool.leave()
             await trio.sleep(node.lan_pool.config.t(node.lan_pool.config.leave_propagate_delay))
+
+    def _halt(self, name: str) -> None:
+        node = self.node(name)
         if node.running:
             self._scopes[name].cancel()
             node.running = False
