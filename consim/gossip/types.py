@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consim import CONSUL_VERSION
+from consim.address import parse_address
 
 # Consul's member status numbers (serf MemberStatus), as /v1/agent/members reports them.
 STATUS_NONE = 0
@@ -28,8 +29,8 @@ class GossipError(ValueError):
 
 
 def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
+    """(host, port) of a member address the core has validated (``consim.address``)."""
+    return parse_address(address)
 
 
 @dataclass(frozen=True)
