@@ -154,6 +154,8 @@ class Network(abc.ABC):
         counted it already) and tell ``on_error``; never raises."""
         if counter:
             self.stats[address][counter] += 1
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a nursery's wrapper: report what actually failed
         reporter = self.on_error
         if reporter is not None:
             try:

@@ -1229,11 +1229,11 @@ class RaftCore:
         fields: dict[str, Any] = {"from": src, "type": type(msg).__name__, "term": msg.term}
         if leader:
             fields["leader-address"] = msg.leader_address  # type: ignore[union-attr]
-            message = "heard from a leader that is not in the configuration"
+            message = f"{type(msg).__name__} from a leader that is not in configuration"
         elif isinstance(msg, RequestVote):
             message = "rejecting vote request since node is not in configuration"
         else:
-            message = "ignoring a message from a server that is not in the configuration"
+            message = "ignoring a message from a server that is not in configuration"
         self._event("peer_not_in_configuration", fields, "WARN", message)
 
     def _observe_term(self, term: int, now: float) -> None:
