@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from consim.address import AddressError, parse_address
 from consim.golike import multierror
 from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags
 from consim.gossip.types import GossipError, GossipEvent, KeyringResponse, Member
@@ -260,11 +261,18 @@ class GossipPool:
             raise RpcError(str(exc)) from None
         self._flush()
 
-    def join(self, address: str) -> None:
-        """serf Join of one address; a bad address is memberlist's error, wrapped the way
-        Consul's /v1/agent/join returns it (go-multierror), and logged as the agent does."""
+    def join(self, address: str, given: str | None = None) -> None:
+        """serf Join of one address (``given``: as the operator typed it, before the default port
+        was added); a bad address is memberlist's error, wrapped the way Consul's
+        /v1/agent/join returns it (go-multierror), and logged as the agent does."""
         core = self._running_core()
         try:
+            try:
+                parse_address(address)
+            except AddressError as exc:
+                # memberlist names the address as given, not the one ensurePort made of it.
+                shown = address if given is None else given
+                raise GossipError(f"Failed to resolve {shown}: {exc}") from None
             core.join(address, trio.current_time())
         except GossipError as exc:
             error = multierror([str(exc)])
@@ -272,7 +280,12 @@ class GossipPool:
             self.node.events.emit(
                 self.node.name,
                 "join_failed",
-                {"pool": self.segment, "address": address, "number_of_nodes": 0, "error": error},
+                {
+                    "pool": self.segment,
+                    "address": address if given is None else given,
+                    "number_of_nodes": 0,
+                    "error": error,
+                },
                 level="WARN",
                 subsystem="agent",
                 message=f"({pool}) couldn't join",

@@ -198,6 +198,7 @@ def test_rpc_handler_and_reconcile_failures_are_logged_and_the_server_goes_on(
     [
         ("127.0.20.9:notaport", 'strconv.ParseUint: parsing "notaport": invalid syntax'),
         ("127.0.20.9:99999", 'strconv.ParseUint: parsing "99999": value out of range'),
+        ("", "lookup : no such host"),  # an empty host (memberlist then asks DNS)
     ],
 )
 def test_join_of_a_bad_address_answers_as_consul_and_never_crashes_later(
