@@ -39,7 +39,6 @@ from consim.gossip.types import (
     KeyringResponse,
     Member,
     QueryResponse,
-    split_address,
 )
 
 # memberlist node states
@@ -181,7 +180,7 @@ class GossipCore:
         self._next_push_pull = now + rng.uniform(0, c.t(c.push_pull_interval))
         self._next_reconnect = now + c.t(c.reconnect_interval)
         self._add_node(name, address, self._tags, self._incarnation, ALIVE, now)
-        host = split_address(address)[0]
+        host = parse_address(address)[0]
         self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
 
     # ---------------------------------------------------------------- public read-only API
@@ -205,7 +204,7 @@ class GossipCore:
         out = []
         for name in self._names:
             node = nodes[name]
-            host, port = split_address(node.address)
+            host, port = parse_address(node.address)
             status = self._status if name == me else status_of[node.state]
             out.append(Member(name, host, port, node.tags, status, node.incarnation))
         return out
@@ -276,7 +275,7 @@ class GossipCore:
             raise GossipError(f"No node found with name '{name}'")
         if node.state in (ALIVE, SUSPECT) or name == self.name:
             return  # serf ignores force-leave of a live member; it would refute anyway
-        host = split_address(node.address)[0]
+        host = parse_address(node.address)[0]
         if node.state == DEAD:
             node.state = LEFT
             node.state_change = now
@@ -511,7 +510,7 @@ class GossipCore:
         if node is None:
             node = self._add_node(name, address, dict(tags), inc, ALIVE, now)
             self._broadcast_alive(node)
-            host = split_address(address)[0]
+            host = parse_address(address)[0]
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
             return
         updates_address = address != node.address
@@ -529,7 +528,7 @@ class GossipCore:
         node.incarnation, node.address, node.tags = inc, address, dict(tags)
         self._suspicions.pop(name, None)
         self._broadcast_alive(node)
-        host = split_address(address)[0]
+        host = parse_address(address)[0]
         if old_state in (DEAD, LEFT):
             node.state, node.state_change = ALIVE, now
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
@@ -588,7 +587,7 @@ class GossipCore:
         node.state = LEFT if leaving else DEAD
         self._suspicions.pop(name, None)
         self._broadcast(name, {"t": "dead", "node": name, "inc": inc, "from": accuser})
-        host = split_address(node.address)[0]
+        host = parse_address(node.address)[0]
         if leaving:
             self._event("member_left", f"EventMemberLeave: {name} {host}", member=name, addr=host)
         else:
@@ -845,7 +844,7 @@ class GossipCore:
         me.state, me.state_change = LEFT, now
         self._leave_at = None
         self._stopped = True
-        host = split_address(self.address)[0]
+        host = parse_address(self.address)[0]
         self._event(
             "member_left", f"EventMemberLeave: {self.name} {host}", member=self.name, addr=host
         )
@@ -983,7 +982,7 @@ class GossipCore:
             del self._names[idx]
 
     def _member(self, node: _Node) -> Member:
-        host, port = split_address(node.address)
+        host, port = parse_address(node.address)
         if node.name == self.name:
             status = self._status
         else:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consim import CONSUL_VERSION
-from consim.address import parse_address
 
 # Consul's member status numbers (serf MemberStatus), as /v1/agent/members reports them.
 STATUS_NONE = 0
@@ -26,11 +25,6 @@ STATUS_NAMES = {
 
 class GossipError(ValueError):
     """An operator request the core refuses; ``str(err)`` is Consul's text."""
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """(host, port) of a member address the core has validated (``consim.address``)."""
-    return parse_address(address)
 
 
 @dataclass(frozen=True)

@@ -73,15 +73,9 @@ def loopback_range_available() -> bool:
     return True
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """(host, port) of an address; :class:`~consim.address.AddressError` (a ValueError) when it is
-    not a usable IP:port (the one shared validator, :func:`consim.address.parse_address`)."""
-    return parse_address(address)
-
-
 def resolve_listen_address(address: str, *, loopback_range: bool | None = None) -> tuple[str, int]:
     """The (host, port) to bind or dial for a Consul-style address string."""
-    host, port = split_address(address)
+    host, port = parse_address(address)
     if loopback_range is None:
         loopback_range = loopback_range_available()
     if loopback_range:
@@ -405,7 +399,7 @@ __all__ = [
     "SocketNetwork",
     "loopback_range_available",
     "resolve_listen_address",
-    "split_address",
+    "parse_address",
     "host_of",
     "RpcError",
     "RpcTimeout",
