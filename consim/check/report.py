@@ -433,7 +433,7 @@ function draw(){
     const x0=X(o[1]),x1=Math.max(X(t1),x0+1.5),y=ltop+o[0]*LANE+3,h=LANE-6;
     if(o[3]==='info')el('line',{x1:x1,x2:W,y1:y+h/2,y2:y+h/2,stroke:'#e59a3c','stroke-opacity':0.6,'stroke-dasharray':'2,5'});
     const r=el('rect',{class:'op '+o[3]+(o[5]?' in-window':''),x:x0,y:y,width:x1-x0,height:h,
-      fill:COL[o[3]]||'#999',stroke:o[5]?WIN:'#555','stroke-width':o[5]?2.5:0.4,rx:2,'data-index':o[7]});
+      fill:COL[o[3]]||'#999',stroke:o[5]?WIN:'#555','stroke-width':o[5]?2.5:(x1-x0>4?0.4:0),rx:2,'data-index':o[7]});
     el('title',{},r,'#'+o[7]+' p'+o[9]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']');
     const room=x1-x0-4,n=Math.floor(room/6.6);
     if(o[5]&&o[4].length>n){pending.push([x1,y,h,o[4]]);}
@@ -443,7 +443,9 @@ function draw(){
       el('text',{x:x0,y:y+4,'text-anchor':'middle',fill:'#fff'},c,String(badge.get(o[7])));}
   }
   // the window's operations keep their full label, beside the bar when it is too narrow
-  for(const [x,y,h,s] of pending){const g=el('g',{class:'window-label'});
+  const taken={};  // per lane row: where the last label beside a bar ends (labels never overlap)
+  for(const [x,y,h,s] of pending){if(x<(taken[y]||-1e9))continue;taken[y]=x+s.length*6.6+12;
+    const g=el('g',{class:'window-label'});
     el('rect',{x:x+3,y:y+1,width:s.length*6.6+6,height:h-2,fill:'#fff',stroke:WIN,rx:2},g);
     el('text',{x:x+6,y:y+h/2+4,fill:WIN},g,s);}
   document.getElementById('range').textContent=v0.toFixed(3)+' s .. '+v1.toFixed(3)+' s, '+shown+' operations';
