@@ -83,6 +83,13 @@ def _lanes(ops: list[Operation]) -> list[list[int]]:
     return sorted(lanes)
 
 
+def _extra(op: Operation) -> str:
+    """The fields beyond Jepsen's (server, consistency, index, error, ...), as ``k=v`` text."""
+    return " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in op.extra.items()
+    )
+
+
 def _faults(history: History) -> list[dict[str, Any]]:
     """Nemesis start/stop events paired into spans: a stop closes the earliest open start of the
     same fault (``value["fault"]``, else its ``id``, else any)."""
@@ -182,6 +189,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
                 op.index,
                 _compact(op),
                 op.process,
+                _extra(op),
             ]
             for op in ops
         ],
@@ -250,22 +258,26 @@ def _keys_table(lin: dict[str, Any]) -> str:
 
 
 def _invariants(inv: Any) -> str:
+    """The campaign's invariant results (``{name: {"ok", "checked", "violations", "note"}}``)."""
     if not inv:
         return ""
     rows = []
     items = inv.items() if isinstance(inv, dict) else enumerate(inv)
     for name, value in items:
-        if isinstance(value, dict):
-            ok = value.get("ok", value.get("verdict"))
-            detail = value.get("detail") or value.get("violations") or value.get("message") or ""
-        else:
-            ok, detail = value, ""
-        cls = (
-            "valid" if ok in (True, "valid", "ok", "pass") else "invalid" if ok is not None else ""
-        )
+        value = value if isinstance(value, dict) else {"ok": value}
+        ok = value.get("ok", value.get("verdict"))
+        holds = ok in (True, "valid", "ok", "pass")
+        verdict = "holds" if holds else "VIOLATED" if ok is not None else "?"
+        if value.get("checked") is not None:
+            verdict += f" ({value['checked']} checked)"
+        violations = value.get("violations") or []
+        if isinstance(violations, str):
+            violations = [violations]
+        detail = "".join(f"<li>{html.escape(str(v))}</li>" for v in violations[:20])
+        note = html.escape(str(value.get("note") or value.get("detail") or ""))
         rows.append(
-            f'<tr><td class="{cls}">{html.escape(str(name))}</td><td>{html.escape(str(ok))}</td>'
-            f"<td>{html.escape(json.dumps(detail) if not isinstance(detail, str) else detail)[:400]}</td></tr>"
+            f'<tr><td class="{"valid" if holds else "invalid"}">{html.escape(str(name))}</td>'
+            f"<td>{verdict}</td><td>{'<ul>' + detail + '</ul>' if detail else ''}{note}</td></tr>"
         )
     return '<h2>Invariants</h2><table class="inv">' + "".join(rows) + "</table>"
 
@@ -347,7 +359,10 @@ def _window_table(
     for op in ops:
         if op.index in window_ids:
             note = " (still open at the cut: treated as unknown)" if op.index in pending else ""
-            rows.append(f"<li><code>{html.escape(op.describe())}</code>{html.escape(note)}</li>")
+            extra = f' <span class="muted">{html.escape(_extra(op))}</span>' if op.extra else ""
+            rows.append(
+                f"<li><code>{html.escape(op.describe())}</code>{html.escape(note)}{extra}</li>"
+            )
     return (
         f"<h2>The window that cannot be linearized (key {html.escape(str(lin.get('failing_key')))}, "
         f'{len(window_ids)} operations)</h2><ol class="window" id="window">'
@@ -365,6 +380,7 @@ h1{font-size:20px;margin:0 0 6px}h2{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:6px 0}td{padding:2px 8px;border:1px solid #ddd}
 td.valid{background:#e8f5e9}td.invalid{background:#ffebee}td.unknown{background:#fff3e0}
 .legend span{margin-right:14px;font-size:13px}
+table.inv ul{margin:0;padding-left:18px}table.inv td{vertical-align:top}
 .legend i{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle}
 .overview{margin:8px 0;cursor:pointer}.controls{margin:6px 0}
 .controls button{margin-right:6px}#range{margin-left:10px;font-family:monospace}
@@ -434,7 +450,7 @@ function draw(){
     if(o[3]==='info')el('line',{x1:x1,x2:W,y1:y+h/2,y2:y+h/2,stroke:'#e59a3c','stroke-opacity':0.6,'stroke-dasharray':'2,5'});
     const r=el('rect',{class:'op '+o[3]+(o[5]?' in-window':''),x:x0,y:y,width:x1-x0,height:h,
       fill:COL[o[3]]||'#999',stroke:o[5]?WIN:'#555','stroke-width':o[5]?2.5:(x1-x0>4?0.4:0),rx:2,'data-index':o[7]});
-    el('title',{},r,'#'+o[7]+' p'+o[9]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']');
+    el('title',{},r,'#'+o[7]+' p'+o[9]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']'+(o[10]?'\n'+o[10]:''));
     const room=x1-x0-4,n=Math.floor(room/6.6);
     if(o[5]&&o[4].length>n){pending.push([x1,y,h,o[4]]);}
     else if(n>=3){let s=o[4].length<=n?o[4]:o[8].length<=n?o[8]:o[8].slice(0,n-1)+'…';
