@@ -176,7 +176,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
         "keys": sorted({op.key for op in ops}),
         "failingKey": lin.get("failing_key"),
         # per op: lane, invoke, completion (null: never), type, label, in window, key, index,
-        # short label
+        # short label, process, extra fields
         "ops": [
             [
                 lane[op.process],
@@ -204,6 +204,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
         f"<title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        _overall(result, verdict),
         f'<p class="verdict {html.escape(verdict)}" id="verdict">linearizability: '
         f"<b>{html.escape(verdict)}</b></p>",
         f'<p class="summary">{len(ops)} operations ({counts["ok"]} ok, {counts["fail"]} fail, '
@@ -232,6 +233,23 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
         "</body></html>",
     ]
     return "\n".join(p for p in page if p)
+
+
+def _overall(result: dict[str, Any], linearizability: str) -> str:
+    """The run's verdict when it is not just the checker's (an invariant broke)."""
+    overall = result.get("verdict")
+    broken = result.get("invariants_failed") or [
+        name
+        for name, v in (result.get("invariants") or {}).items()
+        if isinstance(v, dict) and v.get("ok") is False
+    ]
+    if not overall or (overall == linearizability and not broken):
+        return ""
+    why = f" (invariants broken: {', '.join(map(str, broken))})" if broken else ""
+    return (
+        f'<p class="verdict {html.escape(str(overall))}" id="overall">run: '
+        f"<b>{html.escape(str(overall))}</b>{html.escape(why)}</p>"
+    )
 
 
 def _seed(result: dict[str, Any]) -> str:

@@ -99,6 +99,9 @@ def test_report_is_self_contained_and_lists_the_window():
     assert "seed 7" in page
     assert "holds (12 checked)" in page and "VIOLATED (40 checked)" in page
     assert "<li>dc1-s2 commit 9 -&gt; 7</li>" in page
+    assert 'id="overall"' not in page  # no "verdict" in this result: nothing to add
+    page = render_check_report(h, {**result, "verdict": "invalid"}, title="t")
+    assert "run: <b>invalid</b> (invariants broken: monotonic_indexes)" in page
 
 
 def test_a_client_that_continues_as_a_new_process_keeps_its_lane():
