@@ -176,3 +176,30 @@ def test_search_and_brute_force_agree_on_arbitrary_histories():
             _check_window(result, f"seed {seed}\n{h.to_jsonl()}")
         counts[expected] += 1
     assert counts[True] > 500 and counts[False] > 500, counts
+
+
+def test_bounding_info_operations_changes_no_verdict(monkeypatch):
+    """Beyond brute force's reach (20-60 operations on one key, 20% info): the search with info
+    operations bounded by their last observer agrees with the search without the bound."""
+    from consim.check import linearizability
+
+    seen = set()
+    for seed in range(300):
+        rng = random.Random(seed)
+        made = linearizable_history(
+            rng,
+            ops=rng.randint(20, 60),
+            keys=1,
+            clients=rng.randint(2, 5),
+            info_rate=0.2,
+            fail_rate=0.1,
+            cas_rate=0.3,
+        )
+        for h in (made, mutate(made, rng), mutate(mutate(made, rng), rng)):
+            bounded = check_linearizable(h).verdict
+            monkeypatch.setattr(linearizability, "_BOUND_INFO", False)
+            unbounded = check_linearizable(h).verdict
+            monkeypatch.setattr(linearizability, "_BOUND_INFO", True)
+            assert bounded == unbounded, f"seed {seed}\n{h.to_jsonl()}"
+            seen.add(bounded)
+    assert seen == {"valid", "invalid"}
