@@ -262,6 +262,7 @@ class FollowerReplication:
     in progress shows as ``snapshot_index > 0`` with ``snapshot_offset`` of ``snapshot_size``
     bytes acknowledged and ``snapshot_progress_at`` the last time a chunk was acknowledged.
     ``send_failures`` counts messages to it the driver reported unsent (:meth:`send_failed`).
+    ``since`` is when this leader started replicating to it.
     """
 
     next_index: int
@@ -274,6 +275,7 @@ class FollowerReplication:
     snapshot_started_at: float | None
     snapshot_progress_at: float | None
     send_failures: int
+    since: float
 
 
 class _Progress:
@@ -284,6 +286,7 @@ class _Progress:
         "match_index",
         "match_seq",
         "last_contact",
+        "since",
         "last_success",
         "last_sent",
         "snapshot_sent_at",
@@ -294,6 +297,7 @@ class _Progress:
         "snap_offset",
         "snap_started_at",
         "snap_progress_at",
+        "snap_probe_seq",
     )
 
     def __init__(self, next_index: int, now: float) -> None:
@@ -303,6 +307,7 @@ class _Progress:
         # means the follower lost entries it had acknowledged (its data dir was wiped).
         self.match_seq = 0
         self.last_contact = now
+        self.since = now
         self.last_success: float | None = None
         self.last_sent = -1e18
         # When the chunk in flight was sent (None: no chunk awaits an answer).
@@ -320,6 +325,8 @@ class _Progress:
         self.snap_offset = 0
         self.snap_started_at: float | None = None
         self.snap_progress_at: float | None = None
+        # seq of the first heartbeat sent after the chunk in flight (0: none yet).
+        self.snap_probe_seq = 0
 
 
 class _SnapshotAssembly:
@@ -529,6 +536,7 @@ class RaftCore:
                 snapshot_started_at=p.snap_started_at if snap is not None else None,
                 snapshot_progress_at=p.snap_progress_at if snap is not None else None,
                 send_failures=p.send_failures,
+                since=p.since,
             )
         return out
 
@@ -1209,7 +1217,7 @@ class RaftCore:
             prev = p.next_index - 1
             prev_term = self.term_at(prev)
             if prev < offset or prev_term is None:
-                self._send_snapshot(pid, p, now)
+                self._send_snapshot(pid, p, now, heartbeat)
                 return
             if not heartbeat and len(inflight) >= max_inflight:
                 return
@@ -1245,7 +1253,7 @@ class RaftCore:
             if p.next_index > offset + len(log):
                 return
 
-    def _send_snapshot(self, pid: str, p: _Progress, now: float | None) -> None:
+    def _send_snapshot(self, pid: str, p: _Progress, now: float | None, heartbeat: bool) -> None:
         t = self._now if now is None else now
         if p.snap is None:
             snap = self._snapshot
@@ -1261,11 +1269,52 @@ class RaftCore:
                 "INFO",
                 "starting snapshot transfer",
             )
-        elif p.snapshot_sent_at is not None and t - p.snapshot_sent_at < self.cfg.heartbeat_timeout:
-            # One chunk in flight; its answer sends the next. Unanswered for a heartbeat
-            # timeout (lost, or the follower restarted), it goes again from the last ack.
-            return
+        elif p.snapshot_sent_at is not None:
+            waited = t - p.snapshot_sent_at
+            if waited < self.cfg.heartbeat_timeout:
+                # One chunk in flight; its answer sends the next. Unanswered for a heartbeat
+                # timeout (lost), it goes again from the last ack. Meanwhile heartbeats go as
+                # probes: they keep the follower from campaigning, and the answer to one sent
+                # after the chunk, arriving first on the FIFO link, shows the chunk was lost
+                # (the follower was down or restarted) without waiting for the timeout.
+                if heartbeat and waited >= self.cfg.heartbeat_interval:
+                    self._send_probe(pid, p, t)
+                return
+        if p.snap_offset == 0 and self._snapshot is not None and p.snap is not self._snapshot:
+            # Nothing of it acknowledged yet: send the newest snapshot instead.
+            p.snap = snap = self._snapshot
+            p.snap_started_at = p.snap_progress_at = t
+            self._event(
+                "snapshot_transfer",
+                {"peer": pid, "index": snap.meta.index, "size": len(snap.data)},
+                "INFO",
+                "starting snapshot transfer",
+            )
         self._send_chunk(pid, p, t)
+
+    def _send_probe(self, pid: str, p: _Progress, now: float) -> None:
+        snap = p.snap
+        assert snap is not None
+        self._seq = seq = self._seq + 1
+        if not p.snap_probe_seq:
+            p.snap_probe_seq = seq
+        p.last_sent = now
+        p.inflight.append(seq)
+        if len(p.inflight) > self.cfg.max_inflight:
+            p.inflight.popleft()
+        self._send(
+            pid,
+            AppendEntries(
+                self._term,
+                self.id,
+                self.address,
+                snap.meta.index,
+                snap.meta.term,
+                (),
+                self._commit,
+                seq,
+            ),
+        )
 
     def _send_chunk(self, pid: str, p: _Progress, now: float) -> None:
         snap = p.snap
@@ -1275,6 +1324,7 @@ class RaftCore:
         offset = p.snap_offset
         end = min(size, offset + max(1, self.cfg.snapshot_chunk_size))
         p.snapshot_sent_at = now
+        p.snap_probe_seq = 0
         p.last_sent = now
         self._send(
             pid,
@@ -1531,6 +1581,10 @@ class RaftCore:
                 if m.seq >= seq_start and src not in acks:
                     acks.append(src)
                     self._check_verify(req)
+        if p.snap_probe_seq and m.seq >= p.snap_probe_seq and p.snapshot_sent_at is not None:
+            # Answered a heartbeat sent after the chunk, and not the chunk: it was lost.
+            p.snap_probe_seq = 0
+            p.snapshot_sent_at = None
         if m.success:
             p.last_success = now
             if m.last_log_index > p.match_index:
@@ -1539,6 +1593,9 @@ class RaftCore:
                 self._maybe_commit(now)
             if p.match_index + 1 > p.next_index:
                 p.next_index = p.match_index + 1
+            if p.snap is not None and p.next_index > self._offset:
+                p.snap = None  # the log reaches it again: no snapshot needed
+                p.snapshot_sent_at = None
         else:
             if m.last_log_index < p.match_index and m.seq > p.match_seq:
                 # The follower no longer holds entries it acknowledged (restarted with a wiped
@@ -1697,10 +1754,10 @@ class RaftCore:
         p = self._answering_follower(src, m, now)
         if p is None:
             return
-        p.snapshot_sent_at = None
         snap = p.snap
         if m.done:
             # Installed (or not needed): replicate from after it.
+            p.snapshot_sent_at = None
             p.snap = None
             if m.success:
                 p.last_success = now
@@ -1723,6 +1780,9 @@ class RaftCore:
             m_offset = 0  # the follower assembles something else: start ours over
         else:
             m_offset = m.offset
+        if m.success and p.snapshot_sent_at is not None and m_offset <= p.snap_offset:
+            return  # a duplicate or stale ack: the chunk in flight is not answered yet
+        p.snapshot_sent_at = None
         if m.success:
             p.snap_offset = m_offset
             p.snap_progress_at = now
@@ -1730,8 +1790,14 @@ class RaftCore:
             p.snap_offset = m_offset
             if m_offset == 0 and self._snapshot is not None and self._snapshot is not snap:
                 # Starting over anyway: send the newest snapshot instead.
-                p.snap = self._snapshot
+                p.snap = snap = self._snapshot
                 p.snap_started_at = p.snap_progress_at = now
+                self._event(
+                    "snapshot_transfer",
+                    {"peer": src, "index": snap.meta.index, "size": len(snap.data)},
+                    "INFO",
+                    "starting snapshot transfer",
+                )
         self._send_chunk(src, p, now)
 
     def _on_timeout_now(self, src: str, m: TimeoutNow, now: float) -> None:
