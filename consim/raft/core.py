@@ -11,7 +11,8 @@ Driver contract for one ``Ready`` (the order matters for safety):
    (append) -> ``snapshot`` (installed from the leader; also restore the FSM from it) ->
    ``local_snapshot`` (save_snapshot) -> ``compact_through`` (compact_prefix);
 2. only then send ``messages`` (a vote or an AppendEntries success must never leave before the
-   term/vote/entries it promises are durable);
+   term/vote/entries it promises are durable); a message the driver cannot send (not encodable, over the frame limit) goes to
+   :meth:`RaftCore.send_failed`, which counts it and has the leader send it again;
 3. then apply ``committed`` to the FSM in order (all entry types are handed out; the FSM ignores
    NOOP/BARRIER/CONFIGURATION as it likes), and resolve ``verifications``; record ``events``.
 
@@ -33,6 +34,10 @@ Event kinds (``RaftEvent.kind``), stable; messages follow hashicorp/raft's log l
 - ``transfer``: leadership transfer started / finished / timed out ``{target, outcome}``
 - ``snapshot``: "snapshot complete up to" ``{index, term, compacted_through}``
 - ``install_snapshot``: "Installed remote snapshot" ``{index, term, leader}``
+- ``snapshot_transfer`` (leader): "starting snapshot transfer" / "snapshot transfer complete"
+  ``{peer, index, size}``; the snapshot travels in ``RaftConfig.snapshot_chunk_size`` chunks
+- ``follower_log_lost`` (leader, WARN): a follower answered with a shorter log than it had
+  acknowledged (restarted with a wiped data dir); its match index is lowered and it is caught up
 - ``ignored_message``: a message that was dropped ``{reason, type, from}`` (also counted in
   ``counters``); level DEBUG so it does not drown the log
 
@@ -394,6 +399,10 @@ class RaftCore:
         # The log holds entries (offset, offset+len]; offset_term is the term at offset, or None
         # when that entry was compacted without a snapshot at exactly that index.
         self._log: list[LogEntry] = entries
+        # Leader: an upper bound of any entry's wire cost in its log (set on election, raised on
+        # each append): while n x this fits the byte budget, a batch of n entries does too, so
+        # it is not measured.
+        self._entry_cost = ENTRY_OVERHEAD
         self._offset = entries[0].index - 1 if entries else snap_index
         if snap and self._offset == snap.meta.index:
             self._offset_term: int | None = snap.meta.term
@@ -1053,6 +1062,7 @@ class RaftCore:
         self._set_leader(self.id, self.address)
         self._event("role_change", {"leader": self._node_str()}, "INFO", "entering leader state")
         self._assembly = None
+        self._entry_cost = ENTRY_OVERHEAD + max(map(len, map(_ENTRY_DATA, self._log)), default=0)
         self._progress = {}
         for s in self.latest_configuration.servers:
             if s.id != self.id:
@@ -1071,6 +1081,9 @@ class RaftCore:
             raise RaftError("leadership transfer in progress")
 
     def _leader_append(self, etype: EntryType, data: bytes) -> int:
+        cost = len(data) + ENTRY_OVERHEAD
+        if cost > self._entry_cost:
+            self._entry_cost = cost
         index = self.last_index + 1
         self._append([LogEntry(index, self._term, etype, data)])
         # A single-voter cluster commits on its own.
@@ -1116,9 +1129,9 @@ class RaftCore:
         if err:
             raise RaftError(err)
         index = self.last_index + 1
-        self._append(
-            [LogEntry(index, self._term, EntryType.CONFIGURATION, encode_configuration(new_conf))]
-        )
+        data = encode_configuration(new_conf)
+        self._entry_cost = max(self._entry_cost, len(data) + ENTRY_OVERHEAD)
+        self._append([LogEntry(index, self._term, EntryType.CONFIGURATION, data)])
         self._configs.append((index, new_conf))
         self._event(
             "config_change",
@@ -1225,7 +1238,10 @@ class RaftCore:
             batch = tuple(log[start : start + cap])
             if not batch and not heartbeat:
                 return
-            if sum(map(len, map(_ENTRY_DATA, batch))) + ENTRY_OVERHEAD * len(batch) > budget:
+            if (
+                len(batch) * self._entry_cost > budget
+                and sum(map(len, map(_ENTRY_DATA, batch))) + ENTRY_OVERHEAD * len(batch) > budget
+            ):
                 batch = _within_budget(batch, budget)
             self._seq = seq = self._seq + 1
             self._send(
