@@ -5,6 +5,9 @@ The simulator enforces the socket network's 8 MiB frame limit, so what fails liv
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import trio
 
 from consim.cluster import Cluster
@@ -130,3 +133,39 @@ def test_a_message_that_cannot_be_sent_is_logged_counted_and_sent_again() -> Non
     assert "FrameTooLarge" in events[0].fields["error"]
     # Resent from the heartbeat: caught up within a few heartbeat intervals.
     assert out["took"] < 1.0
+
+
+def test_follower_restarted_with_a_wiped_data_dir_catches_up_under_the_same_leader(
+    tmp_path: Path,
+) -> None:
+    spec = ClusterSpec(seed=7, raft_multiplier=1, data_dir=tmp_path)
+
+    async def body(cluster: Cluster) -> None:
+        leader = await cluster.wait_for_leader(within=10)
+        core = leader.core
+        assert core is not None
+        for i in range(50):
+            await kv_put(leader, f"k{i}", b"v%d" % i)
+        follower = next(n for n in cluster.servers if n != leader.name)
+        node = cluster.node(follower)
+        await wait_until(
+            lambda: node.core is not None and node.core.commit_index == core.commit_index,
+            5,
+            "the follower to have everything",
+        )
+        term = core.term
+        cluster.kill(follower)
+        await trio.sleep(0.5)
+        shutil.rmtree(tmp_path / follower / "raft")  # the Raft store is gone
+        await cluster.restart(follower)
+        await wait_until(
+            lambda: node.core is not None and node.core.commit_index == core.commit_index,
+            5,
+            "the wiped follower to catch up",
+        )
+        assert leader.is_leader() and core.term == term, "caught up only through a new leader"
+        _, entry = node.fsm.get("k49")
+        assert entry is not None
+
+    _, log = virtual(spec, body)
+    assert log.of_kind("follower_log_lost")
