@@ -11,8 +11,9 @@ Driver contract for one ``Ready`` (the order matters for safety):
    (append) -> ``snapshot`` (installed from the leader; also restore the FSM from it) ->
    ``local_snapshot`` (save_snapshot) -> ``compact_through`` (compact_prefix);
 2. only then send ``messages`` (a vote or an AppendEntries success must never leave before the
-   term/vote/entries it promises are durable); a message the driver cannot send (not encodable, over the frame limit) goes to
-   :meth:`RaftCore.send_failed`, which counts it and has the leader send it again;
+   term/vote/entries it promises are durable); a message the driver cannot send (not
+   encodable, over the frame limit) goes to :meth:`RaftCore.send_failed`, which counts it and
+   has the leader send it again;
 3. then apply ``committed`` to the FSM in order (all entry types are handed out; the FSM ignores
    NOOP/BARRIER/CONFIGURATION as it likes), and resolve ``verifications``; record ``events``.
 
@@ -324,8 +325,9 @@ class _Progress:
         # next_index to here and resends (0: nothing to resend).
         self.resend_from = 0
         self.send_failures = 0
-        # The snapshot being sent in chunks (kept to the end even if a newer one is taken), the
-        # bytes of it the follower acknowledged, when the transfer started and last progressed.
+        # The snapshot being sent in chunks (once a chunk of it is acknowledged it is kept to the
+        # end even if a newer one is taken), the bytes of it the follower acknowledged, when the
+        # transfer started and last progressed.
         self.snap: Snapshot | None = None
         self.snap_offset = 0
         self.snap_started_at: float | None = None
