@@ -476,10 +476,13 @@ class ServerNode:
             text, level = "failed to send snapshot to", "ERROR"
         else:
             text, level = f"failed to send {type(message).__name__} to", "WARN"
+        server = core.latest_configuration.get(out.to_id)
+        suffrage = server.suffrage.value if server is not None else "Voter"
         self._emit_raft(
             "raft_send_failed",
             {
-                "peer": f"{{{out.to_id} {out.to_address}}}",
+                # hashicorp/raft's peer="{Voter id address}"
+                "peer": f"{{{suffrage} {out.to_id} {out.to_address}}}",
                 "type": type(message).__name__,
                 "error": f"{type(exc).__name__}: {exc}",
             },
