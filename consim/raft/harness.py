@@ -217,11 +217,15 @@ class Harness:
         if r.snapshot is not None:
             node.fsm = fsm_restore(r.snapshot.data)
             node.fsm_index = r.snapshot.meta.index
-        for out in r.messages:
-            if not self._fits(out.message):
-                core.send_failed(out.to_id, out.message, self.now)
-                continue
-            self._send(node.id, out.to_id, out.message)
+        if self.max_message_bytes is None:
+            for out in r.messages:
+                self._send(node.id, out.to_id, out.message)
+        else:
+            for out in r.messages:
+                if self._fits(out.message):
+                    self._send(node.id, out.to_id, out.message)
+                else:
+                    core.send_failed(out.to_id, out.message, self.now)
         for e in r.committed:
             if e.index != node.fsm_index + 1:
                 self.fail(f"{node.id} applied {e.index} after {node.fsm_index}")

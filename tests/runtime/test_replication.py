@@ -131,6 +131,7 @@ def test_a_message_that_cannot_be_sent_is_logged_counted_and_sent_again() -> Non
     assert len(events) == out["failed"]
     assert events[0].level == "ERROR" and events[0].message == "failed to appendEntries to"
     assert "FrameTooLarge" in events[0].fields["error"]
+    assert events[0].fields["peer"].startswith("{Voter ")
     # Resent from the heartbeat: caught up within a few heartbeat intervals.
     assert out["took"] < 1.0
 
