@@ -502,11 +502,13 @@ def random_run(
     liveness_bound: float = 30.0,
     n: int | None = None,
     trace: bool = True,
+    **config: Any,
 ) -> Harness:
-    """One randomized fault schedule: faults for ``duration`` seconds, then heal and check liveness."""
+    """One randomized fault schedule: faults for ``duration`` seconds, then heal and check liveness.
+    ``config`` overrides RaftConfig fields (e.g. a tiny ``snapshot_chunk_size``)."""
     picker = random.Random(seed * 7919 + 1)
     size = n if n is not None else picker.choice([3, 3, 5])
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=24, trailing_logs=8)
+    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=24, trailing_logs=8, **config)
     h = Harness(
         size,
         seed,
