@@ -290,7 +290,7 @@ class _Progress:
     __slots__ = (
         "next_index",
         "match_index",
-        "match_seq",
+        "match_sent_seq",
         "last_contact",
         "since",
         "last_success",
@@ -309,9 +309,11 @@ class _Progress:
     def __init__(self, next_index: int, now: float) -> None:
         self.next_index = next_index
         self.match_index = 0
-        # seq of the answer that last raised match_index: a later answer showing a shorter log
-        # means the follower lost entries it had acknowledged (its data dir was wiped).
-        self.match_seq = 0
+        # The last seq sent when match_index was last raised. An answer to a later message was
+        # written after that ack, so if it shows a log shorter than match_index the follower
+        # lost entries it had acknowledged (its data dir was wiped); an answer to an earlier
+        # one may just be stale (overtaken by the ack on a reordering link).
+        self.match_sent_seq = 0
         self.last_contact = now
         self.since = now
         self.last_success: float | None = None
@@ -1313,26 +1315,24 @@ class RaftCore:
     def _send_probe(self, pid: str, p: _Progress, now: float) -> None:
         snap = p.snap
         assert snap is not None
-        self._seq = seq = self._seq + 1
+        seq = self._send_heartbeat_at(pid, p, now, snap.meta.index, snap.meta.term)
         if not p.snap_probe_seq:
             p.snap_probe_seq = seq
+
+    def _send_heartbeat_at(
+        self, pid: str, p: _Progress, now: float, prev: int, prev_term: int
+    ) -> int:
+        """An AppendEntries without entries at ``prev``; returns its seq. Not counted in flight:
+        it carries no entries, so it must not hold back the pipeline."""
+        self._seq = seq = self._seq + 1
         p.last_sent = now
-        p.inflight.append(seq)
-        if len(p.inflight) > self.cfg.max_inflight:
-            p.inflight.popleft()
         self._send(
             pid,
             AppendEntries(
-                self._term,
-                self.id,
-                self.address,
-                snap.meta.index,
-                snap.meta.term,
-                (),
-                self._commit,
-                seq,
+                self._term, self.id, self.address, prev, prev_term, (), self._commit, seq
             ),
         )
+        return seq
 
     def _send_chunk(self, pid: str, p: _Progress, now: float) -> None:
         snap = p.snap
@@ -1607,7 +1607,7 @@ class RaftCore:
             p.last_success = now
             if m.last_log_index > p.match_index:
                 p.match_index = min(m.last_log_index, self._offset + len(self._log))
-                p.match_seq = m.seq
+                p.match_sent_seq = self._seq
                 self._maybe_commit(now)
             if p.match_index + 1 > p.next_index:
                 p.next_index = p.match_index + 1
@@ -1615,12 +1615,11 @@ class RaftCore:
                 p.snap = None  # the log reaches it again: no snapshot needed
                 p.snapshot_sent_at = None
         else:
-            if m.last_log_index < p.match_index and m.seq > p.match_seq:
+            if m.last_log_index < p.match_index and m.seq > p.match_sent_seq:
                 # The follower no longer holds entries it acknowledged (restarted with a wiped
                 # data dir): its match index is no longer true, and back-off must be allowed
                 # below it, or next_index stays where the old log ended and it never catches up.
                 p.match_index = m.last_log_index
-                p.match_seq = m.seq
                 self._event(
                     "follower_log_lost",
                     {"peer": src, "last_index": m.last_log_index},
