@@ -1220,7 +1220,6 @@ class RaftCore:
     def _send_append(self, pid: str, now: float | None, heartbeat: bool) -> None:
         p = self._progress[pid]
         cap = self.cfg.max_append_entries
-        budget = self.cfg.max_append_bytes
         max_inflight = self.cfg.max_inflight
         inflight = p.inflight
         # Sending never changes the log, so these stay valid through the loop.
@@ -1242,11 +1241,8 @@ class RaftCore:
             batch = tuple(log[start : start + cap])
             if not batch and not heartbeat:
                 return
-            if (
-                len(batch) * self._entry_cost > budget
-                and sum(map(len, map(_ENTRY_DATA, batch))) + ENTRY_OVERHEAD * len(batch) > budget
-            ):
-                batch = _within_budget(batch, budget)
+            if len(batch) * self._entry_cost > self.cfg.max_append_bytes:
+                batch = _within_budget(batch, self.cfg.max_append_bytes)
             self._seq = seq = self._seq + 1
             self._send(
                 pid,
@@ -1839,6 +1835,8 @@ STRANGER_WARN_INTERVAL = 10.0  # seconds between two warnings about the same sen
 def _within_budget(batch: tuple[LogEntry, ...], budget: int) -> tuple[LogEntry, ...]:
     """The longest prefix of ``batch`` within ``budget`` bytes; never empty (an entry larger
     than the budget travels alone)."""
+    if sum(map(len, map(_ENTRY_DATA, batch))) + ENTRY_OVERHEAD * len(batch) <= budget:
+        return batch
     total = 0
     for n, e in enumerate(batch):
         total += len(e.data) + ENTRY_OVERHEAD
