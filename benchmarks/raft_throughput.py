@@ -86,7 +86,7 @@ def run_consim(args: argparse.Namespace) -> dict[str, Any]:
 
     from consim.live import start_live_cluster_parts
     from consim.net.network import RpcError
-    from consim.server.config import ClusterSpec
+    from consim.spec import ClusterSpec
 
     subnet = choose_subnet(args)
     if subnet != 0:

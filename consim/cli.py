@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 def _datacenters(text: str) -> tuple[tuple[str, int], ...]:

@@ -18,8 +18,8 @@ from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.config import RaftConfig
 from consim.raft.types import Role
-from consim.server.config import ClusterSpec, ServerSpec
 from consim.server.node import ServerNode, _uuid_from_rng
+from consim.spec import ClusterSpec, ServerSpec
 from consim.storage.base import RaftStorage
 from consim.storage.memory import MemoryStorage
 

@@ -23,7 +23,7 @@ import trio
 from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog, format_hclog, level_enabled
 from consim.raft.recovery import RecoveryError
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 CONTROL_PORT_OFFSET = 99
 

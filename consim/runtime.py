@@ -16,7 +16,7 @@ import trio
 
 from consim.cluster import Cluster
 from consim.events import EventLog
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 T = TypeVar("T")
 

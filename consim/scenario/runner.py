@@ -30,8 +30,8 @@ from consim.scenario.model import (
     Step,
     Target,
 )
-from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
+from consim.spec import ClusterSpec
 
 SCENARIO_NODE = "scenario"
 

@@ -41,9 +41,9 @@ from consim.raft.types import (
     Server,
 )
 from consim.server import autopilot, endpoints
-from consim.server.config import ServerSpec
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
+from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
 
 # Consul's and hashicorp/raft's error texts.

@@ -23,8 +23,8 @@ from consim.events import Event, EventLog
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
+from consim.spec import ClusterSpec
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ from consim.net.network import RpcError
 from consim.net.rpc import KIND_NOTIFY, hello
 from consim.net.sockets import resolve_listen_address
 from consim.server import endpoints
-from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
+from consim.spec import ClusterSpec
 
 from .helpers import (
     describe,

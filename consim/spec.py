@@ -1,4 +1,5 @@
-"""Static description of one server and of the cluster it belongs to."""
+"""Static description of a cluster and of its servers: what scenario files and ``consim up`` build,
+and what both clocks run (neither server/ nor the runtime owns it)."""
 
 from __future__ import annotations
 
