@@ -1,7 +1,8 @@
 """Datacenters of ServerNodes on one Network: start, stop, kill, restart, partition, heal.
 
 The same ``Cluster`` runs in virtual time (``SimNetwork`` under ``VirtualClock``, HTTP called in
-process) and live (``SocketNetwork``, hypercorn on every server's HTTP address). Every fault is an
+process) and live (``SocketNetwork``, hypercorn on every server's HTTP address): it is handed its
+network and HTTP front and never asks which (``consim.runtime`` builds both). Every fault is an
 event in the one event log.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -23,6 +24,9 @@ from consim.spec import ClusterSpec, ServerSpec
 from consim.storage.base import RaftStorage
 from consim.storage.memory import MemoryStorage
 
+if TYPE_CHECKING:
+    from consim.runtime import HttpFront
+
 
 class ClusterError(Exception):
     pass
@@ -30,12 +34,13 @@ class ClusterError(Exception):
 
 class Cluster:
     def __init__(
-        self, spec: ClusterSpec, *, network: Network, events: EventLog, live: bool = False
+        self, spec: ClusterSpec, *, network: Network, events: EventLog, front: HttpFront
     ) -> None:
         self.spec = spec
         self.net = network
         self.events = events
-        self.live = live
+        # How each server's HTTP API is reached: in process or over hypercorn (consim.runtime).
+        self.front = front
         self.rng = random.Random(spec.seed)
         self.servers: dict[str, ServerNode] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -136,11 +141,10 @@ class Cluster:
                 with scope:
                     async with trio.open_nursery() as nursery:
                         await nursery.start(node.run)
-                        if self.live:
-                            # A crashed server's HTTP port goes away with it, as with real Consul.
-                            from consim.http.serve import serve_http
-
-                            await nursery.start(serve_http, self.app(name), node.spec.http_address)
+                        # Live: this incarnation's HTTP port, which goes away when it crashes.
+                        await self.front.serve(
+                            nursery, lambda: self.app(name), node.spec.http_address
+                        )
                         task_status.started()
                         started = True
             except Exception as exc:
@@ -215,28 +219,16 @@ class Cluster:
         """One HTTP request to a server: in process in virtual time, over a socket when live."""
         node = self.node(name)
         start = self.events.now()
-        if self.live:
-            import httpx
-
-            # No 5 s httpx default: Consul's api client waits as long as the agent takes (a
-            # keyring query over WAN times out server-side after 8 s, ?dc after the hold timeout).
-            async with httpx.AsyncClient(
-                base_url=f"http://{node.spec.http_address}", timeout=65.0
-            ) as client:
-                response = await client.request(method, path, headers=headers, content=body)
-                status, out_headers, out_body = (
-                    response.status_code,
-                    dict(response.headers),
-                    response.content,
-                )
-        else:
-            if not node.running:
-                raise ClusterError(f"{name} is not running: connection refused")
-            from consim.http.inprocess import request
-
-            status, out_headers, out_body = await request(
-                self.app(name), method, path, headers=headers, body=body
-            )
+        status, out_headers, out_body = await self.front.request(
+            name,
+            node.running,
+            lambda: self.app(name),
+            node.spec.http_address,
+            method,
+            path,
+            headers,
+            body,
+        )
         # The server's own DEBUG line, as Consul's agent.http logs it.
         self.events.emit(
             name,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import trio
 from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog, format_hclog, level_enabled
 from consim.raft.recovery import RecoveryError
+from consim.runtime import start_live_cluster_parts
 from consim.spec import ClusterSpec
 
 CONTROL_PORT_OFFSET = 99
@@ -169,15 +169,6 @@ def free_host_block(
         ):
             return block
     raise RuntimeError(f"no free 127.0.N.x block for a live cluster of {counts} servers")
-
-
-def start_live_cluster_parts(spec: ClusterSpec) -> tuple[Cluster, EventLog]:
-    from consim.net.sockets import SocketNetwork
-
-    events = EventLog(trio.current_time)
-    network = SocketNetwork(random.Random(spec.seed * 7919 + 1))
-    cluster = Cluster(spec, network=network, events=events, live=True)
-    return cluster, events
 
 
 def print_events(events: EventLog, out: TextIO, log_level: str) -> Callable[[], None]:

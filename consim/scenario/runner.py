@@ -1121,7 +1121,7 @@ def _run_virtual(scenario: Scenario, spec: ClusterSpec) -> RunResult:
 
 
 def _run_live(scenario: Scenario, spec: ClusterSpec) -> RunResult:
-    from consim.live import start_live_cluster_parts
+    from consim.runtime import start_live_cluster_parts
 
     box: list[Any] = []
 

@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from consim.acl import ACLConfig
-from consim.live import start_live_cluster_parts
+from consim.runtime import start_live_cluster_parts
 from consim.spec import ClusterSpec
 
 HTTP_PORT = 18531

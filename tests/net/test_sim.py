@@ -11,7 +11,7 @@ import trio.testing
 
 from consim.net.network import RpcTimeout
 from consim.net.sim import SimNetwork, VirtualClock
-from consim.runtime import make_trio_deterministic
+from consim.net.trio_internals import make_trio_deterministic
 
 HOSTS = [f"127.0.0.{k}" for k in (1, 2, 3)]
 
