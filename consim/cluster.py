@@ -18,8 +18,9 @@ import trio
 from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.config import RaftConfig
+from consim.raft.core import new_node_id
 from consim.raft.types import Role
-from consim.server.node import ServerNode, _uuid_from_rng
+from consim.server.node import ServerNode
 from consim.spec import ClusterSpec, ServerSpec
 from consim.storage.base import RaftStorage
 from consim.storage.memory import MemoryStorage
@@ -82,7 +83,7 @@ class Cluster:
             )
 
     def _node_id(self, s: ServerSpec) -> str:
-        node_id = _uuid_from_rng(self.rng)
+        node_id = new_node_id(self.rng)
         if self.spec.data_dir is None:
             return node_id
         path = self.spec.data_dir / s.name / "node-id"

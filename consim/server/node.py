@@ -25,7 +25,14 @@ from consim.events import EventLog
 from consim.gossip import GossipConfig
 from consim.net.network import Network, RpcError, RpcTimeout, Unreachable
 from consim.raft.config import RaftConfig
-from consim.raft.core import FollowerReplication, NotLeader, Outbound, RaftCore, RaftError
+from consim.raft.core import (
+    FollowerReplication,
+    NotLeader,
+    Outbound,
+    RaftCore,
+    RaftError,
+    new_node_id,
+)
 from consim.raft.messages import (
     AppendEntries,
     InstallSnapshot,
@@ -120,7 +127,7 @@ class ServerNode:
         self._directory = directory or (lambda: [spec])
         self._storage_factory = storage_factory
         self.storage: RaftStorage | None = None
-        self.node_id = spec.node_id or _uuid_from_rng(rng)
+        self.node_id = spec.node_id or new_node_id(rng)
         self.server_id = self.node_id if raft_protocol >= 3 else self.address
         self.running = False
         self.paused = False
@@ -864,11 +871,6 @@ def _has_port(address: str) -> bool:
 
 def _is_empty(state: PersistentState) -> bool:
     return state.hard_state.current_term == 0 and not state.entries and state.snapshot is None
-
-
-def _uuid_from_rng(rng: random.Random) -> str:
-    raw = rng.getrandbits(128).to_bytes(16, "big").hex()
-    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
 _PEERS_INFO = json.dumps(
