@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from consim.gossip.types import STATUS_NAMES
 from consim.http.client import DEFAULT_TIMEOUT
 
 HttpTransport = Callable[
@@ -521,13 +522,12 @@ Usage: consul members [options]
 
   Outputs the members of a running Consul agent.
 """
-# serf.MemberStatus(n).String()
-_MEMBER_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
 def _member_status(member: dict[str, Any]) -> str:
     status = member.get("Status", 0)
-    return _MEMBER_STATUS.get(status, f"unknown({status})")
+    # serf.MemberStatus(n).String()
+    return STATUS_NAMES.get(status, f"unknown({status})")
 
 
 @consul_command(

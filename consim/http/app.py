@@ -40,12 +40,11 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http.agent import Agent, RpcError
+from consim.structs import DEFAULT_QUERY_TIME, MAX_QUERY_TIME
 
 # Methods the catch-all route accepts so that our dispatcher (not werkzeug) answers every one.
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
 
-DEFAULT_WAIT = 300.0  # Consul's default blocking wait (5m)
-MAX_WAIT = 600.0  # and its maximum (10m)
 KV_MAX_VALUE_SIZE = 512 * 1024  # Consul's kv_max_value_size default
 
 _TEXT = "text/plain; charset=utf-8"  # what Go's net/http sniffs for a plain-text body
@@ -206,8 +205,8 @@ class Ctx:
                 raise HTTPError(400, "Invalid index") from None
         # Consul's blockingQuery: no wait -> 5m, capped at 10m (jitter is the server's).
         if wait <= 0:
-            wait = DEFAULT_WAIT
-        wait = min(wait, MAX_WAIT)
+            wait = DEFAULT_QUERY_TIME
+        wait = min(wait, MAX_QUERY_TIME)
         args.update(
             AllowStale=stale,
             RequireConsistent=consistent,

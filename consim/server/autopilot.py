@@ -18,6 +18,7 @@ import trio
 from trio.testing import MockClock
 
 from consim.events import VIRTUAL_EPOCH
+from consim.gossip.types import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT, STATUS_NAMES
 from consim.net.network import RpcError, RpcTimeout, Unreachable
 from consim.net.sim import VirtualClock
 from consim.raft.types import Role
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from consim.server.node import ServerNode
 
 HANDLERS: dict[str, Handler] = {}
-
-SERF_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
 def _endpoint(name: str):  # type: ignore[no-untyped-def]
@@ -191,7 +190,7 @@ async def server_health(node: ServerNode) -> dict[str, Any]:
     for server in configured:
         member = members.get(server.address)
         is_self = server.id == node.server_id
-        serf_status = SERF_STATUS.get(member.status, "none") if member else "none"
+        serf_status = STATUS_NAMES.get(member.status, "none") if member else "none"
         if is_self:
             last_contact, last_index, last_term, answered = (
                 0.0,
@@ -302,11 +301,11 @@ async def reconcile(node: ServerNode) -> None:
         member = members.get(server.id) or by_address.get(server.address)
         if member is None:
             continue
-        if member.status == 3:
+        if member.status == STATUS_LEFT:
             left.append(server)
-        elif member.status == 4 and server.is_voter:
+        elif member.status == STATUS_FAILED and server.is_voter:
             failed.append(server)
-        elif member.status == 4:
+        elif member.status == STATUS_FAILED:
             failed_nonvoters.append(server)
     to_remove = list(left)
     cleanup = node.fsm.autopilot.get("CleanupDeadServers", True)
@@ -334,7 +333,7 @@ async def reconcile(node: ServerNode) -> None:
     for member in node.lan_pool.members():
         member_id = member.tags.get("id", "")
         if (
-            member.status == 1
+            member.status == STATUS_ALIVE
             and member.tags.get("role") == "consul"
             and member.tags.get("dc") == node.datacenter
             and member_id

@@ -18,13 +18,11 @@ from consim.acl import ACLNotFound, Authorizer, PermissionDenied
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.server.fsm import encode_command
+from consim.structs import DEFAULT_QUERY_TIME, JITTER_FRACTION, MAX_QUERY_TIME
 
 if TYPE_CHECKING:
     from consim.server.node import ServerNode
 
-DEFAULT_QUERY_TIME = 300.0  # Consul's defaultQueryTime (5m)
-MAX_QUERY_TIME = 600.0  # and maxQueryTime (10m)
-JITTER_FRACTION = 16  # structs.JitterFraction
 
 Handler = Callable[["ServerNode", dict[str, Any]], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}

@@ -22,7 +22,7 @@ import trio
 from consim import CONSUL_VERSION
 from consim.acl import ACLConfig
 from consim.events import EventLog
-from consim.gossip import GossipConfig
+from consim.gossip import STATUS_ALIVE, GossipConfig
 from consim.net.network import Network, RpcError, RpcTimeout, Unreachable
 from consim.raft.config import RaftConfig
 from consim.raft.core import (
@@ -52,6 +52,7 @@ from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
 from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
+from consim.structs import JITTER_FRACTION
 
 # Consul's and hashicorp/raft's error texts.
 ERR_NO_LEADER = "No cluster leader"
@@ -83,7 +84,6 @@ LOCAL_METHODS = frozenset(
         "Internal.KeyringOperation",
     }
 )
-JITTER_FRACTION = 16  # Consul's structs.JitterFraction
 
 
 class ServerFailed(Exception):
@@ -773,7 +773,11 @@ class ServerNode:
         as Consul's router does; from the static directory when gossip is off."""
         if self.wan_pool is not None:
             members = [m for m in self.wan_pool.members() if m.tags.get("dc") == datacenter]
-            alive = [f"{m.addr}:{m.tags.get('port', '8300')}" for m in members if m.status == 1]
+            alive = [
+                f"{m.addr}:{m.tags.get('port', '8300')}"
+                for m in members
+                if m.status == STATUS_ALIVE
+            ]
             return bool(members), alive
         specs = [s.rpc_address for s in self._directory() if s.datacenter == datacenter]
         return bool(specs), specs
