@@ -17,7 +17,6 @@ import trio
 
 from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
-from consim.raft.config import RaftConfig
 from consim.raft.core import new_node_id
 from consim.raft.types import Role
 from consim.server.node import ServerNode
@@ -51,15 +50,7 @@ class Cluster:
         self.http_apps: dict[str, Any] = {}
         network.faults.on_change = self._on_fault
         network.on_error = self._on_network_error
-        raft_config = RaftConfig.for_multiplier(spec.raft_multiplier)
-        overrides: dict[str, Any] = {}
-        if spec.snapshot_threshold is not None:
-            overrides["snapshot_threshold"] = spec.snapshot_threshold
-        if spec.trailing_logs is not None:
-            overrides["trailing_logs"] = spec.trailing_logs
-        if overrides:
-            raft_config = replace(raft_config, **overrides)
-        self.raft_config = raft_config
+        self.raft_config = raft_config = spec.raft_config()
         specs = []
         for s in spec.servers():
             specs.append(replace(s, node_id=self._node_id(s)))

@@ -3,10 +3,11 @@ and what both clocks run (neither server/ nor the runtime owns it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from consim.acl import ACLConfig
+from consim.raft.config import RaftConfig
 
 RPC_PORT = 8300
 SERF_LAN_PORT = 8301
@@ -87,6 +88,17 @@ class ClusterSpec:
                     )
                 )
         return out
+
+    def raft_config(self) -> RaftConfig:
+        """Every server's Raft timing (from ``raft_multiplier``) with this cluster's snapshot
+        overrides."""
+        config = RaftConfig.for_multiplier(self.raft_multiplier)
+        overrides: dict[str, int] = {}
+        if self.snapshot_threshold is not None:
+            overrides["snapshot_threshold"] = self.snapshot_threshold
+        if self.trailing_logs is not None:
+            overrides["trailing_logs"] = self.trailing_logs
+        return replace(config, **overrides) if overrides else config
 
     def datacenter_names(self) -> list[str]:
         return [dc for dc, _ in self.datacenters]
