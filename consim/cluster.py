@@ -134,9 +134,7 @@ class Cluster:
                     async with trio.open_nursery() as nursery:
                         await nursery.start(node.run)
                         # Live: this incarnation's HTTP port, which goes away when it crashes.
-                        await self.front.serve(
-                            nursery, lambda: self.app(name), node.spec.http_address
-                        )
+                        await self.front.serve(self, name, nursery)
                         task_status.started()
                         started = True
             except Exception as exc:
@@ -209,17 +207,10 @@ class Cluster:
         body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request to a server: in process in virtual time, over a socket when live."""
-        node = self.node(name)
+        self.node(name)  # an unknown name is a ClusterError before anything is sent
         start = self.events.now()
         status, out_headers, out_body = await self.front.request(
-            name,
-            node.running,
-            lambda: self.app(name),
-            node.spec.http_address,
-            method,
-            path,
-            headers,
-            body,
+            self, name, method, path, headers, body
         )
         # The server's own DEBUG line, as Consul's agent.http logs it.
         self.events.emit(

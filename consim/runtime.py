@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -50,24 +50,20 @@ def _network_rng(spec: ClusterSpec) -> random.Random:
     return random.Random(spec.seed * 7919 + 1)
 
 
+Headers = dict[str, str] | None
+Answer = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
+
+
 class HttpFront(Protocol):
     """How a cluster reaches its servers' HTTP APIs (the cluster never asks which mode it is in)."""
 
-    async def serve(self, nursery: trio.Nursery, app: Callable[[], Any], address: str) -> None:
-        """Start serving one server incarnation's app in ``nursery`` (or nothing to start)."""
+    async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
+        """Start serving this incarnation of server ``name`` in ``nursery`` (or nothing)."""
 
     async def request(
-        self,
-        name: str,
-        running: bool,
-        app: Callable[[], Any],
-        address: str,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None,
-        body: bytes,
-    ) -> tuple[int, dict[str, str], bytes]:
-        """One request to server ``name`` (``running`` as the cluster knows it)."""
+        self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
+    ) -> Answer:
+        """One request to server ``name``."""
         ...
 
 
@@ -75,25 +71,17 @@ class InProcessFront:
     """Virtual time's HTTP front: nothing listens; a request calls the server's app in process
     (no socket, so the virtual clock never waits on the kernel)."""
 
-    async def serve(self, nursery: trio.Nursery, app: Callable[[], Any], address: str) -> None:
+    async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
         """Nothing to serve: the app is built on the first request."""
 
     async def request(
-        self,
-        name: str,
-        running: bool,
-        app: Callable[[], Any],
-        address: str,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None,
-        body: bytes,
-    ) -> tuple[int, dict[str, str], bytes]:
-        if not running:
+        self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
+    ) -> Answer:
+        if not cluster.node(name).running:
             raise ClusterError(f"{name} is not running: connection refused")
         from consim.http.inprocess import request
 
-        return await request(app(), method, path, headers=headers, body=body)
+        return await request(cluster.app(name), method, path, headers=headers, body=body)
 
 
 class HypercornFront:
@@ -101,24 +89,17 @@ class HypercornFront:
     runs (a crashed server's port goes away with it, as with real Consul); requests go over a
     socket, and connection errors are the HTTP client's."""
 
-    async def serve(self, nursery: trio.Nursery, app: Callable[[], Any], address: str) -> None:
+    async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
         from consim.http.serve import serve_http
 
-        await nursery.start(serve_http, app(), address)
+        await nursery.start(serve_http, cluster.app(name), cluster.node(name).spec.http_address)
 
     async def request(
-        self,
-        name: str,
-        running: bool,
-        app: Callable[[], Any],
-        address: str,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None,
-        body: bytes,
-    ) -> tuple[int, dict[str, str], bytes]:
+        self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
+    ) -> Answer:
         from consim.http.client import request
 
+        address = cluster.node(name).spec.http_address
         return await request(address, method, path, headers=headers, body=body)
 
 
