@@ -40,7 +40,7 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http.agent import Agent, RpcError
-from consim.structs import DEFAULT_QUERY_TIME, MAX_QUERY_TIME
+from consim.structs import DEFAULT_AUTOPILOT, DEFAULT_QUERY_TIME, MAX_QUERY_TIME
 
 # Methods the catch-all route accepts so that our dispatcher (not werkzeug) answers every one.
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
@@ -413,16 +413,7 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
             f"json: cannot unmarshal {go_json_kind(obj)} into Go value of type api.AutopilotConfiguration"
         )
     by_lower = {k.lower(): k for k in _AUTOPILOT_FIELDS}
-    config: dict[str, Any] = {
-        "CleanupDeadServers": True,
-        "LastContactThreshold": 0.2,
-        "MaxTrailingLogs": 250,
-        "MinQuorum": 0,
-        "ServerStabilizationTime": 10.0,
-        "RedundancyZoneTag": "",
-        "DisableUpgradeMigration": False,
-        "UpgradeVersionTag": "",
-    }
+    config: dict[str, Any] = dict(DEFAULT_AUTOPILOT)
     for name, value in obj.items():
         field = by_lower.get(name.lower())
         if field is None:

@@ -23,7 +23,8 @@ from consim.net.network import RpcError, RpcTimeout, Unreachable
 from consim.net.sim import VirtualClock
 from consim.raft.types import Role
 from consim.server.endpoints import Handler, require
-from consim.server.fsm import DEFAULT_AUTOPILOT, encode_command
+from consim.server.fsm import encode_command
+from consim.structs import DEFAULT_AUTOPILOT
 
 if TYPE_CHECKING:
     from consim.server.node import ServerNode
