@@ -88,6 +88,7 @@ from consim.raft.types import (
     Suffrage,
     fast_frozen_init,
 )
+from consim.testing import faults as _testing_faults
 
 __all__ = [
     "NotLeader",
@@ -986,7 +987,11 @@ class RaftCore:
         return index
 
     def _tick_leader(self, now: float) -> None:
-        if now >= self._lease_check_at and self._check_lease(now):
+        if (
+            now >= self._lease_check_at
+            and not _testing_faults.skip_leader_lease
+            and self._check_lease(now)
+        ):
             return
         if self._transfer_target is not None and now >= self._transfer_deadline:
             self._event(
@@ -1339,6 +1344,13 @@ class RaftCore:
 
         if m.candidate_id != src:
             self._ignore("malformed", m, src, "candidate_id differs from sender")
+            return
+        if _testing_faults.grant_every_vote:  # test-only: breaks election safety on purpose
+            if m.term > self._term:
+                self._set_term(m.term, src)
+                if self._role is not Role.FOLLOWER:
+                    self._become_follower(now, None, None)
+            reply(True)
             return
         latest = self.latest_configuration
         if latest.servers and latest.get(src) is None:
