@@ -245,10 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from consim.check.cli import register_check_command
     from consim.consulcli import register_consul_commands
     from consim.scenario.cli import register_scenario_commands
 
     register_scenario_commands(sub)
+    register_check_command(sub)
     register_consul_commands(sub)
     return parser
 
