@@ -44,6 +44,8 @@ class CheckConfig:
     nemesis: tuple[str, ...] = DEFAULT_NEMESIS
     interval: float = 5.0  # a fault lasts this long, then this long without one
     quiet: float = 5.0  # after the heal, before the final reads
+    # After the final reads, how long servers may take to agree (applied index, gossip, keyring).
+    converge_within: float = 90.0
     servers: int = 3
     raft_multiplier: float = 1.0
     timeout: float = 10.0  # a client gives up after this long: outcome unknown
@@ -82,6 +84,8 @@ class CheckConfig:
             f"--nemesis {','.join(self.nemesis) or 'none'}",
             f"--interval {self.interval:g}",
         ]
+        if self.timeout != CheckConfig.timeout:
+            parts.append(f"--timeout {self.timeout:g}")
         if self.quiet != CheckConfig.quiet:
             parts.append(f"--quiet {self.quiet:g}")
         if self.servers != CheckConfig.servers:
@@ -242,8 +246,13 @@ async def campaign_body(
     await trio.sleep(config.quiet)
     with contextlib.suppress(ClusterError):
         await cluster.wait_for_leader(within=30)
-    final_local = await workload.final_reads()
+    await workload.final_reads()
+    # Convergence takes as long as it takes (a server gossip marked failed is contacted again by
+    # serf's reconnect, every 30 s; autopilot may have removed it meanwhile): wait for it, bounded.
+    converged_after = await wait_converged(cluster, config.converge_within)
+    final_local = await workload.local_reads()
     observed = {
+        "converged_after": converged_after,
         "faults": nemesis.faults,
         "counts": dict(workload.counts),
         "final_local": final_local,
@@ -255,6 +264,30 @@ async def campaign_body(
         "duration": round(clock(), 6),
     }
     return history, observed
+
+
+def converged(cluster: Cluster) -> bool:
+    running = [n for n in cluster.servers.values() if n.running]
+    if len({n.fsm.last_applied for n in running}) > 1:
+        return False
+    names = {n.name for n in running}
+    for view in gossip_views(cluster).values():
+        if any(view.get(name) != "alive" for name in names):
+            return False
+    rings = keyrings(cluster)
+    return len({json.dumps(r, sort_keys=True) for r in rings.values()}) <= 1
+
+
+async def wait_converged(cluster: Cluster, within: float) -> float | None:
+    """Seconds until every running server has the same applied index, sees every other as alive
+    and holds the same keyrings; None if that did not happen ``within`` seconds."""
+    start = trio.current_time()
+    while True:
+        if converged(cluster):
+            return round(trio.current_time() - start, 6)
+        if trio.current_time() - start >= within:
+            return None
+        await trio.sleep(0.25)
 
 
 def gossip_views(cluster: Cluster) -> dict[str, dict[str, str]]:
@@ -330,6 +363,7 @@ def judge(
         "trace_hash": events.trace_hash() if not config.live else None,
         "virtual_seconds": observed["duration"] if not config.live else None,
         "final_local": observed["final_local"],
+        "converged_after": observed["converged_after"],
         "command": config.command(seed),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
     }

@@ -87,6 +87,12 @@ def register_check_command(sub: Any) -> None:
     p.add_argument(
         "--interval", type=_seconds, default=5.0, help="seconds per fault and between (default 5)"
     )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        help="a client gives up after this long; the outcome is then unknown (default 10)",
+    )
     p.add_argument("--quiet", type=float, default=5.0, help="seconds after the heal (default 5)")
     p.add_argument("--servers", type=int, default=3)
     p.add_argument("--raft-multiplier", type=float, default=1.0)
@@ -134,6 +140,7 @@ def main_check(
             nemesis=tuple(args.nemesis),
             interval=args.interval,
             quiet=args.quiet,
+            timeout=args.timeout,
             servers=args.servers,
             raft_multiplier=args.raft_multiplier,
             live=args.live,

@@ -206,10 +206,9 @@ class Workload:
             del known[:-8]
 
     # ---- the final reads -------------------------------------------------------------------
-    async def final_reads(self) -> dict[str, dict[str, Any]]:
+    async def final_reads(self) -> None:
         """After the heal and quiet period: every key on every running server, recorded as
-        operations (with the chosen consistency); then one stale read of every key per server,
-        returned (not recorded: a stale read may lag by design) for the convergence check."""
+        operations (with the chosen consistency)."""
         for server in self.servers:
             node = self.cluster.node(server)
             if not node.running:
@@ -218,6 +217,10 @@ class Workload:
             for key in self.keys:
                 if await self.read(process, key, server) == "info":
                     process = self.fresh_process()
+
+    async def local_reads(self) -> dict[str, dict[str, Any]]:
+        """One stale read of every key on every running server, for the convergence checks; not
+        recorded in the history (a stale read may lag by design)."""
         local: dict[str, dict[str, Any]] = {}
         for server in self.servers:
             if not self.cluster.node(server).running:
