@@ -32,16 +32,23 @@ PARTITIONS = ("halves", "isolate-leader", "bridge", "majority-ring", "one-way")
 
 
 def parse_nemesis(text: str) -> tuple[str, ...]:
-    """``"partition,kill"`` -> ("partition", "kill"); ``""`` or ``"none"`` -> no faults."""
+    """``"partition,kill"`` -> ("partition", "kill"); ``""`` or ``"none"`` -> no faults.
+    ``partition:SHAPE`` (e.g. ``partition:isolate-leader``) limits partitions to one shape."""
     if text.strip() in ("", "none"):
         return ()
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in KINDS and not _is_shape(k)]
     if unknown:
         raise ValueError(
-            f"unknown nemesis {', '.join(unknown)}; choose from {', '.join(KINDS)} (comma-separated)"
+            f"unknown nemesis {', '.join(unknown)}; choose from {', '.join(KINDS)} "
+            f"(comma-separated; partition:SHAPE with SHAPE one of {', '.join(PARTITIONS)})"
         )
     return kinds
+
+
+def _is_shape(kind: str) -> bool:
+    head, _, shape = kind.partition(":")
+    return head == "partition" and shape in PARTITIONS
 
 
 class Nemesis:
@@ -83,8 +90,7 @@ class Nemesis:
             await trio.sleep(self.interval)
             if self._clock() >= until:
                 return
-            kind = self.rng.choice(self.kinds)
-            await self.start(kind)
+            await self.start(self.rng.choice(self.kinds))
             await trio.sleep(min(self.interval, max(0.0, until - self._clock())))
             await self.stop()
             if self._clock() >= until:
@@ -102,7 +108,11 @@ class Nemesis:
         )
 
     async def start(self, kind: str) -> None:
-        fault = await getattr(self, "_start_" + kind.replace("-", "_"))()
+        head, _, shape = kind.partition(":")
+        if head == "partition":
+            fault = await self._start_partition(shape or None)
+        else:
+            fault = await getattr(self, "_start_" + head)()
         if fault is None:
             return
         self.faults += 1
@@ -146,11 +156,10 @@ class Nemesis:
         return self.rng.choice(running)
 
     # ---- partition ---------------------------------------------------------------------------
-    async def _start_partition(self) -> dict[str, Any] | None:
-        shape = self.rng.choice(PARTITIONS)
+    async def _start_partition(self, shape: str | None = None) -> dict[str, Any] | None:
+        shape = shape or self.rng.choice(PARTITIONS)
         servers = list(self.servers)
         self.rng.shuffle(servers)
-        faults = self.cluster.net.faults
         if shape == "isolate-leader":
             leader = self.cluster.leader(self.datacenter)
             if leader is None:
@@ -194,7 +203,6 @@ class Nemesis:
                     self.cluster.block(target, other)
                 else:
                     self.cluster.block(other, target)
-        del faults  # the blocks are on the fault model; heal() clears them
         return {
             "kind": "partition",
             "fault": shape,

@@ -987,12 +987,11 @@ class RaftCore:
         return index
 
     def _tick_leader(self, now: float) -> None:
-        if (
-            now >= self._lease_check_at
-            and not _testing_faults.skip_leader_lease
-            and self._check_lease(now)
-        ):
-            return
+        if now >= self._lease_check_at:
+            if _testing_faults.skip_leader_lease:  # test-only: never step down for lack of quorum
+                self._lease_check_at = now + self.cfg.leader_lease_timeout
+            elif self._check_lease(now):
+                return
         if self._transfer_target is not None and now >= self._transfer_deadline:
             self._event(
                 "transfer",
