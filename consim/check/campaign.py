@@ -27,7 +27,7 @@ from consim.check.history import History
 from consim.check.nemesis import Nemesis
 from consim.check.workload import Workload, WorkloadConfig
 from consim.cluster import Cluster, ClusterError
-from consim.events import EventLog
+from consim.events import Event, EventLog
 from consim.server.config import ClusterSpec
 
 DEFAULT_NEMESIS = ("partition", "kill", "pause")
@@ -134,7 +134,7 @@ def run_check(config: CheckConfig, seed: int) -> CheckRun:
                 history, events, observed = _run_virtual(config, spec)
     finally:
         testing_faults.set_broken(())
-    result = judge(config, seed, history, events, observed)
+    result = judge(config, seed, history, events.events, observed)
     result["wall"] = round(time.perf_counter() - started, 3)
     return CheckRun(seed, history, events, result)
 
@@ -205,7 +205,7 @@ def _run_live(config: CheckConfig, spec: ClusterSpec) -> tuple[History, EventLog
 
 
 async def campaign_body(
-    cluster: Cluster, config: CheckConfig, seed: int
+    cluster: Cluster, config: CheckConfig, seed: int, key_prefix: str = ""
 ) -> tuple[History, dict[str, Any]]:
     """Workload and nemesis for ``config.duration``, heal, quiet period, final reads; returns the
     history and what the invariant checks need from the servers at the end."""
@@ -227,6 +227,7 @@ async def campaign_body(
             rate=config.rate,
             consistency=config.consistency,
             timeout=config.timeout,
+            key_prefix=key_prefix,
         ),
         clock=clock,
     )
@@ -290,6 +291,22 @@ async def wait_converged(cluster: Cluster, within: float) -> float | None:
         await trio.sleep(0.25)
 
 
+async def check_on_cluster(
+    cluster: Cluster, config: CheckConfig, *, key_prefix: str = ""
+) -> dict[str, Any]:
+    """A check inside a running cluster (a scenario's ``check`` step): record from now on, run
+    the workload and nemesis, judge. Keys get ``key_prefix`` so earlier writes do not count."""
+    for node in cluster.servers.values():
+        node.record_applies = True
+    start = len(cluster.events.events)
+    history, observed = await campaign_body(cluster, config, cluster.spec.seed, key_prefix)
+    for node in cluster.servers.values():
+        node.record_applies = False
+
+    events = cluster.events.events[start:]  # this check's events only
+    return judge(config, cluster.spec.seed, history, events, observed)
+
+
 def gossip_views(cluster: Cluster) -> dict[str, dict[str, str]]:
     views: dict[str, dict[str, str]] = {}
     for node in cluster.servers.values():
@@ -325,17 +342,17 @@ def judge(
     config: CheckConfig,
     seed: int,
     history: History,
-    events: EventLog,
+    events: list[Event],
     observed: dict[str, Any],
 ) -> dict[str, Any]:
-    """The verdict of one run: linearizability and every invariant."""
+    """The verdict of one run: linearizability and every invariant (``events``: the run's)."""
     from consim.check.invariants import check_all
     from consim.check.linearizability import check_linearizable
 
     operations = history.operations()
     lin = check_linearizable(history, budget=config.budget)
     invariants = check_all(
-        events.events,
+        events,
         operations,
         final_local=observed["final_local"],
         applied_index=observed["applied_index"],
@@ -360,7 +377,7 @@ def judge(
         "invariants": {r.name: r.to_json() for r in invariants},
         "invariants_failed": broken,
         "history_hash": history.hash(),
-        "trace_hash": events.trace_hash() if not config.live else None,
+        "trace_hash": EventLog(time.time).trace_hash(events) if not config.live else None,
         "virtual_seconds": observed["duration"] if not config.live else None,
         "final_local": observed["final_local"],
         "converged_after": observed["converged_after"],

@@ -4,9 +4,10 @@ stops, then the next one, chosen at random (seeded) among the enabled kinds:
 - ``partition``: random halves, the current leader isolated, a bridge (two halves that only one
   server hears both of), a majority ring (every server sees a majority, no two the same one), or
   one-way blocks (a server's messages out, or in, are dropped);
-- ``kill``: a server (the leader half the time) crashes and restarts from its storage;
-- ``pause``: a server (the leader half the time) is paused (SIGSTOP) for the interval, longer than
-  the leader lease, then resumed;
+- ``kill``: a server (the leader half the time; ``kill:leader``: always) crashes and restarts
+  from its storage;
+- ``pause``: a server (the leader half the time; ``pause:leader``: always) is paused (SIGSTOP)
+  for the interval, longer than the leader lease, then resumed;
 - ``loss``: every message to or from a server is dropped with a probability of 10-50%;
 - ``delay``: every message from a server is delayed 50-500 ms;
 - ``membership``: a server is removed with ``DELETE /v1/operator/raft/peer`` (through another
@@ -33,7 +34,8 @@ PARTITIONS = ("halves", "isolate-leader", "bridge", "majority-ring", "one-way")
 
 def parse_nemesis(text: str) -> tuple[str, ...]:
     """``"partition,kill"`` -> ("partition", "kill"); ``""`` or ``"none"`` -> no faults.
-    ``partition:SHAPE`` (e.g. ``partition:isolate-leader``) limits partitions to one shape."""
+    ``partition:SHAPE`` (e.g. ``partition:isolate-leader``) limits partitions to one shape;
+    ``kill:leader`` and ``pause:leader`` always hit the leader."""
     if text.strip() in ("", "none"):
         return ()
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
@@ -41,14 +43,17 @@ def parse_nemesis(text: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(
             f"unknown nemesis {', '.join(unknown)}; choose from {', '.join(KINDS)} "
-            f"(comma-separated; partition:SHAPE with SHAPE one of {', '.join(PARTITIONS)})"
+            f"(comma-separated; partition:SHAPE with SHAPE one of {', '.join(PARTITIONS)}; "
+            "kill:leader, pause:leader)"
         )
     return kinds
 
 
 def _is_shape(kind: str) -> bool:
     head, _, shape = kind.partition(":")
-    return head == "partition" and shape in PARTITIONS
+    if head == "partition":
+        return shape in PARTITIONS
+    return head in ("kill", "pause") and shape == "leader"
 
 
 class Nemesis:
@@ -111,6 +116,8 @@ class Nemesis:
         head, _, shape = kind.partition(":")
         if head == "partition":
             fault = await self._start_partition(shape or None)
+        elif head in ("kill", "pause"):
+            fault = await getattr(self, "_start_" + head)(leader=shape == "leader")
         else:
             fault = await getattr(self, "_start_" + head)()
         if fault is None:
@@ -145,12 +152,14 @@ class Nemesis:
     def _running(self) -> list[str]:
         return [n for n in self.servers if self.cluster.node(n).running]
 
-    def _target(self) -> str | None:
+    def _target(self, leader_only: bool = False) -> str | None:
         """The leader half the time (when there is one), otherwise any running server."""
         leader = self.cluster.leader(self.datacenter)
         running = [n for n in self._running() if not self.cluster.node(n).paused]
         if not running:
             return None
+        if leader_only:
+            return None if leader is None else leader.name
         if leader is not None and self.rng.random() < 0.5:
             return leader.name
         return self.rng.choice(running)
@@ -214,8 +223,8 @@ class Nemesis:
         self.cluster.heal()
 
     # ---- kill / restart ----------------------------------------------------------------------
-    async def _start_kill(self) -> dict[str, Any] | None:
-        target = self._target()
+    async def _start_kill(self, leader: bool = False) -> dict[str, Any] | None:
+        target = self._target(leader)
         if target is None:
             return None
         self.cluster.kill(target)
@@ -227,8 +236,8 @@ class Nemesis:
             await self.cluster.restart(name)
 
     # ---- pause / resume ----------------------------------------------------------------------
-    async def _start_pause(self) -> dict[str, Any] | None:
-        target = self._target()
+    async def _start_pause(self, leader: bool = False) -> dict[str, Any] | None:
+        target = self._target(leader)
         if target is None:
             return None
         self.cluster.pause(target)

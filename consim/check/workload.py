@@ -50,6 +50,7 @@ class WorkloadConfig:
     consistency: str = "default"
     # A client gives up after this long (virtual or wall seconds): the outcome is then unknown.
     timeout: float = 10.0
+    key_prefix: str = ""  # keys are <prefix>k1, <prefix>k2, ...
     # Mix of operations (weights).
     reads: float = 0.4
     writes: float = 0.3
@@ -93,7 +94,7 @@ class Workload:
         self.config = config
         self._clock = clock
         self.servers = [n.name for n in cluster.datacenter_servers(datacenter)]
-        self.keys = [f"k{i}" for i in range(1, config.keys + 1)]
+        self.keys = [f"{config.key_prefix}k{i}" for i in range(1, config.keys + 1)]
         self._next_value = 0
         self._next_process = config.clients
         # Values known to have been written or seen per key: where a cas's "expected" comes from.
