@@ -1,0 +1,1 @@
+"""Correctness verdicts: client histories and the linearizability checker (pure Python, no trio)."""
