@@ -35,10 +35,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from consim.check.history import History, Operation
+from consim.check.history import History, Operation, _show
 
 # search operation kinds
-_READ, _WRITE, _CAS, _CAS_INFO = 0, 1, 2, 3
+_READ, _WRITE, _CAS = 0, 1, 2
 
 DEFAULT_BUDGET = 10_000_000
 # the window's minimization gets its own, smaller allowance: it is a courtesy, not the verdict
@@ -97,18 +97,23 @@ class LinearizabilityResult:
 
 @dataclass
 class _Item:
-    """One operation as the search sees it."""
+    """One operation as the search sees it (its value ids interned per key)."""
 
     op: Operation
     kind: int
-    a: int
-    b: int
+    a: int  # read: the value read; write: the value written; cas: the expected value
+    b: int  # cas: the new value
     call: float
-    ret: float  # math.inf: may take effect any time after call, or never
+    ret: float  # math.inf for an info operation
+    seq: int  # position in the key's list, to break ties between equal times
 
     @property
-    def required(self) -> bool:
-        return self.ret != math.inf
+    def info(self) -> bool:
+        return self.ret == math.inf
+
+    @property
+    def produces(self) -> int | None:
+        return self.a if self.kind == _WRITE else self.b if self.kind == _CAS else None
 
 
 def _canon(value: Any) -> str:
@@ -131,44 +136,85 @@ class _Values:
         return got
 
 
-def _items(ops: list[Operation], values: _Values) -> list[_Item]:
+def _items(ops: list[Operation]) -> list[_Item]:
+    """One key's operations for the search: fail ones and info reads dropped."""
+    values = _Values()
     items = []
     for op in ops:
-        if op.type == "fail":
-            continue
-        info = op.type == "info"
-        ret = math.inf if info else float(op.complete_time)  # type: ignore[arg-type]
+        if op.type == "fail" or (op.type == "info" and op.f == "read"):
+            continue  # never happened / changed nothing and told us nothing
+        ret = math.inf if op.type == "info" else float(op.complete_time)  # type: ignore[arg-type]
         if op.f == "read":
-            if info:
-                continue  # an unknown read changes nothing and constrains nothing
-            items.append(_Item(op, _READ, values.id(op.output), 0, op.invoke_time, ret))
+            kind, a, b = _READ, values.id(op.output), 0
         elif op.f == "write":
-            items.append(_Item(op, _WRITE, values.id(op.value), 0, op.invoke_time, ret))
+            kind, a, b = _WRITE, values.id(op.value), 0
         else:
-            exp, new = op.value
-            kind = _CAS_INFO if info else _CAS
-            items.append(_Item(op, kind, values.id(exp), values.id(new), op.invoke_time, ret))
+            kind, a, b = _CAS, values.id(op.value[0]), values.id(op.value[1])
+        items.append(_Item(op, kind, a, b, op.invoke_time, ret, len(items)))
     return items
+
+
+@dataclass
+class _Plan:
+    """Search input: per item (kind, a, b, call, deadline, optional)."""
+
+    kinds: list[int]
+    a: list[int]
+    b: list[int]
+    call: list[float]
+    deadline: list[float]  # math.inf: need never be placed
+    optional: list[bool]  # may be placed as a no-op (it never took effect)
+
+
+def _plan(items: list[_Item]) -> _Plan:
+    """Bound the info operations. An info write (or cas) of value v only matters while some
+    operation that needs v (an ok read of v, an ok cas expecting v) may still be placed: once all
+    of those have completed, v in the register is a dead end that not applying it dominates. So
+    an info operation whose value nobody needs is dropped, and the others must be placed, as
+    themselves or as a no-op, before the last of their observers completes. Without this every
+    info operation of the run stays placeable to the end and the search space doubles with each
+    (an invalid history could not be searched to the end). An info cas expecting v keeps v's
+    writers unbounded (rare)."""
+    last_need: dict[int, float] = {}
+    for it in items:
+        if it.kind == _READ or it.kind == _CAS:
+            last_need[it.a] = max(last_need.get(it.a, -math.inf), it.ret)
+    plan = _Plan([], [], [], [], [], [])
+    for it in items:
+        deadline, optional = it.ret, False
+        if it.info:
+            need = last_need.get(it.produces, -math.inf)  # type: ignore[arg-type]
+            if need < it.call:
+                continue  # no one can ever see its value
+            deadline, optional = need, True
+        plan.kinds.append(it.kind)
+        plan.a.append(it.a)
+        plan.b.append(it.b)
+        plan.call.append(it.call)
+        plan.deadline.append(deadline)
+        plan.optional.append(optional)
+    return plan
 
 
 def _search(items: list[_Item], budget: int) -> tuple[str, int]:
     """Wing-Gong-Lowe over one key's items: ("valid" | "invalid" | "unknown", steps tried)."""
-    n = len(items)
-    required_left = sum(1 for it in items if it.required)
+    plan = _plan(items)
+    n = len(plan.kinds)
+    required_left = sum(1 for d in plan.deadline if d != math.inf)
     if required_left == 0:
         return "valid", 0
     # entries: (time, 0=call/1=return, op); calls before returns at equal times (concurrent)
     order = []
-    for i, it in enumerate(items):
-        order.append((it.call, 0, i))
-        if it.required:
-            order.append((it.ret, 1, i))
+    for i in range(n):
+        order.append((plan.call[i], 0, i))
+        if plan.deadline[i] != math.inf:
+            order.append((plan.deadline[i], 1, i))
     order.sort()
     size = len(order) + 1  # slot 0: the head sentinel
     nxt = list(range(1, size)) + [-1]
     prv = [-1] + list(range(0, size - 1))
     entry_op = [-1] * size
-    match = [-2] * size  # return entry: -2; info call: -1; call: its return entry
+    match = [-2] * size  # return entry: -2; call without a return: -1; call: its return entry
     ret_slot = [-1] * n
     for slot in range(size - 1, 0, -1):
         _, kind, i = order[slot - 1]
@@ -177,19 +223,18 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
             ret_slot[i] = slot
         else:
             match[slot] = ret_slot[i]
-    kinds = [it.kind for it in items]
-    avals = [it.a for it in items]
-    bvals = [it.b for it in items]
-    required = [it.required for it in items]
+    kinds, avals, bvals, optional = plan.kinds, plan.a, plan.b, plan.optional
+    must = [d != math.inf for d in plan.deadline]
     bits = [1 << i for i in range(n)]
     sbits = max(1, (max(max(avals), max(bvals)) + 1).bit_length())
 
     cache: set[int] = set()
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, int]] = []  # (entry, state before, alternative taken)
     state = 0
     linearized = 0
     steps = 0
     entry = nxt[0]
+    alt = 0  # 0: the operation takes effect; 1 (optional ones): it never did
     while True:
         m = match[entry] if entry != -1 else -2
         if m != -2:
@@ -197,25 +242,22 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
             if steps > budget:
                 return "unknown", steps
             i = entry_op[entry]
-            k = kinds[i]
-            if k == _READ:
-                ok = state == avals[i]
-                new = state
-            elif k == _WRITE:
-                ok = True
-                new = avals[i]
-            elif k == _CAS:
-                ok = state == avals[i]
-                new = bvals[i]
-            else:  # an info cas that ran and compared false changed nothing
-                ok = True
-                new = bvals[i] if state == avals[i] else state
+            if alt:
+                ok, new = True, state
+            else:
+                k = kinds[i]
+                if k == _WRITE:
+                    ok, new = True, avals[i]
+                elif k == _READ:
+                    ok, new = state == avals[i], state
+                else:
+                    ok, new = state == avals[i], bvals[i]
             if ok:
                 nl = linearized | bits[i]
                 memo = (nl << sbits) | new
                 if memo not in cache:
                     cache.add(memo)
-                    calls.append((entry, state))
+                    calls.append((entry, state, alt))
                     state = new
                     linearized = nl
                     # lift the call and its return out of the list
@@ -228,21 +270,26 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
                         nxt[p] = q
                         if q != -1:
                             prv[q] = p
-                    if required[i]:
+                    if must[i]:
                         required_left -= 1
                         if required_left == 0:
                             return "valid", steps
                     entry = nxt[0]
+                    alt = 0
                     continue
-            entry = nxt[entry]
+            if not alt and optional[i]:
+                alt = 1
+            else:
+                entry = nxt[entry]
+                alt = 0
         else:
-            # a return (or the end): its operation had to be linearized by now; backtrack
+            # a return (or the end): its operation had to be placed by now; undo the last choice
             if not calls:
                 return "invalid", steps
-            entry, state = calls.pop()
+            entry, state, alt = calls.pop()
             i = entry_op[entry]
             linearized ^= bits[i]
-            if required[i]:
+            if must[i]:
                 required_left += 1
             m = match[entry]
             if m >= 0:
@@ -252,34 +299,39 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
             nxt[prv[entry]] = entry
             if nxt[entry] != -1:
                 prv[nxt[entry]] = entry
-            entry = nxt[entry]
+            if not alt and optional[i]:
+                alt = 1
+            else:
+                entry = nxt[entry]
+                alt = 0
+
+
+def _produced(items: list[_Item]) -> set[int]:
+    return {0} | {p for it in items if (p := it.produces) is not None}
 
 
 def _unwritten(items: list[_Item]) -> _Item | None:
     """An ok read (or ok cas) expecting a value no write or cas could have produced: invalid
     without any search. The earliest such, by completion."""
-    produced = {0}
-    for it in items:
-        if it.kind == _WRITE:
-            produced.add(it.a)
-        elif it.kind in (_CAS, _CAS_INFO):
-            produced.add(it.b)
-    bad = [it for it in items if it.kind in (_READ, _CAS) and it.a not in produced]
-    return min(bad, key=lambda it: (it.ret, it.op.index)) if bad else None
+    produced = _produced(items)
+    bad = [
+        it
+        for it in items
+        if (it.kind == _READ or (it.kind == _CAS and not it.info)) and it.a not in produced
+    ]
+    return min(bad, key=lambda it: (it.ret, it.seq)) if bad else None
 
 
 def _prefix(items: list[_Item], cut: tuple[float, int, int]) -> list[_Item]:
-    """The items whose call comes before ``cut`` in entry order; those whose return comes after
-    become info (reads dropped)."""
+    """The items invoked before ``cut`` (a position in entry order); those that complete after
+    it become info (reads dropped): the history as it stood at that moment."""
     out = []
-    for i, it in enumerate(items):
-        if (it.call, 0, i) >= cut:
+    for it in items:
+        if (it.call, 0, it.seq) >= cut:
             continue
-        if it.required and (it.ret, 1, i) >= cut:
-            if it.kind == _READ:
-                continue
-            kind = _CAS_INFO if it.kind == _CAS else it.kind
-            out.append(_Item(it.op, kind, it.a, it.b, it.call, math.inf))
+        if not it.info and (it.ret, 1, it.seq) >= cut:
+            if it.kind != _READ:
+                out.append(_Item(it.op, it.kind, it.a, it.b, it.call, math.inf, it.seq))
         else:
             out.append(it)
     return out
@@ -289,19 +341,18 @@ def _minimal_window(items: list[_Item], budget: int) -> tuple[list[_Item], bool]
     """The shortest non-linearizable prefix, then ddmin; (window items, whether deleting any one
     of them makes the rest linearizable, i.e. ddmin finished within its budget)."""
     used = 0
-    # the cut points: every required op's return entry, in entry order
-    cuts = sorted((it.ret, 1, i) for i, it in enumerate(items) if it.required)
-    lo, hi = -1, len(cuts) - 1  # prefix through cuts[hi] is known invalid (the whole history)
+    # the cut points: just after every ok operation's completion, in entry order
+    cuts = sorted((it.ret, 1, it.seq + 1) for it in items if not it.info)
+    lo, hi = -1, len(cuts) - 1  # the prefix at cuts[hi] (the whole history) is known invalid
     while hi - lo > 1 and used < budget:
         mid = (lo + hi) // 2
-        # the prefix that includes cuts[mid]: cut just after it
-        verdict, steps = _search(_prefix(items, _after(cuts[mid])), budget - used)
+        verdict, steps = _search(_prefix(items, cuts[mid]), budget - used)
         used += steps
         if verdict == "invalid":
             hi = mid
         else:
-            lo = mid
-    window = _prefix(items, _after(cuts[hi]))
+            lo = mid  # valid, or unknown: never cut where invalidity is not proven
+    window = _prefix(items, cuts[hi])
 
     tests = 0
 
@@ -320,9 +371,8 @@ def _minimal_window(items: list[_Item], budget: int) -> tuple[list[_Item], bool]
         size = max(1, len(window) // chunks)
         reduced = False
         for start in range(0, len(window), size):
-            drop = set(range(start, min(start + size, len(window))))
-            candidate = _without(window, drop)
-            if candidate is not None and len(candidate) < len(window) and still_invalid(candidate):
+            candidate = _without(window, set(range(start, min(start + size, len(window)))))
+            if len(candidate) < len(window) and still_invalid(candidate):
                 window = candidate
                 chunks = max(chunks - 1, 2)
                 reduced = True
@@ -335,29 +385,21 @@ def _minimal_window(items: list[_Item], budget: int) -> tuple[list[_Item], bool]
     return window, minimal or len(window) == 1
 
 
-def _after(entry: tuple[float, int, int]) -> tuple[float, int, int]:
-    """The sort position just after an entry (ties broken by op number)."""
-    t, kind, i = entry
-    return (t, kind, i + 1) if kind == 1 else (t, 1, -1)
-
-
-def _without(window: list[_Item], drop: set[int]) -> list[_Item] | None:
+def _without(window: list[_Item], drop: set[int]) -> list[_Item]:
     """``window`` minus the items at ``drop``, and minus the reads and ok cas operations left
     without any writer of the value they expect (deleting a writer must not fabricate a read of
     a value never written)."""
     kept = [it for j, it in enumerate(window) if j not in drop]
     while True:
-        produced = {0}
-        for it in kept:
-            if it.kind == _WRITE:
-                produced.add(it.a)
-            elif it.kind in (_CAS, _CAS_INFO):
-                produced.add(it.b)
-        orphan = [it for it in kept if it.kind in (_READ, _CAS) and it.a not in produced]
-        if not orphan:
+        produced = _produced(kept)
+        orphans = {
+            it.seq
+            for it in kept
+            if (it.kind == _READ or (it.kind == _CAS and not it.info)) and it.a not in produced
+        }
+        if not orphans:
             return kept
-        gone = {id(it) for it in orphan}
-        kept = [it for it in kept if id(it) not in gone]
+        kept = [it for it in kept if it.seq not in orphans]
 
 
 def check_linearizable(history: History, *, budget: int = DEFAULT_BUDGET) -> LinearizabilityResult:
@@ -369,13 +411,14 @@ def check_linearizable(history: History, *, budget: int = DEFAULT_BUDGET) -> Lin
 def check_operations(
     ops: list[Operation], *, budget: int = DEFAULT_BUDGET
 ) -> LinearizabilityResult:
+    """``check_linearizable`` over already paired operations."""
     by_key: dict[str, list[Operation]] = {}
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
     result = LinearizabilityResult(verdict="valid")
     invalid: list[tuple[str, list[_Item], _Item | None]] = []
     for key in sorted(by_key):
-        items = _items(by_key[key], _Values())
+        items = _items(by_key[key])
         result.operations += len(items)
         bad = _unwritten(items)
         if bad is not None:
@@ -393,12 +436,13 @@ def check_operations(
         result.failing_key = key
         if bad is not None:
             window = [bad]
-            what = "read" if bad.kind == _READ else "cas expecting"
-            shown = bad.op.output if bad.kind == _READ else bad.op.value[0]
+            if bad.kind == _READ:
+                what = f"read {_show(bad.op.output)}"
+            else:
+                what = f"cas expecting {_show(bad.op.value[0])}"
             result.reason = (
-                f"why: {what} {json.dumps(shown)} by p{bad.op.process} (#{bad.op.index}), "
-                f"a value that no write or cas on {key!r} ever wrote (failed writes never "
-                f"happened)"
+                f"why: #{bad.op.index} by p{bad.op.process} {what}, a value that no write or "
+                f"cas on {key!r} ever wrote (failed operations never happened)"
             )
         else:
             window, minimal = _minimal_window(items, min(budget, MINIMIZE_BUDGET))
@@ -414,7 +458,7 @@ def check_operations(
             )
         result.window = sorted((it.op for it in window), key=lambda op: op.index)
         result.window_pending = sorted(
-            it.op.index for it in window if not it.required and it.op.type != "info"
+            it.op.index for it in window if it.info and it.op.type != "info"
         )
     elif any(v == "unknown" for v in result.keys.values()):
         result.verdict = "unknown"
