@@ -1,0 +1,73 @@
+"""The search agrees with the definition executed literally on thousands of small histories."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from consim.check.bruteforce import TooLarge, check_bruteforce
+from consim.check.linearizability import check_linearizable
+from consim.check.synthetic import linearizable_history, mutate
+
+from .helpers import history
+
+
+def _small(rng: random.Random, *, big: bool = False):
+    return linearizable_history(
+        rng,
+        ops=rng.randint(7, 10) if big else rng.randint(1, 8),
+        keys=1 if big else rng.randint(1, 2),
+        clients=rng.randint(2, 5),
+        fail_rate=0.15,
+        info_rate=0.2,
+        cas_rate=0.3,
+    )
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_search_and_brute_force_agree(big):
+    counts = {"valid": 0, "invalid": 0}
+    for seed in range(2500 if not big else 1000):
+        rng = random.Random(seed)
+        made = _small(rng, big=big)
+        for name, h in (("generated", made), ("mutated", mutate(made, rng))):
+            expected = check_bruteforce(h)
+            got = check_linearizable(h).verdict
+            assert got == ("valid" if expected else "invalid"), (
+                f"seed {seed} big={big} ({name}): brute force says "
+                f"{'valid' if expected else 'invalid'}, the search {got}\n{h.to_jsonl()}"
+            )
+            if name == "generated":
+                assert expected, f"seed {seed}: a generated history must be linearizable"
+            counts["valid" if expected else "invalid"] += 1
+    # the mutations really produce both verdicts, or the agreement would prove little
+    assert counts["invalid"] > (150 if not big else 150), counts
+
+
+def test_generated_large_histories_are_valid():
+    for seed in range(5):
+        h = linearizable_history(random.Random(seed), ops=2000, keys=3, clients=5, info_rate=0.05)
+        result = check_linearizable(h)
+        assert result.verdict == "valid", f"seed {seed}: {result.describe()}"
+
+
+def test_brute_force_on_the_classic_cases():
+    stale = history(
+        (0, "write", "k", "a", 0, 1, "ok"),
+        (0, "write", "k", "b", 2, 3, "ok"),
+        (1, "read", "k", None, 4, 5, "ok", "a"),
+    )
+    assert not check_bruteforce(stale)
+    overlap = history((0, "write", "k", "a", 0, 2, "ok"), (1, "read", "k", None, 1, 3, "ok", None))
+    assert check_bruteforce(overlap)
+    late_info = history(
+        (1, "write", "k", "b", 2, 3, "info"), (0, "read", "k", None, 10, 11, "ok", "b")
+    )
+    assert check_bruteforce(late_info)
+
+
+def test_brute_force_refuses_large_histories():
+    big = history(*[(0, "write", "k", f"v{i}", i, i + 0.5, "ok") for i in range(20)])
+    with pytest.raises(TooLarge):
+        check_bruteforce(big)
