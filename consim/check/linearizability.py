@@ -44,6 +44,8 @@ DEFAULT_BUDGET = 10_000_000
 # the window's minimization gets its own, smaller allowance: it is a courtesy, not the verdict
 MINIMIZE_BUDGET = 3_000_000
 MINIMIZE_TESTS = 400
+# benchmarks/check.py turns this off to measure what bounding info operations buys
+_BOUND_INFO = True
 
 
 @dataclass
@@ -168,25 +170,41 @@ class _Plan:
 
 def _plan(items: list[_Item]) -> _Plan:
     """Bound the info operations. An info write (or cas) of value v only matters while some
-    operation that needs v (an ok read of v, an ok cas expecting v) may still be placed: once all
-    of those have completed, v in the register is a dead end that not applying it dominates. So
-    an info operation whose value nobody needs is dropped, and the others must be placed, as
-    themselves or as a no-op, before the last of their observers completes. Without this every
-    info operation of the run stays placeable to the end and the search space doubles with each
-    (an invalid history could not be searched to the end). An info cas expecting v keeps v's
-    writers unbounded (rare)."""
-    last_need: dict[int, float] = {}
+    operation that needs v may still be placed: an ok read of v or an ok cas expecting v (until
+    it completes), or an info cas expecting v (until its own bound). Once all of those are
+    placed, v in the register is a dead end that not applying it dominates. So an info operation
+    whose value nobody needs is dropped, and the others must be placed, as themselves or as a
+    no-op, before their bound: the last completion of an operation needing their value (a
+    fixpoint, since info cas operations need values too). Without this every info operation of
+    the run stays placeable to the end and the search space doubles with each (an invalid
+    history could not be searched to the end)."""
+    ok_need: dict[int, float] = {}
     for it in items:
-        if it.kind == _READ or it.kind == _CAS:
-            last_need[it.a] = max(last_need.get(it.a, -math.inf), it.ret)
+        if it.kind == _READ or (it.kind == _CAS and not it.info):
+            ok_need[it.a] = max(ok_need.get(it.a, -math.inf), it.ret)
+    bound = {it.seq: -math.inf for it in items if it.info}
+    info_cas = [it for it in items if it.info and it.kind == _CAS]
+    while _BOUND_INFO:
+        need = dict(ok_need)
+        for it in info_cas:
+            if bound[it.seq] >= it.call:
+                need[it.a] = max(need.get(it.a, -math.inf), bound[it.seq])
+        changed = False
+        for it in items:
+            if it.info:
+                b = need.get(it.produces, -math.inf)  # type: ignore[arg-type]
+                if b > bound[it.seq]:
+                    bound[it.seq] = b
+                    changed = True
+        if not changed:
+            break
     plan = _Plan([], [], [], [], [], [])
     for it in items:
         deadline, optional = it.ret, False
-        if it.info:
-            need = last_need.get(it.produces, -math.inf)  # type: ignore[arg-type]
-            if need < it.call:
+        if it.info and _BOUND_INFO:
+            if bound[it.seq] < it.call:
                 continue  # no one can ever see its value
-            deadline, optional = need, True
+            deadline, optional = bound[it.seq], True
         plan.kinds.append(it.kind)
         plan.a.append(it.a)
         plan.b.append(it.b)
