@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any
 
 from consim.check.history import History, Operation
@@ -55,6 +56,31 @@ def _label(op: Operation) -> str:
         head = f"cas {op.key} {_short(exp)}→{_short(new)}"
         result = op.type
     return f"{head} → {result}"
+
+
+def _lanes(ops: list[Operation]) -> list[list[int]]:
+    """Client processes packed into lanes. A client whose operation ended info continues as a
+    new process (Jepsen's convention), so processes come and go; each lane holds processes whose
+    lives do not overlap (first fit in order of first invoke): one lane per concurrent client."""
+    span: dict[int, list[float]] = {}
+    for op in ops:
+        last = op.complete_time if op.complete_time is not None else math.inf
+        s = span.setdefault(op.process, [op.invoke_time, last])
+        s[0] = min(s[0], op.invoke_time)
+        s[1] = max(s[1], last)
+    lanes: list[list[int]] = []
+    ends: list[float] = []
+    for process in sorted(span, key=lambda p: (span[p][0], p)):
+        start, end = span[process]
+        for i, lane_end in enumerate(ends):
+            if lane_end < start:
+                lanes[i].append(process)
+                ends[i] = end
+                break
+        else:
+            lanes.append([process])
+            ends.append(end)
+    return sorted(lanes)
 
 
 def _faults(history: History) -> list[dict[str, Any]]:
@@ -128,7 +154,8 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
     window_ids = {int(w["index"]) for w in lin.get("window") or []}
     pending = {int(i) for i in lin.get("window_pending") or []}
     processes = sorted({op.process for op in ops})
-    lane = {p: i for i, p in enumerate(processes)}
+    lanes = _lanes(ops)
+    lane = {p: i for i, group in enumerate(lanes) for p in group}
     times = [e.time for e in history.events] or [0.0]
     start, end = min(times), max(times)
     if end <= start:
@@ -138,7 +165,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
     data = {
         "start": start,
         "end": end,
-        "processes": processes,
+        "lanes": lanes,
         "keys": sorted({op.key for op in ops}),
         "failingKey": lin.get("failing_key"),
         # per op: lane, invoke, completion (null: never), type, label, in window, key, index,
@@ -154,6 +181,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
                 op.key,
                 op.index,
                 _compact(op),
+                op.process,
             ]
             for op in ops
         ],
@@ -171,7 +199,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
         f'<p class="verdict {html.escape(verdict)}" id="verdict">linearizability: '
         f"<b>{html.escape(verdict)}</b></p>",
         f'<p class="summary">{len(ops)} operations ({counts["ok"]} ok, {counts["fail"]} fail, '
-        f"{counts['info']} info) by {len(processes)} client processes on "
+        f"{counts['info']} info) by {len(processes)} client processes in {len(lanes)} lanes on "
         f"{len(data['keys'])} keys; {len(faults)} faults; {end - start:.3f} s"
         + _seed(result)
         + "</p>",
@@ -349,7 +377,7 @@ _JS = r"""
 const D=JSON.parse(document.getElementById('data').textContent);
 const NS='http://www.w3.org/2000/svg', W=1100, LEFT=60, LANE=28, FROW=16, AXIS=22;
 const COL={ok:'#74c476',fail:'#bdbdbd',info:'#fdb462'}, WIN='#d62728';
-const ops=D.ops, nl=D.processes.length;
+const ops=D.ops, nl=D.lanes.length;
 const ftop=4, ltop=ftop+Math.max(D.faultRows,1)*FROW+6, H=ltop+nl*LANE+AXIS;
 let v0=D.start, v1=D.end, key='';
 const winOps=ops.filter(o=>o[5]);
@@ -374,8 +402,9 @@ function draw(){
   el('rect',{x:0,y:0,width:W,height:H,fill:'#fff'});
   for(let i=0;i<nl;i++){const y=ltop+i*LANE;
     el('rect',{x:LEFT,y:y,width:W-LEFT,height:LANE,fill:i%2?'#f7f7f7':'#fff'});
-    const g=el('g',{class:'lane','data-process':String(D.processes[i])});
-    el('text',{x:4,y:y+LANE/2+4},g,'p'+D.processes[i]);}
+    const ps=D.lanes[i],g=el('g',{class:'lane','data-processes':ps.join(' ')});
+    el('text',{x:4,y:y+LANE/2+4},g,'p'+ps[0]+(ps.length>1?' +'+(ps.length-1):''));
+    el('title',{},g,'processes '+ps.join(', '));}
   el('text',{x:4,y:ftop+11},svg,'faults');
   const step=nice(v1-v0);
   for(let t=Math.ceil(v0/step)*step;t<=v1;t+=step){const x=X(t);
@@ -399,7 +428,7 @@ function draw(){
     if(o[3]==='info')el('line',{x1:x1,x2:W,y1:y+h/2,y2:y+h/2,stroke:'#e59a3c','stroke-opacity':0.6,'stroke-dasharray':'2,5'});
     const r=el('rect',{class:'op '+o[3]+(o[5]?' in-window':''),x:x0,y:y,width:x1-x0,height:h,
       fill:COL[o[3]]||'#999',stroke:o[5]?WIN:'#555','stroke-width':o[5]?2.5:0.4,rx:2,'data-index':o[7]});
-    el('title',{},r,'#'+o[7]+' p'+D.processes[o[0]]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']');
+    el('title',{},r,'#'+o[7]+' p'+o[9]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']');
     const room=x1-x0-4,n=Math.floor(room/6.6);
     if(o[5]&&o[4].length>n){pending.push([x1,y,h,o[4]]);}
     else if(n>=3){let s=o[4].length<=n?o[4]:o[8].length<=n?o[8]:o[8].slice(0,n-1)+'…';

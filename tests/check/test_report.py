@@ -3,6 +3,7 @@ headless Chromium (skipped locally without it, a failure in CI)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -94,6 +95,21 @@ def test_report_is_self_contained_and_lists_the_window():
     assert "one leader per term" in page and "seed 7" in page
 
 
+def test_a_client_that_continues_as_a_new_process_keeps_its_lane():
+    # Jepsen's convention: after an info operation the client goes on as a fresh process
+    h = history(
+        (0, "write", "k", "a", 0, 1, "info"),
+        (1, "read", "k", None, 0.5, 1.5, "ok", None),
+        (2, "write", "k", "b", 1.2, 2, "ok"),  # client 0 again, as process 2
+        (1, "read", "k", None, 2.5, 3, "ok", "b"),
+        (3, "read", "k", None, 1.6, 4, "ok", "b"),  # a third, overlapping client
+    )
+    page, _ = _page(h)
+    data = page[page.index('id="data">') + 10 : page.index("</script>")]
+    assert json.loads(data)["lanes"] == [[0, 2], [1], [3]]
+    assert "4 client processes in 3 lanes" in page
+
+
 def test_values_cannot_break_out_of_the_page():
     h = history(
         (0, "write", "k", "</script><b>x", 0, 1, "ok"),
@@ -111,7 +127,7 @@ def test_report_renders_in_chromium_with_a_lane_per_client(tmp_path):
     path.write_text(page, encoding="utf-8")
     dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
     assert 'id="timeline"' in dom, dom[:500]
-    lanes = re.findall(r'class="lane" data-process="(\d+)"', dom)
+    lanes = re.findall(r'class="lane" data-processes="([\d ]+)"', dom)
     assert lanes == ["0", "1", "2", "3", "4"]
     # it opens on the window, filtered to the failing key: every window op drawn and outlined
     drawn = re.findall(r'class="op (ok|fail|info)( in-window)?"[^>]*data-index="(\d+)"', dom)
