@@ -23,7 +23,7 @@ COLOURS = {"ok": "#74c476", "fail": "#bdbdbd", "info": "#fdb462"}
 WINDOW = "#d62728"
 FAULT = "#9e86c8"
 OVERVIEW_WIDTH = 1100
-OVERVIEW_LANE = 6
+OVERVIEW_LANE = 8
 
 
 def _short(value: Any) -> str:
@@ -96,7 +96,7 @@ def _faults(history: History) -> list[dict[str, Any]]:
 
     def text(value: Any) -> str:
         if isinstance(value, dict):
-            rest = {k: v for k, v in value.items() if k != "fault"}
+            rest = {k: v for k, v in value.items() if k != "fault" and v != name(value)}
             return name(value) + (" " + json.dumps(rest, separators=(",", ":")) if rest else "")
         return name(value)
 
@@ -295,7 +295,8 @@ def _overview(
     """The whole run in one static strip: every operation as a thin mark, faults above."""
     w = OVERVIEW_WIDTH
     fault_h = 6 * max(fault_rows, 1)
-    h = fault_h + 4 + OVERVIEW_LANE * max(len(lane), 1) + 14
+    lanes = max(lane.values(), default=0) + 1
+    h = fault_h + 4 + OVERVIEW_LANE * lanes + 14
 
     def x(t: float) -> float:
         return round((t - start) / (end - start) * w, 2)
@@ -387,6 +388,11 @@ function firstOps(){const ends=ops.map(o=>o[2]===null?D.end:o[2]).slice(0,60);
   return [D.start,Math.min(D.end,Math.max(...ends,D.start+1e-3))];}
 [v0,v1]=winOps.length?winRange():firstOps();
 if(winOps.length&&D.failingKey){key=D.failingKey;document.getElementById('keysel').value=key;}
+// a view can be linked: report.html#from=12.5&to=14&key=k1 (key= for all keys)
+const want=new URLSearchParams(location.hash.slice(1));
+if(want.has('from')&&want.has('to')){const a=parseFloat(want.get('from')),b=parseFloat(want.get('to'));
+  if(isFinite(a)&&isFinite(b)&&b>a){v0=a;v1=b;}}
+if(want.has('key')){key=want.get('key');document.getElementById('keysel').value=key;}
 const badge=new Map(D.window.map((ix,i)=>[ix,i+1]));
 const host=document.getElementById('detail');
 const svg=document.createElementNS(NS,'svg');svg.setAttribute('id','timeline');
@@ -441,6 +447,7 @@ function draw(){
     el('rect',{x:x+3,y:y+1,width:s.length*6.6+6,height:h-2,fill:'#fff',stroke:WIN,rx:2},g);
     el('text',{x:x+6,y:y+h/2+4,fill:WIN},g,s);}
   document.getElementById('range').textContent=v0.toFixed(3)+' s .. '+v1.toFixed(3)+' s, '+shown+' operations';
+  try{history.replaceState(null,'','#from='+v0.toFixed(4)+'&to='+v1.toFixed(4)+'&key='+encodeURIComponent(key));}catch(e){}
   const ov=document.getElementById('ov-view');
   if(ov){const ow=1100,a=(v0-D.start)/(D.end-D.start)*ow,b=(v1-D.start)/(D.end-D.start)*ow;
     ov.setAttribute('x',Math.max(a,0));ov.setAttribute('width',Math.max(Math.min(b,ow)-Math.max(a,0),2));}
