@@ -166,6 +166,7 @@ class _Plan:
     call: list[float]
     deadline: list[float]  # math.inf: need never be placed
     optional: list[bool]  # may be placed as a no-op (it never took effect)
+    seq: list[int]  # the item's seq
 
 
 def _plan(items: list[_Item]) -> _Plan:
@@ -198,7 +199,7 @@ def _plan(items: list[_Item]) -> _Plan:
                     changed = True
         if not changed:
             break
-    plan = _Plan([], [], [], [], [], [])
+    plan = _Plan([], [], [], [], [], [], [])
     for it in items:
         deadline, optional = it.ret, False
         if it.info and _BOUND_INFO:
@@ -211,16 +212,23 @@ def _plan(items: list[_Item]) -> _Plan:
         plan.call.append(it.call)
         plan.deadline.append(deadline)
         plan.optional.append(optional)
+        plan.seq.append(it.seq)
     return plan
 
 
-def _search(items: list[_Item], budget: int) -> tuple[str, int]:
-    """Wing-Gong-Lowe over one key's items: ("valid" | "invalid" | "unknown", steps tried)."""
+Cut = tuple[float, int, int]  # a position in entry order: (time, 0 call / 1 return, seq)
+END: Cut = (math.inf, 2, 0)
+
+
+def _search(items: list[_Item], budget: int) -> tuple[str, int, Cut]:
+    """Wing-Gong-Lowe over one key's items: ("valid" | "invalid" | "unknown", steps tried, and
+    for invalid the position just after the furthest return the search was stopped at: the
+    prefix up to there is already not linearizable)."""
     plan = _plan(items)
     n = len(plan.kinds)
     required_left = sum(1 for d in plan.deadline if d != math.inf)
     if required_left == 0:
-        return "valid", 0
+        return "valid", 0, END
     # entries: (time, 0=call/1=return, op); calls before returns at equal times (concurrent)
     order = []
     for i in range(n):
@@ -251,15 +259,21 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
     state = 0
     linearized = 0
     steps = 0
+    far = 0  # the furthest return entry (slot) the search had to stop at
     entry = nxt[0]
-    alt = 0  # 0: the operation takes effect; 1 (optional ones): it never did
+    # alt 0: the operation takes effect; 1 (optional ones): it never did; 2 on the stack: a read
+    # that matched the state. Placing such a read at once loses nothing (it changes no state, and
+    # everything that must precede it already does), so when what follows it fails, the
+    # configuration it was placed in fails too: no other candidate is tried there.
+    alt = 0
     while True:
         m = match[entry] if entry != -1 else -2
         if m != -2:
             steps += 1
             if steps > budget:
-                return "unknown", steps
+                return "unknown", steps, END
             i = entry_op[entry]
+            forced = False
             if alt:
                 ok, new = True, state
             else:
@@ -268,6 +282,7 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
                     ok, new = True, avals[i]
                 elif k == _READ:
                     ok, new = state == avals[i], state
+                    forced = ok
                 else:
                     ok, new = state == avals[i], bvals[i]
             if ok:
@@ -275,7 +290,7 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
                 memo = (nl << sbits) | new
                 if memo not in cache:
                     cache.add(memo)
-                    calls.append((entry, state, alt))
+                    calls.append((entry, state, 2 if forced else alt))
                     state = new
                     linearized = nl
                     # lift the call and its return out of the list
@@ -291,9 +306,12 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
                     if must[i]:
                         required_left -= 1
                         if required_left == 0:
-                            return "valid", steps
+                            return "valid", steps, END
                     entry = nxt[0]
                     alt = 0
+                    continue
+                if forced:
+                    entry = 0  # (the head: backtrack) explored before and failed: so did this one
                     continue
             if not alt and optional[i]:
                 alt = 1
@@ -302,8 +320,15 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
                 alt = 0
         else:
             # a return (or the end): its operation had to be placed by now; undo the last choice
+            if entry == -1:
+                far = size
+            elif entry > far:
+                far = entry
             if not calls:
-                return "invalid", steps
+                if far >= size:
+                    return "invalid", steps, END
+                t, _, i = order[far - 1]
+                return "invalid", steps, (t, 1, plan.seq[i] + 1)
             entry, state, alt = calls.pop()
             i = entry_op[entry]
             linearized ^= bits[i]
@@ -317,6 +342,9 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int]:
             nxt[prv[entry]] = entry
             if nxt[entry] != -1:
                 prv[nxt[entry]] = entry
+            if alt == 2:
+                entry = 0  # (the head: backtrack) below a forced read nothing else is tried
+                continue
             if not alt and optional[i]:
                 alt = 1
             else:
@@ -355,23 +383,12 @@ def _prefix(items: list[_Item], cut: tuple[float, int, int]) -> list[_Item]:
     return out
 
 
-def _minimal_window(items: list[_Item], budget: int) -> tuple[list[_Item], bool]:
-    """The shortest non-linearizable prefix, then ddmin; (window items, whether deleting any one
-    of them makes the rest linearizable, i.e. ddmin finished within its budget)."""
+def _minimal_window(items: list[_Item], stuck: Cut, budget: int) -> tuple[list[_Item], bool]:
+    """The smallest window found: the history up to where the search was stopped, then the
+    operations just before that point (8, 16, 32, ...: the violation is usually local, and small
+    searches are cheap), then ddmin. Returns (window items, whether deleting any one of them
+    makes the rest linearizable, i.e. ddmin finished within its budget)."""
     used = 0
-    # the cut points: just after every ok operation's completion, in entry order
-    cuts = sorted((it.ret, 1, it.seq + 1) for it in items if not it.info)
-    lo, hi = -1, len(cuts) - 1  # the prefix at cuts[hi] (the whole history) is known invalid
-    while hi - lo > 1 and used < budget:
-        mid = (lo + hi) // 2
-        verdict, steps = _search(_prefix(items, cuts[mid]), budget - used)
-        used += steps
-        if verdict == "invalid":
-            hi = mid
-        else:
-            lo = mid  # valid, or unknown: never cut where invalidity is not proven
-    window = _prefix(items, cuts[hi])
-
     tests = 0
 
     def still_invalid(candidate: list[_Item]) -> bool:
@@ -379,9 +396,23 @@ def _minimal_window(items: list[_Item], budget: int) -> tuple[list[_Item], bool]
         if used >= budget or tests >= MINIMIZE_TESTS:
             return False
         tests += 1
-        verdict, steps = _search(candidate, budget - used)
+        verdict, steps, _ = _search(candidate, budget - used)
         used += steps
         return verdict == "invalid"
+
+    window = _prefix(items, stuck) if stuck != END else items
+    by_call = sorted(range(len(window)), key=lambda j: (window[j].call, window[j].seq))
+    k = 8
+    while True:
+        if k >= len(window):
+            if window is not items and not still_invalid(window):
+                window = items  # cannot happen if the search is right; never show a valid window
+            break
+        recent = _without(window, set(by_call[:-k]))
+        if still_invalid(recent):
+            window = recent
+            break
+        k *= 2
 
     minimal = False
     chunks = 2
@@ -434,23 +465,23 @@ def check_operations(
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
     result = LinearizabilityResult(verdict="valid")
-    invalid: list[tuple[str, list[_Item], _Item | None]] = []
+    invalid: list[tuple[str, list[_Item], _Item | None, Cut]] = []
     for key in sorted(by_key):
         items = _items(by_key[key])
         result.operations += len(items)
         bad = _unwritten(items)
         if bad is not None:
             result.keys[key] = "invalid"
-            invalid.append((key, items, bad))
+            invalid.append((key, items, bad, END))
             continue
-        verdict, steps = _search(items, budget)
+        verdict, steps, stuck = _search(items, budget)
         result.explored += steps
         result.keys[key] = verdict
         if verdict == "invalid":
-            invalid.append((key, items, None))
+            invalid.append((key, items, None, stuck))
     if invalid:
         result.verdict = "invalid"
-        key, items, bad = invalid[0]
+        key, items, bad, stuck = invalid[0]
         result.failing_key = key
         if bad is not None:
             window = [bad]
@@ -463,7 +494,7 @@ def check_operations(
                 f"cas on {key!r} ever wrote (failed operations never happened)"
             )
         else:
-            window, minimal = _minimal_window(items, min(budget, MINIMIZE_BUDGET))
+            window, minimal = _minimal_window(items, stuck, min(budget, MINIMIZE_BUDGET))
             result.reason = (
                 "why: no order of these operations gives every ok result while placing each "
                 "between its invoke and its completion (an info operation anywhere after its "

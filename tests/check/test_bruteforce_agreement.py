@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
 from consim.check.bruteforce import TooLarge, check_bruteforce
+from consim.check.history import Operation
 from consim.check.linearizability import check_linearizable
 from consim.check.synthetic import linearizable_history, mutate
 
@@ -40,9 +42,52 @@ def test_search_and_brute_force_agree(big):
             )
             if name == "generated":
                 assert expected, f"seed {seed}: a generated history must be linearizable"
+            if not expected:
+                _check_window(check_linearizable(h), f"seed {seed} big={big}\n{h.to_jsonl()}")
             counts["valid" if expected else "invalid"] += 1
     # the mutations really produce both verdicts, or the agreement would prove little
     assert counts["invalid"] > (150 if not big else 150), counts
+
+
+def _window_ops(result, drop=None) -> list[Operation]:
+    """The window as a history of its own: operations open at the cut become info; ``drop``
+    removed, with the reads (and ok cas) then left without a writer of their value."""
+    pending = set(result.window_pending)
+    ops = [
+        dataclasses.replace(op, type="info") if op.index in pending else op
+        for op in result.window
+        if op.index != drop
+    ]
+    while True:
+        made = {None} | {
+            op.value if op.f == "write" else op.value[1]
+            for op in ops
+            if op.f != "read" and op.type != "fail"
+        }
+        orphans = [
+            op
+            for op in ops
+            if op.type == "ok"
+            and (
+                (op.f == "read" and op.output not in made)
+                or (op.f == "cas" and op.value[0] not in made)
+            )
+        ]
+        if not orphans or drop is None:
+            return ops
+        ops = [op for op in ops if op not in orphans]
+
+
+def _check_window(result, context: str) -> None:
+    """The window cannot be linearized on its own, and (when the checker says it is minimal)
+    dropping any one of its operations makes it linearizable."""
+    assert result.verdict == "invalid" and result.window, context
+    assert not check_bruteforce(_window_ops(result)), f"window is linearizable: {context}"
+    if "delete any one of them" in result.reason:
+        for op in result.window:
+            assert check_bruteforce(_window_ops(result, drop=op.index)), (
+                f"window minus #{op.index} still invalid: {context}"
+            )
 
 
 def test_generated_large_histories_are_valid():
