@@ -27,6 +27,10 @@ Prints p50/p90/p99/max and writes a histogram to benchmarks/out/failover.svg.
 
 from __future__ import annotations
 
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
+
 import argparse
 import concurrent.futures
 import math

@@ -39,6 +39,10 @@ benchmarks/out/forwarding.svg.
 
 from __future__ import annotations
 
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__, "httpx")
+
 import argparse
 import json
 import os

@@ -22,6 +22,10 @@ shrink for 99.99%) is far slower than a finite pool really is once a few members
 
 from __future__ import annotations
 
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
+
 import argparse
 import base64
 import math

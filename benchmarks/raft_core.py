@@ -7,6 +7,10 @@ virtual seconds the harness simulates per wall second for an idle and a faulty c
 
 from __future__ import annotations
 
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
+
 import time
 
 from consim.raft.config import RaftConfig

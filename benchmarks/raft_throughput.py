@@ -13,7 +13,8 @@ plus hypercorn/quart and httpx in the same process).
    leader sends appends every 100 ms by default, so its rate scales with the writes in flight.)
 2. Sequential latency: ``--sequential`` writes one after another; p50/p99/max.
 
-If ``pysyncobj`` is importable, the same two measurements run on PySyncObj 3 processes on loopback
+The same two measurements run on PySyncObj (``pip install -e '.[bench]'``; the script stops at
+once if it is missing, unless ``--no-pysyncobj``), 3 processes on loopback
 (default config, in-memory log; a ``@replicated`` ``set(key, value)`` with the same 64-byte value,
 issued on the leader with callbacks for throughput and ``sync=True`` for latency, default
 ``--pysyncobj-sequential 200`` since each takes ~100 ms), and the ratios
@@ -25,6 +26,10 @@ are printed. Targets: consim throughput >= PySyncObj's; consim sequential p50 <=
 """
 
 from __future__ import annotations
+
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
 
 import argparse
 import json
@@ -192,14 +197,6 @@ def run_consim(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ pysyncobj
-
-
-def pysyncobj_available() -> bool:
-    try:
-        import pysyncobj  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def pysyncobj_node(args: argparse.Namespace) -> int:
@@ -397,6 +394,10 @@ def main() -> int:
     args.levels = [int(x) for x in str(args.concurrency).split(",") if x]
     if args.pysyncobj_node is not None:
         return pysyncobj_node(args)
+    if not args.no_pysyncobj:
+        # The target is a ratio to PySyncObj: without it there is nothing to compare, so say so
+        # now rather than after the consim half has run.
+        require(__file__, "pysyncobj")
 
     print(
         f"raft_throughput: 3 servers on loopback, raft multiplier 1, 64-byte values, "
@@ -409,8 +410,6 @@ def main() -> int:
     theirs = None
     if args.no_pysyncobj:
         print("  pysyncobj: skipped (--no-pysyncobj)")
-    elif not pysyncobj_available():
-        print("  pysyncobj: not installed (pip install pysyncobj) - comparison skipped")
     else:
         theirs = run_pysyncobj(args)
     print()

@@ -15,6 +15,10 @@ hottest functions (own time and cumulative time).
 
 from __future__ import annotations
 
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
+
 import argparse
 import os
 import sys

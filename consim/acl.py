@@ -18,8 +18,12 @@ Configuration shape (a JSON object, a TOML file, or the ``[acl]`` table of a sce
     operator = "write"                 # read | write | deny (optional)
     keyring = "read"                   # read | write | deny (optional)
     key_prefix = { "" = "read", "app/" = "write", "app/secret/" = "deny" }
+    agent_prefix = { "" = "read" }     # agent:read/write on an agent's node name (optional)
+    node_prefix = { "" = "read" }      # node:read on a member's name (optional)
 
-``key_prefix`` levels are ``deny | read | list | write``; the longest matching prefix wins. A
+``key_prefix`` levels are ``deny | read | list | write``; ``agent_prefix`` and ``node_prefix``
+levels are ``deny | read | write``; the longest matching prefix wins. Consul's exact-match rules
+(``key "x"``, ``agent "x"``, ``node "x"``) are not modelled: write them as prefixes. A
 token entry whose ``accessor_id`` is Consul's anonymous accessor
 (``00000000-0000-0000-0000-000000000002``) gives rules to requests without a token; its
 ``secret_id`` may then be ``"anonymous"``.
@@ -46,16 +50,22 @@ _ANONYMOUS_SUFFIX = (
     ". The anonymous token is used implicitly when a request does not specify a token."
 )
 
-RESOURCES = ("operator", "keyring", "key")
+RESOURCES = ("operator", "keyring", "key", "agent", "node")
 _GLOBAL_LEVELS = ("read", "write", "deny")
 _KEY_LEVELS = ("read", "list", "write", "deny")
+# Prefix-rule resources: token field -> allowed levels.
+_PREFIX_FIELDS = {
+    "key_prefix": _KEY_LEVELS,
+    "agent_prefix": _GLOBAL_LEVELS,
+    "node_prefix": _GLOBAL_LEVELS,
+}
 _TOKEN_FIELDS = {
     "accessor_id",
     "secret_id",
     "description",
     "operator",
     "keyring",
-    "key_prefix",
+    *_PREFIX_FIELDS,
 }
 _TOP_FIELDS = {"enabled", "default_policy", "initial_management", "tokens"}
 
@@ -89,6 +99,22 @@ class ACLToken:
     operator: str | None = None
     keyring: str | None = None
     key_prefix: dict[str, str] = field(default_factory=dict)
+    agent_prefix: dict[str, str] = field(default_factory=dict)
+    node_prefix: dict[str, str] = field(default_factory=dict)
+
+    def prefix_rules(self, resource: str) -> dict[str, str]:
+        return {"key": self.key_prefix, "agent": self.agent_prefix, "node": self.node_prefix}[
+            resource
+        ]
+
+
+def _longest_prefix(rules: Mapping[str, str], segment: str) -> str | None:
+    best: str | None = None
+    best_len = -1
+    for prefix, level in rules.items():
+        if segment.startswith(prefix) and len(prefix) > best_len:
+            best, best_len = level, len(prefix)
+    return best
 
 
 def _enforce(rule: str, required: str) -> bool:
@@ -123,12 +149,7 @@ class Authorizer:
             return self.token.operator
         if resource == "keyring":
             return self.token.keyring
-        best: str | None = None
-        best_len = -1
-        for prefix, level in self.token.key_prefix.items():
-            if (segment or "").startswith(prefix) and len(prefix) > best_len:
-                best, best_len = level, len(prefix)
-        return best
+        return _longest_prefix(self.token.prefix_rules(resource), segment or "")
 
     def allowed(self, resource: str, level: str, segment: str | None = None) -> bool:
         if resource not in RESOURCES:
@@ -148,7 +169,8 @@ class Authorizer:
             )
 
     def key_write_prefix(self, prefix: str) -> bool:
-        """Consul's KeyWritePrefix (delete-tree): write on ``prefix`` and no deny beneath it."""
+        """Consul's KeyWritePrefix (delete-tree): write on ``prefix`` (its longest matching rule,
+        else the default policy) and every rule beneath it grants write too."""
         if not self.allowed("key", "write", prefix):
             return False
         if not self._config.enabled or self.management or self.token is None:
@@ -158,6 +180,23 @@ class Authorizer:
             for p, level in self.token.key_prefix.items()
             if p.startswith(prefix) and len(p) > len(prefix)
         )
+
+    def require_key_write_prefix(self, prefix: str) -> None:
+        """Raise :class:`PermissionDenied` (``key:write`` on ``prefix``) unless
+        :meth:`key_write_prefix` allows it, as Consul's KeyWritePrefixAllowed does."""
+        if not self.key_write_prefix(prefix):
+            raise PermissionDenied(permission_denied_text(self.accessor_id, "key", "write", prefix))
+
+    @property
+    def unrestricted(self) -> bool:
+        """ACLs off or the management token: every check passes."""
+        return not self._config.enabled or self.management
+
+    def filter_keys(self, keys: list[str]) -> list[str]:
+        """The keys this token may read (Consul's FilterDirEnt: key:read per entry)."""
+        if self.unrestricted:
+            return list(keys)
+        return [k for k in keys if self.allowed("key", "read", k)]
 
 
 def permission_denied_text(
@@ -285,22 +324,25 @@ def _parse_token(
         v = raw.get(name)
         if v is not None and v not in _GLOBAL_LEVELS:
             raise fail(f"{where}.{name}", f"must be one of read, write, deny, not {v!r}")
-    kp = raw.get("key_prefix", {})
-    if not isinstance(kp, Mapping):
-        raise fail(f"{where}.key_prefix", "must be a table/object of prefix = level")
-    for prefix, level in kp.items():
-        if not isinstance(prefix, str):
-            raise fail(f"{where}.key_prefix", "prefixes must be strings")
-        if level not in _KEY_LEVELS:
-            raise fail(
-                f"{where}.key_prefix.{prefix!r}",
-                f"must be one of read, list, write, deny, not {level!r}",
-            )
+    rules: dict[str, dict[str, str]] = {}
+    for name, levels in _PREFIX_FIELDS.items():
+        kp = raw.get(name, {})
+        if not isinstance(kp, Mapping):
+            raise fail(f"{where}.{name}", "must be a table/object of prefix = level")
+        for prefix, level in kp.items():
+            if not isinstance(prefix, str):
+                raise fail(f"{where}.{name}", "prefixes must be strings")
+            if level not in levels:
+                raise fail(
+                    f"{where}.{name}.{prefix!r}",
+                    f"must be one of {', '.join(levels)}, not {level!r}",
+                )
+        rules[name] = dict(kp)
     return ACLToken(
         accessor_id=values["accessor_id"],
         secret_id=values["secret_id"],
         description=desc,
         operator=raw.get("operator"),
         keyring=raw.get("keyring"),
-        key_prefix=dict(kp),
+        **rules,
     )

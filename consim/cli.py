@@ -79,49 +79,91 @@ def cmd_up(args: argparse.Namespace) -> int:
                 nursery.start_soon(stop_on_signal)
                 await serve_cluster(spec, log_level=args.log_level)
 
-    trio.run(main)
+    from consim.live import AddressInUse
+
+    try:
+        trio.run(main)
+    except* AddressInUse as group:
+        raise UsageError(str(group.exceptions[0])) from None
     print("==> consim up stopped", flush=True)
     return 0
+
+
+NODE_ACTIONS = ("kill", "restart", "stop", "pause", "resume", "isolate")
+CTL_ACTIONS = ("status", *NODE_ACTIONS, "partition", "block", "heal", "delay", "loss")
+TARGET_HELP = "a node name or a role: leader, follower, any, old-leader, last-killed (ROLE@dc2)"
+
+
+def ctl_body(action: str, params: list[str]) -> dict[str, Any]:
+    """The control API body for ``consim ctl ACTION PARAMS...``; ``UsageError`` for bad input.
+
+    Values are checked here, so a typo gets a usage line instead of a round trip; names and roles
+    are resolved by the running cluster (it knows who leads)."""
+    from consim.scenario.model import parse_duration
+
+    def usage(shape: str, why: str = "") -> UsageError:
+        return UsageError(f"{why + '; ' if why else ''}usage: consim ctl {action} {shape}")
+
+    if action in ("status", "heal"):
+        if params:
+            raise usage("", f"{action} takes no arguments")
+        return {}
+    if action in NODE_ACTIONS:
+        if len(params) != 1:
+            raise usage(f"NODE  (NODE: {TARGET_HELP})")
+        return {"node": params[0]}
+    if action == "partition":
+        if len(params) < 2:
+            raise usage("NODE,NODE NODE,...  (at least two groups; a group may be 'others')")
+        return {"groups": [[n for n in p.split(",") if n] for p in params]}
+    if action == "block":
+        if len(params) != 2:
+            raise usage("SRC DST  (drop SRC's traffic to DST, one way; DST still reaches SRC)")
+        return {"src": params[0], "dst": params[1]}
+    if action in ("delay", "loss"):
+        what = "DURATION" if action == "delay" else "PROBABILITY"
+        shape = f"SRC DST {what}  (SRC/DST: {TARGET_HELP}, or *)"
+        if len(params) != 3:
+            raise usage(shape)
+        src, dst, text = params
+        if action == "delay":
+            try:
+                value = parse_duration(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise usage(
+                        shape, f'delay must be a duration like "200ms" or "1.5s", got {text!r}'
+                    ) from None
+            if not value >= 0 or value == float("inf"):
+                raise usage(shape, f"delay must be a duration >= 0, got {text!r}")
+            return {"src": src, "dst": dst, "seconds": value}
+        try:
+            p = float(text)
+        except ValueError:
+            p = float("nan")
+        if not 0.0 <= p <= 1.0:
+            raise usage(shape, f"loss must be a probability from 0 to 1, got {text!r}")
+        return {"src": src, "dst": dst, "probability": p}
+    raise usage("", f"unknown action {action!r}")
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
     import httpx
 
-    from consim.live import control_file
+    from consim.live import ControlNotFound, find_control
 
+    body = ctl_body(args.action, args.params)
     control = args.control or os.environ.get("CONSIM_CONTROL")
     if not control:
-        path = control_file()
-        if not path.exists():
-            print(f"error: no running 'consim up' found ({path} is missing)", file=sys.stderr)
+        try:
+            control = find_control()
+        except ControlNotFound as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
-        control = json.loads(path.read_text())["control"]
     base = f"http://{control}/ctl"
-    body: dict[str, Any] = {}
     action = args.action
-    if action in {"kill", "restart", "stop", "pause", "resume", "isolate"}:
-        if len(args.params) != 1:
-            print(f"usage: consim ctl {action} NODE", file=sys.stderr)
-            return 2
-        body = {"node": args.params[0]}
-    elif action == "partition":
-        if len(args.params) < 2:
-            print("usage: consim ctl partition NODE,NODE NODE,...", file=sys.stderr)
-            return 2
-        body = {"groups": [p.split(",") for p in args.params]}
-    elif action in {"delay", "loss"}:
-        if len(args.params) != 3:
-            print(
-                f"usage: consim ctl {action} SRC DST {'SECONDS' if action == 'delay' else 'PROBABILITY'}  (SRC/DST: node name or *)",
-                file=sys.stderr,
-            )
-            return 2
-        src, dst, value = args.params
-        body = {
-            "src": src,
-            "dst": dst,
-            ("seconds" if action == "delay" else "probability"): float(value),
-        }
     try:
         with httpx.Client(timeout=60) as client:
             if action == "status":
@@ -215,23 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")
+    ctl.add_argument("action", choices=CTL_ACTIONS)
     ctl.add_argument(
-        "action",
-        choices=[
-            "status",
-            "kill",
-            "restart",
-            "stop",
-            "pause",
-            "resume",
-            "isolate",
-            "partition",
-            "heal",
-            "delay",
-            "loss",
-        ],
+        "params",
+        nargs="*",
+        help=f"NODE for kill/restart/stop/pause/resume/isolate ({TARGET_HELP}); "
+        "partition G1 G2...; block SRC DST; delay SRC DST 200ms; loss SRC DST 0.1",
     )
-    ctl.add_argument("params", nargs="*")
     ctl.add_argument("--json", action="store_true")
     ctl.add_argument(
         "--control", help="host:port of the control API (default: found automatically)"
@@ -263,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"consim {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `consim run ... | head`: the reader left. Say nothing more; point stdout at devnull so
+        # the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell shows for a tool cut off by a pipe
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from consim.events import EventLog
+from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.config import RaftConfig
 from consim.raft.types import Role
@@ -149,7 +149,11 @@ class Cluster:
             from consim.server.node import ServerAgent
 
             node = self.node(name)
-            agent = ServerAgent(node, known_datacenters=lambda: len(node.known_datacenters()))
+            agent = ServerAgent(
+                node,
+                known_datacenters=lambda: len(node.known_datacenters()),
+                leave=lambda: self.agent_leave(name),
+            )
             self.http_apps[name] = create_app(agent)
         return self.http_apps[name]
 
@@ -216,7 +220,7 @@ class Cluster:
         node = self.node(name)
         if not node.running:
             raise ClusterError(f"{name} is not running")
-        self.events.emit("cluster", "kill", {"server": name}, level="WARN", message="server killed")
+        self.events.emit(NO_NODE, "kill", {"server": name}, level="WARN", message="server killed")
         self._scopes[name].cancel()
         node.running = False
 
@@ -226,13 +230,41 @@ class Cluster:
             self.kill(name)
             await trio.sleep(0)
         node.resume()
-        self.events.emit("cluster", "restart", {"server": name}, message="server restarted")
+        self.events.emit(NO_NODE, "restart", {"server": name}, message="server restarted")
         await self._start_server(name)
 
     async def stop(self, name: str) -> None:
         """Graceful leave: the server is removed from the Raft configuration, then stops."""
+        self.events.emit(NO_NODE, "stop", {"server": name}, message="server leaving gracefully")
+        await self._graceful_leave(name)
+        self._halt(name)
+
+    async def agent_leave(self, name: str) -> None:
+        """``PUT /v1/agent/leave`` on ``name``: the same graceful leave as :meth:`stop`; the
+        shutdown follows right after the answer is sent (Consul's ShutdownAgent), so the client
+        gets its 200 before the server's HTTP port goes away."""
         node = self.node(name)
-        self.events.emit("cluster", "stop", {"server": name}, message="server leaving gracefully")
+        self.events.emit(
+            name,
+            "agent_leave",
+            {"server": name},
+            subsystem="agent",
+            message="Requesting shutdown: graceful leave (PUT /v1/agent/leave)",
+        )
+        incarnation = node.incarnation
+        await self._graceful_leave(name)
+
+        async def shutdown() -> None:
+            # Long enough for hypercorn to flush the response on a busy machine.
+            await trio.sleep(0.2)
+            if node.running and node.incarnation == incarnation:
+                self._halt(name)
+
+        assert self._nursery is not None
+        self._nursery.start_soon(shutdown)
+
+    async def _graceful_leave(self, name: str) -> None:
+        node = self.node(name)
         if node.running and node.core is not None:
             leader = self.leader(node.datacenter)
             if leader is not None:
@@ -246,7 +278,7 @@ class Cluster:
                         )
                 except RpcError as exc:
                     self.events.emit(
-                        "cluster",
+                        NO_NODE,
                         "stop_remove_failed",
                         {"server": name, "error": exc.message},
                         level="WARN",
@@ -257,19 +289,20 @@ class Cluster:
             node.lan_pool.leave()
             node.wan_pool.leave()
             await trio.sleep(node.lan_pool.config.t(node.lan_pool.config.leave_propagate_delay))
+
+    def _halt(self, name: str) -> None:
+        node = self.node(name)
         if node.running:
             self._scopes[name].cancel()
             node.running = False
 
     def pause(self, name: str) -> None:
         self.node(name).pause()
-        self.events.emit(
-            "cluster", "pause", {"server": name}, level="WARN", message="server paused"
-        )
+        self.events.emit(NO_NODE, "pause", {"server": name}, level="WARN", message="server paused")
 
     def resume(self, name: str) -> None:
         self.node(name).resume()
-        self.events.emit("cluster", "resume", {"server": name}, message="server resumed")
+        self.events.emit(NO_NODE, "resume", {"server": name}, message="server resumed")
 
     # ---- network faults (events come from the fault model's on_change) -----------------------
     def host(self, name: str) -> str:
@@ -284,8 +317,9 @@ class Cluster:
     def block(self, src: str, dst: str) -> None:
         self.net.faults.block(self.host(src), self.host(dst))
 
-    def heal(self) -> None:
-        self.net.faults.heal()
+    def heal(self, all: bool = False) -> None:  # noqa: A002 - FaultModel.heal's name
+        """Clear cuts (partition, isolation, blocks); ``all`` clears loss and delay too."""
+        self.net.faults.heal(all=all)
 
     def set_loss(self, src: str, dst: str, probability: float) -> None:
         self.net.faults.set_loss(self._host_or_any(src), self._host_or_any(dst), probability)
@@ -307,7 +341,7 @@ class Cluster:
             return value
 
         self.events.emit(
-            "cluster",
+            NO_NODE,
             kind,
             {k: rename(v) for k, v in fields.items()},
             level="WARN",

@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from consim.cluster import Cluster
-from consim.events import format_hclog, level_enabled
+from consim.events import NO_NODE, format_hclog, level_enabled
 from consim.runtime import run_virtual
 from consim.server.config import ClusterSpec
 
@@ -17,7 +17,7 @@ def leader_loss_demo(*, seed: int = 7, log_level: str = "INFO", out: TextIO = sy
     async def body(cluster: Cluster) -> tuple[str, str, float]:
         first = await cluster.wait_for_leader("dc1", within=10)
         cluster.events.emit(
-            "cluster", "note", {"leader": first.name}, message="leader elected; killing it"
+            NO_NODE, "note", {"leader": first.name}, message="leader elected; killing it"
         )
         killed_at = cluster.events.now()
         cluster.kill(first.name)
@@ -28,7 +28,7 @@ def leader_loss_demo(*, seed: int = 7, log_level: str = "INFO", out: TextIO = sy
             follower.name, "GET", "/v1/operator/raft/configuration"
         )
         cluster.events.emit(
-            "cluster",
+            NO_NODE,
             "note",
             {"server": follower.name, "status": status},
             message="raft configuration via a follower (forwarded to the new leader)",
@@ -38,7 +38,10 @@ def leader_loss_demo(*, seed: int = 7, log_level: str = "INFO", out: TextIO = sy
     (first, second, took), events = run_virtual(spec, body)
     for event in events.events:
         if level_enabled(event.level, log_level):
-            print(format_hclog(event, virtual=True) + f"  [{event.node}]", file=out)
+            print(
+                format_hclog(event, virtual=True) + (f"  [{event.node}]" if event.node else ""),
+                file=out,
+            )
     print(
         f"\n==> leader {first} killed; {second} took over after {took:.3f}s of virtual time",
         file=out,

@@ -16,6 +16,9 @@ from typing import Any
 # hclog levels, lowest first. ``--log-level`` filters on these.
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 
+# The node of events no Consul agent logs (faults, kills): log lines for them name no node.
+NO_NODE = ""
+
 # The epoch virtual time 0.0 is shown as, so virtual-time logs read like real Consul logs.
 VIRTUAL_EPOCH = _dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=_dt.UTC)
 
@@ -24,7 +27,9 @@ VIRTUAL_EPOCH = _dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=_dt.UTC)
 class Event:
     """One fact: at ``time`` (seconds on the cluster's clock), ``node`` saw ``kind`` with ``fields``.
 
-    ``node`` is a server name (``dc1-s1``), or ``"cluster"`` for faults and scenario steps.
+    ``node`` is a server name (``dc1-s1``), ``"scenario"`` for scenario steps, or ``NO_NODE``
+    (``""``) for what no Consul agent would log: network faults and the operator's kills and
+    restarts.
     ``fields`` holds only msgpack/JSON-friendly values (str, int, float, bool, None, lists, dicts)
     so the trace hash is stable across processes.
     """
@@ -117,9 +122,41 @@ def format_time(t: float, *, virtual: bool, epoch: _dt.datetime = VIRTUAL_EPOCH)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
+# Go field names for the keys of configuration entries (hashicorp/raft's Server struct).
+_GO_FIELDS = {"id": "ID", "address": "Address", "suffrage": "Suffrage", "addr": "Address"}
+_GO_SUFFRAGE = {"voter": "Voter", "nonvoter": "Nonvoter", "staging": "Staging"}
+
+
+def go_value(value: Any) -> str:
+    """A value as Go's ``%+v`` prints it, which is how hashicorp's log lines show structs and
+    slices: ``[{Suffrage:Voter ID:a Address:127.0.0.1:8300}]``, ``[[dc1-s1 dc1-s2] [dc1-s3]]``,
+    ``true``, ``<nil>``. Dicts print as structs (keys become Go field names)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}" if value == value and abs(value) < 1e21 else repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        parts = []
+        items = list(value.items())
+        if set(value) == {"id", "address", "suffrage"}:
+            # raft.Server's field order, as %+v prints it.
+            items = [(k, value[k]) for k in ("suffrage", "id", "address")]
+        for k, v in items:
+            name = _GO_FIELDS.get(str(k), str(k)[:1].upper() + str(k)[1:])
+            if name == "Suffrage" and isinstance(v, str):
+                v = _GO_SUFFRAGE.get(v.lower(), v)
+            parts.append(f"{name}:{go_value(v)}")
+        return "{" + " ".join(parts) + "}"
+    return str(value)
+
+
 def _hclog_value(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' "=[]'):
+    text = go_value(value)
+    if text == "" or any(c in text for c in ' "=\t\n'):
         return json.dumps(text)
     return text
 

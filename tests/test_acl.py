@@ -204,3 +204,67 @@ def test_load_bad_syntax(tmp_path):
     path.write_text("{nope")
     with pytest.raises(ACLConfigError, match="acl.json"):
         ACLConfig.load(path)
+
+
+def test_agent_and_node_prefix_rules():
+    acl = ACLConfig.from_dict(
+        {
+            "enabled": True,
+            "default_policy": "deny",
+            "tokens": [
+                {
+                    "accessor_id": OPS,
+                    "secret_id": "t",
+                    "agent_prefix": {"": "read", "dc1-s1": "write"},
+                    "node_prefix": {"dc1-": "read", "dc1-s3": "deny"},
+                }
+            ],
+        }
+    )
+    a = acl.resolve("t")
+    assert a.allowed("agent", "read", "dc2-s9") and not a.allowed("agent", "write", "dc2-s9")
+    assert a.allowed("agent", "write", "dc1-s1")
+    assert a.allowed("node", "read", "dc1-s2") and not a.allowed("node", "read", "dc1-s3")
+    assert not a.allowed("node", "read", "dc2-s1")  # no rule: default deny
+    with pytest.raises(PermissionDenied) as info:
+        a.require("agent", "write", "dc1-s2")
+    assert str(info.value) == (
+        f"Permission denied: token with AccessorID '{OPS}' lacks permission 'agent:write' on \"dc1-s2\""
+    )
+
+
+@pytest.mark.parametrize("name", ["agent_prefix", "node_prefix"])
+def test_agent_and_node_prefix_levels_exclude_list(name):
+    bad = {"accessor_id": OPS, "secret_id": "t", name: {"": "list"}}
+    with pytest.raises(ACLConfigError) as info:
+        ACLConfig.from_dict({"enabled": True, "tokens": [bad]})
+    assert str(info.value) == (
+        f"acl config: acl.tokens[0].{name}.'': must be one of read, write, deny, not 'list'"
+    )
+
+
+def test_key_write_prefix_and_filtering():
+    a = config().resolve("ops")
+    assert not a.key_write_prefix("app/")  # app/secret/ beneath is deny
+    assert a.key_write_prefix("app/other/")
+    assert not a.key_write_prefix("")  # "" is read only
+    with pytest.raises(PermissionDenied) as info:
+        a.require_key_write_prefix("app/")
+    assert str(info.value).endswith("lacks permission 'key:write' on \"app/\"")
+    keys = ["app/a", "app/secret/pw", "l/x", "zzz"]
+    assert a.filter_keys(keys) == ["app/a", "l/x", "zzz"]
+    assert config().resolve("root").filter_keys(keys) == keys
+
+
+def test_readme_acl_file_example_loads(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### ACL file", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "acl.toml"
+    path.write_text(example)
+    acl = ACLConfig.load(path)
+    token = acl.resolve("ops-secret")
+    assert token.allowed("agent", "read", "dc1-s1") and token.allowed("node", "read", "dc1-s2")
+    assert not token.key_write_prefix("app/")

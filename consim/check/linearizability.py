@@ -353,19 +353,62 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int, Cut]:
 
 
 def _produced(items: list[_Item]) -> set[int]:
-    return {0} | {p for it in items if (p := it.produces) is not None}
+    """The values the register could ever hold: absent, written ones, and the new values of cas
+    operations whose expected value it could hold (a fixpoint: cas chains)."""
+    produced = {0} | {it.a for it in items if it.kind == _WRITE}
+    cas = [it for it in items if it.kind == _CAS]
+    grew = True
+    while grew:
+        grew = False
+        for it in cas:
+            if it.a in produced and it.b not in produced:
+                produced.add(it.b)
+                grew = True
+    return produced
 
 
-def _unwritten(items: list[_Item]) -> _Item | None:
-    """An ok read (or ok cas) expecting a value no write or cas could have produced: invalid
-    without any search. The earliest such, by completion."""
-    produced = _produced(items)
+def _earliest(items: list[_Item]) -> tuple[dict[int, float], dict[int, _Item]]:
+    """For every value, the earliest time the register could hold it (the invoke of a write of
+    it, or of a cas to it whose expected value could be held by then) and the operation that
+    would produce it then; absent (0) from the start."""
+    when: dict[int, float] = {0: -math.inf}
+    how: dict[int, _Item] = {}
+    for it in items:
+        if it.kind == _WRITE and it.call < when.get(it.a, math.inf):
+            when[it.a], how[it.a] = it.call, it
+    cas = [it for it in items if it.kind == _CAS]
+    grew = True
+    while grew:
+        grew = False
+        for it in cas:
+            t = max(it.call, when.get(it.a, math.inf))
+            if t < when.get(it.b, math.inf):
+                when[it.b], how[it.b] = t, it
+                grew = True
+    return when, how
+
+
+def _too_early(items: list[_Item]) -> tuple[_Item, list[_Item]] | None:
+    """An ok read (or ok cas) needing a value that no operation could have produced before it
+    completed (never written, written only by failed operations, or only later): invalid
+    without any search. The earliest such, by completion, and the operations that would
+    produce its value soonest (none if it is never written)."""
+    when, how = _earliest(items)
     bad = [
         it
         for it in items
-        if (it.kind == _READ or (it.kind == _CAS and not it.info)) and it.a not in produced
+        if (it.kind == _READ or (it.kind == _CAS and not it.info))
+        and when.get(it.a, math.inf) > it.ret
     ]
-    return min(bad, key=lambda it: (it.ret, it.seq)) if bad else None
+    if not bad:
+        return None
+    first = min(bad, key=lambda it: (it.ret, it.seq))
+    chain: list[_Item] = []
+    value = first.a
+    while value in how and how[value] not in chain:
+        chain.append(how[value])
+        value = how[value].a if how[value].kind == _CAS else 0
+    return first, chain
 
 
 def _prefix(items: list[_Item], cut: tuple[float, int, int]) -> list[_Item]:
@@ -435,17 +478,13 @@ def _minimal_window(items: list[_Item], stuck: Cut, budget: int) -> tuple[list[_
 
 
 def _without(window: list[_Item], drop: set[int]) -> list[_Item]:
-    """``window`` minus the items at ``drop``, and minus the reads and ok cas operations left
-    without any writer of the value they expect (deleting a writer must not fabricate a read of
-    a value never written)."""
+    """``window`` minus the items at ``drop``, and minus the reads and cas operations left
+    needing a value nothing left could produce (deleting a writer must not fabricate a read of
+    a value never written: the window must fail for a reason that was in the history)."""
     kept = [it for j, it in enumerate(window) if j not in drop]
     while True:
         produced = _produced(kept)
-        orphans = {
-            it.seq
-            for it in kept
-            if (it.kind == _READ or (it.kind == _CAS and not it.info)) and it.a not in produced
-        }
+        orphans = {it.seq for it in kept if it.kind in (_READ, _CAS) and it.a not in produced}
         if not orphans:
             return kept
         kept = [it for it in kept if it.seq not in orphans]
@@ -465,11 +504,11 @@ def check_operations(
     for op in ops:
         by_key.setdefault(op.key, []).append(op)
     result = LinearizabilityResult(verdict="valid")
-    invalid: list[tuple[str, list[_Item], _Item | None, Cut]] = []
+    invalid: list[tuple[str, list[_Item], tuple[_Item, list[_Item]] | None, Cut]] = []
     for key in sorted(by_key):
         items = _items(by_key[key])
         result.operations += len(items)
-        bad = _unwritten(items)
+        bad = _too_early(items)
         if bad is not None:
             result.keys[key] = "invalid"
             invalid.append((key, items, bad, END))
@@ -484,14 +523,23 @@ def check_operations(
         key, items, bad, stuck = invalid[0]
         result.failing_key = key
         if bad is not None:
-            window = [bad]
-            if bad.kind == _READ:
-                what = f"read {_show(bad.op.output)}"
+            op, chain = bad[0].op, bad[1]
+            window = [bad[0], *chain]
+            if op.f == "read":
+                what = f"read {_show(op.output)}"
             else:
-                what = f"cas expecting {_show(bad.op.value[0])}"
+                what = f"cas expecting {_show(op.value[0])}"
+            if chain:
+                first = chain[0].op
+                why = (
+                    f"completed at {op.complete_time:.3f}, before any operation that could "
+                    f"write it was invoked (the first: #{first.index} at {first.invoke_time:.3f})"
+                )
+            else:
+                why = f"a value that no write or cas on {key!r} ever wrote"
             result.reason = (
-                f"why: #{bad.op.index} by p{bad.op.process} {what}, a value that no write or "
-                f"cas on {key!r} ever wrote (failed operations never happened)"
+                f"why: #{op.index} by p{op.process} {what}: {why} (failed operations never "
+                f"happened)"
             )
         else:
             window, minimal = _minimal_window(items, stuck, min(budget, MINIMIZE_BUDGET))

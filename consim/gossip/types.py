@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from consim import CONSUL_VERSION
+
 # Consul's member status numbers (serf MemberStatus), as /v1/agent/members reports them.
 STATUS_NONE = 0
 STATUS_ALIVE = 1
@@ -79,8 +81,9 @@ def consul_server_tags(
         "raft_vsn": "3",
         "port": str(rpc_port),
         "id": node_id,
-        "expect": "0",
-        "build": "1.4.0:consim",
+        # Consul's "version:revision"; no "expect" tag, which Consul sets only with
+        # bootstrap_expect (consim bootstraps from a static configuration).
+        "build": f"{CONSUL_VERSION}:consim",
     }
     tags.update(extra or {})
     return tags

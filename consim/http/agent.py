@@ -34,19 +34,21 @@ class Agent(Protocol):
         server would: forwarding, ACL checks, blocking. Raises :class:`RpcError`."""
         ...
 
-    def agent_self(self) -> dict[str, Any]:
-        """The ``/v1/agent/self`` body."""
+    def agent_self(self, token: str = "") -> dict[str, Any]:
+        """The ``/v1/agent/self`` body (agent:read; raises :class:`RpcError` with the ACL text)."""
         ...
 
-    def members(self, wan: bool) -> list[dict[str, Any]]:
-        """The ``/v1/agent/members`` body."""
+    def members(self, wan: bool, token: str = "") -> tuple[list[dict[str, Any]], bool]:
+        """The ``/v1/agent/members`` body filtered by node:read, and whether ACLs left any out."""
         ...
 
     async def force_leave(self, node: str, prune: bool, token: str) -> None: ...
 
     async def join(self, address: str, wan: bool, token: str) -> None: ...
 
-    async def leave(self, token: str) -> None: ...
+    async def leave(self, token: str) -> None:
+        """Leave gracefully, then shut the agent down (after the answer is sent)."""
+        ...
 
     async def keyring_operation(
         self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str

@@ -1,7 +1,7 @@
 """Consul's HTTP API for one simulated server, as a quart-trio app.
 
 Behaviour follows hashicorp/consul ``agent/http.go`` (the ``wrap`` function), ``agent/*_endpoint.go``
-and ``/work/shared/consul-reference.md`` §1-§5. The app never touches Raft: every request becomes
+and ``docs/consul-behaviour.md`` sections 1-7. The app never touches Raft: every request becomes
 one call on an :class:`~consim.http.agent.Agent`. ACL checks happen on the server side (after
 leader forwarding, as in Consul); this layer only extracts the token and maps error texts to
 status codes.
@@ -403,7 +403,9 @@ def _autopilot_out(reply: dict[str, Any]) -> dict[str, Any]:
 
 def _decode_autopilot(raw: bytes) -> dict[str, Any]:
     """Go's decode of api.AutopilotConfiguration (unknown fields rejected; durations as Go
-    strings or numbers of nanoseconds). Missing fields take Go zero values, as in Consul."""
+    strings or numbers of nanoseconds). Consul decodes onto api.NewAutopilotConfiguration(), so a
+    missing field takes autopilot's default (a partial body like py-consul's
+    ``{"CleanupDeadServers": false}`` leaves the thresholds at 200ms / 250 / 10s)."""
     obj = decode_json_value(raw)
     if obj is None:  # Go decodes null into a struct as a no-op
         obj = {}
@@ -413,11 +415,11 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
         )
     by_lower = {k.lower(): k for k in _AUTOPILOT_FIELDS}
     config: dict[str, Any] = {
-        "CleanupDeadServers": False,
-        "LastContactThreshold": 0.0,
-        "MaxTrailingLogs": 0,
+        "CleanupDeadServers": True,
+        "LastContactThreshold": 0.2,
+        "MaxTrailingLogs": 250,
         "MinQuorum": 0,
-        "ServerStabilizationTime": 0.0,
+        "ServerStabilizationTime": 10.0,
         "RedundancyZoneTag": "",
         "DisableUpgradeMigration": False,
         "UpgradeVersionTag": "",
@@ -538,12 +540,14 @@ async def status_peers(c: Ctx) -> Any:
 
 
 async def agent_self(c: Ctx) -> Any:
-    return c.agent.agent_self()
+    return c.agent.agent_self(c.token())
 
 
 async def agent_members(c: Ctx) -> Any:
     # Consul: wan only when ?wan has a non-empty value.
-    members = c.agent.members(c.get("wan") != "")
+    members, filtered = c.agent.members(c.get("wan") != "", c.token())
+    if filtered:
+        c.meta_headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
     out = []
     for m in members:
         m = dict(m)
@@ -594,6 +598,13 @@ def _conflicting(c: Ctx, *flags: str) -> None:
         raise HTTPError(400, f"Conflicting flags: {'&'.join(pairs)}\n")
 
 
+def _filtered_header(c: Ctx, reply: Any) -> None:
+    # Consul's setMeta: only when the server says ACLs left entries out.
+    meta = reply.get("QueryMeta") if isinstance(reply, dict) else None
+    if meta and meta.get("ResultsFilteredByACLs"):
+        c.meta_headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
+
+
 async def kv(c: Ctx) -> Any:
     key = c.rest
     if c.method == "GET":
@@ -603,6 +614,7 @@ async def kv(c: Ctx) -> Any:
             args.update(Key=key, Prefix=key, Separator=sep)
             reply = await c.rpc("KVS.ListKeys", args)
             c.set_meta(reply)
+            _filtered_header(c, reply)
             keys = reply.get("Keys") or []
             if not keys and key:
                 return Reply(404)
@@ -613,6 +625,7 @@ async def kv(c: Ctx) -> Any:
         args["Key"] = key
         reply = await c.rpc("KVS.List" if recurse else "KVS.Get", args)
         c.set_meta(reply)
+        _filtered_header(c, reply)
         entries = reply.get("Entries") or []
         if not entries:
             return Reply(404)

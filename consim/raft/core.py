@@ -857,7 +857,9 @@ class RaftCore:
         self.counters["elections"] += 1
         if not pre_vote:
             self._set_term(self._term + 1, self.id)
-        if was is not Role.CANDIDATE or not pre_vote:
+        # hashicorp's runCandidate logs this once per round: a pre-vote (or a transfer's vote)
+        # starts one; the vote that follows a successful pre-vote belongs to the same round.
+        if was is not Role.CANDIDATE or pre_vote:
             self._event(
                 "role_change",
                 {"node": self._node_str(), "term": self._term + (1 if pre_vote else 0)},
@@ -878,9 +880,15 @@ class RaftCore:
         if tally < conf.quorum_size():
             return
         if self._pre_vote:
+            refused = sum(1 for sid, ok in self._votes.items() if not ok and conf.has_vote(sid))
             self._event(
                 "pre_vote",
-                {"term": self._term + 1, "tally": tally},
+                {
+                    "term": self._term + 1,
+                    "tally": tally,
+                    "refused": refused,
+                    "votesNeeded": conf.quorum_size(),
+                },
                 "INFO",
                 "pre-vote successful, starting election",
             )

@@ -32,7 +32,10 @@ def load_all(files: list[str], err: TextIO) -> list[Scenario] | None:
         try:
             scenarios.append(load_scenario(f))
         except ScenarioError as exc:
-            print(f"error: {exc}", file=err)
+            for line in exc.errors:
+                print(f"error: {line}", file=err)
+            if len(exc.errors) > 1:
+                print(f"{f}: {len(exc.errors)} errors", file=err)
             bad = True
     return None if bad else scenarios
 
@@ -58,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         host_block=args.host_block,
         hclog=args.hclog,
+        full=args.full,
     )
 
 
@@ -73,6 +77,7 @@ def run_files(
     http_port: int = 8500,
     host_block: int = 0,
     hclog: bool = False,
+    full: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -84,14 +89,30 @@ def run_files(
     scenarios = load_all(files, err)
     if scenarios is None:
         return 2
+    if live:
+        from consim.live import AddressInUse, check_addresses
+        from consim.scenario.runner import cluster_spec
+
+        for scenario in scenarios:
+            try:
+                check_addresses(cluster_spec(scenario, 0, None, http_port, host_block))
+            except AddressInUse as exc:
+                print(f"consim run: error: {exc}", file=err)
+                return 2
     results: list[RunResult] = []
+    # A progress bar only for a person watching: not into a file, a pipe or CI's log.
+    bar = err.isatty()
     if seeds is None:
         for scenario in scenarios:
             result = run_scenario(
                 scenario, seed=seed, live=live, http_port=http_port, host_block=host_block
             )
             results.append(result)
-            print(render_timeline(result, log_level=log_level, hclog=hclog), file=out, flush=True)
+            print(
+                render_timeline(result, log_level=log_level, hclog=hclog, full=full),
+                file=out,
+                flush=True,
+            )
             print(file=out)
     else:
         for scenario in scenarios:
@@ -103,8 +124,10 @@ def run_files(
                 results.append(result)
                 if not result.ok:
                     failed.append(result)
-                _progress(err, scenario.name, i, len(seeds), len(failed))
-            print(file=err)
+                if bar:
+                    _progress(err, scenario.name, i, len(seeds), len(failed))
+            if bar:
+                print(file=err)
             passed = len(seeds) - len(failed)
             print(
                 f"==> {scenario.name}: {passed}/{len(seeds)} seeds passed "
@@ -154,6 +177,11 @@ def register_scenario_commands(sub: Any) -> None:
     run.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     run.add_argument("--hclog", action="store_true", help="print raw Consul-style log lines")
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="print HTTP answers whole (shortened to one line otherwise; --json has them whole)",
+    )
     run.add_argument(
         "--http-port", type=int, default=8500, help="HTTP port of every server with --live"
     )

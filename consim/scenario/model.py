@@ -12,10 +12,12 @@ re-check a value's type.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +88,10 @@ ASSERT_KEYS = frozenset(
         "kv",
     }
 )
-SERVER_STATES = ("leader", "follower", "candidate", "down", "paused")
+# "not-leader": running and not leader. A deposed leader cut off in a minority keeps starting
+# pre-vote elections (hashicorp/raft stays in the candidate state), so follower and candidate are
+# both what Consul shows there; what matters to the learner is that it stopped leading.
+SERVER_STATES = ("leader", "follower", "candidate", "not-leader", "down", "paused")
 
 # "{rpc:dc1-s5}" in a consul command, an HTTP path/body or an expectation: that server's address,
 # filled in when the step runs (live runs may put a cluster on another 127.0.N.x block).
@@ -99,7 +104,14 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ScenarioError(ValueError):
-    """A scenario file that cannot run; the message is complete (file, step, field, why)."""
+    """A scenario file that cannot run; the message is complete (file, step, field, why).
+
+    ``errors`` lists every problem found (one line each); the message is those lines joined.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        self.errors = errors if errors is not None else [message]
+        super().__init__(message)
 
 
 def parse_duration(text: str) -> float:
@@ -250,6 +262,20 @@ class _Checker:
         self.servers = servers
         self.datacenters = datacenters
         self.where = ""
+        self.errors: list[str] = []
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record an error and go on with the next field or step, so a file's every error is
+        reported at once (each part stops at its own first error)."""
+        try:
+            yield
+        except ScenarioError as exc:
+            self.errors.extend(exc.errors)
+
+    def raise_collected(self) -> None:
+        if self.errors:
+            raise ScenarioError("\n".join(self.errors), list(self.errors))
 
     def fail(self, fieldname: str | None, why: str) -> ScenarioError:
         parts = [str(self.path)]
@@ -295,13 +321,15 @@ class _Checker:
         return text
 
     def placeholders(self, fieldname: str, value: Any) -> None:
-        """Every ``{rpc:NAME}`` in ``value`` (strings, nested lists/tables) names a server."""
+        """Every ``{rpc:NAME}`` in ``value`` (strings, nested lists/tables) names a server or a
+        role (resolved when the step runs)."""
         if isinstance(value, str):
             for m in PLACEHOLDER.finditer(value):
-                if m.group(2) not in self.servers:
+                if m.group(2) not in self.servers and m.group(2) not in ROLE_TARGETS:
                     raise self.fail(
                         fieldname,
-                        f"{m.group(0)} names no server (expected one of {', '.join(self.servers)})",
+                        f"{m.group(0)} names no server (expected one of "
+                        f"{', '.join(self.servers)} or a role: {', '.join(ROLE_TARGETS)})",
                     )
         elif isinstance(value, dict):
             for v in value.values():
@@ -350,71 +378,99 @@ def parse_scenario(raw: dict[str, Any], path: Path) -> Scenario:
     c = _Checker(path, [], [])
     for key in raw:
         if key not in _TOP_KEYS:
-            raise c.fail(key, f"unknown top-level field (expected one of {sorted(_TOP_KEYS)})")
-    name = c.string("name", raw.get("name", path.stem))
-    summary = c.string("summary", raw.get("summary", ""))
-    seed = c.integer("seed", raw.get("seed", 0))
+            with c.collect():
+                raise c.fail(key, f"unknown top-level field (expected one of {sorted(_TOP_KEYS)})")
+    name, summary, seed = path.stem, "", 0
+    with c.collect():
+        name = c.string("name", raw.get("name", path.stem))
+    with c.collect():
+        summary = c.string("summary", raw.get("summary", ""))
+    with c.collect():
+        seed = c.integer("seed", raw.get("seed", 0))
     c.where = "[cluster]"
     cluster = _parse_cluster(c, raw.get("cluster", {}), raw.get("acl"))
     c.where = ""
     c.servers = cluster.server_names()
     c.datacenters = [dc for dc, _ in cluster.datacenters]
     raw_steps = raw.get("step", [])
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise c.fail("step", "expected at least one [[step]] table")
     steps = []
-    for i, raw_step in enumerate(raw_steps, start=1):
-        c.where = f"step {i}"
-        steps.append(_parse_step(c, i, raw_step, cluster))
+    if not isinstance(raw_steps, list) or not raw_steps:
+        with c.collect():
+            raise c.fail("step", "expected at least one [[step]] table")
+    else:
+        for i, raw_step in enumerate(raw_steps, start=1):
+            c.where = f"step {i}"
+            with c.collect():
+                steps.append(_parse_step(c, i, raw_step, cluster))
+    c.where = ""
+    c.raise_collected()
     return Scenario(path, name, summary, seed, cluster, steps)
 
 
 def _parse_cluster(c: _Checker, obj: Any, top_acl: Any) -> ClusterSettings:
+    s = ClusterSettings()
     if not isinstance(obj, dict):
-        raise c.fail(None, "expected a [cluster] table")
+        with c.collect():
+            raise c.fail(None, "expected a [cluster] table")
+        return s
     for key in obj:
         if key not in _CLUSTER_KEYS:
-            raise c.fail(key, f"unknown field (expected one of {sorted(_CLUSTER_KEYS)})")
-    s = ClusterSettings()
+            with c.collect():
+                raise c.fail(key, f"unknown field (expected one of {sorted(_CLUSTER_KEYS)})")
     if "datacenters" in obj:
-        dcs = obj["datacenters"]
-        if not isinstance(dcs, dict) or not dcs:
-            raise c.expected("datacenters", "a table like { dc1 = 3 }", dcs)
-        out = []
-        for dc, n in dcs.items():
-            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 9:
-                raise c.expected(f"datacenters.{dc}", "a server count from 1 to 9", n)
-            out.append((dc, n))
-        if len(out) > 9:
-            raise c.fail("datacenters", "at most 9 datacenters")
-        s.datacenters = tuple(out)
-    if "raft_multiplier" in obj:
-        s.raft_multiplier = c.number("raft_multiplier", obj["raft_multiplier"], 0.1, 10)
-    if "raft_protocol" in obj:
-        v = obj["raft_protocol"]
-        if v not in (2, 3) or isinstance(v, bool):
-            raise c.expected("raft_protocol", "2 or 3", v)
-        s.raft_protocol = v
-    if "rpc_hold_timeout" in obj:
-        s.rpc_hold_timeout = c.duration("rpc_hold_timeout", obj["rpc_hold_timeout"])[0]
-    if "encrypt" in obj:
-        s.encrypt = _gossip_key(c, "encrypt", obj["encrypt"])
+        before = len(c.errors)
+        with c.collect():
+            s.datacenters = _datacenters(c, obj["datacenters"])
+        if len(c.errors) > before:
+            # Server names follow from the datacenters: checking steps against a guess would
+            # only add false errors.
+            c.raise_collected()
+    with c.collect():
+        if "raft_multiplier" in obj:
+            s.raft_multiplier = c.number("raft_multiplier", obj["raft_multiplier"], 0.1, 10)
+    with c.collect():
+        if "raft_protocol" in obj:
+            v = obj["raft_protocol"]
+            if v not in (2, 3) or isinstance(v, bool):
+                raise c.expected("raft_protocol", "2 or 3", v)
+            s.raft_protocol = v
+    with c.collect():
+        if "rpc_hold_timeout" in obj:
+            s.rpc_hold_timeout = c.duration("rpc_hold_timeout", obj["rpc_hold_timeout"])[0]
+    with c.collect():
+        if "encrypt" in obj:
+            s.encrypt = _gossip_key(c, "encrypt", obj["encrypt"])
     for key in ("snapshot_threshold", "trailing_logs"):
-        if key in obj:
-            setattr(s, key, c.integer(key, obj[key], 1 if key == "snapshot_threshold" else 0))
-    if "data_dir" in obj:
-        if obj["data_dir"] != "tmp":
-            raise c.expected(
-                "data_dir", '"tmp" (a fresh temporary directory per run)', obj["data_dir"]
-            )
-        s.data_dir = "tmp"
+        with c.collect():
+            if key in obj:
+                setattr(s, key, c.integer(key, obj[key], 1 if key == "snapshot_threshold" else 0))
+    with c.collect():
+        if "data_dir" in obj:
+            if obj["data_dir"] != "tmp":
+                raise c.expected(
+                    "data_dir", '"tmp" (a fresh temporary directory per run)', obj["data_dir"]
+                )
+            s.data_dir = "tmp"
     acl_obj = obj.get("acl", top_acl)
     if acl_obj is not None:
         try:
             s.acl = ACLConfig.from_dict(acl_obj, source=f"{c.path}: [acl]")
         except ACLConfigError as exc:
-            raise ScenarioError(str(exc)) from None
+            c.errors.append(str(exc))
     return s
+
+
+def _datacenters(c: _Checker, dcs: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(dcs, dict) or not dcs:
+        raise c.expected("datacenters", "a table like { dc1 = 3 }", dcs)
+    out = []
+    for dc, n in dcs.items():
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 9:
+            raise c.expected(f"datacenters.{dc}", "a server count from 1 to 9", n)
+        out.append((dc, n))
+    if len(out) > 9:
+        raise c.fail("datacenters", "at most 9 datacenters")
+    return tuple(out)
 
 
 def _parse_step(c: _Checker, number: int, obj: Any, cluster: ClusterSettings) -> Step:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from consim.events import NO_NODE
 from consim.scenario.runner import SCENARIO_NODE, RunResult
 
 ROLE_COLOURS = {
@@ -66,7 +67,7 @@ def _lanes(result: RunResult) -> dict[str, list[Segment]]:
                 switch(e.node, role, terms.get(e.node), t)
             elif e.kind == "term_change" and e.node in state:
                 switch(e.node, state[e.node][0], terms.get(e.node), t)
-        elif e.node == "cluster" and e.kind in ("kill", "stop", "pause", "resume"):
+        elif e.node == NO_NODE and e.kind in ("kill", "stop", "pause", "resume"):
             name = str(f.get("server", ""))
             if name in out:
                 if e.kind == "resume":
@@ -86,7 +87,7 @@ def _bands(result: RunResult) -> list[tuple[float, float, str, list[str]]]:
     open_: list[tuple[float, str, list[str]]] = []
     t0 = result.start_time
     for e in result.events.events:
-        if e.node != "cluster":
+        if e.node != NO_NODE:
             continue
         t = e.time - t0
         f = e.fields
@@ -178,11 +179,7 @@ def render_svg(result: RunResult) -> str:
     for e in result.events.events:
         t = e.time - t0
         f = e.fields
-        if (
-            e.node == "cluster"
-            and e.kind in ("kill", "restart", "stop")
-            and f.get("server") in lanes
-        ):
+        if e.node == NO_NODE and e.kind in ("kill", "restart", "stop") and f.get("server") in lanes:
             name = str(f["server"])
             symbol = {"kill": "✕", "restart": "↻", "stop": "■"}[e.kind]
             colour = "#b71c1c" if e.kind == "kill" else "#1b5e20"

@@ -22,7 +22,14 @@ import trio
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import EventLog
-from consim.scenario.model import PARTITION_MEMBER, PLACEHOLDER, Scenario, Step, Target
+from consim.scenario.model import (
+    PARTITION_MEMBER,
+    PLACEHOLDER,
+    ROLE_TARGETS,
+    Scenario,
+    Step,
+    Target,
+)
 from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
 
@@ -103,6 +110,12 @@ class RunResult:
             "trace_hash": self.trace_hash if self.mode == "virtual" else None,
             "duration": round(self.end_time - self.start_time, 6),
             "steps": [s.to_json() for s in self.steps],
+            # Every request a step made, with the whole answer.
+            "requests": [
+                {"time": round(e.time - self.start_time, 6), **e.fields}
+                for e in self.events.events
+                if e.node == SCENARIO_NODE and e.kind == "client_request"
+            ],
         }
 
 
@@ -617,7 +630,9 @@ class ScenarioRunner:
                 "method": method,
                 "path": path,
                 "status": status,
-                "answer": error or _short(text),
+                # A scenario's own requests keep the whole body (the timeline shortens it
+                # unless --full; JSON and the report have it all); load requests are many.
+                "answer": error or (text if kind == "client_request" else _short(text)),
                 "took": round(self.events.now() - start, 6),
                 **({"step": step} if step is not None else {}),
             },
@@ -626,24 +641,28 @@ class ScenarioRunner:
         )
         return status, {k.lower(): v for k, v in out_headers.items()}, out_body, error
 
-    def fill(self, value: Any) -> Any:
-        """Replace ``{rpc:NAME}``, ``{host:NAME}`` and ``{http:NAME}`` with that server's address."""
+    def fill(self, value: Any, step: Step | None = None) -> Any:
+        """Replace ``{rpc:NAME}``, ``{host:NAME}`` and ``{http:NAME}`` with that server's address.
+        NAME may be a role (``{rpc:last-killed}``), resolved now as the step's targets are."""
         if isinstance(value, str):
 
             def address(m: Any) -> str:
-                spec = self.cluster.node(m.group(2)).spec
+                name = m.group(2)
+                if name in ROLE_TARGETS and step is not None:
+                    name = self.resolve(Target(name, step.dc), step)
+                spec = self.cluster.node(name).spec
                 kind = m.group(1)
                 return {"rpc": spec.rpc_address, "host": spec.host, "http": spec.http_address}[kind]
 
             return PLACEHOLDER.sub(address, value)
         if isinstance(value, dict):
-            return {k: self.fill(v) for k, v in value.items()}
+            return {k: self.fill(v, step) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.fill(v) for v in value]
+            return [self.fill(v, step) for v in value]
         return value
 
     async def _do_http(self, step: Step) -> str:
-        a = self.fill(step.args)
+        a = self.fill(step.args, step)
         name = self.resolve(a["on"], step)
         headers = dict(a["headers"])
         if a["token"] is not None:
@@ -662,8 +681,8 @@ class ScenarioRunner:
 
         a = {
             **step.args,
-            "argv": self.fill(step.args["argv"]),
-            "expect": self.fill(step.args["expect"]),
+            "argv": self.fill(step.args["argv"], step),
+            "expect": self.fill(step.args["expect"], step),
         }
         name = self.resolve(a["on"], step)
 
@@ -915,7 +934,10 @@ class ScenarioRunner:
                         continue
                     status = self.cluster.node(name).status()
                     actual = "paused" if status.get("paused") else status["state"]
-                    if actual != expected:
+                    if expected == "not-leader":
+                        if actual in ("leader", "down", "paused"):
+                            out.append(f"{name} is {actual}, expected it running and not leader")
+                    elif actual != expected:
                         out.append(f"{name} is {actual}, expected {expected}")
             elif key == "voters":
                 voters = self._voters(dc)
@@ -1018,6 +1040,11 @@ def _json_subset(doc: Any, path: str, want: Any) -> list[str]:
         except ValueError:
             pass
     return [f"JSON {path} = {json.dumps(actual)}, expected {json.dumps(want)}"]
+
+
+def short(text: str, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters (``...`` marks a cut)."""
+    return _short(text, limit)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from consim.events import Event, format_hclog, level_enabled
-from consim.scenario.runner import SCENARIO_NODE, RunResult
+from consim.events import Event, format_hclog, go_value, level_enabled
+from consim.scenario.runner import SCENARIO_NODE, RunResult, short
 
 # Scenario events shown by their own renderer (or hidden: per-request load noise).
 _HIDDEN_KINDS = {"load_request", "consul_http", "http_request"}
@@ -23,11 +23,21 @@ def _fields(event: Event) -> str:
     for k, v in event.fields.items():
         if k in _NOISY_FIELDS or k.startswith("_"):
             continue
-        text = str(v)
+        text = go_value(v)  # Go's %+v, as Consul's own log lines show values
         if text == "" or " " in text or "=" in text:
             text = f'"{text}"'
         pairs.append(f"{k}={text}")
     return " ".join(pairs)
+
+
+# What the node column shows for events no Consul agent logs (NO_NODE).
+_OPERATOR_KINDS = {"kill", "restart", "stop", "stop_remove_failed", "pause", "resume"}
+
+
+def _who(event: Event) -> str:
+    if event.node:
+        return event.node
+    return "operator" if event.kind in _OPERATOR_KINDS else "network"
 
 
 def _wrap(text: str, width: int, indent: str) -> list[str]:
@@ -38,8 +48,11 @@ def _wrap(text: str, width: int, indent: str) -> list[str]:
     ]
 
 
-def render_timeline(result: RunResult, *, log_level: str = "INFO", hclog: bool = False) -> str:
-    """The whole run as text. ``hclog=True`` prints raw Consul-style log lines instead."""
+def render_timeline(
+    result: RunResult, *, log_level: str = "INFO", hclog: bool = False, full: bool = False
+) -> str:
+    """The whole run as text. ``hclog=True`` prints raw Consul-style log lines instead.
+    HTTP answers are shortened to one line unless ``full`` (then printed whole, indented)."""
     s = result.scenario
     lines = [
         f"==> {s.name} ({s.path}) seed {result.seed}, {result.mode} time",
@@ -48,11 +61,12 @@ def render_timeline(result: RunResult, *, log_level: str = "INFO", hclog: bool =
         lines.extend(_wrap(s.summary, 96, "    "))
     lines.append("")
     t0 = result.start_time
-    width = max([len(n) for n in result.servers] + [len(SCENARIO_NODE), 7])
+    width = max([len(n) for n in result.servers] + [len(SCENARIO_NODE), len("operator"), 7])
     pad = " " * (10 + width + 2)
     # Gossip joins while the cluster boots are many and alike: one line for them all.
     startup_joins = 0
     started = False
+    cut = 0  # HTTP answers shortened to one line
     for event in result.events.events:
         if not started and event.kind == "member_join":
             startup_joins += 1
@@ -66,14 +80,13 @@ def render_timeline(result: RunResult, *, log_level: str = "INFO", hclog: bool =
                 )
         if hclog:
             if level_enabled(event.level, log_level):
-                lines.append(
-                    format_hclog(event, virtual=result.mode == "virtual") + f"  [{event.node}]"
-                )
+                line = format_hclog(event, virtual=result.mode == "virtual")
+                lines.append(line + f"  [{event.node}]" if event.node else line)
             continue
         if event.kind in _HIDDEN_KINDS and not level_enabled("DEBUG", log_level):
             continue
         t = f"{event.time - t0:8.3f}s"
-        node = event.node.ljust(width)
+        node = _who(event).ljust(width)
         f = event.fields
         if event.kind == "note":
             lines.append("")
@@ -93,11 +106,18 @@ def render_timeline(result: RunResult, *, log_level: str = "INFO", hclog: bool =
             continue
         if event.kind == "client_request":
             status = f.get("status")
-            answer = f.get("answer", "")
-            lines.append(
+            answer = str(f.get("answer", ""))
+            head = (
                 f"{t}  {node}  {f['method']} {f['path']} on {f['server']} -> "
-                f"{status if status is not None else 'no answer'} {answer}".rstrip()
+                f"{status if status is not None else 'no answer'}"
             )
+            if full and "\n" in answer.strip():
+                lines.append(head)
+                lines.extend(pad + "  " + line for line in answer.strip("\n").splitlines())
+            else:
+                shown = answer if full else short(answer)
+                cut += shown != answer.strip()
+                lines.append(f"{head} {shown}".rstrip())
             continue
         if event.kind == "consul_command":
             lines.append(f"{t}  {node}  $ {f['command']}   (on {f['server']}, exit {f['exit']})")
@@ -112,6 +132,10 @@ def render_timeline(result: RunResult, *, log_level: str = "INFO", hclog: bool =
             text += f": {extra}"
         lines.append(text)
     lines.append("")
+    if cut:
+        lines.append(
+            f"    ({cut} HTTP answer{'s' * (cut > 1)} shortened: --full or --json shows them whole)"
+        )
     lines.append(summary_line(result))
     return "\n".join(lines)
 

@@ -8,12 +8,13 @@ answers ``No cluster leader`` before it would ever answer ``Permission denied``.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from consim.acl import ACLNotFound, PermissionDenied
+from consim.acl import ACLNotFound, Authorizer, PermissionDenied
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.server.fsm import encode_command
@@ -40,10 +41,18 @@ def endpoint(name: str) -> Callable[[Handler], Handler]:
 def require(
     node: ServerNode, args: dict[str, Any], resource: str, level: str, segment: str | None = None
 ) -> None:
+    authorizer = authorize(node, args)
     try:
-        authorizer = node.acl.resolve(str(args.get("Token") or ""))
         authorizer.require(resource, level, segment)
-    except (ACLNotFound, PermissionDenied) as exc:
+    except PermissionDenied as exc:
+        raise RpcError(str(exc)) from None
+
+
+def authorize(node: ServerNode, args: dict[str, Any]) -> Authorizer:
+    """The request token's authorizer (``ACL not found`` as an RpcError)."""
+    try:
+        return node.acl.resolve(str(args.get("Token") or ""))
+    except ACLNotFound as exc:
         raise RpcError(str(exc)) from None
 
 
@@ -155,6 +164,9 @@ async def raft_transfer_leader(node: ServerNode, args: dict[str, Any]) -> dict[s
     target = args.get("ID") or None
     if target is not None and core.latest_configuration.get(str(target)) is None:
         raise RpcError(f"Could not find address for server id {target}")
+    if target is not None and str(target) == node.server_id:
+        # hashicorp/raft's leaderLoop refuses this before any transfer starts.
+        raise RpcError("cannot transfer leadership to itself")
     from consim.raft.core import RaftError
 
     try:
@@ -240,26 +252,69 @@ async def kvs_get(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
     return {"Entries": entries, "Index": index, "QueryMeta": meta}
 
 
+def _filtered(args: dict[str, Any], meta: dict[str, Any], filtered: bool) -> dict[str, Any]:
+    # Consul's maskResultsFilteredByACLs: an anonymous caller is never told what it missed.
+    if filtered and args.get("Token"):
+        meta["ResultsFilteredByACLs"] = True
+    return meta
+
+
 @endpoint("KVS.List")
 async def kvs_list(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
+    # Consul checks nothing up front (acl.enable_key_list_policy is off by default) and filters
+    # each entry by key:read: a listing answers the readable subset, or nothing (404).
     prefix = str(args.get("Key", ""))
-    require(node, args, "key", "read", prefix)
+    authz = authorize(node, args)
+    filtered = [False]
 
     def read() -> tuple[int, Any]:
         index, entries = node.fsm.list(prefix)
-        return index, [e.to_wire() for e in entries]
+        if authz.unrestricted:
+            return index, [e.to_wire() for e in entries]
+        readable = set(authz.filter_keys([e.key for e in entries]))
+        filtered[0] = len(readable) != len(entries)
+        return index, [e.to_wire() for e in entries if e.key in readable]
 
     index, entries, meta = await _read(node, args, read)
-    return {"Entries": entries, "Index": index, "QueryMeta": meta}
+    return {"Entries": entries, "Index": index, "QueryMeta": _filtered(args, meta, filtered[0])}
 
 
 @endpoint("KVS.ListKeys")
 async def kvs_list_keys(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
     prefix = str(args.get("Key", ""))
-    require(node, args, "key", "read", prefix)
+    authz = authorize(node, args)
     separator = str(args.get("Separator") or "")
-    index, keys, meta = await _read(node, args, lambda: node.fsm.list_keys(prefix, separator))
-    return {"Keys": keys, "Index": index, "QueryMeta": meta}
+    filtered = [False]
+
+    def read() -> tuple[int, Any]:
+        # Filter the entries first, then cut at the separator (Consul's ListKeys), so a
+        # "directory" shows only when one of its keys is readable.
+        if authz.unrestricted:
+            return node.fsm.list_keys(prefix, separator)
+        index, entries = node.fsm.list(prefix)
+        readable = authz.filter_keys([e.key for e in entries])
+        filtered[0] = len(readable) != len(entries)
+        return index, _keys_to_separator(readable, prefix, separator)
+
+    index, keys, meta = await _read(node, args, read)
+    return {"Keys": keys, "Index": index, "QueryMeta": _filtered(args, meta, filtered[0])}
+
+
+def _keys_to_separator(keys: list[str], prefix: str, separator: str) -> list[str]:
+    if not separator:
+        return keys
+    out: list[str] = []
+    seen: set[str] = set()
+    for key in keys:
+        cut = key.find(separator, len(prefix))
+        if cut < 0:
+            out.append(key)
+            continue
+        short = key[: cut + len(separator)]
+        if short not in seen:
+            seen.add(short)
+            out.append(short)
+    return out
 
 
 @endpoint("KVS.Apply")
@@ -267,9 +322,28 @@ async def kvs_apply(node: ServerNode, args: dict[str, Any]) -> dict[str, Any]:
     op = str(args.get("Op", ""))
     dirent = dict(args.get("DirEnt") or {})
     key = str(dirent.get("Key", ""))
-    if op not in {"set", "cas", "delete", "delete-tree", "delete-cas"}:
+    if op not in {"set", "cas", "delete", "delete-tree", "delete-cas", "lock", "unlock"}:
         raise RpcError(f"Unknown KVS operation: {op}")
-    require(node, args, "key", "write", key)
+    # Consul's kvsPreApply: delete-tree needs KeyWritePrefix (write on the prefix and on every
+    # rule beneath it), every other operation key:write on its key.
+    authorizer = authorize(node, args)
+    try:
+        if op == "delete-tree":
+            authorizer.require_key_write_prefix(key)
+        else:
+            authorizer.require("key", "write", key)
+    except PermissionDenied as exc:
+        raise RpcError(str(exc)) from None
+    if op in ("lock", "unlock"):
+        # consim has no session endpoints, so no session exists: Consul's state store answers
+        # a lock with an unknown session with this error (a 500), and an unlock by a session
+        # that does not hold the key with false.
+        session = str(dirent.get("Session") or "")
+        if not session:
+            raise RpcError("missing session")
+        if op == "lock":
+            raise RpcError(f"invalid session {json.dumps(session, ensure_ascii=False)}")
+        return {"Result": False, "Index": node.fsm.last_applied}
     value = dirent.get("Value")
     if isinstance(value, str):
         value = base64.b64decode(value)

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-# Autopilot defaults (consul-reference §3); durations in seconds here, Go strings on the wire.
+# Autopilot defaults (docs/consul-behaviour.md, section 6); durations in seconds here, Go strings on the wire.
 DEFAULT_AUTOPILOT: dict[str, Any] = {
     "CleanupDeadServers": True,
     "LastContactThreshold": 0.2,

@@ -205,7 +205,11 @@ class GossipPool:
 
         try:
             qid = core.start_keyring_query(op, key, trio.current_time())
-        except (KeyringError, ValueError) as exc:
+        except KeyringError as exc:
+            # serf's handleKeyRequest returns a bad key's decode error with an empty response,
+            # and Consul reports it as this pool's error (one line per pool in the 500).
+            return KeyringResponse(op=op, num_nodes=0, error=str(exc))
+        except ValueError as exc:
             raise RpcError(str(exc)) from None
         done = trio.Event()
         box: list[Any] = []

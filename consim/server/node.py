@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 import trio
 
+from consim import CONSUL_VERSION
 from consim.acl import ACLConfig
 from consim.events import EventLog
 from consim.gossip import GossipConfig
@@ -772,13 +773,23 @@ _PEERS_INFO = json.dumps(
 
 
 class ServerAgent:
-    """The HTTP layer's view of a server (``consim.http.agent.Agent``), Consul's agent endpoints."""
+    """The HTTP layer's view of a server (``consim.http.agent.Agent``), Consul's agent endpoints.
 
-    def __init__(self, node: ServerNode, *, known_datacenters: Callable[[], int]) -> None:
+    ``leave`` is what ``PUT /v1/agent/leave`` does after its ACL check: a graceful leave and then
+    the agent's shutdown (the cluster provides it); without one only the gossip pools leave."""
+
+    def __init__(
+        self,
+        node: ServerNode,
+        *,
+        known_datacenters: Callable[[], int],
+        leave: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.node = node
         self.node_name = node.name
         self.datacenter = node.datacenter
         self._known_datacenters = known_datacenters
+        self._leave = leave
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         if not self.node.running:
@@ -787,7 +798,9 @@ class ServerAgent:
             await self.node._resumed.wait()
         return await self.node.rpc(method, args)
 
-    def agent_self(self) -> dict[str, Any]:
+    def agent_self(self, token: str = "") -> dict[str, Any]:
+        # Consul's AgentSelf: agent:read on this agent's node name.
+        self._require(token, "agent", "read", self.node_name)
         node = self.node
         spec = node.spec
         core = node.core
@@ -803,7 +816,7 @@ class ServerAgent:
                 "NodeID": node.node_id,
                 "Server": True,
                 "Revision": "consim",
-                "Version": "1.21.0",
+                "Version": CONSUL_VERSION,
                 "PrimaryDatacenter": self._primary(),
             },
             "Member": self.member(),
@@ -823,33 +836,32 @@ class ServerAgent:
         return self.node.datacenter
 
     def member(self) -> dict[str, Any]:
+        """This agent's LAN member, exactly as its own ``/v1/agent/members`` lists it (Consul's
+        ``LocalMember``); a static stand-in when gossip is off or the server is down."""
+        pool = self.node.lan_pool
+        if pool is not None and pool.core is not None and self.node.running:
+            for m in pool.members():
+                if m.name == self.node_name:
+                    return m.to_api()
         spec = self.node.spec
-        return {
-            "Name": spec.name,
-            "Addr": spec.host,
-            "Port": 8301,
-            "Tags": {
-                "role": "consul",
-                "dc": spec.datacenter,
-                "id": self.node.node_id,
-                "port": "8300",
-                "raft_vsn": str(self.node.raft_protocol),
-                "vsn": "2",
-                "vsn_min": "2",
-                "vsn_max": "3",
-            },
-            "Status": 1,
-            "ProtocolMin": 1,
-            "ProtocolMax": 5,
-            "ProtocolCur": 2,
-            "DelegateMin": 2,
-            "DelegateMax": 5,
-            "DelegateCur": 4,
-        }
+        from consim.gossip import consul_server_tags
+        from consim.gossip.types import Member
 
-    def members(self, wan: bool) -> list[dict[str, Any]]:
+        tags = consul_server_tags(
+            dc=spec.datacenter,
+            node_id=self.node.node_id,
+            extra={"raft_vsn": str(self.node.raft_protocol)},
+        )
+        return Member(spec.name, spec.host, 8301, tags, 1, 0).to_api()
+
+    def members(self, wan: bool, token: str = "") -> tuple[list[dict[str, Any]], bool]:
+        """The members this token may see (node:read on each name, Consul's filterMembers), and
+        whether any were left out."""
+        authorizer = self._authorizer(token)
         pool = self._pool(wan)
-        return [m.to_api() for m in pool.members()]
+        every = pool.members()
+        shown = [m for m in every if authorizer.allowed("node", "read", m.name)]
+        return [m.to_api() for m in shown], len(shown) != len(every)
 
     def _pool(self, wan: bool) -> GossipPool:
         pool = self.node.wan_pool if wan else self.node.lan_pool
@@ -857,13 +869,13 @@ class ServerAgent:
             raise RpcError("server is not running")
         return pool
 
-    def _require(self, token: str, resource: str, level: str) -> None:
-        from consim.server.endpoints import require
+    def _authorizer(self, token: str) -> Any:
+        return endpoints.authorize(self.node, {"Token": token})
 
-        require(self.node, {"Token": token}, resource, level)
+    def _require(self, token: str, resource: str, level: str, segment: str | None = None) -> None:
+        endpoints.require(self.node, {"Token": token}, resource, level, segment)
 
     async def force_leave(self, node: str, prune: bool, token: str) -> None:
-        # Consul: agent:write / operator:write; consim models operator:write.
         self._require(token, "operator", "write")
         lan = self._pool(False)
         wan = self._pool(True)
@@ -879,13 +891,18 @@ class ServerAgent:
             raise RpcError(f"agent: No node found with name '{node}'")
 
     async def join(self, address: str, wan: bool, token: str) -> None:
-        self._require(token, "operator", "write")
+        self._require(token, "agent", "write", self.node_name)
         port = 8302 if wan else 8301
         target = address if ":" in address else f"{address}:{port}"
         self._pool(wan).join(target)
 
     async def leave(self, token: str) -> None:
-        self._require(token, "operator", "write")
+        # Consul's AgentLeave: agent:write, then Leave() (out of the Raft configuration and both
+        # gossip pools) and ShutdownAgent(): the server stops serving.
+        self._require(token, "agent", "write", self.node_name)
+        if self._leave is not None:
+            await self._leave()
+            return
         self._pool(False).leave()
         self._pool(True).leave()
 

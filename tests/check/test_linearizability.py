@@ -234,3 +234,17 @@ def test_result_json_and_text():
     assert obj["verdict"] == "invalid" and obj["failing_key"] == "k"
     assert [w["f"] for w in obj["window"]] == ["write", "write", "read"]
     assert result.describe().splitlines()[0].startswith("linearizability: invalid")
+
+
+def test_a_read_of_a_value_written_only_later_is_invalid_at_once():
+    ops = (
+        (0, "write", "k", "a", 0, 1, "ok"),
+        (1, "read", "k", None, 2, 3, "ok", "c"),  # c comes from a cas invoked at 5
+        (0, "cas", "k", ["a", "c"], 5, 6, "ok"),
+    )
+    result = check_linearizable(history(*ops))
+    assert result.verdict == "invalid" and result.explored == 0
+    # the read, the cas that produces c, and the write that cas needs
+    assert [op.index for op in result.window] == [0, 1, 2]
+    assert "before any operation that could write it was invoked" in result.reason
+    assert "#2 at 5.000" in result.reason

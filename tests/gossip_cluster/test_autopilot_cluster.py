@@ -61,10 +61,20 @@ def test_configuration_defaults_put_and_cas():
         path = f"{CONFIG}?cas={after['ModifyIndex']}"
         assert await call(c, "dc1-s1", "PUT", path, stale) == (200, "true")
         assert (await get_json(c, "dc1-s1", CONFIG))["MaxTrailingLogs"] == 7
-        # missing fields reset to zero values (Consul decodes into a fresh struct)
+        # A partial body (py-consul sends {"CleanupDeadServers": false}): Consul decodes onto
+        # api.NewAutopilotConfiguration(), so every missing field takes autopilot's default,
+        # not a zero (which made the health endpoint answer 429 with FailureTolerance 0).
+        partial = b'{"CleanupDeadServers": false}'
+        assert await call(c, "dc1-s1", "PUT", CONFIG, partial) == (200, "true")
+        got = await get_json(c, "dc1-s1", CONFIG)
+        assert {k: got[k] for k in DEFAULTS} == {**DEFAULTS, "CleanupDeadServers": False}
+        await trio.sleep(3)
+        status, health = await _health(c, leader.name)
+        assert (status, health["Healthy"], health["FailureTolerance"]) == (200, True, 1)
         assert await call(c, "dc1-s1", "PUT", CONFIG, b"{}") == (200, "true")
-        zero = await get_json(c, "dc1-s1", CONFIG)
-        assert zero["CleanupDeadServers"] is False and zero["MaxTrailingLogs"] == 0
+        assert {
+            k: v for k, v in (await get_json(c, "dc1-s1", CONFIG)).items() if k in DEFAULTS
+        } == (DEFAULTS)
         status, text = await call(c, "dc1-s1", "PUT", f"{CONFIG}?cas=x", b"{}")
         assert status == 400 and text.startswith("Error parsing cas value: ")
         status, text = await call(c, "dc1-s1", "PUT", CONFIG, b'{"Bogus": 1}')

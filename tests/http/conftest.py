@@ -34,12 +34,15 @@ class FakeAgent:
         self.calls.append((method, args))
         return self._answer(method)
 
-    def agent_self(self) -> dict[str, Any]:
+    def agent_self(self, token: str = "") -> dict[str, Any]:
+        self.calls.append(("agent_self", {"token": token}))
+        self._answer("agent_self")
         return self.self_body
 
-    def members(self, wan: bool) -> list[dict[str, Any]]:
-        self.calls.append(("members", {"wan": wan}))
-        return self.members_body
+    def members(self, wan: bool, token: str = "") -> tuple[list[dict[str, Any]], bool]:
+        self.calls.append(("members", {"wan": wan, "token": token}))
+        self._answer("members")
+        return self.members_body, bool(self.replies.get("members_filtered"))
 
     async def force_leave(self, node: str, prune: bool, token: str) -> None:
         self.calls.append(("force_leave", {"node": node, "prune": prune, "token": token}))

@@ -1,4 +1,4 @@
-"""HTTP conventions shared by every endpoint (consul-reference §1)."""
+"""HTTP conventions shared by every endpoint (docs/consul-behaviour.md, sections 1 and 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""KV endpoint: base64 values, 404 with index headers, raw, keys, cas (consul-reference §4)."""
+"""KV endpoint: base64 values, 404 with index headers, raw, keys, cas (docs/consul-behaviour.md, section 6)."""
 
 from __future__ import annotations
 

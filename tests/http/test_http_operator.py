@@ -1,4 +1,4 @@
-"""Operator, status and agent endpoints (consul-reference §3, §4)."""
+"""Operator, status and agent endpoints (docs/consul-behaviour.md, sections 4 and 6)."""
 
 from __future__ import annotations
 
@@ -255,7 +255,8 @@ async def test_autopilot_put(client, agent):
     assert args["CAS"] is False
     assert args["Config"]["LastContactThreshold"] == 1.0
     assert args["Config"]["MaxTrailingLogs"] == 9
-    assert args["Config"]["ServerStabilizationTime"] == 0.0  # Go zero value
+    # missing: api.NewAutopilotConfiguration()'s default, not Go's zero value
+    assert args["Config"]["ServerStabilizationTime"] == 10.0
     status, _, got = await client("PUT", "/v1/operator/autopilot/configuration?cas=4", body=body)
     assert (status, got) == (200, b"false")
     assert agent.last_args["CAS"] is True and agent.last_args["Config"]["ModifyIndex"] == 4
@@ -320,9 +321,20 @@ async def test_agent_self_and_members(client, agent):
     agent.members_body = [{"Name": "alice", "Tags": {"role": "consul", "dc": "dc1"}, "Status": 1}]
     status, _, body = await client("GET", "/v1/agent/members?wan=1")
     assert status == 200 and b'"Tags":{"dc":"dc1","role":"consul"}' in body
-    assert agent.calls[-1] == ("members", {"wan": True})
-    await client("GET", "/v1/agent/members?wan")  # Consul: empty value is not WAN
-    assert agent.calls[-1] == ("members", {"wan": False})
+    _ = (await client("GET", "/v1/agent/members?wan=1"))[1]
+    assert agent.calls[-1] == ("members", {"wan": True, "token": ""})
+    assert "x-consul-results-filtered-by-acls" not in _
+    # Consul: empty value is not WAN; the token goes to the agent, which filters by node:read
+    _, headers, _ = await client("GET", "/v1/agent/members?wan", {"X-Consul-Token": "t"})
+    assert agent.calls[-1] == ("members", {"wan": False, "token": "t"})
+    assert "x-consul-results-filtered-by-acls" not in headers
+    agent.replies["members_filtered"] = True
+    _, headers, _ = await client("GET", "/v1/agent/members?token=t")
+    assert headers["x-consul-results-filtered-by-acls"] == "true"
+    await client("GET", "/v1/agent/self?token=s")
+    assert agent.calls[-1] == ("agent_self", {"token": "s"})
+    agent.replies["agent_self"] = RpcError("ACL not found")
+    assert (await client("GET", "/v1/agent/self?token=nope"))[::2] == (403, b"ACL not found")
 
 
 async def test_agent_force_leave_join_leave(client, agent):

@@ -201,6 +201,21 @@ def test_consim_up_and_ctl_end_to_end(tmp_path: Path) -> None:
         bad = ctl(env, "kill", "dc1-s9")
         assert bad.returncode == 1 and "no server named" in bad.stderr, bad
 
+        # Roles, durations, a one-way block and a heal that clears everything, on the live API.
+        for argv in (
+            ("delay", "leader", "*", "200ms"),
+            ("loss", "*", "follower", "0.1"),
+            ("block", "dc1-s1", "dc1-s2"),
+            ("heal",),
+        ):
+            done = ctl(env, *argv)
+            assert done.returncode == 0, (argv, done.stderr)
+        typo = ctl(env, "delay", "dc1-s1", "*", "abc")
+        assert typo.returncode == 2 and "Traceback" not in typo.stderr, typo
+        assert 'delay must be a duration like "200ms"' in typo.stderr
+        own_file = tmp_path / "consim" / f"up-{CONTROL.replace(':', '-')}.json"
+        assert json.loads(own_file.read_text())["control"] == CONTROL
+
         # Consul's HTTP API on server 1's address.
         deadline = time.monotonic() + 10
         while True:
@@ -226,6 +241,7 @@ def test_consim_up_and_ctl_end_to_end(tmp_path: Path) -> None:
     assert "==> Caught signal, shutting down" in stdout
     assert up.out[-1] == "==> consim up stopped", up.out[-5:]
     assert not state_file.exists(), "the control state file should be removed on exit"
+    assert not own_file.exists()
     # The leader announce line was printed exactly once, and kills/restarts were logged.
     assert sum(bool(announce_re.match(line)) for line in up.out) == 1
     assert any("server killed" in line for line in up.out), stdout[-2000:]

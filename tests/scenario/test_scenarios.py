@@ -97,7 +97,8 @@ def test_seeds_range_summarizes_and_reports_failing_seed(tmp_path):
     data = json.loads((tmp_path / "r.json").read_text())
     failed = [r["seed"] for r in data["runs"] if not r["ok"]]
     assert len(data["runs"]) == 8
-    assert "8/8 seeds" in err.getvalue()
+    assert "/8 seeds passed (1..8)" in out.getvalue()
+    assert "[#" not in err.getvalue() and "\r" not in err.getvalue()  # err is no terminal
     if failed:
         assert code == 1
         assert f"seed {failed[0]} FAILED" in out.getvalue()
