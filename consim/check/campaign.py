@@ -415,16 +415,18 @@ def store_seed(store: Path, outcome: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "history.jsonl").write_text(outcome["history"], encoding="utf-8")
     (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    try:
-        from consim.check.report import render_check_report
-    except ImportError:  # the report module is optional at this point
-        return folder
-    history = History.from_jsonl(outcome["history"], name=str(folder / "history.jsonl"))
-    html = render_check_report(
-        history, result, title=f"consim check, seed {result['seed']}: {result['verdict']}"
-    )
-    (folder / "report.html").write_text(html, encoding="utf-8")
+    (folder / "report.html").write_text(render_report(outcome), encoding="utf-8")
     return folder
+
+
+def render_report(outcome: dict[str, Any]) -> str:
+    """The HTML report of one seed's outcome (``run_seed``'s result and history)."""
+    from consim.check.report import render_check_report
+
+    result = outcome["result"]
+    history = History.from_jsonl(outcome["history"])
+    title = f"consim check, seed {result['seed']}: {result['verdict']}"
+    return render_check_report(history, result, title=title)
 
 
 def run_campaign(
@@ -435,15 +437,19 @@ def run_campaign(
     scheduler: str | None = None,
     store: Path | None = None,
     on_result: Callable[[dict[str, Any], int, int], None] | None = None,
+    keep: dict[int, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``seeds``: in this process (jobs 1), in ``jobs`` local processes, or on the Dask
-    cluster at ``scheduler`` (``tcp://host:port``). Results come back in seed order."""
+    cluster at ``scheduler`` (``tcp://host:port``). Results come back in seed order; ``keep``
+    (a dict) receives every seed's full outcome (result and history) by seed."""
     seeds = list(seeds)
     outcomes: dict[int, dict[str, Any]] = {}
 
     def collect(outcome: dict[str, Any]) -> None:
         seed = outcome["result"]["seed"]
         outcomes[seed] = outcome
+        if keep is not None:
+            keep[seed] = outcome
         if store is not None:
             store_seed(store, outcome)
         if on_result is not None:

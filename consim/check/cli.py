@@ -111,6 +111,11 @@ def register_check_command(sub: Any) -> None:
         "--store", metavar="DIR", help="keep DIR/seed-N/{history.jsonl,results.json,report.html}"
     )
     p.add_argument("--history", metavar="FILE", help="only check a history file (JSON lines)")
+    p.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="write the HTML report (of the first seed that is not valid, else the last)",
+    )
     p.add_argument("--budget", type=int, default=10_000_000, help="search steps per key")
     p.add_argument("--live", action="store_true", help="real sockets and the wall clock")
     p.add_argument(
@@ -129,7 +134,16 @@ def main_check(
     out = out or sys.stdout
     err = err or sys.stderr
     if args.history:
-        return main_history(Path(args.history), budget=args.budget, out=out, err=err)
+        from consim.check.offline import check_history_file
+
+        return check_history_file(
+            args.history,
+            budget=args.budget,
+            json_path=args.json,
+            report_path=args.report,
+            out=out,
+            err=err,
+        )
     try:
         config = CheckConfig(
             clients=args.clients,
@@ -153,6 +167,7 @@ def main_check(
         return 2
     seeds = args.seeds if args.seeds is not None else range(args.seed, args.seed + 1)
     store = Path(args.store) if args.store else None
+    outcomes: dict[int, dict[str, Any]] = {}
     try:
         results = run_campaign(
             config,
@@ -161,6 +176,7 @@ def main_check(
             scheduler=args.scheduler,
             store=store,
             on_result=progress_printer(err) if len(seeds) > 1 else None,
+            keep=outcomes if args.report else None,
         )
     except RuntimeError as exc:
         print(f"consim check: error: {exc}", file=err)
@@ -189,6 +205,13 @@ def main_check(
             print(describe(r), file=out)
     if store is not None:
         print(f"==> store: {store}/seed-N/ (history.jsonl, results.json, report.html)", file=out)
+    if args.report:
+        from consim.check.campaign import render_report
+
+        chosen = next((r for r in results if r["verdict"] != "valid"), results[-1])
+        page = render_report(outcomes[chosen["seed"]])
+        Path(args.report).write_text(page, encoding="utf-8")
+        print(f"==> report written to {args.report} (seed {chosen['seed']})", file=out)
     if args.json:
         text = json.dumps({"verdict": verdict, "seeds": results}, indent=2) + "\n"
         if args.json == "-":
@@ -196,18 +219,3 @@ def main_check(
         else:
             Path(args.json).write_text(text, encoding="utf-8")
     return EXIT_CODES[verdict]
-
-
-def main_history(path: Path, *, budget: int, out: TextIO, err: TextIO) -> int:
-    """``consim check --history FILE``: check a recorded (or hand-written) history on its own."""
-    from consim.check.history import History, HistoryError
-    from consim.check.linearizability import check_linearizable
-
-    try:
-        history = History.read_jsonl(path)
-    except HistoryError as exc:
-        print(f"consim check: error: {exc}", file=err)
-        return 2
-    result = check_linearizable(history, budget=budget)
-    print(result.describe(), file=out)
-    return EXIT_CODES[result.verdict]

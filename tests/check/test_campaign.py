@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from consim.check.campaign import CheckConfig, run_campaign, run_check
-from consim.check.cli import main_history
 from consim.cli import main
 
 SCRIPT = Path(__file__).with_name("history_hash_run.py")
@@ -162,10 +161,21 @@ def test_cli_valid_run_exits_0_and_bad_usage_exits_2(capsys) -> None:
     assert "rate must be > 0" in capsys.readouterr().err
 
 
-def test_history_file_errors_name_the_line(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "h.jsonl"
-    path.write_text(
-        '{"process": 0, "type": "invoke", "f": "read", "key": "k", "value": null, "time": 0}\n{"process": 0}\n'
+def test_report_of_a_single_seed(tmp_path: Path, capsys) -> None:
+    report = tmp_path / "r.html"
+    code = main(
+        [
+            "check",
+            "--seed",
+            "3",
+            "--consistency",
+            "stale",
+            "--duration",
+            "8",
+            "--report",
+            str(report),
+        ]
     )
-    assert main_history(path, budget=1000, out=sys.stdout, err=sys.stderr) == 2
-    assert f"{path}:2" in capsys.readouterr().err
+    assert code == 1
+    assert "report written to" in capsys.readouterr().out
+    assert "invalid" in report.read_text()
