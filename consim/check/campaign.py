@@ -53,7 +53,7 @@ class CheckConfig:
     budget: int = 10_000_000  # linearizability search steps per key
     # Restart killed servers from SQLite in a temporary data dir (None: when kill/membership).
     sqlite: bool | None = None
-    host_block: int | None = None  # live: None = the first free block from 150
+    host_block: int | None = None  # live: None = the first free block from 200
     # Test-only: rules broken on purpose (consim.testing.faults).
     broken: tuple[str, ...] = ()
 
@@ -185,7 +185,7 @@ def _run_live(config: CheckConfig, spec: ClusterSpec) -> tuple[History, EventLog
 
     block = config.host_block
     if block is None:
-        block = free_host_block([config.servers], spec.http_port, range(150, 250, 2))
+        block = free_host_block([config.servers], spec.http_port, range(200, 250, 2))
     spec = replace(spec, host_block=block)
     out: list[Any] = []
 
