@@ -81,6 +81,11 @@ class Unreachable(Exception):
     """Nothing serves the destination address (connection refused or reset)."""
 
 
+class ConnectionLost(Unreachable):
+    """The request was sent and the connection went away before the reply: the server may have
+    handled it (Consul's ``rpc error making call: EOF``). Not safe to retry a write."""
+
+
 class Timer:
     """A re-armable one-shot callback, kept by a network (see :meth:`Network.timer`).
 

@@ -25,7 +25,7 @@ from consim import CONSUL_VERSION
 from consim.acl import ACLConfig
 from consim.events import EventLog
 from consim.gossip import GossipConfig
-from consim.net.network import Network, RpcError, RpcTimeout, Unreachable
+from consim.net.network import ConnectionLost, Network, RpcError, RpcTimeout, Unreachable
 from consim.raft.config import RaftConfig
 from consim.raft.core import NotLeader, RaftCore, RaftError
 from consim.raft.messages import message_from_wire, message_to_wire
@@ -51,6 +51,7 @@ ERR_NO_DC_SERVER = "Remote DC has no server currently reachable"
 ERR_NOT_LEADER = "node is not the leader"
 ERR_LEADERSHIP_LOST = "leadership lost while committing log"
 ERR_NOT_READY_CONSISTENT = "Not ready to serve consistent reads"
+ERR_RPC_EOF = "rpc error making call: EOF"
 
 # RPC methods that only read; they may be served stale.
 READ_METHODS = frozenset(
@@ -657,6 +658,11 @@ class ServerNode:
                     return await self.net.call(
                         self.address, leader, method, args, timeout=_rpc_timeout(args)
                     )
+                except ConnectionLost:
+                    # The leader died while handling it: a write may be committed anyway (the
+                    # next leader has it), so retrying would apply it twice. Consul answers so.
+                    if not is_read:
+                        raise RpcError(ERR_RPC_EOF) from None
                 except Unreachable:
                     pass  # never delivered: safe to retry for reads and writes alike
                 except RpcTimeout:
