@@ -83,7 +83,9 @@ class Unreachable(Exception):
 
 class ConnectionLost(Unreachable):
     """The request was sent and the connection went away before the reply: the server may have
-    handled it (Consul's ``rpc error making call: EOF``). Not safe to retry a write."""
+    handled it (Consul's ``rpc error making call: EOF``). Not safe to retry a write. Raised by the
+    simulator, which knows the request reached a handler; live sockets cannot tell a request the
+    peer handled before dying from one written after it died, and raise plain ``Unreachable``."""
 
 
 class Timer:

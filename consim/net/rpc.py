@@ -37,14 +37,7 @@ from consim.net.framing import (
     encode_frame,
     pack,
 )
-from consim.net.network import (
-    INTERNAL_ERROR,
-    ConnectionLost,
-    NotifyHandler,
-    RpcError,
-    RpcHandler,
-    Unreachable,
-)
+from consim.net.network import INTERNAL_ERROR, NotifyHandler, RpcError, RpcHandler, Unreachable
 
 PROTOCOL_VERSION = 1
 KIND_REQUEST = 0
@@ -258,8 +251,9 @@ class RpcConnection:
             raise RpcError(slot.body)
         if slot.kind == _TIMED_OUT:
             raise CallTimedOut(f"rpc {method} to {self.dst} timed out")
-        # The request went out (a failed send raised SendFailed above): it may have been handled.
-        raise ConnectionLost(f"connection to {self.dst} lost")
+        # Not ConnectionLost: a socket cannot tell a request the peer handled before dying from
+        # one written after it died (the simulator can, and raises ConnectionLost).
+        raise Unreachable(f"connection to {self.dst} lost")
 
     async def _timer_loop(self) -> None:
         """Time out calls whose deadline passed; sleeps until the earliest live deadline."""
