@@ -157,6 +157,9 @@ def test_cli_valid_run_exits_0_and_bad_usage_exits_2(capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0, out
     assert "seed 2: valid" in out
+    # The search budget exhausted: unknown, exit 3.
+    assert main(["check", "--seed", "2", "--duration", "10", "--budget", "1"]) == 3
+    assert "seed 2: unknown" in capsys.readouterr().out
     assert main(["check", "--rate", "0"]) == 2
     assert "rate must be > 0" in capsys.readouterr().err
 
