@@ -81,8 +81,9 @@ def register_check_command(sub: Any) -> None:
         "--nemesis",
         type=_nemesis,
         default=DEFAULT_NEMESIS,
-        help="comma-separated: partition,kill,pause,loss,delay,membership or none "
-        f"(default {','.join(DEFAULT_NEMESIS)})",
+        help="comma-separated: partition,kill,pause,loss,delay,membership or none; "
+        "partition:SHAPE (halves, isolate-leader, bridge, majority-ring, one-way), kill:leader, "
+        f"pause:leader (default {','.join(DEFAULT_NEMESIS)})",
     )
     p.add_argument(
         "--interval", type=_seconds, default=5.0, help="seconds per fault and between (default 5)"
