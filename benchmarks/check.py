@@ -18,19 +18,19 @@ Run: ``.venv/bin/python benchmarks/check.py [--histories 5] [--ops 10000] [--agr
 
 from __future__ import annotations
 
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
+
 import argparse
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from consim.check import linearizability as lin  # noqa: E402
-from consim.check.bruteforce import check_bruteforce  # noqa: E402
-from consim.check.history import History  # noqa: E402
-from consim.check.synthetic import linearizable_history, mutate  # noqa: E402
+from consim.check import linearizability as lin
+from consim.check.bruteforce import check_bruteforce
+from consim.check.history import History
+from consim.check.synthetic import linearizable_history, mutate
 
 
 def stale(history: History, rng: random.Random, back: int = 4) -> History:

@@ -185,7 +185,9 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def format_status(status: list[dict[str, Any]]) -> str:
-    rows = [("Node", "Datacenter", "Address", "State", "Term", "Commit Index", "Last Contact")]
+    rows = [
+        ("Node", "Datacenter", "Address", "State", "Term", "Commit Index", "Last Contact", "Errors")
+    ]
     for s in status:
         contact = s.get("last_contact")
         if s.get("state") == "leader":
@@ -195,6 +197,8 @@ def format_status(status: list[dict[str, Any]]) -> str:
         else:
             contact_text = f"{contact * 1000:.1f}ms"
         state = s.get("state", "down") + (" (paused)" if s.get("paused") else "")
+        if s.get("failed"):
+            state += " (failed)"  # stopped by an internal error: see the log's server_failed
         rows.append(
             (
                 s["name"],
@@ -204,6 +208,7 @@ def format_status(status: list[dict[str, Any]]) -> str:
                 str(s.get("term", "-")),
                 str(s.get("commit_index", "-")),
                 contact_text,
+                str(s.get("internal_errors", 0)),  # contained internal errors (ERROR lines)
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

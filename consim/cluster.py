@@ -44,6 +44,7 @@ class Cluster:
         self._memory: dict[str, MemoryStorage] = {}
         self.http_apps: dict[str, Any] = {}
         network.faults.on_change = self._on_fault
+        network.on_error = self._on_network_error
         raft_config = RaftConfig.for_multiplier(spec.raft_multiplier)
         overrides: dict[str, Any] = {}
         if spec.snapshot_threshold is not None:
@@ -130,17 +131,62 @@ class Cluster:
         async def _incarnation(
             *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
         ) -> None:
-            with scope:
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(node.run)
-                    if self.live:
-                        # A crashed server's HTTP port goes away with it, as with real Consul.
-                        from consim.http.serve import serve_http
+            started = False
+            try:
+                with scope:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(node.run)
+                        if self.live:
+                            # A crashed server's HTTP port goes away with it, as with real Consul.
+                            from consim.http.serve import serve_http
 
-                        await nursery.start(serve_http, self.app(name), node.spec.http_address)
-                    task_status.started()
+                            await nursery.start(serve_http, self.app(name), node.spec.http_address)
+                        task_status.started()
+                        started = True
+            except Exception as exc:
+                if not started:
+                    raise  # a server that cannot start (bad peers.json, port taken) is an error
+                # One server's failure is never the cluster's: it stays down, marked failed.
+                self._server_failed(node, exc)
 
         await self._nursery.start(incarnation)
+
+    def _server_failed(self, node: ServerNode, exc: BaseException) -> None:
+        from consim.server.node import ServerFailed
+
+        failures = _leaves(exc)
+        node.running = False
+        if all(isinstance(e, ServerFailed) for e in failures):
+            return  # the server logged it already (_fail_server)
+        error = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
+        node.counters["internal_errors"] += 1
+        if node.failure is None:
+            node.failure = error
+        self.events.emit(
+            node.name,
+            "server_failed",
+            {"where": "server", "error": error},
+            level="ERROR",
+            subsystem="agent.server",
+            message="unexpected error in server, stopping this server",
+        )
+
+    def _on_network_error(self, address: str, where: str, exc: BaseException) -> None:
+        """The network contained a failure at ``address``: log it on the server there."""
+        from consim.net.faults import host_of
+
+        host = host_of(address)
+        for node in self.servers.values():
+            if node.spec.host == host:
+                node.contained_error(where, exc)
+                return
+        self.events.emit(
+            "cluster",
+            "internal_error",
+            {"address": address, "where": where, "error": f"{type(exc).__name__}: {exc}"},
+            level="ERROR",
+            message=f"unexpected error in {where}, continuing",
+        )
 
     def app(self, name: str) -> Any:
         """The server's quart-trio app (one per server, kept across restarts)."""
@@ -404,3 +450,10 @@ class Cluster:
 
     def status(self) -> list[dict[str, Any]]:
         return [n.status() for n in self.servers.values()]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``[exc]``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]

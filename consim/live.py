@@ -361,7 +361,8 @@ class AddressInUse(Exception):
 
 def check_addresses(spec: ClusterSpec, control_address: str | None = None) -> None:
     """Fail before starting anything when a server's ports or the control port are taken."""
-    from consim.net.sockets import loopback_range_available, split_address
+    from consim.address import parse_address
+    from consim.net.sockets import loopback_range_available
 
     if loopback_range_available():
         for s in spec.servers():
@@ -374,7 +375,7 @@ def check_addresses(spec: ClusterSpec, control_address: str | None = None) -> No
                 )
     if control_address is None:
         return
-    host, port = split_address(control_address)
+    host, port = parse_address(control_address)
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -143,13 +143,13 @@ class Operation:
         """``#12 p3 k1 write 'v7' -> ok  [1.200, 1.250]``"""
         if self.f == "read":
             what = "read"
-            result = f"{_show(self.output)} ok" if self.type == "ok" else self.type
+            result = f"{show_value(self.output)} ok" if self.type == "ok" else self.type
         elif self.f == "cas":
             exp, new = self.value
-            what = f"cas {_show(exp)}->{_show(new)}"
+            what = f"cas {show_value(exp)}->{show_value(new)}"
             result = self.type
         else:
-            what = f"write {_show(self.value)}"
+            what = f"write {show_value(self.value)}"
             result = self.type
         if self.type == "info":
             result = "info (outcome unknown)"
@@ -170,7 +170,8 @@ class Operation:
         }
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as the checker's text shows it: strings quoted, None as absent."""
     if value is None:
         return "absent"
     return json.dumps(value) if not isinstance(value, str) else repr(value)

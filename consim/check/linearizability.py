@@ -17,13 +17,17 @@ the list whose operation the model accepts from the current state, "lift" it (an
 out of the list and remember (operation, state) on a stack; meeting a return entry means the
 operation it closes should have been linearized already: undo the last choice and try the next
 call. The set of linearized operations (a bitset held in a Python int) and the register's state
-are memoized: reaching the same pair twice explores nothing new.
+are memoized: reaching the same pair twice explores nothing new. Three exact refinements (see
+``_plan``, ``_search``, ``_too_early``): info operations must be placed (or declared never to
+have happened) before the last operation that needs their value completes; a read matching the
+state is placed without branching; a read of a value nothing could have produced before it
+completed is invalid without a search.
 
-An invalid verdict comes with the smallest window found: the shortest prefix of the key's
-history that is already not linearizable (linearizability is prefix-closed, so a binary search
-finds it; operations still open at the cut become info), then operations deleted one chunk at a
-time while the rest stays non-linearizable (ddmin), a writer never deleted while a kept read
-needs its value.
+An invalid verdict comes with the smallest window found: the history up to the furthest
+completion the search was stopped at (already not linearizable; operations still open there
+become info), then the last 8, 16, 32, ... operations before that point, then operations deleted
+a chunk at a time while the rest stays non-linearizable (ddmin); deleting a writer deletes the
+reads that needed its value, so the window never fails for a made-up reason.
 
 Pure Python and deterministic.
 """
@@ -35,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from consim.check.history import History, Operation, _show
+from consim.check.history import History, Operation, show_value
 
 # search operation kinds
 _READ, _WRITE, _CAS = 0, 1, 2
@@ -526,9 +530,9 @@ def check_operations(
             op, chain = bad[0].op, bad[1]
             window = [bad[0], *chain]
             if op.f == "read":
-                what = f"read {_show(op.output)}"
+                what = f"read {show_value(op.output)}"
             else:
-                what = f"cas expecting {_show(op.value[0])}"
+                what = f"cas expecting {show_value(op.value[0])}"
             if chain:
                 first = chain[0].op
                 why = (

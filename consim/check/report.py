@@ -83,6 +83,13 @@ def _lanes(ops: list[Operation]) -> list[list[int]]:
     return sorted(lanes)
 
 
+def _extra(op: Operation) -> str:
+    """The fields beyond Jepsen's (server, consistency, index, error, ...), as ``k=v`` text."""
+    return " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in op.extra.items()
+    )
+
+
 def _faults(history: History) -> list[dict[str, Any]]:
     """Nemesis start/stop events paired into spans: a stop closes the earliest open start of the
     same fault (``value["fault"]``, else its ``id``, else any)."""
@@ -169,7 +176,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
         "keys": sorted({op.key for op in ops}),
         "failingKey": lin.get("failing_key"),
         # per op: lane, invoke, completion (null: never), type, label, in window, key, index,
-        # short label
+        # short label, process, extra fields
         "ops": [
             [
                 lane[op.process],
@@ -182,6 +189,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
                 op.index,
                 _compact(op),
                 op.process,
+                _extra(op),
             ]
             for op in ops
         ],
@@ -196,6 +204,7 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
         f"<title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
+        _overall(result, verdict),
         f'<p class="verdict {html.escape(verdict)}" id="verdict">linearizability: '
         f"<b>{html.escape(verdict)}</b></p>",
         f'<p class="summary">{len(ops)} operations ({counts["ok"]} ok, {counts["fail"]} fail, '
@@ -226,6 +235,23 @@ def render_check_report(history: History, result: dict[str, Any], *, title: str)
     return "\n".join(p for p in page if p)
 
 
+def _overall(result: dict[str, Any], linearizability: str) -> str:
+    """The run's verdict when it is not just the checker's (an invariant broke)."""
+    overall = result.get("verdict")
+    broken = result.get("invariants_failed") or [
+        name
+        for name, v in (result.get("invariants") or {}).items()
+        if isinstance(v, dict) and v.get("ok") is False
+    ]
+    if not overall or (overall == linearizability and not broken):
+        return ""
+    why = f" (invariants broken: {', '.join(map(str, broken))})" if broken else ""
+    return (
+        f'<p class="verdict {html.escape(str(overall))}" id="overall">run: '
+        f"<b>{html.escape(str(overall))}</b>{html.escape(why)}</p>"
+    )
+
+
 def _seed(result: dict[str, Any]) -> str:
     seed = result.get("seed")
     return f"; seed {html.escape(str(seed))}" if seed is not None else ""
@@ -250,22 +276,26 @@ def _keys_table(lin: dict[str, Any]) -> str:
 
 
 def _invariants(inv: Any) -> str:
+    """The campaign's invariant results (``{name: {"ok", "checked", "violations", "note"}}``)."""
     if not inv:
         return ""
     rows = []
     items = inv.items() if isinstance(inv, dict) else enumerate(inv)
     for name, value in items:
-        if isinstance(value, dict):
-            ok = value.get("ok", value.get("verdict"))
-            detail = value.get("detail") or value.get("violations") or value.get("message") or ""
-        else:
-            ok, detail = value, ""
-        cls = (
-            "valid" if ok in (True, "valid", "ok", "pass") else "invalid" if ok is not None else ""
-        )
+        value = value if isinstance(value, dict) else {"ok": value}
+        ok = value.get("ok", value.get("verdict"))
+        holds = ok in (True, "valid", "ok", "pass")
+        verdict = "holds" if holds else "VIOLATED" if ok is not None else "?"
+        if value.get("checked") is not None:
+            verdict += f" ({value['checked']} checked)"
+        violations = value.get("violations") or []
+        if isinstance(violations, str):
+            violations = [violations]
+        detail = "".join(f"<li>{html.escape(str(v))}</li>" for v in violations[:20])
+        note = html.escape(str(value.get("note") or value.get("detail") or ""))
         rows.append(
-            f'<tr><td class="{cls}">{html.escape(str(name))}</td><td>{html.escape(str(ok))}</td>'
-            f"<td>{html.escape(json.dumps(detail) if not isinstance(detail, str) else detail)[:400]}</td></tr>"
+            f'<tr><td class="{"valid" if holds else "invalid"}">{html.escape(str(name))}</td>'
+            f"<td>{verdict}</td><td>{'<ul>' + detail + '</ul>' if detail else ''}{note}</td></tr>"
         )
     return '<h2>Invariants</h2><table class="inv">' + "".join(rows) + "</table>"
 
@@ -347,7 +377,10 @@ def _window_table(
     for op in ops:
         if op.index in window_ids:
             note = " (still open at the cut: treated as unknown)" if op.index in pending else ""
-            rows.append(f"<li><code>{html.escape(op.describe())}</code>{html.escape(note)}</li>")
+            extra = f' <span class="muted">{html.escape(_extra(op))}</span>' if op.extra else ""
+            rows.append(
+                f"<li><code>{html.escape(op.describe())}</code>{html.escape(note)}{extra}</li>"
+            )
     return (
         f"<h2>The window that cannot be linearized (key {html.escape(str(lin.get('failing_key')))}, "
         f'{len(window_ids)} operations)</h2><ol class="window" id="window">'
@@ -365,6 +398,7 @@ h1{font-size:20px;margin:0 0 6px}h2{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:6px 0}td{padding:2px 8px;border:1px solid #ddd}
 td.valid{background:#e8f5e9}td.invalid{background:#ffebee}td.unknown{background:#fff3e0}
 .legend span{margin-right:14px;font-size:13px}
+table.inv ul{margin:0;padding-left:18px}table.inv td{vertical-align:top}
 .legend i{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle}
 .overview{margin:8px 0;cursor:pointer}.controls{margin:6px 0}
 .controls button{margin-right:6px}#range{margin-left:10px;font-family:monospace}
@@ -433,8 +467,8 @@ function draw(){
     const x0=X(o[1]),x1=Math.max(X(t1),x0+1.5),y=ltop+o[0]*LANE+3,h=LANE-6;
     if(o[3]==='info')el('line',{x1:x1,x2:W,y1:y+h/2,y2:y+h/2,stroke:'#e59a3c','stroke-opacity':0.6,'stroke-dasharray':'2,5'});
     const r=el('rect',{class:'op '+o[3]+(o[5]?' in-window':''),x:x0,y:y,width:x1-x0,height:h,
-      fill:COL[o[3]]||'#999',stroke:o[5]?WIN:'#555','stroke-width':o[5]?2.5:0.4,rx:2,'data-index':o[7]});
-    el('title',{},r,'#'+o[7]+' p'+o[9]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']');
+      fill:COL[o[3]]||'#999',stroke:o[5]?WIN:'#555','stroke-width':o[5]?2.5:(x1-x0>4?0.4:0),rx:2,'data-index':o[7]});
+    el('title',{},r,'#'+o[7]+' p'+o[9]+' '+o[4]+'  ['+o[1]+' .. '+(o[2]===null?'never completed':o[2])+']'+(o[10]?'\n'+o[10]:''));
     const room=x1-x0-4,n=Math.floor(room/6.6);
     if(o[5]&&o[4].length>n){pending.push([x1,y,h,o[4]]);}
     else if(n>=3){let s=o[4].length<=n?o[4]:o[8].length<=n?o[8]:o[8].slice(0,n-1)+'…';
@@ -443,7 +477,9 @@ function draw(){
       el('text',{x:x0,y:y+4,'text-anchor':'middle',fill:'#fff'},c,String(badge.get(o[7])));}
   }
   // the window's operations keep their full label, beside the bar when it is too narrow
-  for(const [x,y,h,s] of pending){const g=el('g',{class:'window-label'});
+  const taken={};  // per lane row: where the last label beside a bar ends (labels never overlap)
+  for(const [x,y,h,s] of pending){if(x<(taken[y]||-1e9))continue;taken[y]=x+s.length*6.6+12;
+    const g=el('g',{class:'window-label'});
     el('rect',{x:x+3,y:y+1,width:s.length*6.6+6,height:h-2,fill:'#fff',stroke:WIN,rx:2},g);
     el('text',{x:x+6,y:y+h/2+4,fill:WIN},g,s);}
   document.getElementById('range').textContent=v0.toFixed(3)+' s .. '+v1.toFixed(3)+' s, '+shown+' operations';

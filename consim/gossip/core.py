@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 
+from consim.address import AddressError, parse_address, valid_address
 from consim.gossip.config import GossipConfig
 from consim.gossip.keyring import (
     ERR_EMPTY_KEYRING,
@@ -38,7 +39,6 @@ from consim.gossip.types import (
     KeyringResponse,
     Member,
     QueryResponse,
-    split_address,
 )
 
 # memberlist node states
@@ -91,6 +91,15 @@ def _field(msg: dict[str, Any], key: str, typ: type) -> Any:
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise _Malformed(key)
     return value
+
+
+def _address(msg: dict[str, Any], key: str) -> str:
+    """A member or reply address from a message: a valid IP:port or the message is malformed
+    (checked here, before it is stored or sent to: a bad one would fail later in a timer)."""
+    value = msg.get(key)
+    if not valid_address(value):
+        raise _Malformed(key)
+    return value  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -171,7 +180,7 @@ class GossipCore:
         self._next_push_pull = now + rng.uniform(0, c.t(c.push_pull_interval))
         self._next_reconnect = now + c.t(c.reconnect_interval)
         self._add_node(name, address, self._tags, self._incarnation, ALIVE, now)
-        host = split_address(address)[0]
+        host = parse_address(address)[0]
         self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
 
     # ---------------------------------------------------------------- public read-only API
@@ -195,7 +204,7 @@ class GossipCore:
         out = []
         for name in self._names:
             node = nodes[name]
-            host, port = split_address(node.address)
+            host, port = parse_address(node.address)
             status = self._status if name == me else status_of[node.state]
             out.append(Member(name, host, port, node.tags, status, node.incarnation))
         return out
@@ -228,7 +237,14 @@ class GossipCore:
     # ---------------------------------------------------------------- operator actions
 
     def join(self, address: str, now: float) -> None:
-        """Start a full state exchange with ``address`` (memberlist Join = push-pull)."""
+        """Start a full state exchange with ``address`` (memberlist Join = push-pull).
+
+        An address that is not a valid IP:port raises :class:`GossipError` with memberlist's
+        text (``Failed to resolve <address>: <reason>``) and nothing is sent or retried."""
+        try:
+            parse_address(address)
+        except AddressError as exc:
+            raise GossipError(f"Failed to resolve {address}: {exc}") from None
         self._now = max(self._now, now)
         if self._stopped or address == self.address:
             return
@@ -259,7 +275,7 @@ class GossipCore:
             raise GossipError(f"No node found with name '{name}'")
         if node.state in (ALIVE, SUSPECT) or name == self.name:
             return  # serf ignores force-leave of a live member; it would refute anyway
-        host = split_address(node.address)[0]
+        host = parse_address(node.address)[0]
         if node.state == DEAD:
             node.state = LEFT
             node.state_change = now
@@ -381,6 +397,10 @@ class GossipCore:
             return
         self._now = max(self._now, now)
         self.counters["packets_in"] += 1
+        if not valid_address(src_address):
+            # Answers go to the source: a driver handing in a bad one must not plant it.
+            self._drop("dropped_malformed", str(src_address), "invalid source address", now)
+            return
         plain = payload
         if self.keyring is not None:
             try:
@@ -434,6 +454,7 @@ class GossipCore:
             if fwd is not None:
                 self._send(fwd[0], {"t": "ack", "seq": fwd[1]})
         elif t == "preq":
+            _address(msg, "ta")  # before anything is remembered for it
             seq = self._next_seq()
             self._ack_forward[seq] = (
                 src,
@@ -441,13 +462,13 @@ class GossipCore:
                 now + self.config.t(self.config.probe_interval),
             )
             self._send(
-                _field(msg, "ta", str), {"t": "ping", "seq": seq, "node": _field(msg, "node", str)}
+                _address(msg, "ta"), {"t": "ping", "seq": seq, "node": _field(msg, "node", str)}
             )
         elif t == "alive":
             tags = _field(msg, "tags", dict)
             self._on_alive(
                 _field(msg, "node", str),
-                _field(msg, "addr", str),
+                _address(msg, "addr"),
                 _field(msg, "inc", int),
                 tags,
                 now,
@@ -489,7 +510,7 @@ class GossipCore:
         if node is None:
             node = self._add_node(name, address, dict(tags), inc, ALIVE, now)
             self._broadcast_alive(node)
-            host = split_address(address)[0]
+            host = parse_address(address)[0]
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
             return
         updates_address = address != node.address
@@ -507,7 +528,7 @@ class GossipCore:
         node.incarnation, node.address, node.tags = inc, address, dict(tags)
         self._suspicions.pop(name, None)
         self._broadcast_alive(node)
-        host = split_address(address)[0]
+        host = parse_address(address)[0]
         if old_state in (DEAD, LEFT):
             node.state, node.state_change = ALIVE, now
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
@@ -566,7 +587,7 @@ class GossipCore:
         node.state = LEFT if leaving else DEAD
         self._suspicions.pop(name, None)
         self._broadcast(name, {"t": "dead", "node": name, "inc": inc, "from": accuser})
-        host = split_address(node.address)[0]
+        host = parse_address(node.address)[0]
         if leaving:
             self._event("member_left", f"EventMemberLeave: {name} {host}", member=name, addr=host)
         else:
@@ -580,20 +601,25 @@ class GossipCore:
 
     def _on_push_pull(self, src: str, msg: dict[str, Any], now: float) -> None:
         states = _field(msg, "states", list)
+        # The whole state is checked before any of it is merged or answered (memberlist fails
+        # the exchange as one when it cannot decode it).
+        merged = []
+        for entry in states:
+            if not isinstance(entry, list) or len(entry) != 5:
+                raise _Malformed("states")
+            name, address, inc, code, tags = entry
+            if not (isinstance(name, str) and valid_address(address) and isinstance(inc, int)):
+                raise _Malformed("states")
+            state = _CODE_STATES.get(code)
+            if state is None or not isinstance(tags, dict) or isinstance(inc, bool):
+                raise _Malformed("states")
+            merged.append((name, address, inc, state, tags))
         if msg.get("reply"):
             self._joins.pop(src, None)
         if not _field(msg, "reply", bool):
             # Answer first (with our view before the merge), as memberlist's TCP exchange does.
             self._send_push_pull(src, join=bool(msg.get("join")), reply=True)
-        for entry in states:
-            if not isinstance(entry, list) or len(entry) != 5:
-                raise _Malformed("states")
-            name, address, inc, code, tags = entry
-            if not (isinstance(name, str) and isinstance(address, str) and isinstance(inc, int)):
-                raise _Malformed("states")
-            state = _CODE_STATES.get(code)
-            if state is None or not isinstance(tags, dict):
-                raise _Malformed("states")
+        for name, address, inc, state, tags in merged:
             # memberlist mergeState: remote dead becomes suspect here (verify it ourselves).
             if state == ALIVE:
                 self._on_alive(name, address, inc, tags, now)
@@ -634,6 +660,7 @@ class GossipCore:
 
     def _on_query(self, msg: dict[str, Any], now: float) -> None:
         origin, qid = _field(msg, "origin", str), _field(msg, "id", int)
+        _address(msg, "oa")  # where the answer goes; checked before the query is rebroadcast
         timeout = float(msg.get("timeout", 0.0))
         if (origin, qid) in self._seen_queries:
             return
@@ -644,7 +671,7 @@ class GossipCore:
             # Responses go straight back to the originator, not through gossip, and carry no
             # piggybacked broadcasts (serf answers with memberlist's raw SendTo).
             self._emit_packet(
-                _field(msg, "oa", str),
+                _address(msg, "oa"),
                 [{"t": "qr", "id": qid, "from": self.name, "payload": answer}],
             )
 
@@ -817,7 +844,7 @@ class GossipCore:
         me.state, me.state_change = LEFT, now
         self._leave_at = None
         self._stopped = True
-        host = split_address(self.address)[0]
+        host = parse_address(self.address)[0]
         self._event(
             "member_left", f"EventMemberLeave: {self.name} {host}", member=self.name, addr=host
         )
@@ -955,7 +982,7 @@ class GossipCore:
             del self._names[idx]
 
     def _member(self, node: _Node) -> Member:
-        host, port = split_address(node.address)
+        host, port = parse_address(node.address)
         if node.name == self.name:
             status = self._status
         else:

@@ -27,11 +27,6 @@ class GossipError(ValueError):
     """An operator request the core refuses; ``str(err)`` is Consul's text."""
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
-
-
 @dataclass(frozen=True)
 class Member:
     """One member of a pool as serf reports it."""

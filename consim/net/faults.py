@@ -28,6 +28,8 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from consim.address import AddressError, parse_address
+
 WILDCARD = "*"
 
 OnChange = Callable[[str, dict[str, Any]], None]
@@ -41,11 +43,10 @@ def host_of(address: str) -> str:
     host = _HOSTS.get(address)
     if host is not None:
         return host
-    host = address
-    if address != WILDCARD:
-        head, sep, port = address.rpartition(":")
-        if sep and port.isdigit():
-            host = head.strip("[]")
+    try:
+        host = parse_address(address)[0]
+    except AddressError:
+        host = address  # a bare host, "*", or nothing a fault rule could name
     if len(_HOSTS) < 65536:
         _HOSTS[address] = host
     return host

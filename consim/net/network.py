@@ -25,6 +25,16 @@ is a plain function is likewise called directly. :class:`SimNetwork` calls both 
 has no current task and sees the contextvars of the thread that called ``trio.run``); :class:`SocketNetwork` calls them from the connection's or
 socket's reader, where it used to await the handler. Either way the server code is the same.
 
+Containment: nothing one server's code raises may end the network (and with it every server).
+A timer callback, RPC or notify handler, datagram handler, per-connection task or outbox that
+raises an unexpected exception is counted (``timer_errors``, ``handler_errors``,
+``datagram_handler_errors``, ``connection_errors``, ``outbox_errors`` under the owner's address)
+and reported to ``net.on_error(address, where, exc)`` if set (the cluster turns that into an
+ERROR event of the server owning the address); the listener, timer heap or link goes on. A
+destination that is not a valid ``IP:port`` (``consim.address``) is refused before it reaches a
+socket: ``call`` raises :class:`Unreachable`, ``notify``/``send_datagram`` drop it
+(``invalid_address``).
+
 Handler results: a reply value; ``RpcError(msg)`` arrives at the caller as ``RpcError(msg)`` with
 the same text; any other exception (or an unserialisable reply) arrives as
 ``RpcError("rpc error: internal error")`` and is counted as ``handler_errors``.
@@ -35,7 +45,8 @@ send-side ones under the caller's ``src``. Names: ``calls_out``, ``calls_ok``, `
 ``notifies_in``, ``replies_out``, ``handler_errors``, ``late_replies``, ``dropped_by_fault``,
 ``frames_dropped_malformed``, ``connections_dropped_garbage``, ``connections_timed_out``,
 ``connections_accepted``, ``connections_open`` (a gauge), ``connections_dialed``,
-``datagrams_out``, ``datagrams_in``, ``datagrams_dropped_malformed``, ``datagram_handler_errors``.
+``datagrams_out``, ``datagrams_in``, ``datagrams_dropped_malformed``, ``datagram_handler_errors``,
+``timer_errors``, ``connection_errors``, ``outbox_errors``, ``invalid_address``.
 """
 
 from __future__ import annotations
@@ -63,6 +74,8 @@ DatagramHandler = Callable[[str, bytes], Awaitable[None] | None]
 """(src_address, payload) -> None; may also be async."""
 NotifyHandler = Callable[[str, Any, str], Awaitable[Any] | None]
 """(method, args, src_address) -> None, or an awaitable to be awaited in order (see above)."""
+ErrorReporter = Callable[[str, str, BaseException], None]
+"""(owner address, where, exception): told about every contained failure (see above)."""
 
 
 class RpcError(Exception):
@@ -99,11 +112,12 @@ class Timer:
     from the network's timer task.
     """
 
-    __slots__ = ("callback", "when", "_network", "_token")
+    __slots__ = ("callback", "when", "owner", "_network", "_token")
 
-    def __init__(self, network: Network, callback: Callable[[], None]) -> None:
+    def __init__(self, network: Network, callback: Callable[[], None], owner: str = "") -> None:
         self.callback = callback
         self.when = math.inf
+        self.owner = owner
         self._network = network
         self._token = 0
 
@@ -120,7 +134,11 @@ class Timer:
     def _fire(self, token: int) -> None:
         if token == self._token:
             self.when = math.inf
-            self.callback()
+            try:
+                self.callback()
+            except Exception as exc:
+                # One server's timer must not stop the heap that every server's timers share.
+                self._network.contain(self.owner, "timer", exc, "timer_errors")
 
 
 class Network(abc.ABC):
@@ -136,6 +154,25 @@ class Network(abc.ABC):
         self._timers: list[tuple[float, int, Timer, int]] = []
         self._timer_seq = itertools.count()
         self._timer_wake = trio.Event()
+        self.on_error: ErrorReporter | None = None
+
+    def contain(self, address: str, where: str, exc: BaseException, counter: str) -> None:
+        """Count a failure contained at ``address`` (unless ``counter`` is empty: the caller
+        counted it already) and tell ``on_error``; never raises."""
+        if counter:
+            self.stats[address][counter] += 1
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a nursery's wrapper: report what actually failed
+        reporter = self.on_error
+        if reporter is not None:
+            try:
+                reporter(address, where, exc)
+            except Exception:
+                self.stats[address]["error_reporter_errors"] += 1
+
+    def reporter(self, address: str, where: str) -> Callable[[BaseException], None]:
+        """``contain`` bound to an address and a place, for callers that count themselves."""
+        return lambda exc: self.contain(address, where, exc, "")
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -165,11 +202,13 @@ class Network(abc.ABC):
 
     # -- timers ----------------------------------------------------------------------------------
 
-    def timer(self, callback: Callable[[], None]) -> Timer:
+    def timer(self, callback: Callable[[], None], owner: str = "") -> Timer:
         """A timer whose ``callback`` runs at the time given to :meth:`Timer.arm` (``trio``'s
         clock). Servers keep their Raft and gossip timers here, so that in virtual time a timer
-        costs a heap entry instead of a task wake-up and a cancel scope."""
-        return Timer(self, callback)
+        costs a heap entry instead of a task wake-up and a cancel scope. A callback that raises
+        is counted as ``timer_errors`` under ``owner`` (an address) and reported; the timer
+        stays disarmed (its owner decides whether to go on)."""
+        return Timer(self, callback, owner)
 
     def _schedule_timer(self, timer: Timer, when: float, token: int) -> None:
         heap = self._timers
@@ -257,13 +296,20 @@ class Network(abc.ABC):
 
 
 async def deliver_datagram(
-    handler: DatagramHandler, src: str, payload: bytes, stats: Counter[str]
+    handler: DatagramHandler,
+    src: str,
+    payload: bytes,
+    stats: Counter[str],
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
-    """Run a datagram handler; a failing handler is counted and never stops the listener."""
+    """Run a datagram handler; a failing handler is counted (and reported) and never stops the
+    listener."""
     stats["datagrams_in"] += 1
     try:
         result = handler(src, payload)
         if inspect.isawaitable(result):
             await result
-    except Exception:
+    except Exception as exc:
         stats["datagram_handler_errors"] += 1
+        if on_error is not None:
+            on_error(exc)

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from consim.address import valid_address
 from consim.net.faults import FaultModel
 from consim.net.framing import (
     DEFAULT_READ_TIMEOUT,
@@ -63,11 +64,17 @@ def hello(src: str) -> dict[str, Any]:
 
 
 def parse_hello(obj: Any) -> str | None:
+    """The dialer's declared source address, or None (not a hello, or not a valid IP:port: it
+    reaches handlers and fault rules, so it is checked here, at the edge)."""
     if isinstance(obj, dict) and obj.get("consim") == PROTOCOL_VERSION:
         src = obj.get("src")
-        if isinstance(src, str) and src:
+        if valid_address(src):
             return src
     return None
+
+
+Contain = Callable[[str, str, BaseException, str], None]
+"""``Network.contain``: (address, where, exception, counter)."""
 
 
 def _is_int(v: Any) -> bool:
@@ -98,6 +105,7 @@ async def run_handler(
     stats: Counter[str],
     *,
     check: bool = True,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> tuple[int, Any]:
     """Run one request; returns (KIND_REPLY, reply) or (KIND_ERROR, message).
 
@@ -111,8 +119,10 @@ async def run_handler(
             pack(reply)
     except RpcError as exc:
         return KIND_ERROR, exc.message
-    except Exception:
+    except Exception as exc:
         stats["handler_errors"] += 1
+        if on_error is not None:
+            on_error(exc)
         return KIND_ERROR, INTERNAL_ERROR
     return KIND_REPLY, reply
 
@@ -203,8 +213,10 @@ class RpcConnection:
         *,
         max_frame: int = MAX_FRAME,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        contain: Contain | None = None,
     ) -> None:
         self.src, self.dst = src, dst
+        self._contain = contain
         self._stream = stream
         self._stats = stats
         self._max_frame = max_frame
@@ -318,6 +330,11 @@ class RpcConnection:
             pass
         except trio.ClosedResourceError:
             pass
+        except Exception as exc:
+            # This task lives in the network's nursery: whatever it hits ends this connection
+            # only (its callers see "connection lost" and may redial).
+            if self._contain is not None:
+                self._contain(self.src, "rpc connection reader", exc, "connection_errors")
         finally:
             self._fail()
             with trio.CancelScope(shield=True):
@@ -351,8 +368,10 @@ class ConnectionPool:
         *,
         max_frame: int = MAX_FRAME,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        contain: Contain | None = None,
     ) -> None:
         self._dial = dial
+        self._contain = contain
         self._stats = stats
         self._max_frame = max_frame
         self._read_timeout = read_timeout
@@ -388,6 +407,7 @@ class ConnectionPool:
                 self._stats(src),
                 max_frame=self._max_frame,
                 read_timeout=self._read_timeout,
+                contain=self._contain,
             )
             await conn.start(nursery)
             self._stats(src)["connections_dialed"] += 1
@@ -410,13 +430,21 @@ async def serve_connection(
     max_frame: int = MAX_FRAME,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     notify_handler: NotifyHandler | None = None,
+    contain: Contain | None = None,
 ) -> None:
     """Serve one accepted connection until EOF, garbage or cancellation (the stream is closed).
 
     Requests run concurrently (each in its own task, like Consul's per-request goroutines);
     notifies run in arrival order on the reader, so keep notify handlers short. With a
     ``notify_handler`` notifies are handed to it directly (and any awaitable it returns awaited).
+    A handler's exception is the caller's internal error; anything else this connection's tasks
+    raise closes this connection only (``contain`` is told, as ``connection_errors``).
     """
+
+    def on_error(exc: BaseException) -> None:
+        if contain is not None:
+            contain(local, "rpc handler", exc, "")  # run_handler counted it
+
     reader = FrameReader(stream, max_frame=max_frame, read_timeout=read_timeout)
     writer = FrameWriter(stream)
     stats["connections_accepted"] += 1
@@ -424,7 +452,9 @@ async def serve_connection(
     idle: list[_Worker] = []  # request workers parked between requests
 
     async def reply(src: str, rid: int, method: str, args: Any) -> None:
-        kind, body = await run_handler(handler, method, args, src, stats, check=False)
+        kind, body = await run_handler(
+            handler, method, args, src, stats, check=False, on_error=on_error
+        )
         if not (faults.clear() or faults.allowed(local, src)):
             stats["dropped_by_fault"] += 1
             return
@@ -495,11 +525,12 @@ async def serve_connection(
                             result = notify_handler(method, body, src)
                             if result is not None:
                                 await result
-                        except Exception:
+                        except Exception as exc:
                             stats["handler_errors"] += 1
+                            on_error(exc)
                     else:
                         stats["notifies_in"] += 1
-                        await run_handler(handler, method, body, src, stats)
+                        await run_handler(handler, method, body, src, stats, on_error=on_error)
             except trio.EndOfChannel:
                 pass
             except FrameTimeout:
@@ -510,6 +541,11 @@ async def serve_connection(
                 pass
             # The peer is gone or misbehaved: abandon its in-flight requests too.
             nursery.cancel_scope.cancel()
+    except Exception as exc:
+        # Not the handler's doing (run_handler catches that): a bug on this connection's path.
+        # It ends this connection, never the listener or the server.
+        if contain is not None:
+            contain(local, "rpc connection", exc, "connection_errors")
     finally:
         stats["connections_open"] -= 1
         with trio.CancelScope(shield=True):

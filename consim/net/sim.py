@@ -45,6 +45,7 @@ from typing import Any
 
 import trio
 
+from consim.address import valid_address
 from consim.net.faults import FaultModel, host_of
 from consim.net.framing import pack, unpack
 from consim.net.network import (
@@ -388,15 +389,19 @@ class SimNetwork(Network):
         self, listener: _RpcListener, inbox: trio.MemoryReceiveChannel[Any]
     ) -> None:
         stats = self.stats[listener.address]
+        report = self.reporter(listener.address, "rpc handler")
         async for item in inbox:
             if isinstance(item, tuple):
                 src, frame = item
-                await run_handler(listener.handler, frame.method, frame.body, src, stats)
+                await run_handler(
+                    listener.handler, frame.method, frame.body, src, stats, on_error=report
+                )
             else:  # an awaitable a synchronous notify handler handed back
                 try:
                     await item
-                except Exception:
+                except Exception as exc:
                     stats["handler_errors"] += 1
+                    report(exc)
 
     async def _serve_request(
         self, listener: _RpcListener, src: str, rid: int, method: str, args: Any
@@ -404,7 +409,15 @@ class SimNetwork(Network):
         key = (src, rid)  # put in flight on arrival
         stats = self.stats[listener.address]
         # If cancelled here (server killed), the key stays in flight and serve_rpc resets it.
-        kind, body = await run_handler(listener.handler, method, args, src, stats, check=False)
+        kind, body = await run_handler(
+            listener.handler,
+            method,
+            args,
+            src,
+            stats,
+            check=False,
+            on_error=self.reporter(listener.address, "rpc handler"),
+        )
         del listener.inflight[key]
         stats["replies_out"] += 1
         try:
@@ -459,13 +472,18 @@ class SimNetwork(Network):
             return
         try:
             result = notify_handler(method, body, src)
-        except Exception:
+        except Exception as exc:
             stats["handler_errors"] += 1
+            self.contain(dst, "rpc handler", exc, "")
             return
         if result is not None:
             listener.notifies.send_nowait(result)  # awaited in order by the notify task
 
     async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
+        if not valid_address(dst):  # as SocketNetwork does
+            self.stats[src]["calls_out"] += 1
+            self.stats[src]["invalid_address"] += 1
+            raise Unreachable(f"rpc {method} to {dst!r}: not a valid IP:port")
         link = (src, dst)
         rid = self._next_rid.get(link, 0) + 1
         self._next_rid[link] = rid
@@ -500,6 +518,9 @@ class SimNetwork(Network):
         raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
 
     def notify(self, src: str, dst: str, method: str, args: Any) -> None:
+        if not valid_address(dst):  # as SocketNetwork does
+            self.stats[src]["invalid_address"] += 1
+            return
         data = pack([KIND_NOTIFY, 0, method, args])
         self.stats[src]["notifies_out"] += 1
         self._send(src, dst, data, _TO_LISTENER)
@@ -522,15 +543,17 @@ class SimNetwork(Network):
             try:
                 task_status.started(address)
                 stats = self.stats[address]
+                report = self.reporter(address, "datagram handler")
                 async for item in recv:
                     if isinstance(item, tuple):
                         src, payload = item
-                        await deliver_datagram(handler, src, payload, stats)
+                        await deliver_datagram(handler, src, payload, stats, report)
                     else:  # an awaitable a synchronous handler handed back
                         try:
                             await item
-                        except Exception:
+                        except Exception as exc:
                             stats["datagram_handler_errors"] += 1
+                            report(exc)
             finally:
                 self._release(address, scope)
                 if self._dgram.get(address) is listener:
@@ -540,6 +563,9 @@ class SimNetwork(Network):
     def send_datagram(self, src: str, dst: str, payload: bytes) -> None:
         if len(payload) > MAX_DATAGRAM:
             raise ValueError(f"datagram of {len(payload)} bytes exceeds {MAX_DATAGRAM}")
+        if not valid_address(dst):  # as SocketNetwork does
+            self.stats[src]["invalid_address"] += 1
+            return
         data = pack([src, bytes(payload)])
         self.stats[src]["datagrams_out"] += 1
         self._send(src, dst, data, _TO_DATAGRAMS)
@@ -557,8 +583,9 @@ class SimNetwork(Network):
         stats["datagrams_in"] += 1
         try:
             result = listener.handler(src, payload)
-        except Exception:
+        except Exception as exc:
             stats["datagram_handler_errors"] += 1
+            self.contain(dst, "datagram handler", exc, "")
             return
         if result is not None:
             listener.inbox.send_nowait(result)  # awaited in order by the listener task

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from consim.address import AddressError, parse_address, valid_address
 from consim.net.faults import FaultModel, host_of
 from consim.net.framing import (
     DEFAULT_READ_TIMEOUT,
@@ -72,16 +73,9 @@ def loopback_range_available() -> bool:
     return True
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"address must be host:port, got {address!r}")
-    return host.strip("[]"), int(port)
-
-
 def resolve_listen_address(address: str, *, loopback_range: bool | None = None) -> tuple[str, int]:
     """The (host, port) to bind or dial for a Consul-style address string."""
-    host, port = split_address(address)
+    host, port = parse_address(address)
     if loopback_range is None:
         loopback_range = loopback_range_available()
     if loopback_range:
@@ -120,6 +114,7 @@ class SocketNetwork(Network):
             lambda src: self.stats[src],
             max_frame=max_frame,
             read_timeout=read_timeout,
+            contain=self.contain,
         )
         self._outboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
         self._udp: socket.socket | None = None
@@ -179,6 +174,7 @@ class SocketNetwork(Network):
                         max_frame=self.max_frame,
                         read_timeout=self.read_timeout,
                         notify_handler=notify_handler,
+                        contain=self.contain,
                     )
 
                 async with trio.open_nursery() as nursery:
@@ -194,6 +190,9 @@ class SocketNetwork(Network):
         nursery = self._require_nursery()
         stats = self.stats[src]
         stats["calls_out"] += 1
+        if not valid_address(dst):
+            stats["invalid_address"] += 1
+            raise Unreachable(f"rpc {method} to {dst!r}: {_why_invalid(dst)}")
         faults = self.faults
         conn = self._pool.live(src, dst)
         if conn is not None and faults.clear():
@@ -249,6 +248,11 @@ class SocketNetwork(Network):
 
     def notify(self, src: str, dst: str, method: str, args: Any) -> None:
         nursery = self._require_nursery()
+        if not valid_address(dst):
+            # Never queued: the link's sender would only fail on it (a Raft reply to a server
+            # whose address nobody knows).
+            self.stats[src]["invalid_address"] += 1
+            return
         data = encode_frame([KIND_NOTIFY, 0, method, args], self.max_frame)  # TypeError here
         self.stats[src]["notifies_out"] += 1
         key = (src, dst)
@@ -265,7 +269,8 @@ class SocketNetwork(Network):
     async def _outbox_loop(
         self, src: str, dst: str, recv: trio.MemoryReceiveChannel[bytes]
     ) -> None:
-        """One sender per link keeps notifies in order (Raft messages ride here)."""
+        """One sender per link keeps notifies in order (Raft messages ride here). It runs in the
+        network's nursery, so a failure here is contained to the notify it was sending."""
         nursery = self._require_nursery()
         stats = self.stats[src]
         async for data in recv:
@@ -280,6 +285,8 @@ class SocketNetwork(Network):
                 await conn.send_encoded(data)
             except (Unreachable, trio.TooSlowError):
                 stats["unreachable"] += 1
+            except Exception as exc:
+                self.contain(src, f"outbox to {dst}", exc, "outbox_errors")
 
     # -- datagrams -------------------------------------------------------------------------------
 
@@ -306,6 +313,7 @@ class SocketNetwork(Network):
             self._claim(actual, scope)
             try:
                 stats = self.stats[actual]
+                report = self.reporter(actual, "datagram handler")
                 task_status.started(actual)
                 while True:
                     data, _ = await sock.recvfrom(65536)
@@ -317,7 +325,7 @@ class SocketNetwork(Network):
                     if not self.faults.allowed(src, actual):
                         stats["dropped_by_fault"] += 1
                         continue
-                    await deliver_datagram(handler, src, payload, stats)
+                    await deliver_datagram(handler, src, payload, stats, report)
             finally:
                 self._release(actual, scope)
 
@@ -325,13 +333,20 @@ class SocketNetwork(Network):
         nursery = self._require_nursery()
         if len(payload) > MAX_DATAGRAM:
             raise ValueError(f"datagram of {len(payload)} bytes exceeds {MAX_DATAGRAM}")
-        data = pack([src, bytes(payload)])
         stats = self.stats[src]
+        if not valid_address(dst):
+            stats["invalid_address"] += 1
+            return
+        data = pack([src, bytes(payload)])
         stats["datagrams_out"] += 1
         if self.faults.drops(src, dst):
             stats["dropped_by_fault"] += 1
             return
-        target = resolve_listen_address(dst)
+        try:
+            target = resolve_listen_address(dst)
+        except ValueError:  # no port-offset fallback for it on this host
+            stats["invalid_address"] += 1
+            return
         delay = self.faults.extra_delay(src, dst)
         if delay > 0:
             nursery.start_soon(self._send_later, delay, lambda: self._sendto(src, data, target))
@@ -340,7 +355,10 @@ class SocketNetwork(Network):
 
     async def _send_later(self, delay: float, send: Callable[[], None]) -> None:
         await trio.sleep(delay)
-        send()
+        try:
+            send()
+        except Exception as exc:  # in the network's nursery: contain it to this datagram
+            self.contain("", "delayed datagram", exc, "outbox_errors")
 
     def _sendto(self, src: str, data: bytes, target: tuple[str, int]) -> None:
         if self._udp is None:
@@ -348,7 +366,7 @@ class SocketNetwork(Network):
             self._udp.setblocking(False)
         try:
             self._udp.sendto(data, target)
-        except OSError:
+        except (OSError, OverflowError):
             # Best effort, like UDP itself (a full buffer or an unroutable target).
             self.stats[src]["datagrams_send_failed"] += 1
 
@@ -358,21 +376,30 @@ def _parse_datagram(data: bytes) -> tuple[str, bytes] | None:
         obj = unpack(data)
     except FrameError:
         return None
+    # The declared source is where answers go: an invalid one is a malformed datagram.
     if (
         isinstance(obj, list)
         and len(obj) == 2
-        and isinstance(obj[0], str)
+        and valid_address(obj[0])
         and isinstance(obj[1], bytes)
     ):
         return obj[0], obj[1]
     return None
 
 
+def _why_invalid(address: Any) -> str:
+    try:
+        parse_address(address)
+    except AddressError as exc:
+        return str(exc)
+    return "not usable here"
+
+
 __all__ = [
     "SocketNetwork",
     "loopback_range_available",
     "resolve_listen_address",
-    "split_address",
+    "parse_address",
     "host_of",
     "RpcError",
     "RpcTimeout",

@@ -75,6 +75,7 @@ from consim.raft.messages import (
     message_from_wire,
 )
 from consim.raft.types import (
+    MAX_RAFT_NUMBER,
     Configuration,
     EntryType,
     HardState,
@@ -294,6 +295,8 @@ class RaftCore:
             "duplicate_leader": 0,
             "elections": 0,
         }
+        # When each sender outside our configuration was last warned about (rate limit).
+        self._stranger_warned: dict[str, float] = {}
         self._ready = Ready()
         self._now = now
 
@@ -848,6 +851,17 @@ class RaftCore:
         self._start_election(now, pre_vote=True)
 
     def _start_election(self, now: float, pre_vote: bool, transfer: bool = False) -> None:
+        if self._term >= MAX_RAFT_NUMBER:
+            # Only a forged message can bring the term here (the decoders refuse larger ones);
+            # the next term could not be stored, so stay put instead of campaigning.
+            self._timer = now + self._random_timeout(self.cfg.election_timeout)
+            self._event(
+                "election_refused",
+                {"term": self._term},
+                "ERROR",
+                "cannot start an election: the term is at its maximum",
+            )
+            return
         was = self._role
         self._role = Role.CANDIDATE
         self._pre_vote = pre_vote
@@ -1173,6 +1187,16 @@ class RaftCore:
         if src == self.id:
             self._ignore("unknown_sender", msg, src, "message from self")
             return
+        configs = self._configs
+        if configs and src not in configs[-1][1]._by_id and configs[-1][1].servers:
+            # A sender outside our configuration. Only a leader's messages are followed anyway
+            # (hashicorp/raft does not check the sender of AppendEntries: a lagging follower may
+            # not know its new leader yet); every other kind is ignored, as RequestVote always
+            # was, so a stranger cannot move our term or start an election here.
+            self._warn_stranger(src, msg, now)
+            if not isinstance(msg, AppendEntries | InstallSnapshot):
+                self._ignore("unknown_sender", msg, src, "sender not in configuration")
+                return
         if isinstance(msg, AppendEntries):
             self._on_append(src, msg, now)
         elif isinstance(msg, AppendEntriesResponse):
@@ -1193,6 +1217,28 @@ class RaftCore:
                 self._become_follower(now, None, None)
         else:
             self._ignore("malformed", msg, src, "not a raft message")
+
+    def _warn_stranger(self, src: str, msg: Message, now: float) -> None:
+        """WARN (once per sender per STRANGER_WARN_INTERVAL) about Raft traffic from a server in
+        no configuration we hold: after a peers.json recovery, that is typically a server left
+        out of peers.json that came back with its old data and still believes in the old
+        configuration (two clusters, possibly two leaders)."""
+        last = self._stranger_warned.get(src)
+        if last is not None and now - last < STRANGER_WARN_INTERVAL:
+            return
+        if len(self._stranger_warned) >= 1024:  # forged ids must not grow it without bound
+            self._stranger_warned.clear()
+        self._stranger_warned[src] = now
+        leader = isinstance(msg, AppendEntries | InstallSnapshot)
+        fields: dict[str, Any] = {"from": src, "type": type(msg).__name__, "term": msg.term}
+        if leader:
+            fields["leader-address"] = msg.leader_address  # type: ignore[union-attr]
+            message = f"{type(msg).__name__} from a leader that is not in configuration"
+        elif isinstance(msg, RequestVote):
+            message = "rejecting vote request since node is not in configuration"
+        else:
+            message = "ignoring a message from a server that is not in configuration"
+        self._event("peer_not_in_configuration", fields, "WARN", message)
 
     def _observe_term(self, term: int, now: float) -> None:
         if term > self._term:
@@ -1487,6 +1533,9 @@ class RaftCore:
         self._set_leader(None, None)
         # Skip pre-vote: the leader asked us to take over now.
         self._start_election(now, pre_vote=False, transfer=True)
+
+
+STRANGER_WARN_INTERVAL = 10.0  # seconds between two warnings about the same sender
 
 
 def conf_has(conf: Configuration, server_id: str) -> bool:

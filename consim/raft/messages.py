@@ -1,8 +1,10 @@
 """Raft RPC messages (hashicorp/raft ``commands.go``) and their msgpack-friendly wire form.
 
 ``message_to_wire(msg)`` gives a dict with a ``"type"`` tag; ``message_from_wire(obj)`` checks the
-shape strictly (exact key set, exact types, no negative numbers, contiguous entries) and raises
+shape strictly (exact key set, exact types, numbers in 0..2**63-1, contiguous entries) and raises
 :class:`MalformedMessage` on anything else, so the core only ever sees well-formed messages.
+The upper bound is SQLite's: terms and indexes are uint64 in hashicorp/raft, but the store keeps
+signed 64-bit integers, so a larger value from the wire could never be persisted.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
-from consim.raft.types import EntryType, LogEntry, MalformedMessage, SnapshotMeta, fast_frozen_init
+from consim.raft.types import (
+    MAX_RAFT_NUMBER,
+    EntryType,
+    LogEntry,
+    MalformedMessage,
+    SnapshotMeta,
+    fast_frozen_init,
+)
 
 __all__ = [
     "AppendEntries",
@@ -200,6 +209,8 @@ def _int(obj: dict[str, Any], key: str) -> int:
         raise MalformedMessage(f"field {key!r}: expected int")
     if v < 0:
         raise MalformedMessage(f"field {key!r}: negative")
+    if v > MAX_RAFT_NUMBER:
+        raise MalformedMessage(f"field {key!r}: above 2**63-1")
     return v
 
 
@@ -315,6 +326,7 @@ def _from_wire(obj: Any) -> Message:
 # decides (so every malformed input still raises the same MalformedMessage, with the same text).
 
 _ENTRY_TYPES: dict[int, EntryType] = {int(t): t for t in EntryType}
+_MAX = MAX_RAFT_NUMBER
 _AE_KEYS = len(_WIRE_KEYS[AppendEntries])
 _AER_KEYS = len(_WIRE_KEYS[AppendEntriesResponse])
 
@@ -340,14 +352,14 @@ def _fast_append_entries_response(obj: dict[str, Any]) -> AppendEntriesResponse 
     seq = obj.get("seq")
     if (
         type(term) is int
-        and term >= 0
+        and 0 <= term <= _MAX
         and type(success) is bool
         and type(last) is int
-        and last >= 0
+        and 0 <= last <= _MAX
         and type(conflict) is int
-        and conflict >= 0
+        and 0 <= conflict <= _MAX
         and type(seq) is int
-        and seq >= 0
+        and 0 <= seq <= _MAX
     ):
         return AppendEntriesResponse(term, success, last, conflict, seq)
     return None
@@ -364,18 +376,18 @@ def _fast_append_entries(obj: dict[str, Any]) -> AppendEntries | None:
     seq = obj.get("seq")
     if not (
         type(term) is int
-        and term >= 0
+        and 0 <= term <= _MAX
         and type(leader_id) is str
         and type(leader_address) is str
         and type(prev) is int
-        and prev >= 0
+        and 0 <= prev <= _MAX
         and type(prev_term) is int
-        and prev_term >= 0
+        and 0 <= prev_term <= _MAX
         and type(raw) is list
         and type(commit) is int
-        and commit >= 0
+        and 0 <= commit <= _MAX
         and type(seq) is int
-        and seq >= 0
+        and 0 <= seq <= _MAX
     ):
         return None
     entries = []
@@ -389,8 +401,9 @@ def _fast_append_entries(obj: dict[str, Any]) -> AppendEntries | None:
         if (
             type(e_index) is not int
             or e_index != index
+            or e_index > _MAX
             or type(e_term) is not int
-            or e_term < 0
+            or not 0 <= e_term <= _MAX
             or type(e_type) is not int
             or type(data) is not bytes
         ):

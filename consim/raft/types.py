@@ -18,6 +18,12 @@ class MalformedMessage(ValueError):
     """A wire value did not have the shape of the type it claimed to be."""
 
 
+# Terms and indexes are uint64 in hashicorp/raft, and SQLite stores them as signed 64-bit: a
+# value above 2**63-1 would overflow the store (and the next term after it the wire). Every
+# decoder refuses them as malformed.
+MAX_RAFT_NUMBER = (1 << 63) - 1
+
+
 def _need(obj: Any, key: str, typ: type | tuple[type, ...]) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise MalformedMessage(f"missing field {key!r}")
@@ -27,6 +33,8 @@ def _need(obj: Any, key: str, typ: type | tuple[type, ...]) -> Any:
         raise MalformedMessage(f"field {key!r}: expected int, got bool")
     if not isinstance(value, typ):
         raise MalformedMessage(f"field {key!r}: expected {typ}, got {type(value).__name__}")
+    if typ is int and not 0 <= value <= MAX_RAFT_NUMBER:
+        raise MalformedMessage(f"field {key!r}: out of range")
     return value
 
 
@@ -180,8 +188,8 @@ class LogEntry:
             or not isinstance(term, int)
             or isinstance(index, bool)
             or isinstance(term, bool)
-            or index < 1
-            or term < 0
+            or not 1 <= index <= MAX_RAFT_NUMBER
+            or not 0 <= term <= MAX_RAFT_NUMBER
         ):
             raise MalformedMessage("log entry index/term must be positive ints")
         if not isinstance(data, bytes):

@@ -26,7 +26,7 @@ from consim.acl import ACLConfig, ACLConfigError
 
 # Each action and the extra keys it accepts (``note`` and ``dc`` are accepted by every step).
 ACTION_KEYS: dict[str, frozenset[str]] = {
-    "wait": frozenset({"within", "count", "member", "status", "pool", "key"}),
+    "wait": frozenset({"within", "count", "member", "status", "pool", "key", "contains"}),
     "kill": frozenset(),
     "restart": frozenset(),
     "stop": frozenset(),
@@ -55,6 +55,7 @@ WAIT_CONDITIONS = (
     "voters",
     "member-status",
     "keyring-converged",
+    "log",
 )
 MEMBER_STATUSES = ("alive", "failed", "left")
 GOSSIP_POOLS = ("lan", "wan")
@@ -174,6 +175,8 @@ class Step:
                 extra = f" {a['member']} {a['status']} ({a['pool'].upper()})"
             elif a.get("key"):
                 extra = f" on {a['key']}"
+            elif a["condition"] == "log":
+                extra = f" {a['contains']!r}"
             return f"wait {a['condition']}{extra} within {a['within_text']}"
         if self.action in ("kill", "restart", "stop", "pause", "resume", "isolate"):
             return f"{self.action} {a['target']}"
@@ -537,6 +540,14 @@ def _p_wait(
         args["key"] = _gossip_key(c, "key", obj["key"]) if "key" in obj else None
     elif "key" in obj:
         raise c.fail("key", 'only allowed with wait = "keyring-converged"')
+    if value == "log":
+        if "contains" not in obj:
+            raise c.fail("contains", 'required with wait = "log": the text of a log line')
+        args["contains"] = c.string("contains", obj["contains"])
+        if not args["contains"]:
+            raise c.expected("contains", "a non-empty string", "")
+    elif "contains" in obj:
+        raise c.fail("contains", 'only allowed with wait = "log"')
     return args
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from consim.cluster import Cluster, ClusterError
-from consim.events import EventLog
+from consim.events import Event, EventLog
 from consim.scenario.model import (
     PARTITION_MEMBER,
     PLACEHOLDER,
@@ -385,6 +385,8 @@ class ScenarioRunner:
             return await self._wait_member_status(step)
         elif cond == "keyring-converged":
             return await self._wait_keyring(step)
+        elif cond == "log":
+            return await self._wait_log(step)
         else:  # validated away; kept so a new condition cannot silently pass
             raise StepFailed(f"wait {cond!r} is not supported")
         took = self.events.now() - start
@@ -431,6 +433,27 @@ class ScenarioRunner:
             )
         took = self.events.now() - start
         return f"{name} {a['status']} after {took:.3f}s in the view of {', '.join(seen)}"
+
+    async def _wait_log(self, step: Step) -> str:
+        """A server logs a line containing ``contains`` (from this step on)."""
+        a = step.args
+        text = a["contains"]
+        start = self.events.now()
+        seen: list[Event] = []
+
+        def watch(event: Event) -> None:
+            if not seen and event.node in self.cluster.servers and text in event.message:
+                seen.append(event)
+
+        unsubscribe = self.events.subscribe(watch)
+        try:
+            ok = await self._until(lambda: bool(seen), a["within"])
+        finally:
+            unsubscribe()
+        if not ok:
+            raise StepFailed(f"no server logged {text!r} within {a['within_text']}")
+        took = self.events.now() - start
+        return f"{seen[0].node} after {took:.3f}s: {seen[0].message}"
 
     def keyrings(self) -> dict[str, tuple[str, ...]]:
         """``"dc1-s1 LAN"`` -> installed keys, primary first, for every running server's pools."""

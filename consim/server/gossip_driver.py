@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from consim.address import AddressError, parse_address
+from consim.golike import multierror
 from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags
-from consim.gossip.types import GossipEvent, KeyringResponse, Member
+from consim.gossip.types import GossipError, GossipEvent, KeyringResponse, Member
 from consim.net.network import RpcError, Timer
 
 if TYPE_CHECKING:
@@ -113,7 +115,9 @@ class GossipPool:
             keyring=self._load_keyring(),
         )
         # The gossip timer lives on the network (a heap entry in virtual time, not a task).
-        timer = self._timer = self.node.net.timer(functools.partial(self._on_timer, self.core))
+        timer = self._timer = self.node.net.timer(
+            functools.partial(self._on_timer, self.core), self.address
+        )
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.node.net.serve_datagrams, self.address, self._on_datagram)
@@ -134,8 +138,29 @@ class GossipPool:
     def _on_timer(self, core: GossipCore) -> None:
         if self.core is not core or self.node.paused:
             return  # another incarnation's timer, or paused: resume() re-arms it
-        core.tick(trio.current_time())
-        self._flush()
+        try:
+            core.tick(trio.current_time())
+            self._flush()
+        except Exception as exc:
+            self._contain("gossip timer", exc)
+
+    def _contain(self, where: str, exc: BaseException) -> None:
+        """Gossip is self-healing (the next probe, gossip or push-pull repairs a lost round), so
+        the pool logs the failure and goes on; the timer is re-armed, else the pool would stop."""
+        self.node.contained_error(f"{self.segment} {where}", exc, self._subsystem)
+        core, timer = self.core, self._timer
+        if core is not None and timer is not None:
+            now = trio.current_time()
+            retry = now + core.config.t(core.config.probe_interval)
+            try:
+                deadline = core.next_deadline()
+            except Exception:
+                deadline = retry
+            timer.arm(max(min(deadline, retry), now))
+
+    @property
+    def _subsystem(self) -> str:
+        return f"agent.server.serf.{self.segment}"
 
     def resume(self) -> None:
         """The server was resumed: run the tick held while it was paused (if the pool still runs:
@@ -150,8 +175,11 @@ class GossipPool:
             held[0] += 1
             return self._held_datagram(held, src, payload)
         if self.core is not None:
-            self.core.receive(src, payload, trio.current_time())
-            self._flush()
+            try:
+                self.core.receive(src, payload, trio.current_time())
+                self._flush()
+            except Exception as exc:
+                self._contain("datagram handler", exc)
         return None
 
     async def _held_datagram(self, held: list[int], src: str, payload: bytes) -> None:
@@ -159,8 +187,11 @@ class GossipPool:
             if self.node.paused:
                 await self.node._resumed.wait()
             if self.core is not None:
-                self.core.receive(src, payload, trio.current_time())
-                self._flush()
+                try:
+                    self.core.receive(src, payload, trio.current_time())
+                    self._flush()
+                except Exception as exc:
+                    self._contain("datagram handler", exc)
         finally:
             held[0] -= 1
 
@@ -168,8 +199,9 @@ class GossipPool:
         core = self.core
         assert core is not None
         ready = core.ready()
+        send = self.node.net.send_datagram
         for dst, data in ready.datagrams:
-            self.node.net.send_datagram(self.address, dst, data)
+            send(self.address, dst, data)
         persist = False
         for event in ready.events:
             self.node.events.emit(
@@ -229,8 +261,36 @@ class GossipPool:
             raise RpcError(str(exc)) from None
         self._flush()
 
-    def join(self, address: str) -> None:
-        self._running_core().join(address, trio.current_time())
+    def join(self, address: str, given: str | None = None) -> None:
+        """serf Join of one address (``given``: as the operator typed it, before the default port
+        was added); a bad address is memberlist's error, wrapped the way Consul's
+        /v1/agent/join returns it (go-multierror), and logged as the agent does."""
+        core = self._running_core()
+        try:
+            try:
+                parse_address(address)
+            except AddressError as exc:
+                # memberlist names the address as given, not the one ensurePort made of it.
+                shown = address if given is None else given
+                raise GossipError(f"Failed to resolve {shown}: {exc}") from None
+            core.join(address, trio.current_time())
+        except GossipError as exc:
+            error = multierror([str(exc)])
+            pool = "WAN" if self.wan else "LAN"
+            self.node.events.emit(
+                self.node.name,
+                "join_failed",
+                {
+                    "pool": self.segment,
+                    "address": address if given is None else given,
+                    "number_of_nodes": 0,
+                    "error": error,
+                },
+                level="WARN",
+                subsystem="agent",
+                message=f"({pool}) couldn't join",
+            )
+            raise RpcError(error) from None
         self._flush()
 
     def leave(self) -> None:

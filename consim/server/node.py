@@ -78,6 +78,11 @@ LOCAL_METHODS = frozenset(
 JITTER_FRACTION = 16  # Consul's structs.JitterFraction
 
 
+class ServerFailed(Exception):
+    """A server's Raft driver hit an unexpected error: that server stops (as a Consul server whose
+    raft loop panics), the others go on. The cluster logs it and keeps the server down."""
+
+
 class ServerNode:
     def __init__(
         self,
@@ -122,7 +127,15 @@ class ServerNode:
         self._resumed.set()
         self.core: RaftCore | None = None
         self.fsm = StateMachine()
-        self.counters: dict[str, int] = {"rpc_malformed": 0, "raft_malformed": 0}
+        self.counters: dict[str, int] = {
+            "rpc_malformed": 0,
+            "raft_malformed": 0,
+            "raft_unaddressable": 0,  # Raft messages to a server whose address nobody knows
+            "internal_errors": 0,  # contained failures (see contained_error / _fail_server)
+        }
+        # Why this incarnation stopped, when an internal error stopped it (see _fail_server).
+        self.failure: str | None = None
+        self._run_scope: trio.CancelScope | None = None
         self.started_at = 0.0
         self.incarnation = 0
         self.lan_pool: GossipPool | None = None
@@ -176,10 +189,11 @@ class ServerNode:
 
         self._reset_volatile()
         self.incarnation += 1
+        self.failure = None
         incarnation = self.incarnation
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).
         timer = self._raft_timer = self.net.timer(
-            functools.partial(self._on_raft_timer, incarnation)
+            functools.partial(self._on_raft_timer, incarnation), self.address
         )
         storage = self._storage_factory()
         self.storage = storage
@@ -220,23 +234,28 @@ class ServerNode:
             message="consul server starting",
         )
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
-                    self.address,
-                    self._handle_rpc,
-                )
-                self._handle_ready()  # arms the timer
-                if self.lan_pool is not None and self.wan_pool is not None:
-                    directory = self._directory()
-                    lan_join = [
-                        s.serf_lan_address for s in directory if s.datacenter == self.datacenter
-                    ]
-                    wan_join = [s.serf_wan_address for s in directory]
-                    await nursery.start(self.lan_pool.run, lan_join)
-                    await nursery.start(self.wan_pool.run, wan_join)
-                    nursery.start_soon(self._leader_reconcile)
-                task_status.started()
+            # _fail_server cancels this scope: the incarnation ends like a crash.
+            with trio.CancelScope() as self._run_scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(
+                        functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
+                        self.address,
+                        self._handle_rpc,
+                    )
+                    self._handle_ready()  # arms the timer
+                    if self.lan_pool is not None and self.wan_pool is not None:
+                        directory = self._directory()
+                        lan_join = [
+                            s.serf_lan_address for s in directory if s.datacenter == self.datacenter
+                        ]
+                        wan_join = [s.serf_wan_address for s in directory]
+                        await nursery.start(self.lan_pool.run, lan_join)
+                        await nursery.start(self.wan_pool.run, wan_join)
+                        nursery.start_soon(self._leader_reconcile)
+                    task_status.started()
+            if self.failure is not None and self.incarnation == incarnation:
+                # Tell the cluster (it tears down this server's HTTP listener too).
+                raise ServerFailed(self.failure)
         finally:
             # Only this incarnation's own state: a restart may already have begun the next one.
             timer.disarm()
@@ -340,10 +359,55 @@ class ServerNode:
             return
         if self.paused:
             return  # resume() re-arms it
-        core.tick(trio.current_time())
-        self._handle_ready()
+        try:
+            core.tick(trio.current_time())
+            self._drain_ready()
+        except Exception as exc:
+            self._fail_server("raft timer", exc)
+
+    # ---- containment -------------------------------------------------------------------------
+    def contained_error(self, where: str, exc: BaseException, subsystem: str = "agent") -> None:
+        """An unexpected error that this server survives (a gossip timer, an RPC handler, a
+        connection): counted and logged at ERROR; the caller carries on."""
+        self.counters["internal_errors"] += 1
+        self.events.emit(
+            self.name,
+            "internal_error",
+            {"where": where, "error": f"{type(exc).__name__}: {exc}"},
+            level="ERROR",
+            subsystem=subsystem,
+            message=f"unexpected error in {where}, continuing",
+        )
+
+    def _fail_server(self, where: str, exc: BaseException) -> None:
+        """An unexpected error in the Raft driver: the Ready batch may be half persisted or half
+        applied, so going on could diverge this server's state. Stop this server only (like a
+        Consul server whose raft loop panics: storage survives, ``restart`` brings it back)."""
+        if self.failure is not None:
+            return
+        self.counters["internal_errors"] += 1
+        self.failure = f"{where}: {type(exc).__name__}: {exc}"
+        self.events.emit(
+            self.name,
+            "server_failed",
+            {"where": where, "error": f"{type(exc).__name__}: {exc}"},
+            level="ERROR",
+            subsystem="agent.server",
+            message=f"unexpected error in {where}, stopping this server",
+        )
+        self.running = False  # timers and handlers of this incarnation do nothing from now on
+        self._raft_timer.disarm()
+        if self._run_scope is not None:
+            self._run_scope.cancel()
 
     def _handle_ready(self) -> None:
+        """Drain the core's Ready batches (see _drain_ready); a failure stops this server."""
+        try:
+            self._drain_ready()
+        except Exception as exc:
+            self._fail_server("raft", exc)
+
+    def _drain_ready(self) -> None:
         """Persist, apply, then send: the order that keeps votes and answers durable."""
         core = self.core
         storage = self.storage
@@ -379,6 +443,11 @@ class ServerNode:
             if ready.messages:
                 address, server_id = self.address, self.server_id
                 for out in ready.messages:
+                    if not out.to_address:
+                        # A reply to a sender in no configuration we hold (a server left out of
+                        # a peers.json recovery, say): nowhere to send it. The core warns.
+                        self.counters["raft_unaddressable"] += 1
+                        continue
                     notify(
                         address,
                         out.to_address,
@@ -618,8 +687,11 @@ class ServerNode:
         except MalformedMessage:
             self.counters["raft_malformed"] += 1
             return
-        core.step(args["from"], message, trio.current_time())
-        self._handle_ready()
+        try:
+            core.step(args["from"], message, trio.current_time())
+            self._drain_ready()
+        except Exception as exc:
+            self._fail_server("raft message handler", exc)
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""
@@ -726,19 +798,26 @@ class ServerNode:
                 await self._reconcile_kick.wait()
             self._reconcile_kick = trio.Event()
             if self.is_leader() and not self.paused:
-                await reconcile(self)
+                try:
+                    await reconcile(self)
+                except Exception as exc:  # the next round tries again
+                    self.contained_error("leader reconcile", exc, "agent.server")
 
     # ---- state the HTTP agent needs ----------------------------------------------------------
     def status(self) -> dict[str, Any]:
         core = self.core
         if core is None or not self.running:
-            return {
+            down: dict[str, Any] = {
                 "name": self.name,
                 "datacenter": self.datacenter,
                 "address": self.address,
                 "state": "down",
                 "paused": self.paused,
+                "internal_errors": self.counters["internal_errors"],
             }
+            if self.failure is not None:
+                down["failed"] = self.failure
+            return down
         contact = self.last_contact_seconds()
         return {
             "name": self.name,
@@ -752,6 +831,7 @@ class ServerNode:
             "leader": core.leader_address or "",
             "last_contact": None if math.isinf(contact) else round(contact, 6),
             "paused": self.paused,
+            "internal_errors": self.counters["internal_errors"],
         }
 
 
@@ -761,6 +841,13 @@ def _rpc_timeout(args: dict[str, Any]) -> float:
     if int(args.get("MinQueryIndex") or 0) > 0:
         return max(10.0, float(args.get("MaxQueryTime") or 0) * 1.1 + 1.0)
     return 10.0
+
+
+def _has_port(address: str) -> bool:
+    """memberlist's hasPort: ``host:port``, ``[v6]:port``; a bare IPv6 host has no port."""
+    if address.startswith("["):
+        return "]:" in address
+    return address.count(":") == 1
 
 
 def _is_empty(state: PersistentState) -> bool:
@@ -899,8 +986,12 @@ class ServerAgent:
     async def join(self, address: str, wan: bool, token: str) -> None:
         self._require(token, "agent", "write", self.node_name)
         port = 8302 if wan else 8301
-        target = address if ":" in address else f"{address}:{port}"
-        self._pool(wan).join(target)
+        # memberlist's ensurePort: a bare host gets the pool's port.
+        target = address
+        if not _has_port(address):
+            host = address.strip("[]")
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._pool(wan).join(target, given=address)
 
     async def leave(self, token: str) -> None:
         # Consul's AgentLeave: agent:write, then Leave() (out of the Raft configuration and both

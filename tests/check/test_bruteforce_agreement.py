@@ -8,7 +8,7 @@ import random
 import pytest
 
 from consim.check.bruteforce import TooLarge, check_bruteforce
-from consim.check.history import Operation
+from consim.check.history import History, Operation
 from consim.check.linearizability import check_linearizable
 from consim.check.synthetic import linearizable_history, mutate
 
@@ -125,3 +125,81 @@ def test_brute_force_refuses_large_histories():
     big = history(*[(0, "write", "k", f"v{i}", i, i + 0.5, "ok") for i in range(20)])
     with pytest.raises(TooLarge):
         check_bruteforce(big)
+
+
+def _arbitrary(rng: random.Random) -> History:
+    """Any small history at all: values from a pool of three (repeated values, as a hand-written
+    file may have), random outcomes and overlaps; about half are not linearizable."""
+    pool = ["a", "b", "c"]
+    h = History()
+    events = []
+    for process in range(rng.randint(1, 4)):
+        t = rng.random()
+        for _ in range(rng.randint(1, 3)):
+            f = rng.choice(("read", "write", "cas"))
+            value = (
+                None
+                if f == "read"
+                else rng.choice(pool)
+                if f == "write"
+                else [rng.choice([None, *pool]), rng.choice(pool)]
+            )
+            end = t + rng.random()
+            typ = rng.choice(("ok", "ok", "ok", "fail", "info", "open"))
+            out = rng.choice([None, *pool]) if f == "read" else value
+            events.append((t, 0, process, f, value))
+            if typ != "open":
+                events.append((end, 1, process, typ, out))
+            t = end + rng.random() * 0.5
+            if typ == "open":
+                break
+    for e in sorted(events, key=lambda e: (e[0], e[1])):
+        if e[1] == 0:
+            h.invoke(e[2], e[3], "k" if e[2] % 3 else "j", e[4], round(e[0], 4))
+        else:
+            h.complete(e[2], e[3], e[4], round(e[0], 4))
+    return h
+
+
+def test_search_and_brute_force_agree_on_arbitrary_histories():
+    counts = {True: 0, False: 0}
+    for seed in range(3000):
+        h = _arbitrary(random.Random(seed))
+        if len([op for op in h.operations() if op.type != "fail"]) > 10:
+            continue
+        expected = check_bruteforce(h)
+        result = check_linearizable(h)
+        assert result.verdict == ("valid" if expected else "invalid"), (
+            f"seed {seed}: brute force says {expected}, the search {result.verdict}\n{h.to_jsonl()}"
+        )
+        if not expected:
+            _check_window(result, f"seed {seed}\n{h.to_jsonl()}")
+        counts[expected] += 1
+    assert counts[True] > 500 and counts[False] > 500, counts
+
+
+def test_bounding_info_operations_changes_no_verdict(monkeypatch):
+    """Beyond brute force's reach (20-60 operations on one key, 20% info): the search with info
+    operations bounded by their last observer agrees with the search without the bound."""
+    from consim.check import linearizability
+
+    seen = set()
+    for seed in range(300):
+        rng = random.Random(seed)
+        made = linearizable_history(
+            rng,
+            ops=rng.randint(20, 60),
+            keys=1,
+            clients=rng.randint(2, 5),
+            info_rate=0.2,
+            fail_rate=0.1,
+            cas_rate=0.3,
+        )
+        for h in (made, mutate(made, rng), mutate(mutate(made, rng), rng)):
+            bounded = check_linearizable(h).verdict
+            monkeypatch.setattr(linearizability, "_BOUND_INFO", False)
+            unbounded = check_linearizable(h).verdict
+            monkeypatch.setattr(linearizability, "_BOUND_INFO", True)
+            assert bounded == unbounded, f"seed {seed}\n{h.to_jsonl()}"
+            seen.add(bounded)
+    assert seen == {"valid", "invalid"}

@@ -76,7 +76,11 @@ def _page(h: History, **extra) -> tuple[str, dict]:
 
 def test_report_is_self_contained_and_lists_the_window():
     h = _stale(400, 7)
-    page, result = _page(h, seed=7, invariants={"one leader per term": {"ok": True}})
+    invariants = {
+        "election_safety": {"ok": True, "checked": 12, "violations": [], "note": ""},
+        "monotonic_indexes": {"ok": False, "checked": 40, "violations": ["dc1-s2 commit 9 -> 7"]},
+    }
+    page, result = _page(h, seed=7, invariants=invariants)
     lin = result["linearizability"]
     assert lin["verdict"] == "invalid"
     assert "<link" not in page and "src=" not in page
@@ -92,7 +96,12 @@ def test_report_is_self_contained_and_lists_the_window():
     listed = re.findall(r"<li><code>(.*?)</code>", page)
     assert len(listed) == len(lin["window"]) >= 2
     assert listed[-1].startswith(f"#{lin['window'][-1]['index']} ")
-    assert "one leader per term" in page and "seed 7" in page
+    assert "seed 7" in page
+    assert "holds (12 checked)" in page and "VIOLATED (40 checked)" in page
+    assert "<li>dc1-s2 commit 9 -&gt; 7</li>" in page
+    assert 'id="overall"' not in page  # no "verdict" in this result: nothing to add
+    page = render_check_report(h, {**result, "verdict": "invalid"}, title="t")
+    assert "run: <b>invalid</b> (invariants broken: monotonic_indexes)" in page
 
 
 def test_a_client_that_continues_as_a_new_process_keeps_its_lane():
@@ -108,6 +117,19 @@ def test_a_client_that_continues_as_a_new_process_keeps_its_lane():
     data = page[page.index('id="data">') + 10 : page.index("</script>")]
     assert json.loads(data)["lanes"] == [[0, 2], [1], [3]]
     assert "4 client processes in 3 lanes" in page
+
+
+def test_the_window_shows_which_server_answered():
+    h = History()
+    h.invoke(0, "write", "k", 1, 0.0, server="dc1-s1")
+    h.complete(0, "ok", 1, 1.0)
+    h.invoke(0, "write", "k", 2, 2.0, server="dc1-s1")
+    h.complete(0, "ok", 2, 3.0)
+    h.invoke(1, "read", "k", None, 4.0, server="dc1-s3", consistency="stale")
+    h.complete(1, "ok", 1, 5.0, index=7)
+    page, result = _page(h)
+    assert result["linearizability"]["verdict"] == "invalid"
+    assert "server=dc1-s3 consistency=stale index=7</span></li>" in page
 
 
 def test_values_cannot_break_out_of_the_page():

@@ -161,8 +161,9 @@ async def test_more_concurrent_requests_than_parked_workers(env: Env, clock: Any
             for i in range(n):
                 callers.start_soon(call, got, round_, i)
         assert got == {i: [round_, i] for i in range(n)}
-        # All ran at once: not 40 x 0.2 s, nor batches of 16.
-        assert trio.current_time() - start < 0.4
+        # All ran at once: not 40 x 0.2 s, nor batches of 16 (3 x 0.2 s); the margin is for a
+        # loaded machine, live.
+        assert trio.current_time() - start < 0.55
         # Interleave plain sequential calls (served by a parked worker each time).
         for i in range(20):
             assert await env.net.call(src, a, "echo", i, 5.0) == i
