@@ -13,7 +13,10 @@ Each (src address, dst address) link is FIFO: a message never overtakes an earli
 
 Faults are checked when a message is sent (cut, random loss) and again when it arrives (a cut made
 while it was in flight drops it). Every message is msgpack-encoded at send and decoded at arrival
-exactly like the real wire, so unserialisable values fail here too (TypeError at the sender).
+exactly like the real wire, so unserialisable values fail here too (TypeError at the sender), and
+the socket network's frame limit holds too (``max_frame``, default ``framing.MAX_FRAME``): an
+oversized notify or request raises :class:`~consim.net.framing.FrameTooLarge` at the sender, an
+oversized reply becomes the caller's internal error, as on the real wire.
 
 Dead addresses: a request that arrives where nothing serves gets a reset back over the reverse
 link, so the caller raises ``Unreachable`` one round trip later; one whose server dies before
@@ -47,7 +50,7 @@ import trio
 
 from consim.address import valid_address
 from consim.net.faults import FaultModel, host_of
-from consim.net.framing import pack, unpack
+from consim.net.framing import MAX_FRAME, FrameTooLarge, pack, unpack
 from consim.net.network import (
     INTERNAL_ERROR,
     MAX_DATAGRAM,
@@ -237,6 +240,7 @@ class SimNetwork(Network):
         latency: tuple[float, float] = (0.0005, 0.002),
         *,
         faults: FaultModel | None = None,
+        max_frame: int = MAX_FRAME,
     ) -> None:
         lo, hi = latency
         if not 0 <= lo <= hi:
@@ -246,6 +250,7 @@ class SimNetwork(Network):
             faults if faults is not None else FaultModel(random.Random(rng.getrandbits(64)))
         )
         self.rng = rng
+        self.max_frame = max_frame
         self.latency = (float(lo), float(hi))
         self._jitter = (self.latency[1] - self.latency[0]) / 4
         self._base_latency: dict[tuple[str, str], float] = {}  # per host pair
@@ -422,6 +427,8 @@ class SimNetwork(Network):
         stats["replies_out"] += 1
         try:
             data = pack([kind, rid, "", body])
+            if len(data) > self.max_frame:
+                raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
         except Exception:
             # Unserialisable reply: an internal error at the server, as on the real wire (the
             # reply is encoded once, here, instead of test-encoded by run_handler and again).
@@ -488,6 +495,8 @@ class SimNetwork(Network):
         rid = self._next_rid.get(link, 0) + 1
         self._next_rid[link] = rid
         data = pack([KIND_REQUEST, rid, method, args])  # TypeError here, like the real wire
+        if len(data) > self.max_frame:
+            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
         slot = _Pending()
         key = (src, dst, rid)
         self._pending[key] = slot
@@ -522,6 +531,8 @@ class SimNetwork(Network):
             self.stats[src]["invalid_address"] += 1
             return
         data = pack([KIND_NOTIFY, 0, method, args])
+        if len(data) > self.max_frame:
+            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
         self.stats[src]["notifies_out"] += 1
         self._send(src, dst, data, _TO_LISTENER)
 

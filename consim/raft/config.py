@@ -19,6 +19,13 @@ class RaftConfig:
     leader_lease_timeout: float = 0.5 * DEFAULT_MULTIPLIER
     commit_timeout: float = 0.05
     max_append_entries: int = 64
+    # Byte budget of one AppendEntries batch (entry data plus a per-entry allowance), well under
+    # the network's 8 MiB frame limit (consim.net.framing.MAX_FRAME). An entry larger than the
+    # budget still travels, alone in its batch. etcd/raft calls this MaxSizePerMsg.
+    max_append_bytes: int = 1024 * 1024
+    # InstallSnapshot sends the snapshot in chunks of at most this many bytes, one chunk in
+    # flight per follower (hashicorp/raft streams it; etcd and others chunk).
+    snapshot_chunk_size: int = 1024 * 1024
     snapshot_threshold: int = 8192
     trailing_logs: int = 10240
     # How many AppendEntries batches the leader keeps in flight per follower (pipelining).

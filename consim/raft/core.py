@@ -11,7 +11,9 @@ Driver contract for one ``Ready`` (the order matters for safety):
    (append) -> ``snapshot`` (installed from the leader; also restore the FSM from it) ->
    ``local_snapshot`` (save_snapshot) -> ``compact_through`` (compact_prefix);
 2. only then send ``messages`` (a vote or an AppendEntries success must never leave before the
-   term/vote/entries it promises are durable);
+   term/vote/entries it promises are durable); a message the driver cannot send (not
+   encodable, over the frame limit) goes to :meth:`RaftCore.send_failed`, which counts it and
+   has the leader send it again;
 3. then apply ``committed`` to the FSM in order (all entry types are handed out; the FSM ignores
    NOOP/BARRIER/CONFIGURATION as it likes), and resolve ``verifications``; record ``events``.
 
@@ -33,6 +35,10 @@ Event kinds (``RaftEvent.kind``), stable; messages follow hashicorp/raft's log l
 - ``transfer``: leadership transfer started / finished / timed out ``{target, outcome}``
 - ``snapshot``: "snapshot complete up to" ``{index, term, compacted_through}``
 - ``install_snapshot``: "Installed remote snapshot" ``{index, term, leader}``
+- ``snapshot_transfer`` (leader): "starting snapshot transfer" / "snapshot transfer complete"
+  ``{peer, index, size}``; the snapshot travels in ``RaftConfig.snapshot_chunk_size`` chunks
+- ``follower_log_lost`` (leader, WARN): a follower answered with a shorter log than it had
+  acknowledged (restarted with a wiped data dir); its match index is lowered and it is caught up
 - ``ignored_message``: a message that was dropped ``{reason, type, from}`` (also counted in
   ``counters``); level DEBUG so it does not drown the log
 
@@ -57,6 +63,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import msgpack
@@ -92,6 +99,7 @@ from consim.raft.types import (
 from consim.testing import faults as _testing_faults
 
 __all__ = [
+    "FollowerReplication",
     "NotLeader",
     "Outbound",
     "RaftCore",
@@ -109,6 +117,10 @@ __all__ = [
 # The configuration of a server that has none yet (internal use; never handed out).
 _NO_CONFIGURATION = Configuration()
 _CONFIGURATION = EntryType.CONFIGURATION
+_ENTRY_DATA = attrgetter("data")
+# What an entry costs on the wire beyond its data ([index, term, type, data] in msgpack is at
+# most ~25 bytes): counted against RaftConfig.max_append_bytes.
+ENTRY_OVERHEAD = 32
 
 
 class RaftError(Exception):
@@ -248,27 +260,105 @@ def format_duration(seconds: float) -> str:
     return f"{sign}{out}{frac(ns, 1_000_000_000)}s"
 
 
+@dataclass(frozen=True)
+class FollowerReplication:
+    """The leader's view of replication to one follower (:meth:`RaftCore.follower_replication`).
+
+    Times are the core's ``now`` values. ``last_success`` is when the follower last confirmed
+    entries (or a snapshot) in this leadership term, ``None`` if it never has. A snapshot transfer
+    in progress shows as ``snapshot_index > 0`` with ``snapshot_offset`` of ``snapshot_size``
+    bytes acknowledged and ``snapshot_progress_at`` the last time a chunk was acknowledged.
+    ``send_failures`` counts messages to it the driver reported unsent (:meth:`send_failed`).
+    ``since`` is when this leader started replicating to it.
+    """
+
+    next_index: int
+    match_index: int
+    last_contact: float
+    last_success: float | None
+    snapshot_index: int
+    snapshot_offset: int
+    snapshot_size: int
+    snapshot_started_at: float | None
+    snapshot_progress_at: float | None
+    send_failures: int
+    since: float
+
+
 class _Progress:
     """What the leader knows about one follower (hashicorp ``followerReplication``)."""
 
     __slots__ = (
         "next_index",
         "match_index",
+        "match_sent_seq",
         "last_contact",
+        "since",
+        "last_success",
         "last_sent",
         "snapshot_sent_at",
         "inflight",
+        "resend_from",
+        "send_failures",
+        "snap",
+        "snap_offset",
+        "snap_started_at",
+        "snap_progress_at",
+        "snap_probe_seq",
     )
 
     def __init__(self, next_index: int, now: float) -> None:
         self.next_index = next_index
         self.match_index = 0
+        # The last seq sent when match_index was last raised. An answer to a later message was
+        # written after that ack, so if it shows a log shorter than match_index the follower
+        # lost entries it had acknowledged (its data dir was wiped); an answer to an earlier
+        # one may just be stale (overtaken by the ack on a reordering link).
+        self.match_sent_seq = 0
         self.last_contact = now
+        self.since = now
+        self.last_success: float | None = None
         self.last_sent = -1e18
+        # When the chunk in flight was sent (None: no chunk awaits an answer).
         self.snapshot_sent_at: float | None = None
         # seq of each AppendEntries sent and not yet answered, oldest first. Links are FIFO, so
         # an answer to seq s settles every earlier one too (answered, or lost on the way).
         self.inflight: deque[int] = deque()
+        # Set when the driver could not send an AppendEntries: the next heartbeat rewinds
+        # next_index to here and resends (0: nothing to resend).
+        self.resend_from = 0
+        self.send_failures = 0
+        # The snapshot being sent in chunks (once a chunk of it is acknowledged it is kept to the
+        # end even if a newer one is taken), the bytes of it the follower acknowledged, when the
+        # transfer started and last progressed.
+        self.snap: Snapshot | None = None
+        self.snap_offset = 0
+        self.snap_started_at: float | None = None
+        self.snap_progress_at: float | None = None
+        # seq of the first heartbeat sent after the chunk in flight (0: none yet).
+        self.snap_probe_seq = 0
+
+
+class _SnapshotAssembly:
+    """A follower's snapshot arriving in chunks from the leader of ``term``."""
+
+    __slots__ = ("term", "leader_id", "meta", "size", "buf")
+
+    def __init__(self, term: int, leader_id: str, meta: SnapshotMeta, size: int) -> None:
+        self.term = term
+        self.leader_id = leader_id
+        self.meta = meta
+        self.size = size
+        self.buf = bytearray()
+
+    def matches(self, term: int, leader_id: str, meta: SnapshotMeta, size: int) -> bool:
+        return (
+            self.term == term
+            and self.leader_id == leader_id
+            and self.size == size
+            and self.meta.index == meta.index
+            and self.meta.term == meta.term
+        )
 
 
 class RaftCore:
@@ -314,6 +404,10 @@ class RaftCore:
         # The log holds entries (offset, offset+len]; offset_term is the term at offset, or None
         # when that entry was compacted without a snapshot at exactly that index.
         self._log: list[LogEntry] = entries
+        # Leader: an upper bound of any entry's wire cost in its log (set on election, raised on
+        # each append): while n x this fits the byte budget, a batch of n entries does too, so
+        # it is not measured.
+        self._entry_cost = ENTRY_OVERHEAD
         self._offset = entries[0].index - 1 if entries else snap_index
         if snap and self._offset == snap.meta.index:
             self._offset_term: int | None = snap.meta.term
@@ -345,6 +439,8 @@ class RaftCore:
         self._pre_vote = False
         self._votes: dict[str, bool] = {}
         self._transfer_election = False
+        # Follower state: a snapshot arriving in chunks.
+        self._assembly: _SnapshotAssembly | None = None
         # Leader state.
         self._progress: dict[str, _Progress] = {}
         self._seq = 0
@@ -433,6 +529,36 @@ class RaftCore:
     def follower_last_contact(self) -> dict[str, float]:
         """Leader only: when each follower last answered (autopilot's LastContact per server)."""
         return {pid: p.last_contact for pid, p in self._progress.items()}
+
+    def follower_replication(self) -> dict[str, FollowerReplication]:
+        """Leader only (empty otherwise): replication state per follower, for health checks.
+
+        A follower that answers (recent ``last_contact``) but is not catching up shows a
+        ``match_index`` far behind :attr:`last_index` with an old or missing ``last_success``,
+        or a snapshot transfer whose ``snapshot_progress_at`` stopped moving."""
+        out = {}
+        for pid, p in self._progress.items():
+            snap = p.snap
+            out[pid] = FollowerReplication(
+                next_index=p.next_index,
+                match_index=p.match_index,
+                last_contact=p.last_contact,
+                last_success=p.last_success,
+                snapshot_index=snap.meta.index if snap is not None else 0,
+                snapshot_offset=p.snap_offset if snap is not None else 0,
+                snapshot_size=len(snap.data) if snap is not None else 0,
+                snapshot_started_at=p.snap_started_at if snap is not None else None,
+                snapshot_progress_at=p.snap_progress_at if snap is not None else None,
+                send_failures=p.send_failures,
+                since=p.since,
+            )
+        return out
+
+    @property
+    def snapshot_receiving(self) -> tuple[int, int, int] | None:
+        """Follower: (snapshot index, bytes received, size) of a snapshot arriving in chunks."""
+        a = self._assembly
+        return None if a is None else (a.meta.index, len(a.buf), a.size)
 
     def entry(self, index: int) -> LogEntry | None:
         """The log entry at ``index`` if still held (not compacted)."""
@@ -582,6 +708,27 @@ class RaftCore:
             self._ignore("malformed", obj, src_id, str(exc))
             return
         self.step(src_id, msg, now)
+
+    def send_failed(self, to_id: str, message: Message, now: float) -> None:
+        """The driver could not send ``message`` (it did not encode, exceeded the frame limit, or
+        the link refused it). Counted per follower (:meth:`follower_replication`); the leader
+        resends it: an AppendEntries from the next heartbeat on, a snapshot chunk when its
+        answer would have timed out. Other messages are left to Raft's own retries."""
+        self._now = now
+        p = self._progress.get(to_id)
+        if self._role is not Role.LEADER or p is None or message.term != self._term:
+            return
+        p.send_failures += 1
+        if isinstance(message, AppendEntries):
+            if message.seq in p.inflight:
+                p.inflight.remove(message.seq)
+            first = message.prev_log_index + 1
+            if p.resend_from == 0 or first < p.resend_from:
+                p.resend_from = first
+        elif isinstance(message, InstallSnapshot):
+            snap = p.snap
+            if snap is not None and snap.meta.index == message.meta.index:
+                p.snap_offset = min(p.snap_offset, message.offset)
 
     def propose(self, data: bytes, now: float) -> int:
         self._now = now
@@ -919,6 +1066,8 @@ class RaftCore:
         self._last_contact = None
         self._set_leader(self.id, self.address)
         self._event("role_change", {"leader": self._node_str()}, "INFO", "entering leader state")
+        self._assembly = None
+        self._entry_cost = ENTRY_OVERHEAD + max(map(len, map(_ENTRY_DATA, self._log)), default=0)
         self._progress = {}
         for s in self.latest_configuration.servers:
             if s.id != self.id:
@@ -937,6 +1086,9 @@ class RaftCore:
             raise RaftError("leadership transfer in progress")
 
     def _leader_append(self, etype: EntryType, data: bytes) -> int:
+        cost = len(data) + ENTRY_OVERHEAD
+        if cost > self._entry_cost:
+            self._entry_cost = cost
         index = self.last_index + 1
         self._append([LogEntry(index, self._term, etype, data)])
         # A single-voter cluster commits on its own.
@@ -982,9 +1134,9 @@ class RaftCore:
         if err:
             raise RaftError(err)
         index = self.last_index + 1
-        self._append(
-            [LogEntry(index, self._term, EntryType.CONFIGURATION, encode_configuration(new_conf))]
-        )
+        data = encode_configuration(new_conf)
+        self._entry_cost = max(self._entry_cost, len(data) + ENTRY_OVERHEAD)
+        self._append([LogEntry(index, self._term, EntryType.CONFIGURATION, data)])
         self._configs.append((index, new_conf))
         self._event(
             "config_change",
@@ -1027,6 +1179,10 @@ class RaftCore:
             if now >= p.last_sent + hb:
                 # Even if nothing can be sent (snapshot rate limit), wait a full interval.
                 p.last_sent = now
+                if p.resend_from:
+                    # What the driver could not send goes again (once per heartbeat).
+                    p.next_index = max(p.match_index + 1, min(p.next_index, p.resend_from))
+                    p.resend_from = 0
                 self._send_append(pid, now, heartbeat=True)
 
     def _check_lease(self, now: float) -> bool:
@@ -1081,7 +1237,7 @@ class RaftCore:
             prev = p.next_index - 1
             prev_term = self.term_at(prev)
             if prev < offset or prev_term is None:
-                self._send_snapshot(pid, p, now)
+                self._send_snapshot(pid, p, now, heartbeat)
                 return
             if not heartbeat and len(inflight) >= max_inflight:
                 return
@@ -1089,6 +1245,8 @@ class RaftCore:
             batch = tuple(log[start : start + cap])
             if not batch and not heartbeat:
                 return
+            if len(batch) * self._entry_cost > self.cfg.max_append_bytes:
+                batch = _within_budget(batch, self.cfg.max_append_bytes)
             self._seq = seq = self._seq + 1
             self._send(
                 pid,
@@ -1115,21 +1273,90 @@ class RaftCore:
             if p.next_index > offset + len(log):
                 return
 
-    def _send_snapshot(self, pid: str, p: _Progress, now: float | None) -> None:
-        snap = self._snapshot
-        if snap is None:
-            return
-        # One InstallSnapshot per heartbeat timeout is plenty; answers reset next_index.
-        if (
-            p.snapshot_sent_at is not None
-            and now is not None
-            and now - p.snapshot_sent_at < self.cfg.heartbeat_timeout
-        ):
-            return
-        if now is not None:
-            p.snapshot_sent_at = now
-            p.last_sent = now
-        self._send(pid, InstallSnapshot(self._term, self.id, self.address, snap.meta, snap.data))
+    def _send_snapshot(self, pid: str, p: _Progress, now: float | None, heartbeat: bool) -> None:
+        t = self._now if now is None else now
+        if p.snap is None:
+            snap = self._snapshot
+            if snap is None:
+                return
+            p.snap = snap
+            p.snap_offset = 0
+            p.snap_started_at = p.snap_progress_at = t
+            p.snapshot_sent_at = None
+            self._event(
+                "snapshot_transfer",
+                {"peer": pid, "index": snap.meta.index, "size": len(snap.data)},
+                "INFO",
+                "starting snapshot transfer",
+            )
+        elif p.snapshot_sent_at is not None:
+            waited = t - p.snapshot_sent_at
+            if waited < self.cfg.heartbeat_timeout:
+                # One chunk in flight; its answer sends the next. Unanswered for a heartbeat
+                # timeout (lost), it goes again from the last ack. Meanwhile heartbeats go as
+                # probes: they keep the follower from campaigning, and the answer to one sent
+                # after the chunk, arriving first on the FIFO link, shows the chunk was lost
+                # (the follower was down or restarted) without waiting for the timeout.
+                if heartbeat and waited >= self.cfg.heartbeat_interval:
+                    self._send_probe(pid, p, t)
+                return
+        if p.snap_offset == 0 and self._snapshot is not None and p.snap is not self._snapshot:
+            # Nothing of it acknowledged yet: send the newest snapshot instead.
+            p.snap = snap = self._snapshot
+            p.snap_started_at = p.snap_progress_at = t
+            self._event(
+                "snapshot_transfer",
+                {"peer": pid, "index": snap.meta.index, "size": len(snap.data)},
+                "INFO",
+                "starting snapshot transfer",
+            )
+        self._send_chunk(pid, p, t)
+
+    def _send_probe(self, pid: str, p: _Progress, now: float) -> None:
+        snap = p.snap
+        assert snap is not None
+        seq = self._send_heartbeat_at(pid, p, now, snap.meta.index, snap.meta.term)
+        if not p.snap_probe_seq:
+            p.snap_probe_seq = seq
+
+    def _send_heartbeat_at(
+        self, pid: str, p: _Progress, now: float, prev: int, prev_term: int
+    ) -> int:
+        """An AppendEntries without entries at ``prev``; returns its seq. Not counted in flight:
+        it carries no entries, so it must not hold back the pipeline."""
+        self._seq = seq = self._seq + 1
+        p.last_sent = now
+        self._send(
+            pid,
+            AppendEntries(
+                self._term, self.id, self.address, prev, prev_term, (), self._commit, seq
+            ),
+        )
+        return seq
+
+    def _send_chunk(self, pid: str, p: _Progress, now: float) -> None:
+        snap = p.snap
+        assert snap is not None
+        data = snap.data
+        size = len(data)
+        offset = p.snap_offset
+        end = min(size, offset + max(1, self.cfg.snapshot_chunk_size))
+        p.snapshot_sent_at = now
+        p.snap_probe_seq = 0
+        p.last_sent = now
+        self._send(
+            pid,
+            InstallSnapshot(
+                self._term,
+                self.id,
+                self.address,
+                snap.meta,
+                data[offset:end],
+                offset,
+                size,
+                end == size,
+            ),
+        )
 
     def _maybe_commit(self, now: float | None) -> None:
         if self._role is not Role.LEADER:
@@ -1372,13 +1599,33 @@ class RaftCore:
                 if m.seq >= seq_start and src not in acks:
                     acks.append(src)
                     self._check_verify(req)
+        if p.snap_probe_seq and m.seq >= p.snap_probe_seq and p.snapshot_sent_at is not None:
+            # Answered a heartbeat sent after the chunk, and not the chunk: it was lost.
+            p.snap_probe_seq = 0
+            p.snapshot_sent_at = None
         if m.success:
+            p.last_success = now
             if m.last_log_index > p.match_index:
                 p.match_index = min(m.last_log_index, self._offset + len(self._log))
+                p.match_sent_seq = self._seq
                 self._maybe_commit(now)
             if p.match_index + 1 > p.next_index:
                 p.next_index = p.match_index + 1
+            if p.snap is not None and p.next_index > self._offset:
+                p.snap = None  # the log reaches it again: no snapshot needed
+                p.snapshot_sent_at = None
         else:
+            if m.last_log_index < p.match_index and m.seq > p.match_sent_seq:
+                # The follower no longer holds entries it acknowledged (restarted with a wiped
+                # data dir): its match index is no longer true, and back-off must be allowed
+                # below it, or next_index stays where the old log ended and it never catches up.
+                p.match_index = m.last_log_index
+                self._event(
+                    "follower_log_lost",
+                    {"peer": src, "last_index": m.last_log_index},
+                    "WARN",
+                    "follower lost acknowledged log entries, replicating again",
+                )
             hint = m.conflict_index if m.conflict_index > 0 else m.last_log_index + 1
             hint = min(hint, m.last_log_index + 1)
             new_next = max(p.match_index + 1, min(p.next_index, hint))
@@ -1467,15 +1714,34 @@ class RaftCore:
             self._ignore("malformed", m, src, "leader_id differs from sender")
             return
         if not self._accept_leader(
-            src, m, now, lambda: InstallSnapshotResponse(self._term, False, 0)
+            src, m, now, lambda: InstallSnapshotResponse(self._term, False, 0, 0, True)
         ):
             return
         meta = m.meta
         if meta.index <= self._commit:
             # Nothing new for us; report where we are.
-            self._send(src, InstallSnapshotResponse(self._term, True, self._commit))
+            self._assembly = None
+            self._send(src, InstallSnapshotResponse(self._term, True, self._commit, 0, True))
             return
-        snap = Snapshot(meta, m.data)
+        a = self._assembly
+        if m.offset == 0:
+            if a is None or not a.matches(self._term, src, meta, m.size):
+                a = self._assembly = _SnapshotAssembly(self._term, src, meta, m.size)
+        elif a is None or not a.matches(self._term, src, meta, m.size) or m.offset > len(a.buf):
+            # Not the transfer we are assembling (we restarted, or a chunk was lost): say where
+            # to go on from; 0 means start over.
+            have = len(a.buf) if a is not None and a.matches(self._term, src, meta, m.size) else 0
+            self._send(src, InstallSnapshotResponse(self._term, False, meta.index, have, False))
+            return
+        buf = a.buf
+        # A chunk sent again (its answer was lost) replaces what we hold from its offset on.
+        del buf[m.offset :]
+        buf += m.data
+        if not m.done:
+            self._send(src, InstallSnapshotResponse(self._term, True, meta.index, len(buf), False))
+            return
+        self._assembly = None
+        snap = Snapshot(meta, bytes(buf))
         r = self._ready
         r.local_snapshot = None
         if self.term_at(meta.index) == meta.term and meta.index <= self.last_index:
@@ -1504,7 +1770,7 @@ class RaftCore:
             "INFO",
             "Installed remote snapshot",
         )
-        self._send(src, InstallSnapshotResponse(self._term, True, meta.index))
+        self._send(src, InstallSnapshotResponse(self._term, True, meta.index, len(snap.data), True))
 
     def _on_install_snapshot_response(
         self, src: str, m: InstallSnapshotResponse, now: float
@@ -1512,12 +1778,51 @@ class RaftCore:
         p = self._answering_follower(src, m, now)
         if p is None:
             return
+        snap = p.snap
+        if m.done:
+            # Installed (or not needed): replicate from after it.
+            p.snapshot_sent_at = None
+            p.snap = None
+            if m.success:
+                p.last_success = now
+                p.match_index = max(p.match_index, min(m.last_index, self.last_index))
+                p.next_index = max(p.match_index + 1, m.last_index + 1)
+                self._maybe_commit(now)
+                if snap is not None:
+                    self._event(
+                        "snapshot_transfer",
+                        {"peer": src, "index": snap.meta.index, "size": len(snap.data)},
+                        "INFO",
+                        "snapshot transfer complete",
+                    )
+            self._send_append(src, now, heartbeat=True)
+            return
+        if snap is None or m.last_index != snap.meta.index or m.offset > len(snap.data):
+            if snap is None:
+                self._ignore("stale_term", m, src, "no snapshot transfer to this follower")
+                return
+            m_offset = 0  # the follower assembles something else: start ours over
+        else:
+            m_offset = m.offset
+        if m.success and p.snapshot_sent_at is not None and m_offset <= p.snap_offset:
+            return  # a duplicate or stale ack: the chunk in flight is not answered yet
         p.snapshot_sent_at = None
         if m.success:
-            p.match_index = max(p.match_index, min(m.last_index, self.last_index))
-            p.next_index = max(p.match_index + 1, m.last_index + 1)
-            self._maybe_commit(now)
-            self._send_append(src, now, heartbeat=True)
+            p.snap_offset = m_offset
+            p.snap_progress_at = now
+        else:
+            p.snap_offset = m_offset
+            if m_offset == 0 and self._snapshot is not None and self._snapshot is not snap:
+                # Starting over anyway: send the newest snapshot instead.
+                p.snap = snap = self._snapshot
+                p.snap_started_at = p.snap_progress_at = now
+                self._event(
+                    "snapshot_transfer",
+                    {"peer": src, "index": snap.meta.index, "size": len(snap.data)},
+                    "INFO",
+                    "starting snapshot transfer",
+                )
+        self._send_chunk(src, p, now)
 
     def _on_timeout_now(self, src: str, m: TimeoutNow, now: float) -> None:
         if m.term < self._term:
@@ -1536,6 +1841,19 @@ class RaftCore:
 
 
 STRANGER_WARN_INTERVAL = 10.0  # seconds between two warnings about the same sender
+
+
+def _within_budget(batch: tuple[LogEntry, ...], budget: int) -> tuple[LogEntry, ...]:
+    """The longest prefix of ``batch`` within ``budget`` bytes; never empty (an entry larger
+    than the budget travels alone)."""
+    if sum(map(len, map(_ENTRY_DATA, batch))) + ENTRY_OVERHEAD * len(batch) <= budget:
+        return batch
+    total = 0
+    for n, e in enumerate(batch):
+        total += len(e.data) + ENTRY_OVERHEAD
+        if total > budget:
+            return batch[: max(n, 1)]
+    return batch
 
 
 def conf_has(conf: Configuration, server_id: str) -> bool:

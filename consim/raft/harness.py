@@ -121,6 +121,7 @@ class Harness:
         check: bool = True,
         protocol_version: int = 3,
         trace: bool = True,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -133,6 +134,10 @@ class Harness:
         self.check = check
         self.protocol_version = protocol_version
         self.record_trace = trace
+        # Like the network's frame limit: a message whose msgpack encoding is larger is not
+        # delivered, and counted in ``oversized`` (the driver reports it with send_failed).
+        self.max_message_bytes = max_message_bytes
+        self.oversized = 0
         self.now = 0.0
         self._queue: list[tuple[float, int, str, str, Any]] = []
         self._seq = 0
@@ -212,8 +217,15 @@ class Harness:
         if r.snapshot is not None:
             node.fsm = fsm_restore(r.snapshot.data)
             node.fsm_index = r.snapshot.meta.index
-        for out in r.messages:
-            self._send(node.id, out.to_id, out.message)
+        if self.max_message_bytes is None:
+            for out in r.messages:
+                self._send(node.id, out.to_id, out.message)
+        else:
+            for out in r.messages:
+                if self._fits(out.message):
+                    self._send(node.id, out.to_id, out.message)
+                else:
+                    core.send_failed(out.to_id, out.message, self.now)
         for e in r.committed:
             if e.index != node.fsm_index + 1:
                 self.fail(f"{node.id} applied {e.index} after {node.fsm_index}")
@@ -233,10 +245,22 @@ class Harness:
             sr = core.ready()
             node.storage.persist(sr)
             for out in sr.messages:
-                self._send(node.id, out.to_id, out.message)
+                if self._fits(out.message):
+                    self._send(node.id, out.to_id, out.message)
+                else:
+                    core.send_failed(out.to_id, out.message, self.now)
             for ev in sr.events:
                 self._log(f"{node.id[:8]} {ev.kind} {ev.message} {ev.fields}")
         self._schedule_tick(node)
+
+    def _fits(self, msg: Message) -> bool:
+        limit = self.max_message_bytes
+        if limit is None:
+            return True
+        if len(msgpack.packb(message_to_wire(msg), use_bin_type=True)) <= limit:
+            return True
+        self.oversized += 1
+        return False
 
     def _send(self, src: str, dst: str, msg: Message) -> None:
         if dst not in self.nodes or not self._connected(src, dst):
@@ -317,11 +341,17 @@ class Harness:
         self._was_leader.pop(nid, None)
         self._log(f"{nid[:8]} crash")
 
-    def restart(self, nid: str) -> None:
+    def restart(self, nid: str, wipe: bool = False) -> None:
+        """Start a crashed node again; ``wipe`` first empties its storage (a deleted data dir),
+        and it bootstraps with the original configuration as a fresh server does."""
         node = self.nodes[nid]
         if node.core is not None:
             return
+        if wipe:
+            node.storage = MemoryStorage()
         node.core = self._new_core(node)
+        if wipe:
+            node.core.bootstrap(self.configuration)
         snap = node.storage.snapshot
         node.fsm = fsm_restore(snap.data) if snap else []
         node.fsm_index = snap.meta.index if snap else 0
@@ -472,11 +502,13 @@ def random_run(
     liveness_bound: float = 30.0,
     n: int | None = None,
     trace: bool = True,
+    **config: Any,
 ) -> Harness:
-    """One randomized fault schedule: faults for ``duration`` seconds, then heal and check liveness."""
+    """One randomized fault schedule: faults for ``duration`` seconds, then heal and check liveness.
+    ``config`` overrides RaftConfig fields (e.g. a tiny ``snapshot_chunk_size``)."""
     picker = random.Random(seed * 7919 + 1)
     size = n if n is not None else picker.choice([3, 3, 5])
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=24, trailing_logs=8)
+    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=24, trailing_logs=8, **config)
     h = Harness(
         size,
         seed,

@@ -86,11 +86,18 @@ class AppendEntriesResponse:
 @fast_frozen_init
 @dataclass(frozen=True)
 class InstallSnapshot:
+    """One chunk of a snapshot: ``data`` holds bytes [offset, offset + len(data)) of a snapshot of
+    ``size`` bytes; ``done`` marks the last chunk (offset + len(data) == size). The follower
+    assembles chunks in order and installs on ``done``."""
+
     term: int
     leader_id: str
     leader_address: str
     meta: SnapshotMeta
     data: bytes
+    offset: int
+    size: int
+    done: bool
 
 
 @fast_frozen_init
@@ -98,7 +105,14 @@ class InstallSnapshot:
 class InstallSnapshotResponse:
     term: int
     success: bool
-    last_index: int  # snapshot index the follower now has
+    # When done: the snapshot index the follower now has (its commit index if it needed
+    # nothing). Otherwise: the index of the snapshot whose chunks it is assembling.
+    last_index: int
+    # Bytes of that snapshot the follower holds: where the leader's next chunk starts (after a
+    # refused chunk too: 0 means start over).
+    offset: int = 0
+    # The follower is finished with this snapshot (installed it, or needs none).
+    done: bool = True
 
 
 @fast_frozen_init
@@ -306,12 +320,31 @@ def _from_wire(obj: Any) -> Message:
         data = obj["data"]
         if not isinstance(data, bytes):
             raise MalformedMessage("field 'data': expected bytes")
+        offset = _int(obj, "offset")
+        size = _int(obj, "size")
+        done = _bool(obj, "done")
+        end = offset + len(data)
+        if end > size:
+            raise MalformedMessage("InstallSnapshot: chunk ends past the snapshot's size")
+        if done != (end == size):
+            raise MalformedMessage("InstallSnapshot: 'done' must mark exactly the last chunk")
         return InstallSnapshot(
-            _int(obj, "term"), _str(obj, "leader_id"), _str(obj, "leader_address"), _meta(obj), data
+            _int(obj, "term"),
+            _str(obj, "leader_id"),
+            _str(obj, "leader_address"),
+            _meta(obj),
+            data,
+            offset,
+            size,
+            done,
         )
     if cls is InstallSnapshotResponse:
         return InstallSnapshotResponse(
-            _int(obj, "term"), _bool(obj, "success"), _int(obj, "last_index")
+            _int(obj, "term"),
+            _bool(obj, "success"),
+            _int(obj, "last_index"),
+            _int(obj, "offset"),
+            _bool(obj, "done"),
         )
     if cls is TimeoutNow:
         return TimeoutNow(_int(obj, "term"), _str(obj, "leader_id"))

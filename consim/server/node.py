@@ -27,8 +27,13 @@ from consim.events import EventLog
 from consim.gossip import GossipConfig
 from consim.net.network import ConnectionLost, Network, RpcError, RpcTimeout, Unreachable
 from consim.raft.config import RaftConfig
-from consim.raft.core import NotLeader, RaftCore, RaftError
-from consim.raft.messages import message_from_wire, message_to_wire
+from consim.raft.core import FollowerReplication, NotLeader, Outbound, RaftCore, RaftError
+from consim.raft.messages import (
+    AppendEntries,
+    InstallSnapshot,
+    message_from_wire,
+    message_to_wire,
+)
 from consim.raft.types import (
     Configuration,
     EntryType,
@@ -127,10 +132,13 @@ class ServerNode:
         self._resumed.set()
         self.core: RaftCore | None = None
         self.fsm = StateMachine()
+        # raft_send_failed: Raft messages the network refused (not encodable, over the frame
+        # limit, ...); each is logged and reported to the core, which sends it again.
         self.counters: dict[str, int] = {
             "rpc_malformed": 0,
             "raft_malformed": 0,
             "raft_unaddressable": 0,  # Raft messages to a server whose address nobody knows
+            "raft_send_failed": 0,
             "internal_errors": 0,  # contained failures (see contained_error / _fail_server)
         }
         # Why this incarnation stopped, when an internal error stopped it (see _fail_server).
@@ -448,12 +456,17 @@ class ServerNode:
                         # a peers.json recovery, say): nowhere to send it. The core warns.
                         self.counters["raft_unaddressable"] += 1
                         continue
-                    notify(
-                        address,
-                        out.to_address,
-                        "Raft.Message",
-                        {"from": server_id, "msg": message_to_wire(out.message)},
-                    )
+                    try:
+                        notify(
+                            address,
+                            out.to_address,
+                            "Raft.Message",
+                            {"from": server_id, "msg": message_to_wire(out.message)},
+                        )
+                    except Exception as exc:
+                        # One message that cannot leave must not take the rest of the batch
+                        # (or this server) with it: log it, count it, let Raft send it again.
+                        self._send_failed(core, out, exc)
             if core.role is not self._last_role:
                 self._observe_role()
             if core.should_snapshot():
@@ -464,6 +477,30 @@ class ServerNode:
         # Only ever moves the timer earlier (hot path: most messages leave the deadline alone or
         # move it later, which the timer checks when it fires).
         self._raft_timer.arm(core.next_deadline())
+
+    def _send_failed(self, core: RaftCore, out: Outbound, exc: Exception) -> None:
+        self.counters["raft_send_failed"] += 1
+        message = out.message
+        if isinstance(message, AppendEntries):
+            text, level = "failed to appendEntries to", "ERROR"
+        elif isinstance(message, InstallSnapshot):
+            text, level = "failed to send snapshot to", "ERROR"
+        else:
+            text, level = f"failed to send {type(message).__name__} to", "WARN"
+        server = core.latest_configuration.get(out.to_id)
+        suffrage = server.suffrage.value if server is not None else "Voter"
+        self._emit_raft(
+            "raft_send_failed",
+            {
+                # hashicorp/raft's peer="{Voter id address}"
+                "peer": f"{{{suffrage} {out.to_id} {out.to_address}}}",
+                "type": type(message).__name__,
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+            text,
+            level=level,
+        )
+        core.send_failed(out.to_id, message, trio.current_time())
 
     def _apply(self, entry: Any) -> None:
         result: Any = None
@@ -645,6 +682,49 @@ class ServerNode:
         if core.last_contact is None:
             return math.inf
         return max(0.0, trio.current_time() - core.last_contact)
+
+    # ---- replication health (for autopilot) -------------------------------------------------
+    def follower_replication(self) -> dict[str, FollowerReplication]:
+        """On the leader, the Raft core's replication state per follower (server id ->
+        :class:`~consim.raft.core.FollowerReplication`: match/next index, last contact, last
+        successful append, snapshot transfer progress, unsent messages); ``{}`` elsewhere.
+        Times are trio times, comparable with ``trio.current_time()``."""
+        core = self.core
+        if core is None or not self.running or core.role is not Role.LEADER:
+            return {}
+        return core.follower_replication()
+
+    def replication_problem(
+        self, server_id: str, *, max_trailing_logs: int, stall_timeout: float
+    ) -> str | None:
+        """On the leader: why follower ``server_id`` is not catching up, or None if it is (or is
+        not a follower of this leader). A follower that answers heartbeats can still be stuck:
+
+        - a snapshot transfer that acknowledged no chunk for ``stall_timeout`` seconds;
+        - more than ``max_trailing_logs`` entries behind with no successful append (or snapshot
+          install) for ``stall_timeout`` seconds (a wiped follower, or one whose messages fail
+          to send).
+
+        Autopilot's server health should count such a server unhealthy even when its last
+        contact is recent."""
+        rep = self.follower_replication().get(server_id)
+        core = self.core
+        if rep is None or core is None:
+            return None
+        now = trio.current_time()
+        if rep.snapshot_index and rep.snapshot_progress_at is not None:
+            if now - rep.snapshot_progress_at > stall_timeout:
+                return (
+                    f"snapshot transfer stalled at {rep.snapshot_offset} of "
+                    f"{rep.snapshot_size} bytes"
+                )
+            return None  # making progress: catching up
+        behind = core.last_index - rep.match_index
+        if behind > max_trailing_logs:
+            since = rep.since if rep.last_success is None else rep.last_success
+            if now - since > stall_timeout:
+                return f"{behind} entries behind and no successful append for {stall_timeout}s"
+        return None
 
     # ---- RPC entry points --------------------------------------------------------------------
     async def _handle_rpc(self, method: str, args: Any, src: str) -> Any:

@@ -31,8 +31,10 @@ SAMPLES = [
         7,
     ),
     AppendEntriesResponse(4, False, 9, 5, 7),
-    InstallSnapshot(4, "a", "a:8300", SnapshotMeta(10, 3, conf("a", "b"), 1), b"data"),
+    InstallSnapshot(4, "a", "a:8300", SnapshotMeta(10, 3, conf("a", "b"), 1), b"data", 0, 4, True),
+    InstallSnapshot(4, "a", "a:8300", SnapshotMeta(10, 3, conf("a", "b"), 1), b"da", 2, 10, False),
     InstallSnapshotResponse(4, True, 10),
+    InstallSnapshotResponse(4, True, 10, 2, False),
     TimeoutNow(4, "a"),
     TimeoutNowResponse(4, True),
 ]
@@ -66,6 +68,12 @@ def _bad_variants():
     yield "snapshot data str", {**snap, "data": "x"}
     yield "snapshot meta bad", {**snap, "meta": {"index": 1}}
     yield "snapshot meta negative", {**snap, "meta": {**snap["meta"], "index": -5}}
+    yield "chunk past size", {**snap, "offset": 3}
+    yield "chunk size short", {**snap, "size": 3}
+    yield "done before the end", {**snap, "size": 9}
+    yield "not done at the end", {**snap, "done": False}
+    yield "negative offset", {**snap, "offset": -1}
+    yield "chunk offset str", {**snap, "offset": "0"}
     yield "snapshot conf bad", {**snap, "meta": {**snap["meta"], "configuration": [{"id": 1}]}}
     yield "none", None
 
