@@ -116,9 +116,10 @@ def atoi(text: str) -> int:
     s = text[1:] if text[:1] in "+-" else text
     if not s or not s.isascii() or not s.isdigit():
         raise _syntax("Atoi", text)
-    if len(s.lstrip("0")) > 19:
+    digits = s.lstrip("0") or "0"
+    if len(digits) > 19:
         raise _range("Atoi", text)
-    value = int(text)
+    value = -int(digits) if text[0] == "-" else int(digits)
     if not -(1 << 63) <= value <= _MAX_INT64:
         raise _range("Atoi", text)
     return value
@@ -128,9 +129,10 @@ def parse_uint(text: str) -> int:
     """Go's ``strconv.ParseUint(text, 10, 64)``."""
     if not text or not text.isascii() or not text.isdigit():
         raise _syntax("ParseUint", text)
-    if len(text.lstrip("0")) > 20:
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 20:
         raise _range("ParseUint", text)
-    value = int(text)
+    value = int(digits)
     if value >= 1 << 64:
         raise _range("ParseUint", text)
     return value
