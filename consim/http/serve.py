@@ -283,9 +283,17 @@ class _Connection:
             "extensions": {},
         }
         body_deadline = trio.current_time() + limits.read_timeout
-        state = {"body_done": False, "timed_out": False, "bad_body": False, "started": False}
+        state = {
+            "body_done": False,
+            "timed_out": False,
+            "bad_body": False,
+            "started": False,
+            "gone": False,
+            "peer_eof": False,
+        }
         delivered = 0  # body bytes handed to the app
         response_done = trio.Event()
+        body_done = trio.Event()
         status = 500
         out_headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
@@ -313,6 +321,7 @@ class _Connection:
                 delivered += len(event.data)
                 return {"type": "http.request", "body": bytes(event.data), "more_body": True}
             state["body_done"] = True
+            body_done.set()
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
@@ -326,15 +335,39 @@ class _Connection:
                 if not message.get("more_body", False):
                     response_done.set()
 
+        async def watch_for_disconnect() -> None:
+            # Go's backgroundRead: once the body is read, a client that goes away cancels the
+            # request (a blocking query would otherwise hold the connection for minutes).
+            # Bytes that arrive instead (a pipelined request) are kept for the next cycle.
+            await body_done.wait()
+            while len(self.h11.trailing_data[0]) < limits.max_header_bytes:
+                try:
+                    data = await self.stream.receive_some(MAX_RECV)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    data = b""
+                if not data:
+                    if response_done.is_set():  # a half-close after the answer: still send it
+                        state["peer_eof"] = True
+                        return
+                    state["gone"] = True
+                    app_scope.cancel()
+                    return
+                self.h11.receive_data(bytes(data))
+
         with trio.CancelScope() as app_scope:
-            try:
-                await self.app(scope, receive, send)
-            except Exception:  # the app answers its own errors; this is a bug, not the client's
-                log.exception("HTTP app failed on %s %s", method, scope["path"])
-                if not state["started"]:
-                    status, out_headers, chunks = 500, [], []
-                    state["started"] = True
-                    response_done.set()
+            async with trio.open_nursery() as watch:
+                watch.start_soon(watch_for_disconnect)
+                try:
+                    await self.app(scope, receive, send)
+                except Exception:  # the app answers its own errors; a bug, not the client's
+                    log.exception("HTTP app failed on %s %s", method, scope["path"])
+                    if not state["started"]:
+                        status, out_headers, chunks = 500, [], []
+                        state["started"] = True
+                        response_done.set()
+                watch.cancel_scope.cancel()
+        if state["gone"]:
+            raise _Closed()
         if state["timed_out"] and not response_done.is_set():
             await self._send(go_error_response(408))
             return False
@@ -344,7 +377,7 @@ class _Connection:
         if not response_done.is_set():
             # The app ended without an answer (Go: the handler returned without writing: 200).
             status, chunks = (500, []) if not state["started"] else (status, chunks)
-        close = not _wants_keep_alive(request)
+        close = not _wants_keep_alive(request) or state["peer_eof"]
         if not state["body_done"] and not (state["timed_out"] or state["bad_body"]):
             close = close or not await self._drain(request, delivered, body_deadline)
         elif state["timed_out"] or state["bad_body"]:

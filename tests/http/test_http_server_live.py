@@ -310,6 +310,42 @@ async def test_connections_per_client_ip_are_limited_like_consul(agent):
     assert other_status == again_status == b"HTTP/1.1 200 OK"
 
 
+async def test_a_client_that_goes_away_cancels_its_blocking_query(agent):
+    cancelled = trio.Event()
+
+    class Blocking(type(agent)):
+        async def rpc(self, method, args):
+            try:
+                await trio.sleep(600)  # a blocking query with ?wait=10m
+            finally:
+                cancelled.set()
+
+    blocking = Blocking()
+    async with live(blocking, HTTPLimits(max_conns_per_client=1)) as port:
+
+        def ask_and_leave() -> None:
+            with connect(port) as s:
+                s.sendall(b"GET /v1/kv/x?index=5&wait=10m HTTP/1.1\r\nHost: a\r\n\r\n")
+                time.sleep(0.3)
+
+        await in_thread(ask_and_leave)
+        with trio.fail_after(5):
+            await cancelled.wait()  # Go cancels the request's context on the client's EOF
+
+        def next_client() -> bytes:
+            deadline = time.monotonic() + 3
+            while True:  # the one slot of this client IP is freed as the connection closes
+                with connect(port) as s:
+                    s.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: a\r\n\r\n")
+                    answer = s.recv(65536)
+                if not answer.startswith(b"HTTP/1.1 429") or time.monotonic() > deadline:
+                    return answer
+                time.sleep(0.05)
+
+        answer = await in_thread(next_client)
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+
+
 # --------------------------------------------------------------------------- in a subprocess
 
 SERVER = textwrap.dedent(
