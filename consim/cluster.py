@@ -1,7 +1,7 @@
 """Datacenters of ServerNodes on one Network: start, stop, kill, restart, partition, heal.
 
 The same ``Cluster`` runs in virtual time (``SimNetwork`` under ``VirtualClock``, HTTP called in
-process) and live (``SocketNetwork``, hypercorn on every server's HTTP address). Every fault is an
+process) and live (``SocketNetwork``, consim.http.serve on every server's HTTP address). Every fault is an
 event in the one event log.
 """
 

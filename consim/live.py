@@ -1,4 +1,4 @@
-"""Live mode: the same Cluster on real sockets, the real clock, and hypercorn on every server.
+"""Live mode: the same Cluster on real sockets, the real clock, and consim's HTTP server on every server.
 
 ``consim up`` runs :func:`serve_cluster`. It also serves a small control API (JSON over HTTP on
 ``127.0.0.1:<http-port + 99>``, so 8599 by default) that ``consim ctl`` talks to, and writes the
