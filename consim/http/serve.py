@@ -211,11 +211,13 @@ class _Connection:
             await self._receive_into_h11(deadline)
 
     async def _send(self, data: bytes) -> None:
-        if not data:
-            return
         try:
-            with trio.fail_after(self.limits.write_timeout):
-                await self.stream.send_all(data)
+            # write_timeout bounds each 64 KiB, not the whole answer: a slow reader of a large
+            # answer is fine, a stalled one is dropped.
+            view = memoryview(data)
+            for start in range(0, len(view), MAX_RECV):
+                with trio.fail_after(self.limits.write_timeout):
+                    await self.stream.send_all(view[start : start + MAX_RECV])
         except trio.TooSlowError:
             raise _Closed() from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

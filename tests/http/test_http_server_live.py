@@ -346,6 +346,39 @@ async def test_a_client_that_goes_away_cancels_its_blocking_query(agent):
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer
 
 
+async def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(agent):
+    size = 32 << 20
+    async with live(agent, HTTPLimits(write_timeout=0.5)) as port:
+        agent.replies["KVS.Get"] = {
+            "Entries": [{"Key": "big", "Value": b"v" * size}],
+            "QueryMeta": META,
+        }
+
+        def stall_then_read() -> int:
+            with connect(port, timeout=10) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.sendall(b"GET /v1/kv/big?raw HTTP/1.1\r\nHost: a\r\n\r\n")
+                time.sleep(2)  # not reading: the server's writes stall past write_timeout
+                got = 0
+                try:
+                    while chunk := s.recv(1 << 20):
+                        got += len(chunk)
+                except ConnectionResetError:
+                    pass
+                return got
+
+        got = await in_thread(stall_then_read)
+        # The connection was dropped mid-answer (a server without a write timeout sends it all).
+        assert got < size
+
+        def next_request() -> bytes:
+            with connect(port) as s:
+                s.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: a\r\n\r\n")
+                return s.recv(65536)
+
+        assert (await in_thread(next_request)).startswith(b"HTTP/1.1 200 OK")
+
+
 # --------------------------------------------------------------------------- in a subprocess
 
 SERVER = textwrap.dedent(
