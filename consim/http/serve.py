@@ -56,6 +56,8 @@ POST_HANDLER_DRAIN = 256 * 1024
 # Go: closeWriteAndWait's rstAvoidanceDelay, how long a closing connection keeps reading.
 LINGER = 0.5
 LINGER_BYTES = 1 << 20
+# How long a request with "Expect: 100-continue" waits for the app to answer without its body.
+EXPECT_CONTINUE_GRACE = 0.05
 
 # hashicorp/go-connlimit's tooManyRequestsResponse, byte for byte.
 _TOO_MANY_CONNS_MSG = (
@@ -294,6 +296,7 @@ class _Connection:
             "peer_eof": False,
         }
         delivered = 0  # body bytes handed to the app
+        response_started = trio.Event()
         response_done = trio.Event()
         body_done = trio.Event()
         status = 500
@@ -305,6 +308,14 @@ class _Connection:
                 await response_done.wait()
                 return {"type": "http.disconnect"}
             if self.h11.they_are_waiting_for_100_continue:
+                # Go sends 100 Continue when the handler first reads the body. Quart asks for
+                # it at once, so let the handler answer first if it will (a 413 for a
+                # Content-Length over the limit): then the client never sends the body.
+                with trio.move_on_after(EXPECT_CONTINUE_GRACE):
+                    await response_started.wait()
+                if response_started.is_set():
+                    await response_done.wait()
+                    return {"type": "http.disconnect"}
                 await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
                 # Tell h11 too, so it stops waiting for us.
                 self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
@@ -332,6 +343,7 @@ class _Connection:
                 status = int(message["status"])
                 out_headers.extend(message.get("headers", []))
                 state["started"] = True
+                response_started.set()
             elif message["type"] == "http.response.body":
                 chunks.append(bytes(message.get("body", b"")))
                 if not message.get("more_body", False):
@@ -380,7 +392,11 @@ class _Connection:
             # The app ended without an answer (Go: the handler returned without writing: 200).
             status, chunks = (500, []) if not state["started"] else (status, chunks)
         close = not _wants_keep_alive(request) or state["peer_eof"]
-        if not state["body_done"] and not (state["timed_out"] or state["bad_body"]):
+        if self.h11.they_are_waiting_for_100_continue:
+            # Go: a client that wanted 100 Continue and never got it may or may not send its
+            # body now; the connection cannot be reused.
+            close = True
+        elif not state["body_done"] and not (state["timed_out"] or state["bad_body"]):
             close = close or not await self._drain(request, delivered, body_deadline)
         elif state["timed_out"] or state["bad_body"]:
             close = True

@@ -226,6 +226,40 @@ async def test_early_answer_to_a_large_body_closes_instead_of_hanging(agent):
     assert connection == "close" and closed
 
 
+async def test_expect_continue_answered_without_the_body_when_it_is_too_large(agent):
+    async with live(agent) as port:
+
+        def too_large() -> bytes:
+            with connect(port) as s:
+                s.sendall(
+                    b"PUT /v1/kv/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n"
+                    b"Expect: 100-continue\r\n\r\n"
+                )
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return data
+
+        def small() -> list[bytes]:
+            with connect(port) as s:
+                s.sendall(
+                    b"PUT /v1/kv/y HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                    b"Expect: 100-continue\r\n\r\n"
+                )
+                interim = s.recv(65536)
+                s.sendall(b"hello")
+                return [interim, read_response(s)[2]]
+
+        refused = await in_thread(too_large)
+        accepted = await in_thread(small)
+    # Go (and Consul's KV handler, which checks Content-Length first): no 100 Continue, the 413,
+    # and the connection closed; the client never has to send its megabyte.
+    assert refused.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n"), refused[:80]
+    assert b"100 Continue" not in refused and b"Connection: close" in refused
+    assert accepted == [b"HTTP/1.1 100 Continue\r\n\r\n", b"true"]
+    assert agent.last_args["DirEnt"]["Value"] == b"hello"
+
+
 def _chunked_put(port: int, size: int) -> tuple[bytes, bytes]:
     with connect(port, timeout=30) as s:
         s.sendall(b"PUT /v1/kv/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
