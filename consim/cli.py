@@ -54,6 +54,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         host_block=args.host_block,
         acl=acl,
         encrypt=args.encrypt,
+        http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
     )
 
 
@@ -267,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="events kept in memory (a ring; every event is still printed); default 10000",
+    )
+    up.add_argument(
+        "--http-max-conns-per-client",
+        type=int,
+        default=200,
+        help="Consul's limits.http_max_conns_per_client: HTTP connections per client IP "
+        "(default 200, 0 = no limit)",
     )
     up.set_defaults(func=cmd_up)
 
