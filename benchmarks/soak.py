@@ -8,7 +8,7 @@ size), 2 ``/v1/operator/raft/configuration``, 1 ``/v1/operator/autopilot/health`
 ``?keys&stale`` listing. Every 10,000 requests it prints the server process's RSS (VmRSS from
 /proc), then the ratio last/first. ``--keep-all-events`` runs the same cluster keeping every
 event (``--max-events`` huge), the behaviour before the event log was bounded, for a side-by-side
-figure. Bounded in time by ``--max-seconds``. Needs only the standard library (and consim).
+figure. Bounded in time by ``--max-seconds``. Needs consim's own dependencies only.
 
 RSS grows while the servers' Raft logs fill to their steady size (hashicorp/raft's
 SnapshotThreshold 8192 plus TrailingLogs 10240 entries: about 18,000 writes, 75,000 requests of
@@ -29,6 +29,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _requires import require  # benchmarks/ is sys.path[0] when a script runs
+
+require(__file__)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
