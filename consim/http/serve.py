@@ -121,22 +121,26 @@ def go_error_response(code: int, detail: str = "") -> bytes:
 
 
 def response_head(
-    status: int, headers: list[tuple[bytes, bytes]], body_length: int | None, close: bool
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body_length: int | None,
+    close: bool,
+    http10: bool = False,
 ) -> bytes:
-    """The status line and headers as Go's ``net/http`` writes them."""
+    """The status line and headers as Go's ``net/http`` writes them (``HTTP/1.0`` to 1.0)."""
     own: dict[str, list[str]] = {}
     for raw_name, raw_value in headers:
         name = canonical_header_key(raw_name.decode("latin-1"))
         if name in ("Content-Length", "Connection", "Date", "Transfer-Encoding"):
             continue  # the server's to write
         own.setdefault(name, []).append(raw_value.decode("latin-1"))
-    lines = [f"HTTP/1.1 {status} {status_text(status)}"]
+    lines = [f"HTTP/{'1.0' if http10 else '1.1'} {status} {status_text(status)}"]
     for name in sorted(own):
         lines.extend(f"{name}: {value}" for value in own[name])
     lines.append(f"Date: {formatdate(usegmt=True)}")
     if body_length is not None:
         lines.append(f"Content-Length: {body_length}")
-    if close:
+    if close and not http10:  # Go: an HTTP/1.0 answer closes without saying so
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -188,7 +192,9 @@ class _Connection:
         self.stream = stream
         self.app = app
         self.limits = limits
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=limits.max_header_bytes + 4096
+        )
         sock = stream.socket
         self.client = _addr(sock.getpeername())
         self.server = _addr(sock.getsockname())
@@ -252,17 +258,39 @@ class _Connection:
         try:
             event = await self._next_event(deadline)
         except h11.RemoteProtocolError as exc:
-            await self._send(go_error_response(*_go_head_error(exc)))
+            await self._send(_go_head_error(exc))
             return False
         except _Timeout:
             return False  # Go: a request head that never completes is closed, not answered
         if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
             return False
+        head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+        if head_size > self.limits.max_header_bytes + 4096:
+            # Go reads a head through a LimitReader of MaxHeaderBytes + 4096; h11 checks its
+            # limit only while a head is incomplete, so one that arrives whole is measured here.
+            await self._send(go_error_response(431))
+            return False
+        if event.http_version not in (b"1.0", b"1.1"):
+            await self._send(go_error_response(505, "unsupported protocol version"))
+            return False
+        if event.target == b"*" and event.method == b"OPTIONS":
+            # Go's globalOptionsHandler: 200, no body, nothing for the app.
+            await self._send(response_head(200, [], 0, False))
+            self.h11.send(h11.Response(status_code=200, headers=[(b"content-length", b"0")]))
+            self.h11.send(h11.EndOfMessage())
+            return await self._drain_after_options(event)
         hosts = [v for k, v in event.headers if k == b"host"]
         if len(hosts) == 1 and not valid_host_header(hosts[0].decode("latin-1")):
             await self._send(go_error_response(400, "malformed Host header"))
             return False
         return await self._run_app(event)
+
+    async def _drain_after_options(self, request: h11.Request) -> bool:
+        if not _wants_keep_alive(request):
+            return False
+        deadline = trio.current_time() + self.limits.read_timeout
+        ok = await self._drain(request, 0, deadline)
+        return ok and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     async def _run_app(self, request: h11.Request) -> bool:
         limits = self.limits
@@ -414,7 +442,8 @@ class _Connection:
         except h11.LocalProtocolError:
             close = True
         await self._send(
-            response_head(status, out_headers, length, close) + (body if has_body else b"")
+            response_head(status, out_headers, length, close, request.http_version == b"1.0")
+            + (body if has_body else b"")
         )
         return not close and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
@@ -465,11 +494,21 @@ def _wants_keep_alive(request: h11.Request) -> bool:
     return True
 
 
-def _go_head_error(exc: h11.RemoteProtocolError) -> tuple[int, str]:
+def _go_head_error(exc: h11.RemoteProtocolError) -> bytes:
     text = str(exc)
     status = exc.error_status_hint
     if status == 431:
-        return 431, ""
+        return go_error_response(431)
+    if status == 501 or "Transfer-Encoding" in text:
+        # Go's isUnsupportedTEError answer: the status line, then a fixed text.
+        return (
+            b"HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Connection: close\r\n\r\nUnsupported transfer encoding"
+        )
+    return go_error_response(*_go_400(text))
+
+
+def _go_400(text: str) -> tuple[int, str]:
     if "Host" in text and "multiple" in text.lower():
         return 400, "too many Host headers"
     if "Host" in text:

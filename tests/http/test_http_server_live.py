@@ -7,6 +7,7 @@ sockets with timeouts, what a script or curl would do) while trio serves.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from consim.http.app import create_app
@@ -308,6 +310,72 @@ async def test_long_host_is_served_and_a_malformed_one_gets_gos_400(agent):
         b"HTTP/1.1 400 Bad Request: malformed Host header",
         b"400 Bad Request: malformed Host header",
     )
+    assert agent.internal_errors == []
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status_line, body",
+    [
+        (
+            b"GET /v1/kv/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request: too many Host headers",
+            b"400 Bad Request: too many Host headers",
+        ),
+        (
+            b"GET /v1/kv/x HTTP/1.1\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request: missing required Host header",
+            b"400 Bad Request: missing required Host header",
+        ),
+        (
+            b"GET /v1/kv/x HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request",
+            b"400 Bad Request",
+        ),
+        (
+            b"GET /v1/kv/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 501 Not Implemented",
+            b"Unsupported transfer encoding",
+        ),
+        (
+            b"GET /v1/kv/x HTTP/2.0\r\nHost: a\r\n\r\n",
+            b"HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version",
+            b"505 HTTP Version Not Supported: unsupported protocol version",
+        ),
+        (
+            b"GET /v1/kv/x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * (2 << 20) + b"\r\n\r\n",
+            b"HTTP/1.1 431 Request Header Fields Too Large",
+            b"431 Request Header Fields Too Large",
+        ),
+        (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", b"HTTP/1.1 200 OK", b""),
+        (b"GET /v1/kv/x HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK", None),
+    ],
+    ids=[
+        "two-hosts",
+        "no-host",
+        "bad-length",
+        "gzip-te",
+        "http2",
+        "huge-header",
+        "options-star",
+        "http10",
+    ],
+)
+async def test_requests_the_server_answers_itself_get_gos_texts(
+    agent, request_bytes, status_line, body
+):
+    async with live(agent) as port:
+
+        def go() -> tuple[bytes, dict[str, str], bytes]:
+            with connect(port) as s:
+                # (the huge header may be answered and closed before it is all sent)
+                with contextlib.suppress(OSError):
+                    s.sendall(request_bytes)
+                return read_response(s)
+
+        got_status, headers, got_body = await in_thread(go)
+    assert got_status == status_line
+    if body is not None:
+        assert got_body == body
     assert agent.internal_errors == []
 
 
