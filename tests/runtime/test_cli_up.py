@@ -231,7 +231,12 @@ def test_consim_up_and_ctl_end_to_end(tmp_path: Path) -> None:
         assert r.json() == new_leader["address"], (r.json(), new_leader)
 
         # limits.http_max_conns_per_client: two held connections, the third is refused.
-        held = [socket.create_connection((f"{net}.1", HTTP_PORT), timeout=5) for _ in range(2)]
+        held = []
+        for _ in range(2):  # one at a time, each answered: both are counted before the third
+            s = socket.create_connection((f"{net}.1", HTTP_PORT), timeout=5)
+            s.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            held.append(s)
         with socket.create_connection((f"{net}.1", HTTP_PORT), timeout=5) as third:
             refused = third.recv(65536)
         for s in held:
