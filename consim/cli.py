@@ -55,6 +55,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         host_block=args.host_block,
         acl=acl,
         encrypt=args.encrypt,
+        http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
     )
 
 
@@ -66,6 +67,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from consim.live import serve_cluster
 
     spec = _cluster_spec(args)
+    if args.max_events < 1:
+        print(f"error: --max-events must be at least 1, got {args.max_events}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -78,7 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                         return
 
                 nursery.start_soon(stop_on_signal)
-                await serve_cluster(spec, log_level=args.log_level)
+                await serve_cluster(spec, log_level=args.log_level, max_events=args.max_events)
 
     from consim.live import AddressInUse
 
@@ -269,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run a live cluster on loopback until Ctrl-C")
     cluster_options(up)
+    up.add_argument(
+        "--max-events",
+        type=int,
+        default=10_000,
+        help="events kept in memory (a ring; every event is still printed); default 10000",
+    )
+    up.add_argument(
+        "--http-max-conns-per-client",
+        type=int,
+        default=200,
+        help="Consul's limits.http_max_conns_per_client: HTTP connections per client IP "
+        "(default 200, 0 = no limit)",
+    )
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")
@@ -292,10 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from consim.check.cli import register_check_command
     from consim.consulcli import register_consul_commands
     from consim.scenario.cli import register_scenario_commands
 
     register_scenario_commands(sub)
+    register_check_command(sub)
     register_consul_commands(sub)
     return parser
 

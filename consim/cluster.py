@@ -1,7 +1,7 @@
 """Datacenters of ServerNodes on one Network: start, stop, kill, restart, partition, heal.
 
 The same ``Cluster`` runs in virtual time (``SimNetwork`` under ``VirtualClock``, HTTP called in
-process) and live (``SocketNetwork``, hypercorn on every server's HTTP address): it is handed its
+process) and live (``SocketNetwork``, ``consim.http.serve`` on every HTTP address): it is handed its
 network and HTTP front and never asks which (``consim.runtime`` builds both). Every fault is an
 event in the one event log.
 """
@@ -39,7 +39,7 @@ class Cluster:
         self.spec = spec
         self.net = network
         self.events = events
-        # How each server's HTTP API is reached: in process or over hypercorn (consim.runtime).
+        # How each server's HTTP API is reached: in process or on a real port (consim.runtime).
         self.front = front
         self.rng = random.Random(spec.seed)
         self.servers: dict[str, ServerNode] = {}

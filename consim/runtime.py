@@ -1,7 +1,7 @@
 """Run a cluster in virtual time or live: the only place where the two clocks differ.
 
 A :class:`Runtime` says what a mode is made of: the network (``SimNetwork`` or ``SocketNetwork``),
-the HTTP front each server gets (its ASGI app called in process, or hypercorn on its HTTP address)
+the HTTP front each server gets (its ASGI app called in process, or served on its HTTP address)
 and how ``trio.run`` is started. :data:`VIRTUAL` and :data:`LIVE` (or a :class:`LiveRuntime` with
 other socket timeouts) are the two; :meth:`Runtime.cluster` builds the same ``Cluster`` on either.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeVar
 
 import trio
@@ -33,7 +34,7 @@ __all__ = [
     "LIVE",
     "VIRTUAL",
     "HttpFront",
-    "HypercornFront",
+    "PortFront",
     "InProcessFront",
     "LiveRuntime",
     "Runtime",
@@ -84,15 +85,20 @@ class InProcessFront:
         return await request(cluster.app(name), method, path, headers=headers, body=body)
 
 
-class HypercornFront:
-    """Live HTTP front: hypercorn on every server's HTTP address for as long as that incarnation
+class PortFront:
+    """Live HTTP front: consim.http.serve on every server's HTTP address for as long as that incarnation
     runs (a crashed server's port goes away with it, as with real Consul); requests go over a
     socket, and connection errors are the HTTP client's."""
 
     async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
-        from consim.http.serve import serve_http
+        from consim.http.serve import HTTPLimits, serve_http
 
-        await nursery.start(serve_http, cluster.app(name), cluster.node(name).spec.http_address)
+        limits = HTTPLimits(max_conns_per_client=cluster.spec.http_max_conns_per_client)
+        await nursery.start(
+            partial(serve_http, limits=limits),
+            cluster.app(name),
+            cluster.node(name).spec.http_address,
+        )
 
     async def request(
         self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
@@ -125,8 +131,10 @@ class Runtime:
         body: Callable[[Cluster], Awaitable[T]],
         *,
         events: EventLog | None = None,
+        prepare: Callable[[Cluster], None] | None = None,
     ) -> tuple[T, EventLog]:
-        """Build the cluster, run ``body(cluster)``, tear everything down."""
+        """Build the cluster, run ``body(cluster)``, tear everything down. ``prepare(cluster)``
+        runs before any server starts."""
         result: list[T] = []
         holder: list[EventLog] = []
 
@@ -136,6 +144,8 @@ class Runtime:
                 log._clock = trio.current_time  # the run's clock, even if the log was made earlier
             holder.append(log)
             cluster = self.cluster(spec, log)
+            if prepare is not None:
+                prepare(cluster)
             async with trio.open_nursery() as nursery:
                 await nursery.start(cluster.net.run)
                 await nursery.start(cluster.run)
@@ -168,11 +178,11 @@ class VirtualRuntime(Runtime):
 
 @dataclass(frozen=True)
 class LiveRuntime(Runtime):
-    """``SocketNetwork`` on real ports, the real clock, hypercorn on every server."""
+    """``SocketNetwork`` on real ports, the real clock, consim.http.serve on every server."""
 
     read_timeout: float | None = None  # None: the socket network's default
     name = "live"
-    front = HypercornFront()
+    front = PortFront()
 
     def network(self, spec: ClusterSpec) -> Network:
         from consim.net.sockets import SocketNetwork
@@ -207,8 +217,10 @@ def run_live(
     return LIVE.run_cluster(spec, body, events=events)
 
 
-def start_live_cluster_parts(spec: ClusterSpec) -> tuple[Cluster, EventLog]:
+def start_live_cluster_parts(
+    spec: ClusterSpec, *, max_events: int | None = None
+) -> tuple[Cluster, EventLog]:
     """The live cluster ``consim up`` runs and its event log, for a caller already in ``trio.run``
-    (start ``cluster.net.run``, then ``cluster.run``)."""
-    events = EventLog(trio.current_time)
+    (start ``cluster.net.run``, then ``cluster.run``); ``max_events`` bounds the log to a ring."""
+    events = EventLog(trio.current_time, max_events=max_events)
     return LIVE.cluster(spec, events), events

@@ -94,6 +94,13 @@ class Unreachable(Exception):
     """Nothing serves the destination address (connection refused or reset)."""
 
 
+class ConnectionLost(Unreachable):
+    """The request was sent and the connection went away before the reply: the server may have
+    handled it (Consul's ``rpc error making call: EOF``). Not safe to retry a write. Raised by the
+    simulator, which knows the request reached a handler; live sockets cannot tell a request the
+    peer handled before dying from one written after it died, and raise plain ``Unreachable``."""
+
+
 class Timer:
     """A re-armable one-shot callback, kept by a network (see :meth:`Network.timer`).
 

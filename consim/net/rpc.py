@@ -263,6 +263,8 @@ class RpcConnection:
             raise RpcError(slot.body)
         if slot.kind == _TIMED_OUT:
             raise CallTimedOut(f"rpc {method} to {self.dst} timed out")
+        # Not ConnectionLost: a socket cannot tell a request the peer handled before dying from
+        # one written after it died (the simulator can, and raises ConnectionLost).
         raise Unreachable(f"connection to {self.dst} lost")
 
     async def _timer_loop(self) -> None:

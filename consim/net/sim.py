@@ -18,9 +18,10 @@ the socket network's frame limit holds too (``max_frame``, default ``framing.MAX
 oversized notify or request raises :class:`~consim.net.framing.FrameTooLarge` at the sender, an
 oversized reply becomes the caller's internal error, as on the real wire.
 
-Dead addresses: a request that arrives where nothing serves, or whose server dies before replying,
-gets a reset back over the reverse link, so the caller raises ``Unreachable`` one round trip later
-(if faults drop the reset, the caller times out instead). Notifies and datagrams to a dead address
+Dead addresses: a request that arrives where nothing serves gets a reset back over the reverse
+link, so the caller raises ``Unreachable`` one round trip later; one whose server dies before
+replying raises ``ConnectionLost`` (an ``Unreachable`` that may have been handled) the same way (if
+faults drop the reset, the caller times out instead). Notifies and datagrams to a dead address
 vanish.
 
 Speed (virtual time): the network calls a listener's synchronous ``notify_handler`` and
@@ -52,6 +53,7 @@ from consim.net.framing import MAX_FRAME, FrameTooLarge, pack, unpack
 from consim.net.network import (
     INTERNAL_ERROR,
     MAX_DATAGRAM,
+    ConnectionLost,
     DatagramHandler,
     Network,
     NotifyHandler,
@@ -73,6 +75,7 @@ from consim.net.rpc import (
 from consim.net.trio_internals import Probes, scheduler_probes
 
 _KIND_RESET = -1  # simulator-only: "connection reset", never on a real wire
+_KIND_LOST = -3  # simulator-only: the server died while handling the request
 
 # What a scheduled delivery is (the heap holds tuples, not closures: cheaper to build and order).
 _TO_LISTENER = 0  # a request or notify frame for an RPC listener
@@ -368,7 +371,7 @@ class SimNetwork(Network):
                     if self.running:
                         # The server vanished: its callers see their connections reset.
                         for src, rid in listener.inflight:
-                            self._send_frame(address, src, Frame(_KIND_RESET, rid, "", None))
+                            self._send_frame(address, src, Frame(_KIND_LOST, rid, "", None))
                     listener.inflight.clear()
                 _discard_queued(not_recv)
 
@@ -502,6 +505,9 @@ class SimNetwork(Network):
         if slot.kind == _KIND_RESET:
             stats["unreachable"] += 1
             raise Unreachable(f"rpc {method} to {dst}: connection refused")
+        if slot.kind == _KIND_LOST:
+            stats["unreachable"] += 1
+            raise ConnectionLost(f"rpc {method} to {dst}: connection lost")
         stats["rpc_timeouts"] += 1
         raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
 

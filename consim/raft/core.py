@@ -102,6 +102,7 @@ from consim.raft.types import (
     SnapshotMeta,
     fast_frozen_init,
 )
+from consim.testing import faults as _testing_faults
 
 __all__ = [
     "FollowerReplication",
@@ -1064,8 +1065,11 @@ class RaftCore:
         return index
 
     def _tick_leader(self, now: float) -> None:
-        if now >= self._lease_check_at and self._check_lease(now):
-            return
+        if now >= self._lease_check_at:
+            if _testing_faults.skip_leader_lease:  # test-only: never step down for lack of quorum
+                self._lease_check_at = now + self.cfg.leader_lease_timeout
+            elif self._check_lease(now):
+                return
         if self._transfer_target is not None and now >= self._transfer_deadline:
             self._event(
                 "transfer",
@@ -1544,6 +1548,13 @@ class RaftCore:
 
         if m.candidate_id != src:
             self._ignore("malformed", m, src, "candidate_id differs from sender")
+            return
+        if _testing_faults.grant_every_vote:  # test-only: breaks election safety on purpose
+            if m.term > self._term:
+                self._set_term(m.term, src)
+                if self._role is not Role.FOLLOWER:
+                    self._become_follower(now, None, None)
+            reply(True)
             return
         latest = self.latest_configuration
         if latest.servers and latest.get(src) is None:

@@ -42,6 +42,7 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "consul": frozenset({"on", "expect"}),
     "peers_json": frozenset(),
     "load": frozenset({"expect"}),
+    "check": frozenset({"expect"}),
     "sleep": frozenset(),
     "assert": frozenset({"within"}),
     "note": frozenset(),
@@ -200,6 +201,11 @@ class Step:
             return (
                 f"load {a['op']} {a['consistency']} {a['rate']:g}/s for {a['duration_text']} "
                 f"on {a['on']}{bg}"
+            )
+        if self.action == "check":
+            return (
+                f"check {a['consistency']} reads, {a['clients']} clients, nemesis "
+                f"{','.join(a['nemesis']) or 'none'} for {a['duration_text']}"
             )
         if self.action == "sleep":
             return f"sleep {a['text']}"
@@ -805,6 +811,56 @@ def _p_load(
     }
 
 
+def _p_check(
+    c: _Checker, value: Any, obj: dict[str, Any], dc: str | None, cl: Any
+) -> dict[str, Any]:
+    """``check = { clients = 5, duration = "20s", consistency = "default", nemesis = "pause" }``:
+    a consim check campaign on the scenario's cluster; ``expect = { verdict = "valid" }``."""
+    from consim.check.nemesis import parse_nemesis
+
+    if not isinstance(value, dict):
+        raise c.expected(
+            "check", 'a table like { duration = "20s", nemesis = "partition,kill" }', value
+        )
+    known = ("clients", "keys", "rate", "duration", "consistency", "nemesis", "interval", "timeout")
+    for k in value:
+        if k not in known:
+            raise c.fail(f"check.{k}", f"unknown field (expected {', '.join(known)})")
+    consistency = value.get("consistency", "default")
+    if consistency not in ("default", "stale", "consistent"):
+        raise c.expected("check.consistency", '"default", "stale" or "consistent"', consistency)
+    nemesis_text = value.get("nemesis", "partition,kill,pause")
+    if not isinstance(nemesis_text, str):
+        raise c.expected("check.nemesis", 'a string like "partition,kill"', nemesis_text)
+    try:
+        nemesis = parse_nemesis(nemesis_text)
+    except ValueError as exc:
+        raise c.fail("check.nemesis", str(exc)) from None
+    duration, duration_text = c.duration("check.duration", value.get("duration", "20s"))
+    interval, _ = c.duration("check.interval", value.get("interval", "5s"))
+    timeout, _ = c.duration("check.timeout", value.get("timeout", "10s"))
+    expect = obj.get("expect", {})
+    if not isinstance(expect, dict) or any(k != "verdict" for k in expect):
+        raise c.expected("expect", 'a table like { verdict = "valid" }', expect)
+    verdict = expect.get("verdict", "valid")
+    if verdict not in ("valid", "invalid", "any"):
+        raise c.expected("expect.verdict", '"valid", "invalid" or "any"', verdict)
+    if duration <= 0 or interval <= 0 or timeout <= 0:
+        raise c.fail("check", "duration, interval and timeout must be more than 0s")
+    return {
+        "clients": c.integer("check.clients", value.get("clients", 5), 1),
+        "keys": c.integer("check.keys", value.get("keys", 3), 1),
+        "rate": c.number("check.rate", value.get("rate", 10), 0.1, 1000),
+        "duration": duration,
+        "duration_text": duration_text,
+        "consistency": consistency,
+        "nemesis": nemesis,
+        "interval": interval,
+        "timeout": timeout,
+        "verdict": verdict,
+    }
+
+
 def _p_sleep(
     c: _Checker, value: Any, obj: dict[str, Any], dc: str | None, cl: Any
 ) -> dict[str, Any]:
@@ -880,6 +936,7 @@ _ACTION_PARSERS: dict[str, Any] = {
     "consul": _p_consul,
     "peers_json": _p_peers_json,
     "load": _p_load,
+    "check": _p_check,
     "sleep": _p_sleep,
     "assert": _p_assert,
     "note": _p_note,

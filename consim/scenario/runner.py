@@ -848,6 +848,36 @@ class ScenarioRunner:
             summary += "; failures: " + ", ".join(f"{r} x{n}" for r, n in sorted(failures.items()))
         return summary
 
+    # ---- check -------------------------------------------------------------------------------
+    async def _do_check(self, step: Step) -> str:
+        """A consim check campaign on this cluster; fails unless the verdict is the expected one."""
+        from consim.check.campaign import CheckConfig, check_on_cluster
+
+        a = step.args
+        config = CheckConfig(
+            clients=a["clients"],
+            keys=a["keys"],
+            rate=a["rate"],
+            duration=a["duration"],
+            consistency=a["consistency"],
+            nemesis=a["nemesis"],
+            interval=a["interval"],
+            timeout=a["timeout"],
+            live=self.live,
+        )
+        result = await check_on_cluster(self.cluster, config, key_prefix=f"check{step.number}/")
+        detail = (
+            f"{result['ops']} operations, {result['faults']} faults: {result['verdict']}"
+            + "".join(f"; invariant {n} violated" for n in result["invariants_failed"])
+        )
+        lin = result["linearizability"]
+        if lin["verdict"] == "invalid":
+            ops = "; ".join(_window_op(op) for op in lin["window"][:4])
+            detail += f" (key {lin['failing_key']}: {ops})"
+        if a["verdict"] != "any" and result["verdict"] != a["verdict"]:
+            raise StepFailed(f"{detail}; expected {a['verdict']}")
+        return detail
+
     # ---- assertions --------------------------------------------------------------------------
     async def _do_assert(self, step: Step) -> str:
         a = step.args
@@ -1068,6 +1098,15 @@ class _DataDir:
     def __exit__(self, *exc: object) -> None:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _window_op(op: dict[str, Any]) -> str:
+    what = {"read": "read", "write": "write", "cas": "cas"}[op["f"]]
+    value = op["output"] if op["f"] == "read" else op["value"]
+    end = "..." if op["complete_time"] is None else f"{op['complete_time']:.3f}"
+    return (
+        f"p{op['process']} {what} {json.dumps(value)} {op['type']} [{op['invoke_time']:.3f}, {end}]"
+    )
 
 
 def run_scenario(

@@ -10,6 +10,7 @@ storage, exactly what a crash and restart of a real server does.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import random
@@ -17,13 +18,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import trio
 
 from consim import CONSUL_VERSION
 from consim.acl import ACLConfig
 from consim.events import EventLog
 from consim.gossip import STATUS_ALIVE, GossipConfig
-from consim.net.network import Network, RpcError, RpcTimeout, Unreachable
+from consim.net.network import ConnectionLost, Network, RpcError, RpcTimeout, Unreachable
 from consim.raft.config import RaftConfig
 from consim.raft.core import (
     FollowerReplication,
@@ -53,6 +55,7 @@ from consim.server.gossip_driver import GossipPool
 from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
 from consim.structs import JITTER_FRACTION
+from consim.testing import faults as _testing_faults
 
 # Consul's and hashicorp/raft's error texts.
 ERR_NO_LEADER = "No cluster leader"
@@ -61,6 +64,7 @@ ERR_NO_DC_SERVER = "Remote DC has no server currently reachable"
 ERR_NOT_LEADER = "node is not the leader"
 ERR_LEADERSHIP_LOST = "leadership lost while committing log"
 ERR_NOT_READY_CONSISTENT = "Not ready to serve consistent reads"
+ERR_RPC_EOF = "rpc error making call: EOF"
 
 # RPC methods that only read; they may be served stale.
 READ_METHODS = frozenset(
@@ -168,6 +172,9 @@ class ServerNode:
                 rng=random.Random(rng.getrandbits(64)),
             )
         self.gossip_scale = gossip_scale
+        # consim check turns this on: DEBUG events for every applied entry and each new leader's
+        # log terms, for the Raft invariant checkers. Off, the trace is unchanged.
+        self.record_applies = False
         self._reset_volatile()
 
     # ---- identity and files ------------------------------------------------------------------
@@ -229,6 +236,8 @@ class ServerNode:
             now=now,
         )
         self._restore_fsm(state)
+        if self.record_applies:
+            self._record("fsm_restored", {"index": self.fsm.last_applied})
         if _is_empty(state):
             self.core.bootstrap(self._bootstrap_configuration())
         self.running = True
@@ -430,6 +439,8 @@ class ServerNode:
             if ready.snapshot is not None:
                 storage.save_snapshot(ready.snapshot)
                 self.fsm = StateMachine.restore(ready.snapshot.data)
+                if self.record_applies:
+                    self._record("fsm_restored", {"index": self.fsm.last_applied})
                 self._notify_fsm()
             if ready.local_snapshot is not None:
                 storage.save_snapshot(ready.local_snapshot)
@@ -504,6 +515,8 @@ class ServerNode:
             result = self.fsm.apply(entry.index, entry.data)
         else:
             self.fsm.last_applied = entry.index
+        if self.record_applies:
+            self._record_applied(entry, result)
         if self._barrier_index is not None and entry.index >= self._barrier_index:
             # Consul's establishLeadership: consistent reads wait for this barrier.
             self._barrier_index = None
@@ -514,12 +527,60 @@ class ServerNode:
         waiter = self._apply_waiters.pop(entry.index, None)
         if waiter is not None:
             term, done, box = waiter
-            if entry.term == term:
+            if entry.term == term or _testing_faults.apply_waiter_ignores_term:
                 box.append(("ok", result))
             else:
                 box.append(("error", ERR_LEADERSHIP_LOST))
             done.set()
         self._notify_fsm()
+
+    # ---- what consim check records (record_applies) ------------------------------------------
+    def _record(self, kind: str, fields: dict[str, Any]) -> None:
+        fields["incarnation"] = self.incarnation
+        self.events.emit(self.name, kind, fields, level="DEBUG", subsystem="agent.server.fsm")
+
+    def _record_applied(self, entry: Any, result: Any) -> None:
+        data = entry.data or b""
+        fields: dict[str, Any] = {
+            "index": entry.index,
+            "term": entry.term,
+            "type": entry.type.name.lower(),
+            "hash": hashlib.sha256(bytes([entry.type.value]) + data).hexdigest()[:16],
+            "commit": self.core.commit_index if self.core is not None else 0,
+        }
+        if entry.type is EntryType.COMMAND:
+            try:
+                command = msgpack.unpackb(data, raw=False)
+                dirent = command.get("DirEnt") or {}
+                value = dirent.get("Value")
+                fields.update(
+                    op=command.get("Op"),
+                    key=dirent.get("Key"),
+                    value=value.decode("utf-8", "replace") if isinstance(value, bytes) else value,
+                    cas=dirent.get("ModifyIndex", 0),
+                    result=result if isinstance(result, bool) else None,
+                )
+            except Exception:  # a malformed command is applied as an error: record that much
+                fields["op"] = None
+        self._record("applied", fields)
+
+    def _record_leader_log(self) -> None:
+        core = self.core
+        assert core is not None
+        runs: list[list[int]] = []  # [first index, last index, term] runs of the log
+        for index in range(core.first_index, core.last_index + 1):
+            term = core.term_at(index)
+            if term is None:
+                continue
+            if runs and runs[-1][2] == term and runs[-1][1] == index - 1:
+                runs[-1][1] = index
+            else:
+                runs.append([index, index, term])
+        # Entries up to first_index - 1 are compacted into the snapshot (applied, so committed).
+        self._record(
+            "leader_log",
+            {"term": core.term, "snapshot_index": core.first_index - 1, "runs": runs},
+        )
 
     def _notify_fsm(self) -> None:
         self._fsm_changed.set()
@@ -531,11 +592,13 @@ class ServerNode:
         role = core.role
         if role is not self._last_role:
             if role is Role.LEADER:
-                self._consistent_ready = False
+                self._consistent_ready = _testing_faults.skip_consistent_barrier
                 try:
                     self._barrier_index = core.barrier(trio.current_time())
                 except RaftError:
                     self._barrier_index = None
+                if self.record_applies:
+                    self._record_leader_log()
             elif self._last_role is Role.LEADER:
                 self._consistent_ready = False
                 self._barrier_index = None
@@ -754,6 +817,11 @@ class ServerNode:
                     return await self.net.call(
                         self.address, leader, method, args, timeout=_rpc_timeout(args)
                     )
+                except ConnectionLost:
+                    # The leader died while handling it: a write may be committed anyway (the
+                    # next leader has it), so retrying would apply it twice. Consul answers so.
+                    if not is_read:
+                        raise RpcError(ERR_RPC_EOF) from None
                 except Unreachable:
                     pass  # never delivered: safe to retry for reads and writes alike
                 except RpcTimeout:
@@ -901,6 +969,11 @@ class ServerAgent:
         self.datacenter = node.datacenter
         self._known_datacenters = known_datacenters
         self._leave = leave
+
+    @property
+    def default_acl_policy(self) -> str:
+        """acl.default_policy, which Consul sends on every answer (X-Consul-Default-ACL-Policy)."""
+        return self.node.acl.default_policy
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         if not self.node.running:

@@ -1068,6 +1068,25 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             ("ok", "wait leader within 10s", "leader after 0.000s: dc1-s1 term 4", 0.0),
         ],
     },
+    "scenarios/12-is-default-linearizable.toml": {
+        "trace_hash": "ad86e20a9da28105f9408d8654220dd7a6d3ad607217764de6ed9cca6f981cdc",
+        "steps": [
+            ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
+            (
+                "ok",
+                "check consistent reads, 5 clients, nemesis pause:leader for 16s",
+                "193 operations, 2 faults: valid",
+                21.272921,
+            ),
+            (
+                "ok",
+                "check default reads, 5 clients, nemesis pause:leader for 16s",
+                "198 operations, 2 faults: invalid (key check3/k2: p2 write 39 ok [3.407, 3.410]; p0 write 49 ok [6.437, 6.441]; p6 read 39 ok [6.550, 8.000])",
+                25.016814,
+            ),
+            ("ok", "assert logs_equal=true", "holds", 0.0),
+        ],
+    },
     "docs/examples/tour.toml": {
         "trace_hash": "29b388cadb2a8836026706b315ff0e54aab4cd7101b9de6f6392fdfdff19ed24",
         "steps": [
@@ -1607,7 +1626,7 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: [cluster]: field 'encrypt': key size must be 16, 24 or 32 bytes",
     ],
     "step-shape": [
-        "bad.toml: step 1: expected exactly one action (wait, kill, restart, stop, pause, resume, isolate, partition, block, heal, loss, delay, http, consul, peers_json, load, sleep, assert, note), got none (keys: within)",
+        "bad.toml: step 1: expected exactly one action (wait, kill, restart, stop, pause, resume, isolate, partition, block, heal, loss, delay, http, consul, peers_json, load, check, sleep, assert, note), got none (keys: within)",
         "bad.toml: step 2: expected exactly one action, got kill and restart",
         "bad.toml: step 3: field 'within': not allowed in a 'kill' step (allowed: dc, kill, note)",
         "bad.toml: step 4: field 'note': expected a string, got 5",
