@@ -64,13 +64,8 @@ class Cluster:
                 events=events,
                 rng=node_rng,
                 raft_config=raft_config,
-                raft_protocol=spec.raft_protocol,
-                rpc_hold_timeout=spec.rpc_hold_timeout,
-                acl=spec.acl,
-                data_dir=spec.data_dir,
                 directory=lambda: self.specs,
-                encrypt=spec.encrypt,
-                gossip_scale=spec.gossip_scale,
+                **spec.server_options(),
             )
 
     def _node_id(self, s: ServerSpec) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from consim.acl import ACLConfig
 from consim.raft.config import RaftConfig
@@ -101,6 +102,17 @@ class ClusterSpec:
         if self.trailing_logs is not None:
             overrides["trailing_logs"] = self.trailing_logs
         return replace(config, **overrides) if overrides else config
+
+    def server_options(self) -> dict[str, Any]:
+        """The cluster-wide options every ``ServerNode`` takes, by its parameter names."""
+        return {
+            "raft_protocol": self.raft_protocol,
+            "rpc_hold_timeout": self.rpc_hold_timeout,
+            "acl": self.acl,
+            "data_dir": self.data_dir,
+            "encrypt": self.encrypt,
+            "gossip_scale": self.gossip_scale,
+        }
 
     def datacenter_names(self) -> list[str]:
         return [dc for dc, _ in self.datacenters]
