@@ -33,9 +33,10 @@ hypercorn's ``TCPServer`` and ``H11Protocol`` and a trio accept loop of its own:
   defaults so that one client cannot pin file descriptors: ``read_header_timeout`` (10 s, from
   the connection's start or the next request's first byte to the end of its head),
   ``read_timeout`` (30 s for the body, then ``408 Request Timeout`` if the app has not
-  answered), ``idle_timeout`` (60 s between requests on a keep-alive connection: hypercorn's
-  ``keep_alive_timeout``), ``write_timeout`` (30 s without progress sending 64 KiB of an
-  answer). There is no total write deadline: Consul's blocking queries answer after up to 10
+  answered), ``idle_timeout`` (60 s between requests on a keep-alive connection),
+  ``write_timeout`` (30 s without progress sending 64 KiB of an answer). They are read
+  deadlines of the connection's one read loop: hypercorn's ``keep_alive_timeout`` is a task
+  spawned per request, which costs more than the rest of this layer. There is no total write deadline: Consul's blocking queries answer after up to 10
   minutes.
 
 A client that goes away cancels its request (hypercorn tells the app ``http.disconnect``,
@@ -46,7 +47,7 @@ memory.
 
 hypercorn internals this relies on (checked against hypercorn 0.18.0; pyproject pins 0.18.x, so
 check these on an upgrade): ``hypercorn.trio.tcp_server.TCPServer`` (its constructor, ``stream``,
-``send_lock``, ``idle_task``, ``_task_group``, ``_idle_timeout``; ``run``, ``protocol_send``,
+``send_lock``, ``_task_group``; ``run``, ``protocol_send``,
 ``_read_data`` and ``_close`` are replaced here), ``hypercorn.protocol.h11.H11Protocol`` (its
 constructor and attributes, ``_handle_events`` calling ``_create_stream``, ``_send_h11_event``
 and ``_send_error_response``, ``_maybe_recycle`` sending ``Closed`` / ``Updated``; ``handle``,
@@ -125,7 +126,6 @@ def hypercorn_config(limits: HTTPLimits) -> Config:
     config.errorlog = logging.getLogger("consim.http.hypercorn")
     config.include_server_header = False
     config.include_date_header = False  # written here, in Go's place among the headers
-    config.keep_alive_timeout = limits.idle_timeout
     # Go reads a head through a LimitReader of MaxHeaderBytes + 4096.
     config.h11_max_incomplete_size = limits.max_header_bytes + 4096
     config.keep_alive_max_requests = sys.maxsize  # Go closes no connection for its count
@@ -273,6 +273,7 @@ class _GoH11Protocol(H11Protocol):
         self.answered = False  # the server answered this request itself: drop the app's answer
         self.body_expired = False  # read_timeout passed while the answer was being written
         self.continue_pending = False
+        self.head = b""  # an answer's head, not yet written
 
     def _progress(self) -> None:
         self.progress.set()
@@ -397,25 +398,27 @@ class _GoH11Protocol(H11Protocol):
                 self.continue_pending = True
                 self.task_group.spawn(self._continue_later)
             return
-        request = self.request
-        if (
-            isinstance(event, h11.Response)
-            and request is not None
-            and request.http_version == b"1.0"
-        ):
-            # h11 writes HTTP/1.1 and "Connection: close" to a 1.0 client; Go writes
-            # HTTP/1.0 and closes without saying so.
-            try:
-                data = self.connection.send(event)
-            except h11.LocalProtocolError:
-                if self.connection.their_state != h11.ERROR:
-                    raise
-                return
-            head, sep, rest = (data or b"").partition(b"\r\n\r\n")
-            head = b"HTTP/1.0" + head[8:].replace(b"\r\nConnection: close", b"")
-            await self.send(RawData(data=head + sep + rest))
+        try:
+            data = self.connection.send(event) or b""
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
             return
-        await super()._send_h11_event(event)
+        if isinstance(event, h11.Response):
+            if self.request is not None and self.request.http_version == b"1.0":
+                # h11 writes HTTP/1.1 and "Connection: close" to a 1.0 client; Go writes
+                # HTTP/1.0 and closes without saying so.
+                data = b"HTTP/1.0" + data[8:].replace(b"\r\nConnection: close\r\n", b"\r\n")
+            # Written with the first body bytes, in one send (as Go's buffered writer does).
+            self.head = data
+            return
+        if self.head:
+            if len(data) <= MAX_RECV:
+                data = self.head + data
+            else:
+                await self.send(RawData(data=self.head))
+            self.head = b""
+        await self.send(RawData(data=data))
 
     async def _continue_later(self) -> None:
         await trio.sleep(EXPECT_CONTINUE_GRACE)
@@ -443,6 +446,7 @@ class _GoTCPServer(TCPServer):
         # Go: the first request's head must arrive within read_header_timeout of the accept;
         # later ones within it of their first byte (before that, the idle timeout).
         self._head_start: float | None = trio.current_time()
+        self._idle_since = 0.0
 
     async def run(self) -> None:
         sock = self.stream.socket
@@ -464,9 +468,6 @@ class _GoTCPServer(TCPServer):
                     limits=self.limits,
                 )
                 await self._read_data()
-                # hypercorn leaves the idle timer running, so a connection its client closed
-                # stayed open (and counted) until keep_alive_timeout.
-                await self.idle_task.stop()
         except OSError:
             pass
         finally:
@@ -474,6 +475,8 @@ class _GoTCPServer(TCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
+            if not event.data:
+                return  # h11's bytes for the end of a Content-Length body
             async with self.send_lock:
                 try:
                     # Shielded as in hypercorn (no half-written answer); write_timeout bounds
@@ -495,13 +498,12 @@ class _GoTCPServer(TCPServer):
             with trio.CancelScope(shield=True):
                 self._half_close()
                 await self.protocol.handle(Closed())
-        elif isinstance(event, Updated):
-            with trio.CancelScope(shield=True):  # also sent from the app's cancelled task
-                if event.idle:
-                    self._head_start = None
-                    await self.idle_task.restart(self._task_group, self._idle_timeout)
-                else:
-                    await self.idle_task.stop()
+        elif isinstance(event, Updated) and event.idle:
+            # Between requests (hypercorn recycled the connection): the idle timeout.
+            self._head_start = None
+            self._idle_since = trio.current_time()
+            if self._read_scope is not None:
+                self._read_scope.deadline = self._read_deadline()
 
     def _half_close(self) -> None:
         # Go's closeWriteAndWait: FIN first; the read loop then reads and drops for a moment
@@ -521,7 +523,7 @@ class _GoTCPServer(TCPServer):
         state = self.protocol.connection.their_state
         if state is h11.IDLE:
             if self._head_start is None:
-                return inf  # between requests: hypercorn's idle task (keep_alive_timeout)
+                return self._idle_since + self.limits.idle_timeout
             return self._head_start + self.limits.read_header_timeout
         if state is h11.SEND_BODY and not self.protocol.body_expired:
             return self.protocol.request_start + self.limits.read_timeout
@@ -549,7 +551,6 @@ class _GoTCPServer(TCPServer):
             idle = self.protocol.connection.their_state is h11.IDLE
             if data and self._head_start is None and idle:
                 self._head_start = trio.current_time()
-                await self.idle_task.stop()
             await self.protocol.handle(RawData(bytes(data)))
             if not data:
                 break
@@ -559,7 +560,7 @@ class _GoTCPServer(TCPServer):
         """A read deadline passed: True to keep the connection (and go on reading)."""
         protocol = self.protocol
         if protocol.connection.their_state is not h11.SEND_BODY:
-            return False  # a head that never completed: Go closes without a word
+            return False  # idle, or a head that never completed: Go closes without a word
         if protocol.response_started or protocol.answered:
             protocol.body_expired = True  # the drain before the answer gives up by itself
             return True
