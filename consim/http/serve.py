@@ -50,7 +50,7 @@ check these on an upgrade): ``hypercorn.trio.tcp_server.TCPServer`` (its constru
 ``send_lock``, ``_task_group``; ``run``, ``protocol_send``,
 ``_read_data`` and ``_close`` are replaced here), ``hypercorn.protocol.h11.H11Protocol`` (its
 constructor and attributes, ``_handle_events`` calling ``_create_stream``, ``_send_h11_event``
-and ``_send_error_response``, ``_maybe_recycle`` sending ``Closed`` / ``Updated``; ``handle``,
+and ``_send_error_response``, ``_maybe_recycle`` sending ``Closed`` / ``Updated``; ``handle``, ``_check_protocol``,
 ``stream_send``, ``_create_stream``, ``_send_h11_event`` and ``_send_error_response`` are
 overridden), ``hypercorn.protocol.http_stream.HTTPStream`` and ``protocol.events.Request``,
 ``hypercorn.trio.lifespan.Lifespan``, ``WorkerContext``, ``TaskGroup.spawn``.
@@ -296,6 +296,11 @@ class _GoH11Protocol(H11Protocol):
         self.answered = True
         error = self.connection.error
         await self.send(RawData(data=_go_head_error(error, status_code)))
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        # hypercorn switches to HTTP/2 on "Upgrade: h2c" and "PRI * HTTP/2.0"; Go's server
+        # (Consul's, without TLS) answers in HTTP/1.1 and refuses HTTP/2.0 (_create_stream).
+        return
 
     async def _create_stream(self, request: h11.Request) -> None:
         self.request = request
