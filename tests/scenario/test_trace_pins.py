@@ -148,6 +148,11 @@ sleep = "1s"
 [[step]]
 note = "just a note"
 """,
+    "check": _THREE
+    + '[[step]]\ncheck = { clients = 2, rate = 5, duration = "4s", consistency = "consistent", '
+    'nemesis = "kill", interval = "2s", timeout = "1s" }\n'
+    '[[step]]\ncheck = { clients = 2, rate = 5, duration = "4s", consistency = "stale", '
+    'nemesis = "partition", interval = "1s", timeout = "1s" }\nexpect = { verdict = "invalid" }\n',
     "fail-wait-leader": '[cluster]\ndatacenters = { dc1 = 3 }\n[[step]]\nwait = "leader"\nwithin = "0s"\n',
     "fail-wait-no-leader": _THREE + '[[step]]\nwait = "no-leader"\nwithin = "1s"\n',
     "fail-wait-voters": _THREE + '[[step]]\nwait = "voters"\ncount = 5\nwithin = "1s"\n',
@@ -298,6 +303,11 @@ load = {}
 [[step]]
 load = { op = "read", consistency = "stale", rate = 2.5, duration = "1m", on = "follower", key = "z", background = true }
 expect = { min_ok = 0.5 }
+[[step]]
+check = {}
+[[step]]
+check = { clients = 2, keys = 1, rate = 5, duration = "3s", consistency = "stale", nemesis = "none", interval = "1s", timeout = "1s" }
+expect = { verdict = "any" }
 [[step]]
 sleep = "250ms"
 [[step]]
@@ -476,6 +486,23 @@ BAD_FILES: dict[str, str] = {
         "load = {}\nexpect = 5",
         "load = {}\nexpect = { status = 200 }",
         "load = {}\nexpect = { min_ok = 2 }",
+    ),
+    "check": _steps(
+        "check = 5",
+        "check = { client = 5 }",
+        'check = { consistency = "strong" }',
+        "check = { nemesis = 5 }",
+        'check = { nemesis = "kill,boom" }',
+        "check = { duration = 5 }",
+        'check = { interval = "x" }',
+        'check = { timeout = "1 s" }',
+        "check = {}\nexpect = 5",
+        "check = {}\nexpect = { min_ok = 1 }",
+        'check = {}\nexpect = { verdict = "fine" }',
+        'check = { duration = "0s" }',
+        "check = { clients = 0 }",
+        "check = { keys = 0 }",
+        "check = { rate = 0 }",
     ),
     "sleep-note": _steps('sleep = "soon"', "sleep = 5", "note = []"),
     "assert": _steps(
@@ -1068,6 +1095,25 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             ("ok", "wait leader within 10s", "leader after 0.000s: dc1-s1 term 4", 0.0),
         ],
     },
+    "scenarios/12-is-default-linearizable.toml": {
+        "trace_hash": "ad86e20a9da28105f9408d8654220dd7a6d3ad607217764de6ed9cca6f981cdc",
+        "steps": [
+            ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
+            (
+                "ok",
+                "check consistent reads, 5 clients, nemesis pause:leader for 16s",
+                "193 operations, 2 faults: valid",
+                21.272921,
+            ),
+            (
+                "ok",
+                "check default reads, 5 clients, nemesis pause:leader for 16s",
+                "198 operations, 2 faults: invalid (key check3/k2: p2 write 39 ok [3.407, 3.410]; p0 write 49 ok [6.437, 6.441]; p6 read 39 ok [6.550, 8.000])",
+                25.016814,
+            ),
+            ("ok", "assert logs_equal=true", "holds", 0.0),
+        ],
+    },
     "docs/examples/tour.toml": {
         "trace_hash": "29b388cadb2a8836026706b315ff0e54aab4cd7101b9de6f6392fdfdff19ed24",
         "steps": [
@@ -1235,6 +1281,24 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             ),
             ("ok", "sleep 1s", "", 1.0),
             ("ok", "note", "", 0.0),
+        ],
+    },
+    "check": {
+        "trace_hash": "780dbd679904109a184c49856700801437718b90189d4862f5d5450562922012",
+        "steps": [
+            ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
+            (
+                "ok",
+                "check consistent reads, 2 clients, nemesis kill for 4s",
+                "21 operations, 1 faults: valid",
+                9.577328,
+            ),
+            (
+                "failed",
+                "check stale reads, 2 clients, nemesis partition for 4s",
+                "26 operations, 2 faults: valid; expected invalid",
+                9.217112,
+            ),
         ],
     },
     "fail-wait-leader": {
@@ -1559,6 +1623,8 @@ DESCRIBE_PINS: list[str] = [
     "peers_json: write peers.json on dc1-s1",
     "load: load write default 10/s for 1s on any",
     "load: load read stale 2.5/s for 1m on follower in the background",
+    "check: check default reads, 5 clients, nemesis partition,kill,pause for 20s",
+    "check: check stale reads, 2 clients, nemesis none for 3s",
     "sleep: sleep 250ms",
     "note: note",
     "sleep: sleep 1s",
@@ -1607,7 +1673,7 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: [cluster]: field 'encrypt': key size must be 16, 24 or 32 bytes",
     ],
     "step-shape": [
-        "bad.toml: step 1: expected exactly one action (wait, kill, restart, stop, pause, resume, isolate, partition, block, heal, loss, delay, http, consul, peers_json, load, sleep, assert, note), got none (keys: within)",
+        "bad.toml: step 1: expected exactly one action (wait, kill, restart, stop, pause, resume, isolate, partition, block, heal, loss, delay, http, consul, peers_json, load, check, sleep, assert, note), got none (keys: within)",
         "bad.toml: step 2: expected exactly one action, got kill and restart",
         "bad.toml: step 3: field 'within': not allowed in a 'kill' step (allowed: dc, kill, note)",
         "bad.toml: step 4: field 'note': expected a string, got 5",
@@ -1744,6 +1810,23 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: step 13: field 'expect': expected a table like { min_ok = 0.9 } (fraction of requests answered 200), got 5",
         "bad.toml: step 14: field 'expect': expected a table like { min_ok = 0.9 } (fraction of requests answered 200), got a table",
         "bad.toml: step 15: field 'expect.min_ok': expected a number between 0 and 1, got 2",
+    ],
+    "check": [
+        'bad.toml: step 1: field \'check\': expected a table like { duration = "20s", nemesis = "partition,kill" }, got 5',
+        "bad.toml: step 2: field 'check.client': unknown field (expected clients, keys, rate, duration, consistency, nemesis, interval, timeout)",
+        'bad.toml: step 3: field \'check.consistency\': expected "default", "stale" or "consistent", got "strong"',
+        "bad.toml: step 4: field 'check.nemesis': expected a string like \"partition,kill\", got 5",
+        "bad.toml: step 5: field 'check.nemesis': unknown nemesis boom; choose from partition, kill, pause, loss, delay, membership (comma-separated; partition:SHAPE with SHAPE one of halves, isolate-leader, bridge, majority-ring, one-way; kill:leader, pause:leader)",
+        "bad.toml: step 6: field 'check.duration': expected a duration like \"5s\", got 5",
+        'bad.toml: step 7: field \'check.interval\': expected a duration like "5s", got "x"',
+        'bad.toml: step 8: field \'check.timeout\': expected a duration like "5s", got "1 s"',
+        "bad.toml: step 9: field 'expect': expected a table like { verdict = \"valid\" }, got 5",
+        "bad.toml: step 10: field 'expect': expected a table like { verdict = \"valid\" }, got a table",
+        'bad.toml: step 11: field \'expect.verdict\': expected "valid", "invalid" or "any", got "fine"',
+        "bad.toml: step 12: field 'check': duration, interval and timeout must be more than 0s",
+        "bad.toml: step 13: field 'check.clients': expected an integer >= 1, got 0",
+        "bad.toml: step 14: field 'check.keys': expected an integer >= 1, got 0",
+        "bad.toml: step 15: field 'check.rate': expected a number between 0.1 and 1000, got 0",
     ],
     "sleep-note": [
         'bad.toml: step 1: field \'sleep\': expected a duration like "5s", got "soon"',
