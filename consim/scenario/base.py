@@ -21,6 +21,8 @@ from typing import Any
 
 from consim.acl import ACLConfig
 
+# The node of the events a scenario itself emits (notes, steps, its requests).
+SCENARIO_NODE = "scenario"
 # Keys every step accepts besides its action's own.
 COMMON_KEYS = frozenset({"note", "dc"})
 ROLE_TARGETS = ("leader", "follower", "old-leader", "last-killed", "any")
@@ -49,6 +51,16 @@ class ScenarioError(ValueError):
     def __init__(self, message: str, errors: list[str] | None = None) -> None:
         self.errors = errors if errors is not None else [message]
         super().__init__(message)
+
+
+class StepFailed(Exception):
+    """A step's expectation did not hold; the message is shown to the learner as is."""
+
+
+def short(text: str, limit: int = 160) -> str:
+    """One line of at most ``limit`` characters (``...`` marks a cut)."""
+    text = text.strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_duration(text: str) -> float:

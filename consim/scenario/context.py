@@ -10,20 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from consim.cluster import Cluster, ClusterError
 from consim.events import EventLog
-from consim.scenario.base import PARTITION_MEMBER, PLACEHOLDER, ROLE_TARGETS, Step, Target
+from consim.scenario.base import (
+    PARTITION_MEMBER,
+    PLACEHOLDER,
+    ROLE_TARGETS,
+    SCENARIO_NODE,
+    Step,
+    StepFailed,
+    Target,
+    short,
+)
 
-# The node of the events a scenario itself emits (notes, steps, its requests).
-SCENARIO_NODE = "scenario"
+if TYPE_CHECKING:
+    from consim.cluster import Cluster
 
-
-class StepFailed(Exception):
-    """A step's expectation did not hold; the message is shown to the learner as is."""
+__all__ = ["SCENARIO_NODE", "Roles", "StepContext", "StepFailed", "short"]
 
 
 @dataclass
@@ -38,12 +44,6 @@ class Roles:
     last_partition: list[list[str]] = field(default_factory=list)
     # Per datacenter, the highest term before the last fault (``new-leader``, ``term_increased``).
     fault_term: dict[str, int] = field(default_factory=dict)
-
-
-def short(text: str, limit: int = 160) -> str:
-    """One line of at most ``limit`` characters (``...`` marks a cut)."""
-    text = text.strip().replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class StepContext:
@@ -150,6 +150,14 @@ class StepContext:
             return None
         return len(leader.core.latest_configuration.voters())
 
+    async def sleep(self, seconds: float) -> None:
+        """Let (virtual or real) time pass."""
+        await trio.sleep(seconds)
+
+    def open_nursery(self) -> trio.Nursery:
+        """For a step's own concurrent tasks (a load's requests); it ends with them."""
+        return trio.open_nursery()  # type: ignore[return-value]
+
     async def until(self, predicate: Callable[[], bool], within: float) -> bool:
         """Poll ``predicate`` until it holds or ``within`` seconds pass; its last answer."""
         with trio.move_on_after(within):
@@ -171,6 +179,10 @@ class StepContext:
         step: int | None = None,
     ) -> tuple[int | None, dict[str, str], bytes, str]:
         """One request; connection failures come back as ``(None, {}, b"", reason)``."""
+        # Imported here: consim.cluster brings the servers and the HTTP stack, which validating
+        # a file (``consim validate``, the model importing every action) must not load.
+        from consim.cluster import ClusterError
+
         start = self.events.now()
         error = ""
         try:

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target, shown
-from consim.scenario.context import StepContext, StepFailed
-from consim.server.node import ServerNode
+from consim.scenario.base import (
+    ActionArgs,
+    Checker,
+    ClusterSettings,
+    Step,
+    StepFailed,
+    Target,
+    shown,
+)
 
 # "not-leader": running and not leader. A deposed leader cut off in a minority keeps starting
 # pre-vote elections (hashicorp/raft stays in the candidate state), so follower and candidate are
 # both what Consul shows there; what matters to the learner is that it stopped leading.
 SERVER_STATES = ("leader", "follower", "candidate", "not-leader", "down", "paused")
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
+    from consim.server.node import ServerNode
 
 
 class Check:

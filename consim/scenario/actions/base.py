@@ -3,10 +3,12 @@ arguments' own method, so a validated step can label itself without the registry
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
-from consim.scenario.context import StepContext
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 A = TypeVar("A", bound=ActionArgs)
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from consim.consulcli import TransportError, run_command
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
-from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed
+from consim.scenario.base import (
+    SCENARIO_NODE,
+    ActionArgs,
+    Checker,
+    ClusterSettings,
+    Step,
+    StepFailed,
+    Target,
+)
 
 CONSUL_COMMANDS = (
     ("operator", "raft", "list-peers"),
@@ -21,6 +27,9 @@ CONSUL_COMMANDS = (
     ("members",),
     ("force-leave",),
 )
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,9 @@ class Consul(Action[ConsulArgs]):
         return ConsulArgs(argv, c.target("on", step.get("on", "any"), dc), ConsulExpect(**out))
 
     async def run(self, ctx: StepContext, step: Step, args: ConsulArgs) -> str:
+        # Imported when a command runs, so validating a file does not load the CLI.
+        from consim.consulcli import TransportError, run_command
+
         argv: list[str] = ctx.fill(args.argv, step)
         e = args.expect.filled(ctx, step)
         name = ctx.resolve(args.on, step)

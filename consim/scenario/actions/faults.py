@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import trio
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from consim.scenario.actions.base import Action
 from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
-from consim.scenario.context import StepContext
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Restart(_Fault):
             # Let the killed incarnation unwind completely first: ServerNode.run's ``finally``
             # closes ``self.storage``, which a new incarnation started too early has replaced
             # (Cluster.restart's single ``sleep(0)`` is not enough; reported to its owner).
-            await trio.sleep(0.01)
+            await ctx.sleep(0.01)
         for name in names:
             await ctx.cluster.restart(name)
         return ", ".join(names)

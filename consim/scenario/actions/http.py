@@ -5,11 +5,21 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
-from consim.scenario.context import StepContext, StepFailed, short
+from consim.scenario.base import (
+    ActionArgs,
+    Checker,
+    ClusterSettings,
+    Step,
+    StepFailed,
+    Target,
+    short,
+)
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
 

@@ -4,13 +4,22 @@ rate; ``expect = { min_ok = 0.9 }`` is the fraction that must be answered."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action, BackgroundJob
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
-from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed, short
+from consim.scenario.base import (
+    SCENARIO_NODE,
+    ActionArgs,
+    Checker,
+    ClusterSettings,
+    Step,
+    StepFailed,
+    Target,
+    short,
+)
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 _KNOWN = ("rate", "duration", "op", "consistency", "on", "key", "background")
 
@@ -139,10 +148,10 @@ async def _load(ctx: StepContext, a: LoadArgs, name: str, records: Records) -> s
         reason = "" if ok else (error or f"{status} {short(body.decode('utf-8', 'replace'), 60)}")
         records.append((ctx.events.now(), status, reason))
 
-    async with trio.open_nursery() as nursery:
+    async with ctx.open_nursery() as nursery:
         for i in range(count):
             nursery.start_soon(one, i)
-            await trio.sleep(interval)
+            await ctx.sleep(interval)
     summary = _summary(name, records)
     ok = sum(1 for _, _, reason in records if not reason)
     if a.min_ok is not None and ok < a.min_ok * len(records):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
 from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
-from consim.scenario.context import StepContext
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from consim.scenario.actions.base import Action
 from consim.scenario.base import (
     GROUP_TARGET,
+    SCENARIO_NODE,
     ActionArgs,
     Checker,
     ClusterSettings,
     Step,
+    StepFailed,
     Target,
 )
-from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
 from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
-from consim.scenario.context import StepContext
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Sleep(Action[SleepArgs]):
         return SleepArgs(seconds, text)
 
     async def run(self, ctx: StepContext, step: Step, args: SleepArgs) -> str:
-        await trio.sleep(args.seconds)
+        await ctx.sleep(args.seconds)
         return ""
 
 

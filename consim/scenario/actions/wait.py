@@ -4,12 +4,14 @@ registry in ``consim.scenario.actions.waits`` (each condition parses its own key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
 from consim.scenario.actions.waits import CONDITIONS, ConditionArgs, WaitFor
 from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
-from consim.scenario.context import StepContext
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from consim.scenario.base import Checker, Step
-from consim.scenario.context import StepContext
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 class ConditionArgs:

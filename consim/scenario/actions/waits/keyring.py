@@ -4,11 +4,13 @@ the same keys with the same primary (and that primary is ``key`` when given)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.waits.base import Condition, ConditionArgs, WaitFor
-from consim.scenario.base import Checker, Step, gossip_key
-from consim.scenario.context import StepContext, StepFailed
+from consim.scenario.base import Checker, Step, StepFailed, gossip_key
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)

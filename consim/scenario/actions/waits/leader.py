@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.waits.base import Condition, ConditionArgs, NoArgs, P, WaitFor
-from consim.scenario.base import Checker, Step
-from consim.scenario.context import StepContext, StepFailed
-from consim.server.node import ServerNode
+from consim.scenario.base import Checker, Step, StepFailed
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
+    from consim.server.node import ServerNode
 
 
 def acknowledged_leader(ctx: StepContext, dc: str) -> ServerNode | None:

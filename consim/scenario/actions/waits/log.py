@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from consim.events import Event
 from consim.scenario.actions.waits.base import Condition, ConditionArgs, WaitFor
-from consim.scenario.base import Checker, Step
-from consim.scenario.context import StepContext, StepFailed
+from consim.scenario.base import Checker, Step, StepFailed
+
+if TYPE_CHECKING:
+    from consim.events import Event
+    from consim.scenario.context import StepContext
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ gossip view (LAN or WAN) shows ``member`` with that status."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.waits.base import Condition, ConditionArgs, WaitFor
-from consim.scenario.base import Checker, Step, Target
-from consim.scenario.context import StepContext, StepFailed
+from consim.scenario.base import Checker, Step, StepFailed, Target
+
+if TYPE_CHECKING:
+    from consim.scenario.context import StepContext
 
 MEMBER_STATUSES = ("alive", "failed", "left")
 GOSSIP_POOLS = ("lan", "wan")
