@@ -13,6 +13,7 @@ from typing import Any
 from consim.scenario.actions import (
     assert_,
     block,
+    check,
     consul,
     faults,
     heal,
@@ -40,6 +41,7 @@ ACTIONS: dict[str, Action[Any]] = {
         consul,
         peers_json,
         load,
+        check,
         sleep,
         assert_,
         note,
