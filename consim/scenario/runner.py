@@ -22,7 +22,7 @@ import trio
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import EventLog
-from consim.scenario.actions import ACTIONS
+from consim.scenario.actions import ACTIONS, BackgroundJob
 from consim.scenario.actions.http import check_http
 from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed, short
 from consim.scenario.model import Scenario, Step
@@ -186,11 +186,13 @@ class ScenarioRunner:
             self.events.emit(
                 SCENARIO_NODE, "note", {"step": step.number, "text": step.note}, message=step.note
             )
-        if result.background:
-            self._start_background(step, result)
-            return True
+        action = ACTIONS[step.action]
         try:
-            detail = await ACTIONS[step.action].run(self.ctx, step, step.args)
+            if result.background:
+                # Its target is resolved now: a role that names nobody fails the step here.
+                self._start_background(step, result, action.start(self.ctx, step, step.args))
+                return True
+            detail = await action.run(self.ctx, step, step.args)
             result.status = "ok"
             result.detail = detail or ""
         except StepFailed as exc:
@@ -203,13 +205,12 @@ class ScenarioRunner:
         self._emit_step(result)
         return result.status == "ok"
 
-    def _start_background(self, step: Step, result: StepResult) -> None:
-        """Start a background step (``load`` with ``background = true``): the next steps run
+    def _start_background(self, step: Step, result: StepResult, job: BackgroundJob) -> None:
+        """Run a background step (``load`` with ``background = true``): the next steps run
         while it does; its result (and its step event) lands when it ends."""
         assert self._nursery is not None
         scope = trio.CancelScope()
         self._background.append((scope, result))
-        job = ACTIONS[step.action].start(self.ctx, step, step.args)
 
         async def background() -> None:
             with scope:

@@ -96,3 +96,31 @@ def test_actions_reach_neither_the_runner_nor_the_file_parser():
             m for m in _imports(path) if m in ("consim.scenario.runner", "consim.scenario.model")
         }
         assert not bad, f"{path.relative_to(ACTIONS_DIR)} imports {bad}"
+
+
+def test_a_background_step_whose_target_names_nobody_fails_that_step(tmp_path):
+    """It used to raise out of the run (a traceback instead of a failed step)."""
+    p = tmp_path / "bg.toml"
+    p.write_text(
+        '[cluster]\ndatacenters = { dc1 = 1 }\n[[step]]\nload = { on = "old-leader", '
+        'background = true }\n[[step]]\nnote = "never reached"\n'
+    )
+    result = run_scenario(load_scenario(p))
+    assert [s.status for s in result.steps] == ["failed", "skipped"]
+    assert result.steps[0].detail == (
+        "target 'old-leader': no leader has been killed or cut off yet"
+    )
+    assert not result.events.of_kind("load_started")
+    assert [e.fields["status"] for e in result.events.of_kind("step")] == ["failed"]
+
+
+def test_consul_expect_stdout_is_a_string(tmp_path):
+    """A list used to pass validation and crash the run when the command's output was compared."""
+    p = tmp_path / "st.toml"
+    p.write_text(
+        '[cluster]\ndatacenters = { dc1 = 1 }\n[[step]]\nconsul = "members"\n'
+        'expect = { stdout = ["a"] }\n'
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(p)
+    assert str(info.value) == f"{p}: step 1: field 'expect.stdout': expected a string, got a list"

@@ -85,12 +85,12 @@ class Consul(Action[ConsulArgs]):
         for k, v in expect.items():
             if k == "exit":
                 out[k] = c.integer("expect.exit", v, 0)
-            elif k in ("stdout_contains", "stdout_lacks", "stderr_contains", "stdout"):
+            elif k == "stdout":
+                out[k] = c.string("expect.stdout", v)
+            elif k in ("stdout_contains", "stdout_lacks", "stderr_contains"):
                 if isinstance(v, str):
-                    v = [v] if k != "stdout" else v
-                if k != "stdout" and not (
-                    isinstance(v, list) and all(isinstance(x, str) for x in v)
-                ):
+                    v = [v]
+                if not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
                     raise c.expected(f"expect.{k}", "a string or a list of strings", v)
                 out[k] = v
             else:
