@@ -7,7 +7,8 @@ Each run is a fresh process (``python -c 'consim.cli.main(["run", ...])'``, impo
 learner's ``consim run`` is), its output discarded. With ``--base`` the revision is unpacked with
 ``git archive`` into ``benchmarks/out/base-REV`` and run from there (``PYTHONPATH``) with the same
 interpreter on the same files; the two alternate run by run so the shared machine's load falls on
-both alike. Prints each run, the medians and min-max, and this/base. Runs from the repository
+both alike. Prints each run's wall and CPU time (the child's user + system: steadier than wall time on
+a busy machine), the medians and min-max, and this/base. Runs from the repository
 root; the runs are deterministic, so only the time differs.
 """
 
@@ -19,6 +20,7 @@ require(__file__)
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,8 +56,10 @@ def imported_from(tree: Path) -> str:
     ).stdout.strip()
 
 
-def one_run(tree: Path, files: list[str]) -> float:
+def one_run(tree: Path, files: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         # cwd is the tree: ``python -c`` puts the working directory first on sys.path.
@@ -67,9 +71,11 @@ def one_run(tree: Path, files: list[str]) -> float:
         text=True,
     )
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"consim run failed in {tree} (exit {proc.returncode}): {proc.stderr}")
-    return took
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return took, cpu
 
 
 def main() -> None:
@@ -92,19 +98,35 @@ def main() -> None:
             raise SystemExit(f"{label}: consim imported from {where}, not from {tree}")
         print(f"{label}: {where}")
     times: dict[str, list[float]] = {k: [] for k in trees}
+    cpus: dict[str, list[float]] = {k: [] for k in trees}
     for i in range(args.runs):
         # Alternate which goes first, so neither always runs on a warmer machine.
         order = list(trees) if i % 2 == 0 else list(reversed(trees))
         for label in order:
-            times[label].append(one_run(trees[label], files))
-        print(f"run {i + 1}: " + ", ".join(f"{k} {times[k][-1]:.2f}s" for k in trees), flush=True)
-    for label, ts in times.items():
+            wall, cpu = one_run(trees[label], files)
+            times[label].append(wall)
+            cpus[label].append(cpu)
         print(
-            f"{label:5} median {statistics.median(ts):.2f}s (min {min(ts):.2f}, max {max(ts):.2f})"
+            f"run {i + 1}: "
+            + ", ".join(f"{k} {times[k][-1]:.2f}s ({cpus[k][-1]:.2f}s CPU)" for k in trees),
+            flush=True,
+        )
+    for label, ts in times.items():
+        cs = cpus[label]
+        print(
+            f"{label:5} wall median {statistics.median(ts):.2f}s (min {min(ts):.2f}, "
+            f"max {max(ts):.2f}); CPU median {statistics.median(cs):.2f}s (min {min(cs):.2f})"
         )
     if "base" in times:
         ratio = statistics.median(times["this"]) / statistics.median(times["base"])
-        print(f"this/base {ratio:.3f} (below 1: this tree is faster)")
+        pairs = sorted(t / b for t, b in zip(times["this"], times["base"], strict=True))
+        cpu_ratio = statistics.median(cpus["this"]) / statistics.median(cpus["base"])
+        print(f"this/base wall {ratio:.3f}, CPU {cpu_ratio:.3f} (below 1: this tree is faster)")
+        # Each run's pair ran back to back, so its ratio sees the same machine load.
+        print(
+            f"per-pair wall this/base: median {statistics.median(pairs):.3f} "
+            f"(min {pairs[0]:.3f}, max {pairs[-1]:.3f})"
+        )
 
 
 if __name__ == "__main__":
