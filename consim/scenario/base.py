@@ -105,7 +105,9 @@ class Target:
 
 
 class ActionArgs:
-    """An action's checked arguments (each action defines a frozen dataclass of its own)."""
+    """An action's checked arguments (each action defines a frozen dataclass of its own, with
+    ``eq=False``: nothing compares them, and every generated ``__eq__``/``__hash__`` is import
+    time each ``consim`` process pays)."""
 
     def describe(self) -> str:
         """The step's timeline label, e.g. ``kill leader`` or ``GET /v1/kv/x on dc1-s1``."""

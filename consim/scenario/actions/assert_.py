@@ -42,7 +42,7 @@ class Check:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LeaderIs(Check):
     target: Target
 
@@ -61,7 +61,7 @@ class LeaderIs(Check):
         return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LeaderNot(Check):
     target: Target
 
@@ -82,7 +82,7 @@ class LeaderNot(Check):
         return []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Flag(Check):
     """A key whose only value is ``true``: the check is its name's."""
 
@@ -138,7 +138,7 @@ _FLAGS: dict[str, Callable[[StepContext, str, ServerNode | None], list[str]]] = 
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class States(Check):
     states: dict[Target, str]
 
@@ -165,7 +165,7 @@ class States(Check):
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Voters(Check):
     count: int
 
@@ -179,7 +179,7 @@ class Voters(Check):
         return [f"{voters} voters, expected {self.count}"] if voters != self.count else []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kv(Check):
     """Read straight from each server's state machine (no request)."""
 
@@ -261,7 +261,7 @@ CHECKS: dict[str, Callable[[Checker, str, Any, str | None], Check]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AssertArgs(ActionArgs):
     checks: dict[str, Check]
     within: float

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 _KNOWN = ("clients", "keys", "rate", "duration", "consistency", "nemesis", "interval", "timeout")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CheckArgs(ActionArgs):
     clients: int
     keys: int

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConsulExpect:
     """What the command must do; None / empty is not checked."""
 
@@ -48,7 +48,7 @@ class ConsulExpect:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConsulArgs(ActionArgs):
     argv: list[str]
     on: Target

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HealArgs(ActionArgs):
     def describe(self) -> str:
         return "heal"

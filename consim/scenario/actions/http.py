@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HttpExpect:
     """What the answer must be; a field left None is not checked."""
 
@@ -44,7 +44,7 @@ class HttpExpect:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HttpArgs(ActionArgs):
     method: str
     path: str

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinkArgs(ActionArgs):
     kind: str  # loss | delay
     source: Target | str  # "*" or a target

@@ -27,7 +27,7 @@ _KNOWN = ("rate", "duration", "op", "consistency", "on", "key", "background")
 Records = list[tuple[float, int | None, str]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadArgs(ActionArgs):
     rate: float
     duration: float

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NoteArgs(ActionArgs):
     def describe(self) -> str:
         return "note"

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PeersJsonArgs(ActionArgs):
     on: list[Target]
     # "all-running": the survivors (running servers plus the ones written to).

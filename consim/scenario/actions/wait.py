@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WaitArgs(ActionArgs):
     condition: str
     within: float

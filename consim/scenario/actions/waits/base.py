@@ -19,7 +19,7 @@ class ConditionArgs:
         return ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NoArgs(ConditionArgs):
     pass
 
@@ -27,7 +27,7 @@ class NoArgs(ConditionArgs):
 P = TypeVar("P", bound=ConditionArgs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WaitFor(Generic[P]):
     """What a condition's run gets: its name, how long it may take and its own keys."""
 

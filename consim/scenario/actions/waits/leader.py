@@ -88,7 +88,7 @@ class NoLeader(_Polled[NoArgs]):
         return lambda: ctx.cluster.leader(dc) is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VotersArgs(ConditionArgs):
     count: int
 

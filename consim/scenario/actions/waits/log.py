@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from consim.scenario.context import StepContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LogArgs(ConditionArgs):
     contains: str
 

@@ -16,7 +16,7 @@ MEMBER_STATUSES = ("alive", "failed", "left")
 GOSSIP_POOLS = ("lan", "wan")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MemberStatusArgs(ConditionArgs):
     member: Target
     status: str
