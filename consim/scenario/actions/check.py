@@ -1,6 +1,7 @@
 """``check = { clients, keys, rate, duration, consistency, nemesis, interval, timeout }``: a
 consim check campaign on the scenario's cluster (``consim.check.campaign``);
-``expect = { verdict = "valid" | "invalid" | "any" }``."""
+``expect = { verdict = "valid" | "invalid" | "any", live = ... }`` (``live``, default the
+verdict: what a live run requires)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class CheckArgs(ActionArgs):
     interval: float
     timeout: float
     verdict: str  # valid | invalid | any
+    live_verdict: str  # the same, for a live run
 
     def describe(self) -> str:
         return (
@@ -68,11 +70,16 @@ class Check(Action[CheckArgs]):
         interval, _ = c.duration("check.interval", value.get("interval", "5s"))
         timeout, _ = c.duration("check.timeout", value.get("timeout", "10s"))
         expect = step.get("expect", {})
-        if not isinstance(expect, dict) or any(k != "verdict" for k in expect):
+        if not isinstance(expect, dict) or any(k not in ("verdict", "live") for k in expect):
             raise c.expected("expect", 'a table like { verdict = "valid" }', expect)
         verdict = expect.get("verdict", "valid")
         if verdict not in ("valid", "invalid", "any"):
             raise c.expected("expect.verdict", '"valid", "invalid" or "any"', verdict)
+        # Live, whether a window shows depends on real timing: `live = "any"` reports the verdict
+        # without failing the step (the Raft and gossip invariants must still hold).
+        live_verdict = expect.get("live", verdict)
+        if live_verdict not in ("valid", "invalid", "any"):
+            raise c.expected("expect.live", '"valid", "invalid" or "any"', live_verdict)
         if duration <= 0 or interval <= 0 or timeout <= 0:
             raise c.fail("check", "duration, interval and timeout must be more than 0s")
         return CheckArgs(
@@ -86,6 +93,7 @@ class Check(Action[CheckArgs]):
             interval=interval,
             timeout=timeout,
             verdict=verdict,
+            live_verdict=live_verdict,
         )
 
     async def run(self, ctx: StepContext, step: Step, args: CheckArgs) -> str:
@@ -112,8 +120,11 @@ class Check(Action[CheckArgs]):
         if lin["verdict"] == "invalid":
             ops = "; ".join(_window_op(op) for op in lin["window"][:4])
             detail += f" (key {lin['failing_key']}: {ops})"
-        if args.verdict != "any" and result["verdict"] != args.verdict:
-            raise StepFailed(f"{detail}; expected {args.verdict}")
+        expected = args.live_verdict if ctx.live else args.verdict
+        if expected != "any" and result["verdict"] != expected:
+            raise StepFailed(f"{detail}; expected {expected}")
+        if expected == "any" and result["invariants_failed"]:
+            raise StepFailed(f"{detail}; the invariants must hold whatever the verdict")
         return detail
 
 
