@@ -148,6 +148,11 @@ sleep = "1s"
 [[step]]
 note = "just a note"
 """,
+    "check": _THREE
+    + '[[step]]\ncheck = { clients = 2, rate = 5, duration = "4s", consistency = "consistent", '
+    'nemesis = "kill", interval = "2s", timeout = "1s" }\n'
+    '[[step]]\ncheck = { clients = 2, rate = 5, duration = "4s", consistency = "stale", '
+    'nemesis = "partition", interval = "1s", timeout = "1s" }\nexpect = { verdict = "invalid" }\n',
     "fail-wait-leader": '[cluster]\ndatacenters = { dc1 = 3 }\n[[step]]\nwait = "leader"\nwithin = "0s"\n',
     "fail-wait-no-leader": _THREE + '[[step]]\nwait = "no-leader"\nwithin = "1s"\n',
     "fail-wait-voters": _THREE + '[[step]]\nwait = "voters"\ncount = 5\nwithin = "1s"\n',
@@ -298,6 +303,11 @@ load = {}
 [[step]]
 load = { op = "read", consistency = "stale", rate = 2.5, duration = "1m", on = "follower", key = "z", background = true }
 expect = { min_ok = 0.5 }
+[[step]]
+check = {}
+[[step]]
+check = { clients = 2, keys = 1, rate = 5, duration = "3s", consistency = "stale", nemesis = "none", interval = "1s", timeout = "1s" }
+expect = { verdict = "any", live = "valid" }
 [[step]]
 sleep = "250ms"
 [[step]]
@@ -476,6 +486,24 @@ BAD_FILES: dict[str, str] = {
         "load = {}\nexpect = 5",
         "load = {}\nexpect = { status = 200 }",
         "load = {}\nexpect = { min_ok = 2 }",
+    ),
+    "check": _steps(
+        "check = 5",
+        "check = { client = 5 }",
+        'check = { consistency = "strong" }',
+        "check = { nemesis = 5 }",
+        'check = { nemesis = "kill,boom" }',
+        "check = { duration = 5 }",
+        'check = { interval = "x" }',
+        'check = { timeout = "1 s" }',
+        "check = {}\nexpect = 5",
+        "check = {}\nexpect = { min_ok = 1 }",
+        'check = {}\nexpect = { verdict = "fine" }',
+        'check = {}\nexpect = { verdict = "valid", live = "maybe" }',
+        'check = { duration = "0s" }',
+        "check = { clients = 0 }",
+        "check = { keys = 0 }",
+        "check = { rate = 0 }",
     ),
     "sleep-note": _steps('sleep = "soon"', "sleep = 5", "note = []"),
     "assert": _steps(
@@ -1256,6 +1284,24 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             ("ok", "note", "", 0.0),
         ],
     },
+    "check": {
+        "trace_hash": "780dbd679904109a184c49856700801437718b90189d4862f5d5450562922012",
+        "steps": [
+            ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
+            (
+                "ok",
+                "check consistent reads, 2 clients, nemesis kill for 4s",
+                "21 operations, 1 faults: valid",
+                9.577328,
+            ),
+            (
+                "failed",
+                "check stale reads, 2 clients, nemesis partition for 4s",
+                "26 operations, 2 faults: valid; expected invalid",
+                9.217112,
+            ),
+        ],
+    },
     "fail-wait-leader": {
         "trace_hash": "f8d1de7d1baefa6ab638dbb889d8d24b81dcded3ffc447c46a28fba7cc0a0379",
         "steps": [
@@ -1578,6 +1624,8 @@ DESCRIBE_PINS: list[str] = [
     "peers_json: write peers.json on dc1-s1",
     "load: load write default 10/s for 1s on any",
     "load: load read stale 2.5/s for 1m on follower in the background",
+    "check: check default reads, 5 clients, nemesis partition,kill,pause for 20s",
+    "check: check stale reads, 2 clients, nemesis none for 3s",
     "sleep: sleep 250ms",
     "note: note",
     "sleep: sleep 1s",
@@ -1763,6 +1811,24 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: step 13: field 'expect': expected a table like { min_ok = 0.9 } (fraction of requests answered 200), got 5",
         "bad.toml: step 14: field 'expect': expected a table like { min_ok = 0.9 } (fraction of requests answered 200), got a table",
         "bad.toml: step 15: field 'expect.min_ok': expected a number between 0 and 1, got 2",
+    ],
+    "check": [
+        'bad.toml: step 1: field \'check\': expected a table like { duration = "20s", nemesis = "partition,kill" }, got 5',
+        "bad.toml: step 2: field 'check.client': unknown field (expected clients, keys, rate, duration, consistency, nemesis, interval, timeout)",
+        'bad.toml: step 3: field \'check.consistency\': expected "default", "stale" or "consistent", got "strong"',
+        "bad.toml: step 4: field 'check.nemesis': expected a string like \"partition,kill\", got 5",
+        "bad.toml: step 5: field 'check.nemesis': unknown nemesis boom; choose from partition, kill, pause, loss, delay, membership (comma-separated; partition:SHAPE with SHAPE one of halves, isolate-leader, bridge, majority-ring, one-way; kill:leader, pause:leader)",
+        "bad.toml: step 6: field 'check.duration': expected a duration like \"5s\", got 5",
+        'bad.toml: step 7: field \'check.interval\': expected a duration like "5s", got "x"',
+        'bad.toml: step 8: field \'check.timeout\': expected a duration like "5s", got "1 s"',
+        "bad.toml: step 9: field 'expect': expected a table like { verdict = \"valid\" }, got 5",
+        "bad.toml: step 10: field 'expect': expected a table like { verdict = \"valid\" }, got a table",
+        'bad.toml: step 11: field \'expect.verdict\': expected "valid", "invalid" or "any", got "fine"',
+        'bad.toml: step 12: field \'expect.live\': expected "valid", "invalid" or "any", got "maybe"',
+        "bad.toml: step 13: field 'check': duration, interval and timeout must be more than 0s",
+        "bad.toml: step 14: field 'check.clients': expected an integer >= 1, got 0",
+        "bad.toml: step 15: field 'check.keys': expected an integer >= 1, got 0",
+        "bad.toml: step 16: field 'check.rate': expected a number between 0.1 and 1000, got 0",
     ],
     "sleep-note": [
         'bad.toml: step 1: field \'sleep\': expected a duration like "5s", got "soon"',
