@@ -599,10 +599,11 @@ class ServerNode:
             self._last_role = role
 
     def _fail_waiters(self, message: str) -> None:
-        for _index, (_term, done, box) in list(self._apply_waiters.items()):
-            box.append(("error", message))
-            done.set()
-        self._apply_waiters.clear()
+        if not _testing_faults.keep_waiters_on_step_down:  # test-only switch, normally off
+            for _index, (_term, done, box) in list(self._apply_waiters.items()):
+                box.append(("error", message))
+                done.set()
+            self._apply_waiters.clear()
         for _request, (done, box) in list(self._verify_waiters.items()):
             box.append(False)
             done.set()
