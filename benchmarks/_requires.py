@@ -14,7 +14,7 @@ from pathlib import Path
 
 INSTALL = ".venv/bin/pip install -e '.[bench]'"
 # consim's own dependencies (pyproject's [project] dependencies), by import name.
-CORE = ("trio", "msgpack", "cryptography", "hypercorn", "quart", "quart_trio", "httpx")
+CORE = ("trio", "msgpack", "cryptography", "hypercorn", "h11", "quart", "quart_trio", "httpx")
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"quart_trio": "quart-trio"}
 

@@ -7,11 +7,11 @@ Starts the cluster ``consim up`` runs (3 servers, one process, raft_multiplier 1
   direct       GET /v1/operator/raft/configuration on the leader
   forwarded    the same on a follower (follower -> leader RPC -> back)
   stale        the same on a follower with ?stale (answered locally)
-  floor        GET /hello on a bare quart-trio app on hypercorn, served from the cluster's process
+  floor        GET /hello on a bare quart-trio app on consim's HTTP server, served from the cluster's process
   floor-alone  the same bare app in a process of its own (shown for reference, not a target)
 
 The floor is the framework's own ceiling: a quart-trio app with one route returning a constant,
-on hypercorn with the config consim's servers use (``consim.http.serve``). The gated ratio,
+on the HTTP server consim's servers use (``consim.http.serve``). The gated ratio,
 direct/floor, takes the floor served *from the cluster's process* (same trio loop, same core,
 same interpreter and heap, the 3 Raft servers' heartbeats and gossip running beside it), so it
 compares the two request paths under the same conditions and isolates what consim adds per

@@ -6,7 +6,7 @@ in this one process and one trio loop. Writes are ``KVS.Apply`` set with a 64-by
 through the leader's ``ServerNode.rpc`` (``--via rpc``, default: no client hop, so this measures
 Raft replication and the state machine), through a follower's ``ServerNode.rpc`` (``--via forward``:
 plus one forwarding RPC hop), or as ``PUT /v1/kv/<key>`` over HTTP to the leader (``--via http``:
-plus hypercorn/quart and httpx in the same process).
+plus the HTTP server, quart and httpx in the same process).
 
 1. Throughput: for each ``--concurrency`` level (default 64 and 256) that many writers keep a
    write in flight each for ``--duration`` seconds; committed writes per second. (PySyncObj's

@@ -54,6 +54,9 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         host_block=args.host_block,
         acl=acl,
         encrypt=args.encrypt,
+        http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
+        snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
+        trailing_logs=getattr(args, "raft_trailing_logs", None),
     )
 
 
@@ -65,6 +68,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from consim.live import serve_cluster
 
     spec = _cluster_spec(args)
+    if args.max_events < 1:
+        print(f"error: --max-events must be at least 1, got {args.max_events}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -77,7 +83,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                         return
 
                 nursery.start_soon(stop_on_signal)
-                await serve_cluster(spec, log_level=args.log_level)
+                await serve_cluster(spec, log_level=args.log_level, max_events=args.max_events)
 
     from consim.live import AddressInUse
 
@@ -259,6 +265,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run a live cluster on loopback until Ctrl-C")
     cluster_options(up)
+    up.add_argument(
+        "--max-events",
+        type=int,
+        default=10_000,
+        help="events kept in memory (a ring; every event is still printed); default 10000",
+    )
+    up.add_argument(
+        "--http-max-conns-per-client",
+        type=int,
+        default=200,
+        help="Consul's limits.http_max_conns_per_client: HTTP connections per client IP "
+        "(default 200, 0 = no limit)",
+    )
+    up.add_argument(
+        "--raft-snapshot-threshold",
+        type=int,
+        help="Consul's raft_snapshot_threshold: log entries between snapshots (default 8192)",
+    )
+    up.add_argument(
+        "--raft-trailing-logs",
+        type=int,
+        help="Consul's raft_trailing_logs: entries kept after a snapshot (default 10240)",
+    )
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")

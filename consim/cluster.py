@@ -1,7 +1,7 @@
 """Datacenters of ServerNodes on one Network: start, stop, kill, restart, partition, heal.
 
 The same ``Cluster`` runs in virtual time (``SimNetwork`` under ``VirtualClock``, HTTP called in
-process) and live (``SocketNetwork``, hypercorn on every server's HTTP address). Every fault is an
+process) and live (``SocketNetwork``, consim.http.serve on every server's HTTP address). Every fault is an
 event in the one event log.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import trio
@@ -138,9 +139,16 @@ class Cluster:
                         await nursery.start(node.run)
                         if self.live:
                             # A crashed server's HTTP port goes away with it, as with real Consul.
-                            from consim.http.serve import serve_http
+                            from consim.http.serve import HTTPLimits, serve_http
 
-                            await nursery.start(serve_http, self.app(name), node.spec.http_address)
+                            limits = HTTPLimits(
+                                max_conns_per_client=self.spec.http_max_conns_per_client
+                            )
+                            await nursery.start(
+                                partial(serve_http, limits=limits),
+                                self.app(name),
+                                node.spec.http_address,
+                            )
                         task_status.started()
                         started = True
             except Exception as exc:

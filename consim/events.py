@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,12 +57,28 @@ class Event:
 
 
 class EventLog:
-    """An append-only list of events with subscribers (live printing, waits, the report)."""
+    """An append-only list of events with subscribers (live printing, waits, the report).
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    ``max_events`` bounds what is kept: the log becomes a ring of the latest ``max_events``
+    (``consim up`` runs for days; its events are printed as they happen and only the recent ones
+    are looked at). Subscribers still see every event, and ``emitted`` counts them all. A run
+    whose trace hash or report needs every event (virtual runs, ``consim run``) keeps them all
+    (``max_events=None``, the default).
+    """
+
+    def __init__(self, clock: Callable[[], float], *, max_events: int | None = None) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {max_events}")
         self._clock = clock
-        self.events: list[Event] = []
+        self.max_events = max_events
+        self.events: MutableSequence[Event] = [] if max_events is None else deque(maxlen=max_events)
+        self.emitted = 0
         self._subscribers: list[Callable[[Event], None]] = []
+
+    @property
+    def dropped(self) -> int:
+        """Events no longer kept (always 0 without ``max_events``)."""
+        return self.emitted - len(self.events)
 
     def now(self) -> float:
         return self._clock()
@@ -86,6 +103,7 @@ class EventLog:
             message=message or kind.replace("_", " "),
         )
         self.events.append(event)
+        self.emitted += 1
         for callback in list(self._subscribers):
             callback(event)
         return event
@@ -105,6 +123,11 @@ class EventLog:
 
     def trace_hash(self, events: Iterable[Event] | None = None) -> str:
         """SHA-256 over the canonical JSON of every event: same seed, same hash."""
+        if events is None and self.dropped:
+            raise ValueError(
+                f"no trace hash: this log keeps the last {self.max_events} events "
+                f"and {self.dropped} were dropped"
+            )
         digest = hashlib.sha256()
         for event in self.events if events is None else events:
             line = json.dumps(event.to_json(), sort_keys=True, separators=(",", ":"), default=str)

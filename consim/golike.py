@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 _UNITS = {
@@ -54,8 +55,14 @@ def parse_duration(text: str) -> float:
         if unit not in _UNITS:
             raise GoError(f"time: unknown unit {json.dumps(unit)} in duration {quoted}")
         whole, _, frac = num.partition(".")
+        whole = whole.lstrip("0")
+        if len(whole) > 19:  # Go's leadingInt overflows: more than any int64
+            raise GoError(f"time: invalid duration {quoted}")
         value = int(whole or "0") * _UNITS[unit]
         if frac:
+            # Go's leadingFraction drops digits past what an int64 holds; so do we (25 is more
+            # than enough for nanoseconds of an hour).
+            frac = frac[:25]
             value += int(frac) * _UNITS[unit] // (10 ** len(frac))
         total += value
         if total > _MAX_INT64:
@@ -109,7 +116,10 @@ def atoi(text: str) -> int:
     s = text[1:] if text[:1] in "+-" else text
     if not s or not s.isascii() or not s.isdigit():
         raise _syntax("Atoi", text)
-    value = int(text)
+    digits = s.lstrip("0") or "0"
+    if len(digits) > 19:
+        raise _range("Atoi", text)
+    value = -int(digits) if text[0] == "-" else int(digits)
     if not -(1 << 63) <= value <= _MAX_INT64:
         raise _range("Atoi", text)
     return value
@@ -119,7 +129,10 @@ def parse_uint(text: str) -> int:
     """Go's ``strconv.ParseUint(text, 10, 64)``."""
     if not text or not text.isascii() or not text.isdigit():
         raise _syntax("ParseUint", text)
-    value = int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 20:
+        raise _range("ParseUint", text)
+    value = int(digits)
     if value >= 1 << 64:
         raise _range("ParseUint", text)
     return value
@@ -183,18 +196,113 @@ _CONTEXT = {
 }
 
 
+class JSONBigNumber(float):
+    """A JSON number too large for any Go numeric type (``float64`` included).
+
+    Its value is ±inf; ``text`` (and ``str()``) is the number as written, which Go's
+    ``cannot unmarshal number <text> ...`` errors show.
+    """
+
+    text: str
+
+    def __new__(cls, text: str) -> JSONBigNumber:
+        obj = super().__new__(cls, "-inf" if text.startswith("-") else "inf")
+        obj.text = text
+        return obj
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return self.text
+
+
+# Go's encoding/json: maxNestingDepth.
+JSON_MAX_DEPTH = 10000
+# Python parses ints of at most 4300 digits (and in quadratic time); no Go integer has more than 20.
+_MAX_INT_DIGITS = 400
+
+
+def _json_int(text: str) -> int | float:
+    if len(text) > _MAX_INT_DIGITS:
+        return JSONBigNumber(text)
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    return JSONBigNumber(text) if math.isinf(value) else value
+
+
+_DECODER = json.JSONDecoder(parse_int=_json_int, parse_float=_json_float)
+
+
+def _json_depth(text: str) -> tuple[int, int]:
+    """The deepest nesting in ``text`` and where it first exceeds Go's limit (-1 if it does not)."""
+    depth = deepest = 0
+    in_str = esc = False
+    for i, ch in enumerate(text):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if depth > JSON_MAX_DEPTH:
+                    return deepest, i
+        elif ch in "]}":
+            depth -= 1
+            if depth < 0:
+                break  # a syntax error the decoder reports
+    return deepest, -1
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """Go decodes an unpaired ``\\uD800``-style escape as U+FFFD; Python keeps the surrogate."""
+    if isinstance(value, str):
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+        return value
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def decode_json_value(data: bytes) -> Any:
     """Go's ``json.NewDecoder(r).Decode(&v)``: the first JSON value; trailing data is ignored.
 
     Raises :class:`GoError` with the decoder's text (``EOF``, ``unexpected EOF``,
-    ``invalid character 'x' looking for beginning of value``...).
+    ``invalid character 'x' looking for beginning of value``, ``invalid character '['
+    exceeded max depth``...). Numbers too large for Go come back as :class:`JSONBigNumber`.
     """
     text = data.decode("utf-8", errors="replace")
     start = len(text) - len(text.lstrip(" \t\r\n"))
     if start == len(text):
         raise GoError("EOF")
+    deepest, where = _json_depth(text)
+    if where >= 0:
+        raise GoError(f"invalid character '{text[where]}' exceeded max depth")
+    limit = sys.getrecursionlimit()
     try:
-        value, _ = json.JSONDecoder().raw_decode(text, start)
+        if deepest + 100 > limit:
+            # The C decoder recurses once per level; Go allows 10000 levels.
+            sys.setrecursionlimit(deepest + 200)
+        value, _ = _DECODER.raw_decode(text, start)
+        if deepest + 100 > limit:
+            value = _replace_surrogates_deep(value)
+        else:
+            value = _replace_surrogates(value)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text) or exc.msg.startswith("Unterminated string"):
             raise GoError("unexpected EOF") from None
@@ -206,7 +314,29 @@ def decode_json_value(data: bytes) -> Any:
             where = _CONTEXT.get(exc.msg, "looking for beginning of value")
         shown = "'\\''" if ch == "'" else f"'{ch}'"
         raise GoError(f"invalid character {shown} {where}") from None
+    finally:
+        sys.setrecursionlimit(limit)
     return value
+
+
+def _replace_surrogates_deep(value: Any) -> Any:
+    # A value nested deeper than Python's recursion limit: the same walk, with an explicit stack.
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = _replace_surrogates(item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            fixed = {_replace_surrogates(k): v for k, v in item.items()}
+            if list(fixed) != list(item):
+                item.clear()
+                item.update(fixed)
+            stack.extend((item, k) for k in item)
+    return root[0]
 
 
 def _innermost_open(prefix: str) -> str:

@@ -1,4 +1,4 @@
-"""Live mode: the same Cluster on real sockets, the real clock, and hypercorn on every server.
+"""Live mode: the same Cluster on real sockets, the real clock, and consim's HTTP server on every server.
 
 ``consim up`` runs :func:`serve_cluster`. It also serves a small control API (JSON over HTTP on
 ``127.0.0.1:<http-port + 99>``, so 8599 by default) that ``consim ctl`` talks to, and writes the
@@ -171,10 +171,17 @@ def free_host_block(
     raise RuntimeError(f"no free 127.0.N.x block for a live cluster of {counts} servers")
 
 
-def start_live_cluster_parts(spec: ClusterSpec) -> tuple[Cluster, EventLog]:
+# What `consim up` keeps of its event log (it prints every event as it happens).
+UP_MAX_EVENTS = 10_000
+
+
+def start_live_cluster_parts(
+    spec: ClusterSpec, *, max_events: int | None = None
+) -> tuple[Cluster, EventLog]:
+    """A live cluster and its event log; ``max_events`` bounds the log to a ring (``consim up``)."""
     from consim.net.sockets import SocketNetwork
 
-    events = EventLog(trio.current_time)
+    events = EventLog(trio.current_time, max_events=max_events)
     network = SocketNetwork(random.Random(spec.seed * 7919 + 1))
     cluster = Cluster(spec, network=network, events=events, live=True)
     return cluster, events
@@ -336,6 +343,12 @@ def control_app(cluster: Cluster) -> Any:
     async def status() -> Any:
         return json.dumps(cluster.status()), 200, {"Content-Type": "application/json"}
 
+    @app.route("/ctl/events", methods=["GET"])
+    async def events() -> Any:
+        log = cluster.events
+        body = {"emitted": log.emitted, "kept": len(log.events), "max_events": log.max_events}
+        return json.dumps(body), 200, {"Content-Type": "application/json"}
+
     @app.route("/ctl/<action>", methods=["POST"])
     async def act(action: str) -> Any:
         body = await request.get_json(force=True, silent=True) or {}
@@ -398,15 +411,19 @@ def _free_block_hint(spec: ClusterSpec) -> str:
 
 
 async def serve_cluster(
-    spec: ClusterSpec, *, log_level: str = "INFO", out: TextIO = sys.stdout
+    spec: ClusterSpec,
+    *,
+    log_level: str = "INFO",
+    out: TextIO = sys.stdout,
+    max_events: int = UP_MAX_EVENTS,
 ) -> None:
-    """``consim up``: run until cancelled (Ctrl-C / SIGTERM). Raises :class:`AddressInUse`
-    before starting anything when an address is taken."""
+    """``consim up``: run until cancelled (Ctrl-C / SIGTERM), keeping the last ``max_events``.
+    Raises :class:`AddressInUse` before starting anything when an address is taken."""
     from consim.http.serve import serve_http
 
     control_address = f"127.0.0.1:{spec.http_port + CONTROL_PORT_OFFSET}"
     check_addresses(spec, control_address)
-    cluster, events = start_live_cluster_parts(spec)
+    cluster, events = start_live_cluster_parts(spec, max_events=max_events)
     print_events(events, out, log_level)
     print(_server_table(cluster), file=out, flush=True)
     async with trio.open_nursery() as nursery:

@@ -28,6 +28,8 @@ class Agent(Protocol):
 
     node_name: str
     datacenter: str
+    # acl.default_policy ("allow" or "deny"); the app reads it with a default of "allow".
+    default_acl_policy: str
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run a Consul RPC (``KVS.Get``, ``Operator.RaftGetConfiguration``...) as the local

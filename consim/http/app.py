@@ -24,11 +24,12 @@ from urllib.parse import quote_plus
 from quart import Request, Response, request
 from quart_trio import QuartTrio
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadHost, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from consim.events import VIRTUAL_EPOCH
 from consim.golike import (
     GoError,
+    JSONBigNumber,
     atoi,
     decode_json_value,
     format_duration,
@@ -47,6 +48,9 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRA
 DEFAULT_WAIT = 300.0  # Consul's default blocking wait (5m)
 MAX_WAIT = 600.0  # and its maximum (10m)
 KV_MAX_VALUE_SIZE = 512 * 1024  # Consul's kv_max_value_size default
+# The most any endpoint reads of a body (KV values are the largest consim accepts).
+MAX_BODY_SIZE = KV_MAX_VALUE_SIZE
+_KV_SIZE_DOC = "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size"
 
 _TEXT = "text/plain; charset=utf-8"  # what Go's net/http sniffs for a plain-text body
 _JSON = "application/json"
@@ -67,6 +71,10 @@ _AUTOPILOT_FIELDS = {
     "ModifyIndex": "uint",
 }
 _KEYRING_POOL_FIELDS = ("WAN", "Datacenter", "Segment", "Keys", "PrimaryKeys", "NumNodes")
+
+
+class BodyTooLarge(GoError):
+    """A request body over :data:`MAX_BODY_SIZE`."""
 
 
 class HTTPError(Exception):
@@ -144,7 +152,20 @@ class Ctx:
         return self._query.get(name, "")
 
     async def body(self) -> bytes:
-        return await self.request.get_data(cache=True, as_text=False)
+        """The request body, at most :data:`MAX_BODY_SIZE` bytes.
+
+        Quart stops buffering past its ``MAX_CONTENT_LENGTH`` (set to that size), so a larger
+        body, announced or chunked, is never held in memory. Raises :class:`BodyTooLarge`
+        (a GoError with Go's ``http.MaxBytesReader`` text, so JSON endpoints answer
+        ``Request decode failed: http: request body too large`` as Consul's decode path would).
+        """
+        try:
+            return await self.request.get_data(cache=True, as_text=False)
+        except RequestEntityTooLarge:
+            raise BodyTooLarge("http: request body too large") from None
+        except RequestTimeout:
+            # The live server answers a stalled body itself; this is the in-app fallback.
+            raise HTTPError(408, "Request Timeout") from None
 
     def token(self) -> str:
         # ?token, then X-Consul-Token, then "Authorization: Bearer <t>"; else "" (anonymous /
@@ -321,8 +342,11 @@ def _decode_keyring_body(raw: bytes) -> dict[str, Any]:
                 f"json: cannot unmarshal number {value} into Go struct field keyringArgs.{field} of type uint8"
             )
         if not ok:
+            kind = go_json_kind(value)
+            if kind == "number" and want is int:  # into a Go integer: shown as written
+                kind = f"number {value}"
             raise GoError(
-                f"json: cannot unmarshal {go_json_kind(value)} into Go struct field keyringArgs.{field} of type {gotype}"
+                f"json: cannot unmarshal {kind} into Go struct field keyringArgs.{field} of type {gotype}"
             )
         out[field] = value
     return out
@@ -435,6 +459,11 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
         if kind == "duration":
             if isinstance(value, str):
                 config[field] = parse_duration(value)
+            elif isinstance(value, JSONBigNumber):
+                # api.ReadableDuration parses a bare number with strconv.ParseFloat.
+                raise GoError(
+                    f"strconv.ParseFloat: parsing {json.dumps(value.text)}: value out of range"
+                )
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 config[field] = value / 1e9
             else:
@@ -448,7 +477,7 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
                 )
             config[field] = value
         elif kind == "uint":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
                 shown = (
                     go_json_kind(value)
                     if not isinstance(value, int | float) or isinstance(value, bool)
@@ -666,9 +695,17 @@ async def kv(c: Ctx) -> Any:
             raise HTTPError(
                 413,
                 f"Request body({length} bytes) too large, max size: {KV_MAX_VALUE_SIZE} bytes. "
-                "See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
+                f"See {_KV_SIZE_DOC}.",
             )
-        body = await c.body()
+        try:
+            body = await c.body()
+        except BodyTooLarge:
+            # A chunked body has no length to show: Consul's text for a body found too large
+            # while reading (its txn endpoint's http.MaxBytesReader case).
+            raise HTTPError(
+                413,
+                f"Request body too large, max size: {KV_MAX_VALUE_SIZE} bytes. See {_KV_SIZE_DOC}.",
+            ) from None
         dirent["Value"] = body or None
         args.update(Op=op, DirEnt=dirent)
         reply = await c.rpc("KVS.Apply", args)
@@ -762,11 +799,35 @@ def _report(agent: Agent, where: str, exc: BaseException) -> None:
         agent.report_internal_error(where, exc)
 
 
+class _ConsulApp(QuartTrio):
+    def create_url_adapter(self, request: Any) -> Any:
+        # Go routes on the path alone; werkzeug binds its URL map to the Host header and fails
+        # (BadHost, outside every handler) on one it cannot IDNA-encode, e.g. a 64+ character
+        # label. Bind such a request to a neutral name instead.
+        try:
+            return super().create_url_adapter(request)
+        except BadHost:
+            return self.url_map.bind(
+                "localhost",
+                request.root_path,
+                None,
+                request.scheme,
+                request.method,
+                request.path,
+                request.query_string.decode("latin-1"),
+            )
+
+
 def create_app(agent: Agent) -> QuartTrio:
     """The HTTP API of one server, answering through ``agent``."""
-    app = QuartTrio(__name__)
+    app = _ConsulApp(__name__)
     app.url_map.merge_slashes = False  # keys like "a//b" must reach the KV handler untouched
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    # Quart buffers a body up to this size and drops the rest (Ctx.body raises BodyTooLarge).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_SIZE
+    # Consul's wrap() sets this on every API answer, ACLs enabled or not (the agent's
+    # acl.default_policy, "allow" by default); Go writes the name canonicalized.
+    acl_policy = {"X-Consul-Default-Acl-Policy": getattr(agent, "default_acl_policy", "allow")}
 
     async def dispatch(path: str = "") -> Response:
         req = request._get_current_object()  # once, not through the proxy on every access
@@ -790,10 +851,11 @@ def create_app(agent: Agent) -> QuartTrio:
         route, rest = found
         allow = _ALLOW[route.path]
         if method == "OPTIONS":
-            return _response(200, b"", None, {"Allow": allow})
+            return _response(200, b"", None, {**acl_policy, "Allow": allow})
         if method not in route.methods:
-            return _text(405, f"method {method} not allowed", {"Allow": allow})
+            return _text(405, f"method {method} not allowed", {**acl_policy, "Allow": allow})
         ctx = Ctx(agent, req, method, path, rest)
+        ctx.meta_headers.update(acl_policy)
         try:
             result = await route.handler(ctx)
         except HTTPError as exc:
@@ -804,7 +866,7 @@ def create_app(agent: Agent) -> QuartTrio:
             return _text(status, message, ctx.meta_headers)
         except Exception as exc:  # never leak a traceback to a client
             _report(agent, f"{method} {path}", exc)
-            return _text(500, "internal error")
+            return _text(500, "internal error", acl_policy)
         if isinstance(result, Reply):
             headers = {**ctx.meta_headers, **(result.headers or {})}
             return _response(result.status, result.body, result.content_type, headers)

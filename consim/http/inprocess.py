@@ -35,7 +35,8 @@ async def request(
     hdrs = [
         (k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (headers or {}).items()
     ]
-    if body and not any(k == b"content-length" for k, _ in hdrs):
+    # A chunked request (a transfer-encoding header given) carries no Content-Length.
+    if body and not any(k in (b"content-length", b"transfer-encoding") for k, _ in hdrs):
         hdrs.append((b"content-length", str(len(body)).encode()))
     if not any(k == b"host" for k, _ in hdrs):
         hdrs.append((b"host", f"{server[0]}:{server[1]}".encode()))

@@ -62,6 +62,8 @@ class ClusterSpec:
     rpc_hold_timeout: float = 7.0
     data_dir: Path | None = None
     http_port: int = HTTP_PORT
+    # Consul's limits.http_max_conns_per_client (live HTTP; 0 = no limit).
+    http_max_conns_per_client: int = 200
     # Datacenter d's servers live on 127.0.<host_block + d>.<k>. 0 is Consul's documented layout;
     # another block lets a second live cluster (a test, a benchmark) share the machine.
     host_block: int = 0

@@ -965,6 +965,11 @@ class ServerAgent:
         self._known_datacenters = known_datacenters
         self._leave = leave
 
+    @property
+    def default_acl_policy(self) -> str:
+        """acl.default_policy, which Consul sends on every answer (X-Consul-Default-ACL-Policy)."""
+        return self.node.acl.default_policy
+
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         if not self.node.running:
             raise RpcError("server is not running")

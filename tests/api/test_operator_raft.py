@@ -26,8 +26,8 @@ def test_configuration_shape_on_leader():
         assert (await http(c, leader.name, "PUT", "/v1/kv/x", body=b"1"))[0] == 200
         await trio.sleep(0.5)
         _, headers, conf = await get_json(c, leader.name, "/v1/operator/raft/configuration")
-        # No query metadata headers on operator endpoints (§1).
-        assert not [h for h in headers if h.startswith("x-consul-")]
+        # No query metadata headers on operator endpoints (§1); the ACL policy is on every answer.
+        assert [h for h in headers if h.startswith("x-consul-")] == ["x-consul-default-acl-policy"]
         assert list(conf) == ["Servers", "Index"]
         assert conf["Index"] == leader.core.latest_configuration_index
         assert len(conf["Servers"]) == 3

@@ -26,7 +26,8 @@ HTTP_PORT = 28541
 CONTROL = f"127.0.0.1:{HTTP_PORT + 99}"
 SHIFTED_NET = "127.0.45"
 UP_ARGS = ["up", "--servers", "3", "--raft-multiplier", "1", "--http-port", str(HTTP_PORT)]
-UP_ARGS += ["--seed", "1"]
+UP_ARGS += ["--seed", "1", "--max-events", str(MAX_EVENTS := 20)]
+UP_ARGS += ["--http-max-conns-per-client", "2"]
 
 
 def _rpc_ports_free(net: str) -> bool:
@@ -228,6 +229,26 @@ def test_consim_up_and_ctl_end_to_end(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "HTTP /v1/status/leader never answered"
             time.sleep(0.2)
         assert r.json() == new_leader["address"], (r.json(), new_leader)
+
+        # limits.http_max_conns_per_client: two held connections, the third is refused.
+        held = []
+        for _ in range(2):  # one at a time, each answered: both are counted before the third
+            s = socket.create_connection((f"{net}.1", HTTP_PORT), timeout=5)
+            s.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            held.append(s)
+        with socket.create_connection((f"{net}.1", HTTP_PORT), timeout=5) as third:
+            refused = third.recv(65536)
+        for s in held:
+            s.close()
+        assert refused.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), refused
+
+        # The event log is a ring of --max-events; every event was printed all the same.
+        log = httpx.get(f"http://{CONTROL}/ctl/events", timeout=5).json()
+        assert log["max_events"] == MAX_EVENTS and log["kept"] == MAX_EVENTS, log
+        assert log["emitted"] > MAX_EVENTS, log
+        printed = sum(1 for line in up.out if re.match(r"^\d{4}-\d\d-\d\dT", line))
+        assert printed > MAX_EVENTS, (printed, log)  # INFO and up, not only what is kept
     finally:
         started = time.monotonic()
         code = up.stop()
