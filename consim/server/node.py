@@ -861,6 +861,10 @@ class ServerNode:
         for address in order:
             try:
                 return await self.net.call(self.address, address, method, args, timeout=timeout)
+            except ConnectionLost:
+                # That server may have handled it: another one would apply a write again.
+                if method not in READ_METHODS:
+                    raise RpcError(ERR_RPC_EOF) from None
             except (Unreachable, RpcTimeout):
                 continue
         raise RpcError(ERR_NO_DC_SERVER)
