@@ -862,8 +862,9 @@ class ServerNode:
             try:
                 return await self.net.call(self.address, address, method, args, timeout=timeout)
             except ConnectionLost:
-                # That server may have handled it: another one would apply a write again.
-                if method not in READ_METHODS:
+                # That server may have handled it: another one would apply a write again. Reads,
+                # status and keyring operations (idempotent) may go to the next server.
+                if method not in READ_METHODS and method not in LOCAL_METHODS:
                     raise RpcError(ERR_RPC_EOF) from None
             except (Unreachable, RpcTimeout):
                 continue
