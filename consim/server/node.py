@@ -606,10 +606,11 @@ class ServerNode:
             self._last_role = role
 
     def _fail_waiters(self, message: str) -> None:
-        for _index, (_term, done, box) in list(self._apply_waiters.items()):
-            box.append(("error", message))
-            done.set()
-        self._apply_waiters.clear()
+        if not _testing_faults.keep_waiters_on_step_down:  # test-only switch, normally off
+            for _index, (_term, done, box) in list(self._apply_waiters.items()):
+                box.append(("error", message))
+                done.set()
+            self._apply_waiters.clear()
         for _request, (done, box) in list(self._verify_waiters.items()):
             box.append(False)
             done.set()
@@ -871,6 +872,11 @@ class ServerNode:
         for address in order:
             try:
                 return await self.net.call(self.address, address, method, args, timeout=timeout)
+            except ConnectionLost:
+                # That server may have handled it: another one would apply a write again. Reads,
+                # status and keyring operations (idempotent) may go to the next server.
+                if method not in READ_METHODS and method not in LOCAL_METHODS:
+                    raise RpcError(ERR_RPC_EOF) from None
             except (Unreachable, RpcTimeout):
                 continue
         raise RpcError(ERR_NO_DC_SERVER)
