@@ -1190,8 +1190,10 @@ class GossipCore:
         self._broadcast(f"\x00serf{self._serf_seq}", wire.enc_user(serf_msg))
 
     def _broadcast_alive(self, node: _Node) -> None:
+        # The member's own protocol versions: a serf agent refutes an alive with other ones.
+        vsn = node.vsn or wire.VSN
         self._broadcast(
-            node.name, wire.enc_alive(node.name, node.incarnation, node.address, node.meta)
+            node.name, wire.enc_alive(node.name, node.incarnation, node.address, node.meta, vsn)
         )
 
     def _take_broadcasts(self, budget: int) -> list[bytes]:
