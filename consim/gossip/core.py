@@ -384,9 +384,9 @@ class GossipCore:
         nodes = self._nodes
         for name, address, tags, incarnation in members:
             if name not in nodes:
-                meta = wire.encode_tags(tags)
+                # meta stays empty until needed (_meta_of): most seeded members never need it.
                 nodes[name] = _Node(
-                    name, address, dict(tags), incarnation, ALIVE, now, meta, wire.VSN
+                    name, address, dict(tags), incarnation, ALIVE, now, b"", wire.VSN
                 )
         self._names = sorted(nodes)
 
@@ -641,7 +641,7 @@ class GossipCore:
         node = self._nodes.get(name)
         if node is None:
             node = self._add_node(name, address, dict(tags), inc, ALIVE, now)
-            node.meta, node.vsn = wire.encode_tags(tags), vsn
+            node.meta, node.vsn = msg.get("meta") or b"", vsn
             self._broadcast_alive(node)
             host = parse_address(address)[0]
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
@@ -659,7 +659,7 @@ class GossipCore:
             return
         old_state, old_tags = node.state, node.tags
         node.incarnation, node.address, node.tags = inc, address, dict(tags)
-        node.meta, node.vsn = wire.encode_tags(tags), vsn or node.vsn
+        node.meta, node.vsn = msg.get("meta") or b"", vsn or node.vsn
         self._suspicions.pop(name, None)
         self._broadcast_alive(node)
         host = parse_address(address)[0]
@@ -1192,8 +1192,9 @@ class GossipCore:
     def _broadcast_alive(self, node: _Node) -> None:
         # The member's own protocol versions: a serf agent refutes an alive with other ones.
         vsn = node.vsn or wire.VSN
+        meta = _meta_of(node)
         self._broadcast(
-            node.name, wire.enc_alive(node.name, node.incarnation, node.address, node.meta, vsn)
+            node.name, wire.enc_alive(node.name, node.incarnation, node.address, meta, vsn)
         )
 
     def _take_broadcasts(self, budget: int) -> list[bytes]:
@@ -1242,7 +1243,7 @@ class GossipCore:
                 {
                     "name": name,
                     "address": node.address,
-                    "meta": node.meta,
+                    "meta": _meta_of(node),
                     "inc": node.incarnation,
                     "state": _STATE_CODES[node.state],
                     "vsn": node.vsn or wire.VSN,
@@ -1317,6 +1318,13 @@ class GossipCore:
         self._event(
             "packet_dropped", f"{message} from={src}", level="ERROR", reason=reason, src=src
         )
+
+
+def _meta_of(node: _Node) -> bytes:
+    """A member's serf meta (tags encoded), computed on first use."""
+    if not node.meta:
+        node.meta = wire.encode_tags(node.tags)
+    return node.meta
 
 
 def _serf_status(node: _Node) -> int:

@@ -24,6 +24,7 @@ packet and counts it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 import zlib
@@ -77,10 +78,12 @@ def unpack(data: bytes) -> Any:
 # ---------------------------------------------------------------- addresses and tags
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_bytes(host: str) -> bytes:
     return ipaddress.ip_address(host).packed
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_text(raw: Any) -> str:
     if not isinstance(raw, bytes) or len(raw) not in (4, 16):
         raise WireError("bad IP")
@@ -90,9 +93,9 @@ def ip_text(raw: Any) -> str:
     return str(ip)
 
 
-def join_address(raw: Any, port: Any) -> str:
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise WireError("bad port")
+# Addresses repeat endlessly (every packet names the same few hundred members): cache both ways.
+@functools.lru_cache(maxsize=65536)
+def _join_address(raw: bytes, port: int) -> str:
     host = ip_text(raw)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if not valid_address(address):
@@ -100,6 +103,15 @@ def join_address(raw: Any, port: Any) -> str:
     return address
 
 
+def join_address(raw: Any, port: Any) -> str:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise WireError("bad port")
+    if not isinstance(raw, bytes):
+        raise WireError("bad IP")
+    return _join_address(raw, port)
+
+
+@functools.lru_cache(maxsize=65536)
 def split_address(address: str) -> tuple[bytes, int]:
     host, _, port = address.rpartition(":")
     return ip_bytes(host.strip("[]")), int(port)
@@ -111,8 +123,14 @@ def encode_tags(tags: dict[str, str]) -> bytes:
 
 
 def decode_tags(meta: Any) -> dict[str, str]:
+    """serf decodeTags. The dict may be shared between calls: callers copy before changing it."""
     if not isinstance(meta, bytes):
         raise WireError("bad Meta")
+    return _decode_tags(meta)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_tags(meta: bytes) -> dict[str, str]:
     if not meta or meta[0] != TAG_MAGIC:
         return {"role": meta.decode("utf-8", "replace")}  # serf protocol < 3: the role only
     tags = unpack(meta[1:])
@@ -453,12 +471,14 @@ def _alive(body: dict, kind: str) -> dict[str, Any]:
         or not all(isinstance(v, int) and 0 <= v < 256 for v in vsn)
     ):
         raise WireError("bad Vsn")
+    meta = body.get(b"Meta") or b""
     return {
         "t": kind,
         "node": _get(body, b"Node" if kind == "alive" else b"Name", str),
         "inc": _get(body, b"Incarnation", int),
         "addr": join_address(body.get(b"Addr"), _get(body, b"Port", int)),
-        "tags": decode_tags(body.get(b"Meta") or b""),
+        "tags": decode_tags(meta),
+        "meta": meta,
         "vsn": vsn or None,
     }
 
