@@ -178,6 +178,10 @@ class GossipCore:
         # Sorted names: deterministic random picks by index, whatever the hash seed.
         self._names: list[str] = []
         self._suspicions: dict[str, float] = {}
+        # Lifeguard suspicion per member: (start, k, min, max, accusers seen).
+        self._suspicion_info: dict[str, tuple[float, int, float, float, set[str]]] = {}
+        # Lifeguard local health (memberlist awareness): 0 healthy .. max multiplier - 1.
+        self.awareness = 0
         self._queue: dict[str, _Broadcast] = {}
         self._queue_order = 0
         self._seq = 0
@@ -256,12 +260,11 @@ class GossipCore:
         return sum(1 for n in self._nodes.values() if n.state in (ALIVE, SUSPECT))
 
     def next_deadline(self) -> float:
-        c = self.config
         deadlines = [self._next_probe, self._next_push_pull, self._next_reconnect]
         if self._queue:
             deadlines.append(self._next_gossip)
         if self._probe is not None and not self._probe["acked"] and not self._probe["indirect"]:
-            deadlines.append(self._probe["start"] + c.t(c.probe_timeout))
+            deadlines.append(self._probe["start"] + self._probe["timeout"])
         if self._suspicions:
             deadlines.append(min(self._suspicions.values()))
         if self._pending:
@@ -426,11 +429,13 @@ class GossipCore:
             probe is not None
             and not probe["acked"]
             and not probe["indirect"]
-            and now >= probe["start"] + c.t(c.probe_timeout)
+            and now >= probe["start"] + probe["timeout"]
         ):
             self._indirect_probe(now)
         if now >= self._next_probe:
-            self._next_probe = _advance(self._next_probe, c.t(c.probe_interval), now)
+            # Lifeguard: an unhealthy member probes less often (awareness scales the interval).
+            interval = c.t(c.probe_interval) * (self.awareness + 1)
+            self._next_probe = _advance(self._next_probe, interval, now)
             self._probe_tick(now)
         if now >= self._next_gossip:
             self._next_gossip = _advance(self._next_gossip, c.t(c.gossip_interval), now)
@@ -661,6 +666,7 @@ class GossipCore:
         node.incarnation, node.address, node.tags = inc, address, dict(tags)
         node.meta, node.vsn = msg.get("meta") or b"", vsn or node.vsn
         self._suspicions.pop(name, None)
+        self._suspicion_info.pop(name, None)
         self._broadcast_alive(node)
         host = parse_address(address)[0]
         if old_state in (DEAD, LEFT):
@@ -689,10 +695,26 @@ class GossipCore:
                     accuser=accuser,
                 )
             return
+        info = self._suspicion_info.get(name)
+        if info is not None:
+            # Lifeguard: an independent confirmation shortens the timeout (and is re-gossiped,
+            # so confirmations flow even to members already suspecting).
+            start, k, low, high, confirmers = info
+            if len(confirmers) - 1 >= k or accuser in confirmers:
+                return
+            confirmers.add(accuser)
+            n = len(confirmers) - 1
+            frac = math.log(n + 1.0) / math.log(k + 1.0)
+            timeout = max(low, math.floor(1000.0 * (high - frac * (high - low))) / 1000.0)
+            self._suspicions[name] = start + timeout
+            self._broadcast(name, wire.enc_suspect(name, inc, accuser))
+            return
         if node.state != ALIVE:
-            return  # already suspect (confirmations are not modelled) or dead/left
+            return  # dead or left
         node.incarnation, node.state, node.state_change = inc, SUSPECT, now
-        self._suspicions[name] = now + self.config.suspicion_timeout(len(self._nodes))
+        k, low, high = self.config.suspicion_bounds(len(self._nodes))
+        self._suspicion_info[name] = (now, k, low, high, {accuser})
+        self._suspicions[name] = now + (high if k >= 1 else low)
         self._broadcast(name, wire.enc_suspect(name, inc, accuser))
         msg = (
             f"Suspect {name} has failed, no acks received"
@@ -721,6 +743,7 @@ class GossipCore:
         node.incarnation, node.state_change = inc, now
         node.state = LEFT if leaving else DEAD
         self._suspicions.pop(name, None)
+        self._suspicion_info.pop(name, None)
         self._broadcast(name, wire.enc_dead(name, inc, accuser))
         host = parse_address(node.address)[0]
         if leaving or node.leaving:
@@ -1031,6 +1054,17 @@ class GossipCore:
 
     def _probe_tick(self, now: float) -> None:
         probe = self._probe
+        if probe is not None:
+            # memberlist probeNode's awareness delta: -1 for an ack; for a failed probe, +1 per
+            # nack missing from the helpers we asked (+1 if we could ask none).
+            if probe["acked"]:
+                delta = -1
+            elif probe["expected_nacks"]:
+                delta = probe["expected_nacks"] - min(probe["nacks"], probe["expected_nacks"])
+            else:
+                delta = 1
+            limit = self.config.awareness_max_multiplier - 1
+            self.awareness = min(max(self.awareness + delta, 0), limit)
         if probe is not None and not probe["acked"]:
             node = self._nodes.get(probe["target"])
             if node is not None and node.state == ALIVE and node.incarnation == probe["inc"]:
@@ -1060,6 +1094,8 @@ class GossipCore:
                     "acked": False,
                     "indirect": False,
                     "nacks": 0,
+                    "expected_nacks": 0,
+                    "timeout": self.config.t(self.config.probe_timeout) * (self.awareness + 1),
                 }
                 # memberlist adds a CRC when probing a node it knows speaks protocol >= 5.
                 crc = node.vsn is not None and node.vsn[1] >= 5
@@ -1081,6 +1117,7 @@ class GossipCore:
             peer = self._nodes[helper]
             # Nacks are only asked of peers speaking memberlist protocol >= 4.
             nack = peer.vsn is not None and peer.vsn[1] >= 4
+            probe["expected_nacks"] += nack
             req = wire.enc_indirect_ping(
                 probe["seq"], target.name, target.address, nack, self.address, self.name
             )
@@ -1088,17 +1125,23 @@ class GossipCore:
 
     def _suspicion_expired(self, name: str, now: float) -> None:
         self._suspicions.pop(name, None)
+        info = self._suspicion_info.pop(name, None)
         node = self._nodes.get(name)
         if node is None or node.state != SUSPECT:
             return
+        confirmations = 0 if info is None else len(info[4]) - 1
         self._event(
             "suspect_timeout",
-            f"Marking {name} as failed, suspect timeout reached (0 peer confirmations)",
+            f"Marking {name} as failed, suspect timeout reached "
+            f"({confirmations} peer confirmations)",
             member=name,
+            confirmations=confirmations,
         )
         self._on_dead(name, node.incarnation, self.name, now)
 
     def _refute(self, accused_inc: int, now: float) -> None:
+        # Being accused means we may be the slow one (memberlist refute: awareness +1).
+        self.awareness = min(self.awareness + 1, self.config.awareness_max_multiplier - 1)
         self._incarnation = max(self._incarnation + 1, accused_inc + 1)
         me = self._nodes[self.name]
         me.incarnation = self._incarnation
@@ -1292,6 +1335,7 @@ class GossipCore:
     def _remove_node(self, name: str) -> None:
         self._nodes.pop(name, None)
         self._suspicions.pop(name, None)
+        self._suspicion_info.pop(name, None)
         idx = bisect.bisect_left(self._names, name)
         if idx < len(self._names) and self._names[idx] == name:
             del self._names[idx]
