@@ -852,13 +852,16 @@ class GossipCore:
             self._event_ring[slot] = (ltime, {key})
         self.counters["user_events"] += 1
         self._broadcast_serf(msg["raw"])
-        self._event(
-            "user_event",
-            f"EventUser: {msg['name']}",
-            name=msg["name"],
-            payload=msg["payload"],
-            ltime=ltime,
-        )
+        # What a Consul server does with it (server_serf.go localEvent): consul:event:* goes to
+        # the agent's user-event handler ("new event"), anything else is logged as unhandled.
+        name = msg["name"]
+        if name.startswith("consul:event:"):
+            level, text = "DEBUG", f"new event: {name[len('consul:event:') :]}"
+        elif name == "consul:new-leader":
+            level, text = "INFO", "New leader elected"
+        else:
+            level, text = "WARN", f"Unhandled local event: {name}"
+        self._event("user_event", text, level=level, name=name, payload=msg["payload"], ltime=ltime)
 
     # ---------------------------------------------------------------- queries
 

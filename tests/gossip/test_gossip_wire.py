@@ -178,3 +178,41 @@ def test_fuzzed_packets_of_every_type_are_dropped_and_counted_never_raised(keyed
         if m["t"] == "ack" and m["seq"] == 99
     ]
     assert acks, (seed, core.counters)
+
+
+def test_user_events_are_deduplicated_by_lamport_time_and_logged_as_consul_does() -> None:
+    core = GossipCore("s1", ME, rng=random.Random(1), now=0.0)
+    core.ready()
+    event = wire.enc_user(wire.enc_s_user_event(7, "consul:event:deploy", b"v1", True))
+    core.receive(PEER, event, 0.1)
+    core.receive(PEER, event, 0.2)  # the same event gossiped again
+    other = wire.enc_user(wire.enc_s_user_event(7, "custom", b"", False))
+    core.receive(PEER, other, 0.3)  # same LTime, another event: not a duplicate
+    events = [(e.level, e.message) for e in core.ready().events if e.kind == "user_event"]
+    assert events == [("DEBUG", "new event: deploy"), ("WARN", "Unhandled local event: custom")]
+    assert core.event_clock.time() == 8  # witnessed: at least one past what it saw
+
+
+def test_queries_are_deduplicated_and_acked_to_the_originator() -> None:
+    core = GossipCore("s1", ME, rng=random.Random(1), now=0.0)
+    core.ready()
+    query = wire.enc_user(
+        wire.enc_s_query(
+            ltime=3,
+            qid=11,
+            address="127.0.0.9:7946",
+            source_node="agent",
+            name="hello",
+            payload=b"",
+            timeout_ns=10**9,
+            flags=wire.QUERY_FLAG_ACK,
+        )
+    )
+    core.receive(PEER, query, 0.1)
+    core.receive(PEER, query, 0.2)
+    sent = [(d, m) for d, p in core.ready().datagrams for m in wire.decode_packet(p)]
+    acks = [(d, m) for d, m in sent if m["t"] == "qr"]
+    assert len(acks) == 1
+    dst, ack = acks[0]
+    assert dst == "127.0.0.9:7946" and ack["flags"] == wire.QUERY_FLAG_ACK
+    assert (ack["ltime"], ack["id"], ack["from"]) == (3, 11, "s1")

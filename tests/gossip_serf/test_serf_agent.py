@@ -20,7 +20,6 @@ import pytest
 import trio
 
 from consim.cluster import Cluster
-
 from tests.runtime.helpers import live_cluster, live_spec
 
 SERF = shutil.which("serf")
@@ -69,7 +68,10 @@ class Agent:
     async def cli(self, *args: str, timeout: float = 15.0) -> tuple[int, str]:
         with trio.fail_after(timeout):
             done = await trio.run_process(
-                [SERF, args[0], self.rpc, *args[1:]], capture_stdout=True, capture_stderr=True, check=False
+                [SERF, args[0], self.rpc, *args[1:]],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
             )
         return done.returncode, (done.stdout + done.stderr).decode()
 
