@@ -1070,7 +1070,12 @@ class GossipCore:
             self.awareness = min(max(self.awareness + delta, 0), limit)
         if probe is not None and not probe["acked"]:
             node = self._nodes.get(probe["target"])
-            if node is not None and node.state == ALIVE and node.incarnation == probe["inc"]:
+            # A suspect one too: our own failed probe is an independent confirmation (Lifeguard).
+            if (
+                node is not None
+                and node.state in (ALIVE, SUSPECT)
+                and node.incarnation == probe["inc"]
+            ):
                 self._on_suspect(node.name, node.incarnation, self.name, now)
         self._probe = None
         self._expire_bookkeeping(now)
