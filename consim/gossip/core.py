@@ -108,7 +108,7 @@ class _Node:
     state: str
     state_change: float
     meta: bytes = b""
-    vsn: list[int] | None = None
+    vsn: tuple[int, ...] | list[int] | None = wire.VSN  # seeded members speak what consim speaks
     # serf: the Lamport time of the last intent about this member, and its leave intent.
     status_ltime: int = 0
     leaving: bool = False
@@ -388,9 +388,7 @@ class GossipCore:
         for name, address, tags, incarnation in members:
             if name not in nodes:
                 # meta stays empty until needed (_meta_of): most seeded members never need it.
-                nodes[name] = _Node(
-                    name, address, dict(tags), incarnation, ALIVE, now, b"", wire.VSN
-                )
+                nodes[name] = _Node(name, address, dict(tags), incarnation, ALIVE, now)
         self._names = sorted(nodes)
 
     # ---------------------------------------------------------------- driver inputs
@@ -1288,20 +1286,16 @@ class GossipCore:
         nodes = []
         ltimes: dict[str, int] = {}
         left: list[str] = []
+        codes, default_vsn = _STATE_CODES, wire.VSN
         for name in self._names:
             node = self._nodes[name]
+            meta = node.meta or _meta_of(node)
+            state = codes[node.state]
             nodes.append(
-                {
-                    "name": name,
-                    "address": node.address,
-                    "meta": _meta_of(node),
-                    "inc": node.incarnation,
-                    "state": _STATE_CODES[node.state],
-                    "vsn": node.vsn or wire.VSN,
-                }
+                (name, node.address, meta, node.incarnation, state, node.vsn or default_vsn)
             )
             ltimes[name] = node.status_ltime
-            if node.state == LEFT:
+            if state == 3:
                 left.append(name)
         user = wire.enc_s_push_pull(
             ltime=self.clock.time(),

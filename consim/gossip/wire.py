@@ -51,7 +51,7 @@ EVENT_BUFFER = 512
 
 # memberlist ProtocolVersionMin/Max and the version a Consul server speaks (2), then serf's
 # delegate protocol range and Consul's serf protocol 4: what a Consul server advertises.
-VSN = [1, 5, 2, 2, 5, 4]
+VSN = (1, 5, 2, 2, 5, 4)
 # Stream limit (memberlist maxPushStateBytes).
 MAX_PUSH_STATE = 20 * 1024 * 1024
 META_MAX = 512
@@ -223,7 +223,9 @@ def enc_dead(node: str, inc: int, accuser: str) -> bytes:
     return bytes([DEAD]) + pack({"From": accuser, "Incarnation": inc, "Node": node})
 
 
-def enc_alive(node: str, inc: int, address: str, meta: bytes, vsn: list[int] = VSN) -> bytes:
+def enc_alive(
+    node: str, inc: int, address: str, meta: bytes, vsn: tuple[int, ...] | list[int] = VSN
+) -> bytes:
     addr, port = split_address(address)
     return bytes([ALIVE]) + pack(
         {"Addr": addr, "Incarnation": inc, "Meta": meta, "Node": node, "Port": port, "Vsn": vsn}
@@ -461,22 +463,36 @@ def decode_memberlist(t: int, data: bytes) -> dict[str, Any]:
     raise WireError(f"msg type ({t}) not supported")
 
 
+_VALID_VSN: set[tuple[int, ...]] = set()
+
+
 def _alive(body: dict, kind: str) -> dict[str, Any]:
+    # Hot in push-pull (one call per member per exchange): fields read inline, Vsn checked once
+    # per distinct value.
     vsn = body.get(b"Vsn")
-    if isinstance(vsn, bytes):  # a []uint8 that went out as raw
-        vsn = list(vsn)
-    if vsn is not None and (
-        not isinstance(vsn, list)
-        or len(vsn) not in (0, 6)
-        or not all(isinstance(v, int) and 0 <= v < 256 for v in vsn)
-    ):
-        raise WireError("bad Vsn")
+    if vsn is not None:
+        if isinstance(vsn, bytes):  # a []uint8 that went out as raw
+            vsn = list(vsn)
+        key = tuple(vsn) if isinstance(vsn, list) else None
+        if key not in _VALID_VSN:
+            if key is None or len(key) not in (0, 6):
+                raise WireError("bad Vsn")
+            for v in key:
+                if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 256:
+                    raise WireError("bad Vsn")
+            _VALID_VSN.add(key)
+    name = body.get(b"Node" if kind == "alive" else b"Name")
+    inc = body.get(b"Incarnation")
+    if not isinstance(name, bytes):
+        raise WireError("bad Node")
+    if not isinstance(inc, int) or isinstance(inc, bool):
+        raise WireError("bad Incarnation")
     meta = body.get(b"Meta") or b""
     return {
         "t": kind,
-        "node": _get(body, b"Node" if kind == "alive" else b"Name", str),
-        "inc": _get(body, b"Incarnation", int),
-        "addr": join_address(body.get(b"Addr"), _get(body, b"Port", int)),
+        "node": name.decode("utf-8", "replace"),
+        "inc": inc,
+        "addr": join_address(body.get(b"Addr"), body.get(b"Port")),
         "tags": decode_tags(meta),
         "meta": meta,
         "vsn": vsn or None,
@@ -600,29 +616,51 @@ def filters_match(filters: list[bytes], name: str, tags: dict[str, str]) -> bool
 # ---------------------------------------------------------------- push-pull stream
 
 
-def enc_push_pull(nodes: list[dict[str, Any]], user_state: bytes, join: bool) -> bytes:
-    """[6][header][states][user state]; each node dict: name, address, meta, inc, state, vsn."""
+def enc_push_pull(
+    nodes: list[tuple[str, str, bytes, int, int, Any]], user_state: bytes, join: bool
+) -> bytes:
+    """[6][header][states][user state]; each node: (name, address, meta, inc, state, vsn)."""
     parts = [
         bytes([PUSH_PULL]),
         pack({"Join": join, "Nodes": len(nodes), "UserStateLen": len(user_state)}),
     ]
-    for n in nodes:
-        addr, port = split_address(n["address"])
-        parts.append(
-            pack(
-                {
-                    "Addr": addr,
-                    "Incarnation": n["inc"],
-                    "Meta": n["meta"],
-                    "Name": n["name"],
-                    "Port": port,
-                    "State": n["state"],
-                    "Vsn": n["vsn"],
-                }
-            )
-        )
-    parts.append(user_state)
+    append = parts.append
+    for name, address, meta, inc, state, vsn in nodes:
+        append(_node_state(name, address, meta, inc, state, tuple(vsn)))
+    append(user_state)
     return b"".join(parts)
+
+
+# A member's state is the same bytes exchange after exchange until it changes: cache both ways.
+@functools.lru_cache(maxsize=1 << 16)
+def _node_state(
+    name: str, address: str, meta: bytes, inc: int, state: int, vsn: tuple[int, ...]
+) -> bytes:
+    addr, port = split_address(address)
+    return _packb(
+        {
+            "Addr": addr,
+            "Incarnation": inc,
+            "Meta": meta,
+            "Name": name,
+            "Port": port,
+            "State": state,
+            "Vsn": list(vsn),
+        }
+    )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _decode_node_state(raw: bytes) -> dict[str, Any]:
+    """One pushNodeState (shared between calls: read-only for callers)."""
+    entry = unpack(raw)
+    if not isinstance(entry, dict):
+        raise WireError("bad node state")
+    node = _alive(entry, "state")
+    node["state"] = _get(entry, b"State", int)
+    if node["state"] not in (0, 1, 2, 3):
+        raise WireError("bad State")
+    return node
 
 
 def dec_stream_inner(data: bytes) -> dict[str, Any]:
@@ -664,15 +702,11 @@ def dec_stream_inner(data: bytes) -> dict[str, Any]:
         if count < 0 or user_len < 0:
             raise WireError("bad push-pull header")
         states = []
+        body = data[1:]
         for _ in range(count):
-            entry = unpacker.unpack()
-            if not isinstance(entry, dict):
-                raise WireError("bad node state")
-            node = _alive(entry, "state")
-            node["state"] = _get(entry, b"State", int)
-            if node["state"] not in (0, 1, 2, 3):
-                raise WireError("bad State")
-            states.append(node)
+            start = unpacker.tell()
+            unpacker.skip()
+            states.append(_decode_node_state(bytes(body[start : unpacker.tell()])))
     except WireError:
         raise
     except Exception as exc:

@@ -139,7 +139,7 @@ def test_fuzzed_packets_of_every_type_are_dropped_and_counted_never_raised(keyed
     seal = random.Random(2)
     samples = _samples(core)
     stream = wire.enc_push_pull(
-        [{"name": "s2", "address": PEER, "meta": b"", "inc": 1, "state": 0, "vsn": wire.VSN}],
+        [("s2", PEER, b"", 1, 0, wire.VSN)],
         wire.enc_s_push_pull(
             ltime=1,
             status_ltimes={"s2": 1},
