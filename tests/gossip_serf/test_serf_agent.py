@@ -133,7 +133,12 @@ async def test_a_serf_agent_and_consim_servers_share_one_pool(tmp_path: Path) ->
                 assert tags["raft_vsn"] == "3" and tags["build"].split(":")[0].count(".") == 2
                 assert members[name]["protocol"]["version"] == 4  # Consul's serf protocol
 
-            # consim lists the agent, on every server.
+            # consim lists the agent, on every server (the others learn it by gossip).
+            await until(
+                _sync(lambda: all(_consim_status(cluster, n, "serf-a") == 1 for n in servers)),
+                10,
+                "every consim server sees the agent alive",
+            )
             for name in servers:
                 _, _, raw = await cluster.http(name, "GET", "/v1/agent/members")
                 listed = {m["Name"]: m for m in json.loads(raw)}
