@@ -1,0 +1,124 @@
+"""Tests written for mutants that survived scripts/mutation.py (docs/mutation.md lists them).
+
+Each test pins one rule of the Raft core through its public API: the values of a config
+multiplier, counters, the term of an index past the log, when a core has work ready, one
+leader_change event per change, the leader named in an election-timeout event, the quorum a
+leader's lease needs, and the largest term the wire accepts.
+"""
+
+import msgpack
+
+from consim.raft.config import RaftConfig
+from consim.raft.core import encode_configuration
+from consim.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    MalformedMessage,
+    RequestVoteResponse,
+    message_from_wire,
+    message_to_wire,
+)
+from consim.raft.types import MAX_RAFT_NUMBER, EntryType, LogEntry, Role
+
+from .conftest import conf, make_core
+
+
+def _follower_b_with_leader_a(now: float = 0.5):
+    core = make_core("b")
+    core.step("a", AppendEntries(2, "a", "a:8300", 1, 1, (), 0, 1), now)
+    return core
+
+
+def test_timeouts_scale_with_the_multiplier() -> None:
+    c = RaftConfig.for_multiplier(5)
+    assert (c.heartbeat_timeout, c.election_timeout, c.leader_lease_timeout) == (5.0, 5.0, 2.5)
+
+
+def test_ignored_messages_counter_starts_at_zero_and_counts_one_each() -> None:
+    core = make_core("b")
+    assert core.counters["ignored_messages"] == 0
+    core.step("a", "garbage", 1.0)  # type: ignore[arg-type]
+    assert core.counters["ignored_messages"] == 1
+
+
+def test_term_past_the_last_index_is_unknown() -> None:
+    core = make_core()
+    assert core.term_at(core.last_index) == 1
+    assert core.term_at(core.last_index + 1) is None
+
+
+def test_no_work_ready_once_drained() -> None:
+    core = _follower_b_with_leader_a()
+    assert core.has_ready()
+    core.ready()
+    assert not core.has_ready()
+
+
+def test_one_leader_change_event_per_change() -> None:
+    core = make_core("b")
+    events = []
+    for i, now in enumerate((0.5, 0.6, 0.7)):
+        core.step("a", AppendEntries(2, "a", "a:8300", 1, 1, (), 0, i + 1), now)
+        events += [e for e in core.ready().events if e.kind == "leader_change"]
+    assert [e.fields["leader_id"] for e in events] == ["a"]
+
+
+def test_election_timeout_names_the_last_leader() -> None:
+    core = _follower_b_with_leader_a()
+    core.ready()
+    timeouts: list = []
+    while not timeouts and core.role is Role.FOLLOWER:
+        core.tick(core.next_deadline())
+        timeouts = [e for e in core.ready().events if e.kind == "election_timeout"]
+    assert [e.fields["last-leader-id"] for e in timeouts] == ["a"]
+    assert timeouts[0].fields["last-leader-addr"] == "a:8300"
+
+
+def test_malformed_configuration_entry_counted_once() -> None:
+    core = _follower_b_with_leader_a()
+    core.ready()
+    bad = LogEntry(2, 2, EntryType.CONFIGURATION, b"\xc1 not msgpack")
+    core.step("a", AppendEntries(2, "a", "a:8300", 1, 1, (bad,), 0, 2), 0.6)
+    assert core.counters["malformed"] == 1
+    good = LogEntry(3, 2, EntryType.CONFIGURATION, encode_configuration(conf("a", "b", "c")))
+    core.step("a", AppendEntries(2, "a", "a:8300", 2, 2, (good,), 0, 3), 0.7)
+    assert core.counters["malformed"] == 1
+
+
+def test_lease_needs_a_quorum_not_just_one_follower() -> None:
+    # Five voters: the leader plus one follower in contact is 2 of 5, short of the quorum of 3.
+    peers = ("a", "b", "c", "d", "e")
+    core = make_core("a", peers=peers)
+    core.tick(10.0)
+    assert core.role is Role.CANDIDATE
+    for p in ("b", "c"):
+        core.step(p, RequestVoteResponse(core.term + 1, True, True), 10.0)
+    for p in ("b", "c"):
+        core.step(p, RequestVoteResponse(core.term, True, False), 10.0)
+    assert core.role is Role.LEADER
+    core.ready()
+    t = 10.0
+    while core.role is Role.LEADER and t < 20:
+        t = core.next_deadline()
+        core.tick(t)
+        core.step("b", AppendEntriesResponse(core.term, True, core.last_index, 0, 0), t)
+    assert core.role is Role.FOLLOWER and t <= 10.0 + 0.5 + 0.01, t
+
+
+def _wire(msg: AppendEntries) -> object:
+    return msgpack.unpackb(msgpack.packb(message_to_wire(msg), use_bin_type=True), raw=False)
+
+
+def test_wire_accepts_the_largest_raft_number_and_no_larger() -> None:
+    top = (1 << 63) - 1  # Go's max int64: hashicorp/raft's terms and indexes are uint64/int64
+    assert MAX_RAFT_NUMBER == top
+    entry = LogEntry(2, top, EntryType.COMMAND, b"x")
+    msg = AppendEntries(top, "a", "a:8300", 1, 1, (entry,), 0, 1)
+    assert message_from_wire(_wire(msg)) == msg
+    over = AppendEntries(top, "a", "a:8300", 1, 1, (LogEntry(2, top + 1, EntryType.COMMAND),), 0, 1)
+    try:
+        message_from_wire(_wire(over))
+    except MalformedMessage:
+        pass
+    else:
+        raise AssertionError("an entry term past 2**63-1 was accepted")
