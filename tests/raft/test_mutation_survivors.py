@@ -7,9 +7,10 @@ leader's lease needs, and the largest term the wire accepts.
 """
 
 import msgpack
+import pytest
 
 from consim.raft.config import RaftConfig
-from consim.raft.core import encode_configuration
+from consim.raft.core import ENTRY_OVERHEAD, encode_configuration
 from consim.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -18,7 +19,8 @@ from consim.raft.messages import (
     message_from_wire,
     message_to_wire,
 )
-from consim.raft.types import MAX_RAFT_NUMBER, EntryType, LogEntry, Role
+from consim.raft.recovery import RecoveryError, parse_peers_json, recover_state
+from consim.raft.types import EntryType, HardState, LogEntry, PersistentState, Role
 
 from .conftest import conf, make_core
 
@@ -111,7 +113,6 @@ def _wire(msg: AppendEntries) -> object:
 
 def test_wire_accepts_the_largest_raft_number_and_no_larger() -> None:
     top = (1 << 63) - 1  # Go's max int64: hashicorp/raft's terms and indexes are uint64/int64
-    assert MAX_RAFT_NUMBER == top
     entry = LogEntry(2, top, EntryType.COMMAND, b"x")
     msg = AppendEntries(top, "a", "a:8300", 1, 1, (entry,), 0, 1)
     assert message_from_wire(_wire(msg)) == msg
@@ -122,3 +123,39 @@ def test_wire_accepts_the_largest_raft_number_and_no_larger() -> None:
         pass
     else:
         raise AssertionError("an entry term past 2**63-1 was accepted")
+
+
+def test_entry_overhead_counts_against_the_append_budget() -> None:
+    # 2 x 490 bytes of data fit in 1000, but not with ENTRY_OVERHEAD per entry: one per message.
+    cfg = RaftConfig.for_multiplier(1, max_append_bytes=1000)
+    core = make_core(cfg=cfg)
+    core.tick(10.0)
+    core.step("b", RequestVoteResponse(core.term + 1, True, True), 10.0)
+    core.step("b", RequestVoteResponse(core.term, True, False), 10.0)
+    core.ready()
+    first = core.propose(b"x" * 490, 10.1)
+    core.propose(b"y" * 490, 10.1)
+    sent = [
+        o.message
+        for o in core.ready().messages
+        if o.to_id == "b" and isinstance(o.message, AppendEntries) and o.message.entries
+    ]
+    assert [[e.index for e in m.entries] for m in sent] == [[first], [first + 1]]
+    assert all(sum(len(e.data) + ENTRY_OVERHEAD for e in m.entries) <= 1000 for m in sent)
+
+
+def test_protocol_2_peers_json_must_be_a_list_and_null_is_empty() -> None:
+    with pytest.raises(RecoveryError) as err:
+        parse_peers_json('{"a": 1}', 2)
+    assert str(err.value).endswith("json: cannot unmarshal object into Go value of type []string")
+    # Go decodes null into a nil slice: no servers, so the voter check answers.
+    with pytest.raises(RecoveryError, match="need at least one voter in configuration"):
+        parse_peers_json("null", 2)
+
+
+def test_recovery_of_a_term_without_entries_snapshots_at_index_and_term_zero() -> None:
+    state = PersistentState(HardState(3, None), None, ())
+    out = recover_state(state, conf("a", "b", "c"), lambda _s: b"")
+    assert out.snapshot is not None
+    assert (out.snapshot.meta.index, out.snapshot.meta.term) == (0, 0)
+    assert out.hard_state == HardState(3, None) and out.entries == ()
