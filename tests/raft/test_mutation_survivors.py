@@ -11,6 +11,7 @@ import pytest
 
 from consim.raft.config import RaftConfig
 from consim.raft.core import ENTRY_OVERHEAD, encode_configuration
+from consim.raft.harness import Harness
 from consim.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -159,3 +160,28 @@ def test_recovery_of_a_term_without_entries_snapshots_at_index_and_term_zero() -
     assert out.snapshot is not None
     assert (out.snapshot.meta.index, out.snapshot.meta.term) == (0, 0)
     assert out.hard_state == HardState(3, None) and out.entries == ()
+
+
+def test_follower_replication_shows_when_a_snapshot_transfer_started() -> None:
+    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=20, trailing_logs=5)
+    h = Harness(3, seed=3, config=cfg)
+    h.run_for(5)
+    ldr = h.leader()
+    lagger = [i for i in h.ids if i != ldr.id][0]
+    h.crash(lagger)
+    for i in range(60):
+        h.propose(b"c%d" % i)
+        h.run_for(0.01)
+    h.run_for(1)
+    h.restart(lagger)
+    views = []
+    for _ in range(300):
+        h.run_for(0.01)
+        view = ldr.core.follower_replication()[lagger]
+        if view.snapshot_index:
+            views.append((h.now, view))
+    assert views, "no snapshot transfer seen"
+    for now, view in views:
+        assert view.snapshot_started_at is not None and view.snapshot_started_at <= now
+        assert view.snapshot_size > 0
+    assert h.nodes[lagger].fsm == ldr.fsm
