@@ -63,7 +63,19 @@ def test_one_leader_change_event_per_change() -> None:
     for i, now in enumerate((0.5, 0.6, 0.7)):
         core.step("a", AppendEntries(2, "a", "a:8300", 1, 1, (), 0, i + 1), now)
         events += [e for e in core.ready().events if e.kind == "leader_change"]
+    # A new term from the same leader is no change of leader either.
+    core.step("a", AppendEntries(3, "a", "a:8300", 1, 1, (), 0, 9), 0.8)
+    events += [e for e in core.ready().events if e.kind == "leader_change"]
     assert [e.fields["leader_id"] for e in events] == ["a"]
+
+
+def test_election_timeout_without_a_leader_reports_no_leader_change() -> None:
+    core = make_core("b")  # has never heard of a leader
+    while core.role is Role.FOLLOWER:
+        core.tick(core.next_deadline())
+    r = core.ready()
+    assert any(e.kind == "election_timeout" for e in r.events)
+    assert not [e for e in r.events if e.kind == "leader_change"]
 
 
 def test_election_timeout_names_the_last_leader() -> None:
