@@ -21,7 +21,15 @@ from consim.raft.messages import (
     message_to_wire,
 )
 from consim.raft.recovery import RecoveryError, parse_peers_json, recover_state
-from consim.raft.types import EntryType, HardState, LogEntry, PersistentState, Role
+from consim.raft.types import (
+    EntryType,
+    HardState,
+    LogEntry,
+    PersistentState,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
 
 from .conftest import conf, make_core
 
@@ -197,3 +205,19 @@ def test_follower_replication_shows_when_a_snapshot_transfer_started() -> None:
         assert view.snapshot_started_at is not None and view.snapshot_started_at <= now
         assert view.snapshot_size > 0
     assert h.nodes[lagger].fsm == ldr.fsm
+
+
+def test_conflicting_suffix_after_a_snapshot_is_replaced() -> None:
+    # Entries 1..5 live in a snapshot; 6..8 of term 1 follow in the log. The leader of term 2
+    # agrees up to 6 and sends a different 7: 7 and 8 go, the new 7 stays.
+    snap = Snapshot(SnapshotMeta(5, 1, conf("a", "b", "c"), 1), b"")
+    ents = tuple(LogEntry(i, 1, EntryType.COMMAND, b"old") for i in (6, 7, 8))
+    core = make_core("b", state=PersistentState(HardState(1, None), snap, ents))
+    core.step(
+        "a", AppendEntries(2, "a", "a:8300", 6, 1, (LogEntry(7, 2, EntryType.NOOP),), 0, 1), 1.0
+    )
+    r = core.ready()
+    assert r.truncate_from == 7
+    assert r.messages[-1].message.success
+    assert core.last_index == 7
+    assert [core.term_at(i) for i in (5, 6, 7, 8)] == [1, 1, 2, None]
