@@ -86,9 +86,10 @@ class Mutant:
 @dataclass
 class Result:
     mutant: Mutant
-    status: str  # killed | survived | timeout | error
+    status: str  # killed | survived | timeout
     seconds: float
     tests: list[str]
+    failed: str = ""  # the first failing test, for a killed mutant
 
 
 def _skip_lines(tree: ast.Module) -> set[int]:
@@ -196,11 +197,13 @@ def tests_for(path: str) -> list[str]:
 
 
 # Live tests bind real ports: parallel workers (and other people's live clusters) would collide,
-# killing mutants for the wrong reason. Mutants run the virtual-time tests only.
-DESELECT = "not live"
+# killing mutants for the wrong reason. Mutants run the virtual-time tests only; test_cli_up.py
+# starts `consim up` on real ports too, and failed the unmutated baseline under load.
+DESELECT = "not live and not test_cli_up"
 
 
-def _pytest(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+def _pytest(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float, str]:
+    """Run ``tests`` against the copy in ``workdir``: (status, seconds, the first failing test)."""
     env = dict(os.environ, PYTHONPATH=str(workdir), PYTHONDONTWRITEBYTECODE="1")
     # -P: no cwd on sys.path, so the worker's copy of consim/ (PYTHONPATH) is the one imported.
     cmd = [sys.executable, "-P", "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
@@ -211,16 +214,27 @@ def _pytest(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float
             cmd,
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
             timeout=timeout,
             start_new_session=True,
         )
     except subprocess.TimeoutExpired:
-        return "timeout", time.monotonic() - start
+        return "timeout", time.monotonic() - start, ""
     elapsed = time.monotonic() - start
+    # The first failing test names the killer, so a kill by a flaky test can be told apart.
+    failed = next(
+        (
+            ln.split(" - ")[0]
+            for ln in proc.stdout.splitlines()
+            if ln.startswith(("FAILED", "ERROR"))
+        ),
+        "",
+    )
     # 0 passed; 1 a test failed; anything else (collection error, crash) also means noticed.
-    return ("survived" if proc.returncode == 0 else "killed"), elapsed
+    return ("survived" if proc.returncode == 0 else "killed"), elapsed, failed
 
 
 class Workers:
@@ -243,8 +257,8 @@ class Workers:
         try:
             target.write_text(apply(original, mutant))
             tests = tests_for(mutant.path)
-            status, seconds = _pytest(work, tests, timeout)
-            return Result(mutant, status, round(seconds, 1), tests)
+            status, seconds, failed = _pytest(work, tests, timeout)
+            return Result(mutant, status, round(seconds, 1), tests, failed)
         finally:
             target.write_text(original)
             self.free.append(work)
@@ -309,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The unmutated code must pass first, or every mutant would count as killed.
         for tests in sorted({tuple(tests_for(m.path)) for m in chosen}):
-            status, seconds = _pytest(workers.free[0], list(tests), args.timeout)
-            print(f"baseline {' '.join(tests)}: {status} in {seconds:.0f}s", flush=True)
+            status, seconds, failed = _pytest(workers.free[0], list(tests), args.timeout)
+            print(f"baseline {' '.join(tests)}: {status} in {seconds:.0f}s {failed}", flush=True)
             if status != "survived":
                 print(
                     "mutation.py: the unmutated tests do not pass; fix that first", file=sys.stderr
