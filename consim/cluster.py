@@ -19,8 +19,10 @@ from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.config import RaftConfig
 from consim.raft.types import Role
+from consim.server.agent import ServerAgent
 from consim.server.config import ClusterSpec, ServerSpec
-from consim.server.node import ServerNode, _uuid_from_rng
+from consim.server.node import ServerFailed, ServerNode
+from consim.server.startup import uuid_from_rng
 from consim.storage.base import RaftStorage
 from consim.storage.memory import MemoryStorage
 
@@ -78,7 +80,7 @@ class Cluster:
             )
 
     def _node_id(self, s: ServerSpec) -> str:
-        node_id = _uuid_from_rng(self.rng)
+        node_id = uuid_from_rng(self.rng)
         if self.spec.data_dir is None:
             return node_id
         path = self.spec.data_dir / s.name / "node-id"
@@ -160,12 +162,10 @@ class Cluster:
         await self._nursery.start(incarnation)
 
     def _server_failed(self, node: ServerNode, exc: BaseException) -> None:
-        from consim.server.node import ServerFailed
-
         failures = _leaves(exc)
         node.running = False
         if all(isinstance(e, ServerFailed) for e in failures):
-            return  # the server logged it already (_fail_server)
+            return  # the server logged it already (fail_server)
         error = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
         node.counters["internal_errors"] += 1
         if node.failure is None:
@@ -200,7 +200,6 @@ class Cluster:
         """The server's quart-trio app (one per server, kept across restarts)."""
         if name not in self.http_apps:
             from consim.http.app import create_app
-            from consim.server.node import ServerAgent
 
             node = self.node(name)
             agent = ServerAgent(

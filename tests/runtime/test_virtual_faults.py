@@ -16,7 +16,7 @@ from consim.cluster import Cluster
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.server.config import ClusterSpec
-from consim.server.node import ERR_NO_LEADER
+from consim.server.forwarding import ERR_NO_LEADER
 
 from .helpers import (
     describe,
