@@ -55,6 +55,8 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         acl=acl,
         encrypt=args.encrypt,
         http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
+        snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
+        trailing_logs=getattr(args, "raft_trailing_logs", None),
     )
 
 
@@ -275,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="Consul's limits.http_max_conns_per_client: HTTP connections per client IP "
         "(default 200, 0 = no limit)",
+    )
+    up.add_argument(
+        "--raft-snapshot-threshold",
+        type=int,
+        help="Consul's raft_snapshot_threshold: log entries between snapshots (default 8192)",
+    )
+    up.add_argument(
+        "--raft-trailing-logs",
+        type=int,
+        help="Consul's raft_trailing_logs: entries kept after a snapshot (default 10240)",
     )
     up.set_defaults(func=cmd_up)
 

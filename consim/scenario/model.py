@@ -840,11 +840,16 @@ def _p_check(
     interval, _ = c.duration("check.interval", value.get("interval", "5s"))
     timeout, _ = c.duration("check.timeout", value.get("timeout", "10s"))
     expect = obj.get("expect", {})
-    if not isinstance(expect, dict) or any(k != "verdict" for k in expect):
+    if not isinstance(expect, dict) or any(k not in ("verdict", "live") for k in expect):
         raise c.expected("expect", 'a table like { verdict = "valid" }', expect)
     verdict = expect.get("verdict", "valid")
     if verdict not in ("valid", "invalid", "any"):
         raise c.expected("expect.verdict", '"valid", "invalid" or "any"', verdict)
+    # Live, whether a window shows depends on real timing: `live = "any"` reports the verdict
+    # without failing the step (the Raft and gossip invariants must still hold).
+    live_verdict = expect.get("live", verdict)
+    if live_verdict not in ("valid", "invalid", "any"):
+        raise c.expected("expect.live", '"valid", "invalid" or "any"', live_verdict)
     if duration <= 0 or interval <= 0 or timeout <= 0:
         raise c.fail("check", "duration, interval and timeout must be more than 0s")
     return {
@@ -858,6 +863,7 @@ def _p_check(
         "interval": interval,
         "timeout": timeout,
         "verdict": verdict,
+        "live_verdict": live_verdict,
     }
 
 

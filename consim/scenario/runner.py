@@ -874,8 +874,11 @@ class ScenarioRunner:
         if lin["verdict"] == "invalid":
             ops = "; ".join(_window_op(op) for op in lin["window"][:4])
             detail += f" (key {lin['failing_key']}: {ops})"
-        if a["verdict"] != "any" and result["verdict"] != a["verdict"]:
-            raise StepFailed(f"{detail}; expected {a['verdict']}")
+        expected = a["live_verdict"] if self.live else a["verdict"]
+        if expected != "any" and result["verdict"] != expected:
+            raise StepFailed(f"{detail}; expected {expected}")
+        if expected == "any" and result["invariants_failed"]:
+            raise StepFailed(f"{detail}; the invariants must hold whatever the verdict")
         return detail
 
     # ---- assertions --------------------------------------------------------------------------

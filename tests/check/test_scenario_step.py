@@ -30,6 +30,10 @@ def write(tmp_path: Path, body: str) -> Path:
         ("check = { duration = 5 }", "field 'check.duration'"),
         ("check = { client = 5 }", "field 'check.client': unknown field"),
         ('check = { clients = 5 }\nexpect = { verdict = "fine" }', "field 'expect.verdict'"),
+        (
+            'check = { clients = 5 }\nexpect = { verdict = "invalid", live = "maybe" }',
+            "field 'expect.live'",
+        ),
     ],
 )
 def test_bad_check_steps_are_rejected(tmp_path: Path, step: str, error: str) -> None:
@@ -55,3 +59,11 @@ def test_check_step_passes_on_the_expected_verdict_and_fails_otherwise(tmp_path:
     failed = run_scenario(load_scenario(write(tmp_path, body)))
     assert failed.steps[1].status == "failed"
     assert "expected valid" in failed.steps[1].detail
+
+
+def test_live_expectation_defaults_to_the_verdict_and_may_differ(tmp_path: Path) -> None:
+    body = '[[step]]\ncheck = { clients = 2 }\nexpect = { verdict = "invalid"%s }\n'
+    same = load_scenario(write(tmp_path, body % "")).steps[1].args
+    assert (same["verdict"], same["live_verdict"]) == ("invalid", "invalid")
+    relaxed = load_scenario(write(tmp_path, body % ', live = "any"')).steps[1].args
+    assert (relaxed["verdict"], relaxed["live_verdict"]) == ("invalid", "any")

@@ -70,3 +70,27 @@ def test_bad_encrypt_key_is_refused_with_consuls_text(key: str, error: str, caps
         _up_args("--encrypt", key)
     assert exc.value.code == 2
     assert error in capsys.readouterr().err
+
+
+def test_raft_log_bounds_reach_the_servers_raft_config() -> None:
+    """``--raft-snapshot-threshold`` / ``--raft-trailing-logs`` (Consul's raft_snapshot_threshold
+    and raft_trailing_logs) reach every server's Raft configuration; unset, Consul's defaults."""
+    import random
+
+    from consim.cluster import Cluster
+    from consim.events import EventLog
+    from consim.net.sim import SimNetwork
+
+    def raft_bounds(*argv: str) -> tuple[int, int]:
+        cluster = Cluster(
+            _cluster_spec(_up_args(*argv)),
+            network=SimNetwork(random.Random(1)),
+            events=EventLog(lambda: 0.0),
+        )
+        return cluster.raft_config.snapshot_threshold, cluster.raft_config.trailing_logs
+
+    assert raft_bounds("--raft-snapshot-threshold", "1024", "--raft-trailing-logs", "512") == (
+        1024,
+        512,
+    )
+    assert raft_bounds() == (8192, 10240)
