@@ -1096,7 +1096,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "ad86e20a9da28105f9408d8654220dd7a6d3ad607217764de6ed9cca6f981cdc",
+        "trace_hash": "ae85fb91456125008f550985c27ef87d04dd5bfde29c017cbc0b90f30751b83f",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
