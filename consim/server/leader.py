@@ -32,31 +32,27 @@ class LeaderDuties:
         self.reset()
 
     def reset(self) -> None:
-        """A new incarnation: no barrier pending, not ready for consistent reads."""
+        """A new incarnation: not ready for consistent reads."""
         self.consistent_ready = False
-        self._barrier_index: int | None = None
         self._kick = trio.Event()
 
     # ---- told by the Raft driver ---------------------------------------------------------------
-    def leadership_established(self, core: RaftCore) -> None:
+    def leadership_established(self, core: RaftCore) -> int | None:
+        """Consul's establishLeadership: commit a barrier before serving consistent reads."""
         self.consistent_ready = _testing_faults.skip_consistent_barrier
         try:
-            self._barrier_index = core.barrier(trio.current_time())
+            return core.barrier(trio.current_time())
         except RaftError:
-            self._barrier_index = None
+            return None
+
+    def barrier_applied(self, core: RaftCore) -> None:
+        if core.role is Role.LEADER:
+            self.consistent_ready = True
+            # establishLeadership goes on with the reconcile (autopilot defaults, peers).
+            self._kick.set()
 
     def leadership_lost(self) -> None:
         self.consistent_ready = False
-        self._barrier_index = None
-
-    def entry_applied(self, index: int, core: RaftCore) -> None:
-        if self._barrier_index is not None and index >= self._barrier_index:
-            # Consul's establishLeadership: consistent reads wait for this barrier.
-            self._barrier_index = None
-            if core.role is Role.LEADER:
-                self.consistent_ready = True
-                # establishLeadership goes on with the reconcile (autopilot defaults, peers).
-                self._kick.set()
 
     # ---- told by the LAN pool ------------------------------------------------------------------
     def member_event(self, kind: str) -> None:

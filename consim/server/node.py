@@ -37,8 +37,7 @@ from consim.gossip.types import GossipEvent
 from consim.net.network import Network, RpcError
 from consim.raft.config import RaftConfig
 from consim.raft.core import FollowerReplication, RaftCore
-from consim.raft.messages import message_from_wire
-from consim.raft.types import MalformedMessage, Role
+from consim.raft.types import Role
 from consim.server import startup
 from consim.server.config import ServerSpec
 from consim.server.forwarding import Forwarder
@@ -315,7 +314,8 @@ class ServerNode:
 
     async def apply_command(self, data: bytes) -> Any:
         """Propose a command on the leader and wait until it is applied here."""
-        return await self.change_configuration(lambda now: self.raft().propose(data, now))
+        driver = self.raft_driver
+        return await driver.propose(lambda now: driver.running_core().propose(data, now)).result()
 
     async def change_configuration(self, propose: Callable[[float], int]) -> Any:
         return await self.raft_driver.propose(propose).result()
@@ -327,20 +327,23 @@ class ServerNode:
     async def wait_fsm_change(self) -> None:
         await self.raft_driver.wait_fsm_change()
 
+    # These run on every RPC: they read the driver's core directly, not through the property.
     def is_leader(self) -> bool:
-        return self.running and self.core is not None and self.core.role is Role.LEADER
+        core = self.raft_driver.core
+        return self.running and core is not None and core.role is Role.LEADER
 
     def leader_address(self) -> str:
-        if self.core is None or not self.running:
+        core = self.raft_driver.core
+        if core is None or not self.running:
             return ""
-        return self.core.leader_address or ""
+        return core.leader_address or ""
 
     def has_heard_from_leader(self) -> bool:
-        core = self.core
+        core = self.raft_driver.core
         return core is not None and (core.role is Role.LEADER or core.last_contact is not None)
 
     def last_contact_seconds(self) -> float:
-        core = self.core
+        core = self.raft_driver.core
         if core is None or core.role is Role.LEADER:
             return 0.0
         if core.last_contact is None:
@@ -418,19 +421,19 @@ class ServerNode:
         if self.paused:
             await self._resumed.wait()
         if method == "Raft.Message":
-            self._on_raft_message(args)
+            self.raft_driver.receive(args)
             return None
         if not isinstance(args, dict):
             self.counters["rpc_malformed"] += 1
             raise RpcError(f"rpc error: malformed arguments for {method}")
-        return await self.rpc(method, args)
+        return await self.forwarder.rpc(method, args)
 
     def _on_notify(self, method: str, args: Any, src: str) -> Awaitable[None] | None:
         """One-way messages, called synchronously by the network (its fast path): Raft messages
         are stepped right away; while paused (or behind held ones) they wait, in order."""
         held = self._held_notifies
         if method == "Raft.Message" and not self.paused and not held[0]:
-            self._on_raft_message(args)
+            self.raft_driver.receive(args)
             return None
         held[0] += 1
         return self._held_notify(held, method, args, src)
@@ -442,18 +445,6 @@ class ServerNode:
             pass  # a one-way message has nobody to answer
         finally:
             held[0] -= 1
-
-    def _on_raft_message(self, args: Any) -> None:
-        if self.core is None or not self.running:
-            return
-        try:
-            if not isinstance(args, dict) or not isinstance(args.get("from"), str):
-                raise MalformedMessage("Raft.Message needs 'from' and 'msg'")
-            message = message_from_wire(args.get("msg"))
-        except MalformedMessage:
-            self.counters["raft_malformed"] += 1
-            return
-        self.raft_driver.step(args["from"], message)
 
     # ---- state the HTTP agent needs ----------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -25,8 +25,20 @@ from consim.events import EventLog
 from consim.net.network import Network, RpcError, Timer
 from consim.raft.config import RaftConfig
 from consim.raft.core import NotLeader, Outbound, RaftCore, RaftError
-from consim.raft.messages import AppendEntries, InstallSnapshot, message_to_wire
-from consim.raft.types import Configuration, EntryType, LogEntry, PersistentState, Role
+from consim.raft.messages import (
+    AppendEntries,
+    InstallSnapshot,
+    message_from_wire,
+    message_to_wire,
+)
+from consim.raft.types import (
+    Configuration,
+    EntryType,
+    LogEntry,
+    MalformedMessage,
+    PersistentState,
+    Role,
+)
 from consim.server.fsm import StateMachine
 from consim.storage.base import RaftStorage
 from consim.testing import faults as _testing_faults
@@ -102,13 +114,15 @@ class RaftHost(Protocol):
 
 
 class LeadershipObserver(Protocol):
-    """Told of leadership changes and applied entries, inside the driver's Ready loop."""
+    """Told of leadership changes, inside the driver's Ready loop."""
 
-    def leadership_established(self, core: RaftCore) -> None: ...
+    def leadership_established(self, core: RaftCore) -> int | None:
+        """This server became the leader; returns the index of the barrier entry it proposed
+        (``barrier_applied`` follows once that entry is applied here), or None."""
+
+    def barrier_applied(self, core: RaftCore) -> None: ...
 
     def leadership_lost(self) -> None: ...
-
-    def entry_applied(self, index: int, core: RaftCore) -> None: ...
 
 
 class RaftDriver:
@@ -129,6 +143,7 @@ class RaftDriver:
         self._verifies: dict[int, VerifyFuture] = {}
         self._fsm_changed = trio.Event()
         self._last_role: Role | None = None
+        self._barrier_index: int | None = None
 
     def new_timer(self, incarnation: int) -> Timer:
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).
@@ -179,15 +194,25 @@ class RaftDriver:
             host.fail_server("raft timer", exc)
 
     # ---- into the core -----------------------------------------------------------------------
-    def step(self, sender: str, message: Any) -> None:
-        """A Raft message from ``sender``; a failure stops this server."""
+    def receive(self, args: Any) -> None:
+        """A ``Raft.Message`` (``{"from": id, "msg": wire}``) from the network: malformed ones are
+        counted and dropped; a failure while handling one stops this server."""
         core = self.core
-        assert core is not None
+        host = self.host
+        if core is None or not host.running:
+            return
         try:
-            core.step(sender, message, trio.current_time())
+            if not isinstance(args, dict) or not isinstance(args.get("from"), str):
+                raise MalformedMessage("Raft.Message needs 'from' and 'msg'")
+            message = message_from_wire(args.get("msg"))
+        except MalformedMessage:
+            host.counters["raft_malformed"] += 1
+            return
+        try:
+            core.step(args["from"], message, trio.current_time())
             self._drain_ready()
         except Exception as exc:
-            self.host.fail_server("raft message handler", exc)
+            host.fail_server("raft message handler", exc)
 
     def flush(self) -> None:
         """Drain the core's Ready batches after a direct call into it; a failure stops this
@@ -330,8 +355,10 @@ class RaftDriver:
             self.fsm.last_applied = entry.index
         if self.host.record_applies:
             self._record_applied(entry, result)
-        if self.observer is not None and self.core is not None:
-            self.observer.entry_applied(entry.index, self.core)
+        if self._barrier_index is not None and entry.index >= self._barrier_index:
+            self._barrier_index = None
+            if self.observer is not None and self.core is not None:
+                self.observer.barrier_applied(self.core)
         future = self._applies.pop(entry.index, None)
         if future is not None:
             if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
@@ -351,10 +378,11 @@ class RaftDriver:
         if role is not self._last_role:
             if role is Role.LEADER:
                 if self.observer is not None:
-                    self.observer.leadership_established(core)
+                    self._barrier_index = self.observer.leadership_established(core)
                 if self.host.record_applies:
                     self._record_leader_log()
             elif self._last_role is Role.LEADER:
+                self._barrier_index = None
                 if self.observer is not None:
                     self.observer.leadership_lost()
                 self._fail_futures(ERR_LEADERSHIP_LOST)

@@ -42,8 +42,8 @@ def test_no_part_of_the_server_reaches_a_private_of_another_object() -> None:
 
 def test_one_registry_serves_every_method_forwarding_knows() -> None:
     methods = set(endpoints.HANDLERS)
-    assert forwarding.READ_METHODS <= methods
-    assert forwarding.LOCAL_METHODS <= methods
+    assert methods >= forwarding.READ_METHODS
+    assert methods >= forwarding.LOCAL_METHODS
     for family in ("Status", "Operator", "KVS", "Internal"):
         assert any(m.startswith(f"{family}.") for m in methods), family
     # Each handler lives in the module named after its family.
