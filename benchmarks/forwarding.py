@@ -7,11 +7,14 @@ Starts the cluster ``consim up`` runs (3 servers, one process, raft_multiplier 1
   direct       GET /v1/operator/raft/configuration on the leader
   forwarded    the same on a follower (follower -> leader RPC -> back)
   stale        the same on a follower with ?stale (answered locally)
-  floor        GET /hello on a bare quart-trio app on consim's HTTP server, served from the cluster's process
-  floor-alone  the same bare app in a process of its own (shown for reference, not a target)
+  floor        GET /hello on a bare quart-trio app on plain hypercorn, served from the cluster's process
+  floor-consim the same bare app on consim's HTTP server (``consim.http.serve``: hypercorn with
+               Go's connection rules), from the cluster's process
+  floor-alone  the bare app on plain hypercorn in a process of its own (for reference, not a target)
 
 The floor is the framework's own ceiling: a quart-trio app with one route returning a constant,
-on the HTTP server consim's servers use (``consim.http.serve``). The gated ratio,
+on hypercorn as it comes (``hypercorn.trio.serve``, default ``Config``). floor-consim/floor is
+what consim's layer over hypercorn costs per request. The gated ratio,
 direct/floor, takes the floor served *from the cluster's process* (same trio loop, same core,
 same interpreter and heap, the 3 Raft servers' heartbeats and gossip running beside it), so it
 compares the two request paths under the same conditions and isolates what consim adds per
@@ -20,14 +23,15 @@ is printed too, and the difference between the two floors is the cost of sharing
 an idle cluster (background Raft/gossip work), which is not part of the request path.
 
 The machine these run on is usually shared, so throughput is noisy: the targets are measured
-``--runs`` times, interleaved (floor, direct, forwarded, stale, floor-alone, then the same in
+``--runs`` times, interleaved (floor-consim, floor, direct, forwarded, stale, floor-alone, then the same in
 reverse), so that the pairs in each ratio are measured back to back; each run's ratio is shown
 and the median is the figure. Each row also shows the serving process's CPU time per request
 (from /proc).
 
 The servers listen on 127.0.0.1-3 like ``consim up`` (HTTP on ``--port``), or on the first free
 127.0.80-99.x block if another cluster holds those ports (``--host-block N`` to choose); the floors
-on .9 (cluster process) and .10 (own process) of the same block.
+on .9 and .11 (cluster process: plain hypercorn, consim.http.serve) and .10 (own process) of the
+same block.
 
 Prints requests/s, p50 and p99 for each, the forwarded/direct and direct/floor ratios (each run's
 ratio, then the median), the server CPU a forwarded request costs over a direct one (the price of
@@ -64,6 +68,7 @@ OUT = Path(__file__).parent / "out"
 # Servers on 127.0.<block>.1-3 (consim up's layout is block 0); the floors on .9 and .10.
 FLOOR_K = 9  # the floor served from the cluster's process
 FLOOR_ALONE_K = 10  # the floor in a process of its own
+FLOOR_CONSIM_K = 11  # the floor's app on consim.http.serve, in the cluster's process
 
 
 def host(block: int, k: int) -> str:
@@ -74,7 +79,7 @@ def ports_free(block: int, http_port: int) -> bool:
     """Can 127.0.<block>.1-3 take a server's ports, and .9/.10 the floors' HTTP port?"""
     from consim.live import ports_free as host_ports_free
 
-    return all(host_ports_free(host(block, k), http_port) for k in (1, 2, 3, 9, 10))
+    return all(host_ports_free(host(block, k), http_port) for k in (1, 2, 3, 9, 10, 11))
 
 
 def choose_block(http_port: int) -> int:
@@ -98,13 +103,29 @@ def floor_app():  # noqa: ANN201
     return app
 
 
+async def serve_plain_hypercorn(app, address: str, *, task_status=None) -> None:  # noqa: ANN001
+    """``app`` on hypercorn as it comes (default ``Config``, only the bind and logs set)."""
+    import trio
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = [address]
+    config.accesslog = None
+    config.errorlog = None
+    await serve(
+        app,
+        config,
+        shutdown_trigger=trio.sleep_forever,
+        task_status=task_status or trio.TASK_STATUS_IGNORED,
+    )
+
+
 def floor_server(port: int, block: int) -> None:
     """``--floor-server PORT BLOCK``: the floor alone in this process."""
     import trio
 
-    from consim.http.serve import serve_http
-
-    trio.run(serve_http, floor_app(), f"{host(block, FLOOR_ALONE_K)}:{port}")
+    trio.run(serve_plain_hypercorn, floor_app(), f"{host(block, FLOOR_ALONE_K)}:{port}")
 
 
 def cluster_server(port: int, seed: int, block: int) -> None:
@@ -136,7 +157,9 @@ def cluster_server(port: int, seed: int, block: int) -> None:
                         return
 
                 nursery.start_soon(stop_on_signal)
-                await nursery.start(serve_http, floor_app(), f"{host(block, FLOOR_K)}:{port}")
+                floor, floor_consim = host(block, FLOOR_K), host(block, FLOOR_CONSIM_K)
+                await nursery.start(serve_plain_hypercorn, floor_app(), f"{floor}:{port}")
+                await nursery.start(serve_http, floor_app(), f"{floor_consim}:{port}")
                 with open(os.devnull, "w") as out:
                     await serve_cluster(spec, log_level="ERROR", out=out)
 
@@ -267,7 +290,7 @@ def wait_http(url: str, within: float = 30) -> None:
 
 def chart(results: dict[str, dict], path: Path) -> None:
     names = list(results)
-    w, h, left, top, bar_w, gap = 860, 360, 70, 50, 110, 50
+    w, h, left, top, bar_w, gap = 1020, 360, 70, 50, 110, 50
     plot_h = h - top - 70
     top_rps = max(r["rps"] for r in results.values()) * 1.15
     colours = {
@@ -275,6 +298,7 @@ def chart(results: dict[str, dict], path: Path) -> None:
         "forwarded": "#e45756",
         "stale": "#72b7b2",
         "floor": "#999",
+        "floor-consim": "#bbb",
         "floor-alone": "#ccc",
     }
     parts = [
@@ -347,13 +371,16 @@ def main() -> None:
         leader_host = leader.split(":")[0]
         follower_host = next(h for h in (host(block, k) for k in (1, 2, 3)) if h != leader_host)
         floor_host, floor_alone_host = host(block, FLOOR_K), host(block, FLOOR_ALONE_K)
-        wait_http(f"http://{floor_host}:{port}/hello")
-        wait_http(f"http://{floor_alone_host}:{port}/hello")
+        floor_consim_host = host(block, FLOOR_CONSIM_K)
+        for h in (floor_host, floor_alone_host, floor_consim_host):
+            wait_http(f"http://{h}:{port}/hello")
         conf = "/v1/operator/raft/configuration"
         # name -> (url, pid of the process serving it). Each compared pair is measured back to
-        # back (floor|direct|forwarded), and every other run goes in reverse order, so a change
-        # in the machine's other load between two measurements mostly cancels out of the ratios.
+        # back (floor-consim|floor|direct|forwarded), and every other run goes in reverse order,
+        # so a change in the machine's other load between two measurements mostly cancels out
+        # of the ratios.
         targets = {
+            "floor-consim": (f"http://{floor_consim_host}:{port}/hello", cluster.pid),
             "floor": (f"http://{floor_host}:{port}/hello", cluster.pid),
             "direct": (f"http://{leader_host}:{port}{conf}", cluster.pid),
             "forwarded": (f"http://{follower_host}:{port}{conf}", cluster.pid),
@@ -385,7 +412,7 @@ def main() -> None:
 
         print(f"\nmedians over {args.runs} interleaved runs (min-max):")
         results: dict[str, dict] = {}
-        for name in ("direct", "forwarded", "stale", "floor", "floor-alone"):
+        for name in ("direct", "forwarded", "stale", "floor", "floor-consim", "floor-alone"):
             rs = runs[name]
             results[name] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99")}
             print(
@@ -418,6 +445,8 @@ def main() -> None:
             f"direct/floor-alone throughput {show(ratios('direct', 'floor-alone'))} (reference: "
             "floor in a process of its own)\n"
             f"direct/floor cpu per request {show(ratios('direct', 'floor', 'cpu_us'))}\n"
+            f"floor-consim/floor throughput {show(ratios('floor-consim', 'floor'))} (consim's "
+            "layer over plain hypercorn)\n"
             f"forwarded - direct cpu per request {extra_cpu()} (what forwarding adds)"
         )
         print(

@@ -4,14 +4,10 @@ headless Chromium (skipped locally without it, a failure in CI)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
-import pytest
+from headless_chromium import chromium
 
 from consim.check.history import History
 from consim.check.linearizability import check_linearizable
@@ -19,40 +15,6 @@ from consim.check.report import render_check_report
 from consim.check.synthetic import linearizable_history
 
 from .helpers import history
-
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-)
-
-
-def _chromium(tmp_path: Path, *args: str) -> str:
-    if CHROMIUM is None:
-        where = "no 'chromium' on PATH and no /usr/bin/chromium"
-        if os.environ.get("CI"):
-            pytest.fail(f"headless Chromium is required in CI ({where}); .ci/run installs it")
-        pytest.skip(
-            f"headless Chromium not found ({where}): the check report is not rendered in a "
-            "browser on this machine; install Debian's chromium package (apt-get install -y "
-            "chromium) to run this check. In CI (CI set) this fails instead of skipping."
-        )
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    return proc.stdout
 
 
 def _stale(ops: int, seed: int) -> History:
@@ -147,7 +109,7 @@ def test_report_renders_in_chromium_with_a_lane_per_client(tmp_path):
     window = result["linearizability"]["window"]
     path = tmp_path / "check.html"
     path.write_text(page, encoding="utf-8")
-    dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
+    dom = chromium(tmp_path, "--dump-dom", path.as_uri(), what="the check report")
     assert 'id="timeline"' in dom, dom[:500]
     lanes = re.findall(r'class="lane" data-processes="([\d ]+)"', dom)
     assert lanes == ["0", "1", "2", "3", "4"]
@@ -159,5 +121,11 @@ def test_report_renders_in_chromium_with_a_lane_per_client(tmp_path):
     assert drawn and all(ops[int(i)].key == key for _, _, i in drawn)
     assert 'class="window-band"' in dom and 'class="badge"' in dom
     png = tmp_path / "shot.png"
-    _chromium(tmp_path, "--window-size=1200,900", f"--screenshot={png}", path.as_uri())
+    chromium(
+        tmp_path,
+        "--window-size=1200,900",
+        f"--screenshot={png}",
+        path.as_uri(),
+        what="the check report",
+    )
     assert png.exists() and png.stat().st_size > 10_000

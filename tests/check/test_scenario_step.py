@@ -64,6 +64,6 @@ def test_check_step_passes_on_the_expected_verdict_and_fails_otherwise(tmp_path:
 def test_live_expectation_defaults_to_the_verdict_and_may_differ(tmp_path: Path) -> None:
     body = '[[step]]\ncheck = { clients = 2 }\nexpect = { verdict = "invalid"%s }\n'
     same = load_scenario(write(tmp_path, body % "")).steps[1].args
-    assert (same["verdict"], same["live_verdict"]) == ("invalid", "invalid")
+    assert (same.verdict, same.live_verdict) == ("invalid", "invalid")
     relaxed = load_scenario(write(tmp_path, body % ', live = "any"')).steps[1].args
-    assert (relaxed["verdict"], relaxed["live_verdict"]) == ("invalid", "any")
+    assert (relaxed.verdict, relaxed.live_verdict) == ("invalid", "any")

@@ -162,16 +162,18 @@ async def test_keep_alive_serves_many_then_idle_connections_are_closed(agent):
             with connect(port) as s:
                 statuses = []
                 for _ in range(3):  # the same connection, as a keep-alive client does
+                    time.sleep(0.2)  # under the idle timeout: kept
                     s.sendall(GET)
                     statuses.append(read_response(s)[0])
-                    time.sleep(0.2)  # under the idle timeout: kept
-                start = time.monotonic()
+                answered = time.monotonic()
                 closed = closed_by_server(s, 5)
-                return statuses, closed, time.monotonic() - start
+                return statuses, closed, time.monotonic() - answered
 
         statuses, closed, after = await in_thread(go)
     assert statuses == [b"HTTP/1.1 200 OK"] * 3
-    assert closed and 0.3 < after < 3
+    # The idle timeout runs from the end of the last answer (which the server finished writing
+    # a moment before the client read it).
+    assert closed and 0.4 < after < 3
 
 
 async def test_partial_body_times_out_with_408(agent):
@@ -348,6 +350,18 @@ async def test_long_host_is_served_and_a_malformed_one_gets_gos_400(agent):
         ),
         (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", b"HTTP/1.1 200 OK", b""),
         (b"GET /v1/kv/x HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK", None),
+        (
+            # Go's server without TLS speaks no HTTP/2: an h2c upgrade is answered in HTTP/1.1,
+            b"GET /v1/kv/x?raw HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n"
+            b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+            b"HTTP/1.1 200 OK",
+            b"v",
+        ),
+        (  # and the HTTP/2 preface is a version it does not support.
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version",
+            b"505 HTTP Version Not Supported: unsupported protocol version",
+        ),
     ],
     ids=[
         "two-hosts",
@@ -358,6 +372,8 @@ async def test_long_host_is_served_and_a_malformed_one_gets_gos_400(agent):
         "huge-header",
         "options-star",
         "http10",
+        "h2c-upgrade",
+        "h2-preface",
     ],
 )
 async def test_requests_the_server_answers_itself_get_gos_texts(
@@ -377,6 +393,21 @@ async def test_requests_the_server_answers_itself_get_gos_texts(
     if body is not None:
         assert got_body == body
     assert agent.internal_errors == []
+
+
+async def test_http10_answer_closes_without_saying_so(agent):
+    async with live(agent) as port:
+
+        def go() -> tuple[bytes, dict[str, str], bytes, bool]:
+            with connect(port) as s:
+                s.sendall(b"GET /v1/kv/x?raw HTTP/1.0\r\n\r\n")
+                status, headers, body = read_response(s)
+                return status, headers, body, closed_by_server(s, 3)
+
+        status, headers, body, closed = await in_thread(go)
+    # Go: "HTTP/1.0" on the status line, and no Connection header (1.0 closes by default).
+    assert (status, body, closed) == (b"HTTP/1.0 200 OK", b"v", True)
+    assert "connection" not in headers
 
 
 async def test_connections_per_client_ip_are_limited_like_consul(agent):

@@ -6,11 +6,10 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from headless_chromium import chromium
 
 from consim.scenario.cli import run_files
 from consim.scenario.model import load_scenario
@@ -18,40 +17,6 @@ from consim.scenario.report import render_report
 from consim.scenario.runner import run_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-)
-
-
-def _chromium(tmp_path: Path, *args: str) -> str:
-    if CHROMIUM is None:
-        where = "no 'chromium' on PATH and no /usr/bin/chromium"
-        if os.environ.get("CI"):
-            pytest.fail(f"headless Chromium is required in CI ({where}); .ci/run installs it")
-        pytest.skip(
-            f"headless Chromium not found ({where}): the HTML report is not rendered in a "
-            "browser on this machine; install Debian's chromium package (apt-get install -y "
-            "chromium) to run this check. In CI (CI set) this fails instead of skipping."
-        )
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    return proc.stdout
 
 
 def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
@@ -62,7 +27,7 @@ def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
     )
     path = tmp_path / "report.html"
     path.write_text(page, encoding="utf-8")
-    dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
+    dom = chromium(tmp_path, "--dump-dom", path.as_uri(), what="the HTML report")
     assert "<svg" in dom and 'id="timeline"' in dom
     lanes = re.findall(r'class="lane" data-server="([^"]+)"', dom)
     assert lanes == [f"dc1-s{k}" for k in range(1, 6)]
@@ -70,7 +35,13 @@ def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
     assert 'class="fault"' in dom  # the partition is shaded
     assert "leader t" in dom  # role and term labels
     png = tmp_path / "shot.png"
-    _chromium(tmp_path, "--window-size=1200,900", f"--screenshot={png}", path.as_uri())
+    chromium(
+        tmp_path,
+        "--window-size=1200,900",
+        f"--screenshot={png}",
+        path.as_uri(),
+        what="the HTML report",
+    )
     assert png.exists() and png.stat().st_size > 10_000
 
 

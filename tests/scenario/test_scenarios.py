@@ -309,7 +309,7 @@ def test_readme_scenario_example_validates(tmp_path):
     p.write_text(example.group(1))
     scenario = load_scenario(p)
     kinds = {s.action for s in scenario.steps}
-    conditions = {s.args["condition"] for s in scenario.steps if s.action == "wait"}
+    conditions = {s.args.condition for s in scenario.steps if s.action == "wait"}
     assert {"wait", "kill", "partition", "http", "consul", "load", "assert"} <= kinds
     assert {"member-status", "keyring-converged"} <= conditions
-    assert any(s.action == "load" and s.args["background"] for s in scenario.steps)
+    assert any(s.action == "load" and s.args.background for s in scenario.steps)

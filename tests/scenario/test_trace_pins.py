@@ -307,7 +307,7 @@ expect = { min_ok = 0.5 }
 check = {}
 [[step]]
 check = { clients = 2, keys = 1, rate = 5, duration = "3s", consistency = "stale", nemesis = "none", interval = "1s", timeout = "1s" }
-expect = { verdict = "any" }
+expect = { verdict = "any", live = "valid" }
 [[step]]
 sleep = "250ms"
 [[step]]
@@ -499,6 +499,7 @@ BAD_FILES: dict[str, str] = {
         "check = {}\nexpect = 5",
         "check = {}\nexpect = { min_ok = 1 }",
         'check = {}\nexpect = { verdict = "fine" }',
+        'check = {}\nexpect = { verdict = "valid", live = "maybe" }',
         'check = { duration = "0s" }',
         "check = { clients = 0 }",
         "check = { keys = 0 }",
@@ -1823,10 +1824,11 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: step 9: field 'expect': expected a table like { verdict = \"valid\" }, got 5",
         "bad.toml: step 10: field 'expect': expected a table like { verdict = \"valid\" }, got a table",
         'bad.toml: step 11: field \'expect.verdict\': expected "valid", "invalid" or "any", got "fine"',
-        "bad.toml: step 12: field 'check': duration, interval and timeout must be more than 0s",
-        "bad.toml: step 13: field 'check.clients': expected an integer >= 1, got 0",
-        "bad.toml: step 14: field 'check.keys': expected an integer >= 1, got 0",
-        "bad.toml: step 15: field 'check.rate': expected a number between 0.1 and 1000, got 0",
+        'bad.toml: step 12: field \'expect.live\': expected "valid", "invalid" or "any", got "maybe"',
+        "bad.toml: step 13: field 'check': duration, interval and timeout must be more than 0s",
+        "bad.toml: step 14: field 'check.clients': expected an integer >= 1, got 0",
+        "bad.toml: step 15: field 'check.keys': expected an integer >= 1, got 0",
+        "bad.toml: step 16: field 'check.rate': expected a number between 0.1 and 1000, got 0",
     ],
     "sleep-note": [
         'bad.toml: step 1: field \'sleep\': expected a duration like "5s", got "soon"',

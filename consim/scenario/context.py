@@ -1,0 +1,236 @@
+"""What a scenario action may use when it runs: :class:`StepContext`.
+
+The runner owns the sequence of steps, their results and the background jobs; an action gets only
+this: the cluster, the event log, the roles earlier steps left behind (:class:`Roles`), and the
+helpers every action shares (resolving a target, polling a condition, an HTTP request that is
+logged as an event, filling ``{rpc:NAME}`` placeholders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from consim.events import EventLog
+from consim.scenario.base import (
+    PARTITION_MEMBER,
+    PLACEHOLDER,
+    ROLE_TARGETS,
+    SCENARIO_NODE,
+    Step,
+    StepFailed,
+    Target,
+    short,
+)
+
+if TYPE_CHECKING:
+    from consim.cluster import Cluster
+
+__all__ = ["SCENARIO_NODE", "Roles", "StepContext", "StepFailed", "short"]
+
+
+@dataclass
+class Roles:
+    """What roles mean now, as earlier steps left it."""
+
+    # The leader a fault hit last (``old-leader``).
+    old_leader: str | None = None
+    # The server a kill or stop hit last (``last-killed``).
+    last_killed: str | None = None
+    # The groups of the last partition, as resolved then (``partition[G][N]``).
+    last_partition: list[list[str]] = field(default_factory=list)
+    # Per datacenter, the highest term before the last fault (``new-leader``, ``term_increased``).
+    fault_term: dict[str, int] = field(default_factory=dict)
+
+
+class StepContext:
+    """The narrow interface an action runs against (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster, *, default_dc: str, live: bool = False) -> None:
+        self.cluster = cluster
+        self.events: EventLog = cluster.events
+        self.live = live
+        self.roles = Roles()
+        self.default_dc = default_dc
+        self._poll = 0.05 if live else 0.01
+
+    # ---- targets -----------------------------------------------------------------------------
+    def dc_of(self, step: Step, target: Target | None = None) -> str:
+        if target is not None and target.dc:
+            return target.dc
+        if target is not None and not target.is_role:
+            return self.cluster.node(target.name).datacenter
+        return step.dc or self.default_dc
+
+    def resolve(self, target: Target, step: Step) -> str:
+        dc = self.dc_of(step, target)
+        name = target.name
+        if not target.is_role:
+            return name
+        roles = self.roles
+        servers = sorted(self.cluster.datacenter_servers(dc), key=lambda n: n.name)
+        if name == "leader":
+            leader = self.cluster.leader(dc)
+            if leader is None:
+                raise StepFailed(f"target 'leader': {dc} has no leader ({self.describe_dc(dc)})")
+            return leader.name
+        if name == "follower":
+            followers = sorted(self.cluster.followers(dc), key=lambda n: n.name)
+            if not followers:
+                raise StepFailed(
+                    f"target 'follower': {dc} has no follower ({self.describe_dc(dc)})"
+                )
+            return followers[0].name
+        if name == "old-leader":
+            if roles.old_leader is None:
+                raise StepFailed("target 'old-leader': no leader has been killed or cut off yet")
+            return roles.old_leader
+        member = PARTITION_MEMBER.match(name)
+        if member is not None:
+            g, i = int(member.group(1)), int(member.group(2))
+            if g >= len(roles.last_partition) or i >= len(roles.last_partition[g]):
+                raise StepFailed(
+                    f"target {name!r}: the last partition was {roles.last_partition or 'none'}"
+                )
+            return roles.last_partition[g][i]
+        if name == "last-killed":
+            if roles.last_killed is None:
+                raise StepFailed("target 'last-killed': no server has been killed or stopped yet")
+            return roles.last_killed
+        if name == "any":
+            for n in servers:
+                if n.running and not n.paused:
+                    return n.name
+            raise StepFailed(f"target 'any': no server of {dc} is running")
+        raise StepFailed(f"target {name!r} cannot be used here")
+
+    def resolve_many(self, target: Target, step: Step) -> list[str]:
+        """Like :meth:`resolve`, but ``survivors`` names every running server of the datacenter."""
+        if target.name != "survivors":
+            return [self.resolve(target, step)]
+        dc = self.dc_of(step, target)
+        names = sorted(n.name for n in self.cluster.datacenter_servers(dc) if n.running)
+        if not names:
+            raise StepFailed(f"target 'survivors': no server of {dc} is running")
+        return names
+
+    def describe_dc(self, dc: str) -> str:
+        parts = []
+        for n in sorted(self.cluster.datacenter_servers(dc), key=lambda n: n.name):
+            s = n.status()
+            if s["state"] == "down":
+                parts.append(f"{n.name} down")
+            else:
+                paused = " paused" if s.get("paused") else ""
+                parts.append(f"{n.name} {s['state']}{paused} term {s['term']}")
+        return ", ".join(parts)
+
+    def note_fault(self, names: list[str]) -> None:
+        """Remember the leader a fault hits (``old-leader``) and the term before it."""
+        for name in names:
+            node = self.cluster.node(name)
+            dc = node.datacenter
+            self.roles.fault_term[dc] = self.max_term(dc)
+            if node.is_leader():
+                self.roles.old_leader = name
+
+    def max_term(self, dc: str) -> int:
+        return max(
+            (n.core.term for n in self.cluster.datacenter_servers(dc) if n.core is not None),
+            default=0,
+        )
+
+    def voters(self, dc: str) -> int | None:
+        """Voters in the leader's latest configuration (None without a leader)."""
+        leader = self.cluster.leader(dc)
+        if leader is None or leader.core is None:
+            return None
+        return len(leader.core.latest_configuration.voters())
+
+    async def sleep(self, seconds: float) -> None:
+        """Let (virtual or real) time pass."""
+        await trio.sleep(seconds)
+
+    def open_nursery(self) -> trio.Nursery:
+        """For a step's own concurrent tasks (a load's requests); it ends with them."""
+        return trio.open_nursery()  # type: ignore[return-value]
+
+    async def until(self, predicate: Callable[[], bool], within: float) -> bool:
+        """Poll ``predicate`` until it holds or ``within`` seconds pass; its last answer."""
+        with trio.move_on_after(within):
+            while not predicate():
+                await trio.sleep(self._poll)
+            return True
+        return predicate()
+
+    # ---- HTTP --------------------------------------------------------------------------------
+    async def request(
+        self,
+        name: str,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        kind: str = "client_request",
+        step: int | None = None,
+    ) -> tuple[int | None, dict[str, str], bytes, str]:
+        """One request; connection failures come back as ``(None, {}, b"", reason)``."""
+        # Imported here: consim.cluster brings the servers and the HTTP stack, which validating
+        # a file (``consim validate``, the model importing every action) must not load.
+        from consim.cluster import ClusterError
+
+        start = self.events.now()
+        error = ""
+        try:
+            status, out_headers, out_body = await self.cluster.http(
+                name, method, path, headers=headers, body=body
+            )
+        except ClusterError as exc:
+            status, out_headers, out_body, error = None, {}, b"", str(exc)
+        except Exception as exc:  # httpx errors when live
+            if not self.live:
+                raise
+            status, out_headers, out_body, error = None, {}, b"", f"{type(exc).__name__}: {exc}"
+        text = out_body.decode("utf-8", "replace")
+        self.events.emit(
+            SCENARIO_NODE,
+            kind,
+            {
+                "server": name,
+                "method": method,
+                "path": path,
+                "status": status,
+                # A scenario's own requests keep the whole body (the timeline shortens it
+                # unless --full; JSON and the report have it all); load requests are many.
+                "answer": error or (text if kind == "client_request" else short(text)),
+                "took": round(self.events.now() - start, 6),
+                **({"step": step} if step is not None else {}),
+            },
+            level="INFO" if kind == "client_request" else "DEBUG",
+            message=f"{method} {path} -> {status if status is not None else 'connection refused'}",
+        )
+        return status, {k.lower(): v for k, v in out_headers.items()}, out_body, error
+
+    def fill(self, value: Any, step: Step | None = None) -> Any:
+        """Replace ``{rpc:NAME}``, ``{host:NAME}`` and ``{http:NAME}`` with that server's address.
+        NAME may be a role (``{rpc:last-killed}``), resolved now as the step's targets are."""
+        if isinstance(value, str):
+
+            def address(m: Any) -> str:
+                name = m.group(2)
+                if name in ROLE_TARGETS and step is not None:
+                    name = self.resolve(Target(name, step.dc), step)
+                spec = self.cluster.node(name).spec
+                kind = m.group(1)
+                return {"rpc": spec.rpc_address, "host": spec.host, "http": spec.http_address}[kind]
+
+            return PLACEHOLDER.sub(address, value)
+        if isinstance(value, dict):
+            return {k: self.fill(v, step) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.fill(v, step) for v in value]
+        return value
