@@ -12,8 +12,9 @@ Listeners: ``serve_rpc`` / ``serve_datagrams`` run until cancelled (or ``close_a
 for a live ":0" port). Handler tasks run inside the serve task, so cancelling it (a killed server)
 also cancels its in-flight handlers.
 
-A call to a dead address (nothing serving it, or the server died with the call in flight) raises
-:class:`Unreachable` quickly, like a refused or reset TCP connection. A call whose request or reply
+A call to a dead address (nothing serving it) raises :class:`Unreachable` quickly, like a refused
+TCP connection; one whose server died with the call in flight raises :class:`ConnectionLost` (an
+``Unreachable`` that may have been handled: not safe to retry a write). A call whose request or reply
 is dropped by a fault raises :class:`RpcTimeout` at its timeout, like a black-holed packet.
 
 Synchronous notifies (optional fast path): ``serve_rpc(..., notify_handler=fn)`` hands each
@@ -96,9 +97,11 @@ class Unreachable(Exception):
 
 class ConnectionLost(Unreachable):
     """The request was sent and the connection went away before the reply: the server may have
-    handled it (Consul's ``rpc error making call: EOF``). Not safe to retry a write. Raised by the
-    simulator, which knows the request reached a handler; live sockets cannot tell a request the
-    peer handled before dying from one written after it died, and raise plain ``Unreachable``."""
+    handled it (Consul's ``rpc error making call: EOF``). Not safe to retry a write; a read may be
+    retried. Plain ``Unreachable`` means the request never reached the peer (nothing listening,
+    connection refused, or the connection failed before the request was fully written): safe to
+    retry. Live, a request written just as the peer died is ConnectionLost even if the peer never
+    read it: a socket cannot tell, and Consul's client answers EOF there too."""
 
 
 class Timer:

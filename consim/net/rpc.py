@@ -38,7 +38,14 @@ from consim.net.framing import (
     encode_frame,
     pack,
 )
-from consim.net.network import INTERNAL_ERROR, NotifyHandler, RpcError, RpcHandler, Unreachable
+from consim.net.network import (
+    INTERNAL_ERROR,
+    ConnectionLost,
+    NotifyHandler,
+    RpcError,
+    RpcHandler,
+    Unreachable,
+)
 
 PROTOCOL_VERSION = 1
 KIND_REQUEST = 0
@@ -146,7 +153,9 @@ _TIMED_OUT = -1  # _Pending.kind set by the connection's timer
 
 
 class SendFailed(Unreachable):
-    """The request never fully left (the connection was already dead): safe to retry once."""
+    """The request never fully left (the connection was already dead, or the write failed): the
+    peer cannot have decoded it, so it is safe to retry, even a write. Once every byte is written
+    a lost connection is :class:`~consim.net.network.ConnectionLost` instead."""
 
 
 class _Pending:
@@ -263,9 +272,9 @@ class RpcConnection:
             raise RpcError(slot.body)
         if slot.kind == _TIMED_OUT:
             raise CallTimedOut(f"rpc {method} to {self.dst} timed out")
-        # Not ConnectionLost: a socket cannot tell a request the peer handled before dying from
-        # one written after it died (the simulator can, and raises ConnectionLost).
-        raise Unreachable(f"connection to {self.dst} lost")
+        # The whole request was written (a connection found dead before or during the write
+        # raised SendFailed above), so the peer may have handled it: Consul's client sees EOF.
+        raise ConnectionLost(f"connection to {self.dst} lost")
 
     async def _timer_loop(self) -> None:
         """Time out calls whose deadline passed; sleeps until the earliest live deadline."""
@@ -346,7 +355,7 @@ class RpcConnection:
             return
         self.closed = True
         for slot in self._pending.values():
-            slot.wake()  # kind None -> Unreachable
+            slot.wake()  # kind None -> ConnectionLost
         if self._timer is not None:
             self._timer.cancel()
 

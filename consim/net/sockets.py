@@ -11,8 +11,9 @@ timeout; delay: the sender sleeps) and at the receiver for one-way blocks, using
 dialer declared in its hello frame (datagrams carry theirs in an envelope ``[src, payload]``).
 
 A killed server (its serve task cancelled, or :meth:`close_address`) closes its listener and every
-accepted connection: callers with calls in flight get ``Unreachable`` (connection reset), new calls
-get ``Unreachable`` (connection refused).
+accepted connection: callers whose request was written get ``ConnectionLost`` (it may have been
+handled), new calls get ``Unreachable`` (connection refused; a pooled connection found dead before
+the request is written is dialed again).
 """
 
 from __future__ import annotations

@@ -125,6 +125,11 @@ class Forwarder:
         for address in order:
             try:
                 return await self.net.call(server.address, address, method, args, timeout=timeout)
+            except ConnectionLost:
+                # That server may have handled it: another one would apply a write again. Reads,
+                # status and keyring operations (idempotent) may go to the next server.
+                if method not in READ_METHODS and method not in LOCAL_METHODS:
+                    raise RpcError(ERR_RPC_EOF) from None
             except (Unreachable, RpcTimeout):
                 continue
         raise RpcError(ERR_NO_DC_SERVER)

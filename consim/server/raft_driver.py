@@ -389,9 +389,10 @@ class RaftDriver:
             self._last_role = role
 
     def _fail_futures(self, message: str) -> None:
-        for future in list(self._applies.values()):
-            future.fail(message)
-        self._applies.clear()
+        if not _testing_faults.keep_waiters_on_step_down:  # test-only switch, normally off
+            for future in list(self._applies.values()):
+                future.fail(message)
+            self._applies.clear()
         for verify in list(self._verifies.values()):
             verify.resolve(False)
         self._verifies.clear()

@@ -10,6 +10,8 @@ rule is enforced, so flipping it needs no restart of anything.
   (entries of earlier terms) is applied.
 - ``apply_waiter_ignores_term``: a write's waiter reports success for whatever entry is applied at
   its index, even one of another term (a lost write acknowledged).
+- ``keep_waiters_on_step_down``: a leader that steps down leaves its writes waiting instead of
+  failing them at once (hashicorp/raft: ``leadership lost while committing log``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ grant_every_vote = False
 skip_leader_lease = False
 skip_consistent_barrier = False
 apply_waiter_ignores_term = False
+keep_waiters_on_step_down = False
 
 RULES = (
     "grant_every_vote",
     "skip_leader_lease",
     "skip_consistent_barrier",
     "apply_waiter_ignores_term",
+    "keep_waiters_on_step_down",
 )
 
 

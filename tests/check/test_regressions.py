@@ -54,3 +54,61 @@ def test_a_forwarded_write_whose_leader_dies_mid_request_is_not_retried() -> Non
         print(seed, status, body, answer["final"])
         assert set(answer["final"].values()) == {b"2"}  # the first attempt was committed
         assert (status, body.strip()) == (500, b"rpc error making call: EOF")
+
+
+async def _remote_server_dies_while_handling_a_dc_cas(cluster: Cluster) -> dict:
+    client_side = cluster.node("dc1-s1")
+    leader = await cluster.wait_for_leader("dc2", within=10)
+    await cluster.wait_for_leader("dc1", within=10)
+    await trio.sleep(5)  # WAN gossip: dc1 learns dc2's servers
+    status, _, body = await cluster.http("dc1-s1", "PUT", "/v1/kv/k?dc=dc2", body=b"1")
+    assert (status, body.strip()) == (200, b"true"), body
+    await trio.sleep(0.5)
+    _, entry = leader.fsm.get("k")
+    assert entry is not None
+    dc2 = [n for n in cluster.servers.values() if n.datacenter == "dc2"]
+    index = leader.core.last_index + 1
+    requests = {n.name: cluster.net.stats[n.address]["requests_in"] for n in dc2}
+    answer: dict = {}
+
+    async def cas() -> None:
+        answer["reply"] = await cluster.http(
+            client_side.name, "PUT", f"/v1/kv/k?dc=dc2&cas={entry.modify_index}", body=b"2"
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cas)
+        # The dc2 server the dc1 server picked dies once another dc2 server holds the entry
+        # (so dc2 commits it) but before it has answered.
+        while True:
+            hop = [n for n in dc2 if cluster.net.stats[n.address]["requests_in"] > requests[n.name]]
+            if hop and any(n.core.last_index >= index for n in dc2 if n is not hop[0]):
+                break
+            await trio.sleep(0.0001)
+        assert "reply" not in answer
+        cluster.kill(hop[0].name)
+    await trio.sleep(3)
+    answer["final"] = {n.name: n.fsm.get("k")[1].value for n in dc2 if n is not hop[0]}
+    answer["hop_was_leader"] = hop[0] is leader
+    return answer
+
+
+def test_a_dc_forwarded_write_whose_remote_server_dies_mid_request_is_not_retried() -> None:
+    """The ``?dc`` twin of the test above: the dc1 server tried the next dc2 server when the first
+    one's connection was lost with the write in hand, so the write could be applied twice (a cas
+    answered ``false`` after it took effect). Consul's forwardDC does not retry at all; consim
+    still tries the next server when the request never left (refused) or timed out (a WAN
+    partition), but not after a lost connection."""
+    kinds = set()
+    for seed in (1, 2, 3, 4):
+        spec = ClusterSpec(seed=seed, raft_multiplier=1, datacenters=(("dc1", 1), ("dc2", 3)))
+        answer, _ = run_virtual(spec, _remote_server_dies_while_handling_a_dc_cas)
+        status, _, body = answer["reply"]
+        print(seed, status, body, answer["final"], answer["hop_was_leader"])
+        kinds.add(answer["hop_was_leader"])
+        assert set(answer["final"].values()) == {b"2"}  # the first attempt was committed
+        assert (status, body.strip()) == (500, b"rpc error making call: EOF")
+    assert kinds == {
+        True,
+        False,
+    }  # the first hop was dc2's leader in some seeds, a follower in others

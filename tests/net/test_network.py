@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from consim.net.network import INTERNAL_ERROR, RpcError, RpcTimeout, Unreachable
+from consim.net.network import INTERNAL_ERROR, ConnectionLost, RpcError, RpcTimeout, Unreachable
 from tests.net.conftest import Env, wait_for
 
 
@@ -91,30 +91,42 @@ async def test_datagrams(env: Env, clock: Any) -> None:
 async def test_dead_address_is_unreachable(env: Env, clock: Any) -> None:
     src = env.src(2)
     dead = "127.0.0.9:8300" if env.kind == "sim" else "127.0.0.59:1"
-    with pytest.raises(Unreachable):
+    with pytest.raises(Unreachable) as refused:
         await env.net.call(src, dead, "Status.Leader", {}, 2.0)
+    # Never sent, so safe to retry (even a write): not ConnectionLost.
+    assert refused.type is Unreachable
     # a notify to nowhere just vanishes
     env.net.notify(src, dead, "Raft.Message", {})
 
 
 async def test_killed_server_mid_call_then_restart(env: Env, clock: Any) -> None:
     src = env.src(2)
-    async with trio.open_nursery() as server_nursery:
-        a = await server_nursery.start(env.net.serve_rpc, env.addr(1), echo)
-        assert await env.net.call(src, a, "ok", 1, 1.0)
+    # The server runs in its own scope: cancelling it must not cancel the caller too.
+    server_scope = trio.CancelScope()
 
-        async def kill() -> None:
-            await trio.sleep(0.1)
-            server_nursery.cancel_scope.cancel()  # the server process dies
+    async def server(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        with server_scope:
+            await env.net.serve_rpc(env.addr(1), echo, task_status=task_status)
 
-        env.nursery.start_soon(kill)
-        start = trio.current_time()
-        with pytest.raises(Unreachable):
-            await env.net.call(src, a, "slow", 30.0, 10.0)
-        assert trio.current_time() - start < 1.0  # reset, not a timeout
-    assert not env.net.serving(a)
-    with pytest.raises(Unreachable):
+    a = await env.nursery.start(server)
+    assert await env.net.call(src, a, "ok", 1, 1.0)
+
+    async def kill() -> None:
+        await trio.sleep(0.1)
+        server_scope.cancel()  # the server process dies
+
+    env.nursery.start_soon(kill)
+    start = trio.current_time()
+    # The request was sent and the server died handling it: it may have been handled.
+    with pytest.raises(ConnectionLost):
+        await env.net.call(src, a, "slow", 30.0, 10.0)
+    assert trio.current_time() - start < 1.0  # reset, not a timeout
+    await wait_for(lambda: not env.net.serving(a))
+    # Refused before anything is sent (live: the pooled connection is known dead, the redial
+    # is refused): plain Unreachable, safe to retry.
+    with pytest.raises(Unreachable) as refused:
         await env.net.call(src, a, "ok", 1, 1.0)
+    assert refused.type is Unreachable
     # Restarted on the same address, calls work again (the pool redials).
     await env.nursery.start(env.net.serve_rpc, a, echo)
     assert (await env.net.call(src, a, "ok", 2, 1.0))["args"] == 2

@@ -61,6 +61,27 @@ def test_append_entries_above_int64_is_malformed(field: str, value: int) -> None
         message_from_wire(wire)
 
 
+@pytest.mark.parametrize("value", [-1, *TOO_BIG])
+def test_every_number_of_a_replication_message_is_bounded(value: int) -> None:
+    # AppendEntries and its response go through the fast decoder: each of its range checks must
+    # refuse what the strict path refuses, with the strict path's text.
+    from consim.raft import messages
+
+    numbers = ("term", "prev_log_index", "prev_log_term", "leader_commit", "seq")
+    samples = [(field, _append()) for field in numbers]
+    response = _wire(AppendEntriesResponse(1, True, 1, 0, 1))
+    samples += [(f, dict(response)) for f in ("term", "last_log_index", "conflict_index", "seq")]
+    for field, wire in samples:
+        wire[field] = value
+        if field == "prev_log_index":
+            wire["entries"] = []  # keep the entries contiguous: only the bound may fail
+        with pytest.raises(MalformedMessage) as strict:
+            messages._from_wire(wire)
+        with pytest.raises(MalformedMessage) as got:
+            message_from_wire(wire)
+        assert str(got.value) == str(strict.value), (field, value)
+
+
 @pytest.mark.parametrize("value", [*TOO_BIG, -1])
 def test_append_entries_entry_term_and_index_bounds(value: int) -> None:
     for position in (0, 1):  # index, term

@@ -164,9 +164,19 @@ async def test_live_faults_pause_block_delay_loss_hold_and_stop() -> None:
         )
 
         # No quorum: with one of the two remaining servers killed, a forwarded write on the
-        # survivor fails with Consul's text after the hold timeout.
+        # survivor fails with Consul's text after the hold timeout. Wait until the survivor has
+        # seen its connection to the killed leader close: a write sent on it before then went
+        # out and is answered `rpc error making call: EOF` (it may have been handled, Consul does
+        # not retry it); after, every attempt is refused before anything is sent, so it is
+        # retried until the hold timeout.
         survivor = next(n for n in cluster.servers.values() if n.running and n is not leader)
         cluster.kill(leader.name)
+        pool = cluster.net.pool  # type: ignore[attr-defined]
+        await wait_until(
+            lambda: pool.live(survivor.address, leader.address) is None,
+            5,
+            "the survivor to see its connection to the killed leader close",
+        )
         start = trio.current_time()
         msg = await expect_rpc_error(kv_put(survivor, "nq", b"x"))
         took = trio.current_time() - start

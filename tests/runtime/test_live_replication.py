@@ -24,6 +24,9 @@ async def test_live_follower_catches_up_through_a_chunked_snapshot(tmp_path: Pat
         data_dir=tmp_path,
         snapshot_threshold=256,
         trailing_logs=128,
+        # The ~10 MB FSM snapshot is taken and saved on the event loop; at multiplier 1 (a 500 ms
+        # lease) a loaded machine can stall the leader past its lease while it writes.
+        raft_multiplier=3,
     )
     async with live_cluster(spec) as cluster:
         leader = await cluster.wait_for_leader(within=15)
