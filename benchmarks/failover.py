@@ -45,7 +45,7 @@ import trio  # noqa: E402
 
 from consim.cluster import Cluster  # noqa: E402
 from consim.runtime import run_virtual  # noqa: E402
-from consim.server.config import ClusterSpec  # noqa: E402
+from consim.spec import ClusterSpec  # noqa: E402
 
 TARGET_P99 = 2.1
 OUT_SVG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "failover.svg")

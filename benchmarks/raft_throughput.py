@@ -1,6 +1,6 @@
 """Live Raft write throughput and latency: consim (3 servers on loopback, one process) vs PySyncObj.
 
-consim: the same cluster ``consim up`` runs (``consim.live.start_live_cluster_parts``: SocketNetwork,
+consim: the same cluster ``consim up`` runs (``consim.runtime.start_live_cluster_parts``: SocketNetwork,
 TCP between 127.0.0.1-3:8300, in-memory storage, raft multiplier 1, real clock), all three servers
 in this one process and one trio loop. Writes are ``KVS.Apply`` set with a 64-byte value, issued
 through the leader's ``ServerNode.rpc`` (``--via rpc``, default: no client hop, so this measures
@@ -84,9 +84,9 @@ def choose_subnet(args: argparse.Namespace) -> int:
 def run_consim(args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
-    from consim.live import start_live_cluster_parts
     from consim.net.network import RpcError
-    from consim.server.config import ClusterSpec
+    from consim.runtime import start_live_cluster_parts
+    from consim.spec import ClusterSpec
 
     subnet = choose_subnet(args)
     if subnet != 0:

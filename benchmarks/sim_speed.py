@@ -31,7 +31,7 @@ import trio  # noqa: E402
 from consim.cluster import Cluster  # noqa: E402
 from consim.net.network import RpcError  # noqa: E402
 from consim.runtime import run_virtual  # noqa: E402
-from consim.server.config import ClusterSpec  # noqa: E402
+from consim.spec import ClusterSpec  # noqa: E402
 
 TARGET_RATIO = 200.0
 

@@ -6,10 +6,11 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 def _datacenters(text: str) -> tuple[tuple[str, int], ...]:
@@ -157,7 +158,9 @@ def ctl_body(action: str, params: list[str]) -> dict[str, Any]:
 
 def cmd_ctl(args: argparse.Namespace) -> int:
     import httpx
+    import trio
 
+    from consim.http.client import request
     from consim.live import ControlNotFound, find_control
 
     body = ctl_body(args.action, args.params)
@@ -168,21 +171,28 @@ def cmd_ctl(args: argparse.Namespace) -> int:
         except ControlNotFound as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    base = f"http://{control}/ctl"
     action = args.action
+    if action == "status":
+        method, path, headers, payload = "GET", "/ctl/status", None, b""
+    else:
+        json_type = {"Content-Type": "application/json"}
+        method, path, headers, payload = (
+            "POST",
+            f"/ctl/{action}",
+            json_type,
+            json.dumps(body).encode(),
+        )
     try:
-        with httpx.Client(timeout=60) as client:
-            if action == "status":
-                response = client.get(f"{base}/status")
-            else:
-                response = client.post(f"{base}/{action}", json=body)
+        code, _headers, answer = trio.run(
+            partial(request, control, method, path, headers=headers, body=payload, timeout=60)
+        )
     except httpx.HTTPError as exc:
         print(f"error: cannot reach consim up control API at {control}: {exc}", file=sys.stderr)
         return 1
-    if response.status_code != 200:
-        print(f"error: {response.text}", file=sys.stderr)
+    if code != 200:
+        print(f"error: {answer.decode('utf-8', 'replace')}", file=sys.stderr)
         return 1
-    status = response.json()
+    status = json.loads(answer)
     if args.json:
         print(json.dumps(status, indent=2))
     else:

@@ -1,7 +1,8 @@
 """Datacenters of ServerNodes on one Network: start, stop, kill, restart, partition, heal.
 
 The same ``Cluster`` runs in virtual time (``SimNetwork`` under ``VirtualClock``, HTTP called in
-process) and live (``SocketNetwork``, consim.http.serve on every server's HTTP address). Every fault is an
+process) and live (``SocketNetwork``, ``consim.http.serve`` on every HTTP address): it is handed its
+network and HTTP front and never asks which (``consim.runtime`` builds both). Every fault is an
 event in the one event log.
 """
 
@@ -10,19 +11,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
-from consim.raft.config import RaftConfig
+from consim.raft.core import new_node_id
 from consim.raft.types import Role
 from consim.server.agent import ServerAgent
-from consim.server.config import ClusterSpec, ServerSpec
 from consim.server.node import ServerFailed, ServerNode
-from consim.server.startup import uuid_from_rng
+from consim.spec import ClusterSpec, ServerSpec
 from consim.storage.base import RaftStorage
 from consim.storage.memory import MemoryStorage
 
@@ -31,14 +30,32 @@ class ClusterError(Exception):
     pass
 
 
+Headers = dict[str, str] | None
+Answer = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
+
+
+class HttpFront(Protocol):
+    """How a cluster reaches its servers' HTTP APIs (the cluster never asks which mode it is in)."""
+
+    async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
+        """Start serving this incarnation of server ``name`` in ``nursery`` (or nothing)."""
+
+    async def request(
+        self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
+    ) -> Answer:
+        """One request to server ``name``."""
+        ...
+
+
 class Cluster:
     def __init__(
-        self, spec: ClusterSpec, *, network: Network, events: EventLog, live: bool = False
+        self, spec: ClusterSpec, *, network: Network, events: EventLog, front: HttpFront
     ) -> None:
         self.spec = spec
         self.net = network
         self.events = events
-        self.live = live
+        # How each server's HTTP API is reached: in process or on a real port (consim.runtime).
+        self.front = front
         self.rng = random.Random(spec.seed)
         self.servers: dict[str, ServerNode] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -48,15 +65,7 @@ class Cluster:
         self.http_apps: dict[str, Any] = {}
         network.faults.on_change = self._on_fault
         network.on_error = self._on_network_error
-        raft_config = RaftConfig.for_multiplier(spec.raft_multiplier)
-        overrides: dict[str, Any] = {}
-        if spec.snapshot_threshold is not None:
-            overrides["snapshot_threshold"] = spec.snapshot_threshold
-        if spec.trailing_logs is not None:
-            overrides["trailing_logs"] = spec.trailing_logs
-        if overrides:
-            raft_config = replace(raft_config, **overrides)
-        self.raft_config = raft_config
+        self.raft_config = raft_config = spec.raft_config()
         specs = []
         for s in spec.servers():
             specs.append(replace(s, node_id=self._node_id(s)))
@@ -70,17 +79,12 @@ class Cluster:
                 events=events,
                 rng=node_rng,
                 raft_config=raft_config,
-                raft_protocol=spec.raft_protocol,
-                rpc_hold_timeout=spec.rpc_hold_timeout,
-                acl=spec.acl,
-                data_dir=spec.data_dir,
                 directory=lambda: self.specs,
-                encrypt=spec.encrypt,
-                gossip_scale=spec.gossip_scale,
+                **spec.server_options(),
             )
 
     def _node_id(self, s: ServerSpec) -> str:
-        node_id = uuid_from_rng(self.rng)
+        node_id = new_node_id(self.rng)
         if self.spec.data_dir is None:
             return node_id
         path = self.spec.data_dir / s.name / "node-id"
@@ -139,18 +143,8 @@ class Cluster:
                 with scope:
                     async with trio.open_nursery() as nursery:
                         await nursery.start(node.run)
-                        if self.live:
-                            # A crashed server's HTTP port goes away with it, as with real Consul.
-                            from consim.http.serve import HTTPLimits, serve_http
-
-                            limits = HTTPLimits(
-                                max_conns_per_client=self.spec.http_max_conns_per_client
-                            )
-                            await nursery.start(
-                                partial(serve_http, limits=limits),
-                                self.app(name),
-                                node.spec.http_address,
-                            )
+                        # Live: this incarnation's HTTP port, which goes away when it crashes.
+                        await self.front.serve(self, name, nursery)
                         task_status.started()
                         started = True
             except Exception as exc:
@@ -165,7 +159,7 @@ class Cluster:
         failures = _leaves(exc)
         node.running = False
         if all(isinstance(e, ServerFailed) for e in failures):
-            return  # the server logged it already (fail_server)
+            return  # the server logged it already (_fail_server)
         error = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
         node.counters["internal_errors"] += 1
         if node.failure is None:
@@ -220,30 +214,11 @@ class Cluster:
         body: bytes = b"",
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request to a server: in process in virtual time, over a socket when live."""
-        node = self.node(name)
+        self.node(name)  # an unknown name is a ClusterError before anything is sent
         start = self.events.now()
-        if self.live:
-            import httpx
-
-            # No 5 s httpx default: Consul's api client waits as long as the agent takes (a
-            # keyring query over WAN times out server-side after 8 s, ?dc after the hold timeout).
-            async with httpx.AsyncClient(
-                base_url=f"http://{node.spec.http_address}", timeout=65.0
-            ) as client:
-                response = await client.request(method, path, headers=headers, content=body)
-                status, out_headers, out_body = (
-                    response.status_code,
-                    dict(response.headers),
-                    response.content,
-                )
-        else:
-            if not node.running:
-                raise ClusterError(f"{name} is not running: connection refused")
-            from consim.http.inprocess import request
-
-            status, out_headers, out_body = await request(
-                self.app(name), method, path, headers=headers, body=body
-            )
+        status, out_headers, out_body = await self.front.request(
+            self, name, method, path, headers, body
+        )
         # The server's own DEBUG line, as Consul's agent.http logs it.
         self.events.emit(
             name,

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from consim.gossip.types import STATUS_NAMES
+from consim.http.client import DEFAULT_TIMEOUT
+
 HttpTransport = Callable[
     [str, str, dict[str, str], bytes], Awaitable[tuple[int, dict[str, str], bytes]]
 ]
@@ -519,13 +522,12 @@ Usage: consul members [options]
 
   Outputs the members of a running Consul agent.
 """
-# serf.MemberStatus(n).String()
-_MEMBER_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
 def _member_status(member: dict[str, Any]) -> str:
     status = member.get("Status", 0)
-    return _MEMBER_STATUS.get(status, f"unknown({status})")
+    # serf.MemberStatus(n).String()
+    return STATUS_NAMES.get(status, f"unknown({status})")
 
 
 @consul_command(
@@ -677,7 +679,7 @@ async def run_command(
     return Output().error(f"Unknown command: consul {' '.join(argv)}")
 
 
-def httpx_transport(address: str, timeout: float = 65.0) -> HttpTransport:
+def httpx_transport(address: str, timeout: float = DEFAULT_TIMEOUT) -> HttpTransport:
     """A transport to a live agent at ``host:port``; connection errors read as Go's do."""
 
     async def transport(
@@ -685,10 +687,11 @@ def httpx_transport(address: str, timeout: float = 65.0) -> HttpTransport:
     ) -> tuple[int, dict[str, str], bytes]:
         import httpx
 
+        from consim.http.client import request
+
         url = f"http://{address}{path}"
         try:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                response = await client.request(method, url, headers=headers, content=body)
+            return await request(address, method, path, headers=headers, body=body, timeout=timeout)
         except httpx.ConnectError:
             verb = method[0] + method[1:].lower()
             raise TransportError(
@@ -696,7 +699,6 @@ def httpx_transport(address: str, timeout: float = 65.0) -> HttpTransport:
             ) from None
         except httpx.HTTPError as exc:
             raise TransportError(f'{method} "{url}": {exc}') from None
-        return response.status_code, dict(response.headers), response.content
 
     return transport
 

@@ -8,7 +8,7 @@ from typing import TextIO
 from consim.cluster import Cluster
 from consim.events import NO_NODE, format_hclog, level_enabled
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 def leader_loss_demo(*, seed: int = 7, log_level: str = "INFO", out: TextIO = sys.stdout) -> int:

@@ -10,6 +10,7 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 _UNITS = {
@@ -239,9 +240,8 @@ def _json_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_int=_json_int, parse_float=_json_float)
 
 
-def _json_depth(text: str) -> tuple[int, int]:
-    """The deepest nesting in ``text`` and where it first exceeds Go's limit (-1 if it does not)."""
-    depth = deepest = 0
+def _brackets(text: str) -> Iterator[tuple[int, str]]:
+    """Each ``[{]}`` of ``text`` outside JSON strings, with its position."""
     in_str = esc = False
     for i, ch in enumerate(text):
         if in_str:
@@ -253,13 +253,21 @@ def _json_depth(text: str) -> tuple[int, int]:
                 in_str = False
         elif ch == '"':
             in_str = True
-        elif ch in "[{":
+        elif ch in "[{]}":
+            yield i, ch
+
+
+def _json_depth(text: str) -> tuple[int, int]:
+    """The deepest nesting in ``text`` and where it first exceeds Go's limit (-1 if it does not)."""
+    depth = deepest = 0
+    for i, ch in _brackets(text):
+        if ch in "[{":
             depth += 1
             if depth > deepest:
                 deepest = depth
                 if depth > JSON_MAX_DEPTH:
                     return deepest, i
-        elif ch in "]}":
+        else:
             depth -= 1
             if depth < 0:
                 break  # a syntax error the decoder reports
@@ -341,20 +349,10 @@ def _replace_surrogates_deep(value: Any) -> Any:
 
 def _innermost_open(prefix: str) -> str:
     depth: list[str] = []
-    in_str = esc = False
-    for ch in prefix:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
+    for _, ch in _brackets(prefix):
+        if ch in "[{":
             depth.append(ch)
-        elif ch in "]}" and depth:
+        elif depth:
             depth.pop()
     return depth[-1] if depth else ""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import sys
 import tempfile
@@ -23,7 +22,8 @@ import trio
 from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog, format_hclog, level_enabled
 from consim.raft.recovery import RecoveryError
-from consim.server.config import ClusterSpec
+from consim.runtime import start_live_cluster_parts
+from consim.spec import ClusterSpec
 
 CONTROL_PORT_OFFSET = 99
 
@@ -173,18 +173,6 @@ def free_host_block(
 
 # What `consim up` keeps of its event log (it prints every event as it happens).
 UP_MAX_EVENTS = 10_000
-
-
-def start_live_cluster_parts(
-    spec: ClusterSpec, *, max_events: int | None = None
-) -> tuple[Cluster, EventLog]:
-    """A live cluster and its event log; ``max_events`` bounds the log to a ring (``consim up``)."""
-    from consim.net.sockets import SocketNetwork
-
-    events = EventLog(trio.current_time, max_events=max_events)
-    network = SocketNetwork(random.Random(spec.seed * 7919 + 1))
-    cluster = Cluster(spec, network=network, events=events, live=True)
-    return cluster, events
 
 
 def print_events(events: EventLog, out: TextIO, log_level: str) -> Callable[[], None]:

@@ -28,7 +28,8 @@ from consim.check.nemesis import Nemesis
 from consim.check.workload import Workload, WorkloadConfig
 from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog
-from consim.server.config import ClusterSpec
+from consim.runtime import LIVE, VIRTUAL, Runtime
+from consim.spec import ClusterSpec
 
 DEFAULT_NEMESIS = ("partition", "kill", "pause")
 EXIT_CODES = {"valid": 0, "invalid": 1, "unknown": 3}
@@ -148,60 +149,34 @@ def _data_dir(config: CheckConfig) -> Iterator[Path | None]:
         yield Path(tmp)
 
 
-def _make_cluster(spec: ClusterSpec, network: Any, events: EventLog, live: bool) -> Cluster:
-    cluster = Cluster(spec, network=network, events=events, live=live)
+def _record_applies(cluster: Cluster) -> None:
     for node in cluster.servers.values():
         node.record_applies = True
-    return cluster
+
+
+def _run_on(
+    runtime: Runtime, config: CheckConfig, spec: ClusterSpec
+) -> tuple[History, EventLog, dict[str, Any]]:
+    async def body(cluster: Cluster) -> tuple[History, dict[str, Any]]:
+        return await campaign_body(cluster, config, spec.seed)
+
+    (history, observed), events = runtime.run_cluster(spec, body, prepare=_record_applies)
+    return history, events, observed
 
 
 def _run_virtual(
     config: CheckConfig, spec: ClusterSpec
 ) -> tuple[History, EventLog, dict[str, Any]]:
-    from consim.net.sim import SimNetwork, VirtualClock
-    from consim.runtime import make_trio_deterministic
-
-    make_trio_deterministic(spec.seed)
-    out: list[Any] = []
-
-    async def main() -> None:
-        events = EventLog(trio.current_time)
-        network = SimNetwork(random.Random(spec.seed * 7919 + 1))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(network.run)
-            cluster = _make_cluster(spec, network, events, live=False)
-            await nursery.start(cluster.run)
-            history, observed = await campaign_body(cluster, config, spec.seed)
-            out.append((history, events, observed))
-            nursery.cancel_scope.cancel()
-
-    trio.run(main, clock=VirtualClock(), strict_exception_groups=True)
-    return out[0]
+    return _run_on(VIRTUAL, config, spec)
 
 
 def _run_live(config: CheckConfig, spec: ClusterSpec) -> tuple[History, EventLog, dict[str, Any]]:
     from consim.live import free_host_block
-    from consim.net.sockets import SocketNetwork
 
     block = config.host_block
     if block is None:
         block = free_host_block([config.servers], spec.http_port, range(200, 250, 2))
-    spec = replace(spec, host_block=block)
-    out: list[Any] = []
-
-    async def main() -> None:
-        events = EventLog(trio.current_time)
-        network = SocketNetwork(random.Random(spec.seed * 7919 + 1))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(network.run)
-            cluster = _make_cluster(spec, network, events, live=True)
-            await nursery.start(cluster.run)
-            history, observed = await campaign_body(cluster, config, spec.seed)
-            out.append((history, events, observed))
-            nursery.cancel_scope.cancel()
-
-    trio.run(main, strict_exception_groups=True)
-    return out[0]
+    return _run_on(LIVE, config, replace(spec, host_block=block))
 
 
 async def campaign_body(

@@ -41,12 +41,11 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http.agent import Agent, RpcError
+from consim.structs import DEFAULT_AUTOPILOT, DEFAULT_QUERY_TIME, MAX_QUERY_TIME
 
 # Methods the catch-all route accepts so that our dispatcher (not werkzeug) answers every one.
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
 
-DEFAULT_WAIT = 300.0  # Consul's default blocking wait (5m)
-MAX_WAIT = 600.0  # and its maximum (10m)
 KV_MAX_VALUE_SIZE = 512 * 1024  # Consul's kv_max_value_size default
 # The most any endpoint reads of a body (KV values are the largest consim accepts).
 MAX_BODY_SIZE = KV_MAX_VALUE_SIZE
@@ -227,8 +226,8 @@ class Ctx:
                 raise HTTPError(400, "Invalid index") from None
         # Consul's blockingQuery: no wait -> 5m, capped at 10m (jitter is the server's).
         if wait <= 0:
-            wait = DEFAULT_WAIT
-        wait = min(wait, MAX_WAIT)
+            wait = DEFAULT_QUERY_TIME
+        wait = min(wait, MAX_QUERY_TIME)
         args.update(
             AllowStale=stale,
             RequireConsistent=consistent,
@@ -438,16 +437,7 @@ def _decode_autopilot(raw: bytes) -> dict[str, Any]:
             f"json: cannot unmarshal {go_json_kind(obj)} into Go value of type api.AutopilotConfiguration"
         )
     by_lower = {k.lower(): k for k in _AUTOPILOT_FIELDS}
-    config: dict[str, Any] = {
-        "CleanupDeadServers": True,
-        "LastContactThreshold": 0.2,
-        "MaxTrailingLogs": 250,
-        "MinQuorum": 0,
-        "ServerStabilizationTime": 10.0,
-        "RedundancyZoneTag": "",
-        "DisableUpgradeMigration": False,
-        "UpgradeVersionTag": "",
-    }
+    config: dict[str, Any] = dict(DEFAULT_AUTOPILOT)
     for name, value in obj.items():
         field = by_lower.get(name.lower())
         if field is None:

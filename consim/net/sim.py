@@ -4,7 +4,7 @@ Run it under :class:`VirtualClock` (real time works too, just slower). The netwo
 of deliveries and timers ordered by (time, sequence number) and performs them in that order;
 nothing relies on trio's ordering of timers with equal deadlines, which is not deterministic.
 Tasks that deliveries wake at the same instant run in trio's batch order, so a run is reproducible
-once trio's scheduler is made deterministic too (``consim.runtime.make_trio_deterministic``,
+once trio's scheduler is made deterministic too (``consim.net.trio_internals.make_trio_deterministic``,
 which ``run_virtual`` calls).
 
 Latency: each host pair gets a base latency drawn once from ``rng`` (uniform in ``latency``), and
@@ -42,7 +42,6 @@ import inspect
 import itertools
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +72,7 @@ from consim.net.rpc import (
     Frame,
     run_handler,
 )
+from consim.net.trio_internals import Probes, scheduler_probes
 
 _KIND_RESET = -1  # simulator-only: "connection reset", never on a real wire
 _KIND_LOST = -3  # simulator-only: the server died while handling the request
@@ -119,35 +119,15 @@ class _Pending:
             self.event.set()
 
 
-def _scheduler_probes() -> tuple[Callable[[], int], Callable[[], float], Callable[[], bool]]:
-    """(runnable task count, trio's next deadline, is a task in ``wait_all_tasks_blocked``): what
-    ``current_statistics()`` reports, read straight from the run loop when this trio exposes it
-    (``current_statistics`` also polls the I/O manager, and the clock asks after every virtual
-    instant). Without the run loop's internals, idle waiters cannot be seen and are not served
-    before a jump. Call inside ``trio.run``."""
-    try:
-        from trio._core._run import GLOBAL_RUN_CONTEXT
-
-        runner = GLOBAL_RUN_CONTEXT.runner
-        runq, idle = runner.runq, runner.waiting_for_idle
-        runq.__len__  # noqa: B018 - fail here, not later, if the layout differs
-        return runq.__len__, runner.deadlines.next_deadline, idle.__len__
-    except (ImportError, AttributeError):
-        stats = trio.lowlevel.current_statistics
-        return (
-            lambda: stats().tasks_runnable,
-            lambda: trio.current_time() + stats().seconds_to_next_deadline,
-            lambda: False,
-        )
-
-
 class VirtualClock(trio.abc.Clock):
     """Virtual time that jumps whenever every task is blocked, performing a :class:`SimNetwork`'s
     deliveries on the way: ``trio.testing.MockClock(autojump_threshold=0)`` with the simulator's
     event heap folded into the jump.
 
     trio calls :meth:`deadline_to_sleep_time` only when no task is runnable (and the clock checks
-    that too). The clock then delivers, in (time, sequence) order, everything due no later than
+    that too, through ``consim.net.trio_internals``). The clock asks each network for its next due
+    time (:meth:`SimNetwork.next_due`) and has it perform what is due (:meth:`SimNetwork.deliver_due`):
+    it delivers, in (time, sequence) order, everything due no later than
     trio's next deadline, moving virtual time forward as it goes, and returns 0 as soon as a
     delivery made a task runnable or trio's next deadline has come; trio then runs those tasks or
     expires its deadlines. Ties go to the network first, as before. Deliveries therefore happen at
@@ -160,7 +140,7 @@ class VirtualClock(trio.abc.Clock):
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
         self._networks: list[SimNetwork] = []
-        self._probes: tuple[Callable[[], int], Callable[[], float]] | None = None
+        self._probes: Probes | None = None
 
     def start_clock(self) -> None:
         self._probes = None
@@ -184,7 +164,7 @@ class VirtualClock(trio.abc.Clock):
     def deadline_to_sleep_time(self, deadline: float) -> float:
         probes = self._probes
         if probes is None:
-            probes = self._probes = _scheduler_probes()
+            probes = self._probes = scheduler_probes()
         runnable, next_deadline, idle_waiters = probes
         networks = self._networks
         while True:
@@ -197,9 +177,9 @@ class VirtualClock(trio.abc.Clock):
             network: SimNetwork | None = None
             at = math.inf
             for candidate in networks:
-                heap = candidate._heap
-                if heap and heap[0][0] < at:
-                    at, network = heap[0][0], candidate
+                due = candidate.next_due()
+                if due < at:
+                    at, network = due, candidate
             if network is None or at > now:
                 # Time must move. Tasks in wait_all_tasks_blocked go first (as under MockClock's
                 # autojump): a long sleep lets trio wake them after their cushion.
@@ -212,9 +192,9 @@ class VirtualClock(trio.abc.Clock):
                     return 0.0
                 self._now = at
             try:
-                network._deliver_due(self._now)
+                network.deliver_due(self._now)
             except BaseException as exc:  # re-raised in the network's task, not in trio's loop
-                network._fail(exc)
+                network.fail(exc)
                 return 0.0
 
 
@@ -285,19 +265,24 @@ class SimNetwork(Network):
                 clock.detach(self)
         while True:
             now = trio.current_time()
-            self._deliver_due(now)
-            deadline = self._heap[0][0] if self._heap else math.inf
+            self.deliver_due(now)
+            deadline = self.next_due()
             self._wake = trio.Event()
             with trio.move_on_at(deadline):
                 await self._wake.wait()
 
-    def _fail(self, exc: BaseException) -> None:
+    def next_due(self) -> float:
+        """When the earliest scheduled delivery or timer is due (``math.inf`` when none is)."""
+        heap = self._heap
+        return heap[0][0] if heap else math.inf
+
+    def fail(self, exc: BaseException) -> None:
         """A delivery made by the clock raised: surface it in this network's task."""
         if self._failure is None:
             self._failure = exc
         self._failed.set()
 
-    def _deliver_due(self, now: float) -> None:
+    def deliver_due(self, now: float) -> None:
         """Perform every delivery due at or before ``now``, in (time, sequence) order."""
         heap = self._heap
         faults = self.faults

@@ -66,9 +66,17 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-import msgpack
-
+from consim.golike import format_duration
 from consim.raft.config import RaftConfig
+from consim.raft.configuration import (
+    ChangeCommand,
+    ConfigurationChange,
+    ConfigurationError,
+    check_configuration,
+    decode_configuration,
+    encode_configuration,
+    next_configuration,
+)
 from consim.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -90,10 +98,8 @@ from consim.raft.types import (
     MalformedMessage,
     PersistentState,
     Role,
-    Server,
     Snapshot,
     SnapshotMeta,
-    Suffrage,
     fast_frozen_init,
 )
 from consim.testing import faults as _testing_faults
@@ -106,10 +112,6 @@ __all__ = [
     "RaftError",
     "RaftEvent",
     "Ready",
-    "check_configuration",
-    "decode_configuration",
-    "encode_configuration",
-    "format_duration",
     "new_node_id",
 ]
 
@@ -182,82 +184,6 @@ def new_node_id(rng: random.Random) -> str:
     """A Consul-style node id (``adf4238a-882b-9ddc-4a9d-5b6758e4159e``) drawn from ``rng``."""
     h = f"{rng.getrandbits(128):032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def encode_configuration(configuration: Configuration) -> bytes:
-    return msgpack.packb(configuration.to_wire(), use_bin_type=True)
-
-
-def decode_configuration(data: bytes) -> Configuration:
-    try:
-        return Configuration.from_wire(msgpack.unpackb(data, raw=False))
-    except MalformedMessage:
-        raise
-    except Exception as exc:  # msgpack raises several types on garbage
-        raise MalformedMessage(f"bad configuration entry: {exc!r}") from None
-
-
-def go_server(s: Server) -> str:
-    """Go's ``%v`` of a hashicorp ``Server`` struct (used in Consul's error texts)."""
-    return f"{{{s.suffrage.value} {s.id} {s.address}}}"
-
-
-def go_configuration(c: Configuration) -> str:
-    return "{[" + " ".join(go_server(s) for s in c.servers) + "]}"
-
-
-def check_configuration(configuration: Configuration) -> str | None:
-    """hashicorp/raft ``checkConfiguration``: the error text, or None when valid."""
-    ids: set[str] = set()
-    addresses: set[str] = set()
-    voters = 0
-    for s in configuration.servers:
-        if s.id == "":
-            return f"empty ID in configuration: {go_configuration(configuration)}"
-        if s.address == "":
-            return f"empty address in configuration: {go_server(s)}"
-        if s.id in ids:
-            return f"found duplicate ID in configuration: {s.id}"
-        ids.add(s.id)
-        if s.address in addresses:
-            return f"found duplicate address in configuration: {s.address}"
-        addresses.add(s.address)
-        if s.is_voter:
-            voters += 1
-    if voters == 0:
-        return f"need at least one voter in configuration: {go_configuration(configuration)}"
-    return None
-
-
-def format_duration(seconds: float) -> str:
-    """Go's ``time.Duration.String()`` for the common ranges (``12.345ms``, ``1.5s``, ``2m3s``)."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-
-    def frac(value: int, unit: int) -> str:
-        whole, rest = divmod(value, unit)
-        if rest == 0:
-            return str(whole)
-        digits = len(str(unit)) - 1
-        return f"{whole}.{rest:0{digits}d}".rstrip("0")
-
-    if ns < 1_000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return f"{sign}{frac(ns, 1_000)}µs"
-    if ns < 1_000_000_000:
-        return f"{sign}{frac(ns, 1_000_000)}ms"
-    out = ""
-    hours, ns = divmod(ns, 3600 * 1_000_000_000)
-    minutes, ns = divmod(ns, 60 * 1_000_000_000)
-    if hours:
-        out += f"{hours}h"
-    if hours or minutes:
-        out += f"{minutes}m"
-    return f"{sign}{out}{frac(ns, 1_000_000_000)}s"
 
 
 @dataclass(frozen=True)
@@ -741,16 +667,20 @@ class RaftCore:
         return self._leader_append(EntryType.BARRIER, b"")
 
     def add_voter(self, server_id: str, address: str, now: float) -> int:
-        return self._change_config("AddVoter", server_id, address, now)
+        return self._change_config(
+            ConfigurationChange(ChangeCommand.ADD_VOTER, server_id, address), now
+        )
 
     def add_nonvoter(self, server_id: str, address: str, now: float) -> int:
-        return self._change_config("AddNonvoter", server_id, address, now)
+        return self._change_config(
+            ConfigurationChange(ChangeCommand.ADD_NONVOTER, server_id, address), now
+        )
 
     def remove_server(self, server_id: str, now: float) -> int:
-        return self._change_config("RemoveServer", server_id, "", now)
+        return self._change_config(ConfigurationChange(ChangeCommand.REMOVE_SERVER, server_id), now)
 
     def demote_voter(self, server_id: str, now: float) -> int:
-        return self._change_config("DemoteVoter", server_id, "", now)
+        return self._change_config(ConfigurationChange(ChangeCommand.DEMOTE_VOTER, server_id), now)
 
     def transfer_leadership(self, target_id: str | None, now: float) -> str:
         self._now = now
@@ -1095,44 +1025,18 @@ class RaftCore:
         self._maybe_commit(None)
         return index
 
-    def _change_config(self, command: str, server_id: str, address: str, now: float) -> int:
+    def _change_config(self, change: ConfigurationChange, now: float) -> int:
         self._now = now
         self._check_writable()
         cindex = self.configuration_index
         lindex = self.latest_configuration_index
         if cindex != lindex:
+            # One uncommitted configuration at a time (hashicorp queues; consim refuses).
             raise RaftError(f"configuration changed since {cindex} (latest is {lindex})")
-        current = self.latest_configuration
-        servers = list(current.servers)
-        pos = next((i for i, s in enumerate(servers) if s.id == server_id), None)
-        if command == "AddVoter":
-            new = Server(server_id, address, Suffrage.VOTER)
-            if pos is None:
-                servers.append(new)
-            elif servers[pos].is_voter:
-                servers[pos] = Server(server_id, address, Suffrage.VOTER)
-            else:
-                servers[pos] = new
-        elif command == "AddNonvoter":
-            new = Server(server_id, address, Suffrage.NONVOTER)
-            if pos is None:
-                servers.append(new)
-            elif servers[pos].is_voter:
-                # hashicorp keeps an existing voter's suffrage and only updates the address.
-                servers[pos] = Server(server_id, address, Suffrage.VOTER)
-            else:
-                servers[pos] = new
-        elif command == "DemoteVoter":
-            if pos is not None:
-                s = servers[pos]
-                servers[pos] = Server(s.id, s.address, Suffrage.NONVOTER)
-        else:
-            if pos is not None:
-                del servers[pos]
-        new_conf = Configuration(tuple(servers))
-        err = check_configuration(new_conf)
-        if err:
-            raise RaftError(err)
+        try:
+            new_conf = next_configuration(self.latest_configuration, lindex, change)
+        except ConfigurationError as exc:
+            raise RaftError(str(exc)) from None
         index = self.last_index + 1
         data = encode_configuration(new_conf)
         self._entry_cost = max(self._entry_cost, len(data) + ENTRY_OVERHEAD)
@@ -1141,9 +1045,9 @@ class RaftCore:
         self._event(
             "config_change",
             {
-                "command": command,
-                "server_id": server_id,
-                "server_address": address,
+                "command": change.command.value,
+                "server_id": change.server_id,
+                "server_address": change.address,
                 "servers": new_conf.to_wire(),
                 "index": index,
             },

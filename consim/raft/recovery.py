@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 
 from consim.golike import go_json_kind
-from consim.raft.core import check_configuration
+from consim.raft.configuration import check_configuration
 from consim.raft.types import (
     Configuration,
     PersistentState,

@@ -26,7 +26,7 @@ from consim.scenario.actions import ACTIONS, BackgroundJob
 from consim.scenario.actions.http import check_http
 from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed, short
 from consim.scenario.model import Scenario, Step
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 __all__ = [
     "SCENARIO_NODE",
@@ -313,7 +313,7 @@ def _run_virtual(scenario: Scenario, spec: ClusterSpec) -> RunResult:
 
 
 def _run_live(scenario: Scenario, spec: ClusterSpec) -> RunResult:
-    from consim.live import start_live_cluster_parts
+    from consim.runtime import start_live_cluster_parts
 
     box: list[Any] = []
 

@@ -15,13 +15,11 @@ import trio
 from trio.testing import MockClock
 
 from consim.events import VIRTUAL_EPOCH
+from consim.gossip.types import STATUS_NAMES
 from consim.net.network import RpcError, RpcTimeout, Unreachable
 from consim.net.sim import VirtualClock
 from consim.raft.types import Role
 from consim.server.interface import Server
-
-SERF_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
-
 
 # How long the leader waits for a server's Status.RaftStats answer (Consul's autopilot fetches
 # every server's stats with a deadline too; no answer means unhealthy).
@@ -115,7 +113,7 @@ async def server_health(node: Server) -> dict[str, Any]:
     for server in configured:
         member = members.get(server.address)
         is_self = server.id == node.server_id
-        serf_status = SERF_STATUS.get(member.status, "none") if member else "none"
+        serf_status = STATUS_NAMES.get(member.status, "none") if member else "none"
         if is_self:
             last_contact, last_index, last_term, answered = (
                 0.0,

@@ -16,6 +16,7 @@ from consim.net.network import ConnectionLost, Network, RpcError, RpcTimeout, Un
 from consim.server.endpoints import HANDLERS, Handler
 from consim.server.interface import Server
 from consim.server.raft_driver import ERR_NOT_LEADER
+from consim.structs import JITTER_FRACTION
 
 # Consul's error texts.
 ERR_NO_LEADER = "No cluster leader"
@@ -45,7 +46,6 @@ LOCAL_METHODS = frozenset(
         "Internal.KeyringOperation",
     }
 )
-JITTER_FRACTION = 16  # Consul's structs.JitterFraction
 
 
 class Forwarder:

@@ -11,17 +11,7 @@ from typing import Any
 
 import msgpack
 
-# Autopilot defaults (docs/consul-behaviour.md, section 6); durations in seconds here, Go strings on the wire.
-DEFAULT_AUTOPILOT: dict[str, Any] = {
-    "CleanupDeadServers": True,
-    "LastContactThreshold": 0.2,
-    "MaxTrailingLogs": 250,
-    "MinQuorum": 0,
-    "ServerStabilizationTime": 10.0,
-    "RedundancyZoneTag": "",
-    "DisableUpgradeMigration": False,
-    "UpgradeVersionTag": "",
-}
+from consim.structs import DEFAULT_AUTOPILOT
 
 
 @dataclass(slots=True)

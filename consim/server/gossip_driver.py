@@ -22,7 +22,7 @@ from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags
 from consim.gossip.keyring import KeyringError
 from consim.gossip.types import GossipError, GossipEvent, KeyringResponse, Member
 from consim.net.network import Network, RpcError, Timer
-from consim.server.config import ServerSpec
+from consim.spec import ServerSpec
 
 
 class PoolHost(Protocol):

@@ -13,12 +13,14 @@ from typing import Any
 
 import trio
 
+from consim.gossip.types import STATUS_ALIVE, STATUS_FAILED, STATUS_LEFT
 from consim.net.network import RpcError
 from consim.raft.core import RaftCore, RaftError
 from consim.raft.types import Role
 from consim.server import autopilot
-from consim.server.fsm import DEFAULT_AUTOPILOT, encode_command
+from consim.server.fsm import encode_command
 from consim.server.interface import Server
+from consim.structs import DEFAULT_AUTOPILOT
 from consim.testing import faults as _testing_faults
 
 # Member events after which the leader reconciles at once instead of at the next interval.
@@ -99,11 +101,11 @@ async def reconcile(node: Server) -> None:
         member = members.get(server.id) or by_address.get(server.address)
         if member is None:
             continue
-        if member.status == 3:
+        if member.status == STATUS_LEFT:
             left.append(server)
-        elif member.status == 4 and server.is_voter:
+        elif member.status == STATUS_FAILED and server.is_voter:
             failed.append(server)
-        elif member.status == 4:
+        elif member.status == STATUS_FAILED:
             failed_nonvoters.append(server)
     to_remove = list(left)
     cleanup = node.fsm.autopilot.get("CleanupDeadServers", True)
@@ -131,7 +133,7 @@ async def reconcile(node: Server) -> None:
     for member in node.lan_pool.members():
         member_id = member.tags.get("id", "")
         if (
-            member.status == 1
+            member.status == STATUS_ALIVE
             and member.tags.get("role") == "consul"
             and member.tags.get("dc") == node.datacenter
             and member_id

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from consim.server.config import ServerSpec
+from consim.gossip.types import STATUS_ALIVE
 from consim.server.gossip_driver import GossipPool
+from consim.spec import ServerSpec
 
 
 class Membership:
@@ -40,7 +41,11 @@ class Membership:
         as Consul's router does; from the static directory when gossip is off."""
         if self.wan_pool is not None:
             members = [m for m in self.wan_pool.members() if m.tags.get("dc") == datacenter]
-            alive = [f"{m.addr}:{m.tags.get('port', '8300')}" for m in members if m.status == 1]
+            alive = [
+                f"{m.addr}:{m.tags.get('port', '8300')}"
+                for m in members
+                if m.status == STATUS_ALIVE
+            ]
             return bool(members), alive
         specs = [s.rpc_address for s in self.directory() if s.datacenter == datacenter]
         return bool(specs), specs

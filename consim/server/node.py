@@ -36,16 +36,16 @@ from consim.gossip import GossipConfig
 from consim.gossip.types import GossipEvent
 from consim.net.network import Network, RpcError
 from consim.raft.config import RaftConfig
-from consim.raft.core import FollowerReplication, RaftCore
+from consim.raft.core import FollowerReplication, RaftCore, new_node_id
 from consim.raft.types import Role
 from consim.server import startup
-from consim.server.config import ServerSpec
 from consim.server.forwarding import Forwarder
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
 from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
+from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
 
 
@@ -88,7 +88,7 @@ class ServerNode:
         self.acl = acl or ACLConfig()
         self.data_dir = data_dir
         self._storage_factory = storage_factory
-        self.node_id = spec.node_id or startup.uuid_from_rng(rng)
+        self.node_id = spec.node_id or new_node_id(rng)
         self.server_id = self.node_id if raft_protocol >= 3 else self.address
         self.running = False
         self.paused = False

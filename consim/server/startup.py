@@ -5,14 +5,13 @@ data dir, the peers.json outage recovery, and the configuration a new cluster bo
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from pathlib import Path
 
 from consim.raft.recovery import RecoveryError, parse_peers_json, recover_state
 from consim.raft.types import Configuration, EntryType, PersistentState, Server
-from consim.server.config import ServerSpec
 from consim.server.fsm import StateMachine
+from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
 
 __all__ = [
@@ -21,7 +20,6 @@ __all__ = [
     "bootstrap_configuration",
     "server_id_for",
     "start_state",
-    "uuid_from_rng",
 ]
 
 PEERS_INFO = json.dumps(
@@ -98,9 +96,3 @@ def bootstrap_configuration(servers: list[ServerSpec], raft_protocol: int) -> Co
     return Configuration(
         tuple(Server(server_id_for(s, raft_protocol), s.rpc_address) for s in servers)
     )
-
-
-def uuid_from_rng(rng: random.Random) -> str:
-    """A node id (UUID-shaped) from the cluster's seeded generator."""
-    raw = rng.getrandbits(128).to_bytes(16, "big").hex()
-    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"

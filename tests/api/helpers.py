@@ -10,8 +10,8 @@ import trio
 
 from consim.cluster import Cluster
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
+from consim.spec import ClusterSpec
 
 
 def spec(**kw: Any) -> ClusterSpec:

@@ -13,7 +13,7 @@ from consim.check.linearizability import check_linearizable
 from consim.check.workload import Answer, _read_answer
 from consim.cluster import Cluster
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 from consim.testing import faults
 
 

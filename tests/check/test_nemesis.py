@@ -12,7 +12,7 @@ from consim.check.history import History
 from consim.check.nemesis import KINDS, PARTITIONS, Nemesis, majority_ring_cuts, parse_nemesis
 from consim.cluster import Cluster
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 @pytest.mark.parametrize("n", [3, 5, 7])

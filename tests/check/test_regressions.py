@@ -6,7 +6,7 @@ import trio
 
 from consim.cluster import Cluster
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 async def _leader_dies_while_handling_a_forwarded_cas(cluster: Cluster) -> dict:

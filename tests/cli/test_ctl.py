@@ -24,7 +24,7 @@ from consim.live import (
     record_control,
 )
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 def test_delay_takes_durations_and_seconds():

@@ -75,18 +75,11 @@ def test_bad_encrypt_key_is_refused_with_consuls_text(key: str, error: str, caps
 def test_raft_log_bounds_reach_the_servers_raft_config() -> None:
     """``--raft-snapshot-threshold`` / ``--raft-trailing-logs`` (Consul's raft_snapshot_threshold
     and raft_trailing_logs) reach every server's Raft configuration; unset, Consul's defaults."""
-    import random
-
-    from consim.cluster import Cluster
     from consim.events import EventLog
-    from consim.net.sim import SimNetwork
+    from consim.runtime import VIRTUAL
 
     def raft_bounds(*argv: str) -> tuple[int, int]:
-        cluster = Cluster(
-            _cluster_spec(_up_args(*argv)),
-            network=SimNetwork(random.Random(1)),
-            events=EventLog(lambda: 0.0),
-        )
+        cluster = VIRTUAL.cluster(_cluster_spec(_up_args(*argv)), EventLog(lambda: 0.0))
         return cluster.raft_config.snapshot_threshold, cluster.raft_config.trailing_logs
 
     assert raft_bounds("--raft-snapshot-threshold", "1024", "--raft-trailing-logs", "512") == (

@@ -22,8 +22,8 @@ import pytest
 import trio
 
 from consim.acl import ACLConfig
-from consim.live import start_live_cluster_parts
-from consim.server.config import ClusterSpec
+from consim.runtime import start_live_cluster_parts
+from consim.spec import ClusterSpec
 
 HTTP_PORT = 18531
 OPS = "8f4b2a6e-0000-4000-8000-00000000000a"

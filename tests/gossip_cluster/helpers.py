@@ -13,7 +13,7 @@ from consim.cluster import Cluster
 from consim.events import EventLog
 from consim.gossip import Keyring
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 K1 = base64.b64encode(b"k" * 16).decode()  # AES-128, the cluster's initial key
 K2 = base64.b64encode(b"two-" * 8).decode()  # AES-256

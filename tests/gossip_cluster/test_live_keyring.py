@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from consim.live import start_live_cluster_parts
+from consim.runtime import start_live_cluster_parts
 
 from .helpers import K1, K2, all_alive, spec
 

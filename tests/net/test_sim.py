@@ -11,7 +11,7 @@ import trio.testing
 
 from consim.net.network import RpcTimeout
 from consim.net.sim import SimNetwork, VirtualClock
-from consim.runtime import make_trio_deterministic
+from consim.net.trio_internals import make_trio_deterministic
 
 HOSTS = [f"127.0.0.{k}" for k in (1, 2, 3)]
 
@@ -258,3 +258,29 @@ def test_wait_all_tasks_blocked_returns_before_time_moves() -> None:
 
     run_virtual(main)
     assert woke == [0.5]
+
+
+def test_next_due_and_deliver_due_are_what_the_clock_drives() -> None:
+    """The clock's whole view of a network: when is the next delivery due, and perform what is
+    due by then (here called by hand, while the task runs, so the clock cannot have done it)."""
+    got: list[tuple[float, bytes]] = []
+
+    async def main() -> None:
+        net = SimNetwork(random.Random(3), latency=(0.01, 0.02))
+        async with net, trio.open_nursery() as nursery:
+            await nursery.start(
+                net.serve_datagrams, "127.0.0.2:8301", lambda src, p: got.append((src, p))
+            )
+            assert net.next_due() == float("inf")
+            now = trio.current_time()
+            net.send_datagram("127.0.0.1:8301", "127.0.0.2:8301", b"one")
+            due = net.next_due()
+            assert now + 0.01 <= due <= now + 0.02 + 0.0025
+            net.deliver_due(due - 1e-9)  # not yet due: nothing happens
+            assert got == [] and net.next_due() == due
+            net.deliver_due(due)
+            assert got == [("127.0.0.1:8301", b"one")]
+            assert net.next_due() == float("inf")
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)

@@ -5,12 +5,12 @@ import re
 
 import pytest
 
+from consim.golike import format_duration
 from consim.raft.config import RaftConfig
 from consim.raft.core import (
     NotLeader,
     RaftCore,
     RaftError,
-    format_duration,
     new_node_id,
 )
 from consim.raft.harness import Harness
@@ -34,7 +34,7 @@ from .conftest import EMPTY, conf, make_core
 
 
 def cfg_entry(ids=("a", "b", "c")) -> LogEntry:
-    from consim.raft.core import encode_configuration
+    from consim.raft.configuration import encode_configuration
 
     return LogEntry(1, 1, EntryType.CONFIGURATION, encode_configuration(conf(*ids)))
 

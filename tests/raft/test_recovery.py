@@ -3,7 +3,7 @@
 import msgpack
 import pytest
 
-from consim.raft.core import encode_configuration
+from consim.raft.configuration import encode_configuration
 from consim.raft.harness import Harness, fsm_restore, fsm_snapshot
 from consim.raft.recovery import RecoveryError, parse_peers_json, recover_state
 from consim.raft.types import (

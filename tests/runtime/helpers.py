@@ -11,7 +11,6 @@ suites (and of a developer's ``consim up`` on 127.0.0.x), :func:`live_spec` sets
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -23,8 +22,8 @@ from consim.events import Event, EventLog
 from consim.net.network import RpcError
 from consim.raft.types import Role
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
+from consim.spec import ClusterSpec
 
 T = TypeVar("T")
 
@@ -52,16 +51,10 @@ async def live_cluster(
     spec: ClusterSpec, *, read_timeout: float | None = None
 ) -> AsyncIterator[Cluster]:
     """The cluster ``consim up`` runs (``start_live_cluster_parts``), inside the test's trio run."""
-    from consim.live import start_live_cluster_parts
-    from consim.net.sockets import SocketNetwork
+    from consim.runtime import LiveRuntime
 
-    if read_timeout is None:
-        cluster, _events = start_live_cluster_parts(spec)
-    else:
-        # Same as start_live_cluster_parts, with a short per-frame read timeout.
-        events = EventLog(trio.current_time)
-        network = SocketNetwork(random.Random(spec.seed * 7919 + 1), read_timeout=read_timeout)
-        cluster = Cluster(spec, network=network, events=events, live=True)
+    # read_timeout: the socket network's per-frame read timeout (None: its default).
+    cluster = LiveRuntime(read_timeout).cluster(spec, EventLog(trio.current_time))
     async with trio.open_nursery() as nursery:
         await nursery.start(cluster.net.run)
         await nursery.start(cluster.run)

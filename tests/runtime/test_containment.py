@@ -27,8 +27,8 @@ from consim.net.rpc import KIND_NOTIFY, hello
 from consim.net.sockets import resolve_listen_address
 from consim.server import endpoints
 from consim.server import leader as leader_duties
-from consim.server.config import ClusterSpec
 from consim.server.node import ServerNode
+from consim.spec import ClusterSpec
 
 from .helpers import (
     describe,

@@ -11,7 +11,7 @@ import trio
 from consim.cluster import Cluster
 from consim.events import format_hclog
 from consim.raft.recovery import RecoveryError
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 from .helpers import describe, kv_get, kv_put, local_value, virtual, wait_converged, wait_until
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from consim.events import EventLog
-from consim.live import UP_MAX_EVENTS, start_live_cluster_parts
-from consim.server.config import ClusterSpec
+from consim.live import UP_MAX_EVENTS
+from consim.runtime import start_live_cluster_parts
+from consim.spec import ClusterSpec
 
 
 def make(max_events: int | None) -> tuple[EventLog, list[int]]:

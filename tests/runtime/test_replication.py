@@ -13,7 +13,7 @@ import trio
 from consim.cluster import Cluster
 from consim.net.framing import MAX_FRAME, FrameTooLarge
 from consim.raft.messages import AppendEntries
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 from .helpers import events_of, kv_put, virtual, wait_until
 

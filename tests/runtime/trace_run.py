@@ -14,7 +14,7 @@ import trio
 
 from consim.cluster import Cluster
 from consim.runtime import run_virtual
-from consim.server.config import ClusterSpec
+from consim.spec import ClusterSpec
 
 
 async def scenario(cluster: Cluster) -> None:

@@ -14,10 +14,8 @@ from consim.net.network import RpcError
 from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.fsm import encode_command
 from consim.server.interface import Server
+from consim.structs import DEFAULT_QUERY_TIME, JITTER_FRACTION, MAX_QUERY_TIME
 
-DEFAULT_QUERY_TIME = 300.0  # Consul's defaultQueryTime (5m)
-MAX_QUERY_TIME = 600.0  # and maxQueryTime (10m)
-JITTER_FRACTION = 16  # structs.JitterFraction
 ERR_NOT_READY_CONSISTENT = "Not ready to serve consistent reads"
 
 

@@ -1,11 +1,14 @@
-"""Static description of one server and of the cluster it belongs to."""
+"""Static description of a cluster and of its servers: what scenario files and ``consim up`` build,
+and what both clocks run (neither server/ nor the runtime owns it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from consim.acl import ACLConfig
+from consim.raft.config import RaftConfig
 
 RPC_PORT = 8300
 SERF_LAN_PORT = 8301
@@ -88,6 +91,28 @@ class ClusterSpec:
                     )
                 )
         return out
+
+    def raft_config(self) -> RaftConfig:
+        """Every server's Raft timing (from ``raft_multiplier``) with this cluster's snapshot
+        overrides."""
+        config = RaftConfig.for_multiplier(self.raft_multiplier)
+        overrides: dict[str, int] = {}
+        if self.snapshot_threshold is not None:
+            overrides["snapshot_threshold"] = self.snapshot_threshold
+        if self.trailing_logs is not None:
+            overrides["trailing_logs"] = self.trailing_logs
+        return replace(config, **overrides) if overrides else config
+
+    def server_options(self) -> dict[str, Any]:
+        """The cluster-wide options every ``ServerNode`` takes, by its parameter names."""
+        return {
+            "raft_protocol": self.raft_protocol,
+            "rpc_hold_timeout": self.rpc_hold_timeout,
+            "acl": self.acl,
+            "data_dir": self.data_dir,
+            "encrypt": self.encrypt,
+            "gossip_scale": self.gossip_scale,
+        }
 
     def datacenter_names(self) -> list[str]:
         return [dc for dc, _ in self.datacenters]
