@@ -18,11 +18,15 @@ Driver contract (the h11 / etcd-raft "Ready" style)::
     core.force_leave(name, prune, now)           # failed -> left; prune forgets; GossipError if unknown
     core.set_tags(tags, now)
     qid = core.start_keyring_query(op, key_b64 | None, now)   # op: install|use|remove|list
-    qid = core.start_query("_serf_ping", None, now)           # generic -> QueryResponse
+    qid = core.start_query("_serf_ping", None, now)           # generic -> QueryResponse (acks)
+    core.user_event("consul:event:x", b"payload", now)       # serf UserEvent
     core.tick(now)                               # call at (or after) core.next_deadline()
     core.receive(src_address, payload, now)      # one datagram from the network
+    reply = core.receive_stream(src, data, now)  # one incoming TCP exchange -> bytes to write back
+    core.receive_stream_reply(dst, data, now)    # the answer to an exchange from ready().streams
     ready = core.ready()                         # drain after every call above
     ready.datagrams      # list[(dst_address, bytes)]: send each, best effort (UDP-like)
+    ready.streams        # list[(dst_address, bytes)]: open a stream, write, read one message back
     ready.events         # list[GossipEvent(kind, fields, level, message)]
     ready.query_results  # list[(qid, KeyringResponse | QueryResponse)], once per query
     core.next_deadline() # float seconds (math.inf once the member has left)
@@ -51,18 +55,20 @@ Events (``GossipEvent.kind`` -> message; the driver adds time, node and subsyste
 - ``key_installed`` / ``key_used`` / ``key_removed`` / ``key_listed``: ``Received install-key query``
   (fields: op, ok, key_id = sha256 prefix, never the key) or, at ERROR,
   ``Failed to install key: <reason>``. After these the driver persists ``core.keyring.to_json()``.
+- ``user_event``       a serf user event, logged as a Consul server does (``new event: x`` for
+                       ``consul:event:x``, ``Unhandled local event: name`` otherwise)
 - ``packet_dropped``   (ERROR) ``Decrypt packet failed: no installed keys could decrypt the message
   from=<addr>``; logged at most once per probe interval per (reason, source), always counted.
 
-Counters: ``packets_in``, ``packets_out``, ``dropped_decrypt`` (no installed key opens it),
-``dropped_plaintext`` (plaintext while encryption is on), ``dropped_encrypted`` (sealed packet while
-encryption is off), ``dropped_malformed`` (not a msgpack list of messages, or a bad message).
+Counters: ``packets_in``, ``packets_out``, ``streams_in``, ``streams_out``, ``user_events``,
+``dropped_decrypt`` (no installed key opens it), ``dropped_plaintext`` (plaintext while encryption
+is on), ``dropped_encrypted`` (sealed while encryption is off), ``dropped_malformed`` (anything
+memberlist or serf would fail to decode, or a bad address).
 
-Wire: a datagram is a msgpack array of message maps (``{"t": "ping", ...}``; a probe or gossip
-packet carries piggybacked broadcasts); with a keyring it is sealed as memberlist does,
-``[1][12-byte nonce][AES-GCM ciphertext + 16-byte tag]`` with the primary key (``keyring.py``).
-Push-pull state also travels as one datagram (memberlist uses TCP); fine in memory and for small
-live pools, too big for UDP beyond a few hundred members.
+Wire: memberlist 0.2.2 and serf 0.9.4 exactly (``wire.py``; ``docs/gossip-wire.md``): typed UDP
+messages with go-msgpack bodies, compound packets, CRC, LZW decoding, serf user messages, and
+push-pull as a TCP stream exchange sealed with its header as additional data. A Debian ``serf``
+agent joins a consim pool (``tests/gossip_serf``).
 
 Keyring queries (serf ``_serf_install-key`` / ``_serf_use-key`` / ``_serf_remove-key`` /
 ``_serf_list-keys``): the query spreads by gossip; every member applies it to its own keyring and
@@ -74,10 +80,9 @@ answers the originator directly; the originator aggregates into :class:`KeyringR
 query is counted in N and never answers). Bad base64 raises ``KeyringError`` with Go's text
 (``illegal base64 data at input byte 4``) before anything is sent.
 
-Simplifications, on purpose: no Lifeguard (suspicion uses memberlist's minimum timeout
-``SuspicionMult * max(1, log10(n)) * ProbeInterval`` without confirmations, no awareness scaling),
-no nacks, no TCP fallback probe, no user events, no Lamport clocks (queries are deduplicated by
-originator and id), failed/left members are never reaped except by force-leave prune.
+Simplifications, on purpose: nothing is sent compressed, no Vivaldi coordinates (acks carry
+serf's initial one), no TCP fallback probe sent (one received is answered), serf's event buffer
+is not carried in push-pull, failed/left members are never reaped except by force-leave prune.
 ``consim/gossip/harness.py`` is an in-memory discrete-event world for tests and benchmarks.
 """
 

@@ -18,6 +18,10 @@ class GossipConfig:
     probe_timeout: float = 0.5
     indirect_checks: int = 3
     suspicion_mult: int = 4
+    # Lifeguard: a suspicion starts at this multiple of the minimum timeout and shrinks to the
+    # minimum as independent confirmations arrive; awareness scales probes up to this multiple.
+    suspicion_max_timeout_mult: int = 6
+    awareness_max_multiplier: int = 8
     retransmit_mult: int = 4
     push_pull_interval: float = 30.0
     # Nodes marked dead still receive gossip for this long, so they can refute quickly.
@@ -62,6 +66,14 @@ class GossipConfig:
         """memberlist: SuspicionMult * max(1, log10(max(1, n))) * ProbeInterval."""
         node_scale = max(1.0, math.log10(max(1.0, float(n))))
         return self.suspicion_mult * node_scale * self.t(self.probe_interval)
+
+    def suspicion_bounds(self, n: int) -> tuple[int, float, float]:
+        """memberlist suspectNode: (k expected confirmations, min timeout, max timeout)."""
+        k = self.suspicion_mult - 2
+        if n - 2 < k:
+            k = 0  # not enough other members to confirm
+        low = self.suspicion_timeout(n)
+        return k, low, self.suspicion_max_timeout_mult * low
 
     def retransmit_limit(self, n: int) -> int:
         """memberlist: RetransmitMult * ceil(log10(n + 1))."""

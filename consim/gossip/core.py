@@ -1,8 +1,10 @@
 """GossipCore: one member of one pool (LAN or WAN), as a sans-IO state machine.
 
-SWIM membership after hashicorp/memberlist (probe, indirect probe, suspicion, refute, piggybacked
-broadcasts, periodic gossip, push-pull sync), serf's member statuses and events on top, and serf's
-internal queries for the keyring. See ``consim/gossip/__init__.py`` for the driver contract.
+SWIM membership after hashicorp/memberlist (probe, indirect probe with nacks, suspicion, refute,
+piggybacked broadcasts, periodic gossip, push-pull sync over a stream), serf on top (member
+statuses and intents, Lamport clocks, user events, queries with relay, the keyring queries),
+speaking memberlist 0.2.2's and serf 0.9.4's wire format (``wire.py``). See
+``consim/gossip/__init__.py`` for the driver contract.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from consim.address import AddressError, parse_address, valid_address
+from consim.gossip import wire
 from consim.gossip.config import GossipConfig
 from consim.gossip.keyring import (
     ERR_EMPTY_KEYRING,
     ERR_NO_KEYRING,
     MIN_SEALED_SIZE,
+    NONCE_SIZE,
+    TAG_SIZE,
     Keyring,
     KeyringError,
     b64,
@@ -79,27 +82,21 @@ _COUNTERS = (
     "dropped_plaintext",
     "dropped_encrypted",
     "dropped_malformed",
+    "streams_in",
+    "streams_out",
+    "user_events",
 )
+ERR_STREAM_ENCRYPTED = "Remote state is encrypted and encryption is not configured"
+ERR_STREAM_PLAINTEXT = "Encryption is configured but remote state is not encrypted"
+# memberlist: UDP packet budget minus encryption overhead (version + nonce + tag), and the
+# compound header (type + count) plus 2 bytes of length per part.
+ENCRYPT_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
+COMPOUND_HEADER = 2
+COMPOUND_PART = 2
 
 
 class _Malformed(ValueError):
     pass
-
-
-def _field(msg: dict[str, Any], key: str, typ: type) -> Any:
-    value = msg.get(key)
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise _Malformed(key)
-    return value
-
-
-def _address(msg: dict[str, Any], key: str) -> str:
-    """A member or reply address from a message: a valid IP:port or the message is malformed
-    (checked here, before it is stored or sent to: a bad one would fail later in a timer)."""
-    value = msg.get(key)
-    if not valid_address(value):
-        raise _Malformed(key)
-    return value  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -110,11 +107,16 @@ class _Node:
     incarnation: int
     state: str
     state_change: float
+    meta: bytes = b""
+    vsn: tuple[int, ...] | list[int] | None = wire.VSN  # seeded members speak what consim speaks
+    # serf: the Lamport time of the last intent about this member, and its leave intent.
+    status_ltime: int = 0
+    leaving: bool = False
 
 
 @dataclass(slots=True)
 class _Broadcast:
-    msg: dict[str, Any]
+    msg: bytes
     size: int
     order: int
     transmits: int = 0
@@ -125,7 +127,28 @@ class _PendingQuery:
     op: str | None  # keyring op, or None for a generic query
     deadline: float
     result: KeyringResponse | QueryResponse
+    ltime: int = 0
     responders: set[str] = field(default_factory=set)
+
+
+class _Lamport:
+    """serf's LamportClock: Time, Increment, Witness (v >= counter -> counter = v + 1)."""
+
+    __slots__ = ("counter",)
+
+    def __init__(self) -> None:
+        self.counter = 0
+
+    def time(self) -> int:
+        return self.counter
+
+    def increment(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    def witness(self, value: int) -> None:
+        if value >= self.counter:
+            self.counter = value + 1
 
 
 class GossipCore:
@@ -155,15 +178,31 @@ class GossipCore:
         # Sorted names: deterministic random picks by index, whatever the hash seed.
         self._names: list[str] = []
         self._suspicions: dict[str, float] = {}
+        # Lifeguard suspicion per member: (start, k, min, max, accusers seen).
+        self._suspicion_info: dict[str, tuple[float, int, float, float, set[str]]] = {}
+        # Lifeguard local health (memberlist awareness): 0 healthy .. max multiplier - 1.
+        self.awareness = 0
         self._queue: dict[str, _Broadcast] = {}
         self._queue_order = 0
         self._seq = 0
         self._probe: dict[str, Any] | None = None
         self._probe_order: list[str] = []
         self._probe_index = 0
-        self._ack_forward: dict[int, tuple[str, int, float]] = {}
-        self._seen_queries: dict[tuple[str, int], float] = {}
+        # Indirect probes we run for others: our seq -> [reply to, their seq, expiry, nack due
+        # (math.inf once answered or when no nack was asked), their node name].
+        self._ack_forward: dict[int, list[Any]] = {}
         self._pending: dict[int, _PendingQuery] = {}
+        self._pending_by_ltime: dict[int, int] = {}
+        self._nacks_due = math.inf
+        # serf's three Lamport clocks (member intents, user events, queries); serf starts them at 1.
+        self.clock, self.event_clock, self.query_clock = _Lamport(), _Lamport(), _Lamport()
+        for lamport in (self.clock, self.event_clock, self.query_clock):
+            lamport.increment()
+        # serf's de-duplication rings (QueryBuffer / EventBuffer): slot = LTime % size.
+        self._query_ring: dict[int, tuple[int, set[int]]] = {}
+        self._event_ring: dict[int, tuple[int, set[tuple[str, bytes]]]] = {}
+        self._serf_seq = 0
+        self._meta = wire.encode_tags(self._tags)
         self._leave_at: float | None = None
         # Joins awaiting a push-pull reply: address -> [retry time, retries left]. memberlist joins
         # over TCP; our push-pull is a datagram, so retrying stands in for TCP's retransmission.
@@ -179,7 +218,9 @@ class GossipCore:
         self._next_gossip = now + rng.uniform(0, c.t(c.gossip_interval))
         self._next_push_pull = now + rng.uniform(0, c.t(c.push_pull_interval))
         self._next_reconnect = now + c.t(c.reconnect_interval)
-        self._add_node(name, address, self._tags, self._incarnation, ALIVE, now)
+        me = self._add_node(name, address, self._tags, self._incarnation, ALIVE, now)
+        me.meta, me.vsn, me.status_ltime = self._meta, wire.VSN, self.clock.time()
+        self._src_ip, self._src_port = wire.split_address(address)
         host = parse_address(address)[0]
         self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
 
@@ -205,7 +246,12 @@ class GossipCore:
         for name in self._names:
             node = nodes[name]
             host, port = parse_address(node.address)
-            status = self._status if name == me else status_of[node.state]
+            if name == me:
+                status = self._status
+            elif node.leaving:
+                status = _serf_status(node)
+            else:
+                status = status_of[node.state]
             out.append(Member(name, host, port, node.tags, status, node.incarnation))
         return out
 
@@ -214,12 +260,11 @@ class GossipCore:
         return sum(1 for n in self._nodes.values() if n.state in (ALIVE, SUSPECT))
 
     def next_deadline(self) -> float:
-        c = self.config
         deadlines = [self._next_probe, self._next_push_pull, self._next_reconnect]
         if self._queue:
             deadlines.append(self._next_gossip)
         if self._probe is not None and not self._probe["acked"] and not self._probe["indirect"]:
-            deadlines.append(self._probe["start"] + c.t(c.probe_timeout))
+            deadlines.append(self._probe["start"] + self._probe["timeout"])
         if self._suspicions:
             deadlines.append(min(self._suspicions.values()))
         if self._pending:
@@ -228,6 +273,7 @@ class GossipCore:
             deadlines.append(self._leave_at)
         if self._joins:
             deadlines.append(min(j[0] for j in self._joins.values()))
+        deadlines.append(self._nacks_due)
         return math.inf if self._stopped else min(deadlines)
 
     def ready(self) -> GossipReady:
@@ -252,51 +298,47 @@ class GossipCore:
         self._joins[address] = [now + self.config.t(self.config.probe_interval), JOIN_RETRIES]
 
     def leave(self, now: float) -> None:
-        """Graceful leave: status leaving, broadcast our departure, stop after it has spread."""
+        """Graceful leave (serf Leave): the leave intent, then memberlist's dead about ourselves
+        (From == Node, so peers mark us left), then stop once both have spread."""
         self._now = max(self._now, now)
         if self._stopped or self._leave_at is not None:
             return
         self._status = STATUS_LEAVING
         me = self._nodes[self.name]
-        self._broadcast(
-            self.name, {"t": "dead", "node": self.name, "inc": me.incarnation, "from": self.name}
-        )
+        ltime = self.clock.time()
+        self.clock.increment()
+        me.status_ltime = ltime
+        intent = wire.enc_s_leave(ltime, self.name, False)
+        self._broadcast_serf(intent)
+        self._broadcast(self.name, wire.enc_dead(self.name, me.incarnation, self.name))
         # Push it out now rather than waiting for the next gossip round.
         for target in self._random_nodes(self.config.gossip_nodes, self._gossip_ok(now)):
-            self._send(self._nodes[target].address, None)
+            self._send(self._nodes[target].address, None, crc=True)
         self._leave_at = now + self.config.t(self.config.leave_propagate_delay)
         self._event("member_leaving", f"EventMemberLeave intent: {self.name}", level="DEBUG")
 
     def force_leave(self, name: str, prune: bool, now: float) -> None:
-        """serf RemoveFailedNode(Prune): a failed member becomes left; prune forgets it."""
+        """serf RemoveFailedNode(Prune): a leave intent for a failed member (-> left); prune
+        forgets it."""
         self._now = max(self._now, now)
         node = self._nodes.get(name)
         if node is None:
             raise GossipError(f"No node found with name '{name}'")
         if node.state in (ALIVE, SUSPECT) or name == self.name:
             return  # serf ignores force-leave of a live member; it would refute anyway
-        host = parse_address(node.address)[0]
-        if node.state == DEAD:
-            node.state = LEFT
-            node.state_change = now
-            self._event(
-                "member_left", f"EventMemberLeave (forced): {name} {host}", member=name, addr=host
-            )
-        self._broadcast(name, {"t": "dead", "node": name, "inc": node.incarnation, "from": name})
-        if prune:
-            self._remove_node(name)
-            self._broadcast(name, {"t": "prune", "node": name})
-            self._event(
-                "member_reap", f"EventMemberReap (forced): {name} {host}", member=name, addr=host
-            )
+        self._on_leave_intent(
+            {"ltime": self.clock.time(), "node": name, "prune": prune, "raw": None}, now
+        )
 
     def set_tags(self, tags: dict[str, str], now: float) -> None:
         """Change our tags; a higher incarnation carries them to everyone (EventMemberUpdate)."""
         self._now = max(self._now, now)
         self._tags = dict(tags)
+        self._meta = wire.encode_tags(self._tags)
         self._incarnation += 1
         me = self._nodes[self.name]
         me.tags = dict(tags)
+        me.meta = self._meta
         me.incarnation = self._incarnation
         self._broadcast_alive(me)
         self._event("member_update", f"EventMemberUpdate: {self.name}", member=self.name)
@@ -309,21 +351,33 @@ class GossipCore:
         """
         if op not in KEYRING_QUERIES:
             raise ValueError(f"unknown keyring operation {op!r}")
-        payload: dict[str, Any] = {}
+        key: bytes | None = None
         if op != "list":
             if key_b64 is None:
                 raise KeyringError("a key is required")
-            payload["key"] = go_base64_decode(key_b64)
+            key = go_base64_decode(key_b64)
         self._now = max(self._now, now)
         n = self.num_alive()
         result = KeyringResponse(op=op, num_nodes=n)
-        return self._start_query(KEYRING_QUERIES[op], payload, op, result, now)
+        return self._start_query(
+            KEYRING_QUERIES[op], wire.enc_key_request(key), op, result, now, ack=False
+        )
 
-    def start_query(self, name: str, payload: Any, now: float) -> int:
-        """A non-keyring query (only ``_serf_ping`` is answered: every member replies empty)."""
+    def start_query(self, name: str, payload: bytes | None, now: float) -> int:
+        """A query with serf's ack flag: every member that gets it acks (``responses[node]`` is
+        ``None``) and a member with an answer replaces that with its payload (bytes)."""
         self._now = max(self._now, now)
         result = QueryResponse(name=name, num_nodes=self.num_alive())
-        return self._start_query(name, payload, None, result, now)
+        return self._start_query(name, payload or b"", None, result, now, ack=True)
+
+    def user_event(self, name: str, payload: bytes, now: float, coalesce: bool = True) -> None:
+        """serf UserEvent: stamped with the event clock, gossiped, delivered here too."""
+        self._now = max(self._now, now)
+        ltime = self.event_clock.time()
+        self.event_clock.increment()
+        raw = wire.enc_s_user_event(ltime, name, payload, coalesce)
+        msg = {"t": "s_event", "ltime": ltime, "name": name, "payload": payload, "raw": raw}
+        self._on_user_event(msg, now)
 
     def seed_members(self, members: list[tuple[str, str, dict[str, str], int]], now: float) -> None:
         """Simulation shortcut: learn members as alive without joining (no events, no gossip).
@@ -333,6 +387,7 @@ class GossipCore:
         nodes = self._nodes
         for name, address, tags, incarnation in members:
             if name not in nodes:
+                # meta stays empty until needed (_meta_of): most seeded members never need it.
                 nodes[name] = _Node(name, address, dict(tags), incarnation, ALIVE, now)
         self._names = sorted(nodes)
 
@@ -365,16 +420,20 @@ class GossipCore:
                 else:
                     retry[0], retry[1] = now + c.t(c.probe_interval), retry[1] - 1
                     self._send_push_pull(address, join=True, reply=False)
+        if self._nacks_due <= now:
+            self._send_due_nacks(now)
         probe = self._probe
         if (
             probe is not None
             and not probe["acked"]
             and not probe["indirect"]
-            and now >= probe["start"] + c.t(c.probe_timeout)
+            and now >= probe["start"] + probe["timeout"]
         ):
             self._indirect_probe(now)
         if now >= self._next_probe:
-            self._next_probe = _advance(self._next_probe, c.t(c.probe_interval), now)
+            # Lifeguard: an unhealthy member probes less often (awareness scales the interval).
+            interval = c.t(c.probe_interval) * (self.awareness + 1)
+            self._next_probe = _advance(self._next_probe, interval, now)
             self._probe_tick(now)
         if now >= self._next_gossip:
             self._next_gossip = _advance(self._next_gossip, c.t(c.gossip_interval), now)
@@ -393,6 +452,7 @@ class GossipCore:
                 self._send_push_pull(self._nodes[target].address, join=True, reply=False)
 
     def receive(self, src_address: str, payload: bytes, now: float) -> None:
+        """One UDP packet: opened with the keyring, decoded (CRC, compound, LZW), handled."""
         if self._stopped:
             return
         self._now = max(self._now, now)
@@ -406,21 +466,20 @@ class GossipCore:
             try:
                 plain = self.keyring.open(payload)
             except KeyringError as err:
-                reason = (
-                    "dropped_plaintext"
-                    if _decode_packet(payload) is not None
-                    else "dropped_decrypt"
-                )
-                detail = (
-                    "plaintext packet while encryption is enabled"
-                    if reason == "dropped_plaintext"
-                    else str(err)
-                )
-                self._drop(reason, src_address, f"Decrypt packet failed: {detail}", now)
+                if _parses(payload):
+                    self._drop(
+                        "dropped_plaintext",
+                        src_address,
+                        "Decrypt packet failed: plaintext packet while encryption is enabled",
+                        now,
+                    )
+                else:
+                    self._drop("dropped_decrypt", src_address, f"Decrypt packet failed: {err}", now)
                 return
-        msgs = _decode_packet(plain)
-        if msgs is None:
-            if self.keyring is None and len(payload) >= MIN_SEALED_SIZE and payload[0] == 1:
+        try:
+            msgs = wire.decode_packet(plain)
+        except wire.WireError as err:
+            if self.keyring is None and _looks_sealed(payload):
                 self._drop(
                     "dropped_encrypted",
                     src_address,
@@ -428,77 +487,152 @@ class GossipCore:
                     now,
                 )
             else:
-                self._drop("dropped_malformed", src_address, "failed to decode packet", now)
+                self._drop("dropped_malformed", src_address, f"failed to decode packet: {err}", now)
             return
         for msg in msgs:
             try:
                 self._handle(src_address, msg, now)
-            except (_Malformed, AttributeError, KeyError, TypeError, ValueError):
+            except (_Malformed, wire.WireError, AttributeError, KeyError, TypeError, ValueError):
                 self._drop(
                     "dropped_malformed", src_address, f"malformed {msg.get('t')!r} message", now
                 )
+
+    def receive_stream(self, src_address: str, data: bytes, now: float) -> bytes | None:
+        """One incoming stream message (memberlist handleConn): returns what to write back."""
+        if self._stopped:
+            return None
+        self._now = max(self._now, now)
+        self.counters["streams_in"] += 1
+        try:
+            inner = self._open_stream(data)
+        except (wire.WireError, KeyringError) as err:
+            reason = "dropped_malformed"
+            if isinstance(err, KeyringError):
+                reason = "dropped_decrypt"
+            elif str(err) == ERR_STREAM_PLAINTEXT:
+                reason = "dropped_plaintext"
+            elif str(err) == ERR_STREAM_ENCRYPTED:
+                reason = "dropped_encrypted"
+            self._drop(reason, src_address, f"failed to receive: {err}", now)
+            return self._seal_stream(bytes([wire.ERR]) + wire.pack({"Error": str(err)}))
+        t = inner["t"]
+        try:
+            if t == "pp":
+                reply = self._push_pull_bytes(join=inner["join"])
+                self._merge_push_pull(inner, now)
+                return reply
+            if t == "ping":
+                if inner["node"] and inner["node"] != self.name:
+                    return None
+                return self._seal_stream(wire.enc_ack(inner["seq"]))
+            if t == "stream_user":
+                self._handle(src_address, inner["msg"], now)
+                return None
+        except (_Malformed, wire.WireError, AttributeError, KeyError, TypeError, ValueError) as e:
+            self._drop("dropped_malformed", src_address, f"malformed stream: {e}", now)
+            return None
+        self._drop("dropped_malformed", src_address, f"unexpected stream message {t}", now)
+        return None
+
+    def receive_stream_reply(self, dst_address: str, data: bytes, now: float) -> None:
+        """The answer to a push-pull we started (memberlist sendAndReceiveState)."""
+        if self._stopped:
+            return
+        self._now = max(self._now, now)
+        self.counters["streams_in"] += 1
+        try:
+            inner = self._open_stream(data)
+            if inner["t"] == "err":
+                raise wire.WireError(f"remote error: {inner['error']}")
+            if inner["t"] != "pp":
+                raise wire.WireError("received invalid msgType, expected pushPullMsg")
+            joining = self._joins.pop(dst_address, None) is not None
+            self._merge_push_pull(inner, now)
+        except (
+            _Malformed,
+            wire.WireError,
+            KeyringError,
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as err:
+            self._drop("dropped_malformed", dst_address, f"push/pull failed: {err}", now)
+            return
+        if joining:
+            # serf Join: announce ourselves with a join intent at the current clock.
+            ltime = self.clock.time()
+            self._nodes[self.name].status_ltime = ltime
+            self._broadcast_serf(wire.enc_s_join(ltime, self.name))
+
+    def _open_stream(self, data: bytes) -> dict[str, Any]:
+        if data[:1] == bytes([wire.ENCRYPT]):
+            if self.keyring is None:
+                raise wire.WireError(ERR_STREAM_ENCRYPTED)
+            plain = self.keyring.open(data[5:], aad=data[:5])
+        elif self.keyring is not None:
+            raise wire.WireError(ERR_STREAM_PLAINTEXT)
+        else:
+            plain = data
+        return wire.dec_stream_inner(plain)
 
     # ---------------------------------------------------------------- message handling
 
     def _handle(self, src: str, msg: dict[str, Any], now: float) -> None:
         t = msg["t"]
         if t == "ping":
-            if _field(msg, "node", str) != self.name:
+            if msg["node"] and msg["node"] != self.name:
                 return  # memberlist: ping meant for another node at this address
-            self._send(src, {"t": "ack", "seq": _field(msg, "seq", int)})
+            self._send(msg["src"] or src, wire.enc_ack(msg["seq"]))
         elif t == "ack":
-            seq = _field(msg, "seq", int)
+            seq = msg["seq"]
             if self._probe is not None and self._probe["seq"] == seq:
                 self._probe["acked"] = True
             fwd = self._ack_forward.pop(seq, None)
             if fwd is not None:
-                self._send(fwd[0], {"t": "ack", "seq": fwd[1]})
+                self._send(fwd[0], wire.enc_ack(fwd[1]))
+        elif t == "nack":
+            if self._probe is not None and self._probe["seq"] == msg["seq"]:
+                self._probe["nacks"] += 1
         elif t == "preq":
-            _address(msg, "ta")  # before anything is remembered for it
             seq = self._next_seq()
-            self._ack_forward[seq] = (
-                src,
-                _field(msg, "seq", int),
+            reply_to = msg["src"] or src
+            timeout = self.config.t(self.config.probe_timeout)
+            due = now + timeout if msg["nack"] else math.inf
+            self._ack_forward[seq] = [
+                reply_to,
+                msg["seq"],
                 now + self.config.t(self.config.probe_interval),
-            )
-            self._send(
-                _address(msg, "ta"), {"t": "ping", "seq": seq, "node": _field(msg, "node", str)}
-            )
+                due,
+            ]
+            self._nacks_due = min(self._nacks_due, due)
+            self._send(msg["ta"], wire.enc_ping(seq, msg["node"], self.address, self.name))
         elif t == "alive":
-            tags = _field(msg, "tags", dict)
-            self._on_alive(
-                _field(msg, "node", str),
-                _address(msg, "addr"),
-                _field(msg, "inc", int),
-                tags,
-                now,
-            )
+            self._on_alive(msg, now)
         elif t == "suspect":
-            self._on_suspect(
-                _field(msg, "node", str), _field(msg, "inc", int), _field(msg, "from", str), now
-            )
+            self._on_suspect(msg["node"], msg["inc"], msg["from"], now)
         elif t == "dead":
-            self._on_dead(
-                _field(msg, "node", str), _field(msg, "inc", int), _field(msg, "from", str), now
-            )
-        elif t == "prune":
-            name = _field(msg, "node", str)
-            node = self._nodes.get(name)
-            if node is not None and node.state in (DEAD, LEFT) and name != self.name:
-                self._remove_node(name)
-                self._broadcast(name, msg)
-        elif t == "pp":
-            self._on_push_pull(src, msg, now)
+            self._on_dead(msg["node"], msg["inc"], msg["from"], now)
+        elif t == "s_leave":
+            self._on_leave_intent(msg, now)
+        elif t == "s_join":
+            self._on_join_intent(msg)
+        elif t == "s_event":
+            self._on_user_event(msg, now)
         elif t == "q":
             self._on_query(msg, now)
         elif t == "qr":
             self._on_query_response(msg)
+        elif t == "s_relay":
+            # serf: forward the inner message to its destination as a user message.
+            self._emit_packet(msg["dest"], wire.enc_user(msg["inner"]))
+        elif t == "s_ignored":
+            return
         else:
             raise _Malformed(t)
 
-    def _on_alive(
-        self, name: str, address: str, inc: int, tags: dict[str, str], now: float
-    ) -> None:
+    def _on_alive(self, msg: dict[str, Any], now: float) -> None:
+        name, address, inc, tags = msg["node"], msg["addr"], msg["inc"], msg["tags"]
         if name == self.name:
             me = self._nodes[name]
             if inc > me.incarnation or (
@@ -506,9 +640,11 @@ class GossipCore:
             ):
                 self._refute(inc, now)
             return
+        vsn = msg.get("vsn")
         node = self._nodes.get(name)
         if node is None:
             node = self._add_node(name, address, dict(tags), inc, ALIVE, now)
+            node.meta, node.vsn = msg.get("meta") or b"", vsn
             self._broadcast_alive(node)
             host = parse_address(address)[0]
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
@@ -526,11 +662,14 @@ class GossipCore:
             return
         old_state, old_tags = node.state, node.tags
         node.incarnation, node.address, node.tags = inc, address, dict(tags)
+        node.meta, node.vsn = msg.get("meta") or b"", vsn or node.vsn
         self._suspicions.pop(name, None)
+        self._suspicion_info.pop(name, None)
         self._broadcast_alive(node)
         host = parse_address(address)[0]
         if old_state in (DEAD, LEFT):
             node.state, node.state_change = ALIVE, now
+            node.leaving = False
             self._event("member_join", f"EventMemberJoin: {name} {host}", member=name, addr=host)
         elif old_state == SUSPECT:
             node.state, node.state_change = ALIVE, now
@@ -554,11 +693,27 @@ class GossipCore:
                     accuser=accuser,
                 )
             return
+        info = self._suspicion_info.get(name)
+        if info is not None:
+            # Lifeguard: an independent confirmation shortens the timeout (and is re-gossiped,
+            # so confirmations flow even to members already suspecting).
+            start, k, low, high, confirmers = info
+            if len(confirmers) - 1 >= k or accuser in confirmers:
+                return
+            confirmers.add(accuser)
+            n = len(confirmers) - 1
+            frac = math.log(n + 1.0) / math.log(k + 1.0)
+            timeout = max(low, math.floor(1000.0 * (high - frac * (high - low))) / 1000.0)
+            self._suspicions[name] = start + timeout
+            self._broadcast(name, wire.enc_suspect(name, inc, accuser))
+            return
         if node.state != ALIVE:
-            return  # already suspect (confirmations are not modelled) or dead/left
+            return  # dead or left
         node.incarnation, node.state, node.state_change = inc, SUSPECT, now
-        self._suspicions[name] = now + self.config.suspicion_timeout(len(self._nodes))
-        self._broadcast(name, {"t": "suspect", "node": name, "inc": inc, "from": accuser})
+        k, low, high = self.config.suspicion_bounds(len(self._nodes))
+        self._suspicion_info[name] = (now, k, low, high, {accuser})
+        self._suspicions[name] = now + (high if k >= 1 else low)
+        self._broadcast(name, wire.enc_suspect(name, inc, accuser))
         msg = (
             f"Suspect {name} has failed, no acks received"
             if accuser == self.name
@@ -586,9 +741,10 @@ class GossipCore:
         node.incarnation, node.state_change = inc, now
         node.state = LEFT if leaving else DEAD
         self._suspicions.pop(name, None)
-        self._broadcast(name, {"t": "dead", "node": name, "inc": inc, "from": accuser})
+        self._suspicion_info.pop(name, None)
+        self._broadcast(name, wire.enc_dead(name, inc, accuser))
         host = parse_address(node.address)[0]
-        if leaving:
+        if leaving or node.leaving:
             self._event("member_left", f"EventMemberLeave: {name} {host}", member=name, addr=host)
         else:
             self._event(
@@ -599,102 +755,218 @@ class GossipCore:
                 addr=host,
             )
 
-    def _on_push_pull(self, src: str, msg: dict[str, Any], now: float) -> None:
-        states = _field(msg, "states", list)
-        # The whole state is checked before any of it is merged or answered (memberlist fails
-        # the exchange as one when it cannot decode it).
-        merged = []
-        for entry in states:
-            if not isinstance(entry, list) or len(entry) != 5:
-                raise _Malformed("states")
-            name, address, inc, code, tags = entry
-            if not (isinstance(name, str) and valid_address(address) and isinstance(inc, int)):
-                raise _Malformed("states")
-            state = _CODE_STATES.get(code)
-            if state is None or not isinstance(tags, dict) or isinstance(inc, bool):
-                raise _Malformed("states")
-            merged.append((name, address, inc, state, tags))
-        if msg.get("reply"):
-            self._joins.pop(src, None)
-        if not _field(msg, "reply", bool):
-            # Answer first (with our view before the merge), as memberlist's TCP exchange does.
-            self._send_push_pull(src, join=bool(msg.get("join")), reply=True)
-        for name, address, inc, state, tags in merged:
-            # memberlist mergeState: remote dead becomes suspect here (verify it ourselves).
+    def _merge_push_pull(self, msg: dict[str, Any], now: float) -> None:
+        # memberlist mergeState: remote dead becomes suspect here (verify it ourselves).
+        for entry in msg["states"]:
+            state = _CODE_STATES[entry["state"]]
             if state == ALIVE:
-                self._on_alive(name, address, inc, tags, now)
+                self._on_alive(entry, now)
             elif state in (SUSPECT, DEAD):
-                self._on_suspect(name, inc, self.name, now)
+                self._on_suspect(entry["node"], entry["inc"], self.name, now)
             else:
-                self._on_dead(name, inc, name, now)
+                self._on_dead(entry["node"], entry["inc"], entry["node"], now)
+        user = msg["user"]
+        if user is None:
+            return
+        # serf MergeRemoteState: witness the clocks, replay intents.
+        for clock, value in (
+            (self.clock, user["ltime"]),
+            (self.event_clock, user["event_ltime"]),
+            (self.query_clock, user["query_ltime"]),
+        ):
+            if value > 0:
+                clock.witness(value - 1)
+        left = set(user["left"])
+        ltimes = user["status_ltimes"]
+        for name in user["left"]:
+            self._on_leave_intent(
+                {"ltime": ltimes.get(name, 0) + 1, "node": name, "prune": False, "raw": None}, now
+            )
+        for name, ltime in sorted(ltimes.items()):
+            if name not in left:
+                self._on_join_intent({"ltime": ltime, "node": name, "raw": None})
+
+    # ---------------------------------------------------------------- serf intents and events
+
+    def _on_leave_intent(self, msg: dict[str, Any], now: float) -> None:
+        """serf handleNodeLeaveIntent."""
+        ltime, name = msg["ltime"], msg["node"]
+        self.clock.witness(ltime)
+        node = self._nodes.get(name)
+        if node is None or ltime <= node.status_ltime:
+            return
+        if name == self.name:
+            if self._leave_at is None and self._status == STATUS_ALIVE:
+                # Refute an older leave intent with a join intent at our clock.
+                node.status_ltime = self.clock.time()
+                self._broadcast_serf(wire.enc_s_join(self.clock.time(), self.name))
+            return
+        node.status_ltime = ltime
+        host = parse_address(node.address)[0]
+        if node.state in (ALIVE, SUSPECT):
+            node.leaving = True
+        elif node.state == DEAD:
+            node.state, node.state_change, node.leaving = LEFT, now, True
+            self._event(
+                "member_left", f"EventMemberLeave (forced): {name} {host}", member=name, addr=host
+            )
+        elif not msg["prune"]:
+            return
+        self._broadcast_serf(msg["raw"] or wire.enc_s_leave(ltime, name, msg["prune"]))
+        if msg["prune"] and node.state == LEFT:
+            self._remove_node(name)
+            self._event(
+                "member_reap", f"EventMemberReap (forced): {name} {host}", member=name, addr=host
+            )
+
+    def _on_join_intent(self, msg: dict[str, Any]) -> None:
+        """serf handleNodeJoinIntent: a newer join intent clears a leave intent."""
+        ltime, name = msg["ltime"], msg["node"]
+        self.clock.witness(ltime)
+        node = self._nodes.get(name)
+        if node is None or ltime <= node.status_ltime:
+            return
+        node.status_ltime = ltime
+        if node.leaving and node.state in (ALIVE, SUSPECT):
+            node.leaving = False
+        if msg["raw"] is not None:
+            self._broadcast_serf(msg["raw"])
+
+    def _on_user_event(self, msg: dict[str, Any], now: float) -> None:
+        """serf handleUserEvent: witness, drop too old or seen, deliver, rebroadcast."""
+        ltime = msg["ltime"]
+        self.event_clock.witness(ltime)
+        cur = self.event_clock.time()
+        if cur > wire.EVENT_BUFFER and ltime < cur - wire.EVENT_BUFFER:
+            return
+        slot = ltime % wire.EVENT_BUFFER
+        seen = self._event_ring.get(slot)
+        key = (msg["name"], msg["payload"])
+        if seen is not None and seen[0] == ltime:
+            if key in seen[1]:
+                return
+            seen[1].add(key)
+        else:
+            self._event_ring[slot] = (ltime, {key})
+        self.counters["user_events"] += 1
+        self._broadcast_serf(msg["raw"])
+        # What a Consul server does with it (server_serf.go localEvent): consul:event:* goes to
+        # the agent's user-event handler ("new event"), anything else is logged as unhandled.
+        name = msg["name"]
+        if name.startswith("consul:event:"):
+            level, text = "DEBUG", f"new event: {name[len('consul:event:') :]}"
+        elif name == "consul:new-leader":
+            level, text = "INFO", "New leader elected"
+        else:
+            level, text = "WARN", f"Unhandled local event: {name}"
+        self._event("user_event", text, level=level, name=name, payload=msg["payload"], ltime=ltime)
 
     # ---------------------------------------------------------------- queries
 
     def _start_query(
         self,
         name: str,
-        payload: Any,
+        payload: bytes,
         op: str | None,
         result: KeyringResponse | QueryResponse,
         now: float,
+        *,
+        ack: bool,
     ) -> int:
-        qid = self._rng.getrandbits(32)
+        qid = self._rng.getrandbits(31)  # serf: rand.Int31
         while qid in self._pending:
-            qid = self._rng.getrandbits(32)
+            qid = self._rng.getrandbits(31)
+        ltime = self.query_clock.time()
         timeout = self.config.query_timeout(result.num_nodes)
-        self._pending[qid] = _PendingQuery(op=op, deadline=now + timeout, result=result)
-        msg = {
-            "t": "q",
-            "id": qid,
-            "origin": self.name,
-            "oa": self.address,
-            "name": name,
-            "payload": payload,
-            "timeout": timeout,
-        }
-        self._seen_queries[(self.name, qid)] = now + 2 * timeout
-        self._broadcast(f"q:{self.name}:{qid}", msg)
-        # serf processes its own query locally too.
-        self._record_response(qid, self.name, self._answer_query(name, payload, now))
+        self._pending[qid] = _PendingQuery(
+            op=op, deadline=now + timeout, result=result, ltime=ltime
+        )
+        self._pending_by_ltime[ltime] = qid
+        raw = wire.enc_s_query(
+            ltime=ltime,
+            qid=qid,
+            address=self.address,
+            source_node=self.name,
+            name=name,
+            payload=payload,
+            timeout_ns=round(timeout * 1e9),
+            flags=wire.QUERY_FLAG_ACK if ack else 0,
+        )
+        msg = wire.decode_serf(raw)
+        # serf handles its own query locally too (which witnesses the query clock).
+        self._on_query(msg, now)
         return qid
 
     def _on_query(self, msg: dict[str, Any], now: float) -> None:
-        origin, qid = _field(msg, "origin", str), _field(msg, "id", int)
-        _address(msg, "oa")  # where the answer goes; checked before the query is rebroadcast
-        timeout = float(msg.get("timeout", 0.0))
-        if (origin, qid) in self._seen_queries:
+        """serf handleQuery: de-duplicate by LTime slot and ID, rebroadcast, ack, answer."""
+        ltime, qid = msg["ltime"], msg["id"]
+        self.query_clock.witness(ltime)
+        cur = self.query_clock.time()
+        if cur > wire.QUERY_BUFFER and ltime < cur - wire.QUERY_BUFFER:
             return
-        self._seen_queries[(origin, qid)] = now + 2 * max(timeout, 1.0)
-        self._broadcast(f"q:{origin}:{qid}", msg)  # serf rebroadcasts queries it has not seen
-        answer = self._answer_query(_field(msg, "name", str), msg.get("payload"), now)
+        slot = ltime % wire.QUERY_BUFFER
+        seen = self._query_ring.get(slot)
+        if seen is not None and seen[0] == ltime:
+            if qid in seen[1]:
+                return
+            seen[1].add(qid)
+        else:
+            self._query_ring[slot] = (ltime, {qid})
+        if not msg["flags"] & wire.QUERY_FLAG_NO_BROADCAST:
+            self._broadcast_serf(msg["raw"])
+        if not wire.filters_match(msg["filters"], self.name, self._tags):
+            return
+        origin = msg["oa"]
+        if msg["flags"] & wire.QUERY_FLAG_ACK:
+            self._respond(msg, wire.QUERY_FLAG_ACK, None)
+        answer = self._answer_query(msg["name"], msg["payload"], now)
         if answer is not None:
-            # Responses go straight back to the originator, not through gossip, and carry no
-            # piggybacked broadcasts (serf answers with memberlist's raw SendTo).
-            self._emit_packet(
-                _address(msg, "oa"),
-                [{"t": "qr", "id": qid, "from": self.name, "payload": answer}],
-            )
+            self._respond(msg, 0, answer)
+        del origin
+
+    def _respond(self, query: dict[str, Any], flags: int, payload: bytes | None) -> None:
+        """Straight back to the originator (serf SendToAddress), plus RelayFactor relays."""
+        resp = wire.enc_s_query_resp(query["ltime"], query["id"], self.name, flags, payload)
+        if query["origin"] == self.name:
+            self._on_query_response(wire.decode_serf(resp))
+            return
+        self._emit_packet(query["oa"], wire.enc_user(resp))
+        relays = query["relay"]
+        if relays:
+            origin = query["origin"]
+            ok: Callable[[_Node], bool] = lambda n: n.state == ALIVE and n.name != origin  # noqa: E731
+            for peer in self._random_nodes(relays, ok):
+                relay = wire.enc_relay(query["oa"], origin, resp)
+                self._emit_packet(self._nodes[peer].address, wire.enc_user(relay))
 
     def _on_query_response(self, msg: dict[str, Any]) -> None:
-        self._record_response(_field(msg, "id", int), _field(msg, "from", str), msg.get("payload"))
+        """serf handleQueryResponse: matched by LTime, then ID; acks and answers once each."""
+        qid = self._pending_by_ltime.get(msg["ltime"])
+        if qid is None or qid != msg["id"]:
+            return
+        if msg["flags"] & wire.QUERY_FLAG_ACK:
+            pending = self._pending[qid]
+            if isinstance(pending.result, QueryResponse):
+                self._record_response(qid, msg["from"], None, ack=True)
+            return
+        self._record_response(qid, msg["from"], msg["payload"], ack=False)
 
-    def _answer_query(self, name: str, payload: Any, now: float) -> Any:
+    def _answer_query(self, name: str, payload: bytes, now: float) -> bytes | None:
         op = _QUERY_OPS.get(name)
         if op is not None:
-            return self._apply_keyring_op(op, payload)
-        if name == PING_QUERY:
-            return {}
-        return None  # user queries have no handler in a Consul server
+            answer = self._apply_keyring_op(op, payload)
+            return wire.enc_key_response(
+                answer["result"], answer["message"], answer["keys"], answer["primary"]
+            )
+        return None  # _serf_ping is only acked; user queries have no handler in a Consul server
 
-    def _apply_keyring_op(self, op: str, payload: Any) -> dict[str, Any]:
+    def _apply_keyring_op(self, op: str, payload: bytes) -> dict[str, Any]:
         received, failed = _QUERY_LOG[op]
         answer: dict[str, Any] = {"result": False, "message": "", "keys": [], "primary": ""}
         kind = _KEY_EVENT.get(op, "key_listed")
-        key = payload.get("key") if isinstance(payload, dict) else None
+        key = wire.dec_key_request(payload)
         fields: dict[str, Any] = {"op": op}
         if op != "list":
-            if not isinstance(key, bytes):
-                raise _Malformed("key")
             fields["key_id"] = fingerprint(key)
         if self.keyring is None:
             answer["message"] = ERR_EMPTY_KEYRING if op == "list" else ERR_NO_KEYRING
@@ -722,31 +994,40 @@ class GossipCore:
             self._event(kind, f"{failed}: {answer['message']}", level="ERROR", **fields)
         return answer
 
-    def _record_response(self, qid: int, node: str, payload: Any) -> None:
+    def _record_response(self, qid: int, node: str, payload: Any, *, ack: bool) -> None:
         pending = self._pending.get(qid)
-        if pending is None or node in pending.responders or payload is None:
+        if pending is None:
             return
-        pending.responders.add(node)
         result = pending.result
         if isinstance(result, QueryResponse):
-            result.responses[node] = payload
-            done = result.num_resp >= result.num_nodes
+            if ack:
+                if node in result.responses:
+                    return
+                result.responses[node] = None
+            else:
+                result.responses[node] = payload
+            done = result.num_resp >= result.num_nodes and ack
         else:
+            if node in pending.responders:
+                return
+            pending.responders.add(node)
             # serf keymanager streamKeyResp
             result.num_resp += 1
-            if not isinstance(payload, dict):
-                result.messages[node] = f"Failed to decode key query response: {payload!r}"
+            try:
+                answer = wire.dec_key_response(payload)
+            except wire.WireError as err:
+                result.messages[node] = f"Failed to decode key query response: {err}"
                 result.num_err += 1
             else:
-                message = str(payload.get("message", ""))
-                if not payload.get("result"):
+                message = answer["message"]
+                if not answer["result"]:
                     result.messages[node] = message
                     result.num_err += 1
                 elif message:
                     result.messages[node] = message
-                for key in payload.get("keys") or []:
+                for key in answer["keys"]:
                     result.keys[key] = result.keys.get(key, 0) + 1
-                primary = payload.get("primary")
+                primary = answer["primary"]
                 if primary:
                     result.primary_keys[primary] = result.primary_keys.get(primary, 0) + 1
             done = result.num_resp >= result.num_nodes
@@ -755,6 +1036,8 @@ class GossipCore:
 
     def _finish_query(self, qid: int) -> None:
         pending = self._pending.pop(qid)
+        if self._pending_by_ltime.get(pending.ltime) == qid:
+            del self._pending_by_ltime[pending.ltime]
         result = pending.result
         if isinstance(result, KeyringResponse):
             result.messages = dict(sorted(result.messages.items()))
@@ -772,9 +1055,25 @@ class GossipCore:
 
     def _probe_tick(self, now: float) -> None:
         probe = self._probe
+        if probe is not None:
+            # memberlist probeNode's awareness delta: -1 for an ack; for a failed probe, +1 per
+            # nack missing from the helpers we asked (+1 if we could ask none).
+            if probe["acked"]:
+                delta = -1
+            elif probe["expected_nacks"]:
+                delta = probe["expected_nacks"] - min(probe["nacks"], probe["expected_nacks"])
+            else:
+                delta = 1
+            limit = self.config.awareness_max_multiplier - 1
+            self.awareness = min(max(self.awareness + delta, 0), limit)
         if probe is not None and not probe["acked"]:
             node = self._nodes.get(probe["target"])
-            if node is not None and node.state == ALIVE and node.incarnation == probe["inc"]:
+            # A suspect one too: our own failed probe is an independent confirmation (Lifeguard).
+            if (
+                node is not None
+                and node.state in (ALIVE, SUSPECT)
+                and node.incarnation == probe["inc"]
+            ):
                 self._on_suspect(node.name, node.incarnation, self.name, now)
         self._probe = None
         self._expire_bookkeeping(now)
@@ -800,8 +1099,14 @@ class GossipCore:
                     "inc": node.incarnation,
                     "acked": False,
                     "indirect": False,
+                    "nacks": 0,
+                    "expected_nacks": 0,
+                    "timeout": self.config.t(self.config.probe_timeout) * (self.awareness + 1),
                 }
-                self._send(node.address, {"t": "ping", "seq": seq, "node": name})
+                # memberlist adds a CRC when probing a node it knows speaks protocol >= 5.
+                crc = node.vsn is not None and node.vsn[1] >= 5
+                ping = wire.enc_ping(seq, name, self.address, self.name)
+                self._send(node.address, ping, crc=crc)
                 return
 
     def _indirect_probe(self, now: float) -> None:
@@ -815,24 +1120,34 @@ class GossipCore:
             self.config.indirect_checks, lambda n: n.state == ALIVE and n.name != target.name
         )
         for helper in helpers:
-            self._send(
-                self._nodes[helper].address,
-                {"t": "preq", "seq": probe["seq"], "node": target.name, "ta": target.address},
+            peer = self._nodes[helper]
+            # Nacks are only asked of peers speaking memberlist protocol >= 4.
+            nack = peer.vsn is not None and peer.vsn[1] >= 4
+            probe["expected_nacks"] += nack
+            req = wire.enc_indirect_ping(
+                probe["seq"], target.name, target.address, nack, self.address, self.name
             )
+            self._send(peer.address, req)
 
     def _suspicion_expired(self, name: str, now: float) -> None:
         self._suspicions.pop(name, None)
+        info = self._suspicion_info.pop(name, None)
         node = self._nodes.get(name)
         if node is None or node.state != SUSPECT:
             return
+        confirmations = 0 if info is None else len(info[4]) - 1
         self._event(
             "suspect_timeout",
-            f"Marking {name} as failed, suspect timeout reached (0 peer confirmations)",
+            f"Marking {name} as failed, suspect timeout reached "
+            f"({confirmations} peer confirmations)",
             member=name,
+            confirmations=confirmations,
         )
         self._on_dead(name, node.incarnation, self.name, now)
 
     def _refute(self, accused_inc: int, now: float) -> None:
+        # Being accused means we may be the slow one (memberlist refute: awareness +1).
+        self.awareness = min(self.awareness + 1, self.config.awareness_max_multiplier - 1)
         self._incarnation = max(self._incarnation + 1, accused_inc + 1)
         me = self._nodes[self.name]
         me.incarnation = self._incarnation
@@ -854,8 +1169,17 @@ class GossipCore:
     def _expire_bookkeeping(self, now: float) -> None:
         for seq in [s for s, f in self._ack_forward.items() if f[2] <= now]:
             del self._ack_forward[seq]
-        for key in [k for k, exp in self._seen_queries.items() if exp <= now]:
-            del self._seen_queries[key]
+
+    def _send_due_nacks(self, now: float) -> None:
+        """memberlist handleIndirectPing: no ack from the target within the probe timeout ->
+        a nack to the requester, so it knows we are alive and the target is the one silent."""
+        due = math.inf
+        for fwd in self._ack_forward.values():
+            if fwd[3] <= now:
+                fwd[3] = math.inf
+                self._send(fwd[0], wire.enc_nack(fwd[1]))
+            due = min(due, fwd[3])
+        self._nacks_due = due
 
     # ---------------------------------------------------------------- gossip and sending
 
@@ -875,7 +1199,7 @@ class GossipCore:
         for target in self._random_nodes(self.config.gossip_nodes, self._gossip_ok(now)):
             if not self._queue:
                 break
-            self._send(self._nodes[target].address, None)
+            self._send(self._nodes[target].address, None, crc=True)
 
     def _random_nodes(self, k: int, ok: Callable[[_Node], bool]) -> list[str]:
         """memberlist kRandomNodes: up to k distinct others passing ``ok``, by bounded sampling."""
@@ -898,7 +1222,7 @@ class GossipCore:
             picked.extend(rest[: k - len(picked)])
         return picked
 
-    def _broadcast(self, key: str, msg: dict[str, Any]) -> None:
+    def _broadcast(self, key: str, msg: bytes) -> None:
         if not self._queue and self._next_gossip <= self._now:
             # The gossip timer idles while there is nothing to send (next_deadline skips it);
             # memberlist would gossip at its next beat, not now, so move to that beat.
@@ -907,56 +1231,92 @@ class GossipCore:
         # A newer broadcast about the same node replaces the older one (memberlist invalidation).
         self._queue_order += 1
         self._queue.pop(key, None)
-        self._queue[key] = _Broadcast(msg=msg, size=len(_pack(msg)), order=self._queue_order)
+        self._queue[key] = _Broadcast(msg=msg, size=len(msg), order=self._queue_order)
+
+    def _broadcast_serf(self, serf_msg: bytes) -> None:
+        """A serf message rides memberlist's broadcasts as a user message (never invalidated)."""
+        self._serf_seq += 1
+        self._broadcast(f"\x00serf{self._serf_seq}", wire.enc_user(serf_msg))
 
     def _broadcast_alive(self, node: _Node) -> None:
+        # The member's own protocol versions: a serf agent refutes an alive with other ones.
+        vsn = node.vsn or wire.VSN
+        meta = _meta_of(node)
         self._broadcast(
-            node.name,
-            {
-                "t": "alive",
-                "node": node.name,
-                "inc": node.incarnation,
-                "addr": node.address,
-                "tags": node.tags,
-            },
+            node.name, wire.enc_alive(node.name, node.incarnation, node.address, meta, vsn)
         )
 
-    def _take_broadcasts(self, budget: int) -> list[dict[str, Any]]:
+    def _take_broadcasts(self, budget: int) -> list[bytes]:
         if not self._queue:
             return []
         limit = self.config.retransmit_limit(len(self._nodes))
         # Fewest transmissions first, newest first among equals (memberlist's queue order).
         items = sorted(self._queue.items(), key=lambda kv: (kv[1].transmits, -kv[1].order))
-        out: list[dict[str, Any]] = []
+        out: list[bytes] = []
         for key, item in items:
-            if item.size > budget:
+            cost = item.size + COMPOUND_PART
+            if cost > budget:
                 continue
-            budget -= item.size
+            budget -= cost
             out.append(item.msg)
             item.transmits += 1
             if item.transmits >= limit:
                 del self._queue[key]
+            if len(out) >= 254:
+                break
         return out
 
-    def _send(self, address: str, msg: dict[str, Any] | None) -> None:
-        """Send ``msg`` (or only broadcasts when None) with piggybacked broadcasts."""
+    def _send(self, address: str, msg: bytes | None, *, crc: bool = False) -> None:
+        """memberlist sendMsg: ``msg`` (or only broadcasts when None) with piggybacked
+        broadcasts, as one compound message when there is more than one."""
+        budget = self.config.packet_budget - COMPOUND_HEADER
+        if self.keyring is not None:
+            budget -= ENCRYPT_OVERHEAD
         msgs = [] if msg is None else [msg]
-        budget = self.config.packet_budget - (len(_pack(msg)) if msg is not None else 0)
+        if msg is not None:
+            budget -= len(msg) + COMPOUND_PART
         msgs.extend(self._take_broadcasts(budget))
-        if msgs:
-            self._emit_packet(address, msgs)
+        if not msgs:
+            return
+        data = msgs[0] if len(msgs) == 1 else wire.enc_compound(msgs)
+        self._emit_packet(address, wire.enc_crc(data) if crc else data)
 
-    def _send_push_pull(self, address: str, *, join: bool, reply: bool) -> None:
-        states = []
+    def _push_pull_bytes(self, *, join: bool) -> bytes:
+        """memberlist sendLocalState + serf LocalState, sealed as an encrypted stream."""
+        nodes = []
+        ltimes: dict[str, int] = {}
+        left: list[str] = []
+        codes, default_vsn = _STATE_CODES, wire.VSN
         for name in self._names:
             node = self._nodes[name]
-            states.append(
-                [name, node.address, node.incarnation, _STATE_CODES[node.state], node.tags]
+            meta = node.meta or _meta_of(node)
+            state = codes[node.state]
+            nodes.append(
+                (name, node.address, meta, node.incarnation, state, node.vsn or default_vsn)
             )
-        self._emit_packet(address, [{"t": "pp", "join": join, "reply": reply, "states": states}])
+            ltimes[name] = node.status_ltime
+            if state == 3:
+                left.append(name)
+        user = wire.enc_s_push_pull(
+            ltime=self.clock.time(),
+            status_ltimes=ltimes,
+            left_members=left,
+            event_ltime=self.event_clock.time(),
+            events=None,
+            query_ltime=self.query_clock.time(),
+        )
+        return self._seal_stream(wire.enc_push_pull(nodes, user, join))
 
-    def _emit_packet(self, address: str, msgs: list[dict[str, Any]]) -> None:
-        data = _pack(msgs)
+    def _seal_stream(self, plain: bytes) -> bytes:
+        if self.keyring is not None and self.keyring.primary_key is not None:
+            return wire.seal_stream(plain, self.keyring, self._rng)
+        return plain
+
+    def _send_push_pull(self, address: str, *, join: bool, reply: bool = False) -> None:
+        self.counters["streams_out"] += 1
+        self._out.streams.append((address, self._push_pull_bytes(join=join)))
+
+    def _emit_packet(self, address: str, data: bytes) -> None:
         if self.keyring is not None and self.keyring.primary_key is not None:
             data = self.keyring.seal(data, self._rng)
         self.counters["packets_out"] += 1
@@ -977,21 +1337,14 @@ class GossipCore:
     def _remove_node(self, name: str) -> None:
         self._nodes.pop(name, None)
         self._suspicions.pop(name, None)
+        self._suspicion_info.pop(name, None)
         idx = bisect.bisect_left(self._names, name)
         if idx < len(self._names) and self._names[idx] == name:
             del self._names[idx]
 
     def _member(self, node: _Node) -> Member:
         host, port = parse_address(node.address)
-        if node.name == self.name:
-            status = self._status
-        else:
-            status = {
-                ALIVE: STATUS_ALIVE,
-                SUSPECT: STATUS_ALIVE,
-                DEAD: STATUS_FAILED,
-                LEFT: STATUS_LEFT,
-            }[node.state]
+        status = self._status if node.name == self.name else _serf_status(node)
         return Member(node.name, host, port, dict(node.tags), status, node.incarnation)
 
     def _next_seq(self) -> int:
@@ -1013,6 +1366,24 @@ class GossipCore:
         )
 
 
+def _meta_of(node: _Node) -> bytes:
+    """A member's serf meta (tags encoded), computed on first use."""
+    if not node.meta:
+        node.meta = wire.encode_tags(node.tags)
+    return node.meta
+
+
+def _serf_status(node: _Node) -> int:
+    """serf's status: memberlist's state, turned by a leave intent into leaving / left."""
+    status = _MEMBER_STATUS[node.state]
+    if node.leaving:
+        if status == STATUS_ALIVE:
+            return STATUS_LEAVING
+        if status == STATUS_FAILED:
+            return STATUS_LEFT
+    return status
+
+
 def _advance(deadline: float, period: float, now: float) -> float:
     """Next grid point after ``now``: periodic timers keep their phase, skipping missed beats."""
     if period <= 0:
@@ -1021,19 +1392,20 @@ def _advance(deadline: float, period: float, now: float) -> float:
     return deadline + missed * period
 
 
-def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
-
-
-def _decode_packet(data: bytes) -> list[dict[str, Any]] | None:
-    """A packet is a msgpack array of message maps with a string ``t``; anything else is None."""
+def _looks_sealed(data: bytes) -> bool:
+    """Version byte 1 is also the indirect-ping type: sealed unless the rest is a msgpack map."""
+    if len(data) < MIN_SEALED_SIZE or data[0] != 1:
+        return False
     try:
-        msgs = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception:  # msgpack raises several unrelated types on garbage
-        return None
-    if not isinstance(msgs, list) or not msgs:
-        return None
-    for msg in msgs:
-        if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
-            return None
-    return msgs
+        return not isinstance(wire.unpack(data[1:]), dict)
+    except wire.WireError:
+        return True
+
+
+def _parses(data: bytes) -> bool:
+    """Whether ``data`` decodes as a plaintext packet (tells plaintext from a foreign key)."""
+    try:
+        wire.decode_packet(data)
+    except wire.WireError:
+        return False
+    return True

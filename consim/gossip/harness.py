@@ -17,7 +17,7 @@ from consim.gossip.core import GossipCore
 from consim.gossip.keyring import Keyring
 from consim.gossip.types import GossipEvent, KeyringResponse, Member, QueryResponse
 
-_WAKE, _DELIVER = 0, 1
+_WAKE, _DELIVER, _STREAM, _STREAM_REPLY = 0, 1, 2, 3
 TraceEntry = tuple[float, str, str, str]
 
 
@@ -173,9 +173,20 @@ class Harness:
                     continue  # superseded
                 del self._wake[name]
                 core.tick(time)
-            else:
+            elif kind == _DELIVER:
                 self.delivered += 1
                 core.receive(src, payload, time)
+            elif kind == _STREAM:
+                # A TCP push-pull: the answer goes back on the same "connection" (no loss).
+                self.delivered += 1
+                reply = core.receive_stream(src, payload, time)
+                src_name = self._by_address.get(src)
+                if reply is not None and src_name is not None and self._reachable(name, src_name):
+                    delay = self.rng.uniform(*self.latency)
+                    self._push(time + delay, _STREAM_REPLY, src_name, core.address, reply)
+            else:
+                self.delivered += 1
+                core.receive_stream_reply(src, payload, time)
             self._after(name)
         self.now = max(self.now, t_end)
 
@@ -237,6 +248,13 @@ class Harness:
                 continue
             self._push(
                 now + self.rng.uniform(*self.latency), _DELIVER, dst_name, core.address, payload
+            )
+        for dst, payload in ready.streams:
+            dst_name = self._by_address.get(dst)
+            if dst_name is None or not self._reachable(name, dst_name):
+                continue
+            self._push(
+                now + self.rng.uniform(*self.latency), _STREAM, dst_name, core.address, payload
             )
         for event in ready.events:
             if self.record_trace:

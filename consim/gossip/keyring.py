@@ -180,14 +180,14 @@ class Keyring:
 
     # -- sealing ---------------------------------------------------------------------------------
 
-    def seal(self, plaintext: bytes, rng: random.Random) -> bytes:
+    def seal(self, plaintext: bytes, rng: random.Random, aad: bytes | None = None) -> bytes:
         primary = self.primary_key
         if primary is None:
             raise KeyringError(ERR_EMPTY_KEYRING)
         nonce = rng.randbytes(NONCE_SIZE)
-        return bytes([ENCRYPTION_VERSION]) + nonce + AESGCM(primary).encrypt(nonce, plaintext, None)
+        return bytes([ENCRYPTION_VERSION]) + nonce + AESGCM(primary).encrypt(nonce, plaintext, aad)
 
-    def open(self, packet: bytes) -> bytes:
+    def open(self, packet: bytes, aad: bytes | None = None) -> bytes:
         """Decrypt with each installed key in turn; KeyringError with memberlist's text if none."""
         if len(packet) < MIN_SEALED_SIZE or packet[0] != ENCRYPTION_VERSION:
             raise KeyringError(ERR_NO_KEY_DECRYPTS)
@@ -195,7 +195,7 @@ class Keyring:
         body = packet[1 + NONCE_SIZE :]
         for key in self._keys:
             try:
-                return AESGCM(key).decrypt(nonce, body, None)
+                return AESGCM(key).decrypt(nonce, body, aad)
             except InvalidTag:
                 continue
         raise KeyringError(ERR_NO_KEY_DECRYPTS)

@@ -134,8 +134,11 @@ class GossipReady:
     """Everything produced since the last ``ready()``; the driver sends, logs and delivers it."""
 
     datagrams: list[tuple[str, bytes]] = field(default_factory=list)
+    # Stream exchanges to start (memberlist push-pull over TCP): write the bytes to the
+    # address, read one stream message back, hand it to ``receive_stream_reply``.
+    streams: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[GossipEvent] = field(default_factory=list)
     query_results: list[tuple[int, KeyringResponse | QueryResponse]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.datagrams or self.events or self.query_results)
+        return bool(self.datagrams or self.streams or self.events or self.query_results)

@@ -72,6 +72,15 @@ MAX_DATAGRAM = 65_000
 RpcHandler = Callable[[str, Any, str], Awaitable[Any]]
 """async (method, args, src_address) -> reply"""
 DatagramHandler = Callable[[str, bytes], Awaitable[None] | None]
+# A stream exchange (memberlist's TCP push-pull): the handler gets one whole message from the
+# dialer and returns what to write back (or None); ``FrameLength(buf)`` says how many bytes the
+# message starting ``buf`` has (None: read more), raising ValueError on garbage.
+StreamHandler = Callable[[str, bytes], bytes | None]
+FrameLength = Callable[[bytes], int | None]
+StreamReply = Callable[[bytes], None]
+# memberlist's TCPTimeout: one stream exchange must be done within this.
+STREAM_TIMEOUT = 10.0
+MAX_STREAM = 20 * 1024 * 1024
 """(src_address, payload) -> None; may also be async."""
 NotifyHandler = Callable[[str, Any, str], Awaitable[Any] | None]
 """(method, args, src_address) -> None, or an awaitable to be awaited in order (see above)."""
@@ -251,9 +260,10 @@ class Network(abc.ABC):
 
     def close_address(self, address: str) -> None:
         """Stop serving ``address`` (its serve_* task returns); calls to it then fail Unreachable."""
-        scope = self._listener_scopes.get(address)
-        if scope is not None:
-            scope.cancel()
+        for key in (address, stream_key(address)):
+            scope = self._listener_scopes.get(key)
+            if scope is not None:
+                scope.cancel()
 
     def serving(self, address: str) -> bool:
         return address in self._listener_scopes
@@ -296,6 +306,29 @@ class Network(abc.ABC):
 
     @abc.abstractmethod
     def send_datagram(self, src: str, dst: str, payload: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def serve_streams(
+        self,
+        address: str,
+        handler: StreamHandler,
+        frame_length: FrameLength,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept stream exchanges on ``address`` (live: TCP on the same port as its datagrams)."""
+
+    @abc.abstractmethod
+    def send_stream(
+        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+    ) -> None:
+        """Write ``data`` to ``dst`` on a new stream, read one message back, ``on_reply(it)``;
+        a refused, cut or timed-out exchange calls nothing (the caller retries)."""
+
+
+def stream_key(address: str) -> str:
+    """The listener key of an address's stream listener (next to its datagram listener)."""
+    return f"{address}/stream"
 
 
 async def deliver_datagram(

@@ -53,16 +53,22 @@ from consim.net.framing import MAX_FRAME, FrameTooLarge, pack, unpack
 from consim.net.network import (
     INTERNAL_ERROR,
     MAX_DATAGRAM,
+    MAX_STREAM,
+    STREAM_TIMEOUT,
     ConnectionLost,
     DatagramHandler,
+    FrameLength,
     Network,
     NotifyHandler,
     RpcError,
     RpcHandler,
     RpcTimeout,
+    StreamHandler,
+    StreamReply,
     Timer,
     Unreachable,
     deliver_datagram,
+    stream_key,
 )
 from consim.net.rpc import (
     KIND_ERROR,
@@ -81,7 +87,9 @@ _KIND_LOST = -3  # simulator-only: the server died while handling the request
 _TO_LISTENER = 0  # a request or notify frame for an RPC listener
 _TO_CALLER = 1  # a reply / error / reset frame for a waiting caller
 _TO_DATAGRAMS = 2  # a datagram envelope
-_TIMER = 3  # a Timer firing: (at, seq, _TIMER, timer, token, None)
+_TO_STREAM = 3  # a stream exchange's request, for a stream listener
+_STREAM_BACK = 4  # its answer, for the waiting dialer
+_TIMER = 5  # a Timer firing: (at, seq, _TIMER, timer, token, None)
 
 
 @dataclass
@@ -244,6 +252,10 @@ class SimNetwork(Network):
         self._failure: BaseException | None = None
         self._rpc: dict[str, _RpcListener] = {}
         self._dgram: dict[str, _DatagramListener] = {}
+        self._streams: dict[str, StreamHandler] = {}
+        # Stream exchanges awaiting their answer: token -> (callback, give-up time).
+        self._stream_waiters: dict[int, tuple[StreamReply, float]] = {}
+        self._stream_tokens = itertools.count(1)
         self._pending: dict[tuple[str, str, int], _Pending] = {}
         self._next_rid: dict[tuple[str, str], int] = {}
         self.delivered = 0  # messages handed to a listener or caller (for tests and reports)
@@ -299,8 +311,12 @@ class SimNetwork(Network):
                 self._request_arrived(src, dst, data)
             elif kind == _TO_CALLER:
                 self._reply_arrived(src, dst, data)
-            else:
+            elif kind == _TO_DATAGRAMS:
                 self._datagram_arrived(dst, data)
+            elif kind == _TO_STREAM:
+                self._stream_arrived(src, dst, data)
+            else:
+                self._stream_answered(dst, data)
 
     def _schedule(self, at: float, kind: int, src: str, dst: str, data: bytes) -> None:
         item = (at, next(self._seq), kind, src, dst, data)
@@ -585,6 +601,69 @@ class SimNetwork(Network):
             return
         if result is not None:
             listener.inbox.send_nowait(result)  # awaited in order by the listener task
+
+    # -- streams ---------------------------------------------------------------------------------
+    # One request and one answer on a virtual link carry exactly the bytes TCP would (no loss
+    # beyond faults: TCP retransmits), so virtual and live runs exchange the same messages.
+
+    async def serve_streams(
+        self,
+        address: str,
+        handler: StreamHandler,
+        frame_length: FrameLength,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        key = stream_key(address)
+        with trio.CancelScope() as scope:
+            self._claim(key, scope)
+            self._streams[address] = handler
+            try:
+                task_status.started(address)
+                await trio.sleep_forever()
+            finally:
+                self._release(key, scope)
+                if self._streams.get(address) is handler:
+                    del self._streams[address]
+
+    def send_stream(
+        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+    ) -> None:
+        if not valid_address(dst) or len(data) > MAX_STREAM:
+            self.stats[src]["invalid_address"] += 1
+            return
+        now = trio.current_time()
+        for token in [t for t, w in self._stream_waiters.items() if w[1] <= now]:
+            del self._stream_waiters[token]  # never answered: refused, cut or lost
+        token = next(self._stream_tokens)
+        self._stream_waiters[token] = (on_reply, now + STREAM_TIMEOUT)
+        self.stats[src]["streams_out"] += 1
+        self._send(src, dst, pack([src, token, bytes(data)]), _TO_STREAM)
+
+    def _stream_arrived(self, src: str, dst: str, data: bytes) -> None:
+        handler = self._streams.get(dst)
+        if handler is None:
+            return  # connection refused: the dialer hears nothing and retries
+        origin, token, payload = unpack(data)
+        self.stats[dst]["streams_in"] += 1
+        try:
+            reply = handler(origin, payload)
+        except Exception as exc:
+            self.stats[dst]["stream_handler_errors"] += 1
+            self.contain(dst, "stream handler", exc, "")
+            return
+        if reply is not None:
+            self._send(dst, origin, pack([token, bytes(reply)]), _STREAM_BACK)
+
+    def _stream_answered(self, dst: str, data: bytes) -> None:
+        token, reply = unpack(data)
+        waiter = self._stream_waiters.pop(token, None)
+        if waiter is None:
+            return
+        try:
+            waiter[0](reply)
+        except Exception as exc:
+            self.contain(dst, "stream reply handler", exc, "")
 
 
 __all__ = ["SimNetwork", "VirtualClock", "RpcError", "RpcTimeout", "Unreachable"]

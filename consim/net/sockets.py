@@ -8,7 +8,11 @@ function, so callers keep using the Consul address strings. Port 0 (ephemeral) i
 
 Faults are applied at the sender (cut or loss: the message is dropped and a call waits out its
 timeout; delay: the sender sleeps) and at the receiver for one-way blocks, using the source the
-dialer declared in its hello frame (datagrams carry theirs in an envelope ``[src, payload]``).
+dialer declared in its hello frame. Datagrams are raw UDP sent from the socket bound to the
+sender's address, so their source is the packet's own (what memberlist peers such as a real serf
+agent expect); only where addresses are port-mapped (no 127/8 range) do they carry an envelope
+``[src, payload]`` naming the Consul-style source. Stream exchanges (gossip push-pull) are TCP on
+the same port as the datagrams, one exchange per connection, as memberlist does.
 
 A killed server (its serve task cancelled, or :meth:`close_address`) closes its listener and every
 accepted connection: callers whose request was written get ``ConnectionLost`` (it may have been
@@ -39,14 +43,19 @@ from consim.net.framing import (
 )
 from consim.net.network import (
     MAX_DATAGRAM,
+    STREAM_TIMEOUT,
     DatagramHandler,
+    FrameLength,
     Network,
     NotifyHandler,
     RpcError,
     RpcHandler,
     RpcTimeout,
+    StreamHandler,
+    StreamReply,
     Unreachable,
     deliver_datagram,
+    stream_key,
 )
 from consim.net.rpc import (
     KIND_NOTIFY,
@@ -119,6 +128,11 @@ class SocketNetwork(Network):
         )
         self._outboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
         self._udp: socket.socket | None = None
+        # The bound socket of every address serving datagrams (they also send from it), and
+        # per-host send sockets for sources that serve none.
+        self._dgram_socks: dict[str, socket.socket] = {}
+        self._host_socks: dict[str, socket.socket] = {}
+        self._raw = loopback_range_available()
 
     @property
     def pool(self) -> ConnectionPool:
@@ -131,6 +145,9 @@ class SocketNetwork(Network):
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+        for sock in self._host_socks.values():
+            sock.close()
+        self._host_socks.clear()
 
     async def _dial(self, src: str, dst: str) -> trio.SocketStream:
         host, port = resolve_listen_address(dst)
@@ -299,36 +316,44 @@ class SocketNetwork(Network):
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         host, port = resolve_listen_address(address)
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        plain.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        plain.setblocking(False)
         try:
-            await sock.bind((host, port))
+            plain.bind((host, port))
         except OSError as exc:
-            sock.close()
+            plain.close()
             raise OSError(
                 exc.errno,
                 f"cannot listen for datagrams on {address} ({host}:{port}): {exc.strerror}",
             ) from None
-        actual = address if port != 0 else f"{host}:{sock.getsockname()[1]}"
+        actual = address if port != 0 else f"{host}:{plain.getsockname()[1]}"
+        sock = trio.socket.from_stdlib_socket(plain)
         with sock, trio.CancelScope() as scope:
             self._claim(actual, scope)
+            self._dgram_socks[actual] = plain
             try:
                 stats = self.stats[actual]
                 report = self.reporter(actual, "datagram handler")
                 task_status.started(actual)
                 while True:
-                    data, _ = await sock.recvfrom(65536)
-                    src_payload = _parse_datagram(data)
-                    if src_payload is None:
-                        stats["datagrams_dropped_malformed"] += 1
-                        continue
-                    src, payload = src_payload
+                    data, peer = await sock.recvfrom(65536)
+                    if self._raw:
+                        src, payload = f"{peer[0]}:{peer[1]}", data
+                    else:
+                        src_payload = _parse_datagram(data)
+                        if src_payload is None:
+                            stats["datagrams_dropped_malformed"] += 1
+                            continue
+                        src, payload = src_payload
                     if not self.faults.allowed(src, actual):
                         stats["dropped_by_fault"] += 1
                         continue
                     await deliver_datagram(handler, src, payload, stats, report)
             finally:
                 self._release(actual, scope)
+                if self._dgram_socks.get(actual) is plain:
+                    del self._dgram_socks[actual]
 
     def send_datagram(self, src: str, dst: str, payload: bytes) -> None:
         nursery = self._require_nursery()
@@ -338,7 +363,7 @@ class SocketNetwork(Network):
         if not valid_address(dst):
             stats["invalid_address"] += 1
             return
-        data = pack([src, bytes(payload)])
+        data = bytes(payload) if self._raw else pack([src, bytes(payload)])
         stats["datagrams_out"] += 1
         if self.faults.drops(src, dst):
             stats["dropped_by_fault"] += 1
@@ -362,14 +387,155 @@ class SocketNetwork(Network):
             self.contain("", "delayed datagram", exc, "outbox_errors")
 
     def _sendto(self, src: str, data: bytes, target: tuple[str, int]) -> None:
-        if self._udp is None:
-            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self._udp.setblocking(False)
         try:
-            self._udp.sendto(data, target)
+            self._send_socket(src).sendto(data, target)
         except (OSError, OverflowError):
             # Best effort, like UDP itself (a full buffer or an unroutable target).
             self.stats[src]["datagrams_send_failed"] += 1
+
+    def _send_socket(self, src: str) -> socket.socket:
+        """The socket bound to ``src`` (so the packet's source is ``src``), else one bound to
+        its host, else any."""
+        sock = self._dgram_socks.get(src)
+        if sock is not None or not self._raw:
+            return sock or self._any_socket()
+        host = host_of(src)
+        sock = self._host_socks.get(host)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            try:
+                sock.bind((host, 0))
+            except OSError:
+                sock.close()
+                return self._any_socket()
+            self._host_socks[host] = sock
+        return sock
+
+    def _any_socket(self) -> socket.socket:
+        if self._udp is None:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._udp.setblocking(False)
+        return self._udp
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    async def serve_streams(
+        self,
+        address: str,
+        handler: StreamHandler,
+        frame_length: FrameLength,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        host, port = resolve_listen_address(address)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen for streams on {address} ({host}:{port}): {exc.strerror}"
+            ) from None
+        if port == 0:
+            address = f"{host}:{listeners[0].socket.getsockname()[1]}"
+        key = stream_key(address)
+        with trio.CancelScope() as scope:
+            try:
+                self._claim(key, scope)
+            except OSError:
+                for listener in listeners:
+                    await listener.aclose()
+                raise
+            stats = self.stats[address]
+
+            async def on_connection(stream: trio.SocketStream) -> None:
+                peer = stream.socket.getpeername()
+                src = f"{peer[0]}:{peer[1]}"
+                try:
+                    if not self.faults.allowed(src, address):
+                        stats["dropped_by_fault"] += 1
+                        return
+                    with trio.move_on_after(STREAM_TIMEOUT):
+                        data = await _read_message(stream, frame_length)
+                        if data is None:
+                            return
+                        stats["streams_in"] += 1
+                        reply = handler(src, data)
+                        if reply is not None:
+                            await stream.send_all(reply)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    stats["stream_errors"] += 1
+                except Exception as exc:
+                    stats["stream_handler_errors"] += 1
+                    self.contain(address, "stream handler", exc, "")
+                finally:
+                    await stream.aclose()
+
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(trio.serve_listeners, on_connection, listeners)
+                    task_status.started(address)
+            finally:
+                self._release(key, scope)
+                with trio.CancelScope(shield=True):
+                    for listener in listeners:
+                        await listener.aclose()
+
+    def send_stream(
+        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+    ) -> None:
+        nursery = self._require_nursery()
+        stats = self.stats[src]
+        if not valid_address(dst):
+            stats["invalid_address"] += 1
+            return
+        stats["streams_out"] += 1
+        if self.faults.drops(src, dst):
+            stats["dropped_by_fault"] += 1
+            return
+        nursery.start_soon(self._exchange, src, dst, bytes(data), frame_length, on_reply)
+
+    async def _exchange(
+        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+    ) -> None:
+        stats = self.stats[src]
+        try:
+            delay = self.faults.extra_delay(src, dst)
+            if delay > 0:
+                await trio.sleep(delay)
+            with trio.move_on_after(STREAM_TIMEOUT):
+                host, port = resolve_listen_address(dst)
+                # From the source's host, so the listener's faults see who is dialing.
+                local = host_of(src) if self._raw else None
+                stream = await trio.open_tcp_stream(host, port, local_address=local)
+                async with stream:
+                    await stream.send_all(data)
+                    reply = await _read_message(stream, frame_length)
+                if reply is not None:
+                    on_reply(reply)
+                return
+            stats["stream_timeouts"] += 1
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            stats["stream_errors"] += 1
+        except Exception as exc:
+            self.contain(src, "stream exchange", exc, "stream_errors")
+
+
+async def _read_message(stream: trio.SocketStream, frame_length: FrameLength) -> bytes | None:
+    """Read one whole message; None if the peer closes first or sends garbage."""
+    buf = bytearray()
+    while True:
+        try:
+            n = frame_length(bytes(buf)) if buf else None
+        except ValueError:
+            return None
+        if n is not None:
+            return bytes(buf[:n])
+        if len(buf) > MAX_FRAME * 4:
+            return None
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        buf += chunk
 
 
 def _parse_datagram(data: bytes) -> tuple[str, bytes] | None:

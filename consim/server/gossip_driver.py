@@ -18,7 +18,7 @@ import trio
 from consim.address import AddressError, parse_address
 from consim.events import EventLog
 from consim.golike import multierror
-from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags
+from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags, wire
 from consim.gossip.keyring import KeyringError
 from consim.gossip.types import GossipError, GossipEvent, KeyringResponse, Member
 from consim.net.network import Network, RpcError, Timer
@@ -145,6 +145,10 @@ class GossipPool:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.node.net.serve_datagrams, self.address, self._on_datagram)
+                # memberlist's TCP listener on the same port: push-pull and the fallback probe.
+                await nursery.start(
+                    self.node.net.serve_streams, self.address, self._on_stream, _frame_length
+                )
                 for address in join:
                     if address != self.address:
                         self.core.join(address, now)
@@ -206,6 +210,28 @@ class GossipPool:
                 self._contain("datagram handler", exc)
         return None
 
+    def _on_stream(self, src: str, data: bytes) -> bytes | None:
+        """One incoming stream exchange; a paused server does not answer (the dialer retries)."""
+        core = self.core
+        if core is None or self.node.paused:
+            return None
+        try:
+            reply = core.receive_stream(src, data, trio.current_time())
+            self._flush()
+        except Exception as exc:
+            self._contain("stream handler", exc)
+            return None
+        return reply
+
+    def _on_stream_reply(self, core: GossipCore, dst: str, data: bytes) -> None:
+        if self.core is not core or self.node.paused:
+            return
+        try:
+            core.receive_stream_reply(dst, data, trio.current_time())
+            self._flush()
+        except Exception as exc:
+            self._contain("stream reply handler", exc)
+
     async def _held_datagram(self, held: list[int], src: str, payload: bytes) -> None:
         try:
             if self.node.paused:
@@ -226,6 +252,14 @@ class GossipPool:
         send = self.node.net.send_datagram
         for dst, data in ready.datagrams:
             send(self.address, dst, data)
+        for dst, data in ready.streams:
+            self.node.net.send_stream(
+                self.address,
+                dst,
+                data,
+                _frame_length,
+                functools.partial(self._on_stream_reply, core, dst),
+            )
         persist = False
         for event in ready.events:
             self.node.events.emit(
@@ -321,6 +355,13 @@ class GossipPool:
         if self.core is None or not self.node.running:
             raise RpcError("server is not running")
         return self.core
+
+
+def _frame_length(buf: bytes) -> int | None:
+    try:
+        return wire.stream_length(buf)
+    except wire.WireError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def keyring_entry(response: KeyringResponse, *, wan: bool, datacenter: str) -> dict[str, Any]:

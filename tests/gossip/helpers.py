@@ -34,3 +34,27 @@ def pool(seed: int, n: int = 5, *, keys: list[bytes] | None = None, config: Goss
 def fail(h: Harness, what: str) -> str:
     tail = "\n".join(trace_lines(h.trace[-25:]))
     return f"{what} (seed={h.seed}, t={h.now:.3f})\n{tail}"
+
+
+def wire_msg(msg: dict) -> bytes:
+    """One message in memberlist's wire format from a short description (tests only)."""
+    from consim.gossip import wire
+
+    t = msg["t"]
+    if t == "ping":
+        return wire.enc_ping(msg["seq"], msg["node"], msg.get("src", "127.0.0.9:8301"), "x")
+    if t in ("suspect", "dead"):
+        enc = wire.enc_suspect if t == "suspect" else wire.enc_dead
+        return enc(msg["node"], msg["inc"], msg["from"])
+    if t == "alive":
+        return wire.enc_alive(
+            msg["node"], msg["inc"], msg["addr"], wire.encode_tags(msg.get("tags", {}))
+        )
+    raise ValueError(t)
+
+
+def wire_packet(*msgs: dict) -> bytes:
+    from consim.gossip import wire
+
+    parts = [wire_msg(m) for m in msgs]
+    return parts[0] if len(parts) == 1 else wire.enc_compound(parts)

@@ -5,31 +5,60 @@ from __future__ import annotations
 import random
 
 import msgpack
+import pytest
 
-from consim.gossip import GossipCore, Keyring
+from consim.gossip import GossipCore, Keyring, KeyringError, wire
 from consim.gossip.harness import Harness
 
 from .helpers import K1, K2, converged, fail, pool
+
+
+def test_push_pull_stream_is_sealed_with_the_header_as_additional_data() -> None:
+    core = GossipCore(
+        "a", "127.0.0.1:8301", rng=random.Random(1), now=0.0, keyring=Keyring([K1, K2])
+    )
+    core.join("127.0.0.2:8301", 0.0)
+    ready = core.ready()
+    assert ready.datagrams == []  # memberlist joins over TCP
+    [(dst, stream)] = ready.streams
+    assert dst == "127.0.0.2:8301"
+    # [10 encrypt][length u32 BE][vsn 1][nonce][ciphertext + tag], header = GCM additional data
+    assert stream[0] == wire.ENCRYPT
+    assert int.from_bytes(stream[1:5], "big") == len(stream) - 5
+    with pytest.raises(KeyringError):
+        Keyring([K1]).open(stream[5:])  # without the header as AAD it does not open
+    plain = Keyring([K2, K1]).open(stream[5:], aad=stream[:5])
+    inner = wire.dec_stream_inner(plain)
+    assert inner["t"] == "pp" and inner["join"] is True
+    assert [s["node"] for s in inner["states"]] == ["a"]
+    assert inner["user"]["status_ltimes"] == {"a": 1}
 
 
 def test_datagrams_are_sealed_with_the_primary_key() -> None:
     core = GossipCore(
         "a", "127.0.0.1:8301", rng=random.Random(1), now=0.0, keyring=Keyring([K1, K2])
     )
-    core.join("127.0.0.2:8301", 0.0)
+    core.receive("127.0.0.2:8301", Keyring([K2]).seal(_ping("a"), random.Random(2)), 0.0)
     [(dst, packet)] = core.ready().datagrams
-    assert dst == "127.0.0.2:8301"
+    assert dst == "127.0.0.9:8301"  # the ping's SourceAddr:SourcePort
     assert packet[0] == 1 and len(packet) > 1 + 12 + 16
-    assert Keyring([K1]).open(packet)  # primary seals
-    msgs = msgpack.unpackb(Keyring([K2, K1]).open(packet), raw=False)
-    assert msgs[0]["t"] == "pp" and msgs[0]["join"] is True
+    [ack] = wire.decode_packet(Keyring([K1]).open(packet))  # the primary seals
+    assert ack["t"] == "ack" and ack["seq"] == 7
 
 
-def test_plain_core_sends_plain_msgpack() -> None:
+def test_plain_core_sends_plain_memberlist_messages() -> None:
     core = GossipCore("a", "127.0.0.1:8301", rng=random.Random(1), now=0.0)
-    core.join("127.0.0.2:8301", 0.0)
+    core.receive("127.0.0.2:8301", _ping("a"), 0.0)
     [(_, packet)] = core.ready().datagrams
-    assert msgpack.unpackb(packet, raw=False)[0]["t"] == "pp"
+    assert packet[0] == wire.ACK
+    assert wire.unpack(packet[1:])[b"SeqNo"] == 7
+    core.join("127.0.0.2:8301", 0.0)
+    [(_, stream)] = core.ready().streams
+    assert stream[0] == wire.PUSH_PULL
+
+
+def _ping(node: str) -> bytes:
+    return wire.enc_ping(7, node, "127.0.0.9:8301", "b")
 
 
 def test_member_with_other_key_cannot_join_and_drops_are_counted() -> None:
@@ -43,7 +72,7 @@ def test_member_with_other_key_cannot_join_and_drops_are_counted() -> None:
     assert counters["dropped_decrypt"] >= 1, counters
     drops = [e for e in h.trace if e[2] == "packet_dropped" and e[1] == "dc1-s1"]
     assert drops and drops[0][3] == (
-        "Decrypt packet failed: no installed keys could decrypt the message from=10.0.0.9:8301"
+        "failed to receive: no installed keys could decrypt the message from=10.0.0.9:8301"
     )
     assert converged(h, names)
 
@@ -58,9 +87,7 @@ def test_plaintext_member_is_dropped_by_encrypted_pool() -> None:
     assert h.cores["dc1-s2"].counters["dropped_decrypt"] == 0
     # ... and the plaintext member drops the pool's sealed packets the other way round
     plain = GossipCore("p", "10.0.0.7:8301", rng=random.Random(2), now=h.now)
-    sealed = Keyring([K1]).seal(
-        msgpack.packb([{"t": "ping", "seq": 1, "node": "p"}]), random.Random(3)
-    )
+    sealed = Keyring([K1]).seal(_ping("p"), random.Random(3))
     plain.receive("10.0.0.1:8301", sealed, h.now)
     assert plain.counters["dropped_encrypted"] == 1
 
@@ -76,7 +103,7 @@ def test_garbage_is_counted_malformed() -> None:
         msgpack.packb([{"t": "nope"}]),
     ):
         core.receive("127.0.0.9:8301", junk, 0.1)
-    core.receive("127.0.0.9:8301", msgpack.packb([{"t": "ping", "seq": "x", "node": "a"}]), 0.2)
+    core.receive("127.0.0.9:8301", bytes([wire.PING]) + wire.pack({"SeqNo": "x", "Node": "a"}), 0.2)
     assert core.counters["dropped_malformed"] == 6
     assert not core.ready().datagrams  # never answered garbage
     sealed = GossipCore("b", "127.0.0.2:8301", rng=random.Random(1), now=0.0, keyring=Keyring([K1]))

@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 
-import msgpack
 import pytest
 
 from consim.gossip import GossipConfig, GossipError
 from consim.gossip.harness import Harness
 
-from .helpers import K1, LAN, converged, fail, pool
+from .helpers import K1, LAN, converged, fail, pool, wire_packet
 
 SEEDS = [1, 2, 3]
 
@@ -85,7 +84,7 @@ def test_graceful_leave_is_left_everywhere() -> None:
 
 def _inject(h: Harness, dst: str, msgs: list[dict]) -> None:
     core = h.cores[dst]
-    payload = msgpack.packb(msgs, use_bin_type=True)
+    payload = wire_packet(*msgs)
     if core.keyring is not None:
         import random
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 
-import msgpack
 import trio
 
 from consim import CONSUL_VERSION
+from consim.gossip import wire
 from consim.storage.memory import MemoryStorage
 
 from .helpers import call, config_ids, events_of, eventually, get_json, member_status, run, settled
@@ -48,8 +48,8 @@ def forged_alive(i: int, incarnation: int) -> bytes:
         "raft_vsn": "3",
         "build": "1.21.0:evil",
     }
-    msg = {"t": "alive", "node": f"evil-{i}", "addr": f"127.0.9.{i}:8301", "inc": incarnation}
-    return msgpack.packb([{**msg, "tags": tags}], use_bin_type=True)
+    meta = wire.encode_tags(tags)
+    return wire.enc_alive(f"evil-{i}", incarnation, f"127.0.9.{i}:8301", meta)
 
 
 def test_forged_gossip_servers_never_vote():

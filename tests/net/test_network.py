@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import trio
 
+from consim.net.faults import host_of
 from consim.net.network import INTERNAL_ERROR, ConnectionLost, RpcError, RpcTimeout, Unreachable
 from tests.net.conftest import Env, wait_for
 
@@ -79,13 +80,41 @@ async def test_notify_in_order(env: Env, clock: Any) -> None:
 async def test_datagrams(env: Env, clock: Any) -> None:
     got: list[tuple[str, bytes]] = []
     d = await env.serve_datagrams(1, lambda src, payload: got.append((src, payload)))
-    src = env.src(2).replace(":8300", ":8301")
+    # The sender serves datagrams too (as every gossip pool does), so live its packets leave
+    # from its own bound socket and arrive with its address as their UDP source.
+    src = await env.serve_datagrams(2, lambda src, payload: None)
     env.net.send_datagram(src, d, b"ping")
     env.net.send_datagram(src, d, b"\x00" * 1000)
     await wait_for(lambda: len(got) == 2)
     assert got[0] == (src, b"ping") and got[1][1] == b"\x00" * 1000
     with pytest.raises(ValueError):
         env.net.send_datagram(src, d, b"x" * 70_000)
+
+
+async def test_stream_exchange_carries_the_bytes_both_ways(env: Env, clock: Any) -> None:
+    """One request, one answer, the exact bytes (live: TCP on the datagram port number)."""
+    seen: list[tuple[str, bytes]] = []
+
+    def handler(src: str, data: bytes) -> bytes:
+        seen.append((src, data))
+        return b"R" + data[1:] * 2
+
+    def frame_length(buf: bytes) -> int | None:
+        return buf[0] + 1 if len(buf) > buf[0] else None  # [n][n bytes]
+
+    d = await env.nursery.start(env.net.serve_streams, env.addr(1, 8301), handler, frame_length)
+    replies: list[bytes] = []
+    request = bytes([5]) + b"hello"
+    env.net.send_stream(
+        env.src(2), d, request, lambda b: b[0] + 1 if len(b) > 10 else None, replies.append
+    )
+    await wait_for(lambda: replies)
+    assert seen[0][1] == request and host_of(seen[0][0]) == host_of(env.src(2))
+    assert replies == [b"R" + b"hellohello"]
+    # Nobody listening: no answer, nothing raised.
+    env.net.send_stream(env.src(2), env.addr(3, 8301), request, frame_length, replies.append)
+    await trio.sleep(0.5)
+    assert len(replies) == 1
 
 
 async def test_dead_address_is_unreachable(env: Env, clock: Any) -> None:

@@ -16,11 +16,11 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import pytest
 import trio
 
 from consim.cluster import Cluster
+from consim.gossip import wire
 from consim.net.framing import encode_frame
 from consim.net.network import RpcError
 from consim.net.rpc import KIND_NOTIFY, hello
@@ -224,9 +224,10 @@ def test_join_of_a_bad_address_answers_as_consul_and_never_crashes_later(
 
 # ---- live: the triggers found on a running `consim up`, replayed -----------------------------
 def _udp(node: ServerNode, payload: bytes, src: str) -> None:
-    data = msgpack.packb([src, payload], use_bin_type=True)
+    """Raw UDP from ``src``'s host, as memberlist peers send it."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.sendto(data, resolve_listen_address(node.spec.serf_lan_address))
+        s.bind((src.rpartition(":")[0], 0))
+        s.sendto(payload, resolve_listen_address(node.spec.serf_lan_address))
 
 
 async def _raft_frame(node: ServerNode, src: str, message: dict[str, Any]) -> None:
@@ -247,9 +248,9 @@ async def test_live_triggers_and_injected_failures_stay_contained() -> None:
         await wait_until(lambda: len(cluster.followers()) == 2, 5, "two followers")
         stranger = f"127.0.{block}.9"
         # A gossip alive whose address no socket accepts (ValueError / OverflowError before).
-        for bad in ("127.0.20.9:notaport", "127.0.20.9:99999", ":8301"):
-            alive = {"t": "alive", "node": f"evil{bad}", "inc": 1, "addr": bad, "tags": {}}
-            _udp(leader, msgpack.packb([alive], use_bin_type=True), f"{stranger}:8301")
+        for ip, port in ((b"\x7f\x00\x14\x09", 99999), (b"\x7f\x00\x14\x09", 0), (b"", 8301)):
+            body = {"Addr": ip, "Incarnation": 1, "Meta": b"", "Node": f"evil{port}", "Port": port}
+            _udp(leader, bytes([wire.ALIVE]) + wire.pack(body), f"{stranger}:8301")
         # /v1/agent/join of one (500, then the retry 3 s later ended the process before).
         status, _, text = await cluster.http(
             leader.name, "PUT", "/v1/agent/join/127.0.20.9:notaport"
