@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -19,17 +19,32 @@ from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.core import new_node_id
 from consim.raft.types import Role
-from consim.server.node import ServerNode
+from consim.server.agent import ServerAgent
+from consim.server.node import ServerFailed, ServerNode
 from consim.spec import ClusterSpec, ServerSpec
 from consim.storage.base import RaftStorage
 from consim.storage.memory import MemoryStorage
 
-if TYPE_CHECKING:
-    from consim.runtime import HttpFront
-
 
 class ClusterError(Exception):
     pass
+
+
+Headers = dict[str, str] | None
+Answer = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
+
+
+class HttpFront(Protocol):
+    """How a cluster reaches its servers' HTTP APIs (the cluster never asks which mode it is in)."""
+
+    async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
+        """Start serving this incarnation of server ``name`` in ``nursery`` (or nothing)."""
+
+    async def request(
+        self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
+    ) -> Answer:
+        """One request to server ``name``."""
+        ...
 
 
 class Cluster:
@@ -141,8 +156,6 @@ class Cluster:
         await self._nursery.start(incarnation)
 
     def _server_failed(self, node: ServerNode, exc: BaseException) -> None:
-        from consim.server.node import ServerFailed
-
         failures = _leaves(exc)
         node.running = False
         if all(isinstance(e, ServerFailed) for e in failures):
@@ -181,7 +194,6 @@ class Cluster:
         """The server's quart-trio app (one per server, kept across restarts)."""
         if name not in self.http_apps:
             from consim.http.app import create_app
-            from consim.server.node import ServerAgent
 
             node = self.node(name)
             agent = ServerAgent(

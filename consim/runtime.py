@@ -18,11 +18,11 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import trio
 
-from consim.cluster import Cluster, ClusterError
+from consim.cluster import Answer, Cluster, ClusterError, Headers, HttpFront
 from consim.events import EventLog
 from consim.net.network import Network
 from consim.net.trio_internals import make_trio_deterministic
@@ -49,23 +49,6 @@ __all__ = [
 def _network_rng(spec: ClusterSpec) -> random.Random:
     # The network's own stream, apart from the cluster's: a scenario's seed fixes both.
     return random.Random(spec.seed * 7919 + 1)
-
-
-Headers = dict[str, str] | None
-Answer = tuple[int, dict[str, str], bytes]  # status, headers (lower-case names), body
-
-
-class HttpFront(Protocol):
-    """How a cluster reaches its servers' HTTP APIs (the cluster never asks which mode it is in)."""
-
-    async def serve(self, cluster: Cluster, name: str, nursery: trio.Nursery) -> None:
-        """Start serving this incarnation of server ``name`` in ``nursery`` (or nothing)."""
-
-    async def request(
-        self, cluster: Cluster, name: str, method: str, path: str, headers: Headers, body: bytes
-    ) -> Answer:
-        """One request to server ``name``."""
-        ...
 
 
 class InProcessFront:

@@ -11,18 +11,42 @@ import functools
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from consim.address import AddressError, parse_address
+from consim.events import EventLog
 from consim.golike import multierror
 from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags, wire
+from consim.gossip.keyring import KeyringError
 from consim.gossip.types import GossipError, GossipEvent, KeyringResponse, Member
-from consim.net.network import RpcError, Timer
+from consim.net.network import Network, RpcError, Timer
+from consim.spec import ServerSpec
 
-if TYPE_CHECKING:
-    from consim.server.node import ServerNode
+
+class PoolHost(Protocol):
+    """The server a gossip pool belongs to (``ServerNode``)."""
+
+    spec: ServerSpec
+    name: str
+    datacenter: str
+    node_id: str
+    raft_protocol: int
+    net: Network
+    events: EventLog
+    running: bool
+    paused: bool
+
+    @property
+    def node_dir(self) -> Path | None: ...
+
+    async def wait_resumed(self) -> None:
+        """Return once the server is not paused."""
+
+    def contained_error(self, where: str, exc: BaseException, subsystem: str = "agent") -> None:
+        """Count and log an error this server survives, and carry on."""
+
 
 KEY_EVENTS = frozenset({"key_installed", "key_used", "key_removed"})
 
@@ -32,7 +56,7 @@ class GossipPool:
 
     def __init__(
         self,
-        node: ServerNode,
+        node: PoolHost,
         *,
         wan: bool,
         config: GossipConfig,
@@ -211,7 +235,7 @@ class GossipPool:
     async def _held_datagram(self, held: list[int], src: str, payload: bytes) -> None:
         try:
             if self.node.paused:
-                await self.node._resumed.wait()
+                await self.node.wait_resumed()
             if self.core is not None:
                 try:
                     self.core.receive(src, payload, trio.current_time())
@@ -267,8 +291,6 @@ class GossipPool:
 
     async def keyring_query(self, op: str, key: str | None) -> KeyringResponse:
         core = self._running_core()
-        from consim.gossip.keyring import KeyringError
-
         try:
             qid = core.start_keyring_query(op, key, trio.current_time())
         except KeyringError as exc:
@@ -287,8 +309,6 @@ class GossipPool:
         return box[0]
 
     def force_leave(self, name: str, prune: bool) -> None:
-        from consim.gossip.types import GossipError
-
         try:
             self._running_core().force_leave(name, prune, trio.current_time())
         except GossipError as exc:

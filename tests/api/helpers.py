@@ -50,7 +50,7 @@ async def ready(c: Cluster, dc: str = "dc1") -> tuple[ServerNode, list[ServerNod
     leader = await c.wait_for_leader(dc)
     # consistent reads need the new leader's barrier applied (Consul's establishLeadership)
     with trio.fail_after(10):
-        while not leader._consistent_ready:
+        while not leader.consistent_ready:
             await trio.sleep(0.01)
     followers = [n for n in c.datacenter_servers(dc) if n is not leader]
     # establishLeadership also stores autopilot's defaults; let that write reach everyone so the

@@ -75,7 +75,7 @@ async def test_py_consul_against_live_cluster():
         await nursery.start(cluster.run)
         leader = await cluster.wait_for_leader(within=15)
         with trio.fail_after(5):
-            while not leader._consistent_ready:
+            while not leader.consistent_ready:
                 await trio.sleep(0.02)
         followers = [n for n in cluster.servers.values() if n is not leader]
         f1, f2 = followers

@@ -26,6 +26,7 @@ from consim.net.network import RpcError
 from consim.net.rpc import KIND_NOTIFY, hello
 from consim.net.sockets import resolve_listen_address
 from consim.server import endpoints
+from consim.server import leader as leader_duties
 from consim.server.node import ServerNode
 from consim.spec import ClusterSpec
 
@@ -149,12 +150,10 @@ def test_gossip_timer_and_datagram_failures_are_logged_and_gossip_goes_on(seed: 
 def test_rpc_handler_and_reconcile_failures_are_logged_and_the_server_goes_on(
     seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consim.server import autopilot
-
     spec = ClusterSpec(seed=seed, raft_multiplier=1)
     real_peers = endpoints.HANDLERS["Status.Peers"]
     rounds = [0]
-    real_reconcile = autopilot.reconcile
+    real_reconcile = leader_duties.reconcile
 
     async def flaky_reconcile(node: ServerNode) -> None:
         rounds[0] += 1
@@ -163,7 +162,7 @@ def test_rpc_handler_and_reconcile_failures_are_logged_and_the_server_goes_on(
         await real_reconcile(node)
 
     # Patched before the servers start: the reconcile loop looks the function up once.
-    monkeypatch.setattr(autopilot, "reconcile", flaky_reconcile)
+    monkeypatch.setattr(leader_duties, "reconcile", flaky_reconcile)
 
     async def body(cluster: Cluster) -> dict[str, Any]:
         leader = await cluster.wait_for_leader(within=10)

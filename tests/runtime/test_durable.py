@@ -33,7 +33,7 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
 async def _read_on_leader(cluster: Cluster, key: str, within: float = 10) -> bytes | None:
     """A consistent read once the (new) leader is ready to serve one."""
     leader = await cluster.wait_for_leader(within=within)
-    await wait_until(lambda: leader._consistent_ready, within, "the leader's barrier")
+    await wait_until(lambda: leader.consistent_ready, within, "the leader's barrier")
     return await kv_get(leader, key, RequireConsistent=True)
 
 

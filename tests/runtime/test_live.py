@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from consim.raft.types import Role
-from consim.server.node import ERR_NO_LEADER
+from consim.server.forwarding import ERR_NO_LEADER
 
 from .helpers import (
     describe,
@@ -91,7 +91,7 @@ async def test_live_leader_loss_forwarding_partition_restart_and_durability(
             core = cluster.node(name).core
             assert core is not None and core.term == terms[name], f"seed={seed}: {name}"
         leader2 = await cluster.wait_for_leader(within=15)
-        await wait_until(lambda: leader2._consistent_ready, 10, "barrier")
+        await wait_until(lambda: leader2.consistent_ready, 10, "barrier")
         got = await kv_get(leader2, "live/maj/2", RequireConsistent=True)
         assert got == b"v", f"seed={seed}: {got!r}"
         log = cluster.events

@@ -14,7 +14,7 @@ import json
 import trio
 from live_hosts import free_host_base
 
-from consim.server.node import ERR_RPC_EOF
+from consim.server.forwarding import ERR_RPC_EOF
 
 from .helpers import live_cluster, live_spec, wait_converged, wait_until
 

@@ -15,7 +15,7 @@ import trio
 from consim.cluster import Cluster
 from consim.net.network import RpcError
 from consim.raft.types import Role
-from consim.server.node import ERR_NO_LEADER
+from consim.server.forwarding import ERR_NO_LEADER
 from consim.spec import ClusterSpec
 
 from .helpers import (

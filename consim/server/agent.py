@@ -1,0 +1,189 @@
+"""The agent view of a server (Consul's agent endpoints): what the HTTP app
+(``consim.http.agent.Agent``) calls: RPCs, ``/v1/agent/self``, members, join, leave, force-leave
+and the keyring."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from consim import CONSUL_VERSION
+from consim.gossip import consul_server_tags
+from consim.gossip.types import Member
+from consim.net.network import RpcError
+from consim.server.endpoints import authorize, require
+from consim.server.gossip_driver import GossipPool
+from consim.server.node import ServerNode
+
+
+class ServerAgent:
+    """The HTTP layer's view of a server (``consim.http.agent.Agent``), Consul's agent endpoints.
+
+    ``leave`` is what ``PUT /v1/agent/leave`` does after its ACL check: a graceful leave and then
+    the agent's shutdown (the cluster provides it); without one only the gossip pools leave."""
+
+    def __init__(
+        self,
+        node: ServerNode,
+        *,
+        known_datacenters: Callable[[], int],
+        leave: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.node = node
+        self.node_name = node.name
+        self.datacenter = node.datacenter
+        self._known_datacenters = known_datacenters
+        self._leave = leave
+
+    @property
+    def default_acl_policy(self) -> str:
+        """acl.default_policy, which Consul sends on every answer (X-Consul-Default-ACL-Policy)."""
+        return self.node.acl.default_policy
+
+    async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        if not self.node.running:
+            raise RpcError("server is not running")
+        if self.node.paused:
+            await self.node.wait_resumed()
+        return await self.node.rpc(method, args)
+
+    def agent_self(self, token: str = "") -> dict[str, Any]:
+        # Consul's AgentSelf: agent:read on this agent's node name.
+        self._require(token, "agent", "read", self.node_name)
+        node = self.node
+        spec = node.spec
+        core = node.core
+        stats_raft: dict[str, Any] = {}
+        if core is not None and node.running:
+            stats_raft = {k: str(v) for k, v in core.stats(trio.current_time()).items()}
+            stats_raft["applied_index"] = str(node.fsm.last_applied)
+        leader = node.leader_address()
+        return {
+            "Config": {
+                "Datacenter": spec.datacenter,
+                "NodeName": spec.name,
+                "NodeID": node.node_id,
+                "Server": True,
+                "Revision": "consim",
+                "Version": CONSUL_VERSION,
+                "PrimaryDatacenter": self._primary(),
+            },
+            "Member": self.member(),
+            "Stats": {
+                "consul": {
+                    "leader": "true" if node.is_leader() else "false",
+                    "leader_addr": leader,
+                    "known_datacenters": str(self._known_datacenters()),
+                    "server": "true",
+                    "bootstrap": "false",
+                },
+                "raft": stats_raft,
+            },
+        }
+
+    def _primary(self) -> str:
+        return self.node.datacenter
+
+    def member(self) -> dict[str, Any]:
+        """This agent's LAN member, exactly as its own ``/v1/agent/members`` lists it (Consul's
+        ``LocalMember``); a static stand-in when gossip is off or the server is down."""
+        pool = self.node.lan_pool
+        if pool is not None and pool.core is not None and self.node.running:
+            for m in pool.members():
+                if m.name == self.node_name:
+                    return m.to_api()
+        spec = self.node.spec
+        tags = consul_server_tags(
+            dc=spec.datacenter,
+            node_id=self.node.node_id,
+            extra={"raft_vsn": str(self.node.raft_protocol)},
+        )
+        return Member(spec.name, spec.host, 8301, tags, 1, 0).to_api()
+
+    def members(self, wan: bool, token: str = "") -> tuple[list[dict[str, Any]], bool]:
+        """The members this token may see (node:read on each name, Consul's filterMembers), and
+        whether any were left out."""
+        authorizer = self._authorizer(token)
+        pool = self._pool(wan)
+        every = pool.members()
+        shown = [m for m in every if authorizer.allowed("node", "read", m.name)]
+        return [m.to_api() for m in shown], len(shown) != len(every)
+
+    def _pool(self, wan: bool) -> GossipPool:
+        pool = self.node.wan_pool if wan else self.node.lan_pool
+        if pool is None or not self.node.running:
+            raise RpcError("server is not running")
+        return pool
+
+    def _authorizer(self, token: str) -> Any:
+        return authorize(self.node, {"Token": token})
+
+    def _require(self, token: str, resource: str, level: str, segment: str | None = None) -> None:
+        require(self.node, {"Token": token}, resource, level, segment)
+
+    async def force_leave(self, node: str, prune: bool, token: str) -> None:
+        self._require(token, "operator", "write")
+        lan = self._pool(False)
+        wan = self._pool(True)
+        found = False
+        for pool, name in (
+            (lan, node),
+            (wan, node if "." in node else f"{node}.{self.datacenter}"),
+        ):
+            if any(m.name == name for m in pool.members()):
+                pool.force_leave(name, prune)
+                found = True
+        if not found:
+            raise RpcError(f"agent: No node found with name '{node}'")
+
+    async def join(self, address: str, wan: bool, token: str) -> None:
+        self._require(token, "agent", "write", self.node_name)
+        port = 8302 if wan else 8301
+        # memberlist's ensurePort: a bare host gets the pool's port.
+        target = address
+        if not has_port(address):
+            host = address.strip("[]")
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._pool(wan).join(target, given=address)
+
+    async def leave(self, token: str) -> None:
+        # Consul's AgentLeave: agent:write, then Leave() (out of the Raft configuration and both
+        # gossip pools) and ShutdownAgent(): the server stops serving.
+        self._require(token, "agent", "write", self.node_name)
+        if self._leave is not None:
+            await self._leave()
+            return
+        self._pool(False).leave()
+        self._pool(True).leave()
+
+    async def keyring_operation(
+        self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str
+    ) -> list[dict[str, Any]]:
+        args = {
+            "Op": op,
+            "Key": key,
+            "LocalOnly": local_only,
+            "RelayFactor": relay_factor,
+            "Token": token,
+            "Forwarded": False,
+        }
+        return await self.rpc("Internal.KeyringOperation", args)
+
+    def report_internal_error(self, where: str, exc: BaseException) -> None:
+        self.node.events.emit(
+            self.node.name,
+            "http_internal_error",
+            {"where": where, "error": f"{type(exc).__name__}: {exc}"},
+            level="ERROR",
+            subsystem="agent.http",
+            message="unexpected error serving request",
+        )
+
+
+def has_port(address: str) -> bool:
+    """memberlist's hasPort: ``host:port``, ``[v6]:port``; a bare IPv6 host has no port."""
+    if address.startswith("["):
+        return "]:" in address
+    return address.count(":") == 1

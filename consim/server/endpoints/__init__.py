@@ -1,0 +1,21 @@
+"""The server's RPC endpoints, one module per Consul endpoint family, in one registry.
+
+``HANDLERS`` maps an RPC method (``"KVS.Get"``) to its handler; importing this package registers
+every family. A new endpoint goes into its family's module with ``@endpoint("Family.Method")``
+(see ``registry``); a new family is a new module imported here.
+"""
+
+from consim.server.endpoints import internal, kvs, operator, status
+from consim.server.endpoints.registry import HANDLERS, Handler, authorize, endpoint, require
+
+__all__ = [
+    "HANDLERS",
+    "Handler",
+    "authorize",
+    "endpoint",
+    "internal",
+    "kvs",
+    "operator",
+    "require",
+    "status",
+]

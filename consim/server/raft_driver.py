@@ -1,0 +1,463 @@
+"""The Raft driver: runs one server's sans-IO ``RaftCore`` from trio (hashicorp/raft's run loops).
+
+After every call into the core (a tick, a message, a proposal) the driver drains the core's
+Ready batches: persist, apply to the state machine, then send, the order that keeps votes and
+answers durable. A proposal's caller holds an :class:`ApplyFuture` (resolved when its entry is
+applied here, or failed when leadership is lost); a leadership check holds a
+:class:`VerifyFuture`. Leadership changes are reported to a :class:`LeadershipObserver`
+(``leader.LeaderDuties``: the barrier and the reconcile).
+
+One driver serves every incarnation of its server: ``reset`` drops the volatile state (core,
+state machine, futures) and ``start`` builds it again from storage.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgpack
+import trio
+
+from consim.events import EventLog
+from consim.net.network import Network, RpcError, Timer
+from consim.raft.config import RaftConfig
+from consim.raft.core import NotLeader, Outbound, RaftCore, RaftError
+from consim.raft.messages import (
+    AppendEntries,
+    InstallSnapshot,
+    message_from_wire,
+    message_to_wire,
+)
+from consim.raft.types import (
+    Configuration,
+    EntryType,
+    LogEntry,
+    MalformedMessage,
+    PersistentState,
+    Role,
+)
+from consim.server.fsm import StateMachine
+from consim.storage.base import RaftStorage
+from consim.testing import faults as _testing_faults
+
+# hashicorp/raft's error texts.
+ERR_NOT_LEADER = "node is not the leader"
+ERR_LEADERSHIP_LOST = "leadership lost while committing log"
+
+
+class ApplyFuture:
+    """A proposed entry (hashicorp/raft's ApplyFuture): ``await result()`` gives the state
+    machine's answer once the entry at ``index`` is applied here, or raises ``RpcError`` when
+    leadership was lost first or another term's entry took the index."""
+
+    __slots__ = ("index", "term", "_done", "_value", "_error")
+
+    def __init__(self, index: int, term: int) -> None:
+        self.index = index
+        self.term = term
+        self._done = trio.Event()
+        self._value: Any = None
+        self._error: str | None = None
+
+    def resolve(self, value: Any) -> None:
+        self._value = value
+        self._done.set()
+
+    def fail(self, error: str) -> None:
+        self._error = error
+        self._done.set()
+
+    async def result(self) -> Any:
+        await self._done.wait()
+        if self._error is not None:
+            raise RpcError(self._error)
+        return self._value
+
+
+class VerifyFuture:
+    """A leadership check (hashicorp/raft's VerifyLeader): True once a quorum confirmed it."""
+
+    __slots__ = ("_done", "_ok")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._ok = False
+
+    def resolve(self, ok: bool) -> None:
+        self._ok = ok
+        self._done.set()
+
+    async def result(self) -> bool:
+        await self._done.wait()
+        return self._ok
+
+
+class RaftHost(Protocol):
+    """The server a driver belongs to (``ServerNode``)."""
+
+    name: str
+    server_id: str
+    address: str
+    incarnation: int
+    running: bool
+    paused: bool
+    record_applies: bool
+    events: EventLog
+    net: Network
+    counters: dict[str, int]
+
+    def fail_server(self, where: str, exc: BaseException) -> None:
+        """Stop this incarnation: the driver's state may be half updated."""
+
+
+class LeadershipObserver(Protocol):
+    """Told of leadership changes, inside the driver's Ready loop."""
+
+    def leadership_established(self, core: RaftCore) -> int | None:
+        """This server became the leader; returns the index of the barrier entry it proposed
+        (``barrier_applied`` follows once that entry is applied here), or None."""
+
+    def barrier_applied(self, core: RaftCore) -> None: ...
+
+    def leadership_lost(self) -> None: ...
+
+
+class RaftDriver:
+    def __init__(self, host: RaftHost, raft_config: RaftConfig, rng: Any) -> None:
+        self.host = host
+        self.raft_config = raft_config
+        self.rng = rng
+        self.observer: LeadershipObserver | None = None
+        self.storage: RaftStorage | None = None
+        self.timer: Timer | None = None
+        self.reset()
+
+    # ---- incarnations ------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.core: RaftCore | None = None
+        self.fsm = StateMachine()
+        self._applies: dict[int, ApplyFuture] = {}
+        self._verifies: dict[int, VerifyFuture] = {}
+        self._fsm_changed = trio.Event()
+        self._last_role: Role | None = None
+        self._barrier_index: int | None = None
+
+    def new_timer(self, incarnation: int) -> Timer:
+        # The Raft timer lives on the network (a heap entry in virtual time, not a task).
+        host = self.host
+        self.timer = host.net.timer(functools.partial(self._on_timer, incarnation), host.address)
+        return self.timer
+
+    def start(
+        self,
+        storage: RaftStorage,
+        state: PersistentState,
+        now: float,
+        bootstrap: Callable[[], Configuration],
+    ) -> None:
+        """Build this incarnation's core and state machine from what storage holds; an empty
+        server bootstraps with ``bootstrap()``."""
+        host = self.host
+        self.storage = storage
+        self.core = RaftCore(
+            server_id=host.server_id,
+            address=host.address,
+            state=state,
+            config=self.raft_config,
+            rng=self.rng,
+            now=now,
+        )
+        self.fsm = (
+            StateMachine.restore(state.snapshot.data)
+            if state.snapshot is not None
+            else StateMachine()
+        )
+        if host.record_applies:
+            self._record("fsm_restored", {"index": self.fsm.last_applied})
+        if _is_empty(state):
+            self.core.bootstrap(bootstrap())
+
+    def _on_timer(self, incarnation: int) -> None:
+        core = self.core
+        host = self.host
+        if core is None or not host.running or incarnation != host.incarnation:
+            return
+        if host.paused:
+            return  # resume() re-arms it
+        try:
+            core.tick(trio.current_time())
+            self._drain_ready()
+        except Exception as exc:
+            host.fail_server("raft timer", exc)
+
+    # ---- into the core -----------------------------------------------------------------------
+    def receive(self, args: Any) -> None:
+        """A ``Raft.Message`` (``{"from": id, "msg": wire}``) from the network: malformed ones are
+        counted and dropped; a failure while handling one stops this server."""
+        core = self.core
+        host = self.host
+        if core is None or not host.running:
+            return
+        try:
+            if not isinstance(args, dict) or not isinstance(args.get("from"), str):
+                raise MalformedMessage("Raft.Message needs 'from' and 'msg'")
+            message = message_from_wire(args.get("msg"))
+        except MalformedMessage:
+            host.counters["raft_malformed"] += 1
+            return
+        try:
+            core.step(args["from"], message, trio.current_time())
+            self._drain_ready()
+        except Exception as exc:
+            host.fail_server("raft message handler", exc)
+
+    def flush(self) -> None:
+        """Drain the core's Ready batches after a direct call into it; a failure stops this
+        server."""
+        try:
+            self._drain_ready()
+        except Exception as exc:
+            self.host.fail_server("raft", exc)
+
+    def running_core(self) -> RaftCore:
+        if self.core is None or not self.host.running:
+            raise RpcError("server is not running")
+        return self.core
+
+    def propose(self, propose: Callable[[float], int]) -> ApplyFuture:
+        """Run ``propose(now)`` on the core (it returns the new entry's index) and give the
+        future of that entry. Not the leader: ``RpcError``."""
+        core = self.running_core()
+        try:
+            index = propose(trio.current_time())
+        except NotLeader:
+            raise RpcError(ERR_NOT_LEADER) from None
+        except RaftError as exc:
+            raise RpcError(str(exc)) from None
+        future = self._applies[index] = ApplyFuture(index, core.term)
+        # Group commit: no AppendEntries per proposal. The raft timer fires "now", which is after
+        # every task made runnable in this scheduler pass had its turn (in virtual time: once the
+        # whole run is quiescent), so proposals made together leave together: one AppendEntries
+        # per follower (hashicorp's leader loop drains its applyCh the same way).
+        assert self.timer is not None
+        self.timer.arm(trio.current_time())
+        return future
+
+    def verify_leader(self) -> VerifyFuture | None:
+        """Start a leadership check; None when this server is not the leader."""
+        core = self.running_core()
+        if core.role is not Role.LEADER:
+            return None
+        request = core.verify_leader(trio.current_time())
+        future = self._verifies[request] = VerifyFuture()
+        self.flush()
+        return future
+
+    async def wait_fsm_change(self) -> None:
+        await self._fsm_changed.wait()
+
+    # ---- the Ready loop ----------------------------------------------------------------------
+    def _drain_ready(self) -> None:
+        """Persist, apply, then send: the order that keeps votes and answers durable."""
+        core = self.core
+        storage = self.storage
+        host = self.host
+        assert core is not None and storage is not None and self.timer is not None
+        notify = host.net.notify
+        for _ in range(1000):
+            ready = core.ready()
+            if ready.hard_state is not None:
+                storage.save_hard_state(ready.hard_state)
+            if ready.truncate_from is not None:
+                storage.truncate_suffix(ready.truncate_from)
+            if ready.entries:
+                storage.append(ready.entries)  # each Ready's lists are fresh: no copy needed
+            if ready.snapshot is not None:
+                storage.save_snapshot(ready.snapshot)
+                self.fsm = StateMachine.restore(ready.snapshot.data)
+                if host.record_applies:
+                    self._record("fsm_restored", {"index": self.fsm.last_applied})
+                self._notify_fsm()
+            if ready.local_snapshot is not None:
+                storage.save_snapshot(ready.local_snapshot)
+            if ready.compact_through is not None:
+                storage.compact_prefix(ready.compact_through)
+            for event in ready.events:
+                self.emit(event.kind, dict(event.fields), event.message, level=event.level)
+            for entry in ready.committed:
+                self._apply(entry)
+            for request, ok in ready.verifications:
+                verify = self._verifies.pop(request, None)
+                if verify is not None:
+                    verify.resolve(ok)
+            if ready.messages:
+                address, server_id = host.address, host.server_id
+                for out in ready.messages:
+                    if not out.to_address:
+                        # A reply to a sender in no configuration we hold (a server left out of
+                        # a peers.json recovery, say): nowhere to send it. The core warns.
+                        host.counters["raft_unaddressable"] += 1
+                        continue
+                    try:
+                        notify(
+                            address,
+                            out.to_address,
+                            "Raft.Message",
+                            {"from": server_id, "msg": message_to_wire(out.message)},
+                        )
+                    except Exception as exc:
+                        # One message that cannot leave must not take the rest of the batch
+                        # (or this server) with it: log it, count it, let Raft send it again.
+                        self._send_failed(core, out, exc)
+            if core.role is not self._last_role:
+                self._observe_role()
+            if core.should_snapshot():
+                core.snapshot_taken(self.fsm.last_applied, self.fsm.snapshot())
+                continue
+            if not core.has_ready():
+                break
+        # Only ever moves the timer earlier (hot path: most messages leave the deadline alone or
+        # move it later, which the timer checks when it fires).
+        self.timer.arm(core.next_deadline())
+
+    def _send_failed(self, core: RaftCore, out: Outbound, exc: Exception) -> None:
+        self.host.counters["raft_send_failed"] += 1
+        message = out.message
+        if isinstance(message, AppendEntries):
+            text, level = "failed to appendEntries to", "ERROR"
+        elif isinstance(message, InstallSnapshot):
+            text, level = "failed to send snapshot to", "ERROR"
+        else:
+            text, level = f"failed to send {type(message).__name__} to", "WARN"
+        server = core.latest_configuration.get(out.to_id)
+        suffrage = server.suffrage.value if server is not None else "Voter"
+        self.emit(
+            "raft_send_failed",
+            {
+                # hashicorp/raft's peer="{Voter id address}"
+                "peer": f"{{{suffrage} {out.to_id} {out.to_address}}}",
+                "type": type(message).__name__,
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+            text,
+            level=level,
+        )
+        core.send_failed(out.to_id, message, trio.current_time())
+
+    def _apply(self, entry: LogEntry) -> None:
+        result: Any = None
+        if entry.type is EntryType.COMMAND:
+            result = self.fsm.apply(entry.index, entry.data)
+        else:
+            self.fsm.last_applied = entry.index
+        if self.host.record_applies:
+            self._record_applied(entry, result)
+        if self._barrier_index is not None and entry.index >= self._barrier_index:
+            self._barrier_index = None
+            if self.observer is not None and self.core is not None:
+                self.observer.barrier_applied(self.core)
+        future = self._applies.pop(entry.index, None)
+        if future is not None:
+            if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
+                future.resolve(result)
+            else:
+                future.fail(ERR_LEADERSHIP_LOST)
+        self._notify_fsm()
+
+    def _notify_fsm(self) -> None:
+        self._fsm_changed.set()
+        self._fsm_changed = trio.Event()
+
+    def _observe_role(self) -> None:
+        core = self.core
+        assert core is not None
+        role = core.role
+        if role is not self._last_role:
+            if role is Role.LEADER:
+                if self.observer is not None:
+                    self._barrier_index = self.observer.leadership_established(core)
+                if self.host.record_applies:
+                    self._record_leader_log()
+            elif self._last_role is Role.LEADER:
+                self._barrier_index = None
+                if self.observer is not None:
+                    self.observer.leadership_lost()
+                self._fail_futures(ERR_LEADERSHIP_LOST)
+            self._last_role = role
+
+    def _fail_futures(self, message: str) -> None:
+        if not _testing_faults.keep_waiters_on_step_down:  # test-only switch, normally off
+            for future in list(self._applies.values()):
+                future.fail(message)
+            self._applies.clear()
+        for verify in list(self._verifies.values()):
+            verify.resolve(False)
+        self._verifies.clear()
+
+    def emit(
+        self,
+        kind: str,
+        fields: dict[str, Any],
+        message: str,
+        *,
+        level: str = "INFO",
+        subsystem: str = "agent.server.raft",
+    ) -> None:
+        host = self.host
+        host.events.emit(host.name, kind, fields, level=level, subsystem=subsystem, message=message)
+
+    # ---- what consim check records (record_applies) ------------------------------------------
+    def _record(self, kind: str, fields: dict[str, Any]) -> None:
+        host = self.host
+        fields["incarnation"] = host.incarnation
+        host.events.emit(host.name, kind, fields, level="DEBUG", subsystem="agent.server.fsm")
+
+    def _record_applied(self, entry: LogEntry, result: Any) -> None:
+        data = entry.data or b""
+        fields: dict[str, Any] = {
+            "index": entry.index,
+            "term": entry.term,
+            "type": entry.type.name.lower(),
+            "hash": hashlib.sha256(bytes([entry.type.value]) + data).hexdigest()[:16],
+            "commit": self.core.commit_index if self.core is not None else 0,
+        }
+        if entry.type is EntryType.COMMAND:
+            try:
+                command = msgpack.unpackb(data, raw=False)
+                dirent = command.get("DirEnt") or {}
+                value = dirent.get("Value")
+                fields.update(
+                    op=command.get("Op"),
+                    key=dirent.get("Key"),
+                    value=value.decode("utf-8", "replace") if isinstance(value, bytes) else value,
+                    cas=dirent.get("ModifyIndex", 0),
+                    result=result if isinstance(result, bool) else None,
+                )
+            except Exception:  # a malformed command is applied as an error: record that much
+                fields["op"] = None
+        self._record("applied", fields)
+
+    def _record_leader_log(self) -> None:
+        core = self.core
+        assert core is not None
+        runs: list[list[int]] = []  # [first index, last index, term] runs of the log
+        for index in range(core.first_index, core.last_index + 1):
+            term = core.term_at(index)
+            if term is None:
+                continue
+            if runs and runs[-1][2] == term and runs[-1][1] == index - 1:
+                runs[-1][1] = index
+            else:
+                runs.append([index, index, term])
+        # Entries up to first_index - 1 are compacted into the snapshot (applied, so committed).
+        self._record(
+            "leader_log",
+            {"term": core.term, "snapshot_index": core.first_index - 1, "runs": runs},
+        )
+
+
+def _is_empty(state: PersistentState) -> bool:
+    return state.hard_state.current_term == 0 and not state.entries and state.snapshot is None
