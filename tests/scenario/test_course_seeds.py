@@ -2,7 +2,10 @@
 
 The sample includes, for 03-minority-partition, the seeds where the deposed leader is a pre-vote
 candidate rather than a follower when the step checks it (17, 42, 131, 134, 152 failed before the
-check asked for "not-leader").
+check asked for "not-leader"); for 10-force-leave-and-autopilot, seeds where Lifeguard's
+suspicion (4 s to 24 s) outlasted the old 15 s / 35 s bounds (23, 24, 35, 43, 112); for
+12-is-default-linearizable, its own seed (invalid) and seeds whose default-mode campaign finds no
+window (129, 131, 135), which the step reports instead of requiring.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from consim.scenario.runner import run_scenario
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 SPREAD = (1, 57, 113, 169, 200)
-SAMPLES = {"03-minority-partition": (17, 42, 131, 134, 152)}
+SAMPLES = {
+    "03-minority-partition": (17, 42, 131, 134, 152),
+    "10-force-leave-and-autopilot": (23, 24, 35, 43, 112),
+    "12-is-default-linearizable": (3, 129, 131, 135, 200),
+}
 
 
 @pytest.mark.parametrize(

@@ -969,7 +969,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/10-force-leave-and-autopilot.toml": {
-        "trace_hash": "2db4ad9aea5cb938aa750cae20654b255f469cfc09a56aac0b76aeceba9c60c9",
+        "trace_hash": "7debd448e2dad65d25c71ba8e5bb99478fcd0fa2d46ae3a84f3291d58b2bbb25",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.120s: dc1-s5 term 2", 1.12),
             (
@@ -1001,7 +1001,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             ("ok", "kill dc1-s4", "dc1-s4", 0.0),
             (
                 "ok",
-                "wait member-status dc1-s4 failed (LAN) within 15s",
+                "wait member-status dc1-s4 failed (LAN) within 30s",
                 "dc1-s4 failed after 10.480s in the view of dc1-s1, dc1-s2, dc1-s3",
                 10.48,
             ),
@@ -1042,7 +1042,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             ("ok", "wait no-leader within 5s", "no-leader after 0.510s", 0.51),
             (
                 "ok",
-                "wait member-status last-killed failed (LAN) within 35s",
+                "wait member-status last-killed failed (LAN) within 60s",
                 "dc1-s2 failed after 30.690s in the view of dc1-s3",
                 30.69,
             ),
@@ -1097,7 +1097,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "f07a79307ce0708a4a4dd24581e0a5a6a3723c162b59e0f7b48f8c099fe11a65",
+        "trace_hash": "a04a021768bea149998258a8d0992e0dc2ba5d5c64f234dbdc39204540a71545",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
