@@ -43,7 +43,9 @@ class Check:
 
 
 @dataclass(frozen=True, eq=False)
-class LeaderIs(Check):
+class _LeaderVersus(Check):
+    """``leader_is`` / ``leader_not``: the datacenter's leader against one resolved target."""
+
     target: Target
 
     def shown(self) -> str:
@@ -56,25 +58,21 @@ class LeaderIs(Check):
             name = ctx.resolve(self.target, step)
         except StepFailed as exc:
             return [str(exc)]
+        return self.compare(name, dc, leader)
+
+    def compare(self, name: str, dc: str, leader: ServerNode | None) -> list[str]:
+        raise NotImplementedError
+
+
+class LeaderIs(_LeaderVersus):
+    def compare(self, name: str, dc: str, leader: ServerNode | None) -> list[str]:
         if leader is None or leader.name != name:
             return [f"leader is {leader.name if leader else 'nobody'}, expected {name}"]
         return []
 
 
-@dataclass(frozen=True, eq=False)
-class LeaderNot(Check):
-    target: Target
-
-    def shown(self) -> str:
-        return shown(self.target)
-
-    def problems(
-        self, ctx: StepContext, step: Step, dc: str, leader: ServerNode | None
-    ) -> list[str]:
-        try:
-            name = ctx.resolve(self.target, step)
-        except StepFailed as exc:
-            return [str(exc)]
+class LeaderNot(_LeaderVersus):
+    def compare(self, name: str, dc: str, leader: ServerNode | None) -> list[str]:
         if leader is None:
             return [f"{dc} has no leader"]
         if leader.name == name:
