@@ -31,6 +31,7 @@ from consim.raft.types import (
 )
 
 from .conftest import EMPTY, conf, make_core
+from .snapshots import leader_snapshotted_past_a_crashed_follower
 
 
 def cfg_entry(ids=("a", "b", "c")) -> LogEntry:
@@ -371,16 +372,7 @@ def test_verify_leader():
 
 
 def test_snapshot_and_install_snapshot():
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=20, trailing_logs=5)
-    h = Harness(3, seed=3, config=cfg)
-    h.run_for(5)
-    ldr = h.leader()
-    lagger = [i for i in h.ids if i != ldr.id][0]
-    h.crash(lagger)
-    for i in range(60):
-        h.propose(b"c%d" % i)
-        h.run_for(0.01)
-    h.run_for(1)
+    h, ldr, lagger = leader_snapshotted_past_a_crashed_follower()
     assert ldr.core.snapshot is not None and ldr.core.first_index > 2
     assert ldr.storage.snapshot is not None
     assert any(" snapshot " in line for line in h.trace)

@@ -11,7 +11,6 @@ import pytest
 
 from consim.raft.config import RaftConfig
 from consim.raft.core import ENTRY_OVERHEAD, encode_configuration
-from consim.raft.harness import Harness
 from consim.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -32,6 +31,7 @@ from consim.raft.types import (
 )
 
 from .conftest import conf, make_core
+from .snapshots import leader_snapshotted_past_a_crashed_follower
 
 
 def _follower_b_with_leader_a(now: float = 0.5):
@@ -183,16 +183,7 @@ def test_recovery_of_a_term_without_entries_snapshots_at_index_and_term_zero() -
 
 
 def test_follower_replication_shows_when_a_snapshot_transfer_started() -> None:
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=20, trailing_logs=5)
-    h = Harness(3, seed=3, config=cfg)
-    h.run_for(5)
-    ldr = h.leader()
-    lagger = [i for i in h.ids if i != ldr.id][0]
-    h.crash(lagger)
-    for i in range(60):
-        h.propose(b"c%d" % i)
-        h.run_for(0.01)
-    h.run_for(1)
+    h, ldr, lagger = leader_snapshotted_past_a_crashed_follower()
     h.restart(lagger)
     views = []
     for _ in range(300):
