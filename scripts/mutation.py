@@ -41,7 +41,7 @@ TEST_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     # tests/server: where issue 12's "tests/ mirrors the source tree" puts them (skipped if absent).
     (
         "consim/server/",
-        ("tests/server", "tests/api", "tests/runtime", "tests/gossip_cluster", "tests/http"),
+        ("tests/server", "tests/runtime", "tests/http"),
     ),
 )
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from consim.live import free_host_block
 
-# Blocks other suites already use: tests/runtime 41-45, benchmarks 60-100, gossip_cluster 140+.
+# Blocks other suites already use: tests/runtime 41-45, benchmarks 60-100, tests/server/membership 140+.
 DEFAULT_BASES = tuple(range(100, 140, 3))
 
 

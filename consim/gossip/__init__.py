@@ -68,7 +68,7 @@ memberlist or serf would fail to decode, or a bad address).
 Wire: memberlist 0.2.2 and serf 0.9.4 exactly (``wire.py``; ``docs/gossip-wire.md``): typed UDP
 messages with go-msgpack bodies, compound packets, CRC, LZW decoding, serf user messages, and
 push-pull as a TCP stream exchange sealed with its header as additional data. A Debian ``serf``
-agent joins a consim pool (``tests/gossip_serf``).
+agent joins a consim pool (``tests/conformance/serf``).
 
 Keyring queries (serf ``_serf_install-key`` / ``_serf_use-key`` / ``_serf_remove-key`` /
 ``_serf_list-keys``): the query spreads by gossip; every member applies it to its own keyring and
