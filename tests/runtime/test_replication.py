@@ -49,15 +49,26 @@ def test_follower_catches_up_through_a_snapshot_larger_than_a_frame() -> None:
         term = core.term
         await cluster.restart(follower)
         node = cluster.node(follower)
-        took = await wait_until(
-            lambda: (
+        # While chunks keep being acknowledged the transfer is progress, not a stall (autopilot
+        # must not count the follower unhealthy for a transfer that is moving).
+        during_transfer: list[str | None] = []
+
+        def caught_up() -> bool:
+            rep = leader.follower_replication().get(node.server_id)
+            if rep is not None and rep.snapshot_index:
+                during_transfer.append(
+                    leader.replication_problem(
+                        node.server_id, max_trailing_logs=5, stall_timeout=2.0
+                    )
+                )
+            return (
                 node.core is not None
                 and node.core.commit_index == core.commit_index
                 and node.fsm.last_applied == core.commit_index
-            ),
-            30,
-            "the restarted follower to catch up",
-        )
+            )
+
+        took = await wait_until(caught_up, 30, "the restarted follower to catch up")
+        assert during_transfer and set(during_transfer) == {None}, during_transfer[:3]
         assert core.term == term and leader.is_leader()
         _, entry = node.fsm.get("big/19")
         assert entry is not None

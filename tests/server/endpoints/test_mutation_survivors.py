@@ -14,3 +14,26 @@ def test_acquire_error_keeps_a_non_ascii_session_id_as_it_is():
 
     status, _, raw = run(body)
     assert (status, raw.decode()) == (500, 'invalid session "été"')
+
+
+def test_forwarded_blocking_query_at_index_1_may_wait_past_the_plain_rpc_timeout():
+    # A blocking query (any MinQueryIndex > 0, index 1 included) forwarded to the leader gets
+    # MaxQueryTime plus headroom, not the plain 10 s RPC timeout: a write 15 s later answers it.
+    async def body(c):
+        import trio
+
+        leader, (f1, _) = await ready(c)
+
+        async def write_later():
+            await trio.sleep(15)
+            await http(c, leader.name, "PUT", "/v1/kv/late", body=b"v")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_later)
+            started = trio.current_time()
+            answer = await http(c, f1.name, "GET", "/v1/kv/late?index=1&wait=30s")
+            return answer, trio.current_time() - started
+
+    (status, _, raw), took = run(body)
+    assert status == 200, raw
+    assert 15 <= took < 17, took
