@@ -679,19 +679,23 @@ class GossipCore:
         if old_tags != node.tags and old_state in (ALIVE, SUSPECT):
             self._event("member_update", f"EventMemberUpdate: {name}", member=name)
 
+    def _refute_accusation(self, kind: str, inc: int, accuser: str, now: float) -> None:
+        """Someone says we are suspect or dead: refute it, unless we are leaving (memberlist)."""
+        if self._leave_at is None:
+            self._refute(inc, now)
+            self._event(
+                "refute",
+                f"Refuting a {kind} message (from: {accuser})",
+                level="WARN",
+                accuser=accuser,
+            )
+
     def _on_suspect(self, name: str, inc: int, accuser: str, now: float) -> None:
         node = self._nodes.get(name)
         if node is None or inc < node.incarnation:
             return
         if name == self.name:
-            if self._leave_at is None:
-                self._refute(inc, now)
-                self._event(
-                    "refute",
-                    f"Refuting a suspect message (from: {accuser})",
-                    level="WARN",
-                    accuser=accuser,
-                )
+            self._refute_accusation("suspect", inc, accuser, now)
             return
         info = self._suspicion_info.get(name)
         if info is not None:
@@ -729,14 +733,7 @@ class GossipCore:
         if node.state == LEFT or (node.state == DEAD and not leaving):
             return
         if name == self.name:
-            if self._leave_at is None:
-                self._refute(inc, now)
-                self._event(
-                    "refute",
-                    f"Refuting a dead message (from: {accuser})",
-                    level="WARN",
-                    accuser=accuser,
-                )
+            self._refute_accusation("dead", inc, accuser, now)
             return
         node.incarnation, node.state_change = inc, now
         node.state = LEFT if leaving else DEAD
