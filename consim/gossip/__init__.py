@@ -80,8 +80,12 @@ answers the originator directly; the originator aggregates into :class:`KeyringR
 query is counted in N and never answers). Bad base64 raises ``KeyringError`` with Go's text
 (``illegal base64 data at input byte 4``) before anything is sent.
 
-Simplifications, on purpose: nothing is sent compressed, no Vivaldi coordinates (acks carry
-serf's initial one), no TCP fallback probe sent (one received is answered), serf's event buffer
+A failed probe also sends memberlist's TCP fallback ping to a member speaking protocol >= 3: if
+it answers, that member is not suspected and the prober warns ``Was able to connect to <name> but
+other probes failed, network may be misconfigured`` (``GossipConfig.tcp_pings``, on as in memberlist).
+
+Simplifications, on purpose: nothing is sent compressed unless ``GossipConfig.compression``, no Vivaldi coordinates (acks carry
+serf's initial one), serf's event buffer
 is not carried in push-pull, failed/left members are never reaped except by force-leave prune.
 ``consim/gossip/harness.py`` is an in-memory discrete-event world for tests and benchmarks.
 """

@@ -33,6 +33,11 @@ class GossipConfig:
     # How long a leaving member keeps gossiping its leave before it stops (serf waits for the
     # leave broadcast; memberlist's BroadcastTimeout).
     leave_propagate_delay: float = 1.0
+    # memberlist's EnableCompression (LZW). Off by default here, unlike memberlist: consim's
+    # LZW is pure Python (about 70 us a packet) and receivers accept both forms.
+    compression: bool = False
+    # memberlist's TCP fallback ping during a failed probe (DisableTcpPings=false by default).
+    tcp_pings: bool = True
     # UDP packet budget for piggybacked broadcasts (memberlist UDPBufferSize-ish).
     packet_budget: int = 1400
     scale: float = 1.0

@@ -84,6 +84,7 @@ _COUNTERS = (
     "dropped_malformed",
     "streams_in",
     "streams_out",
+    "fallback_pings_out",
     "user_events",
 )
 ERR_STREAM_ENCRYPTED = "Remote state is encrypted and encryption is not configured"
@@ -544,6 +545,9 @@ class GossipCore:
             inner = self._open_stream(data)
             if inner["t"] == "err":
                 raise wire.WireError(f"remote error: {inner['error']}")
+            if inner["t"] == "ack":  # the answer to a fallback (TCP) ping
+                self._on_fallback_ack(inner["seq"])
+                return
             if inner["t"] != "pp":
                 raise wire.WireError("received invalid msgType, expected pushPullMsg")
             joining = self._joins.pop(dst_address, None) is not None
@@ -1057,13 +1061,23 @@ class GossipCore:
             # nack missing from the helpers we asked (+1 if we could ask none).
             if probe["acked"]:
                 delta = -1
+            elif probe["fallback_acked"]:
+                delta = 0  # memberlist returns before the failed-probe penalty
             elif probe["expected_nacks"]:
                 delta = probe["expected_nacks"] - min(probe["nacks"], probe["expected_nacks"])
             else:
                 delta = 1
             limit = self.config.awareness_max_multiplier - 1
             self.awareness = min(max(self.awareness + delta, 0), limit)
-        if probe is not None and not probe["acked"]:
+        if probe is not None and not probe["acked"] and probe["fallback_acked"]:
+            self._event(
+                "fallback_ping_ok",
+                f"Was able to connect to {probe['target']} but other probes failed, "
+                "network may be misconfigured",
+                level="WARN",
+                member=probe["target"],
+            )
+        elif probe is not None and not probe["acked"]:
             node = self._nodes.get(probe["target"])
             # A suspect one too: our own failed probe is an independent confirmation (Lifeguard).
             if (
@@ -1098,6 +1112,7 @@ class GossipCore:
                     "indirect": False,
                     "nacks": 0,
                     "expected_nacks": 0,
+                    "fallback_acked": False,
                     "timeout": self.config.t(self.config.probe_timeout) * (self.awareness + 1),
                 }
                 # memberlist adds a CRC when probing a node it knows speaks protocol >= 5.
@@ -1125,6 +1140,18 @@ class GossipCore:
                 probe["seq"], target.name, target.address, nack, self.address, self.name
             )
             self._send(peer.address, req)
+        # memberlist probeNode: a TCP ping alongside the indirect ones, to a node speaking
+        # protocol >= 3, so a node that only UDP cannot reach is not suspected (its answer
+        # is looked at when the probe interval ends).
+        if self.config.tcp_pings and target.vsn is not None and target.vsn[1] >= 3:
+            ping = wire.enc_ping(probe["seq"], target.name, self.address, self.name)
+            self.counters["fallback_pings_out"] += 1
+            self._out.streams.append((target.address, self._seal_stream(ping)))
+
+    def _on_fallback_ack(self, seq: int) -> None:
+        probe = self._probe
+        if probe is not None and probe["seq"] == seq and not probe["acked"]:
+            probe["fallback_acked"] = True
 
     def _suspicion_expired(self, name: str, now: float) -> None:
         self._suspicions.pop(name, None)
@@ -1276,6 +1303,11 @@ class GossipCore:
         if not msgs:
             return
         data = msgs[0] if len(msgs) == 1 else wire.enc_compound(msgs)
+        if self.config.compression:
+            # memberlist rawSendMsgPacket: compress (only if that is smaller), then CRC, then seal.
+            packed = wire.enc_compress(data)
+            if len(packed) < len(data):
+                data = packed
         self._emit_packet(address, wire.enc_crc(data) if crc else data)
 
     def _push_pull_bytes(self, *, join: bool) -> bytes:
@@ -1302,7 +1334,10 @@ class GossipCore:
             events=None,
             query_ltime=self.query_clock.time(),
         )
-        return self._seal_stream(wire.enc_push_pull(nodes, user, join))
+        plain = wire.enc_push_pull(nodes, user, join)
+        if self.config.compression:
+            plain = wire.enc_compress(plain)  # memberlist sendLocalState compresses always
+        return self._seal_stream(plain)
 
     def _seal_stream(self, plain: bytes) -> bytes:
         if self.keyring is not None and self.keyring.primary_key is not None:

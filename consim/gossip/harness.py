@@ -38,6 +38,9 @@ class Harness:
         self.cores: dict[str, GossipCore] = {}  # by member name
         self._by_address: dict[str, str] = {}
         self.crashed: set[str] = set()
+        # Pairs of members whose datagrams are dropped while their TCP streams still pass
+        # (a firewall that blocks UDP only).
+        self.udp_blocked: set[frozenset[str]] = set()
         self._group: dict[str, int] | None = None
         self._heap: list[tuple[float, int, int, str, str, bytes]] = []
         self._seq = 0
@@ -243,6 +246,8 @@ class Harness:
         for dst, payload in ready.datagrams:
             dst_name = self._by_address.get(dst)
             if dst_name is None or not self._reachable(name, dst_name):
+                continue
+            if self.udp_blocked and frozenset((name, dst_name)) in self.udp_blocked:
                 continue
             if self.loss and self.rng.random() < self.loss:
                 continue

@@ -810,7 +810,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/06-quorum-lost-peers-json.toml": {
-        "trace_hash": "4b9008a64ede687d8a915017c42f65f13fbb677070797f655bc3d5c99f1dae1c",
+        "trace_hash": "ccee80bafbbcc3ea5ea489d4824247e2b3ab38860c1a9f9daf9298286771c0d8",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.120s: dc1-s5 term 2", 1.12),
             ("ok", "PUT /v1/kv/release on leader", "dc1-s5: 200 true", 0.002641),
@@ -829,14 +829,14 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul operator raft list-peers on any",
                 "exit 1 on dc1-s4\n    Error getting peers: Failed to retrieve raft configuration: Unexpected response code: 500 (No cluster leader)",
-                2.002397,
+                2.002518,
             ),
             ("ok", "write peers.json on survivors", "on dc1-s4, dc1-s5: dc1-s4, dc1-s5", 0.0),
             ("ok", "restart survivors", "dc1-s4, dc1-s5", 0.01),
             ("ok", "wait leader within 5s", "leader after 1.190s: dc1-s4 term 3", 1.19),
             ("ok", "assert voters=2", "holds", 0.0),
             ("ok", "GET /v1/kv/release?raw on leader", "dc1-s4: 200 v2", 0.0),
-            ("ok", "PUT /v1/kv/release on leader", "dc1-s4: 200 true", 0.002137),
+            ("ok", "PUT /v1/kv/release on leader", "dc1-s4: 200 true", 0.002203),
         ],
     },
     "scenarios/07-single-survivor.toml": {
@@ -895,7 +895,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/09-gossip-key-rotation.toml": {
-        "trace_hash": "294f34a46d75a2fca0c952abfde24bfe276d3b47c85a83440057c005232c6e46",
+        "trace_hash": "3d33433a88ea0297c1578eea8da6876d5bcdb6a45ab26687a4291d2fadad0f27",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.390s: dc1-s2 term 2", 1.39),
             (
@@ -915,7 +915,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul keyring -install=F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= on leader",
                 "exit 1 on dc1-s2\n    ==> Installing new gossip encryption key...\n    error: Unexpected response code: 500 (1 error occurred:\n    \t* WAN error: 2/3 nodes reported success\n    \n    )",
-                8.324797,
+                8.199752,
             ),
             ("ok", "restart last-killed", "dc1-s1", 0.0),
             (
@@ -934,25 +934,25 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul keyring -list on leader",
                 "exit 0 on dc1-s2\n    ==> Gathering installed encryption keys...\n    \n    WAN:\n      0GMr/ynjxnKCWKTXeDbLcA== [3/3]\n      F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= [2/3]\n    \n    dc1 (LAN):\n      0GMr/ynjxnKCWKTXeDbLcA== [3/3]\n      F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= [3/3]",
-                0.565322,
+                0.290473,
             ),
             (
                 "ok",
                 "consul keyring -install=F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= on leader",
                 "exit 0 on dc1-s2\n    ==> Installing new gossip encryption key...",
-                0.599946,
+                0.399892,
             ),
             (
                 "ok",
                 "consul keyring -use=F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= on any",
                 "exit 0 on dc1-s1\n    ==> Changing primary gossip encryption key...",
-                0.428875,
+                0.50362,
             ),
             (
                 "ok",
                 "consul keyring -remove=0GMr/ynjxnKCWKTXeDbLcA== on any",
                 "exit 0 on dc1-s1\n    ==> Removing gossip encryption key...",
-                0.397549,
+                0.400069,
             ),
             (
                 "ok",
@@ -964,12 +964,12 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul keyring -list on last-killed",
                 "exit 0 on dc1-s1\n    ==> Gathering installed encryption keys...\n    \n    WAN:\n      F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= [3/3]\n    \n    dc1 (LAN):\n      F7/pxo9AkvP7GPjhmuRFKWLlDbO5EZyrD2KpD/LWzeU= [3/3]",
-                0.402539,
+                0.399966,
             ),
         ],
     },
     "scenarios/10-force-leave-and-autopilot.toml": {
-        "trace_hash": "7debd448e2dad65d25c71ba8e5bb99478fcd0fa2d46ae3a84f3291d58b2bbb25",
+        "trace_hash": "2aee7526b65b19fc21ff306e5466db106a75f1c22c82b18eca7aba7a078892df",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.120s: dc1-s5 term 2", 1.12),
             (
@@ -996,7 +996,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "PUT /v1/operator/autopilot/configuration on leader",
                 "dc1-s3: 200 true",
-                0.003364,
+                0.003107,
             ),
             ("ok", "kill dc1-s4", "dc1-s4", 0.0),
             (
@@ -1035,7 +1035,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "PUT /v1/operator/autopilot/configuration on leader",
                 "dc1-s3: 200 true",
-                0.002705,
+                0.002464,
             ),
             ("ok", "kill follower", "dc1-s1", 0.0),
             ("ok", "kill follower", "dc1-s2", 0.0),
@@ -1097,26 +1097,26 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "a04a021768bea149998258a8d0992e0dc2ba5d5c64f234dbdc39204540a71545",
+        "trace_hash": "d95fd4909d9808eb4dc66b1837157641fec8083d193b16303e624a43b0a7aacd",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
                 "ok",
                 "check consistent reads, 5 clients, nemesis pause:leader for 16s",
                 "194 operations, 2 faults: valid",
-                21.431242,
+                21.342348,
             ),
             (
                 "ok",
                 "check default reads, 5 clients, nemesis pause:leader for 16s",
-                "198 operations, 2 faults: invalid (key check3/k2: p3 write 39 ok [3.407, 3.409]; p4 write 49 ok [6.436, 6.440]; p6 read 39 ok [6.549, 8.000])",
-                25.016619,
+                "218 operations, 2 faults: invalid (key check3/k1: p1 write 43 ok [3.648, 3.650]; p4 write 55 ok [6.657, 6.659]; p0 read 43 ok [7.293, 8.000])",
+                21.488335,
             ),
             ("ok", "assert logs_equal=true", "holds", 0.0),
         ],
     },
     "docs/examples/tour.toml": {
-        "trace_hash": "9ea470b91abe8820463a2be1c1ada8556a69a29c9f3e2dc139d6ae66401f2a4a",
+        "trace_hash": "a57a0c1b9cc1752df629fd507b90de7bc4867cd888890c16a044b4aed1412551",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.140s: dc1-s5 term 2", 1.14),
             (
@@ -1178,7 +1178,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul operator raft list-peers on follower",
                 "exit 0 on dc1-s3\n    Node    ID                                    Address         State     Voter  RaftProtocol  Commit Index  Trails Leader By\n    dc1-s2  d23f0824-128b-2f33-0c5c-7fd0a6a3a450  127.0.0.2:8300  leader    true   3             110           -\n    dc1-s3  9531985d-5d9d-c9f8-1818-e811892f902b  127.0.0.3:8300  follower  true   3             110           0 commits\n    dc1-s4  36f675cc-81e7-4ef5-e8e2-5d940ed90475  127.0.0.4:8300  follower  true   3             110           0 commits\n    dc1-s5  6b0d549b-6f03-675a-1600-a35a099950d8  127.0.0.5:8300  follower  true   3             110           0 commits",
-                0.00328,
+                0.002866,
             ),
             ("ok", "sleep 1s", "", 1.0),
             (
@@ -1190,7 +1190,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "faults": {
-        "trace_hash": "6afd199cfc025bcaf52eaf0331cda7c8ac1fbe330aa616279cecbe01d0b18b74",
+        "trace_hash": "38e06ce6407be1e5e1e1d6da0f2edcdfcd5b50d94c7f046dc4beafa3dbb194ac",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.080s: dc1-s3 term 2", 1.08),
             ("ok", "pause follower", "dc1-s1", 0.0),
@@ -1215,10 +1215,10 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "load write default 20/s for 1s on leader",
                 "20/20 answered on dc1-s1",
-                1.153831,
+                1.153619,
             ),
             ("ok", "heal", "", 0.0),
-            ("ok", "stop follower", "dc1-s2", 1.204172),
+            ("ok", "stop follower", "dc1-s2", 1.203713),
             ("ok", "wait voters 2 within 10s", "voters after 0.000s: dc1-s1 term 3", 0.0),
             ("ok", "restart last-killed", "dc1-s2", 0.0),
             ("ok", "partition leader | others", "dc1-s1 | dc1-s2,dc1-s3", 0.0),
@@ -1285,20 +1285,20 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "check": {
-        "trace_hash": "cad187e2809a0377997f3c33709ae5f42eac1ef76c57f857d60c967d3291f54c",
+        "trace_hash": "10f761b4f1f835406c7aa0bbab03af0aee2d4a4937e1c471c2f73092b4f858b9",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
             (
                 "ok",
                 "check consistent reads, 2 clients, nemesis kill for 4s",
                 "24 operations, 1 faults: valid",
-                9.097094,
+                9.098002,
             ),
             (
                 "ok",
                 "check stale reads, 2 clients, nemesis partition for 4s",
                 "25 operations, 2 faults: invalid (key check3/k2: p0 cas [null, 1] ok [0.107, 0.109]; p1 write 2 ok [0.678, 0.680]; p0 read 1 ok [0.718, 0.718])",
-                10.467899,
+                10.467825,
             ),
         ],
     },
@@ -1540,7 +1540,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "fail-load": {
-        "trace_hash": "659d1c6bcec40e902d62ddb4eea4077e30742f6e1ffe1c3c85ff5f0f75c21f21",
+        "trace_hash": "a6bdfd2a320e6e20e66d29173355e40a975c71e643e01e5f64a56ef7d78c7277",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
             ("ok", "kill leader", "dc1-s3", 0.0),
@@ -1554,7 +1554,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "fail-background-load": {
-        "trace_hash": "442b90532cb4eafc6d8a89f2081d4717dc98335f15e133adb2b9fad6e10e2a70",
+        "trace_hash": "5d8e73cf95cf5198ac415ca5d033461be41343409cd1de1a80dd94e28c0d39ca",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
             ("ok", "kill leader", "dc1-s3", 0.0),
