@@ -85,8 +85,12 @@ _COUNTERS = (
     "streams_in",
     "streams_out",
     "fallback_pings_out",
+    "responses_relayed",
     "user_events",
 )
+# serf: QueryResponseSizeLimit's default, and the shortest base64 key (AES-128) plus msgpack framing.
+QUERY_RESPONSE_SIZE_LIMIT = 1024
+MIN_ENCODED_KEY_LENGTH = 25
 ERR_STREAM_ENCRYPTED = "Remote state is encrypted and encryption is not configured"
 ERR_STREAM_PLAINTEXT = "Encryption is configured but remote state is not encrypted"
 # memberlist: UDP packet budget minus encryption overhead (version + nonce + tag), and the
@@ -344,8 +348,11 @@ class GossipCore:
         self._broadcast_alive(me)
         self._event("member_update", f"EventMemberUpdate: {self.name}", member=self.name)
 
-    def start_keyring_query(self, op: str, key_b64: str | None, now: float) -> int:
+    def start_keyring_query(
+        self, op: str, key_b64: str | None, now: float, relay_factor: int = 0
+    ) -> int:
         """Run install/use/remove/list across the pool; result arrives in ``ready().query_results``.
+        ``relay_factor`` members also relay each answer to us (serf QueryParam.RelayFactor).
 
         Bad base64 raises :class:`KeyringError` with Go's decoder text before any query is sent
         (as serf does); a wrong key size is reported by every member, as memberlist's AddKey does.
@@ -361,7 +368,13 @@ class GossipCore:
         n = self.num_alive()
         result = KeyringResponse(op=op, num_nodes=n)
         return self._start_query(
-            KEYRING_QUERIES[op], wire.enc_key_request(key), op, result, now, ack=False
+            KEYRING_QUERIES[op],
+            wire.enc_key_request(key),
+            op,
+            result,
+            now,
+            ack=False,
+            relay_factor=relay_factor,
         )
 
     def start_query(self, name: str, payload: bytes | None, now: float) -> int:
@@ -629,6 +642,7 @@ class GossipCore:
             self._on_query_response(msg)
         elif t == "s_relay":
             # serf: forward the inner message to its destination as a user message.
+            self.counters["responses_relayed"] += 1
             self._emit_packet(msg["dest"], wire.enc_user(msg["inner"]))
         elif t == "s_ignored":
             return
@@ -873,6 +887,7 @@ class GossipCore:
         now: float,
         *,
         ack: bool,
+        relay_factor: int = 0,
     ) -> int:
         qid = self._rng.getrandbits(31)  # serf: rand.Int31
         while qid in self._pending:
@@ -892,6 +907,7 @@ class GossipCore:
             payload=payload,
             timeout_ns=round(timeout * 1e9),
             flags=wire.QUERY_FLAG_ACK if ack else 0,
+            relay_factor=relay_factor,
         )
         msg = wire.decode_serf(raw)
         # serf handles its own query locally too (which witnesses the query clock).
@@ -917,13 +933,11 @@ class GossipCore:
             self._broadcast_serf(msg["raw"])
         if not wire.filters_match(msg["filters"], self.name, self._tags):
             return
-        origin = msg["oa"]
         if msg["flags"] & wire.QUERY_FLAG_ACK:
             self._respond(msg, wire.QUERY_FLAG_ACK, None)
-        answer = self._answer_query(msg["name"], msg["payload"], now)
+        answer = self._answer_query(msg, now)
         if answer is not None:
             self._respond(msg, 0, answer)
-        del origin
 
     def _respond(self, query: dict[str, Any], flags: int, payload: bytes | None) -> None:
         """Straight back to the originator (serf SendToAddress), plus RelayFactor relays."""
@@ -933,11 +947,16 @@ class GossipCore:
             return
         self._emit_packet(query["oa"], wire.enc_user(resp))
         relays = query["relay"]
-        if relays:
-            origin = query["origin"]
-            ok: Callable[[_Node], bool] = lambda n: n.state == ALIVE and n.name != origin  # noqa: E731
+        # serf relayResponse: only with at least relays *other* members; any alive member
+        # speaking protocol 5 but us may relay (the originator too).
+        if relays and len(self._nodes) >= relays + 1:
+            relay = wire.enc_relay(query["oa"], query["origin"], resp)
+            if len(relay) > QUERY_RESPONSE_SIZE_LIMIT:
+                return
+            ok: Callable[[_Node], bool] = lambda n: (  # noqa: E731
+                n.state == ALIVE and (n.vsn is None or n.vsn[1] >= 5)
+            )
             for peer in self._random_nodes(relays, ok):
-                relay = wire.enc_relay(query["oa"], origin, resp)
                 self._emit_packet(self._nodes[peer].address, wire.enc_user(relay))
 
     def _on_query_response(self, msg: dict[str, Any]) -> None:
@@ -952,14 +971,38 @@ class GossipCore:
             return
         self._record_response(qid, msg["from"], msg["payload"], ack=False)
 
-    def _answer_query(self, name: str, payload: bytes, now: float) -> bytes | None:
-        op = _QUERY_OPS.get(name)
-        if op is not None:
-            answer = self._apply_keyring_op(op, payload)
-            return wire.enc_key_response(
-                answer["result"], answer["message"], answer["keys"], answer["primary"]
-            )
-        return None  # _serf_ping is only acked; user queries have no handler in a Consul server
+    def _answer_query(self, query: dict[str, Any], now: float) -> bytes | None:
+        op = _QUERY_OPS.get(query["name"])
+        if op is None:
+            return None  # _serf_ping is only acked; user queries have no handler in a Consul server
+        answer = self._apply_keyring_op(op, query["payload"])
+        if op == "list":
+            return self._key_list_that_fits(query, answer)
+        return wire.enc_key_response(
+            answer["result"], answer["message"], answer["keys"], answer["primary"]
+        )
+
+    def _key_list_that_fits(self, query: dict[str, Any], answer: dict[str, Any]) -> bytes | None:
+        """serf keyListResponseWithCorrectSize: drop keys from the end until the query response
+        fits serf's QueryResponseSizeLimit, and say so in the response's Message."""
+        keys, message = answer["keys"], answer["message"]
+        actual = len(keys)
+        for shown in range(QUERY_RESPONSE_SIZE_LIMIT // MIN_ENCODED_KEY_LENGTH, -1, -1):
+            body = wire.enc_key_response(answer["result"], message, keys, answer["primary"])
+            raw = wire.enc_s_query_resp(query["ltime"], query["id"], self.name, 0, body)
+            if len(raw) > QUERY_RESPONSE_SIZE_LIMIT:
+                keys = keys[:shown]
+                message = f"truncated key list response, showing first {shown} of {actual} keys"
+                continue
+            if actual > shown:
+                self._event("key_list_truncated", message, level="WARN")
+            return body
+        self._event(
+            "key_list_truncated",
+            "Failed to truncate response so that it fits into message",
+            level="ERROR",
+        )
+        return None
 
     def _apply_keyring_op(self, op: str, payload: bytes) -> dict[str, Any]:
         received, failed = _QUERY_LOG[op]

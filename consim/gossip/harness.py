@@ -131,8 +131,8 @@ class Harness:
         self.cores[name].force_leave(member, prune, self.now)
         self._after(name)
 
-    def keyring_query(self, name: str, op: str, key_b64: str | None) -> int:
-        qid = self.cores[name].start_keyring_query(op, key_b64, self.now)
+    def keyring_query(self, name: str, op: str, key_b64: str | None, relay_factor: int = 0) -> int:
+        qid = self.cores[name].start_keyring_query(op, key_b64, self.now, relay_factor)
         self._after(name)
         return qid
 

@@ -289,10 +289,12 @@ class GossipPool:
     def members(self) -> list[Member]:
         return [] if self.core is None else self.core.members()
 
-    async def keyring_query(self, op: str, key: str | None) -> KeyringResponse:
+    async def keyring_query(
+        self, op: str, key: str | None, relay_factor: int = 0
+    ) -> KeyringResponse:
         core = self._running_core()
         try:
-            qid = core.start_keyring_query(op, key, trio.current_time())
+            qid = core.start_keyring_query(op, key, trio.current_time(), relay_factor)
         except KeyringError as exc:
             # serf's handleKeyRequest returns a bad key's decode error with an empty response,
             # and Consul reports it as this pool's error (one line per pool in the 500).

@@ -146,3 +146,40 @@ def test_ping_query_collects_every_member() -> None:
     result = h.wait_result("dc1-s2", h.cores["dc1-s2"].start_query("_serf_ping", None, h.now))
     h._after("dc1-s2")
     assert sorted(result.responses) == sorted(names)
+
+
+def test_list_keys_is_cut_to_fit_serfs_query_response_limit() -> None:
+    """serf keyListResponseWithCorrectSize: a node with more keys than fit in 1024 bytes answers
+    with the first ones and says how many it left out."""
+    import base64
+
+    h, names = pool(12, 3, keys=[K1])
+    many = [base64.b64encode(bytes([i]) * 32).decode() for i in range(1, 45)]  # AES-256 keys
+    for key in many:
+        assert run_op(h, names[0], "install", key).ok
+    r = run_op(h, names[1], "list", None)
+    assert r.ok, r
+    total = len(many) + 1
+    shown = set(r.messages.values())
+    assert len(shown) == 1, r.messages
+    (message,) = shown
+    assert message.startswith("truncated key list response, showing first ")
+    assert message.endswith(f" of {total} keys")
+    first = int(message.split()[6])
+    assert 0 < first < total
+    # every node answered with the same first keys, in keyring order
+    assert all(count == len(names) for count in r.keys.values())
+    assert len(r.keys) == first
+    assert any(e[2] == "key_list_truncated" for e in h.trace)
+
+
+@pytest.mark.parametrize("relay_factor", [0, 2])
+def test_keyring_query_relay_factor_makes_members_relay_their_answers(relay_factor: int) -> None:
+    h, names = pool(13, 5, keys=[K1])
+    qid = h.keyring_query(names[0], "list", None, relay_factor)
+    result = h.wait_result(names[0], qid)
+    assert isinstance(result, KeyringResponse) and result.ok and result.num_resp == 5, result
+    h.run_for(2)
+    relayed = sum(h.cores[n].counters["responses_relayed"] for n in names)
+    # each of the 4 other members asks relay_factor members to relay its answer
+    assert relayed == 4 * relay_factor, relayed

@@ -289,3 +289,27 @@ def test_keyring_acl():
             tokens=(ACLToken("reader-accessor", "reader-secret", keyring="read"),),
         ),
     )
+
+
+def test_relay_factor_reaches_the_serf_query():
+    """?relay-factor=N is serf's RelayFactor: the other members have N peers relay each answer."""
+
+    async def body(c):
+        await settled(c)
+
+        def relayed():
+            return sum(
+                pool.core.counters["responses_relayed"]
+                for n in c.servers.values()
+                for pool in (n.lan_pool, n.wan_pool)
+                if pool is not None and pool.core is not None
+            )
+
+        before = relayed()
+        assert (await get_json(c, "dc1-s1", KEYRING + "?relay-factor=2"))[0]["NumNodes"] == 3
+        await trio.sleep(2)
+        return before, relayed()
+
+    (before, after), _ = run(body)
+    # WAN pool and LAN pool of dc1, 3 servers each: 2 other members x 2 relays per pool
+    assert after - before == 2 * 2 * 2, (before, after)
