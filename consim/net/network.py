@@ -65,6 +65,7 @@ from typing import Any, Self
 import trio
 
 from consim.net.faults import FaultModel
+from consim.net.portmux import Accept, MuxConn, PortMux
 
 INTERNAL_ERROR = "rpc error: internal error"
 MAX_DATAGRAM = 65_000
@@ -167,6 +168,14 @@ class Network(abc.ABC):
         self._timer_seq = itertools.count()
         self._timer_wake = trio.Event()
         self.on_error: ErrorReporter | None = None
+        self._muxes: dict[str, PortMux] = {}
+
+    def port_mux(self, address: str) -> PortMux:
+        """The first-byte registry of the server port ``address`` (``consim.net.portmux``)."""
+        mux = self._muxes.get(address)
+        if mux is None:
+            mux = self._muxes[address] = PortMux()
+        return mux
 
     def contain(self, address: str, where: str, exc: BaseException, counter: str) -> None:
         """Count a failure contained at ``address`` (unless ``counter`` is empty: the caller
@@ -294,6 +303,15 @@ class Network(abc.ABC):
 
     @abc.abstractmethod
     def notify(self, src: str, dst: str, method: str, args: Any) -> None: ...
+
+    @abc.abstractmethod
+    def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:
+        """Open a connection to the server port ``dst`` and write ``first_byte``; never blocks
+        (see ``consim.net.portmux``)."""
+
+    @abc.abstractmethod
+    async def open_stream(self, src: str, dst: str, first_byte: int) -> trio.abc.Stream:
+        """Task-style dial: a stream to ``dst`` whose first byte ``first_byte`` is written."""
 
     @abc.abstractmethod
     async def serve_datagrams(

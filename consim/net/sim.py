@@ -70,6 +70,13 @@ from consim.net.network import (
     deliver_datagram,
     stream_key,
 )
+from consim.net.portmux import (
+    MAX_PENDING,
+    Accept,
+    ConnHandler,
+    MuxConn,
+    StreamOverConn,
+)
 from consim.net.rpc import (
     KIND_ERROR,
     KIND_NOTIFY,
@@ -90,6 +97,63 @@ _TO_DATAGRAMS = 2  # a datagram envelope
 _TO_STREAM = 3  # a stream exchange's request, for a stream listener
 _STREAM_BACK = 4  # its answer, for the waiting dialer
 _TIMER = 5  # a Timer firing: (at, seq, _TIMER, timer, token, None)
+_TO_CONN = 6  # bytes (or the close, None) on a port connection: data = (conn id, bytes | None)
+_CONN_LOST = 7  # a connection end learns it is gone: (at, seq, _CONN_LOST, conn, None, None)
+
+
+class _SimConn:
+    """One end of a virtual port connection (``consim.net.portmux.MuxConn``). Its bytes travel
+    the simulated link like any message (FIFO per link, seeded latency); a fault that cuts a
+    chunk breaks the connection at both ends, as a black-holed TCP connection dies."""
+
+    __slots__ = ("net", "cid", "local", "peer", "dialer", "handler", "_closed", "_lost", "peer_end")
+
+    def __init__(self, net: SimNetwork, cid: int, local: str, peer: str, dialer: bool) -> None:
+        self.net = net
+        self.cid = cid
+        self.local, self.peer = local, peer
+        self.dialer = dialer
+        self.handler: ConnHandler | None = None
+        self._closed = False
+        self._lost = False
+        self.peer_end: _SimConn | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return 0  # bytes leave at once: the link holds them, not the sender
+
+    def write(self, data: bytes) -> None:
+        if self._closed or not data:
+            return
+        if len(data) > MAX_PENDING:
+            self.net.stats[self.local]["port_send_overflow"] += 1
+            self.close()
+            return
+        self.net._conn_send(self, bytes(data))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.net._conn_send(self, None)
+        self.net._conn_lost_later(self)
+
+    def lost(self) -> None:
+        self._closed = True
+        if self._lost:
+            return
+        self._lost = True
+        self.net._conns.pop((self.cid, self.dialer), None)
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler.connection_lost()
+            except Exception as exc:
+                self.net.contain(self.local, "connection handler", exc, "connection_errors")
 
 
 @dataclass
@@ -259,6 +323,9 @@ class SimNetwork(Network):
         self._pending: dict[tuple[str, str, int], _Pending] = {}
         self._next_rid: dict[tuple[str, str], int] = {}
         self.delivered = 0  # messages handed to a listener or caller (for tests and reports)
+        # Port connections: (conn id, is the dialer's end) -> end.
+        self._conns: dict[tuple[int, bool], _SimConn] = {}
+        self._conn_ids = itertools.count(1)
 
     # -- background ------------------------------------------------------------------------------
 
@@ -303,6 +370,12 @@ class SimNetwork(Network):
             if kind == _TIMER:
                 src._fire(dst)  # type: ignore[attr-defined]
                 continue
+            if kind == _CONN_LOST:
+                src.lost()  # type: ignore[attr-defined]
+                continue
+            if kind == _TO_CONN:
+                self._conn_arrived(src, dst, data)
+                continue
             if not faults.clear() and not faults.allowed(src, dst):
                 self.stats[dst]["dropped_by_fault"] += 1
                 continue
@@ -341,7 +414,7 @@ class SimNetwork(Network):
             self._require_nursery()
         faults = self.faults
         clear = faults.clear()
-        if not clear and faults.drops(src, dst):
+        if not clear and kind != _TO_CONN and faults.drops(src, dst):
             self.stats[src]["dropped_by_fault"] += 1
             return
         link = (src, dst)
@@ -389,6 +462,7 @@ class SimNetwork(Network):
                         for src, rid in listener.inflight:
                             self._send_frame(address, src, Frame(_KIND_LOST, rid, "", None))
                     listener.inflight.clear()
+                    self._close_conns_of(address)
                 _discard_queued(not_recv)
 
     async def _notify_loop(
@@ -536,6 +610,127 @@ class SimNetwork(Network):
             raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
         self.stats[src]["notifies_out"] += 1
         self._send(src, dst, data, _TO_LISTENER)
+
+    # -- port connections ------------------------------------------------------------------------
+
+    def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:
+        self._require_nursery()
+        cid = next(self._conn_ids)
+        conn = _SimConn(self, cid, src, dst, True)
+        self._conns[(cid, True)] = conn
+        conn.handler = factory(conn)
+        if not valid_address(dst):
+            self.stats[src]["invalid_address"] += 1
+            conn.close()
+            return conn
+        self.stats[src]["connections_dialed"] += 1
+        conn.write(bytes([first_byte]))
+        return conn
+
+    async def open_stream(self, src: str, dst: str, first_byte: int) -> trio.abc.Stream:
+        if not valid_address(dst):
+            self.stats[src]["invalid_address"] += 1
+            raise Unreachable(f"cannot connect to {dst!r}: not a valid IP:port")
+        stream = StreamOverConn()
+
+        def factory(conn: MuxConn) -> ConnHandler:
+            stream.conn = conn
+            return stream
+
+        self.dial(src, dst, first_byte, factory)
+        await trio.lowlevel.checkpoint()
+        return stream
+
+    def _conn_send(self, conn: _SimConn, data: bytes | None) -> None:
+        faults = self.faults
+        if data is not None and not faults.clear() and faults.drops(conn.local, conn.peer):
+            self.stats[conn.local]["dropped_by_fault"] += 1
+            self._break(conn)
+            return
+        self._send(conn.local, conn.peer, (conn.cid, not conn.dialer, data), _TO_CONN)  # type: ignore[arg-type]
+
+    def _conn_lost_later(self, conn: _SimConn) -> None:
+        """The end learns of the loss from the heap, never inside the call that caused it."""
+        self._schedule(trio.current_time(), _CONN_LOST, conn, None, None)  # type: ignore[arg-type]
+
+    def _break(self, conn: _SimConn) -> None:
+        conn._closed = True
+        self._conn_lost_later(conn)
+        other = conn.peer_end
+        if other is not None and not other._closed:
+            other._closed = True
+            self._conn_lost_later(other)
+
+    def _conn_arrived(self, src: str, dst: str, data: tuple[int, bool, bytes | None]) -> None:
+        cid, to_dialer, payload = data
+        if not self.faults.clear() and not self.faults.allowed(src, dst):
+            self.stats[dst]["dropped_by_fault"] += 1
+            end = self._conns.get((cid, not to_dialer))
+            if end is not None:
+                self._break(end)
+            end = self._conns.get((cid, to_dialer))
+            if end is not None:
+                self._break(end)
+            return
+        end = self._conns.get((cid, to_dialer))
+        if end is None:
+            if to_dialer or payload is None:
+                return  # a late chunk or close for an end already gone
+            end = self._accept_conn(cid, src, dst, payload)
+            if end is None:
+                return
+            payload = payload[1:]
+            if not payload:
+                return
+        if payload is None:
+            end.lost()
+            return
+        if end._closed:
+            return
+        handler = end.handler
+        assert handler is not None
+        try:
+            handler.data_received(payload)
+        except Exception as exc:
+            self.contain(dst, "connection handler", exc, "connection_errors")
+            end.close()
+
+    def _accept_conn(self, cid: int, src: str, dst: str, payload: bytes) -> _SimConn | None:
+        """A new connection's first bytes reached ``dst``: its first byte picks the handler."""
+        dialer = self._conns.get((cid, True))
+        listener = self._rpc.get(dst)
+        stats = self.stats[dst]
+        entry = self.port_mux(dst).lookup(payload[0]) if listener is not None else None
+        if listener is not None and entry is None:
+            stats["port_unknown_first_byte"] += 1
+        if entry is None:
+            # Refused (nothing serves dst) or an unknown first byte: the dialer sees it close.
+            if dialer is not None:
+                self._send(dst, src, (cid, True, None), _TO_CONN)  # type: ignore[arg-type]
+            return None
+        stats[f"port_accepted_{payload[0]}"] += 1
+        end = _SimConn(self, cid, dst, src, False)
+        end.peer_end = dialer
+        if dialer is not None:
+            dialer.peer_end = end
+        self._conns[(cid, False)] = end
+        if entry.accept is not None:
+            end.handler = entry.accept(end)
+        else:
+            assert entry.serve is not None
+            stream = StreamOverConn()
+            stream.conn = end
+            end.handler = stream
+            listener.nursery.start_soon(entry.serve, stream, src, dst)
+        return end
+
+    def _close_conns_of(self, address: str) -> None:
+        """A server went away: every connection end it held dies (its peers see the close)."""
+        for end in [e for e in self._conns.values() if e.local == address]:
+            if not end._closed:
+                end._closed = True
+                self._send(end.local, end.peer, (end.cid, not end.dialer, None), _TO_CONN)  # type: ignore[arg-type]
+            end.lost()
 
     # -- datagrams -------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import random
 import socket
 from collections.abc import Callable
@@ -56,6 +57,14 @@ from consim.net.network import (
     Unreachable,
     deliver_datagram,
     stream_key,
+)
+from consim.net.portmux import (
+    MAX_PENDING,
+    RPC_CONSIM,
+    Accept,
+    ConnHandler,
+    MuxConn,
+    PortMux,
 )
 from consim.net.rpc import (
     KIND_NOTIFY,
@@ -133,6 +142,8 @@ class SocketNetwork(Network):
         self._dgram_socks: dict[str, socket.socket] = {}
         self._host_socks: dict[str, socket.socket] = {}
         self._raw = loopback_range_available()
+        # Dialed and accepted mux connections by local address (closed when it stops serving).
+        self._conns_of: dict[str, set[_LiveConn]] = {}
 
     @property
     def pool(self) -> ConnectionPool:
@@ -152,7 +163,13 @@ class SocketNetwork(Network):
     async def _dial(self, src: str, dst: str) -> trio.SocketStream:
         host, port = resolve_listen_address(dst)
         with trio.fail_after(self.connect_timeout):
-            return await trio.open_tcp_stream(host, port)
+            stream = await trio.open_tcp_stream(host, port)
+        try:
+            await stream.send_all(bytes([RPC_CONSIM]))
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
 
     # -- RPC -------------------------------------------------------------------------------------
 
@@ -181,8 +198,12 @@ class SocketNetwork(Network):
                 raise
             try:
                 stats = self.stats[actual]
+                mux = self.port_mux(actual)
+                if address != actual:
+                    # An ephemeral port: handlers registered under the asked-for address apply.
+                    mux = self._muxes[actual] = self.port_mux(address)
 
-                async def on_connection(stream: trio.SocketStream) -> None:
+                async def consim_frames(stream: trio.abc.Stream, peer: str, local: str) -> None:
                     await serve_connection(
                         stream,
                         actual,
@@ -195,14 +216,126 @@ class SocketNetwork(Network):
                         contain=self.contain,
                     )
 
+                mux.register_stream(RPC_CONSIM, consim_frames)
+
+                async def on_connection(stream: trio.SocketStream) -> None:
+                    await self._accept(stream, actual, mux, stats)
+
                 async with trio.open_nursery() as nursery:
                     await nursery.start(trio.serve_listeners, on_connection, listeners)
                     task_status.started(actual)
             finally:
                 self._release(actual, scope)
+                for conn in list(self._conns_of.pop(actual, ())):
+                    conn.close()
                 with trio.CancelScope(shield=True):
                     for listener in listeners:
                         await listener.aclose()
+
+    async def _accept(
+        self, stream: trio.SocketStream, local: str, mux: PortMux, stats: Any
+    ) -> None:
+        """One accepted connection: its first byte picks the handler (``consim.net.portmux``)."""
+        try:
+            peer_name = stream.socket.getpeername()
+            peer = f"{peer_name[0]}:{peer_name[1]}"
+            with trio.move_on_after(self.read_timeout) as scope:
+                first = await stream.receive_some(1)
+            if scope.cancelled_caught:
+                stats["port_first_byte_timeouts"] += 1
+                return
+            if not first:
+                return
+            entry = mux.lookup(first[0])
+            if entry is None:
+                stats["port_unknown_first_byte"] += 1
+                return
+            stats[f"port_accepted_{first[0]}"] += 1
+            if entry.serve is not None:
+                await entry.serve(stream, peer, local)
+                return
+            assert entry.accept is not None
+            if not (self.faults.clear() or self.faults.allowed(peer, local)):
+                stats["dropped_by_fault"] += 1
+                return
+            conn = _LiveConn(self, local, peer)
+            await self._run_conn(conn, stream, entry.accept)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except Exception as exc:
+            self.contain(local, "port connection", exc, "connection_errors")
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _run_conn(self, conn: _LiveConn, stream: trio.SocketStream, accept: Accept) -> None:
+        conns = self._conns_of.setdefault(conn.local, set())
+        conns.add(conn)
+        try:
+            conn.handler = accept(conn)
+            await conn.run(stream)
+        finally:
+            conns.discard(conn)
+            conn.lost()
+
+    def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:
+        nursery = self._require_nursery()
+        conn = _LiveConn(self, src, dst)
+        conn.handler = factory(conn)
+        conn.queue += bytes([first_byte])
+        stats = self.stats[src]
+        if not valid_address(dst):
+            stats["invalid_address"] += 1
+            conn.close()
+        elif not self.faults.clear() and self.faults.drops(src, dst):
+            stats["dropped_by_fault"] += 1
+            conn.close()
+        else:
+            nursery.start_soon(self._dial_conn, conn)
+        return conn
+
+    async def _dial_conn(self, conn: _LiveConn) -> None:
+        src, dst = conn.local, conn.peer
+        stats = self.stats[src]
+        conns = self._conns_of.setdefault(src, set())
+        conns.add(conn)
+        stream: trio.SocketStream | None = None
+        try:
+            if conn.closed:
+                return
+            host, port = resolve_listen_address(dst)
+            local = host_of(src) if self._raw else None
+            with trio.move_on_after(self.connect_timeout):
+                stream = await trio.open_tcp_stream(host, port, local_address=local)
+            if stream is None:
+                stats["unreachable"] += 1
+                return
+            stats["connections_dialed"] += 1
+            await conn.run(stream)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            stats["unreachable"] += 1
+        except Exception as exc:
+            self.contain(src, f"connection to {dst}", exc, "connection_errors")
+        finally:
+            conns.discard(conn)
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            conn.lost()
+
+    async def open_stream(self, src: str, dst: str, first_byte: int) -> trio.abc.Stream:
+        if not valid_address(dst):
+            self.stats[src]["invalid_address"] += 1
+            raise Unreachable(f"cannot connect to {dst!r}: {_why_invalid(dst)}")
+        host, port = resolve_listen_address(dst)
+        local = host_of(src) if self._raw else None
+        try:
+            with trio.fail_after(self.connect_timeout):
+                stream = await trio.open_tcp_stream(host, port, local_address=local)
+        except (OSError, trio.TooSlowError) as exc:
+            raise Unreachable(f"cannot connect to {dst}: {exc}") from None
+        await stream.send_all(bytes([first_byte]))
+        return stream
 
     async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
         nursery = self._require_nursery()
@@ -518,6 +651,136 @@ class SocketNetwork(Network):
             stats["stream_errors"] += 1
         except Exception as exc:
             self.contain(src, "stream exchange", exc, "stream_errors")
+
+
+_RECV = 256 * 1024
+
+
+class _LiveConn:
+    """A port connection over TCP (``consim.net.portmux.MuxConn``): writes go straight to the
+    socket when nothing is queued, else to a queue a writer task drains."""
+
+    def __init__(self, net: SocketNetwork, local: str, peer: str) -> None:
+        self.net = net
+        self.local, self.peer = local, peer
+        self.handler: ConnHandler | None = None
+        self.queue = bytearray()
+        self._fd = -1
+        self._closed = False
+        self._lost = False
+        self._wake = trio.Event()
+        self._scope: trio.CancelScope | None = None
+        self._busy = False  # the writer task is in send_all: writes must queue behind it
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue)
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        faults = self.net.faults
+        if not faults.clear() and not faults.allowed(self.local, self.peer):
+            self.net.stats[self.local]["dropped_by_fault"] += 1
+            self.close()  # a cut link: the connection dies (the peer redials)
+            return
+        if not self.queue and self._fd >= 0 and not self._busy:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self.queue += data
+        if len(self.queue) > MAX_PENDING:
+            self.net.stats[self.local]["port_send_overflow"] += 1
+            self.close()
+            return
+        self._wake.set()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def lost(self) -> None:
+        """Tell the handler once, whoever ended the connection."""
+        self._closed = True
+        self._fd = -1
+        if self._lost:
+            return
+        self._lost = True
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler.connection_lost()
+            except Exception as exc:
+                self.net.contain(self.local, "connection handler", exc, "connection_errors")
+
+    async def run(self, stream: trio.SocketStream) -> None:
+        with trio.CancelScope() as self._scope:
+            if self._closed:
+                return
+            self._fd = stream.socket.fileno()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, stream)
+                await self._reader(stream)
+                nursery.cancel_scope.cancel()
+
+    async def _reader(self, stream: trio.SocketStream) -> None:
+        sock = stream.socket
+        faults = self.net.faults
+        while not self._closed:
+            fd = sock.fileno()
+            if fd < 0:
+                return
+            try:
+                chunk = os.read(fd, _RECV)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            if not faults.clear() and not faults.allowed(self.peer, self.local):
+                self.net.stats[self.local]["dropped_by_fault"] += 1
+                return
+            handler = self.handler
+            assert handler is not None
+            try:
+                handler.data_received(chunk)
+            except Exception as exc:
+                self.net.contain(self.local, "connection handler", exc, "connection_errors")
+                return
+            await trio.lowlevel.checkpoint()
+
+    async def _writer(self, stream: trio.SocketStream) -> None:
+        while True:
+            if self.queue:
+                data = bytes(self.queue)
+                self.queue.clear()
+                self._busy = True
+                try:
+                    await stream.send_all(data)
+                finally:
+                    self._busy = False
+                continue
+            if self._closed:
+                return
+            self._wake = trio.Event()
+            await self._wake.wait()
 
 
 async def _read_message(stream: trio.SocketStream, frame_length: FrameLength) -> bytes | None:

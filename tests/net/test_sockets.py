@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from consim.net.framing import FrameReader, encode_frame
+from consim.net.portmux import RPC_CONSIM
 from consim.net.rpc import KIND_REPLY, KIND_REQUEST, hello
 from consim.net.sockets import (
     SocketNetwork,
@@ -72,8 +73,11 @@ def count_tasks() -> int:
 
 
 async def raw_connect(address: str) -> trio.SocketStream:
+    """A connection speaking consim's own frames (first byte RPC_CONSIM on the server port)."""
     host, port = resolve_listen_address(address)
-    return await trio.open_tcp_stream(host, port)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(bytes([RPC_CONSIM]))
+    return stream
 
 
 async def closed_by_server(stream: trio.SocketStream, timeout: float = 3.0) -> bool:

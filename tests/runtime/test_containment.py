@@ -23,6 +23,7 @@ from consim.cluster import Cluster
 from consim.gossip import wire
 from consim.net.framing import encode_frame
 from consim.net.network import RpcError
+from consim.net.portmux import RPC_CONSIM
 from consim.net.rpc import KIND_NOTIFY, hello
 from consim.net.sockets import resolve_listen_address
 from consim.server import endpoints
@@ -234,7 +235,7 @@ async def _raft_frame(node: ServerNode, src: str, message: dict[str, Any]) -> No
     stream = await trio.open_tcp_stream(*resolve_listen_address(node.address))
     async with stream:
         frame = [KIND_NOTIFY, 0, "Raft.Message", {"from": "attacker", "msg": message}]
-        await stream.send_all(encode_frame(hello(src)) + encode_frame(frame))
+        await stream.send_all(bytes([RPC_CONSIM]) + encode_frame(hello(src)) + encode_frame(frame))
         await trio.sleep(0.2)
 
 

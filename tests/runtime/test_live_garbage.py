@@ -11,6 +11,7 @@ import tracemalloc
 import trio
 
 from consim.net.framing import encode_frame
+from consim.net.portmux import RPC_CONSIM
 from consim.net.rpc import hello
 from consim.net.sockets import resolve_listen_address
 from consim.server.node import ServerNode
@@ -22,7 +23,9 @@ READ_TIMEOUT = 0.5
 
 async def _connect(node: ServerNode) -> trio.SocketStream:
     host, port = resolve_listen_address(node.address)
-    return await trio.open_tcp_stream(host, port)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(bytes([RPC_CONSIM]))  # consim's own frames on the server port
+    return stream
 
 
 async def _closed_by_server(stream: trio.SocketStream, within: float) -> bool:
