@@ -138,7 +138,7 @@ class RaftDriver:
     # ---- incarnations ------------------------------------------------------------------------
     def reset(self) -> None:
         self.core: RaftCore | None = None
-        self.fsm = StateMachine()
+        self.fsm = StateMachine(clock=trio.current_time)
         self._applies: dict[int, ApplyFuture] = {}
         self._verifies: dict[int, VerifyFuture] = {}
         self._fsm_changed = trio.Event()
@@ -171,9 +171,9 @@ class RaftDriver:
             now=now,
         )
         self.fsm = (
-            StateMachine.restore(state.snapshot.data)
+            StateMachine.restore(state.snapshot.data, clock=trio.current_time)
             if state.snapshot is not None
-            else StateMachine()
+            else StateMachine(clock=trio.current_time)
         )
         if host.record_applies:
             self._record("fsm_restored", {"index": self.fsm.last_applied})
@@ -277,7 +277,7 @@ class RaftDriver:
                 storage.append(ready.entries)  # each Ready's lists are fresh: no copy needed
             if ready.snapshot is not None:
                 storage.save_snapshot(ready.snapshot)
-                self.fsm = StateMachine.restore(ready.snapshot.data)
+                self.fsm = StateMachine.restore(ready.snapshot.data, clock=trio.current_time)
                 if host.record_applies:
                     self._record("fsm_restored", {"index": self.fsm.last_applied})
                 self._notify_fsm()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -162,16 +161,21 @@ async def kvs_apply(node: Server, args: dict[str, Any]) -> dict[str, Any]:
             authorizer.require("key", "write", key)
     except PermissionDenied as exc:
         raise RpcError(str(exc)) from None
-    if op in ("lock", "unlock"):
-        # consim has no session endpoints, so no session exists: Consul's state store answers
-        # a lock with an unknown session with this error (a 500), and an unlock by a session
-        # that does not hold the key with false.
-        session = str(dirent.get("Session") or "")
-        if not session:
-            raise RpcError("missing session")
-        if op == "lock":
-            raise RpcError(f"invalid session {json.dumps(session, ensure_ascii=False)}")
-        return {"Result": False, "Index": node.fsm.last_applied}
+    session = str(dirent.get("Session") or "")
+    if op == "lock":
+        # Consul's kvs_endpoint Apply: lock-delay is wall time, so only the leader's view of it
+        # is checked, before the command is proposed (each server would expire it differently).
+        until = node.fsm.sessions.lock_delay_until(key)
+        if until > trio.current_time():
+            node.events.emit(
+                node.name,
+                "kvs_lock_delay",
+                {"key": key, "remaining": round(until - trio.current_time(), 3)},
+                level="WARN",
+                subsystem="agent.server.kvs",
+                message="Rejecting lock of key due to lock-delay",
+            )
+            return {"Result": False, "Index": node.fsm.last_applied}
     value = dirent.get("Value")
     if isinstance(value, str):
         value = base64.b64decode(value)
@@ -184,8 +188,11 @@ async def kvs_apply(node: Server, args: dict[str, Any]) -> dict[str, Any]:
                 "Value": value,
                 "Flags": int(dirent.get("Flags") or 0),
                 "ModifyIndex": int(dirent.get("ModifyIndex") or 0),
+                "Session": session,
             },
         },
     )
     result = await node.apply_command(command)
+    if isinstance(result, dict) and "Error" in result:
+        raise RpcError(str(result["Error"]))
     return {"Result": bool(result), "Index": node.fsm.last_applied}

@@ -1,0 +1,203 @@
+"""Consul's KV table (``state/kvs.go``): set, cas, deletes, and session locks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from consim.server.state.base import Table
+
+
+@dataclass(slots=True)
+class DirEntry:
+    """One KV entry, with Consul's field names on the wire."""
+
+    key: str
+    value: bytes | None
+    flags: int = 0
+    create_index: int = 0
+    modify_index: int = 0
+    lock_index: int = 0
+    session: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "LockIndex": self.lock_index,
+            "Key": self.key,
+            "Flags": self.flags,
+            "Value": self.value,
+        }
+        if self.session:
+            wire["Session"] = self.session
+        wire["CreateIndex"] = self.create_index
+        wire["ModifyIndex"] = self.modify_index
+        return wire
+
+
+class KVTable(Table):
+    name = "kvs"
+    commands = {"KVS": "apply"}
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.entries: dict[str, DirEntry] = {}
+
+    def _changed(self, index: int) -> None:
+        self.store.bump(index, self.name)
+
+    # ---- apply -------------------------------------------------------------------------------
+    def apply(self, index: int, command: dict[str, Any]) -> Any:
+        op = command.get("Op")
+        ent = command.get("DirEnt") or {}
+        key = str(ent.get("Key", ""))
+        existing = self.entries.get(key)
+        if op == "set":
+            self._set(index, key, ent, existing)
+            return True
+        if op == "cas":
+            want = int(ent.get("ModifyIndex", 0))
+            # cas=0 means "create only if absent" (Consul's KVSCAS).
+            if (want == 0 and existing is not None) or (
+                want != 0 and (existing is None or existing.modify_index != want)
+            ):
+                return False
+            self._set(index, key, ent, existing)
+            return True
+        if op == "delete":
+            if existing is not None:
+                del self.entries[key]
+            self._changed(index)
+            return True
+        if op == "delete-cas":
+            want = int(ent.get("ModifyIndex", 0))
+            if existing is None:
+                # Consul: deleting a missing key with cas succeeds only when index 0 is given.
+                return want == 0
+            if existing.modify_index != want:
+                return False
+            del self.entries[key]
+            self._changed(index)
+            return True
+        if op == "delete-tree":
+            for k in [k for k in sorted(self.entries) if k.startswith(key)]:
+                del self.entries[k]
+            self._changed(index)
+            return True
+        if op == "lock":
+            return self._lock(index, key, ent, existing)
+        if op == "unlock":
+            return self._unlock(index, key, ent, existing)
+        return False
+
+    def _set(
+        self,
+        index: int,
+        key: str,
+        ent: dict[str, Any],
+        existing: DirEntry | None,
+        *,
+        session: str | None = None,
+        lock_index: int | None = None,
+    ) -> None:
+        value = ent.get("Value")
+        # A plain set keeps the lock a session holds on the key (Consul's kvsSetTxn).
+        self.entries[key] = DirEntry(
+            key=key,
+            value=bytes(value) if value is not None else None,
+            flags=int(ent.get("Flags", 0)),
+            create_index=existing.create_index if existing else index,
+            modify_index=index,
+            lock_index=lock_index
+            if lock_index is not None
+            else (existing.lock_index if existing else 0),
+            session=session if session is not None else (existing.session if existing else ""),
+        )
+        self._changed(index)
+
+    def _lock(self, index: int, key: str, ent: dict[str, Any], existing: DirEntry | None) -> Any:
+        # Consul's kvsLockTxn.
+        session = str(ent.get("Session") or "")
+        if not session:
+            return {"Error": "missing session"}
+        if session not in self.store.sessions.sessions:
+            return {"Error": f"invalid session {json.dumps(session, ensure_ascii=False)}"}
+        if existing is None:
+            self._set(index, key, ent, None, session=session, lock_index=1)
+            return True
+        if existing.session == session:
+            self._set(index, key, ent, existing, session=session)  # re-acquire: same LockIndex
+            return True
+        if existing.session:
+            return False  # held by another session
+        self._set(index, key, ent, existing, session=session, lock_index=existing.lock_index + 1)
+        return True
+
+    def _unlock(self, index: int, key: str, ent: dict[str, Any], existing: DirEntry | None) -> Any:
+        # Consul's kvsUnlockTxn.
+        session = str(ent.get("Session") or "")
+        if not session:
+            return {"Error": "missing session"}
+        if existing is None or existing.session != session:
+            return False
+        self._set(index, key, ent, existing, session="")
+        return True
+
+    # ---- what an invalidated session does to its locks (state/session.go) ----------------------
+    def release_session(self, index: int, session: str, delete: bool) -> list[str]:
+        """Release (or delete, for behaviour delete) every key ``session`` holds; their names."""
+        held = [k for k in sorted(self.entries) if self.entries[k].session == session]
+        for key in held:
+            if delete:
+                del self.entries[key]
+            else:
+                ent = self.entries[key]
+                ent.session = ""
+                ent.modify_index = index
+        if held:
+            self._changed(index)
+        return held
+
+    # ---- reads -------------------------------------------------------------------------------
+    def get(self, key: str) -> tuple[int, DirEntry | None]:
+        ent = self.entries.get(key)
+        if ent is not None:
+            return ent.modify_index, ent
+        return self.store.indexes.get(self.name, 0), None
+
+    def list(self, prefix: str) -> tuple[int, list[DirEntry]]:
+        return self.store.indexes.get(self.name, 0), [
+            self.entries[k] for k in sorted(self.entries) if k.startswith(prefix)
+        ]
+
+    def list_keys(self, prefix: str, separator: str) -> tuple[int, list[str]]:
+        keys: list[str] = []
+        seen: set[str] = set()
+        for k in sorted(self.entries):
+            if not k.startswith(prefix):
+                continue
+            if separator:
+                cut = k.find(separator, len(prefix))
+                if cut != -1:
+                    k = k[: cut + len(separator)]
+            if k not in seen:
+                seen.add(k)
+                keys.append(k)
+        return self.store.indexes.get(self.name, 0), keys
+
+    # ---- snapshots ---------------------------------------------------------------------------
+    def snapshot(self) -> Any:
+        return {"entries": [e.to_wire() for _, e in sorted(self.entries.items())]}
+
+    def restore(self, obj: Any) -> None:
+        self.entries = {}
+        for w in obj.get("entries", []):
+            self.entries[w["Key"]] = DirEntry(
+                key=w["Key"],
+                value=w["Value"],
+                flags=w["Flags"],
+                create_index=w["CreateIndex"],
+                modify_index=w["ModifyIndex"],
+                lock_index=w["LockIndex"],
+                session=w.get("Session", ""),
+            )
