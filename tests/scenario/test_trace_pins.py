@@ -1097,7 +1097,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "d95fd4909d9808eb4dc66b1837157641fec8083d193b16303e624a43b0a7aacd",
+        "trace_hash": "7676da371b7256f9e123634b6a73ce3854e1577d603b05be07c03808199450c5",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
@@ -1285,7 +1285,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "check": {
-        "trace_hash": "10f761b4f1f835406c7aa0bbab03af0aee2d4a4937e1c471c2f73092b4f858b9",
+        "trace_hash": "47ff1a001b555a01eabd25eb9d605ca10b2e0a426e2c506a2db70c98af535d4f",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
             (
