@@ -86,6 +86,7 @@ _COUNTERS = (
     "streams_out",
     "fallback_pings_out",
     "responses_relayed",
+    "push_pull_refused",
     "user_events",
 )
 # serf: QueryResponseSizeLimit's default, and the shortest base64 key (AES-128) plus msgpack framing.
@@ -532,8 +533,15 @@ class GossipCore:
         t = inner["t"]
         try:
             if t == "pp":
+                # memberlist handleConn sends its own state before merging the remote one.
                 reply = self._push_pull_bytes(join=inner["join"])
-                self._merge_push_pull(inner, now)
+                try:
+                    self._verify_protocol(inner["states"])
+                    self._merge_push_pull(inner, now)
+                except wire.WireError as err:
+                    self._drop(
+                        "push_pull_refused", src_address, f"Failed push/pull merge: {err}", now
+                    )
                 return reply
             if t == "ping":
                 if inner["node"] and inner["node"] != self.name:
@@ -564,6 +572,18 @@ class GossipCore:
             if inner["t"] != "pp":
                 raise wire.WireError("received invalid msgType, expected pushPullMsg")
             joining = self._joins.pop(dst_address, None) is not None
+            try:
+                self._verify_protocol(inner["states"])
+            except wire.WireError as err:
+                self._drop(
+                    "push_pull_refused",
+                    dst_address,
+                    f"Failed to join {dst_address}: {err}"
+                    if joining
+                    else f"push/pull failed: {err}",
+                    now,
+                )
+                return
             self._merge_push_pull(inner, now)
         except (
             _Malformed,
@@ -769,6 +789,29 @@ class GossipCore:
                 member=name,
                 addr=host,
             )
+
+    def _verify_protocol(self, states: list[dict[str, Any]]) -> None:
+        """memberlist verifyProtocol: every alive member's version range must admit every
+        member's current protocol and delegate version, or the push-pull merge fails."""
+        pmin = dmin = 0
+        pmax = dmax = 255
+        local = [(n.name, n.state == ALIVE, n.vsn) for n in self._nodes.values()]
+        remote = [(e["node"], e["state"] == 0, e["vsn"]) for e in states]
+        for _name, alive, vsn in remote + local:
+            if alive and vsn:
+                pmin, pmax = max(pmin, vsn[0]), min(pmax, vsn[1])
+                dmin, dmax = max(dmin, vsn[3]), min(dmax, vsn[4])
+        for name, _alive, vsn in remote + local:
+            pcur, dcur = (vsn[2], vsn[5]) if vsn else (0, 0)
+            if not pmin <= pcur <= pmax:
+                raise wire.WireError(
+                    f"Node '{name}' protocol version ({pcur}) is incompatible: [{pmin}, {pmax}]"
+                )
+            if not dmin <= dcur <= dmax:
+                raise wire.WireError(
+                    f"Node '{name}' delegate protocol version ({dcur}) is incompatible: "
+                    f"[{dmin}, {dmax}]"
+                )
 
     def _merge_push_pull(self, msg: dict[str, Any], now: float) -> None:
         # memberlist mergeState: remote dead becomes suspect here (verify it ourselves).
