@@ -14,6 +14,7 @@ import trio
 
 from consim.net.network import ConnectionLost, Network, RpcError, RpcTimeout, Unreachable
 from consim.server.endpoints import HANDLERS, Handler
+from consim.server.endpoints.registry import LOCALS, READS
 from consim.server.interface import Server
 from consim.server.raft_driver import ERR_NOT_LEADER
 from consim.structs import JITTER_FRACTION
@@ -65,9 +66,9 @@ class Forwarder:
         datacenter = args.get("Datacenter") or server.datacenter
         if datacenter != server.datacenter:
             return await self.forward_dc(method, args, datacenter)
-        if method in LOCAL_METHODS:
+        if method in LOCAL_METHODS or method in LOCALS:
             return await handler(server, args)
-        is_read = method in READ_METHODS
+        is_read = method in READ_METHODS or method in READS
         if is_read and args.get("AllowStale") and server.has_heard_from_leader():
             max_stale = float(args.get("MaxStaleDuration") or 0)
             if max_stale > 0 and server.last_contact_seconds() > max_stale:
@@ -128,7 +129,7 @@ class Forwarder:
             except ConnectionLost:
                 # That server may have handled it: another one would apply a write again. Reads,
                 # status and keyring operations (idempotent) may go to the next server.
-                if method not in READ_METHODS and method not in LOCAL_METHODS:
+                if not ({method} & (READ_METHODS | LOCAL_METHODS | READS | LOCALS)):
                     raise RpcError(ERR_RPC_EOF) from None
             except (Unreachable, RpcTimeout):
                 continue

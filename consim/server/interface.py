@@ -17,6 +17,7 @@ from consim.raft.config import RaftConfig
 from consim.raft.core import RaftCore
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool, PoolHost
+from consim.server.session_ttl import SessionTimers
 
 
 class Server(PoolHost, Protocol):
@@ -38,6 +39,8 @@ class Server(PoolHost, Protocol):
     wan_pool: GossipPool | None
     # The leader's autopilot bookkeeping: ((incarnation, term), {server id: tracked health}).
     autopilot_tracked: tuple[tuple[int, int], dict[str, Any]] | None
+    # The leader's session TTL timers (idle on a follower).
+    session_timers: SessionTimers
 
     @property
     def fsm(self) -> StateMachine: ...

@@ -18,13 +18,17 @@ from consim.net.network import RpcError
 from consim.raft.core import RaftCore, RaftError
 from consim.raft.types import Role
 from consim.server import autopilot
+from consim.server.catalog_sync import reconcile_catalog
 from consim.server.fsm import encode_command
 from consim.server.interface import Server
 from consim.structs import DEFAULT_AUTOPILOT
 from consim.testing import faults as _testing_faults
 
 # Member events after which the leader reconciles at once instead of at the next interval.
-RECONCILE_EVENTS = frozenset({"member_left", "member_failed", "member_reap"})
+# (a join or a return too: the leader registers the member in the catalog, as reconcileMember).
+RECONCILE_EVENTS = frozenset(
+    {"member_join", "member_alive", "member_left", "member_failed", "member_reap"}
+)
 
 
 class LeaderDuties:
@@ -50,11 +54,13 @@ class LeaderDuties:
     def barrier_applied(self, core: RaftCore) -> None:
         if core.role is Role.LEADER:
             self.consistent_ready = True
+            self.server.session_timers.initialize()
             # establishLeadership goes on with the reconcile (autopilot defaults, peers).
             self._kick.set()
 
     def leadership_lost(self) -> None:
         self.consistent_ready = False
+        self.server.session_timers.clear_all()
 
     # ---- told by the LAN pool ------------------------------------------------------------------
     def member_event(self, kind: str) -> None:
@@ -89,6 +95,10 @@ async def reconcile(node: Server) -> None:
             )
         except RpcError:
             return
+    try:
+        await reconcile_catalog(node)
+    except RpcError:
+        return
     core = node.raft()
     members = {m.tags.get("id", ""): m for m in node.lan_pool.members()}
     by_address = {f"{m.addr}:{m.tags.get('port', '8300')}": m for m in node.lan_pool.members()}

@@ -45,6 +45,7 @@ from consim.server.gossip_driver import GossipPool
 from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
+from consim.server.session_ttl import SessionTimers
 from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
 
@@ -116,6 +117,7 @@ class ServerNode:
         self.raft_driver = RaftDriver(self, raft_config, rng)
         self.leader = LeaderDuties(self, interval=2.0 * gossip_scale)
         self.raft_driver.observer = self.leader
+        self.session_timers = SessionTimers(self)
         self.forwarder = Forwarder(self, network, hold_timeout=rpc_hold_timeout)
         self.lan_pool: GossipPool | None = None
         self.wan_pool: GossipPool | None = None
@@ -172,6 +174,7 @@ class ServerNode:
     def _reset_volatile(self) -> None:
         self.raft_driver.reset()
         self.leader.reset()
+        self.session_timers.reset()
         # Notifies handed to the network as awaitables (while paused) and not yet handled; later
         # ones queue behind them so Raft messages keep their order. One counter per incarnation.
         self._held_notifies = [0]
@@ -227,6 +230,7 @@ class ServerNode:
                         self._handle_rpc,
                     )
                     driver.flush()  # arms the timer
+                    nursery.start_soon(self.session_timers.run)
                     if self.lan_pool is not None and self.wan_pool is not None:
                         lan_join, wan_join = self.membership.join_addresses()
                         await nursery.start(self.lan_pool.run, lan_join)

@@ -42,6 +42,10 @@ async def _read(
     return index, result, query_meta(node, args, index)
 
 
+# What the other families' reads use (the same consistency modes and blocking as KV).
+blocking_query = _read
+
+
 async def consistent_read(node: Server) -> None:
     if not await node.verify_leader():
         raise RpcError("node is not the leader")

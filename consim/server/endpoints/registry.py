@@ -19,13 +19,21 @@ from consim.server.interface import Server
 
 Handler = Callable[[Server, dict[str, Any]], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
+# Methods registered with read=True (may be served stale) or local=True (answered by whichever
+# server receives them); ``forwarding`` reads both.
+READS: set[str] = set()
+LOCALS: set[str] = set()
 
 
-def endpoint(name: str) -> Callable[[Handler], Handler]:
+def endpoint(name: str, *, read: bool = False, local: bool = False) -> Callable[[Handler], Handler]:
     """Register the decorated handler as RPC method ``name``."""
 
     def register(fn: Handler) -> Handler:
         HANDLERS[name] = fn
+        if read:
+            READS.add(name)
+        if local:
+            LOCALS.add(name)
         return fn
 
     return register

@@ -1,0 +1,259 @@
+"""Consul's Catalog endpoint (``catalog_endpoint.go``).
+
+Registrations are checked here (Consul's preApply texts) and applied through Raft to the
+catalog table (``consim.server.state.catalog``); reads are blocking queries with the same
+consistency modes as KV. ACLs: ``node:write`` on a node registration (services and checks are
+not yet covered by consim's ACL rules) and ``node:read`` filtering on node listings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from consim.net.network import RpcError
+from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.registry import authorize, endpoint, require
+from consim.server.interface import Server
+from consim.server.state.base import encode_command
+from consim.server.state.catalog import STATUSES
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def node_record(args: dict[str, Any], datacenter: str) -> dict[str, Any]:
+    """structs.Node from a RegisterRequest (Go field order)."""
+    return {
+        "ID": str(args.get("ID") or ""),
+        "Node": str(args.get("Node") or ""),
+        "Address": str(args.get("Address") or ""),
+        "Datacenter": str(args.get("Datacenter") or datacenter),
+        "TaggedAddresses": args.get("TaggedAddresses") or None,
+        "Meta": args.get("NodeMeta") or None,
+    }
+
+
+def service_record(service: dict[str, Any]) -> dict[str, Any]:
+    """structs.NodeService from a registration's Service (Go field order)."""
+    name = str(service.get("Service") or "")
+    sid = str(service.get("ID") or "") or name
+    weights = service.get("Weights")
+    return {
+        "Kind": str(service.get("Kind") or ""),
+        "ID": sid,
+        "Service": name,
+        "Tags": list(service["Tags"]) if service.get("Tags") is not None else None,
+        "Address": str(service.get("Address") or ""),
+        "TaggedAddresses": service.get("TaggedAddresses") or None,
+        "Meta": dict(service["Meta"]) if service.get("Meta") else None,
+        "Port": int(service.get("Port") or 0),
+        "Weights": dict(weights) if weights else None,
+        "EnableTagOverride": bool(service.get("EnableTagOverride")),
+    }
+
+
+def check_record(check: dict[str, Any], node: str) -> dict[str, Any]:
+    """structs.HealthCheck from a registration's Check (Go field order)."""
+    name = str(check.get("Name") or "")
+    definition = check.get("Definition") or {}
+    return {
+        "Node": str(check.get("Node") or node),
+        "CheckID": str(check.get("CheckID") or "") or name,  # Consul's checkPreApply
+        "Name": name,
+        "Status": str(check.get("Status") or ""),
+        "Notes": str(check.get("Notes") or ""),
+        "Output": str(check.get("Output") or ""),
+        "ServiceID": str(check.get("ServiceID") or ""),
+        "ServiceName": str(check.get("ServiceName") or ""),
+        "ServiceTags": check.get("ServiceTags"),
+        "Type": str(check.get("Type") or ""),
+        "Interval": str(check.get("Interval") or definition.get("Interval") or ""),
+        "Timeout": str(check.get("Timeout") or definition.get("Timeout") or ""),
+        "ExposedPort": int(check.get("ExposedPort") or 0),
+        "Definition": dict(definition) if isinstance(definition, dict) else {},
+    }
+
+
+def registration(args: dict[str, Any], datacenter: str) -> dict[str, Any]:
+    """Consul's Catalog.Register checks on a RegisterRequest; the command body to propose."""
+    node = str(args.get("Node") or "")
+    if not node:
+        raise RpcError("Must provide node")
+    node_id = str(args.get("ID") or "")
+    if node_id and not _UUID.match(node_id):
+        raise RpcError("Bad node ID: uuid string is wrong length")
+    skip = bool(args.get("SkipNodeUpdate"))
+    if not args.get("Address") and not skip:
+        raise RpcError("Must provide address if SkipNodeUpdate is not set")
+    service = None
+    if args.get("Service"):
+        service = service_record(dict(args["Service"]))
+        if service["ID"] and not service["Service"]:
+            raise RpcError(
+                "Must provide service name (Service.Service) when service ID is provided"
+            )
+        if service["Address"] in ("0.0.0.0", "::", "[::]"):
+            raise RpcError("Invalid service address")
+    checks = [dict(c) for c in args.get("Checks") or []]
+    if args.get("Check"):
+        checks.append(dict(args["Check"]))
+    records = [check_record(c, node) for c in checks]
+    for check in records:
+        if check["Node"].lower() != node.lower():
+            raise RpcError(
+                f"Node '{check['Node']}' for check '{check['CheckID']}' doesn't match register "
+                f"request node '{node}'"
+            )
+        if check["Status"] and check["Status"] not in STATUSES:
+            raise RpcError(f"Invalid check status: '{check['Status']}'")
+    return {
+        "Node": node_record(args, datacenter),
+        "Service": service,
+        "Checks": records,
+        "SkipNodeUpdate": skip,
+    }
+
+
+async def _apply(node: Server, kind: str, body: dict[str, Any]) -> Any:
+    result = await node.apply_command(encode_command(kind, body))
+    if isinstance(result, dict) and "Error" in result:
+        raise RpcError(str(result["Error"]))
+    return result
+
+
+@endpoint("Catalog.Register")
+async def catalog_register(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    body = registration(args, node.datacenter)
+    name = body["Node"]["Node"]
+    existing = node.fsm.catalog.nodes.get(name)
+    changes_node = existing is None or any(
+        existing.get(k) != body["Node"].get(k) for k in ("ID", "Address", "TaggedAddresses", "Meta")
+    )
+    # Consul's vetRegisterWithACL: re-posting a node unchanged needs no node:write.
+    if changes_node and not (body["SkipNodeUpdate"] and existing is not None):
+        require(node, args, "node", "write", name)
+    if any(not c["ServiceID"] for c in body["Checks"]):
+        require(node, args, "node", "write", name)
+    await _apply(node, "Register", body)
+    return {}
+
+
+@endpoint("Catalog.Deregister")
+async def catalog_deregister(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("Node") or "")
+    if not name:
+        raise RpcError("Must provide node")
+    require(node, args, "node", "write", name)
+    await _apply(
+        node,
+        "Deregister",
+        {
+            "Node": name,
+            "ServiceID": str(args.get("ServiceID") or ""),
+            "CheckID": str(args.get("CheckID") or ""),
+        },
+    )
+    return {}
+
+
+@endpoint("Catalog.ListDatacenters", local=True)
+async def catalog_datacenters(node: Server, args: dict[str, Any]) -> list[str]:
+    # Consul orders them by distance; consim has no coordinates: its own first, then by name.
+    others = sorted(dc for dc in node.known_datacenters() if dc != node.datacenter)
+    return [node.datacenter, *others]
+
+
+def readable_nodes(node: Server, args: dict[str, Any]) -> Any:
+    authz = authorize(node, args)
+    if authz.unrestricted:
+        return lambda name: True
+    return lambda name: authz.allowed("node", "read", name)
+
+
+@endpoint("Catalog.ListNodes", read=True)
+async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    readable = readable_nodes(node, args)
+    meta_filter = dict(args.get("NodeMetaFilters") or {})
+
+    def read() -> tuple[int, Any]:
+        catalog = node.fsm.catalog
+        out = []
+        for name in sorted(catalog.nodes):
+            n = catalog.nodes[name]
+            meta = n.get("Meta") or {}
+            if readable(name) and all(meta.get(k) == v for k, v in meta_filter.items()):
+                out.append(dict(n))
+        return node.fsm.max_index("nodes"), out
+
+    index, nodes, meta = await blocking_query(node, args, read)
+    return {"Nodes": nodes, "Index": index, "QueryMeta": meta}
+
+
+@endpoint("Catalog.ListServices", read=True)
+async def catalog_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    def read() -> tuple[int, Any]:
+        return node.fsm.max_index("nodes", "services"), node.fsm.catalog.service_names()
+
+    index, services, meta = await blocking_query(node, args, read)
+    return {"Services": services, "Index": index, "QueryMeta": meta}
+
+
+def service_node(n: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
+    """structs.ServiceNode: a node and one of its services, flattened (Go field order)."""
+    return {
+        "ID": n["ID"],
+        "Node": n["Node"],
+        "Address": n["Address"],
+        "Datacenter": n["Datacenter"],
+        "TaggedAddresses": n.get("TaggedAddresses"),
+        "NodeMeta": n.get("Meta"),
+        "ServiceKind": s.get("Kind", ""),
+        "ServiceID": s["ID"],
+        "ServiceName": s["Service"],
+        "ServiceTags": s.get("Tags"),
+        "ServiceAddress": s.get("Address", ""),
+        "ServiceTaggedAddresses": s.get("TaggedAddresses"),
+        "ServiceWeights": s.get("Weights") or {"Passing": 0, "Warning": 0},
+        "ServiceMeta": s.get("Meta"),
+        "ServicePort": s.get("Port", 0),
+        "ServiceEnableTagOverride": s.get("EnableTagOverride", False),
+        "CreateIndex": s["CreateIndex"],
+        "ModifyIndex": s["ModifyIndex"],
+    }
+
+
+@endpoint("Catalog.ServiceNodes", read=True)
+async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("ServiceName") or "")
+    tags = [str(t) for t in args.get("ServiceTags") or []]
+    readable = readable_nodes(node, args)
+
+    def read() -> tuple[int, Any]:
+        out = [
+            service_node(n, s)
+            for n, s in node.fsm.catalog.service_instances(name)
+            if readable(n["Node"]) and all(t in (s.get("Tags") or []) for t in tags)
+        ]
+        return node.fsm.max_index("nodes", "services"), out
+
+    index, nodes, meta = await blocking_query(node, args, read)
+    return {"ServiceNodes": nodes, "Index": index, "QueryMeta": meta}
+
+
+@endpoint("Catalog.NodeServices", read=True)
+async def catalog_node_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("Node") or "")
+    require(node, args, "node", "read", name)
+
+    def read() -> tuple[int, Any]:
+        catalog = node.fsm.catalog
+        if name not in catalog.nodes:
+            return node.fsm.max_index("nodes", "services"), None
+        services = catalog.services.get(name, {})
+        return node.fsm.max_index("nodes", "services"), {
+            "Node": dict(catalog.nodes[name]),
+            "Services": {sid: dict(services[sid]) for sid in sorted(services)},
+        }
+
+    index, found, meta = await blocking_query(node, args, read)
+    return {"NodeServices": found, "Index": index, "QueryMeta": meta}

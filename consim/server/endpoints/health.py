@@ -1,0 +1,80 @@
+"""Consul's Health endpoint (``health_endpoint.go``): checks by node, service and state, and
+service instances with their checks (``?passing``), from the catalog table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consim.net.network import RpcError
+from consim.server.endpoints.catalog import readable_nodes
+from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.registry import endpoint
+from consim.server.interface import Server
+from consim.server.state.catalog import CRITICAL, MAINT, PASSING, WARNING
+
+
+@endpoint("Health.NodeChecks", read=True)
+async def health_node_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("Node") or "")
+
+    def read() -> tuple[int, Any]:
+        return node.fsm.max_index("checks"), [dict(c) for c in node.fsm.catalog.node_checks(name)]
+
+    index, checks, meta = await blocking_query(node, args, read)
+    return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
+
+
+@endpoint("Health.ServiceChecks", read=True)
+async def health_service_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("ServiceName") or "")
+
+    def read() -> tuple[int, Any]:
+        return node.fsm.max_index("nodes", "services", "checks"), [
+            dict(c) for c in node.fsm.catalog.service_checks(name)
+        ]
+
+    index, checks, meta = await blocking_query(node, args, read)
+    return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
+
+
+@endpoint("Health.ChecksInState", read=True)
+async def health_checks_in_state(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    state = str(args.get("State") or "")
+    if state not in ("any", PASSING, WARNING, CRITICAL, MAINT):
+        raise RpcError(f"Bad state '{state}'")
+
+    def read() -> tuple[int, Any]:
+        return node.fsm.max_index("checks"), [
+            dict(c) for c in node.fsm.catalog.checks_in_state(state)
+        ]
+
+    index, checks, meta = await blocking_query(node, args, read)
+    return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
+
+
+@endpoint("Health.ServiceNodes", read=True)
+async def health_service_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("ServiceName") or "")
+    tags = [str(t) for t in args.get("ServiceTags") or []]
+    passing_only = bool(args.get("PassingOnly"))
+    readable = readable_nodes(node, args)
+
+    def read() -> tuple[int, Any]:
+        catalog = node.fsm.catalog
+        out = []
+        for n, s in catalog.service_instances(name):
+            if not readable(n["Node"]) or not all(t in (s.get("Tags") or []) for t in tags):
+                continue
+            # A service's entry carries its node's checks and its own (Consul's CheckServiceNode).
+            checks = [
+                dict(c)
+                for c in catalog.node_checks(n["Node"])
+                if not c.get("ServiceID") or c.get("ServiceID") == s["ID"]
+            ]
+            if passing_only and any(c["Status"] != PASSING for c in checks):
+                continue
+            out.append({"Node": dict(n), "Service": dict(s), "Checks": checks})
+        return node.fsm.max_index("nodes", "services", "checks"), out
+
+    index, nodes, meta = await blocking_query(node, args, read)
+    return {"Nodes": nodes, "Index": index, "QueryMeta": meta}
