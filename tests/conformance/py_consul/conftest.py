@@ -1,0 +1,203 @@
+"""py-consul 1.8.0's own tests (vendored from its sdist, MIT) against a live consim server.
+
+Upstream starts a Docker ``consul agent -dev`` per test (its root ``conftest.py``); here each test
+gets a fresh one-server consim cluster instead, live on real sockets (py-consul speaks HTTP), run
+by ``trio.run`` in a thread of its own and torn down after the test. The fixtures keep upstream's
+names and shapes (``consul_port`` -> (port, version), ``acl_consul_instance`` -> (instance,
+management token)), and ``consul_obj`` / ``acl_consul`` are upstream's ``tests/conftest.py``.
+
+The tests build clients as ``Consul(port=P)``, which means ``127.0.0.1``; another live cluster on
+this machine may hold that address, so the server goes to the first free ``127.0.N.1`` and a
+client built without a host is pointed there (the one thing Docker's port mapping gave upstream).
+
+By default a representative subset runs (``DEFAULT_FILES``); ``CONSIM_PY_CONSUL_ALL=1`` runs the
+whole directory.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trio
+
+import consul
+import consul.base
+from consim.acl import ACLConfig
+from consim.runtime import start_live_cluster_parts
+from consim.spec import ClusterSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ for live_hosts
+from live_hosts import free_host_base  # noqa: E402
+
+HTTP_PORT = 18651
+START_TIMEOUT = 20.0
+
+ConsulInstance = collections.namedtuple("ConsulInstance", ["container", "port", "version"])
+ACLConsul = collections.namedtuple("ACLConsul", ["instance", "token", "version"])
+
+_HOST_BLOCK: int | None = None
+
+
+def _host_block() -> int:
+    global _HOST_BLOCK
+    if _HOST_BLOCK is None:
+        _HOST_BLOCK = free_host_base([1], HTTP_PORT, bases=(0, *range(220, 250, 3)))
+    return _HOST_BLOCK
+
+
+class LiveServer:
+    """One single-server consim cluster (a dev agent's stand-in) in a thread of its own."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        self.host = spec.servers()[0].host
+        self.port = spec.http_port
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            trio.run(self._run)
+        except BaseException as exc:  # reported to the test thread by start()
+            self._error = exc
+            self._ready.set()
+
+    async def _run(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        cluster, _events = start_live_cluster_parts(self.spec, max_events=2000)
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            async with trio.open_nursery() as nursery:
+                await nursery.start(cluster.net.run)
+                await nursery.start(cluster.run)
+                leader = await cluster.wait_for_leader(within=START_TIMEOUT)
+                with trio.fail_after(START_TIMEOUT):
+                    while not leader.consistent_ready:
+                        await trio.sleep(0.005)
+                self._ready.set()
+                await trio.sleep_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT + 5) or self._error is not None:
+            raise RuntimeError(f"consim did not start: {self._error!r}")
+        # The HTTP listener starts beside the server: wait until it answers.
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://{self.host}:{self.port}/v1/status/leader", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError("consim's HTTP API did not answer")
+
+    def stop(self) -> None:
+        if self._token is not None and self._scope is not None:
+            scope = self._scope
+            try:
+                trio.from_thread.run_sync(scope.cancel, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+        self._thread.join(10)
+
+
+def _spec(acl_token: str | None) -> ClusterSpec:
+    acl = ACLConfig()
+    if acl_token is not None:
+        # Upstream's ACL agent: acl.enabled with tokens.initial_management, default policy allow.
+        acl = ACLConfig.from_dict({"enabled": True, "initial_management": acl_token})
+    return ClusterSpec(
+        datacenters=(("dc1", 1),),
+        seed=1,
+        raft_multiplier=0.1,  # a dev agent elects itself at once; 1 costs ~1 s a test
+        http_port=HTTP_PORT,
+        host_block=_host_block(),
+        acl=acl,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _default_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Consul(port=P)`` (no host) reaches the test's server, as Docker's 127.0.0.1 mapping."""
+    host = f"127.0.{_host_block()}.1"
+    original = consul.base.Consul.__init__
+
+    def init(self: Any, host_: str | None = None, *args: Any, **kw: Any) -> None:
+        if "host" in kw:
+            host_ = kw.pop("host")
+        original(self, host if host_ is None else host_, *args, **kw)
+
+    monkeypatch.setattr(consul.base.Consul, "__init__", init)
+    monkeypatch.delenv("CONSUL_HTTP_TOKEN", raising=False)
+
+
+def _instance(request: pytest.FixtureRequest, acl_token: str | None):
+    server = LiveServer(_spec(acl_token))
+    server.start()
+    try:
+        version = requests.get(
+            f"http://{server.host}:{server.port}/v1/agent/self",
+            headers={"X-Consul-Token": acl_token or ""},
+            timeout=10,
+        ).json()["Config"]["Version"]
+        instance = ConsulInstance(None, server.port, version.strip())
+        yield instance if acl_token is None else (instance, acl_token)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def consul_instance(request: pytest.FixtureRequest):
+    yield from _instance(request, None)
+
+
+@pytest.fixture
+def acl_consul_instance(request: pytest.FixtureRequest):
+    yield from _instance(request, uuid.uuid4().hex)
+
+
+@pytest.fixture
+def consul_port(consul_instance: ConsulInstance) -> tuple[int, str]:
+    return consul_instance.port, consul_instance.version
+
+
+# ---- upstream's tests/conftest.py
+
+
+@pytest.fixture
+def acl_consul(acl_consul_instance):
+    instance, token = acl_consul_instance
+    return ACLConsul(consul.Consul(port=instance.port), token, instance.version)
+
+
+@pytest.fixture
+def consul_obj(consul_port):
+    consul_port, consul_version = consul_port
+    c = consul.Consul(port=consul_port)
+    return c, consul_version
+
+
+# ---- which files run by default
+
+DEFAULT_FILES: tuple[str, ...] = ()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if os.environ.get("CONSIM_PY_CONSUL_ALL") or not DEFAULT_FILES:
+        return None
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return collection_path.name not in DEFAULT_FILES
+    return None
