@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from consim.acl_rules import Rules
+
 ANONYMOUS_ACCESSOR_ID = "00000000-0000-0000-0000-000000000002"
 
 # Texts from hashicorp/consul acl/errors.go.
@@ -50,7 +52,7 @@ _ANONYMOUS_SUFFIX = (
     ". The anonymous token is used implicitly when a request does not specify a token."
 )
 
-RESOURCES = ("operator", "keyring", "key", "agent", "node")
+RESOURCES = ("acl", "operator", "keyring", "key", "agent", "node")
 _GLOBAL_LEVELS = ("read", "write", "deny")
 _KEY_LEVELS = ("read", "list", "write", "deny")
 # Prefix-rule resources: token field -> allowed levels.
@@ -149,6 +151,8 @@ class Authorizer:
             return self.token.operator
         if resource == "keyring":
             return self.token.keyring
+        if resource == "acl":
+            return None  # the config file's tokens carry no acl rules
         return _longest_prefix(self.token.prefix_rules(resource), segment or "")
 
     def allowed(self, resource: str, level: str, segment: str | None = None) -> bool:
@@ -158,7 +162,8 @@ class Authorizer:
             return True
         rule = self._rule(resource, segment)
         if rule is None:
-            return self._config.default_policy == "allow"
+            # Consul's static authorizers: the default policy never grants acl:read/write.
+            return resource != "acl" and self._config.default_policy == "allow"
         return _enforce(rule, level)
 
     def require(self, resource: str, level: str, segment: str | None = None) -> None:
@@ -173,13 +178,16 @@ class Authorizer:
         else the default policy) and every rule beneath it grants write too."""
         if not self.allowed("key", "write", prefix):
             return False
-        if not self._config.enabled or self.management or self.token is None:
+        if not self._config.enabled or self.management:
             return True
         return all(
             _enforce(level, "write")
-            for p, level in self.token.key_prefix.items()
+            for p, level in self._key_rules_beneath(prefix)
             if p.startswith(prefix) and len(p) > len(prefix)
         )
+
+    def _key_rules_beneath(self, prefix: str) -> list[tuple[str, str]]:
+        return list(self.token.key_prefix.items()) if self.token else []
 
     def require_key_write_prefix(self, prefix: str) -> None:
         """Raise :class:`PermissionDenied` (``key:write`` on ``prefix``) unless
@@ -197,6 +205,36 @@ class Authorizer:
         if self.unrestricted:
             return list(keys)
         return [k for k in keys if self.allowed("key", "read", k)]
+
+
+class RulesAuthorizer(Authorizer):
+    """A token stored in the ACL table: its policies' (and roles') rules merged
+    (``consim.acl_rules``); ``management`` for a token holding global-management."""
+
+    def __init__(
+        self, config: ACLConfig, accessor_id: str, rules: Rules, management: bool
+    ) -> None:
+        super().__init__(config, None, management)
+        self._accessor_id = accessor_id
+        self.rules = rules
+
+    @property
+    def accessor_id(self) -> str:
+        return self._accessor_id
+
+    def _rule(self, resource: str, segment: str | None) -> str | None:
+        if resource in self.rules.globals:
+            return self.rules.globals[resource]
+        exact = self.rules.exact.get(resource, {})
+        if segment is not None and segment in exact:
+            return exact[segment]
+        return _longest_prefix(self.rules.prefix.get(resource, {}), segment or "")
+
+    def _key_rules_beneath(self, prefix: str) -> list[tuple[str, str]]:
+        return [
+            *self.rules.prefix.get("key", {}).items(),
+            *self.rules.exact.get("key", {}).items(),
+        ]
 
 
 def permission_denied_text(

@@ -15,7 +15,9 @@ from typing import Any
 
 from consim.acl import ACLNotFound, Authorizer, PermissionDenied
 from consim.net.network import RpcError
+from consim.server.acl_resolve import resolve
 from consim.server.interface import Server
+from consim.server.state.acl import ACLTable
 
 Handler = Callable[[Server, dict[str, Any]], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
@@ -52,6 +54,6 @@ def require(
 def authorize(node: Server, args: dict[str, Any]) -> Authorizer:
     """The request token's authorizer (``ACL not found`` as an RpcError)."""
     try:
-        return node.acl.resolve(str(args.get("Token") or ""))
+        return resolve(node.acl, node.fsm.table(ACLTable), str(args.get("Token") or ""))
     except ACLNotFound as exc:
         raise RpcError(str(exc)) from None

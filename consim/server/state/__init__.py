@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
+from consim.server.state.acl import ACLTable
 from consim.server.state.autopilot import AutopilotTable
 from consim.server.state.base import Table, encode_command
 from consim.server.state.catalog import CatalogTable
@@ -37,7 +38,7 @@ from consim.server.state.kvs import DirEntry, KVTable
 from consim.server.state.sessions import SessionTable
 
 # The registry: one line per table. Order is the snapshot's and the restore's.
-TABLES: tuple[type[Table], ...] = (KVTable, AutopilotTable, CatalogTable, SessionTable)
+TABLES: tuple[type[Table], ...] = (KVTable, AutopilotTable, CatalogTable, SessionTable, ACLTable)
 
 # Snapshot layout version: 1 (no "version" key) was KV + autopilot at the top level.
 SNAPSHOT_VERSION = 2
@@ -46,6 +47,7 @@ T = TypeVar("T", bound=Table)
 
 __all__ = [
     "TABLES",
+    "ACLTable",
     "AutopilotTable",
     "CatalogTable",
     "DirEntry",
