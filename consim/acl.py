@@ -211,9 +211,7 @@ class RulesAuthorizer(Authorizer):
     """A token stored in the ACL table: its policies' (and roles') rules merged
     (``consim.acl_rules``); ``management`` for a token holding global-management."""
 
-    def __init__(
-        self, config: ACLConfig, accessor_id: str, rules: Rules, management: bool
-    ) -> None:
+    def __init__(self, config: ACLConfig, accessor_id: str, rules: Rules, management: bool) -> None:
         super().__init__(config, None, management)
         self._accessor_id = accessor_id
         self.rules = rules

@@ -162,7 +162,9 @@ def parse_rules(text: str) -> Rules:
                 raise RulesError(f"Invalid {name} policy: {value!r}")
             rules.globals[name] = str(value)
             continue
-        resource, is_prefix = (name[: -len("_prefix")], True) if name.endswith("_prefix") else (name, False)
+        resource, is_prefix = (
+            (name[: -len("_prefix")], True) if name.endswith("_prefix") else (name, False)
+        )
         if resource not in NAMED_RESOURCES:
             raise RulesError(f"Unknown resource {name!r}")
         if not isinstance(value, dict):
@@ -174,3 +176,26 @@ def parse_rules(text: str) -> Rules:
                 raise RulesError(f"Invalid {resource} policy: {level!r}")
             target[str(segment)] = str(level)
     return rules
+
+
+# builtin templated policies (structs.ACLTemplatedPolicy*): name -> (ID, the rules template)
+TEMPLATED_POLICIES: dict[str, tuple[str, str, str]] = {
+    "builtin/service": (
+        "00000000-0000-0000-0000-000000000003",
+        "name",
+        'service "{name}" {{\n\tpolicy = "write"\n}}\nservice "{name}-sidecar-proxy" {{\n'
+        '\tpolicy = "write"\n}}\nservice_prefix "" {{\n\tpolicy = "read"\n}}\n'
+        'node_prefix "" {{\n\tpolicy = "read"\n}}',
+    ),
+    "builtin/node": (
+        "00000000-0000-0000-0000-000000000004",
+        "name",
+        'node "{name}" {{\n\tpolicy = "write"\n}}\nservice_prefix "" {{\n\tpolicy = "read"\n}}',
+    ),
+    "builtin/dns": (
+        "00000000-0000-0000-0000-000000000005",
+        "",
+        'node_prefix "" {{\n\tpolicy = "read"\n}}\nservice_prefix "" {{\n\tpolicy = "read"\n}}\n'
+        'query_prefix "" {{\n\tpolicy = "read"\n}}',
+    ),
+}

@@ -30,6 +30,8 @@ class Agent(Protocol):
     datacenter: str
     # acl.default_policy ("allow" or "deny"); the app reads it with a default of "allow".
     default_acl_policy: str
+    # acl.enabled: /v1/acl/* answers 401 "ACL support disabled" without it.
+    acl_enabled: bool
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run a Consul RPC (``KVS.Get``, ``Operator.RaftGetConfiguration``...) as the local

@@ -37,6 +37,7 @@ from consim.golike import (
     parse_duration,
     parse_uint,
 )
+from consim.http import acl as acl_api
 from consim.http.agent import Agent, RpcError
 from consim.http.context import (
     KV_MAX_VALUE_SIZE,
@@ -561,6 +562,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/agent/join/", True, ("PUT",), agent_join),
     Route("/v1/agent/leave", False, ("PUT",), agent_leave),
     Route("/v1/kv/", True, ("GET", "PUT", "DELETE"), kv),
+    *acl_api.ROUTES,
 )
 
 

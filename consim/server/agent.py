@@ -38,6 +38,11 @@ class ServerAgent:
         self._leave = leave
 
     @property
+    def acl_enabled(self) -> bool:
+        """acl.enabled: the /v1/acl/* endpoints answer 401 without it."""
+        return self.node.acl.enabled
+
+    @property
     def default_acl_policy(self) -> str:
         """acl.default_policy, which Consul sends on every answer (X-Consul-Default-ACL-Policy)."""
         return self.node.acl.default_policy

@@ -19,6 +19,7 @@ from consim.raft.core import RaftCore, RaftError
 from consim.raft.types import Role
 from consim.server import autopilot
 from consim.server.catalog_sync import reconcile_catalog
+from consim.server.endpoints.acl import initialize_acls
 from consim.server.fsm import encode_command
 from consim.server.interface import Server
 from consim.structs import DEFAULT_AUTOPILOT
@@ -96,6 +97,8 @@ async def reconcile(node: Server) -> None:
         except RpcError:
             return
     try:
+        # initializeACLs: the builtin policy, anonymous and initial management tokens, once.
+        await initialize_acls(node)
         await reconcile_catalog(node)
     except RpcError:
         return

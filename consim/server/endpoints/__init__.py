@@ -5,11 +5,12 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 (see ``registry``); a new family is a new module imported here.
 """
 
-from consim.server.endpoints import catalog, health, internal, kvs, operator, session, status
+from consim.server.endpoints import acl, catalog, health, internal, kvs, operator, session, status
 from consim.server.endpoints.registry import HANDLERS, Handler, authorize, endpoint, require
 
 __all__ = [
     "HANDLERS",
+    "acl",
     "Handler",
     "authorize",
     "catalog",

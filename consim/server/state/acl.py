@@ -90,7 +90,9 @@ class ACLTable(Table):
         existed = self.records[kind].pop(key, None) is not None
         if existed and kind == "authmethod":
             # Consul deletes an auth method's binding rules and tokens with it.
-            for rid in [r for r, v in self.records["bindingrule"].items() if v["AuthMethod"] == key]:
+            for rid in [
+                r for r, v in self.records["bindingrule"].items() if v["AuthMethod"] == key
+            ]:
                 del self.records["bindingrule"][rid]
             for aid in [a for a, v in self.records["token"].items() if v.get("AuthMethod") == key]:
                 del self.records["token"][aid]

@@ -33,6 +33,7 @@ import consul
 import consul.base
 from consim.acl import ACLConfig
 from consim.runtime import start_live_cluster_parts
+from consim.server.state.acl import ACLTable
 from consim.spec import ClusterSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ for live_hosts
@@ -84,7 +85,11 @@ class LiveServer:
                 await nursery.start(cluster.run)
                 leader = await cluster.wait_for_leader(within=START_TIMEOUT)
                 with trio.fail_after(START_TIMEOUT):
-                    while not leader.consistent_ready:
+                    # ...and, with ACLs, until the leader stored its builtin tokens (as the
+                    # dev agent has before upstream's readiness check passes).
+                    while not leader.consistent_ready or (
+                        self.spec.acl.enabled and not leader.fsm.table(ACLTable).initialized
+                    ):
                         await trio.sleep(0.005)
                 self._ready.set()
                 await trio.sleep_forever()
