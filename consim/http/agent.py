@@ -33,6 +33,17 @@ class Agent(Protocol):
     # acl.enabled: /v1/acl/* answers 401 "ACL support disabled" without it.
     acl_enabled: bool
 
+    # The user events this agent received (``consim.server.user_events.UserEventLog``).
+    user_event_log: Any
+
+    def new_event_id(self) -> int:
+        """128 random bits for a user event's ID (seeded: virtual runs repeat)."""
+        ...
+
+    def metrics(self, token: str = "") -> dict[str, Any]:
+        """The ``/v1/agent/metrics`` body (agent:read)."""
+        ...
+
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Run a Consul RPC (``KVS.Get``, ``Operator.RaftGetConfiguration``...) as the local
         server would: forwarding, ACL checks, blocking. Raises :class:`RpcError`."""

@@ -38,6 +38,10 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http import acl as acl_api
+from consim.http import event as event_api
+from consim.http import snapshot as snapshot_api
+from consim.http import txn as txn_api
+from consim.http import usage as usage_api
 from consim.http.agent import Agent, RpcError
 from consim.http.context import (
     KV_MAX_VALUE_SIZE,
@@ -563,6 +567,10 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/agent/leave", False, ("PUT",), agent_leave),
     Route("/v1/kv/", True, ("GET", "PUT", "DELETE"), kv),
     *acl_api.ROUTES,
+    *txn_api.ROUTES,
+    *snapshot_api.ROUTES,
+    *event_api.ROUTES,
+    *usage_api.ROUTES,
 )
 
 

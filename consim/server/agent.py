@@ -5,11 +5,13 @@ and the keyring."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import trio
 
 from consim import CONSUL_VERSION
+from consim.events import VIRTUAL_EPOCH
 from consim.gossip import consul_server_tags
 from consim.gossip.types import Member
 from consim.net.network import RpcError
@@ -124,6 +126,50 @@ class ServerAgent:
 
     def _authorizer(self, token: str) -> Any:
         return authorize(self.node, {"Token": token})
+
+    @property
+    def user_event_log(self) -> Any:
+        return self.node.user_events
+
+    def new_event_id(self) -> int:
+        return self.node.rng.getrandbits(128)
+
+    def metrics(self, token: str = "") -> dict[str, Any]:
+        """go-metrics' in-memory sink as Consul shows it: gauges of this server's Raft and
+        gossip state, counters from its own counts (``consim.*``)."""
+        self._require(token, "agent", "read", self.node_name)
+        node = self.node
+        core = node.core
+        labels: dict[str, str] = {}
+        gauges: list[dict[str, Any]] = []
+
+        def gauge(name: str, value: float) -> None:
+            gauges.append({"Name": name, "Value": float(value), "Labels": labels})
+
+        if core is not None:
+            gauge("consul.raft.commitNumLogs", core.commit_index)
+            gauge("consul.raft.last_index", core.last_index)
+            gauge("consul.raft.term", core.term)
+            gauge("consul.raft.leader", 1 if core.leader_id == node.server_id else 0)
+        gauge("consul.raft.applied_index", node.fsm.last_applied)
+        gauge("consul.kvs.entries", len(node.fsm.kvs.entries))
+        if node.lan_pool is not None:
+            gauge("consul.serf.lan.members", len(node.lan_pool.members()))
+        counters = [
+            {"Name": f"consim.{name}", "Count": 1, "Rate": 0.0, "Sum": float(value),
+             "Min": float(value), "Max": float(value), "Mean": float(value), "Stddev": 0.0,
+             "Labels": labels}
+            for name, value in sorted(node.counters.items())
+        ]  # fmt: skip
+        now = node.events.now()
+        when = VIRTUAL_EPOCH + timedelta(seconds=int(now // 10 * 10))
+        return {
+            "Timestamp": when.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+            "Gauges": gauges,
+            "Points": [],
+            "Counters": counters,
+            "Samples": [],
+        }
 
     def _require(self, token: str, resource: str, level: str, segment: str | None = None) -> None:
         require(self.node, {"Token": token}, resource, level, segment)

@@ -353,6 +353,12 @@ class GossipPool:
         self._running_core().leave(trio.current_time())
         self._flush()
 
+    def user_event(self, name: str, payload: bytes) -> None:
+        """serf's UserEvent: gossip ``name`` with ``payload`` (delivered here too)."""
+        core = self._running_core()
+        core.user_event(name, payload, trio.current_time())
+        self._flush()
+
     def _running_core(self) -> GossipCore:
         if self.core is None or not self.node.running:
             raise RpcError("server is not running")

@@ -18,6 +18,7 @@ from consim.raft.core import RaftCore
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool, PoolHost
 from consim.server.session_ttl import SessionTimers
+from consim.server.user_events import UserEventLog
 
 
 class Server(PoolHost, Protocol):
@@ -36,6 +37,8 @@ class Server(PoolHost, Protocol):
     raft_config: RaftConfig
     incarnation: int
     lan_pool: GossipPool | None
+    # The user events this agent received (serf user events named consul:event:*).
+    user_events: UserEventLog
     wan_pool: GossipPool | None
     # The leader's autopilot bookkeeping: ((incarnation, term), {server id: tracked health}).
     autopilot_tracked: tuple[tuple[int, int], dict[str, Any]] | None

@@ -46,6 +46,7 @@ from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
 from consim.server.session_ttl import SessionTimers
+from consim.server.user_events import UserEventLog
 from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
 
@@ -116,6 +117,7 @@ class ServerNode:
         self.gossip_scale = gossip_scale
         self.raft_driver = RaftDriver(self, raft_config, rng)
         self.leader = LeaderDuties(self, interval=2.0 * gossip_scale)
+        self.user_events = UserEventLog(self.name)
         self.raft_driver.observer = self.leader
         self.session_timers = SessionTimers(self)
         self.forwarder = Forwarder(self, network, hold_timeout=rpc_hold_timeout)
@@ -418,6 +420,13 @@ class ServerNode:
         return await self.net.call(self.address, address, method, args, timeout=timeout)
 
     def _on_gossip_event(self, pool: GossipPool, event: GossipEvent) -> None:
+        if event.kind == "user_event" and pool is self.lan_pool:
+            fields = event.fields
+            self.user_events.receive(
+                str(fields.get("name", "")),
+                bytes(fields.get("payload") or b""),
+                int(fields.get("ltime", 0)),
+            )
         self.leader.member_event(event.kind)
 
     # ---- incoming RPCs -----------------------------------------------------------------------

@@ -5,7 +5,18 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 (see ``registry``); a new family is a new module imported here.
 """
 
-from consim.server.endpoints import acl, catalog, health, internal, kvs, operator, session, status
+from consim.server.endpoints import (
+    acl,
+    catalog,
+    health,
+    internal,
+    kvs,
+    operator,
+    session,
+    snapshot,
+    status,
+    txn,
+)
 from consim.server.endpoints.registry import HANDLERS, Handler, authorize, endpoint, require
 
 __all__ = [
@@ -15,11 +26,14 @@ __all__ = [
     "authorize",
     "catalog",
     "endpoint",
+    "event",
     "health",
     "internal",
     "kvs",
     "operator",
     "require",
     "session",
+    "snapshot",
     "status",
+    "txn",
 ]

@@ -11,6 +11,7 @@ from consim.net.network import RpcError
 from consim.raft.core import RaftError
 from consim.raft.types import Role
 from consim.server import autopilot
+from consim.server.endpoints.kvs import blocking_query
 from consim.server.endpoints.registry import endpoint, require
 from consim.server.fsm import encode_command
 from consim.server.interface import Server
@@ -157,3 +158,37 @@ async def autopilot_state(node: Server, args: dict[str, Any]) -> dict[str, Any]:
         "Voters": [s["ID"] for s in health["Servers"] if s["Voter"]],
         "Servers": {s["ID"]: s for s in health["Servers"]},
     }
+
+
+# ---- usage ----------------------------------------------------------------------------------
+@endpoint("Operator.Usage", read=True)
+async def usage(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    """Consul's Operator.Usage (operator_usage_endpoint.go): catalog counts of this datacenter."""
+    require(node, args, "operator", "read")
+
+    def read() -> tuple[int, Any]:
+        catalog = node.fsm.catalog
+        names: set[str] = set()
+        instances = 0
+        for services in catalog.services.values():
+            for service in services.values():
+                names.add(str(service.get("Service", "")))
+                instances += 1
+        counts = {
+            "Services": len(names),
+            "ServiceInstances": instances,
+            "ConnectServiceInstances": {
+                "api-gateway": 0,
+                "connect-native": 0,
+                "connect-proxy": 0,
+                "ingress-gateway": 0,
+                "mesh-gateway": 0,
+                "terminating-gateway": 0,
+            },  # fmt: skip
+            "BillableServiceInstances": instances,
+            "Nodes": len(catalog.nodes),
+        }
+        return node.fsm.max_index("nodes", "services"), counts
+
+    index, counts, meta = await blocking_query(node, args, read)
+    return {"Usage": {node.datacenter: counts}, "Index": index, "QueryMeta": meta}

@@ -36,9 +36,17 @@ from consim.server.state.base import Table, encode_command
 from consim.server.state.catalog import CatalogTable
 from consim.server.state.kvs import DirEntry, KVTable
 from consim.server.state.sessions import SessionTable
+from consim.server.state.txn import TxnTable
 
 # The registry: one line per table. Order is the snapshot's and the restore's.
-TABLES: tuple[type[Table], ...] = (KVTable, AutopilotTable, CatalogTable, SessionTable, ACLTable)
+TABLES: tuple[type[Table], ...] = (
+    KVTable,
+    AutopilotTable,
+    CatalogTable,
+    SessionTable,
+    ACLTable,
+    TxnTable,
+)
 
 # Snapshot layout version: 1 (no "version" key) was KV + autopilot at the top level.
 SNAPSHOT_VERSION = 2
