@@ -8,6 +8,7 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 from consim.server.endpoints import (
     acl,
     catalog,
+    event,
     health,
     internal,
     kvs,
