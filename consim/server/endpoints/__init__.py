@@ -8,7 +8,6 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 from consim.server.endpoints import (
     acl,
     catalog,
-    event,
     health,
     internal,
     kvs,
@@ -27,7 +26,6 @@ __all__ = [
     "authorize",
     "catalog",
     "endpoint",
-    "event",
     "health",
     "internal",
     "kvs",

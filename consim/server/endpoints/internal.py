@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from consim.net.network import RpcError
-from consim.server.endpoints.registry import endpoint, require
+from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.gossip_driver import keyring_entry
 from consim.server.interface import Server
+from consim.server.user_events import EVENT_PREFIX, USER_EVENT_SIZE_LIMIT, encode
 
 
 @endpoint("Internal.KeyringOperation")
@@ -40,3 +41,22 @@ async def keyring_operation(node: Server, args: dict[str, Any]) -> list[dict[str
         return out
     lan = await node.lan_pool.keyring_query(op, key, relay)
     return [keyring_entry(lan, wan=False, datacenter=node.datacenter)]
+
+
+# Consul's Internal.EventFire: a user event goes out on this datacenter's LAN pool as the serf
+# user event consul:event:<name> (consim.server.user_events).
+@endpoint("Internal.EventFire", local=True)
+async def event_fire(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    authorize(node, args)  # an unknown token is refused; event rules are not modelled
+    event = dict(args.get("Event") or {})
+    name = str(event.get("Name") or "")
+    payload = encode(event)
+    serf_name = EVENT_PREFIX + name
+    if len(serf_name) + len(payload) > USER_EVENT_SIZE_LIMIT:
+        raise RpcError(
+            f"user event exceeds configured limit of {USER_EVENT_SIZE_LIMIT} bytes before encoding"
+        )
+    if node.lan_pool is None:
+        raise RpcError("server is not running")
+    node.lan_pool.user_event(serf_name, payload)
+    return {}
