@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,6 +66,18 @@ class CheckConfig:
             raise ValueError("duration and interval must be > 0, quiet >= 0")
         if self.servers < 1:
             raise ValueError("servers must be at least 1")
+
+    @classmethod
+    def from_options(cls, options: object, **overrides: Any) -> CheckConfig:
+        """The fields ``options`` carries as attributes (``consim check``'s parsed arguments, a
+        scenario step's ``CheckArgs``), lists as tuples, then ``overrides``; defaults for the rest."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if hasattr(options, f.name):
+                value = getattr(options, f.name)
+                values[f.name] = tuple(value) if isinstance(value, list) else value
+        values.update(overrides)
+        return cls(**values)
 
     def uses_sqlite(self) -> bool:
         if self.sqlite is not None:

@@ -146,23 +146,7 @@ def main_check(
             err=err,
         )
     try:
-        config = CheckConfig(
-            clients=args.clients,
-            keys=args.keys,
-            rate=args.rate,
-            duration=args.duration,
-            consistency=args.consistency,
-            nemesis=tuple(args.nemesis),
-            interval=args.interval,
-            quiet=args.quiet,
-            timeout=args.timeout,
-            servers=args.servers,
-            raft_multiplier=args.raft_multiplier,
-            live=args.live,
-            budget=args.budget,
-            host_block=args.host_block,
-            broken=tuple(args.broken),
-        )
+        config = CheckConfig.from_options(args)
     except ValueError as exc:
         print(f"consim check: error: {exc}", file=err)
         return 2

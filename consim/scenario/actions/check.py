@@ -100,17 +100,7 @@ class Check(Action[CheckArgs]):
         """Fails unless the verdict is the expected one."""
         from consim.check.campaign import CheckConfig, check_on_cluster
 
-        config = CheckConfig(
-            clients=args.clients,
-            keys=args.keys,
-            rate=args.rate,
-            duration=args.duration,
-            consistency=args.consistency,
-            nemesis=args.nemesis,
-            interval=args.interval,
-            timeout=args.timeout,
-            live=ctx.live,
-        )
+        config = CheckConfig.from_options(args, live=ctx.live)
         result = await check_on_cluster(ctx.cluster, config, key_prefix=f"check{step.number}/")
         detail = (
             f"{result['ops']} operations, {result['faults']} faults: {result['verdict']}"
