@@ -202,12 +202,7 @@ class GossipPool:
         if self.node.paused or held[0]:
             held[0] += 1
             return self._held_datagram(held, src, payload)
-        if self.core is not None:
-            try:
-                self.core.receive(src, payload, trio.current_time())
-                self._flush()
-            except Exception as exc:
-                self._contain("datagram handler", exc)
+        self._deliver(src, payload)
         return None
 
     def _on_stream(self, src: str, data: bytes) -> bytes | None:
@@ -232,16 +227,19 @@ class GossipPool:
         except Exception as exc:
             self._contain("stream reply handler", exc)
 
+    def _deliver(self, src: str, payload: bytes) -> None:
+        if self.core is not None:
+            try:
+                self.core.receive(src, payload, trio.current_time())
+                self._flush()
+            except Exception as exc:
+                self._contain("datagram handler", exc)
+
     async def _held_datagram(self, held: list[int], src: str, payload: bytes) -> None:
         try:
             if self.node.paused:
                 await self.node.wait_resumed()
-            if self.core is not None:
-                try:
-                    self.core.receive(src, payload, trio.current_time())
-                    self._flush()
-                except Exception as exc:
-                    self._contain("datagram handler", exc)
+            self._deliver(src, payload)
         finally:
             held[0] -= 1
 
