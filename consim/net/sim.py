@@ -894,4 +894,12 @@ class SimNetwork(Network):
             self.contain(dst, "stream reply handler", exc, "")
 
 
-__all__ = ["MessageTap", "SimNetwork", "TAP_CHANNELS", "VirtualClock", "RpcError", "RpcTimeout", "Unreachable"]
+__all__ = [
+    "MessageTap",
+    "SimNetwork",
+    "TAP_CHANNELS",
+    "VirtualClock",
+    "RpcError",
+    "RpcTimeout",
+    "Unreachable",
+]
