@@ -171,13 +171,16 @@ class MessageTap:
     diagram). Only reads: it draws no randomness and schedules nothing, so a run with a tap has
     the same trace hash as one without. ``sent`` is called once per message put on a link
     (``due`` is None when a fault dropped it at once), ``dropped`` when a fault that arose while
-    it travelled drops it on arrival (``seq`` as given to ``sent``)."""
+    it travelled drops it on arrival (``seq`` as given to ``sent``), ``ran`` after a delivery
+    to ``address`` or a timer it owns was handled (its state may have changed)."""
 
     def sent(
         self, seq: int, now: float, due: float | None, src: str, dst: str, channel: str, data: bytes
     ) -> None: ...
 
     def dropped(self, seq: int, now: float) -> None: ...
+
+    def ran(self, address: str, now: float) -> None: ...
 
 
 @dataclass
@@ -394,6 +397,8 @@ class SimNetwork(Network):
             _, seq, kind, src, dst, data = heapq.heappop(heap)
             if kind == _TIMER:
                 src._fire(dst)  # type: ignore[attr-defined]
+                if self.tap is not None and src.owner:
+                    self.tap.ran(src.owner, now)
                 continue
             if kind == _CONN_LOST:
                 src.lost()  # type: ignore[attr-defined]
@@ -417,6 +422,8 @@ class SimNetwork(Network):
                 self._stream_arrived(src, dst, data)
             else:
                 self._stream_answered(dst, data)
+            if self.tap is not None:
+                self.tap.ran(dst, now)
 
     def _schedule(self, at: float, kind: int, src: str, dst: str, data: bytes) -> int:
         seq = next(self._seq)

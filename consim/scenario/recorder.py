@@ -4,7 +4,8 @@ server's commit index over time.
 Neither is an event (Consul logs no line per AppendEntries, and the trace hash pins the event log),
 so :class:`RunRecorder` watches from outside: it is the simulator's
 :class:`~consim.net.sim.MessageTap`, keeps the frames it sees, and at every message a server sends
-it reads that server's commit index. It only reads, so a recorded run has the same trace hash as
+and after every delivery
+and timer it reads that server's commit index. It only reads, so a recorded run has the same trace hash as
 one that is not (a test checks it). Frames are decoded only when the report asks
 (:meth:`RunRecorder.messages`), and routine traffic (empty heartbeats, gossip) is sampled there when a run is busy.
 """
@@ -66,7 +67,15 @@ class RunRecorder:
         self, seq: int, now: float, due: float | None, src: str, dst: str, channel: str, data: bytes
     ) -> None:
         self.frames.append((seq, now, due, src, dst, channel, data))
-        name = self._host_name.get(host_of(src))
+        self.ran(src, now)
+
+    def dropped(self, seq: int, now: float) -> None:
+        self._dropped[seq] = now
+
+    def ran(self, address: str, now: float) -> None:
+        """Sample the commit index of the server at ``address`` (it sent, received or ran a
+        timer: the moments its commit index can change)."""
+        name = self._host_name.get(host_of(address))
         if name is None:
             return
         core = self.cluster.servers[name].core
@@ -76,9 +85,6 @@ class RunRecorder:
         commit = core.commit_index
         if not series or series[-1][1] != commit:
             series.append((now, commit))
-
-    def dropped(self, seq: int, now: float) -> None:
-        self._dropped[seq] = now
 
     # ---- for the report ----------------------------------------------------------------------
     def messages(self, t0: float = 0.0) -> list[dict[str, Any]]:
