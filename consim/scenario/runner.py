@@ -26,6 +26,7 @@ from consim.scenario.actions import ACTIONS, BackgroundJob
 from consim.scenario.actions.http import check_http
 from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed, short
 from consim.scenario.model import Scenario, Step
+from consim.scenario.notes import fill_note
 from consim.scenario.recorder import RunRecorder
 from consim.spec import ClusterSpec
 
@@ -186,8 +187,11 @@ class ScenarioRunner:
     async def _run_step(self, step: Step, result: StepResult) -> bool:
         result.started = self.events.now()
         if step.note:
+            # Facts of the run ({leader}, {term}, ...) as they are when the step starts.
+            note = fill_note(self.ctx, step, step.note)
+            result.note = note
             self.events.emit(
-                SCENARIO_NODE, "note", {"step": step.number, "text": step.note}, message=step.note
+                SCENARIO_NODE, "note", {"step": step.number, "text": note}, message=note
             )
         action = ACTIONS[step.action]
         try:
