@@ -116,7 +116,8 @@ SCRIPT = r"""
     return out;
   }
   const SUFFRAGE = suffrages();
-  const COMMIT_MAX = D.commits ? Math.max(1, ...Object.values(D.commits).flat().map((p) => p[1])) : 1;
+  let COMMIT_MAX = 1;
+  for (const pts of Object.values(D.commits || {})) for (const p of pts) COMMIT_MAX = Math.max(COMMIT_MAX, p[1]);
 
   function render() {
     const svg = document.getElementById("timeline");
