@@ -14,6 +14,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from headless_chromium import chromium
 
 from consim.scenario.cli import run_files
@@ -119,8 +120,19 @@ def test_recording_messages_keeps_the_trace_hash_and_sees_the_election():
         assert pre and min(m["t"] for m in pre) <= win.time
 
 
+@pytest.mark.parametrize("name", ["03-minority-partition", "09-gossip-key-rotation"])
+def test_a_recorded_run_has_its_pinned_trace_hash(name):
+    """Messages dropped by a partition (03) and gossip under encryption (09) pass the tap too."""
+    from tests.scenario.test_trace_pins import RUN_PINS
+
+    result = _run(name, record=True)
+    assert result.recorder.frames
+    assert result.trace_hash == RUN_PINS[f"scenarios/{name}.toml"]["trace_hash"]
+
+
 def test_commit_index_rises_only_on_the_majority_side_of_a_partition():
     result = _run("03-minority-partition", record=True)
+    assert any(m["lost"] for m in result.recorder.messages())  # the partition drops some
     commits = result.recorder.commit_series()
     part = next(e for e in result.events.events if e.kind == "partition")
     heal = next(e for e in result.events.events if e.kind == "heal")
