@@ -202,6 +202,13 @@ def test_page_in_chromium_markers_tenures_messages_logs(tmp_path):
     assert len(votes) >= 4  # pre-vote and vote requests to the other survivor, and answers
     dom = _dom(tmp_path, page, (start, win.time + 0.05))
     assert "election won" in dom and "entering leader state" in dom
+    # Zoomed: only the steps in the window have a box, and still none overlaps another.
+    boxes = _parse(dom).of("rect", "step-box")
+    inside = [st for st in result.steps if start <= st.started <= win.time + 0.05]
+    assert len(boxes) == len(inside) >= 1
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not _boxes_overlap(a, b), (a, b)
     # The zoomed window's term labels: the winner leads in the term of its election.
     zoomed = [
         a

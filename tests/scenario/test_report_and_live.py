@@ -34,6 +34,21 @@ def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
     assert dom.count('class="step-result ok"') == len(result.steps)
     assert 'class="fault"' in dom  # the partition is shaded
     assert "leader t" in dom  # role and term labels
+    # Each drawn segment carries the term the model derived from term_change events, pre-vote
+    # rounds included (they keep the term the server is in: see tests/scenario/test_report.py).
+    from consim.scenario.report_model import segments
+
+    drawn = re.findall(r'class="segment ([a-z ]+)"[^>]*data-term="(\d*)"', dom)
+    expected = [
+        (
+            s["role"] + (" prevote" if s["prevote"] else ""),
+            "" if s["term"] is None else str(s["term"]),
+        )
+        for lane in segments(result).values()
+        for s in lane
+    ]
+    assert drawn == expected
+    assert any(role == "candidate prevote" for role, _ in drawn) and "pre-vote t" in dom
     png = tmp_path / "shot.png"
     chromium(
         tmp_path,
