@@ -155,6 +155,7 @@ class _SimConn:
             except Exception as exc:
                 self.net.contain(self.local, "connection handler", exc, "connection_errors")
 
+
 # The channel names a :class:`MessageTap` sees for each kind of delivery.
 TAP_CHANNELS = {
     _TO_LISTENER: "rpc",
