@@ -51,6 +51,7 @@ pre { margin: 2px 0; font-size: 12px; white-space: pre-wrap; }
 svg { font-family: sans-serif; font-size: 11px; width: 100%; height: auto; user-select: none; }
 #timeline { cursor: grab; }
 .controls { margin: 8px 0; font-size: 13px; } .controls button { margin-right: 4px; }
+#messages-info { margin-left: 12px; color: #555; }
 #details { background: #f5f5f5; padding: 6px 8px; min-height: 2.4em; font-size: 12px; }
 #logs { font-family: ui-monospace, monospace; font-size: 11px; max-height: 320px; overflow: auto;
   border: 1px solid #ddd; padding: 4px; white-space: pre; }
