@@ -156,6 +156,34 @@ class _SimConn:
                 self.net.contain(self.local, "connection handler", exc, "connection_errors")
 
 
+# The channel names a :class:`MessageTap` sees for each kind of delivery.
+TAP_CHANNELS = {
+    _TO_LISTENER: "rpc",
+    _TO_CALLER: "reply",
+    _TO_DATAGRAMS: "datagram",
+    _TO_STREAM: "stream",
+    _STREAM_BACK: "stream-reply",
+    _TO_CONN: "conn",
+}
+
+
+class MessageTap:
+    """Sees every message the simulator carries, without touching it (the HTML report's message
+    diagram). Only reads: it draws no randomness and schedules nothing, so a run with a tap has
+    the same trace hash as one without. ``sent`` is called once per message put on a link
+    (``due`` is None when a fault dropped it at once), ``dropped`` when a fault that arose while
+    it travelled drops it on arrival (``seq`` as given to ``sent``), ``ran`` after a delivery
+    to ``address`` or a timer it owns was handled (its state may have changed)."""
+
+    def sent(
+        self, seq: int, now: float, due: float | None, src: str, dst: str, channel: str, data: bytes
+    ) -> None: ...
+
+    def dropped(self, seq: int, now: float) -> None: ...
+
+    def ran(self, address: str, now: float) -> None: ...
+
+
 @dataclass
 class _RpcListener:
     address: str
@@ -326,6 +354,7 @@ class SimNetwork(Network):
         # Port connections: (conn id, is the dialer's end) -> end.
         self._conns: dict[tuple[int, bool], _SimConn] = {}
         self._conn_ids = itertools.count(1)
+        self.tap: MessageTap | None = None
 
     # -- background ------------------------------------------------------------------------------
 
@@ -366,9 +395,11 @@ class SimNetwork(Network):
         heap = self._heap
         faults = self.faults
         while heap and heap[0][0] <= now:
-            _, _, kind, src, dst, data = heapq.heappop(heap)
+            _, seq, kind, src, dst, data = heapq.heappop(heap)
             if kind == _TIMER:
                 src._fire(dst)  # type: ignore[attr-defined]
+                if self.tap is not None and src.owner:
+                    self.tap.ran(src.owner, now)
                 continue
             if kind == _CONN_LOST:
                 src.lost()  # type: ignore[attr-defined]
@@ -378,6 +409,8 @@ class SimNetwork(Network):
                 continue
             if not faults.clear() and not faults.allowed(src, dst):
                 self.stats[dst]["dropped_by_fault"] += 1
+                if self.tap is not None:
+                    self.tap.dropped(seq, now)
                 continue
             self.delivered += 1
             if kind == _TO_LISTENER:
@@ -390,12 +423,16 @@ class SimNetwork(Network):
                 self._stream_arrived(src, dst, data)
             else:
                 self._stream_answered(dst, data)
+            if self.tap is not None:
+                self.tap.ran(dst, now)
 
-    def _schedule(self, at: float, kind: int, src: str, dst: str, data: bytes) -> None:
-        item = (at, next(self._seq), kind, src, dst, data)
+    def _schedule(self, at: float, kind: int, src: str, dst: str, data: bytes) -> int:
+        seq = next(self._seq)
+        item = (at, seq, kind, src, dst, data)
         heapq.heappush(self._heap, item)
         if self._heap[0] is item:
             self._wake.set()
+        return seq
 
     def _schedule_timer(self, timer: Timer, when: float, token: int) -> None:
         self._schedule(when, _TIMER, timer, token, None)  # type: ignore[arg-type]
@@ -416,6 +453,8 @@ class SimNetwork(Network):
         clear = faults.clear()
         if not clear and kind != _TO_CONN and faults.drops(src, dst):
             self.stats[src]["dropped_by_fault"] += 1
+            if self.tap is not None:
+                self.tap.sent(-1, trio.current_time(), None, src, dst, TAP_CHANNELS[kind], data)
             return
         link = (src, dst)
         base = self._link_base.get(link)
@@ -428,7 +467,9 @@ class SimNetwork(Network):
         if at < floor:
             at = floor
         self._link_floor[link] = at
-        self._schedule(at, kind, src, dst, data)
+        seq = self._schedule(at, kind, src, dst, data)
+        if self.tap is not None:
+            self.tap.sent(seq, trio.current_time(), at, src, dst, TAP_CHANNELS[kind], data)
 
     # -- RPC -------------------------------------------------------------------------------------
 
@@ -861,4 +902,12 @@ class SimNetwork(Network):
             self.contain(dst, "stream reply handler", exc, "")
 
 
-__all__ = ["SimNetwork", "VirtualClock", "RpcError", "RpcTimeout", "Unreachable"]
+__all__ = [
+    "MessageTap",
+    "SimNetwork",
+    "TAP_CHANNELS",
+    "VirtualClock",
+    "RpcError",
+    "RpcTimeout",
+    "Unreachable",
+]

@@ -105,7 +105,12 @@ def run_files(
     if seeds is None:
         for scenario in scenarios:
             result = run_scenario(
-                scenario, seed=seed, live=live, http_port=http_port, host_block=host_block
+                scenario,
+                seed=seed,
+                live=live,
+                http_port=http_port,
+                host_block=host_block,
+                record=report_path is not None,  # the report's messages and commit indexes
             )
             results.append(result)
             print(
@@ -142,16 +147,39 @@ def run_files(
     if json_path:
         Path(json_path).write_text(json.dumps(results_json(results), indent=2) + "\n")
     if report_path:
-        from consim.scenario.report import render_report
-
-        # The report shows one run: the first failure if any (that is what needs looking at).
-        chosen = next((r for r in results if not r.ok), results[-1])
-        Path(report_path).write_text(render_report(chosen), encoding="utf-8")
-        print(
-            f"==> report written to {report_path} ({chosen.scenario.name}, seed {chosen.seed})",
-            file=out,
-        )
+        write_report(report_path, scenarios, results, out)
     return 0 if all(r.ok for r in results) else 1
+
+
+def write_report(path: str, scenarios: list[Scenario], results: list[Any], out: TextIO) -> None:
+    """``--report FILE.html``: one page, of the first failed run (else the last run).
+    ``--report DIR``: a page per scenario (its first failed seed, else its last) and an index.
+    A run picked from ``--seeds`` is run again with the recorder on (virtual runs replay
+    exactly: same seed, same trace hash)."""
+    from consim.scenario.report import render_report, write_reports
+    from consim.scenario.runner import run_scenario
+
+    def recorded(r: Any) -> Any:
+        if r.recorder is None and r.mode == "virtual":
+            return run_scenario(r.scenario, seed=r.seed, record=True)
+        return r
+
+    if path.endswith((".html", ".htm")):
+        # The first failure if any (that is what needs looking at).
+        chosen = recorded(next((r for r in results if not r.ok), results[-1]))
+        Path(path).write_text(render_report(chosen), encoding="utf-8")
+        print(
+            f"==> report written to {path} ({chosen.scenario.name}, seed {chosen.seed})", file=out
+        )
+        return
+    picked = []
+    for scenario in scenarios:
+        runs = [r for r in results if r.scenario is scenario]
+        if runs:
+            picked.append(recorded(next((r for r in runs if not r.ok), runs[-1])))
+    pages = write_reports(picked, Path(path))
+    index = Path(path) / "index.html"
+    print(f"==> reports written to {path}: {len(pages)} page(s) and {index}", file=out)
 
 
 def _progress(err: TextIO, name: str, done: int, total: int, failed: int) -> None:
@@ -174,7 +202,11 @@ def register_scenario_commands(sub: Any) -> None:
     run.add_argument("--seed", type=int, help="override the file's seed")
     run.add_argument("--seeds", type=_seed_range, help="run seeds A..B and summarize")
     run.add_argument("--json", metavar="FILE", help="write results (with trace hashes) as JSON")
-    run.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+    run.add_argument(
+        "--report",
+        metavar="FILE.html|DIR",
+        help="write a self-contained HTML report (a DIR: one page per scenario and index.html)",
+    )
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     run.add_argument("--hclog", action="store_true", help="print raw Consul-style log lines")
     run.add_argument(

@@ -37,6 +37,7 @@ from consim.scenario.base import (
     parse_duration,
     shown,
 )
+from consim.scenario.notes import check_note
 
 __all__ = [
     "COMMON_KEYS",
@@ -222,6 +223,8 @@ def _parse_step(c: Checker, number: int, obj: Any, cluster: ClusterSettings) -> 
                 key, f"not allowed in a '{action}' step (allowed: {', '.join(sorted(allowed))})"
             )
     note = c.string("note", obj["note"]) if "note" in obj else None
+    if note is not None:
+        check_note(c, note)
     dc = c.dc("dc", obj["dc"]) if "dc" in obj else None
     args = ACTIONS[action].parse(c, obj[action], obj, dc, cluster)
     return Step(number, action, args, note=note, dc=dc)

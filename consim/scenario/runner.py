@@ -26,6 +26,8 @@ from consim.scenario.actions import ACTIONS, BackgroundJob
 from consim.scenario.actions.http import check_http
 from consim.scenario.context import SCENARIO_NODE, StepContext, StepFailed, short
 from consim.scenario.model import Scenario, Step
+from consim.scenario.notes import fill_note
+from consim.scenario.recorder import RunRecorder
 from consim.spec import ClusterSpec
 
 __all__ = [
@@ -83,6 +85,8 @@ class RunResult:
     end_time: float = 0.0
     servers: list[str] = field(default_factory=list)
     error: str | None = None  # an unexpected crash of the run itself
+    # Messages and commit indexes seen from outside the event log (``record=True``, virtual).
+    recorder: RunRecorder | None = None
 
     @property
     def ok(self) -> bool:
@@ -183,8 +187,11 @@ class ScenarioRunner:
     async def _run_step(self, step: Step, result: StepResult) -> bool:
         result.started = self.events.now()
         if step.note:
+            # Facts of the run ({leader}, {term}, ...) as they are when the step starts.
+            note = fill_note(self.ctx, step, step.note)
+            result.note = note
             self.events.emit(
-                SCENARIO_NODE, "note", {"step": step.number, "text": step.note}, message=step.note
+                SCENARIO_NODE, "note", {"step": step.number, "text": note}, message=note
             )
         action = ACTIONS[step.action]
         try:
@@ -269,14 +276,17 @@ def run_scenario(
     live: bool = False,
     http_port: int = 8500,
     host_block: int = 0,
+    record: bool = False,
 ) -> RunResult:
-    """Run one scenario to completion and return its results (events included)."""
+    """Run one scenario to completion and return its results (events included). ``record``
+    (virtual time only) also keeps the messages between servers and their commit indexes for
+    the report (:class:`RunRecorder`); the trace hash is the same either way."""
     seed = scenario.seed if seed is None else seed
     with _DataDir(scenario) as data_dir:
         spec = cluster_spec(scenario, seed, data_dir, http_port, host_block)
         if live:
             return _run_live(scenario, spec)
-        return _run_virtual(scenario, spec)
+        return _run_virtual(scenario, spec, record=record)
 
 
 def _make_result(
@@ -298,18 +308,23 @@ def _make_result(
     )
 
 
-def _run_virtual(scenario: Scenario, spec: ClusterSpec) -> RunResult:
-    from consim.runtime import run_virtual
+def _run_virtual(scenario: Scenario, spec: ClusterSpec, *, record: bool = False) -> RunResult:
+    from consim.runtime import VirtualRuntime
 
-    holder: list[ScenarioRunner] = []
+    recorders: list[RunRecorder] = []
+
+    def attach(cluster: Cluster) -> None:  # before any server starts: every message is seen
+        recorder = RunRecorder(cluster)
+        recorder.attach()
+        recorders.append(recorder)
 
     async def body(cluster: Cluster) -> list[StepResult]:
-        runner = ScenarioRunner(scenario, cluster)
-        holder.append(runner)
-        return await runner.run()
+        return await ScenarioRunner(scenario, cluster).run()
 
-    steps, events = run_virtual(spec, body)
-    return _make_result(scenario, spec, "virtual", steps, events)
+    steps, events = VirtualRuntime().run_cluster(spec, body, prepare=attach if record else None)
+    result = _make_result(scenario, spec, "virtual", steps, events)
+    result.recorder = recorders[0] if recorders else None
+    return result
 
 
 def _run_live(scenario: Scenario, spec: ClusterSpec) -> RunResult:

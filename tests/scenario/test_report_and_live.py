@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
     result = run_scenario(load_scenario(ROOT / "scenarios" / "04-stale-reads.toml"))
     page = render_report(result)
-    assert "<script" not in page and "http://" not in page.replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
-    )
+    # Inline script and data only: nothing fetched (the SVG namespace is a name, not a fetch).
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=", page)
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", page)
     path = tmp_path / "report.html"
     path.write_text(page, encoding="utf-8")
     dom = chromium(tmp_path, "--dump-dom", path.as_uri(), what="the HTML report")
@@ -34,6 +34,21 @@ def test_report_is_self_contained_and_renders_one_lane_per_server(tmp_path):
     assert dom.count('class="step-result ok"') == len(result.steps)
     assert 'class="fault"' in dom  # the partition is shaded
     assert "leader t" in dom  # role and term labels
+    # Each drawn segment carries the term the model derived from term_change events, pre-vote
+    # rounds included (they keep the term the server is in: see tests/scenario/test_report.py).
+    from consim.scenario.report_model import segments
+
+    drawn = re.findall(r'class="segment ([a-z ]+)"[^>]*data-term="(\d*)"', dom)
+    expected = [
+        (
+            s["role"] + (" prevote" if s["prevote"] else ""),
+            "" if s["term"] is None else str(s["term"]),
+        )
+        for lane in segments(result).values()
+        for s in lane
+    ]
+    assert drawn == expected
+    assert any(role == "candidate prevote" for role, _ in drawn) and "pre-vote t" in dom
     png = tmp_path / "shot.png"
     chromium(
         tmp_path,
@@ -56,7 +71,9 @@ def test_failed_run_report_shows_failure(tmp_path):
     code = run_files([str(p)], report_path=str(out), out=io.StringIO(), err=io.StringIO())
     assert code == 1
     page = out.read_text()
-    assert "FAIL" in page and "no answer" in page and 'class="marker kill"' in page
+    assert "FAIL" in page and "no answer" in page and '"kind":"kill"' in page
+    dom = chromium(tmp_path, "--dump-dom", out.as_uri(), what="the HTML report")
+    assert 'class="marker kill"' in dom and 'class="step-result failed"' in dom
 
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))

@@ -901,7 +901,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/09-gossip-key-rotation.toml": {
-        "trace_hash": "01698d31181ec2c2eb32f45debfd5a1d07fd468c8c81f65061949f3bdc5c7789",
+        "trace_hash": "8c3f7c7b32d7f6fb3c705e7475e42a90f52d61473dced22ba97f7edaafb8dc0d",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.390s: dc1-s2 term 2", 1.39),
             (
@@ -975,7 +975,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/10-force-leave-and-autopilot.toml": {
-        "trace_hash": "6f165959e89aefc30e979493791cd50e830e7795d5034e84d8994fbf595f3b8f",
+        "trace_hash": "0d5699d2363ea025196ae088c42ab07cfc71e2e48f5f8ece3a4cb196ab2a66ba",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.120s: dc1-s5 term 2", 1.12),
             (

@@ -1,0 +1,191 @@
+"""What a virtual run's report shows beyond the event log: the messages between servers and each
+server's commit index over time.
+
+Neither is an event (Consul logs no line per AppendEntries, and the trace hash pins the event log),
+so :class:`RunRecorder` watches from outside: it is the simulator's
+:class:`~consim.net.sim.MessageTap`, keeps the frames it sees, and at every message a server sends
+and after every delivery
+and timer it reads that server's commit index. It only reads, so a recorded run has the same trace hash as
+one that is not (a test checks it). Frames are decoded only when the report asks
+(:meth:`RunRecorder.messages`), and routine traffic (empty heartbeats, gossip) is sampled there when a run is busy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from consim.net.faults import host_of
+from consim.net.framing import unpack
+from consim.net.rpc import KIND_ERROR, KIND_NOTIFY, KIND_REQUEST
+from consim.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+    message_from_wire,
+)
+from consim.raft.types import MalformedMessage
+
+if TYPE_CHECKING:
+    from consim.cluster import Cluster
+
+# Families the diagram colours and filters by.
+VOTE, APPEND, HEARTBEAT, SNAPSHOT, RPC, GOSSIP = (
+    "vote",
+    "append",
+    "heartbeat",
+    "snapshot",
+    "rpc",
+    "gossip",
+)
+# Over this many messages, routine traffic keeps one message per link and family in each
+# SAMPLE_WINDOW seconds (a report page stays a few MB).
+MAX_MESSAGES = 20_000
+SAMPLE_WINDOW = 0.25
+
+
+class RunRecorder:
+    """Attach with :meth:`attach` before the cluster runs (virtual time only)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._host_name = {s.host: s.name for s in cluster.specs}
+        # (seq, sent, due, src, dst, channel, data); seq -1 = dropped at once
+        self.frames: list[tuple[int, float, float | None, str, str, str, bytes]] = []
+        self._dropped: dict[int, float] = {}
+        # Per server: [(time, commit index)] whenever it changed.
+        self.commits: dict[str, list[tuple[float, int]]] = {s.name: [] for s in cluster.specs}
+
+    def attach(self) -> None:
+        self.cluster.net.tap = self  # type: ignore[attr-defined]
+
+    # ---- MessageTap --------------------------------------------------------------------------
+    def sent(
+        self, seq: int, now: float, due: float | None, src: str, dst: str, channel: str, data: bytes
+    ) -> None:
+        self.frames.append((seq, now, due, src, dst, channel, data))
+        self.ran(src, now)
+
+    def dropped(self, seq: int, now: float) -> None:
+        self._dropped[seq] = now
+
+    def ran(self, address: str, now: float) -> None:
+        """Sample the commit index of the server at ``address`` (it sent, received or ran a
+        timer: the moments its commit index can change)."""
+        name = self._host_name.get(host_of(address))
+        if name is None:
+            return
+        core = self.cluster.servers[name].core
+        if core is None:
+            return
+        series = self.commits[name]
+        commit = core.commit_index
+        if not series or series[-1][1] != commit:
+            series.append((now, commit))
+
+    # ---- for the report ----------------------------------------------------------------------
+    def messages(self, t0: float = 0.0) -> list[dict[str, Any]]:
+        """Every decoded message, routine ones sampled: ``{t, due, from, to, family, label,
+        lost}`` (``due`` the arrival, or when it was dropped; ``lost`` true when it never
+        arrived). Times relative to ``t0``."""
+        sample = len(self.frames) > MAX_MESSAGES
+        out: list[dict[str, Any]] = []
+        methods: dict[tuple[str, str, int], str] = {}
+        last_kept: dict[tuple[str, str, str], float] = {}
+        for seq, sent, due, src, dst, channel, data in self.frames:
+            a = self._host_name.get(host_of(src))
+            b = self._host_name.get(host_of(dst))
+            if a is None or b is None:
+                continue
+            family, label = _describe(channel, data, src, dst, methods)
+            if family is None:
+                continue
+            lost = seq < 0 or seq in self._dropped
+            if sample and family in (HEARTBEAT, GOSSIP) and not lost:
+                key = (a, b, family)
+                prev = last_kept.get(key)
+                if prev is not None and sent - prev < SAMPLE_WINDOW:
+                    continue
+                last_kept[key] = sent
+            end = self._dropped.get(seq, due if due is not None else sent)
+            out.append(
+                {
+                    "t": round(sent - t0, 6),
+                    "due": round(end - t0, 6),
+                    "from": a,
+                    "to": b,
+                    "family": family,
+                    "label": label,
+                    "lost": lost,
+                }
+            )
+        return out
+
+    def commit_series(self, t0: float = 0.0) -> dict[str, list[list[float]]]:
+        return {
+            name: [[round(t - t0, 6), c] for t, c in series]
+            for name, series in self.commits.items()
+        }
+
+
+def _describe(
+    channel: str, data: bytes, src: str, dst: str, methods: dict[tuple[str, str, int], str]
+) -> tuple[str | None, str]:
+    try:
+        if channel == "rpc":
+            kind, rid, method, body = unpack(data)
+            if method == "Raft.Message" and kind == KIND_NOTIFY:
+                return _describe_raft(body.get("msg"))
+            if kind == KIND_REQUEST:
+                methods[(src, dst, rid)] = method
+            return RPC, str(method)
+        if channel == "reply":
+            kind, rid, _, _ = unpack(data)
+            method = methods.pop((dst, src, rid), "rpc")
+            return RPC, f"{method} {'error' if kind == KIND_ERROR else 'reply'}"
+        if channel == "datagram":
+            return GOSSIP, f"gossip packet ({len(data)} bytes)"
+        if channel == "stream":
+            return GOSSIP, "push-pull"
+        if channel == "stream-reply":
+            return GOSSIP, "push-pull reply"
+        if channel == "conn":  # bytes on a port connection (Consul's RPC port): (id, end, bytes)
+            chunk = data[2]  # type: ignore[index]
+            if chunk is None:
+                return RPC, "RPC port connection closed"
+            return RPC, f"RPC port bytes ({len(chunk)} bytes)"
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        pass
+    return None, ""
+
+
+def _describe_raft(wire: Any) -> tuple[str | None, str]:
+    try:
+        m = message_from_wire(wire)
+    except MalformedMessage:
+        return None, ""
+    if isinstance(m, RequestVote):
+        what = "pre-vote request" if m.pre_vote else "vote request"
+        return VOTE, f"{what} term {m.term} (last log {m.last_log_index}/{m.last_log_term})"
+    if isinstance(m, RequestVoteResponse):
+        what = "pre-vote" if m.pre_vote else "vote"
+        return VOTE, f"{what} {'granted' if m.granted else 'refused'} (term {m.term})"
+    if isinstance(m, AppendEntries):
+        if not m.entries:
+            return HEARTBEAT, f"heartbeat term {m.term} commit {m.leader_commit}"
+        first, last = m.entries[0].index, m.entries[-1].index
+        span = f"{first}" if first == last else f"{first}-{last}"
+        return APPEND, f"AppendEntries term {m.term} entries {span} commit {m.leader_commit}"
+    if isinstance(m, AppendEntriesResponse):
+        ok = "ok" if m.success else "refused"
+        return HEARTBEAT, f"append {ok} term {m.term} last {m.last_log_index}"
+    if isinstance(m, InstallSnapshot):
+        return SNAPSHOT, f"InstallSnapshot index {m.meta.index} bytes {m.offset}+{len(m.data)}"
+    if isinstance(m, InstallSnapshotResponse):
+        return SNAPSHOT, f"snapshot {'ok' if m.success else 'refused'} term {m.term}"
+    if isinstance(m, TimeoutNow):
+        return VOTE, f"TimeoutNow term {m.term}"
+    return RPC, type(m).__name__
