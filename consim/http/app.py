@@ -43,6 +43,7 @@ from consim.http import snapshot as snapshot_api
 from consim.http import txn as txn_api
 from consim.http import usage as usage_api
 from consim.http.agent import Agent, RpcError
+from consim.http.compress import maybe_gzip
 from consim.http.context import (
     KV_MAX_VALUE_SIZE,
     MAX_BODY_SIZE,
@@ -668,31 +669,45 @@ def create_app(agent: Agent) -> QuartTrio:
                 "starts with '/v1/'\n",
             )
         route, rest = found
+        # Every registered endpoint sits behind Consul's gzip handler (Vary, gzip on request).
+        accept = req.headers.get("Accept-Encoding")
+
+        def wrapped(
+            status: int, body: bytes, content_type: str | None, headers: dict[str, str]
+        ) -> Response:
+            body, headers = maybe_gzip(body, headers, accept)
+            return _response(status, body, content_type, headers)
+
+        def text(status: int, message: str, headers: dict[str, str]) -> Response:
+            return wrapped(status, message.encode("utf-8"), _TEXT, headers)
+
         allow = _ALLOW[route.path]
         if method == "OPTIONS":
-            return _response(200, b"", None, {**acl_policy, "Allow": allow})
+            return wrapped(200, b"", None, {**acl_policy, "Allow": allow})
         if method not in route.methods:
-            return _text(405, f"method {method} not allowed", {**acl_policy, "Allow": allow})
+            return text(405, f"method {method} not allowed", {**acl_policy, "Allow": allow})
         ctx = Ctx(agent, req, method, path, rest)
         ctx.meta_headers.update(acl_policy)
         try:
             result = await route.handler(ctx)
         except HTTPError as exc:
-            return _text(exc.status, exc.text, ctx.meta_headers)
+            return text(exc.status, exc.text, ctx.meta_headers)
         except RpcError as exc:
             message = getattr(exc, "message", str(exc))
             status = getattr(exc, "status", None) or error_status(message)
-            return _text(status, message, ctx.meta_headers)
+            return text(status, message, ctx.meta_headers)
         except Exception as exc:  # never leak a traceback to a client
             _report(agent, f"{method} {path}", exc)
-            return _text(500, "internal error", acl_policy)
+            return text(500, "internal error", acl_policy)
+        if isinstance(result, Response):  # a streaming answer (agent/monitor) made its own
+            return result
         if isinstance(result, Reply):
             headers = {**ctx.meta_headers, **(result.headers or {})}
-            return _response(result.status, result.body, result.content_type, headers)
+            return wrapped(result.status, result.body, result.content_type, headers)
         if result is None:
-            return _response(200, b"", None, ctx.meta_headers)
+            return wrapped(200, b"", None, ctx.meta_headers)
         body = marshal_json(result, ctx.has("pretty"))
-        return _response(200, body, _JSON, ctx.meta_headers)
+        return wrapped(200, body, _JSON, ctx.meta_headers)
 
     app.add_url_rule("/", "root", dispatch, methods=_ALL_METHODS, provide_automatic_options=False)
     app.add_url_rule(

@@ -8,6 +8,8 @@ sockets with timeouts, what a script or curl would do) while trio serves.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import select
 import socket
 import subprocess
@@ -108,6 +110,7 @@ async def test_status_line_has_reason_and_header_names_are_canonical(agent):
     # Go: the handler's headers sorted by name, then Date and Content-Length.
     assert names == [
         b"Content-Type",
+        b"Vary",  # Consul's gzip handler adds it to every API answer
         b"X-Consul-Default-Acl-Policy",
         b"X-Consul-Effective-Consistency",
         b"X-Consul-Index",
@@ -118,6 +121,29 @@ async def test_status_line_has_reason_and_header_names_are_canonical(agent):
     ]
     assert b"X-Consul-Index: 7" in lines
     assert b"X-Consul-Default-Acl-Policy: allow" in lines
+    assert b"Vary: Accept-Encoding" in lines
+
+
+async def test_large_answers_are_gzipped_when_the_client_asks(agent):
+    # 200 keys: a body well over gziphandler's 1400-byte minimum
+    agent.replies["KVS.ListKeys"] = {"Keys": [f"key/{i:04d}" for i in range(200)]}
+    ask = b"GET /v1/kv/?keys HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n"
+    plain = b"GET /v1/kv/?keys HTTP/1.1\r\nHost: a\r\n\r\n"
+    async with live(agent) as port:
+        gz = await in_thread(lambda: _one(port, ask))
+        raw = await in_thread(lambda: _one(port, plain))
+    assert gz[0] == raw[0] == b"HTTP/1.1 200 OK"
+    assert gz[1]["content-encoding"] == "gzip" and "content-encoding" not in raw[1]
+    assert gz[1]["vary"] == raw[1]["vary"] == "Accept-Encoding"
+    assert int(gz[1]["content-length"]) == len(gz[2]) < len(raw[2])
+    assert gzip.decompress(gz[2]) == raw[2]
+    assert json.loads(raw[2])[0] == "key/0000"
+
+
+def _one(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    with connect(port) as s:
+        s.sendall(request)
+        return read_response(s)
 
 
 def _raw_head(port: int, request: bytes) -> bytes:
