@@ -38,6 +38,7 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http import acl as acl_api
+from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
 from consim.http import snapshot as snapshot_api
 from consim.http import txn as txn_api
@@ -572,6 +573,7 @@ ROUTES: tuple[Route, ...] = (
     *snapshot_api.ROUTES,
     *event_api.ROUTES,
     *usage_api.ROUTES,
+    *coordinate_api.ROUTES,
 )
 
 

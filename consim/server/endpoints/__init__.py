@@ -8,6 +8,7 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 from consim.server.endpoints import (
     acl,
     catalog,
+    coordinate,
     health,
     internal,
     kvs,
@@ -25,6 +26,7 @@ __all__ = [
     "Handler",
     "authorize",
     "catalog",
+    "coordinate",
     "endpoint",
     "health",
     "internal",

@@ -34,6 +34,7 @@ from consim.server.state.acl import ACLTable
 from consim.server.state.autopilot import AutopilotTable
 from consim.server.state.base import Table, encode_command
 from consim.server.state.catalog import CatalogTable
+from consim.server.state.coordinates import CoordinateTable
 from consim.server.state.kvs import DirEntry, KVTable
 from consim.server.state.sessions import SessionTable
 from consim.server.state.txn import TxnTable
@@ -46,6 +47,7 @@ TABLES: tuple[type[Table], ...] = (
     SessionTable,
     ACLTable,
     TxnTable,
+    CoordinateTable,
 )
 
 # Snapshot layout version: 1 (no "version" key) was KV + autopilot at the top level.
@@ -58,6 +60,7 @@ __all__ = [
     "ACLTable",
     "AutopilotTable",
     "CatalogTable",
+    "CoordinateTable",
     "DirEntry",
     "KVTable",
     "SessionTable",
