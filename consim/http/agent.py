@@ -65,6 +65,25 @@ class Agent(Protocol):
         """Leave gracefully, then shut the agent down (after the answer is sent)."""
         ...
 
+    async def reload(self, token: str) -> None:
+        """``PUT /v1/agent/reload`` (agent:write)."""
+        ...
+
+    def check_agent_write(self, token: str) -> None:
+        """Raise :class:`RpcError` with the ACL text unless ``token`` has agent:write here."""
+        ...
+
+    def update_token(self, kind: str, value: str, token: str) -> None:
+        """Set the agent's token of ``kind`` (default, agent, agent_recovery, replication,
+        config_file_service_registration, dns). The app reads ``user_token`` (the default
+        token) for requests that carry none, with a default of ``""``."""
+        ...
+
+    def monitor(self, level: str, token: str) -> Any:
+        """agent:read, then ``subscribe(send)``: ``send(line)`` for each later log line at
+        ``level`` or above; ``subscribe`` returns the unsubscribe function."""
+        ...
+
     async def keyring_operation(
         self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str
     ) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http import acl as acl_api
+from consim.http import agent_ops
 from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
 from consim.http import snapshot as snapshot_api
@@ -574,6 +575,7 @@ ROUTES: tuple[Route, ...] = (
     *event_api.ROUTES,
     *usage_api.ROUTES,
     *coordinate_api.ROUTES,
+    *agent_ops.ROUTES,
 )
 
 

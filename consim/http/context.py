@@ -135,13 +135,13 @@ class Ctx:
                 auth = value
         if consul_token:
             return consul_token
-        if not auth:
-            return ""
-        parts = auth.split(" ")
+        parts = (auth or "").split(" ")
         if len(parts) > 1 and parts[0].lower() == "bearer":
             value = " ".join(parts[1:]).strip()
-            return value.split(" ")[0].strip()
-        return ""
+            if bearer := value.split(" ")[0].strip():
+                return bearer
+        # none given: the agent's default token (PUT /v1/agent/token/default), else anonymous
+        return getattr(self.agent, "user_token", "") or ""
 
     def dc(self) -> str:
         return self.get("dc") or self.agent.datacenter

@@ -4,20 +4,25 @@ and the keyring."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import trio
+from trio.testing import MockClock
 
 from consim import CONSUL_VERSION
-from consim.events import VIRTUAL_EPOCH
+from consim.events import VIRTUAL_EPOCH, Event, format_hclog, level_enabled
 from consim.gossip import consul_server_tags
 from consim.gossip.types import Member
 from consim.net.network import RpcError
+from consim.net.sim import VirtualClock
 from consim.server.endpoints import authorize, require
 from consim.server.gossip_driver import GossipPool
 from consim.server.node import ServerNode
+from consim.server.state.coordinates import initial_coordinate
 
 
 class ServerAgent:
@@ -38,6 +43,9 @@ class ServerAgent:
         self.datacenter = node.datacenter
         self._known_datacenters = known_datacenters
         self._leave = leave
+        # the agent's ACL tokens set through /v1/agent/token (lost when the cluster stops, as
+        # Consul's without enable_token_persistence)
+        self.tokens: dict[str, str] = {}
 
     @property
     def acl_enabled(self) -> bool:
@@ -67,6 +75,8 @@ class ServerAgent:
             stats_raft = {k: str(v) for k, v in core.stats(trio.current_time()).items()}
             stats_raft["applied_index"] = str(node.fsm.last_applied)
         leader = node.leader_address()
+        # Consul's Self struct, in its field order. No "xDS": Consul sends it only with an xDS
+        # (gRPC) server, and consim serves none.
         return {
             "Config": {
                 "Datacenter": spec.datacenter,
@@ -77,6 +87,9 @@ class ServerAgent:
                 "Version": CONSUL_VERSION,
                 "PrimaryDatacenter": self._primary(),
             },
+            "DebugConfig": self._debug_config(),
+            # serf's LAN coordinate: serf in consim runs no Vivaldi, so it stays the initial one
+            "Coord": initial_coordinate(),
             "Member": self.member(),
             "Stats": {
                 "consul": {
@@ -88,6 +101,24 @@ class ServerAgent:
                 },
                 "raft": stats_raft,
             },
+            # the agent's node meta, as its catalog registration carries it
+            "Meta": {"consul-network-segment": "", "consul-version": CONSUL_VERSION},
+        }
+
+    def _debug_config(self) -> dict[str, Any]:
+        """The part of Consul's sanitized runtime configuration consim has, by its names."""
+        node = self.node
+        return {
+            "ACLsEnabled": node.acl.enabled,
+            "Bootstrap": False,
+            "Datacenter": node.spec.datacenter,
+            "NodeID": node.node_id,
+            "NodeName": node.spec.name,
+            "PrimaryDatacenter": self._primary(),
+            "RaftProtocol": node.raft_protocol,
+            "Revision": "consim",
+            "ServerMode": True,
+            "Version": CONSUL_VERSION,
         }
 
     def _primary(self) -> str:
@@ -208,6 +239,58 @@ class ServerAgent:
             return
         self._pool(False).leave()
         self._pool(True).leave()
+
+    def check_agent_write(self, token: str) -> None:
+        """agent:write on this agent (what its token and reload endpoints require)."""
+        self._require(token, "agent", "write", self.node_name)
+
+    async def reload(self, token: str) -> None:
+        """Consul's AgentReload after its agent:write check. consim's configuration is fixed
+        when the cluster starts, so there is nothing to read again: the reload succeeds."""
+        self._require(token, "agent", "write", self.node_name)
+
+    @property
+    def user_token(self) -> str:
+        """The agent's default ("user") token: what a request without a token runs as."""
+        return self.tokens.get("default", "")
+
+    def update_token(self, kind: str, value: str, token: str) -> None:
+        """Consul's AgentToken after its ACL-enabled check: agent:write, then the token of
+        ``kind`` (default, agent, agent_recovery, replication, config_file_service_registration,
+        dns) is replaced. Only ``default`` changes what consim does (see ``user_token``); the
+        others are kept for the agent's own work, which a consim server does without tokens."""
+        self._require(token, "agent", "write", self.node_name)
+        self.tokens[kind] = value
+        self.node.events.emit(
+            self.node.name,
+            "agent_token_updated",
+            {"token": kind},
+            subsystem="agent",
+            message="Updated agent's ACL token",
+        )
+
+    def monitor(
+        self, level: str, token: str
+    ) -> Callable[[Callable[[str], None]], Callable[[], None]]:
+        """Consul's AgentMonitor after agent:read: ``subscribe(line_callback)`` sends every later
+        log line of this agent at ``level`` or above, as hclog writes it; returns the
+        unsubscribe function."""
+        self._require(token, "agent", "read", self.node_name)
+        threshold = "ERROR" if level.upper() == "ERR" else level.upper()
+        name = self.node_name
+        # Live, lines carry the wall clock (as `consim up` prints them); virtual, the log's epoch.
+        virtual = isinstance(trio.lowlevel.current_clock(), VirtualClock | MockClock)
+        offset = 0.0 if virtual else time.time() - trio.current_time()
+
+        def subscribe(send: Callable[[str], None]) -> Callable[[], None]:
+            def forward(event: Event) -> None:
+                if event.node == name and level_enabled(event.level, threshold):
+                    shown = dataclasses.replace(event, time=event.time + offset)
+                    send(format_hclog(shown, virtual=virtual) + "\n")
+
+            return self.node.events.subscribe(forward)
+
+        return subscribe
 
     async def keyring_operation(
         self, op: str, key: str | None, relay_factor: int, local_only: bool, token: str
