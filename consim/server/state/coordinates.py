@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from consim.server.state.base import Table
+from consim.server.state.catalog import CatalogTable
 
 # serf/coordinate's DefaultConfig: 8 dimensions, VivaldiErrorMax 1.5, HeightMin 10e-6.
 DIMENSIONALITY = 8
@@ -35,13 +36,12 @@ class CoordinateTable(Table):
 
     def __init__(self, store: Any) -> None:
         super().__init__(store)
+        # (node, segment) -> {"Coord": the coordinate, "Node": the node's CreateIndex then}
         self.coordinates: dict[tuple[str, str], dict[str, Any]] = {}
 
     def batch_update(self, index: int, command: dict[str, Any]) -> Any:
         # Consul's CoordinateBatchUpdate drops updates for nodes the catalog does not know
         # (coordinates are deleted with their node).
-        from consim.server.state.catalog import CatalogTable
-
         catalog = self.store.table(CatalogTable)
         changed = False
         for update in command.get("Updates") or []:
@@ -49,7 +49,10 @@ class CoordinateTable(Table):
             if node not in catalog.nodes:
                 continue
             key = (node, str(update.get("Segment", "")))
-            self.coordinates[key] = dict(update.get("Coord") or {})
+            # kept with the node's CreateIndex: a node deregistered and registered again is a
+            # new node, and its old coordinate is gone (Consul deletes it with the node)
+            born = int(catalog.nodes[node].get("CreateIndex") or 0)
+            self.coordinates[key] = {"Coord": dict(update.get("Coord") or {}), "Node": born}
             changed = True
         if changed:
             self.store.bump(index, self.name)
@@ -57,25 +60,22 @@ class CoordinateTable(Table):
 
     def list(self) -> list[dict[str, Any]]:
         """Every coordinate whose node is still in the catalog, sorted by node then segment."""
-        from consim.server.state.catalog import CatalogTable
-
-        catalog = self.store.table(CatalogTable)
+        nodes = self.store.table(CatalogTable).nodes
         return [
-            {"Node": node, "Segment": segment, "Coord": coord}
-            for (node, segment), coord in sorted(self.coordinates.items())
-            if node in catalog.nodes
+            {"Node": node, "Segment": segment, "Coord": entry["Coord"]}
+            for (node, segment), entry in sorted(self.coordinates.items())
+            if node in nodes and int(nodes[node].get("CreateIndex") or 0) == entry["Node"]
         ]
 
     def index(self) -> int:
-        return self.store.max_index(self.name)
+        # with "nodes": a deregistered node takes its coordinates with it, which wakes readers
+        return self.store.max_index(self.name, "nodes")
 
     def node(self, name: str) -> list[dict[str, Any]]:
         return [c for c in self.list() if c["Node"] == name]
 
     def snapshot(self) -> Any:
-        return [
-            [node, segment, coord] for (node, segment), coord in sorted(self.coordinates.items())
-        ]
+        return [[n, s, e["Node"], e["Coord"]] for (n, s), e in sorted(self.coordinates.items())]
 
     def restore(self, obj: Any) -> None:
-        self.coordinates = {(n, s): dict(c) for n, s, c in obj or []}
+        self.coordinates = {(n, s): {"Node": born, "Coord": dict(c)} for n, s, born, c in obj or []}
