@@ -79,9 +79,10 @@ class Agent(Protocol):
         token) for requests that carry none, with a default of ``""``."""
         ...
 
-    def monitor(self, level: str, token: str) -> Any:
+    def monitor(self, level: str, token: str, json_format: bool = False) -> Any:
         """agent:read, then ``subscribe(send)``: ``send(line)`` for each later log line at
-        ``level`` or above; ``subscribe`` returns the unsubscribe function."""
+        ``level`` or above (hclog's text, or its JSON with ``json_format``); ``subscribe``
+        returns the unsubscribe function."""
         ...
 
     async def keyring_operation(

@@ -86,7 +86,7 @@ async def agent_monitor(c: Ctx) -> Any:
     level = c.get("loglevel") or "INFO"
     if level.upper() not in LOG_LEVELS:
         raise HTTPError(400, f"Unknown log level: {level}")
-    subscribe = c.agent.monitor(level, c.token())
+    subscribe = c.agent.monitor(level, c.token(), c.has("logjson"))
     send, receive = trio.open_memory_channel[str](math.inf)
     queued = 0
 

@@ -5,16 +5,17 @@ and the keyring."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import trio
 from trio.testing import MockClock
 
 from consim import CONSUL_VERSION
-from consim.events import VIRTUAL_EPOCH, Event, format_hclog, level_enabled
+from consim.events import VIRTUAL_EPOCH, Event, format_hclog, go_value, level_enabled
 from consim.gossip import consul_server_tags
 from consim.gossip.types import Member
 from consim.net.network import RpcError
@@ -270,7 +271,7 @@ class ServerAgent:
         )
 
     def monitor(
-        self, level: str, token: str
+        self, level: str, token: str, json_format: bool = False
     ) -> Callable[[Callable[[str], None]], Callable[[], None]]:
         """Consul's AgentMonitor after agent:read: ``subscribe(line_callback)`` sends every later
         log line of this agent at ``level`` or above, as hclog writes it; returns the
@@ -286,7 +287,10 @@ class ServerAgent:
             def forward(event: Event) -> None:
                 if event.node == name and level_enabled(event.level, threshold):
                     shown = dataclasses.replace(event, time=event.time + offset)
-                    send(format_hclog(shown, virtual=virtual) + "\n")
+                    if json_format:
+                        send(_hclog_json(shown, virtual) + "\n")
+                    else:
+                        send(format_hclog(shown, virtual=virtual) + "\n")
 
             return self.node.events.subscribe(forward)
 
@@ -314,6 +318,25 @@ class ServerAgent:
             subsystem="agent.http",
             message="unexpected error serving request",
         )
+
+
+def _hclog_json(event: Event, virtual: bool) -> str:
+    """hclog's JSONFormat line: a JSON object, keys sorted as Go marshals a map (``@level`` in
+    lower case, ``@message``, ``@module``, ``@timestamp`` to the microsecond, then the fields)."""
+    if virtual:
+        when = VIRTUAL_EPOCH + timedelta(seconds=event.time)
+    else:
+        when = datetime.fromtimestamp(event.time, tz=UTC)
+    record: dict[str, Any] = {
+        "@level": event.level.lower(),
+        "@message": event.message,
+        "@module": event.subsystem,
+        "@timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    for key, value in event.fields.items():
+        if not key.startswith("_"):
+            record[key] = value if isinstance(value, bool | int | float | str) else go_value(value)
+    return json.dumps(dict(sorted(record.items())), separators=(",", ":"), ensure_ascii=False)
 
 
 def has_port(address: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
 from consim.acl import ACLConfig
@@ -78,7 +79,10 @@ def test_agent_token_without_acls_is_401():
     assert (status, raw) == (401, b"ACL support disabled")
 
 
-def test_agent_monitor_checks_the_level_then_streams_this_agents_lines():
+@pytest.mark.parametrize("logjson", [False, True])
+def test_agent_monitor_checks_the_level_then_streams_this_agents_lines(logjson):
+    query = b"loglevel=debug&logjson" if logjson else b"loglevel=debug"
+
     async def body(c):
         leader, _ = await ready(c)
         bad = await http(c, leader.name, "GET", "/v1/agent/monitor?loglevel=loud")
@@ -98,7 +102,7 @@ def test_agent_monitor_checks_the_level_then_streams_this_agents_lines():
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
             "method": "GET", "scheme": "http", "path": "/v1/agent/monitor",
-            "raw_path": b"/v1/agent/monitor", "query_string": b"loglevel=debug",
+            "raw_path": b"/v1/agent/monitor", "query_string": query,
             "root_path": "", "headers": [(b"host", b"a")], "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 8500), "extensions": {},
         }  # fmt: skip
@@ -115,8 +119,16 @@ def test_agent_monitor_checks_the_level_then_streams_this_agents_lines():
     assert (bad[0], bad[2]) == (400, b"Unknown log level: loud")
     assert start["status"] == 200
     lines = streamed.decode().splitlines()
-    assert any(line.endswith("agent: probe one: n=1") and "[DEBUG]" in line for line in lines)
     assert not any("someone else" in line for line in lines)
+    if not logjson:
+        assert any(line.endswith("agent: probe one: n=1") and "[DEBUG]" in line for line in lines)
+        return
+    records = [json.loads(line) for line in lines]
+    [probe] = [r for r in records if r["@message"] == "probe one"]
+    # hclog's JSON: a Go map, keys sorted; the virtual epoch's clock to the microsecond
+    assert list(probe) == ["@level", "@message", "@module", "@timestamp", "n"]
+    assert (probe["@level"], probe["@module"], probe["n"]) == ("debug", "agent", 1)
+    assert probe["@timestamp"].endswith("Z") and len(probe["@timestamp"]) == 27
 
 
 def test_coordinates_datacenters_update_node_and_nodes():
