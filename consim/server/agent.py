@@ -79,14 +79,14 @@ class ServerAgent:
         # Consul's Self struct, in its field order. No "xDS": Consul sends it only with an xDS
         # (gRPC) server, and consim serves none.
         return {
-            "Config": {
+            "Config": {  # the anonymous struct's field order; no BuildDate (no build)
                 "Datacenter": spec.datacenter,
+                "PrimaryDatacenter": self._primary(),
                 "NodeName": spec.name,
                 "NodeID": node.node_id,
-                "Server": True,
                 "Revision": "consim",
+                "Server": True,
                 "Version": CONSUL_VERSION,
-                "PrimaryDatacenter": self._primary(),
             },
             "DebugConfig": self._debug_config(),
             # serf's LAN coordinate: serf in consim runs no Vivaldi, so it stays the initial one

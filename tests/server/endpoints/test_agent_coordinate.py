@@ -25,6 +25,9 @@ def test_agent_self_has_consuls_sections_and_reload_succeeds():
     me, reload = run(body)
     # Consul's Self struct order; xDS only comes with an xDS server, which consim has not
     assert list(me) == ["Config", "DebugConfig", "Coord", "Member", "Stats", "Meta"]
+    assert list(me["Config"]) == [
+        "Datacenter", "PrimaryDatacenter", "NodeName", "NodeID", "Revision", "Server", "Version"
+    ]  # fmt: skip
     assert me["Coord"] == ORIGIN
     assert me["DebugConfig"]["NodeName"] == me["Config"]["NodeName"] == "dc1-s1"
     assert me["Meta"]["consul-version"] == me["Config"]["Version"]
