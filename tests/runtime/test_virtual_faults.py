@@ -183,11 +183,12 @@ def test_no_quorum_forwarded_call_fails_after_hold_timeout(hold: float, seed: in
         msg = await expect_rpc_error(kv_get(survivor, "k"))
         assert msg == ERR_NO_LEADER, f"seed={seed}: read {msg!r}"
         read_took = trio.current_time() - start_read
-        assert hold <= read_took <= hold + 0.05, f"seed={seed}: read held {read_took:.4f}s"
+        assert hold - 1e-9 <= read_took <= hold + 0.05, f"seed={seed}: read held {read_took:.4f}s"
         return took
 
     took, log = virtual(spec, body)
-    assert hold <= took <= hold + 0.05, f"seed={seed}: held {took:.4f}s, hold {hold}s"
+    # (1e-9: the hold is a deadline; subtracting two virtual times may land one ulp short)
+    assert hold - 1e-9 <= took <= hold + 0.05, f"seed={seed}: held {took:.4f}s, hold {hold}s"
     assert len(log.of_kind("kill")) == 2, f"seed={seed}"
 
 
