@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -63,6 +64,9 @@ class Cluster:
         self._nursery: trio.Nursery | None = None
         self._memory: dict[str, MemoryStorage] = {}
         self.http_apps: dict[str, Any] = {}
+        # consim's /ui (consim.ui.live.LiveUI, set by `consim up` before the servers start):
+        # every server's app hands /ui paths to it. None: /ui is a 404, as without Consul's UI.
+        self.ui: Any = None
         network.faults.on_change = self._on_fault
         network.on_error = self._on_network_error
         self.raft_config = raft_config = spec.raft_config()
@@ -201,7 +205,8 @@ class Cluster:
                 known_datacenters=lambda: len(node.known_datacenters()),
                 leave=lambda: self.agent_leave(name),
             )
-            self.http_apps[name] = create_app(agent)
+            ui = None if self.ui is None else partial(self.ui.handle, server=name)
+            self.http_apps[name] = create_app(agent, ui)
         return self.http_apps[name]
 
     async def http(

@@ -319,13 +319,22 @@ class Controller:
             raise ClusterError(f"unknown action {action!r}")
 
 
-def control_app(cluster: Cluster) -> Any:
-    """JSON control API for ``consim ctl``: POST /ctl/<action> with a JSON body."""
+def control_app(cluster: Cluster, controller: Controller | None = None, ui: Any = None) -> Any:
+    """JSON control API for ``consim ctl``: POST /ctl/<action> with a JSON body. With ``ui``
+    (``consim.ui.live.LiveUI``) it serves the page at /ui/ too, on an address no kill takes away."""
     from quart import request
     from quart_trio import QuartTrio
 
     app = QuartTrio("consim-control")
-    controller = Controller(cluster)
+    controller = controller or Controller(cluster)
+
+    if ui is not None:
+
+        @app.route("/ui", methods=["GET", "POST", "OPTIONS"], strict_slashes=False)
+        @app.route("/ui/", methods=["GET", "POST", "OPTIONS"])
+        @app.route("/ui/<path:rest>", methods=["GET", "POST", "OPTIONS"])
+        async def page(rest: str = "") -> Any:
+            return await ui.handle(request._get_current_object())
 
     @app.route("/ctl/status", methods=["GET"])
     async def status() -> Any:
@@ -411,19 +420,28 @@ async def serve_cluster(
 
     control_address = f"127.0.0.1:{spec.http_port + CONTROL_PORT_OFFSET}"
     check_addresses(spec, control_address)
+    from consim.ui.live import LiveUI
+
     cluster, events = start_live_cluster_parts(spec, max_events=max_events)
     print_events(events, out, log_level)
     print(_server_table(cluster), file=out, flush=True)
+    # One controller for consim ctl and the page: both remember the same last-killed/old-leader.
+    controller = Controller(cluster)
+    ui = LiveUI(cluster, controller, control_address=control_address)
+    cluster.ui = ui  # before the servers start: each one's HTTP app serves /ui/ through it
     async with trio.open_nursery() as nursery:
+        await nursery.start(ui.run)
         await nursery.start(cluster.net.run)
         await nursery.start(cluster.run)
-        await nursery.start(serve_http, control_app(cluster), control_address)
+        await nursery.start(serve_http, control_app(cluster, controller, ui), control_address)
         own = record_control(control_address)
         print(
             f"==> Control API on http://{control_address} (consim ctl finds it via {own})",
             file=out,
             flush=True,
         )
+        first = next(iter(cluster.servers.values())).spec.http_address
+        print(f"==> UI on http://{first}/ui/ (every server serves it)", file=out, flush=True)
         for dc in spec.datacenter_names():
             nursery.start_soon(_announce_leader, cluster, dc, out)
         try:

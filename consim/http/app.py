@@ -642,8 +642,12 @@ class _ConsulApp(QuartTrio):
             )
 
 
-def create_app(agent: Agent) -> QuartTrio:
-    """The HTTP API of one server, answering through ``agent``."""
+UIHandler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(agent: Agent, ui: UIHandler | None = None) -> QuartTrio:
+    """The HTTP API of one server, answering through ``agent``; ``ui`` answers ``/ui`` and
+    ``/ui/...`` (consim's own page, ``consim.ui.live``; without it those are Consul's 404s)."""
     app = _ConsulApp(__name__)
     app.url_map.merge_slashes = False  # keys like "a//b" must reach the KV handler untouched
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -657,6 +661,8 @@ def create_app(agent: Agent) -> QuartTrio:
         req = request._get_current_object()  # once, not through the proxy on every access
         method = req.method
         path = req.path
+        if ui is not None and (path == "/ui" or path.startswith("/ui/")):
+            return await ui(req)
         if path == "/":
             return _text(
                 200,

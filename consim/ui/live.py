@@ -1,0 +1,419 @@
+"""The live page's backend: what every ``consim up`` server answers under ``/ui/``.
+
+All servers of a ``consim up`` share one :class:`LiveUI` (they live in one process), so the page
+is the same on each, and it keeps working through another server's address (or the control
+API's) when the one it was loaded from is killed: the API answers CORS requests from the
+cluster's own HTTP addresses, and nothing else.
+
+Routes (``consim/http/app.py`` hands every ``/ui`` path here; other unknown paths keep Consul's
+404s):
+
+- ``GET /ui`` -> 301 to ``/ui/``; ``GET /ui/`` the page; ``GET /ui/static/<file>`` its assets.
+- ``GET /ui/api/state``: the cluster snapshot (``snapshot.cluster_snapshot``).
+- ``GET /ui/api/stream``: server-sent events: ``state`` (a snapshot, at most every 50 ms after
+  an event and every 250 ms anyway), ``log`` (each INFO+ event as Consul's log line), ``msg``
+  (server-to-server messages, sampled: see :class:`MessageTap`).
+- ``POST /ui/api/ctl/<action>``: the same :class:`~consim.live.Controller` (so the same code
+  path and the same remembered roles) as ``consim ctl``'s ``POST /ctl/<action>``.
+- ``POST /ui/api/client``: a KV read (default/consistent/stale) or write sent to one server's
+  HTTP API, answered with its status, headers and body.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+import trio
+from quart import Request, Response
+
+from consim.cluster import Cluster, ClusterError
+from consim.events import Event, format_hclog, level_enabled
+from consim.raft.recovery import RecoveryError
+from consim.ui.assets import asset, content_type
+from consim.ui.snapshot import cluster_snapshot
+
+# How often the page gets a snapshot without any event (commit indexes, last contact, timers).
+STATE_INTERVAL = 0.25
+# The least time between two snapshots: events come in bursts; one snapshot covers a burst.
+STATE_COALESCE = 0.05
+# Log lines a new page gets at once, and what each subscriber may have queued.
+BACKLOG = 200
+QUEUE = 512
+# Messages: at most this many a second in all, and one per link and type per MESSAGE_GAP.
+MESSAGES_PER_SECOND = 60
+MESSAGE_GAP = 0.2
+
+_JSON = "application/json"
+
+
+class MessageTap:
+    """Samples the server-to-server messages a cluster sends, for the page's arrows.
+
+    It wraps the network's ``notify`` (Raft's messages) and ``call`` (forwarded requests,
+    autopilot's stats) on this one network object, so only a ``consim up`` with the UI pays for
+    it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
+    :data:`MESSAGES_PER_SECOND` in all (votes are rare and always pass the first rule). Counts
+    of what was seen and shown are kept in :attr:`seen` / :attr:`shown`. The tap never raises
+    into the sender.
+    """
+
+    def __init__(
+        self, cluster: Cluster, publish: Callable[[dict[str, Any]], None], clock: Callable[[], float]
+    ) -> None:
+        self.cluster = cluster
+        self.publish = publish
+        self.clock = clock
+        self.seen = 0
+        self.shown = 0
+        self._last: dict[tuple[str, str, str], float] = {}
+        self._window_start = 0.0
+        self._window_count = 0
+
+    def install(self) -> None:
+        net = self.cluster.net
+        notify, call = net.notify, net.call
+        tap = self
+
+        def tapped_notify(src: str, dst: str, method: str, args: Any) -> None:
+            notify(src, dst, method, args)
+            tap.observe(src, dst, method, args)
+
+        async def tapped_call(src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
+            tap.observe(src, dst, method, args)
+            return await call(src, dst, method, args, timeout)
+
+        net.notify = tapped_notify  # type: ignore[method-assign]
+        net.call = tapped_call  # type: ignore[method-assign]
+
+    def _name(self, address: str) -> str:
+        host = address.rsplit(":", 1)[0]
+        for node in self.cluster.servers.values():
+            if node.spec.host == host:
+                return node.name
+        return address
+
+    def observe(self, src: str, dst: str, method: str, args: Any) -> None:
+        try:
+            self._observe(src, dst, method, args)
+        except Exception:  # a view must never break the sender  # noqa: S110
+            pass
+
+    def _observe(self, src: str, dst: str, method: str, args: Any) -> None:
+        self.seen += 1
+        kind, detail = describe_message(method, args)
+        now = self.clock()
+        key = (src, dst, kind)
+        last = self._last.get(key)
+        if last is not None and now - last < MESSAGE_GAP:
+            return
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        if self._window_count >= MESSAGES_PER_SECOND:
+            return
+        self._window_count += 1
+        self._last[key] = now
+        self.shown += 1
+        self.publish(
+            {
+                "from": self._name(src),
+                "to": self._name(dst),
+                "type": kind,
+                "detail": detail,
+                "seen": self.seen,
+                "shown": self.shown,
+            }
+        )
+
+
+def describe_message(method: str, args: Any) -> tuple[str, str]:
+    """A message's type as the page labels it, and a short detail."""
+    if method != "Raft.Message" or not isinstance(args, dict):
+        return method, ""
+    msg = args.get("msg")
+    if not isinstance(msg, dict):
+        return method, ""
+    kind = str(msg.get("type", method))
+    term = msg.get("term")
+    if kind == "AppendEntries":
+        n = len(msg.get("entries") or ())
+        if n == 0:
+            return "Heartbeat", f"term {term}, commit {msg.get('leader_commit')}"
+        return kind, f"term {term}, {n} entries, commit {msg.get('leader_commit')}"
+    if kind in ("RequestVote", "RequestVoteResponse") and msg.get("pre_vote"):
+        kind = "Pre" + kind
+    if kind.endswith("VoteResponse"):
+        return kind, f"term {term}, granted {msg.get('granted')}"
+    if kind == "AppendEntriesResponse":
+        return kind, f"term {term}, success {msg.get('success')}, index {msg.get('last_log_index')}"
+    return kind, f"term {term}"
+
+
+class LiveUI:
+    """The ``/ui`` of one ``consim up``: shared by its servers and its control API."""
+
+    def __init__(
+        self, cluster: Cluster, controller: Any, *, control_address: str | None = None
+    ) -> None:
+        self.cluster = cluster
+        self.controller = controller
+        self.control_address = control_address
+        self._subscribers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
+        self._backlog: deque[str] = deque(maxlen=BACKLOG)
+        self._dirty = trio.Event()
+        self._down_reason: dict[str, str] = {}
+        self._wall_offset = time.time() - trio.current_time()
+        # The page's clock: seconds since this UI started (trio's clock has an arbitrary origin).
+        self._t0 = trio.current_time()
+        self.dropped = 0
+        cluster.events.subscribe(self._on_event)
+        self.tap = MessageTap(cluster, self._on_message, trio.current_time)
+        self.tap.install()
+
+    # ---- what the page is told ---------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        now = trio.current_time()
+        snap = cluster_snapshot(self.cluster, now, self._down_reason)
+        snap["time"] = round(now - self._t0, 3)
+        snap["control"] = self.control_address
+        snap["messages"] = {"seen": self.tap.seen, "shown": self.tap.shown}
+        return snap
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind in ("kill", "stop") and "server" in event.fields:
+            self._down_reason[event.fields["server"]] = (
+                "killed" if event.kind == "kill" else "stopped"
+            )
+        self._dirty.set()
+        if not level_enabled(event.level, "INFO"):
+            return
+        shifted = Event(
+            event.time + self._wall_offset,
+            event.node,
+            event.kind,
+            {"node": event.node, **event.fields} if event.node else event.fields,
+            event.level,
+            event.subsystem,
+            event.message,
+        )
+        line = json.dumps(
+            {
+                "time": round(event.time - self._t0, 3),
+                "node": event.node,
+                "kind": event.kind,
+                "level": event.level,
+                "line": format_hclog(shifted, virtual=False),
+            }
+        )
+        self._backlog.append(line)
+        self._broadcast("log", line)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        message["time"] = round(trio.current_time() - self._t0, 3)
+        self._broadcast("msg", json.dumps(message))
+
+    def _broadcast(self, kind: str, data: str) -> None:
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait((kind, data))
+            except trio.WouldBlock:
+                self.dropped += 1  # a slow page misses lines; the next snapshot still comes
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.discard(channel)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Push snapshots: soon after events, and every :data:`STATE_INTERVAL` anyway."""
+        task_status.started()
+        while True:
+            with trio.move_on_after(STATE_INTERVAL):
+                await self._dirty.wait()
+            self._dirty = trio.Event()
+            if self._subscribers:
+                try:
+                    state = json.dumps(self.snapshot())
+                except Exception as exc:  # one bad snapshot must not end the pushes
+                    self.cluster.events.emit(
+                        "cluster",
+                        "internal_error",
+                        {"where": "ui snapshot", "error": f"{type(exc).__name__}: {exc}"},
+                        level="ERROR",
+                        message="unexpected error in ui snapshot, continuing",
+                    )
+                else:
+                    self._broadcast("state", state)
+            await trio.sleep(STATE_COALESCE)
+
+    # ---- HTTP --------------------------------------------------------------------------------
+    def allowed_origins(self) -> set[str]:
+        origins = {f"http://{n.spec.http_address}" for n in self.cluster.servers.values()}
+        if self.control_address:
+            origins.add(f"http://{self.control_address}")
+        return origins
+
+    async def handle(self, request: Request, server: str | None = None) -> Response:
+        """Answer one ``/ui`` request (``server``: the server whose address it came to)."""
+        path, method = request.path, request.method
+        origin = request.headers.get("Origin")
+        cors = {}
+        if origin and origin in self.allowed_origins():
+            cors = {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST",
+                "Access-Control-Allow-Headers": "Content-Type",
+                "Vary": "Origin",
+            }
+        if method == "OPTIONS":
+            return _answer(204, b"", None, cors)
+        try:
+            return await self._route(request, path, method, server, cors)
+        except Exception as exc:  # never a traceback to the page; the server goes on
+            self.cluster.events.emit(
+                server or "cluster",
+                "internal_error",
+                {"where": f"ui {method} {path}", "error": f"{type(exc).__name__}: {exc}"},
+                level="ERROR",
+                message="unexpected error in ui request, continuing",
+            )
+            return _answer(500, b"internal error", "text/plain; charset=utf-8", cors)
+
+    async def _route(
+        self, request: Request, path: str, method: str, server: str | None, cors: dict[str, str]
+    ) -> Response:
+        if path == "/ui":
+            return _answer(301, b"", None, {"Location": "/ui/"})
+        get_only = path == "/ui/" or path.startswith("/ui/static/") or path in (
+            "/ui/api/state",
+            "/ui/api/stream",
+        )
+        post_only = path.startswith("/ui/api/ctl/") or path == "/ui/api/client"
+        if not (get_only or post_only):
+            return _answer(404, b"not found in consim's UI\n", "text/plain; charset=utf-8")
+        if (get_only and method not in ("GET", "HEAD")) or (post_only and method != "POST"):
+            allow = "GET" if get_only else "POST"
+            return _answer(405, f"method {method} not allowed".encode(), None, {"Allow": allow})
+        if path == "/ui/":
+            page = asset("index.html").replace(
+                b"<!--CONSIM-BOOT-->",
+                f"<script>window.CONSIM_BOOT={json.dumps({'mode': 'live', 'server': server})}"
+                "</script>".encode(),
+            )
+            return _answer(200, page, "text/html; charset=utf-8", {"Cache-Control": "no-store"})
+        if path.startswith("/ui/static/"):
+            name = path[len("/ui/static/") :]
+            try:
+                body = asset(name)
+            except FileNotFoundError:
+                return _answer(404, b"no such asset\n", "text/plain; charset=utf-8")
+            return _answer(200, body, content_type(name))
+        if path == "/ui/api/state":
+            return _json(200, self.snapshot(), cors)
+        if path == "/ui/api/stream":
+            return self._stream(cors)
+        # POSTs: JSON only, so a page of another origin cannot send one without CORS' preflight.
+        if request.mimetype != _JSON:
+            return _json(415, {"error": "send Content-Type: application/json"}, cors)
+        body = await request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return _json(400, {"error": "expected a JSON object"}, cors)
+        if path == "/ui/api/client":
+            return _json(200, await self.client_request(body), cors)
+        action = path[len("/ui/api/ctl/") :]
+        try:
+            await self.controller.apply(action, body)
+        except (ClusterError, ValueError, RecoveryError) as exc:
+            return _json(400, {"error": str(exc)}, cors)
+        return _json(200, {"ok": True, "state": self.snapshot()}, cors)
+
+    def _stream(self, cors: dict[str, str]) -> Response:
+        send, recv = trio.open_memory_channel[tuple[str, str]](QUEUE)
+        first = [("state", json.dumps(self.snapshot()))] + [("log", line) for line in self._backlog]
+        self._subscribers.add(send)
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                for kind, data in first:
+                    yield _frame(kind, data)
+                while True:
+                    with trio.move_on_after(15) as idle:
+                        kind, data = await recv.receive()
+                    if idle.cancelled_caught:
+                        yield b": keep-alive\n\n"  # proxies and browsers keep the stream open
+                        continue
+                    yield _frame(kind, data)
+            finally:
+                self._subscribers.discard(send)
+                send.close()
+
+        resp = Response(frames(), status=200, content_type="text/event-stream")
+        resp.headers["Cache-Control"] = "no-store"
+        for k, v in cors.items():
+            resp.headers[k] = v
+        resp.timeout = None  # type: ignore[assignment]  # Quart's 60 s response timeout: off
+        return resp
+
+    async def client_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{server, op: read|write, key, value, consistency}`` -> the server's answer."""
+        server, op = body.get("server"), body.get("op")
+        key = body.get("key") or "ui/demo"
+        consistency = body.get("consistency") or "default"
+        if op not in ("read", "write"):
+            return {"error": f"op must be read or write, got {op!r}"}
+        if consistency not in ("default", "consistent", "stale"):
+            return {"error": f"consistency must be default, consistent or stale, got {consistency!r}"}
+        if not isinstance(key, str):
+            return {"error": "key must be a string"}
+        try:
+            name = self.controller.resolve(server)
+        except ClusterError as exc:
+            return {"error": str(exc)}
+        path = "/v1/kv/" + quote(key, safe="/")
+        if op == "read" and consistency != "default":
+            path += "?" + consistency
+        method = "GET" if op == "read" else "PUT"
+        data = str(body.get("value", "")).encode() if op == "write" else b""
+        start = trio.current_time()
+        try:
+            status, headers, answer = await self.cluster.http(name, method, path, body=data)
+        except Exception as exc:  # connection refused by a killed server, a timeout, ...
+            return {"server": name, "request": f"{method} {path}", "error": str(exc) or repr(exc)}
+        shown = {k: v for k, v in headers.items() if k.lower().startswith("x-consul")}
+        return {
+            "server": name,
+            "request": f"{method} {path}",
+            "status": status,
+            "headers": shown,
+            "body": answer.decode("utf-8", "replace"),
+            "ms": round((trio.current_time() - start) * 1000, 1),
+        }
+
+
+def _frame(kind: str, data: str) -> bytes:
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+def _json(status: int, body: Any, headers: dict[str, str]) -> Response:
+    return _answer(status, json.dumps(body, allow_nan=False, default=_finite).encode(), _JSON, headers)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
+
+
+def _answer(
+    status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    resp = Response(body, status=status)
+    if content_type is None:
+        del resp.headers["Content-Type"]
+    else:
+        resp.headers["Content-Type"] = content_type
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp

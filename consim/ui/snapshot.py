@@ -1,0 +1,133 @@
+"""What the page shows of each server, read from a running :class:`~consim.cluster.Cluster`.
+
+One call, one consistent view: the page redraws from it (``data-role`` and the rest come from
+``role`` and ``state`` here). Nothing here changes the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from consim.cluster import Cluster
+
+# What the page calls a server's life: up, or why it is not.
+STATES = ("up", "killed", "stopped", "failed", "paused", "cut off")
+
+
+def _keyring(pool: Any) -> dict[str, Any] | None:
+    core = getattr(pool, "core", None)
+    ring = getattr(core, "keyring", None)
+    if ring is None:
+        return None
+    primary = ring.primary_key
+    return {
+        "primary": base64.b64encode(primary).decode() if primary else None,
+        "keys": ring.keys_b64(),
+    }
+
+
+def _members(pool: Any) -> list[dict[str, str]]:
+    if pool is None:
+        return []
+    return [{"name": m.name, "status": m.status_name} for m in pool.members()]
+
+
+def server_snapshot(
+    cluster: Cluster, name: str, now: float, down_reason: dict[str, str]
+) -> dict[str, Any]:
+    """One server as the page draws it; ``down_reason`` maps a name to killed/stopped."""
+    node = cluster.node(name)
+    spec = node.spec
+    core = node.core
+    out: dict[str, Any] = {
+        "name": name,
+        "datacenter": node.datacenter,
+        "address": node.address,
+        "http": spec.http_address,
+        "role": "down",
+        "state": "up",
+        "term": None,
+        "commit_index": None,
+        "applied_index": None,
+        "last_index": None,
+        "last_contact": None,
+        "leader": None,
+        "voter": None,
+        "timer": None,
+        "lan": _members(node.lan_pool),
+        "wan": _members(node.wan_pool),
+        "keyring": {"lan": _keyring(node.lan_pool), "wan": _keyring(node.wan_pool)},
+        "internal_errors": node.counters["internal_errors"],
+    }
+    if not node.running or core is None:
+        out["state"] = "failed" if node.failure else down_reason.get(name, "killed")
+        out["lan"] = out["wan"] = []
+        return out
+    role = core.role.value.lower()
+    out.update(
+        role=role,
+        term=core.term,
+        commit_index=core.commit_index,
+        applied_index=node.fsm.last_applied,
+        last_index=core.last_index,
+        voter=core.latest_configuration.has_vote(node.server_id),
+    )
+    contact = node.last_contact_seconds()
+    out["last_contact"] = None if math.isinf(contact) else round(contact, 3)
+    leader_address = core.leader_address
+    if leader_address:
+        out["leader"] = next(
+            (n.name for n in cluster.servers.values() if n.address == leader_address),
+            leader_address,
+        )
+    if role != "leader":
+        # The election timer as RaftScope draws it: how long until this server starts an
+        # election, out of the longest it could have been armed for.
+        cfg = cluster.raft_config
+        span = cfg.election_timeout if role == "candidate" else cfg.heartbeat_timeout
+        out["timer"] = {
+            "remaining": round(max(0.0, core.next_deadline() - now), 3),
+            "max": round(2 * span, 3),
+        }
+    if node.paused:
+        out["state"] = "paused"
+    elif _cut_off(cluster, name):
+        out["state"] = "cut off"
+    return out
+
+
+def _cut_off(cluster: Cluster, name: str) -> bool:
+    """Does a network cut (partition, isolation, block) separate it from a running server?"""
+    faults = cluster.net.faults
+    host = cluster.host(name)
+    return any(
+        not (faults.allowed(host, other.spec.host) and faults.allowed(other.spec.host, host))
+        for other in cluster.servers.values()
+        if other.name != name and other.running
+    )
+
+
+def cluster_snapshot(cluster: Cluster, now: float, down_reason: dict[str, str]) -> dict[str, Any]:
+    """Every server, the leader of each datacenter and the network's fault rules."""
+    servers = [server_snapshot(cluster, name, now, down_reason) for name in cluster.servers]
+    leaders = {}
+    for dc in cluster.spec.datacenter_names():
+        leader = cluster.leader(dc)
+        leaders[dc] = leader.name if leader is not None else None
+    by_host = {n.spec.host: n.name for n in cluster.servers.values()}
+    faults = cluster.net.faults.describe()
+    return {
+        "time": round(now, 3),
+        "datacenters": cluster.spec.datacenter_names(),
+        "servers": servers,
+        "leaders": leaders,
+        "faults": {
+            "partition": [[by_host.get(h, h) for h in g] for g in faults["partition"]],
+            "isolated": [by_host.get(h, h) for h in faults["isolated"]],
+            "blocked": [[by_host.get(s, s), by_host.get(d, d)] for s, d in faults["blocked"]],
+            "loss": [[by_host.get(s, s), by_host.get(d, d), p] for (s, d), p in faults["loss"]],
+            "delay": [[by_host.get(s, s), by_host.get(d, d), x] for (s, d), x in faults["delay"]],
+        },
+    }
