@@ -21,6 +21,7 @@ Routes (``consim/http/app.py`` hands every ``/ui`` path here; other unknown path
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -64,7 +65,10 @@ class MessageTap:
     """
 
     def __init__(
-        self, cluster: Cluster, publish: Callable[[dict[str, Any]], None], clock: Callable[[], float]
+        self,
+        cluster: Cluster,
+        publish: Callable[[dict[str, Any]], None],
+        clock: Callable[[], float],
     ) -> None:
         self.cluster = cluster
         self.publish = publish
@@ -99,10 +103,8 @@ class MessageTap:
         return address
 
     def observe(self, src: str, dst: str, method: str, args: Any) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a view must never break the sender
             self._observe(src, dst, method, args)
-        except Exception:  # a view must never break the sender  # noqa: S110
-            pass
 
     def _observe(self, src: str, dst: str, method: str, args: Any) -> None:
         self.seen += 1
@@ -286,9 +288,14 @@ class LiveUI:
     ) -> Response:
         if path == "/ui":
             return _answer(301, b"", None, {"Location": "/ui/"})
-        get_only = path == "/ui/" or path.startswith("/ui/static/") or path in (
-            "/ui/api/state",
-            "/ui/api/stream",
+        get_only = (
+            path == "/ui/"
+            or path.startswith("/ui/static/")
+            or path
+            in (
+                "/ui/api/state",
+                "/ui/api/stream",
+            )
         )
         post_only = path.startswith("/ui/api/ctl/") or path == "/ui/api/client"
         if not (get_only or post_only):
@@ -364,7 +371,9 @@ class LiveUI:
         if op not in ("read", "write"):
             return {"error": f"op must be read or write, got {op!r}"}
         if consistency not in ("default", "consistent", "stale"):
-            return {"error": f"consistency must be default, consistent or stale, got {consistency!r}"}
+            return {
+                "error": f"consistency must be default, consistent or stale, got {consistency!r}"
+            }
         if not isinstance(key, str):
             return {"error": "key must be a string"}
         try:
@@ -397,7 +406,9 @@ def _frame(kind: str, data: str) -> bytes:
 
 
 def _json(status: int, body: Any, headers: dict[str, str]) -> Response:
-    return _answer(status, json.dumps(body, allow_nan=False, default=_finite).encode(), _JSON, headers)
+    return _answer(
+        status, json.dumps(body, allow_nan=False, default=_finite).encode(), _JSON, headers
+    )
 
 
 def _finite(value: Any) -> Any:

@@ -39,7 +39,10 @@ def _need(what: str, why: str) -> None:
 
 def _playwright() -> Any:
     if CHROMIUM is None:
-        _need("headless Chromium", "no 'chromium' on PATH and no /usr/bin/chromium; apt-get install chromium")
+        _need(
+            "headless Chromium",
+            "no 'chromium' on PATH and no /usr/bin/chromium; apt-get install chromium",
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -72,7 +75,9 @@ class Up:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in consim up's output:\n" + "\n".join(self.lines[-30:]))
+        raise AssertionError(
+            f"no {pattern!r} in consim up's output:\n" + "\n".join(self.lines[-30:])
+        )
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -101,7 +106,10 @@ def png_colors(data: bytes) -> tuple[int, float]:
     raw, stride = zlib.decompress(idat), width * channels
     prev, pixels = bytearray(stride), []
     for y in range(height):
-        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        ftype, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
         for i in range(stride):
             a = line[i - channels] if i >= channels else 0
             b, c = prev[i], prev[i - channels] if i >= channels else 0
@@ -125,11 +133,21 @@ def png_colors(data: bytes) -> tuple[int, float]:
 def test_png_colors_tells_blank_from_drawn() -> None:
     def png(rows: list[bytes], width: int) -> bytes:
         def chunk(kind: bytes, body: bytes) -> bytes:
-            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+            return (
+                struct.pack(">I", len(body))
+                + kind
+                + body
+                + struct.pack(">I", zlib.crc32(kind + body))
+            )
 
         ihdr = struct.pack(">IIBBBBB", width, len(rows), 8, 2, 0, 0, 0)
         raw = b"".join(b"\x00" + r for r in rows)
-        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )
 
     white = png([b"\xff" * 24] * 8, 8)
     assert png_colors(white) == (1, 0.0)
@@ -180,7 +198,9 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     # Kill the leader from the page; a new one within 10 s (multiplier 1).
     page.click(f'#servers [data-action="kill"][data-server="{old}"]')
     killed = time.monotonic()
-    page.wait_for_selector(f'#servers .server[data-server="{old}"][data-role="down"]', timeout=5_000)
+    page.wait_for_selector(
+        f'#servers .server[data-server="{old}"][data-role="down"]', timeout=5_000
+    )
     page.wait_for_function(
         """old => {
             const l = document.querySelectorAll('#servers .server[data-role="leader"]');
@@ -192,12 +212,17 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     took = time.monotonic() - killed
     new = leader_card.get_attribute("data-server")
     assert new != old and took < 10, (old, new, took)
-    assert page.locator(f'#servers .server[data-server="{old}"]').get_attribute("data-state") == "killed"
+    assert (
+        page.locator(f'#servers .server[data-server="{old}"]').get_attribute("data-state")
+        == "killed"
+    )
 
     # Partition the new leader from the rest, from the page's picker; then heal.
     page.check(f'[data-group-server="{new}"]')
     page.click('[data-action="partition"]')
-    page.wait_for_selector(f'#servers .server[data-server="{new}"][data-state="cut off"]', timeout=5_000)
+    page.wait_for_selector(
+        f'#servers .server[data-server="{new}"][data-state="cut off"]', timeout=5_000
+    )
     page.click('[data-action="heal"]')
     page.wait_for_function(
         "document.querySelectorAll('#servers .server[data-state=\"cut off\"]').length === 0",
