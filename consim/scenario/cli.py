@@ -57,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         json_path=args.json,
         report_path=args.report,
+        ui_path=args.ui,
         log_level=args.log_level,
         http_port=args.http_port,
         host_block=args.host_block,
@@ -73,6 +74,7 @@ def run_files(
     seeds: range | None = None,
     json_path: str | None = None,
     report_path: str | None = None,
+    ui_path: str | None = None,
     log_level: str = "INFO",
     http_port: int = 8500,
     host_block: int = 0,
@@ -88,6 +90,9 @@ def run_files(
     err = err or sys.stderr
     scenarios = load_all(files, err)
     if scenarios is None:
+        return 2
+    if ui_path and live:
+        print("consim run: error: --ui replays a virtual-time run (not with --live)", file=err)
         return 2
     if live:
         from consim.live import AddressInUse, check_addresses
@@ -148,6 +153,8 @@ def run_files(
         Path(json_path).write_text(json.dumps(results_json(results), indent=2) + "\n")
     if report_path:
         write_report(report_path, scenarios, results, out)
+    if ui_path:
+        write_replay(ui_path, results, out)
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -182,6 +189,23 @@ def write_report(path: str, scenarios: list[Scenario], results: list[Any], out: 
     print(f"==> reports written to {path}: {len(pages)} page(s) and {index}", file=out)
 
 
+def write_replay(path: str, results: list[Any], out: TextIO) -> None:
+    """``--ui FILE``: the /ui replay of the first failed run (else the last), run again with the
+    replay recorder on (a virtual run replays exactly: same seed, same trace hash)."""
+    from consim.ui.replay import record_run, render_replay, replay_data
+
+    chosen = next((r for r in results if not r.ok), results[-1])
+    result, recorder = record_run(chosen.scenario, chosen.seed)
+    data = replay_data(result, recorder)
+    text = json.dumps(data) if path.endswith(".json") else render_replay(data)
+    Path(path).write_text(text, encoding="utf-8")
+    print(
+        f"==> replay written to {path} ({chosen.scenario.name}, seed {chosen.seed}, "
+        f"{len(data['frames'])} frames)",
+        file=out,
+    )
+
+
 def _progress(err: TextIO, name: str, done: int, total: int, failed: int) -> None:
     width = 30
     filled = int(width * done / total)
@@ -206,6 +230,11 @@ def register_scenario_commands(sub: Any) -> None:
         "--report",
         metavar="FILE.html|DIR",
         help="write a self-contained HTML report (a DIR: one page per scenario and index.html)",
+    )
+    run.add_argument(
+        "--ui",
+        metavar="FILE.html",
+        help="write the run as a replay on consim's /ui page (self-contained; FILE.json: its data)",
     )
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     run.add_argument("--hclog", action="store_true", help="print raw Consul-style log lines")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,16 +278,18 @@ def run_scenario(
     http_port: int = 8500,
     host_block: int = 0,
     record: bool = False,
+    observe: Callable[[Cluster], None] | None = None,
 ) -> RunResult:
     """Run one scenario to completion and return its results (events included). ``record``
     (virtual time only) also keeps the messages between servers and their commit indexes for
-    the report (:class:`RunRecorder`); the trace hash is the same either way."""
+    the report (:class:`RunRecorder`); the trace hash is the same either way. ``observe``
+    (virtual runs) is called with the cluster before its servers start (the replay recorder)."""
     seed = scenario.seed if seed is None else seed
     with _DataDir(scenario) as data_dir:
         spec = cluster_spec(scenario, seed, data_dir, http_port, host_block)
         if live:
             return _run_live(scenario, spec)
-        return _run_virtual(scenario, spec, record=record)
+        return _run_virtual(scenario, spec, record=record, observe=observe)
 
 
 def _make_result(
@@ -308,7 +311,13 @@ def _make_result(
     )
 
 
-def _run_virtual(scenario: Scenario, spec: ClusterSpec, *, record: bool = False) -> RunResult:
+def _run_virtual(
+    scenario: Scenario,
+    spec: ClusterSpec,
+    *,
+    record: bool = False,
+    observe: Callable[[Cluster], None] | None = None,
+) -> RunResult:
     from consim.runtime import VirtualRuntime
 
     recorders: list[RunRecorder] = []
@@ -321,7 +330,15 @@ def _run_virtual(scenario: Scenario, spec: ClusterSpec, *, record: bool = False)
     async def body(cluster: Cluster) -> list[StepResult]:
         return await ScenarioRunner(scenario, cluster).run()
 
-    steps, events = VirtualRuntime().run_cluster(spec, body, prepare=attach if record else None)
+    def prepare(cluster: Cluster) -> None:
+        if record:
+            attach(cluster)
+        if observe is not None:
+            observe(cluster)
+
+    steps, events = VirtualRuntime().run_cluster(
+        spec, body, prepare=prepare if record or observe is not None else None
+    )
     result = _make_result(scenario, spec, "virtual", steps, events)
     result.recorder = recorders[0] if recorders else None
     return result

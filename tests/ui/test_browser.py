@@ -247,3 +247,66 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     assert colors > 20 and share > 0.02, (colors, share)
     assert not errors, errors
     print(f"new leader {new} shown {took:.2f}s after killing {old} from the page")
+
+
+def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path) -> None:
+    """The replay of scenario 01 (virtual time) in the browser: step to the kill's step and see
+    its note, play to the end and see the new leader, scrub back to a time before any leader."""
+    import io
+
+    from consim.scenario.cli import run_files
+
+    sync_playwright = _playwright()
+    root = Path(__file__).resolve().parents[2]
+    html, data = tmp_path / "replay.html", tmp_path / "replay.json"
+    scenario = str(root / "scenarios" / "01-leader-loss.toml")
+    assert run_files([scenario], ui_path=str(html), out=io.StringIO()) == 0
+    # The same run's data as `--ui FILE.json` writes it (tests/ui/test_replay.py runs that path).
+    inline = re.search(r"window\.CONSIM_REPLAY=(.*?);</script>", html.read_text(), re.S)
+    data.write_text(inline.group(1).replace("<\\/", "</"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(html.as_uri())
+            assert page.locator("#servers .server[data-server]").count() == 3
+            assert page.locator("#servers [data-action]").count() == 0  # nothing to control
+            # Steps with their notes: the third step kills the leader.
+            shown = []
+            for _ in range(5):
+                shown.append(page.get_attribute("#note", "data-step"))
+                if shown[-1] == "3":
+                    break
+                page.click('[data-replay="next-step"]')
+            assert shown == ["1", "2", "3"], shown  # one step at a time, in order
+            assert page.inner_text("#note").startswith("step 3: kill leader")
+            page.click('[data-replay="step"]')  # the next event: the kill itself
+            page.wait_for_selector('#servers .server[data-role="down"][data-state="killed"]')
+            killed = page.get_attribute('#servers .server[data-role="down"]', "data-server")
+            page.select_option("#replay-speed", "5")
+            page.click('[data-replay="play"]')
+            page.wait_for_function(
+                """k => { const l = document.querySelectorAll('#servers .server[data-role="leader"]');
+                          return l.length === 1 && l[0].dataset.server !== k; }""",
+                arg=killed,
+                timeout=10_000,
+            )
+            page.click('[data-replay="play"]')  # pause
+            paused_at = page.inner_text("#replay-time")
+            page.wait_for_timeout(300)
+            assert page.inner_text("#replay-time") == paused_at
+            page.locator("#replay-scrub").fill("0")
+            page.wait_for_function(
+                "document.querySelectorAll('#servers .server[data-role=\"leader\"]').length === 0"
+            )
+            assert page.locator("#log div.future").count() > 0  # later lines dimmed, not gone
+            # The same run's JSON, opened in the page.
+            page.set_input_files("#replay-file", str(data))
+            page.wait_for_function("document.body.dataset.loaded === 'file'")
+            assert not errors, errors
+        finally:
+            browser.close()

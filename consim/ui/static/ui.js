@@ -18,6 +18,7 @@
   const $ = (id) => document.getElementById(id);
 
   let state = null; // the latest snapshot
+  let replayNow = 0; // replay: the virtual time shown
   let stateAt = 0; // performance.now() when it arrived (live) / the frame's time (replay)
   let positions = {}; // server name -> {x, y}
   let flights = []; // messages on the way: {from, to, type, start}
@@ -136,6 +137,16 @@
     return card;
   }
 
+  function sinceState() {
+    return REPLAY ? Math.max(0, replayNow - stateAt) : (performance.now() - stateAt) / 1000;
+  }
+
+  function lastContact(s) {
+    // As of now, not as of the snapshot: the time since then is added (no frame between).
+    if (s.last_contact === null || s.last_contact === undefined) return "\u2013";
+    return `${(s.last_contact + sinceState()).toFixed(3)} s`;
+  }
+
   function updateCard(s) {
     const card = serverCard(s);
     card.dataset.role = s.role;
@@ -144,7 +155,7 @@
     const values = {
       datacenter: s.datacenter, state: s.state, term: fmt(s.term),
       "commit / applied": s.commit_index === null ? "\u2013" : `${s.commit_index} / ${s.applied_index}`,
-      "last contact": s.role === "leader" ? "(leader)" : fmt(s.last_contact, " s"),
+      "last contact": s.role === "leader" ? "(leader)" : lastContact(s),
       voter: s.voter === null ? "\u2013" : s.voter ? "yes" : "no",
       leader: fmt(s.leader), address: s.address,
     };
@@ -396,19 +407,30 @@
     function markFuture(t) {
       for (const d of $("log").children) d.classList.toggle("future", Number(d.dataset.time) > t);
       const current = [...$("log").children].filter((d) => !d.classList.contains("future")).pop();
-      if (current) current.scrollIntoView({ block: "nearest" });
+      // Scroll the log box only (scrollIntoView would move the whole page too).
+      const log = $("log");
+      if (current) log.scrollTop = Math.max(0, current.offsetTop - log.offsetTop - log.clientHeight + 20);
     }
 
-    function showNote(t) {
-      const past = notes.filter((n) => n.time <= t + 1e-9);
-      const note = past[past.length - 1];
+    let noteIdx = -1; // the step shown: the last one started by now, or the one stepped to
+    function showNote(t, forced) {
+      if (forced !== undefined) noteIdx = forced;
+      else {
+        noteIdx = -1;
+        notes.forEach((n, i) => { if (n.time <= t + 1e-9) noteIdx = i; });
+      }
+      const note = notes[noteIdx];
       const box = $("note");
       box.hidden = !note;
-      if (note) box.textContent = `step ${note.step}: ${note.description}${note.note ? " \u2014 " + note.note : ""}`;
+      if (note) {
+        box.textContent = `step ${note.step}: ${note.description}${note.note ? " \u2014 " + note.note : ""}`;
+        box.dataset.step = note.step;
+      }
     }
 
-    function seek(t, jump) {
+    function seek(t, jump, forcedNote) {
       vt = Math.max(0, Math.min(data.end, t));
+      replayNow = vt;
       const i = frameAt(vt);
       if (i !== frameIdx) {
         frameIdx = i;
@@ -421,7 +443,7 @@
         while (msgIdx < msgs.length && msgs[msgIdx].time <= vt) addMessage(msgs[msgIdx++]);
         markFuture(vt);
       }
-      showNote(vt);
+      showNote(vt, forcedNote);
       scrub.value = String(Math.round((vt / Math.max(1e-9, data.end)) * 1000));
       $("replay-time").textContent = `t = ${vt.toFixed(3)} s`;
       render(vt);
@@ -448,6 +470,13 @@
       const next = eventTimes.find((x) => x > vt + 1e-9);
       setPlaying(false);
       seek(next === undefined ? data.end : next, false);
+    });
+    document.querySelector('[data-replay="next-step"]').addEventListener("click", () => {
+      // Step by step, even when several steps start at the same instant.
+      setPlaying(false);
+      const next = noteIdx + 1;
+      if (next < notes.length) seek(Math.max(vt, notes[next].time), false, next);
+      else seek(data.end, false);
     });
     scrub.addEventListener("input", () => { setPlaying(false); seek((Number(scrub.value) / 1000) * data.end, true); });
     layout(frames[0].state.servers, frames[0].state.datacenters);

@@ -1,0 +1,86 @@
+"""Replay of a virtual-time run (consim/ui/replay.py, ``consim run FILE --ui OUT``): recording
+changes nothing in the run, the page is self-contained, and its data holds the run's frames,
+messages, log lines and the scenario's notes at their steps."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+from consim.scenario.cli import run_files
+from consim.scenario.model import load_scenario
+from consim.scenario.runner import run_scenario
+from consim.ui.replay import ReplayRecorder, render_replay, replay_data
+
+ROOT = Path(__file__).resolve().parents[2]
+LEADER_LOSS = ROOT / "scenarios" / "01-leader-loss.toml"
+
+
+def record(path: Path = LEADER_LOSS):
+    box: list[ReplayRecorder] = []
+    result = run_scenario(load_scenario(path), observe=lambda c: box.append(ReplayRecorder(c)))
+    return result, box[0]
+
+
+def test_recording_keeps_the_runs_trace_hash():
+    plain = run_scenario(load_scenario(LEADER_LOSS))
+    recorded, recorder = record()
+    assert recorded.ok and plain.ok
+    assert recorded.trace_hash == plain.trace_hash
+    assert recorder.frames and recorder.messages
+
+
+def test_frames_follow_the_leader_loss():
+    result, recorder = record()
+    data = replay_data(result, recorder)
+    times = [f["t"] for f in data["frames"]]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    leaders = [f["state"]["leaders"]["dc1"] for f in data["frames"]]
+    first = next(name for name in leaders if name)
+    killed = next(e.fields["server"] for e in result.events.of_kind("kill"))
+    assert first == killed  # the scenario kills its leader
+    assert leaders[-1] not in (None, first)  # and the survivors elect another
+    down = [
+        s["state"]
+        for f in data["frames"]
+        for s in f["state"]["servers"]
+        if s["name"] == killed and f["t"] > result.events.of_kind("kill")[0].time
+    ]
+    assert down and set(down) == {"killed"}
+    kinds = {m["type"] for m in data["messages"]}
+    assert {"PreRequestVote", "RequestVote", "AppendEntries"} <= kinds
+    # Each step with its note, at the time it started.
+    noted = [n for n in data["notes"] if n["note"]]
+    assert noted and all(n["time"] <= data["end"] for n in data["notes"])
+    steps = {s.number: s for s in result.steps}
+    for n in data["notes"]:
+        assert n["time"] == round(steps[n["step"]].started, 6)
+        assert n["note"] == (steps[n["step"]].note or "")
+    assert any("election won" in line["line"] for line in data["logs"])
+
+
+def test_page_is_self_contained(tmp_path):
+    result, recorder = record()
+    page = render_replay(replay_data(result, recorder))
+    # Nothing to fetch: every src/href is inline data, no stylesheet or script from elsewhere.
+    assert re.findall(r'(?:src|href)="(?!data:)[^"]*"', page) == []
+    assert "<style>" in page and "@import" not in page and "url(" not in page
+    data = json.loads(re.search(r"window\.CONSIM_REPLAY=(.*?);</script>", page, re.S).group(1))
+    assert data["scenario"] == "leader-loss" and data["frames"]
+
+
+def test_consim_run_ui_writes_html_or_json_and_refuses_seeds(tmp_path):
+    html, js = tmp_path / "r.html", tmp_path / "r.json"
+    out = io.StringIO()
+    assert run_files([str(LEADER_LOSS)], ui_path=str(html), out=out, err=io.StringIO()) == 0
+    assert f"==> replay written to {html} (leader-loss, seed 7" in out.getvalue()
+    assert "window.CONSIM_REPLAY=" in html.read_text()
+    assert run_files([str(LEADER_LOSS)], ui_path=str(js), out=io.StringIO(), err=io.StringIO()) == 0
+    assert json.loads(js.read_text())["mode"] == "replay"
+    err = io.StringIO()
+    code = run_files(
+        [str(LEADER_LOSS)], ui_path=str(html), seeds=range(1, 3), out=io.StringIO(), err=err
+    )
+    assert code == 2 and "--ui replays one virtual-time run" in err.getvalue()
