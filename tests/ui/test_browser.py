@@ -10,14 +10,13 @@ Skips locally, with the reason, when Chromium or Playwright is missing; fails wh
 
 from __future__ import annotations
 
+import base64
 import os
 import re
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -89,91 +88,83 @@ class Up:
         self._pump.join(timeout=5)
 
 
-def png_colors(data: bytes) -> tuple[int, float]:
-    """(distinct colours, share of pixels unlike the top-left one) of an 8-bit RGB(A) PNG."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height, channels = 8, b"", 0, 0, 0
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        chunk = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
-            assert depth == 8 and color in (2, 6), (depth, color)
-            channels = 3 if color == 2 else 4
-        elif kind == b"IDAT":
-            idat += chunk
-        pos += 12 + length
-    raw, stride = zlib.decompress(idat), width * channels
-    prev, pixels = bytearray(stride), []
-    for y in range(height):
-        ftype, line = (
-            raw[y * (stride + 1)],
-            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
-        )
-        for i in range(stride):
-            a = line[i - channels] if i >= channels else 0
-            b, c = prev[i], prev[i - channels] if i >= channels else 0
-            if ftype == 1:
-                line[i] = (line[i] + a) & 255
-            elif ftype == 2:
-                line[i] = (line[i] + b) & 255
-            elif ftype == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif ftype == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        if y % 4 == 0:  # a sample of the rows is plenty
-            pixels += [bytes(line[i : i + 3]) for i in range(0, stride, channels * 4)]
-        prev = line
-    background = pixels[0]
-    return len(set(pixels)), sum(p != background for p in pixels) / len(pixels)
+# Decodes a PNG in the page (an <img> drawn on a canvas) and counts what it shows: the share of
+# sampled pixels unlike the top-left one, and how many distinct colours there are.
+_PNG_COLORS = """async (b64) => {
+    const img = new Image();
+    img.src = "data:image/png;base64," + b64;
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = img.width; canvas.height = img.height;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    const px = ctx.getImageData(0, 0, img.width, img.height).data;
+    const colors = new Set(); let unlike = 0, n = 0;
+    for (let i = 0; i < px.length; i += 4 * 7) {
+        const c = (px[i] << 16) | (px[i + 1] << 8) | px[i + 2];
+        colors.add(c); n++;
+        if (c !== ((px[0] << 16) | (px[1] << 8) | px[2])) unlike++;
+    }
+    return [colors.size, unlike / n, img.width, img.height];
+}"""
 
 
-def test_png_colors_tells_blank_from_drawn() -> None:
-    def png(rows: list[bytes], width: int) -> bytes:
-        def chunk(kind: bytes, body: bytes) -> bytes:
-            return (
-                struct.pack(">I", len(body))
-                + kind
-                + body
-                + struct.pack(">I", zlib.crc32(kind + body))
-            )
-
-        ihdr = struct.pack(">IIBBBBB", width, len(rows), 8, 2, 0, 0, 0)
-        raw = b"".join(b"\x00" + r for r in rows)
-        return (
-            b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b"")
-        )
-
-    white = png([b"\xff" * 24] * 8, 8)
-    assert png_colors(white) == (1, 0.0)
-    drawn = png([b"\xff" * 12 + b"\x00\x80\x00" * 4] * 8, 8)
-    colors, share = png_colors(drawn)
-    assert colors == 2 and share > 0.3
+def png_colors(page: Any, png: bytes) -> tuple[int, float]:
+    """(distinct colours, share of pixels unlike the background) of a PNG, decoded in ``page``."""
+    colors, share, width, height = page.evaluate(_PNG_COLORS, base64.b64encode(png).decode())
+    assert width > 0 and height > 0
+    return colors, share
 
 
-def test_live_ui_kill_partition_heal_in_chromium(tmp_path: Path) -> None:
-    sync_playwright = _playwright()
-    block = free_host_base([3], HTTP_PORT)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
-    command = [sys.executable, "-m", "consim.cli", "up", "--servers", "3"]
-    command += ["--raft-multiplier", "1", "--http-port", str(HTTP_PORT), "--host-block", str(block)]
-    up = Up(command, env)
+def test_png_colors_tells_blank_from_drawn(browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 200, "height": 120})
     try:
-        url = up.wait_line(r"==> UI on (http://\S+/ui/)", timeout=20).group(1)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-            )
-            try:
-                _drive(browser.new_page(viewport={"width": 1280, "height": 1000}), url, tmp_path)
-            finally:
-                browser.close()
+        page.set_content("<body style='margin:0;background:#fff'></body>")
+        assert png_colors(page, page.screenshot()) == (1, 0.0)
+        page.set_content(
+            "<body style='margin:0'><div style='height:60px;background:#2e8b57'></div>"
+        )
+        colors, share = png_colors(page, page.screenshot())
+        assert colors == 2 and 0.4 < share < 0.6
     finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """One headless Chromium for this module's tests (a launch costs about a second)."""
+    sync_playwright = _playwright()
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_live_ui_kill_partition_heal_in_chromium(tmp_path: Path, browser: Any) -> None:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    for attempt in range(3):
+        # Another live cluster on this shared machine may take a free block between the check
+        # and consim up's bind: then it exits at once, and the next free block is tried.
+        block = free_host_base([3], HTTP_PORT)
+        command = [sys.executable, "-m", "consim.cli", "up", "--servers", "3"]
+        command += ["--raft-multiplier", "1", "--http-port", str(HTTP_PORT)]
+        up = Up([*command, "--host-block", str(block)], env)
+        try:
+            url = up.wait_line(r"==> UI on (http://\S+/ui/)", timeout=30).group(1)
+            break
+        except AssertionError:
+            up.stop()
+            if attempt == 2 or "already in use" not in "\n".join(up.lines):
+                raise
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        _drive(page, url, tmp_path)
+    finally:
+        page.close()
         up.stop()
 
 
@@ -241,22 +232,21 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     assert "true" in page.inner_text("#client-answer")
     assert page.locator("#log div").count() > 5  # Consul's log lines arrived
 
-    png = page.screenshot(full_page=True)
+    png = page.screenshot()
     (tmp_path / "ui.png").write_bytes(png)
-    colors, share = png_colors(png)
+    colors, share = png_colors(page, png)
     assert colors > 20 and share > 0.02, (colors, share)
     assert not errors, errors
     print(f"new leader {new} shown {took:.2f}s after killing {old} from the page")
 
 
-def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path) -> None:
+def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path, browser: Any) -> None:
     """The replay of scenario 01 (virtual time) in the browser: step to the kill's step and see
     its note, play to the end and see the new leader, scrub back to a time before any leader."""
     import io
 
     from consim.scenario.cli import run_files
 
-    sync_playwright = _playwright()
     root = Path(__file__).resolve().parents[2]
     html, data = tmp_path / "replay.html", tmp_path / "replay.json"
     scenario = str(root / "scenarios" / "01-leader-loss.toml")
@@ -264,49 +254,45 @@ def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path) -> None:
     # The same run's data as `--ui FILE.json` writes it (tests/ui/test_replay.py runs that path).
     inline = re.search(r"window\.CONSIM_REPLAY=(.*?);</script>", html.read_text(), re.S)
     data.write_text(inline.group(1).replace("<\\/", "</"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html.as_uri())
+        assert page.locator("#servers .server[data-server]").count() == 3
+        assert page.locator("#servers [data-action]").count() == 0  # nothing to control
+        # Steps with their notes: the third step kills the leader.
+        shown = []
+        for _ in range(5):
+            shown.append(page.get_attribute("#note", "data-step"))
+            if shown[-1] == "3":
+                break
+            page.click('[data-replay="next-step"]')
+        assert shown == ["1", "2", "3"], shown  # one step at a time, in order
+        assert page.inner_text("#note").startswith("step 3: kill leader")
+        page.click('[data-replay="step"]')  # the next event: the kill itself
+        page.wait_for_selector('#servers .server[data-role="down"][data-state="killed"]')
+        killed = page.get_attribute('#servers .server[data-role="down"]', "data-server")
+        page.select_option("#replay-speed", "5")
+        page.click('[data-replay="play"]')
+        page.wait_for_function(
+            """k => { const l = document.querySelectorAll('#servers .server[data-role="leader"]');
+                      return l.length === 1 && l[0].dataset.server !== k; }""",
+            arg=killed,
+            timeout=10_000,
         )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(html.as_uri())
-            assert page.locator("#servers .server[data-server]").count() == 3
-            assert page.locator("#servers [data-action]").count() == 0  # nothing to control
-            # Steps with their notes: the third step kills the leader.
-            shown = []
-            for _ in range(5):
-                shown.append(page.get_attribute("#note", "data-step"))
-                if shown[-1] == "3":
-                    break
-                page.click('[data-replay="next-step"]')
-            assert shown == ["1", "2", "3"], shown  # one step at a time, in order
-            assert page.inner_text("#note").startswith("step 3: kill leader")
-            page.click('[data-replay="step"]')  # the next event: the kill itself
-            page.wait_for_selector('#servers .server[data-role="down"][data-state="killed"]')
-            killed = page.get_attribute('#servers .server[data-role="down"]', "data-server")
-            page.select_option("#replay-speed", "5")
-            page.click('[data-replay="play"]')
-            page.wait_for_function(
-                """k => { const l = document.querySelectorAll('#servers .server[data-role="leader"]');
-                          return l.length === 1 && l[0].dataset.server !== k; }""",
-                arg=killed,
-                timeout=10_000,
-            )
-            page.click('[data-replay="play"]')  # pause
-            paused_at = page.inner_text("#replay-time")
-            page.wait_for_timeout(300)
-            assert page.inner_text("#replay-time") == paused_at
-            page.locator("#replay-scrub").fill("0")
-            page.wait_for_function(
-                "document.querySelectorAll('#servers .server[data-role=\"leader\"]').length === 0"
-            )
-            assert page.locator("#log div.future").count() > 0  # later lines dimmed, not gone
-            # The same run's JSON, opened in the page.
-            page.set_input_files("#replay-file", str(data))
-            page.wait_for_function("document.body.dataset.loaded === 'file'")
-            assert not errors, errors
-        finally:
-            browser.close()
+        page.click('[data-replay="play"]')  # pause
+        paused_at = page.inner_text("#replay-time")
+        page.wait_for_timeout(300)
+        assert page.inner_text("#replay-time") == paused_at
+        page.locator("#replay-scrub").fill("0")
+        page.wait_for_function(
+            "document.querySelectorAll('#servers .server[data-role=\"leader\"]').length === 0"
+        )
+        assert page.locator("#log div.future").count() > 0  # later lines dimmed, not gone
+        # The same run's JSON, opened in the page.
+        page.set_input_files("#replay-file", str(data))
+        page.wait_for_function("document.body.dataset.loaded === 'file'")
+        assert not errors, errors
+    finally:
+        page.close()
