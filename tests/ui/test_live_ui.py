@@ -288,3 +288,17 @@ async def test_stream_pushes_state_logs_and_messages_within_200ms():
         entry["kind"] == "kill" and "server killed" in entry["line"] for entry in seen["log"]
     )
     assert ui.tap.shown <= ui.tap.seen
+
+
+def test_the_pages_files_ship_as_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["consim.ui"]
+    files = sorted(p.name for p in (root / "consim" / "ui" / "static").iterdir())
+    assert {"index.html", "ui.css", "ui.js"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(f"static/{name}", p) for p in patterns), name
