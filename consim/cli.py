@@ -324,10 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     from consim.check.cli import register_check_command
     from consim.consulcli import register_consul_commands
     from consim.scenario.cli import register_scenario_commands
+    from consim.ui.cli import register_ui_commands
 
     register_scenario_commands(sub)
     register_check_command(sub)
     register_consul_commands(sub)
+    register_ui_commands(sub)
     return parser
 
 

@@ -209,7 +209,7 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     )
 
     # Partition the new leader from the rest, from the page's picker; then heal.
-    page.check(f'[data-group-server="{new}"]')
+    page.select_option(f'[data-group-server="{new}"]', "B")  # the others stay in A
     page.click('[data-action="partition"]')
     page.wait_for_selector(
         f'#servers .server[data-server="{new}"][data-state="cut off"]', timeout=5_000

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from contextlib import redirect_stderr
 from pathlib import Path
 
 from consim.scenario.cli import run_files
@@ -84,3 +85,35 @@ def test_consim_run_ui_writes_html_or_json_and_refuses_seeds(tmp_path):
         [str(LEADER_LOSS)], ui_path=str(html), seeds=range(1, 3), out=io.StringIO(), err=err
     )
     assert code == 2 and "--ui replays one virtual-time run" in err.getvalue()
+
+
+def test_consim_replay_remakes_a_run_from_its_json_and_checks_it_is_that_run(tmp_path):
+    from consim.cli import main
+
+    run_json, page = tmp_path / "run.json", tmp_path / "run.html"
+    assert run_files([str(LEADER_LOSS)], json_path=str(run_json), out=io.StringIO()) == 0
+    assert main(["replay", str(run_json), "--out", str(page)]) == 0
+    data = json.loads(
+        re.search(r"window\.CONSIM_REPLAY=(.*?);</script>", page.read_text(), re.S).group(1)
+    )
+    recorded, recorder = record()
+    assert data["frames"] == json.loads(json.dumps(replay_data(recorded, recorder)["frames"]))
+
+    doc = json.loads(run_json.read_text())
+    doc["runs"][0]["trace_hash"] = "0" * 64  # as if the file or consim had changed since
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(doc))
+    doc["runs"][0]["mode"] = "live"
+    live = tmp_path / "live.json"
+    live.write_text(json.dumps(doc))
+    (tmp_path / "other.json").write_text('{"ok": true}')
+    for name, message in [
+        ("changed.json", "no longer gives that run (trace hash"),
+        ("live.json", "was live: only virtual-time runs replay"),
+        ("other.json", "not the JSON of 'consim run --json'"),
+        ("missing.json", "No such file or directory"),
+    ]:
+        err = io.StringIO()
+        with redirect_stderr(err):
+            assert main(["replay", str(tmp_path / name)]) == 2, name
+        assert message in err.getvalue(), (name, err.getvalue())

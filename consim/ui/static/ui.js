@@ -13,6 +13,7 @@
     RequestVote: "#d98c1f", PreRequestVote: "#e6b366", RequestVoteResponse: "#e0a450",
     PreRequestVoteResponse: "#eec98f", InstallSnapshot: "#8e44ad", TimeoutNow: "#c0392b",
   };
+  const GROUPS = ["A", "B", "C"]; // partition groups the page offers
   const MSG_FLIGHT = 600; // ms an arrow takes on the page (not the real latency)
   const LOG_KEEP = 600;
   const $ = (id) => document.getElementById(id);
@@ -87,9 +88,8 @@
         }));
       }
       g.appendChild(el("svg:text", { x: p.x, y: p.y, class: "term" }, s.term === null ? "\u00d7" : String(s.term)));
-      const label = s.state === "up" ? s.name : `${s.name} (${s.state})`;
+      const label = (s.role === "leader" ? "\u2605 " : "") + (s.state === "up" ? s.name : `${s.name} (${s.state})`);
       g.appendChild(el("svg:text", { x: p.x, y: p.y + 46 }, label));
-      if (s.role === "leader") g.appendChild(el("svg:text", { x: p.x, y: p.y - 44 }, "\u2605 leader"));
       svg.appendChild(g);
     }
     const t = performance.now();
@@ -203,9 +203,10 @@
       if (pick.childElementCount !== names.length) {
         pick.textContent = "";
         for (const n of names) {
-          const l = el("label", {});
-          l.appendChild(el("input", { type: "checkbox", "data-group-server": n }));
-          l.appendChild(document.createTextNode(n));
+          const l = el("label", {}, `${n} `);
+          const select = el("select", { "data-group-server": n });
+          for (const g of GROUPS) select.appendChild(el("option", { value: g }, g));
+          l.appendChild(select);
           pick.appendChild(l);
         }
       }
@@ -241,6 +242,27 @@
       tr.appendChild(el("td", {}, ring ? `primary ${ring.primary.slice(0, 8)}\u2026, ${ring.keys.length} key${ring.keys.length === 1 ? "" : "s"}` : "no encryption"));
       table.appendChild(tr);
     }
+    // What `consul keyring -list` counts: for each key, how many running servers hold it, and
+    // on how many it is the primary.
+    const lines = [];
+    // One LAN pool per datacenter, one WAN pool for all.
+    const pools = state.datacenters.map((dc) => ["lan", dc]).concat([["wan", null]]);
+    for (const [pool, dc] of pools) {
+      const up = state.servers.filter((s) => s.role !== "down" && s.keyring && s.keyring[pool] && (dc === null || s.datacenter === dc));
+      const keys = new Map();
+      for (const s of up) {
+        for (const k of s.keyring[pool].keys) {
+          const entry = keys.get(k) || { held: 0, primary: 0 };
+          entry.held++;
+          if (s.keyring[pool].primary === k) entry.primary++;
+          keys.set(k, entry);
+        }
+      }
+      for (const [k, e] of keys) {
+        lines.push(`${dc ? `LAN ${dc}` : "WAN"} ${k.slice(0, 8)}\u2026 held by ${e.held}/${up.length}` + (e.primary ? `, primary on ${e.primary}` : ""));
+      }
+    }
+    $("keyring-summary").textContent = lines.length ? lines.join("\n") : "gossip is not encrypted (no keyring)";
   }
 
   function addLog(entry, future) {
@@ -320,12 +342,16 @@
     }
     if (action === "heal") return post("ctl/heal", {});
     if (action === "partition") {
-      const side = [...document.querySelectorAll("[data-group-server]")].filter((c) => c.checked).map((c) => c.dataset.groupServer);
-      if (!side.length || side.length === state.servers.length) {
-        $("ctl-error").textContent = "tick the servers of one side (not all of them)";
+      const groups = {};
+      for (const select of document.querySelectorAll("[data-group-server]")) {
+        (groups[select.value] = groups[select.value] || []).push(select.dataset.groupServer);
+      }
+      const listed = GROUPS.filter((g) => groups[g]).map((g) => groups[g]);
+      if (listed.length < 2) {
+        $("ctl-error").textContent = "put the servers in at least two groups";
         return null;
       }
-      return post("ctl/partition", { groups: [side, ["others"]] });
+      return post("ctl/partition", { groups: listed });
     }
     if (action === "delay") return post("ctl/delay", { src: $("link-src").value, dst: $("link-dst").value, seconds: Number($("delay-ms").value) / 1000 });
     if (action === "loss") return post("ctl/loss", { src: $("link-src").value, dst: $("link-dst").value, probability: Number($("loss-p").value) });
