@@ -99,14 +99,21 @@ def server_snapshot(
 
 
 def _cut_off(cluster: Cluster, name: str) -> bool:
-    """Does a network cut (partition, isolation, block) separate it from a running server?"""
+    """Is it cut off from a majority of its datacenter's servers (a partition's minority side,
+    an isolated server)? Reachable means both ways, whether the other server runs or not: this
+    is the network's view. A server on the majority side of a cut is not cut off."""
     faults = cluster.net.faults
-    host = cluster.host(name)
-    return any(
-        not (faults.allowed(host, other.spec.host) and faults.allowed(other.spec.host, host))
-        for other in cluster.servers.values()
-        if other.name != name and other.running
+    if faults.clear():
+        return False
+    node = cluster.node(name)
+    host = node.spec.host
+    peers = cluster.datacenter_servers(node.datacenter)
+    reach = sum(
+        1
+        for other in peers
+        if faults.allowed(host, other.spec.host) and faults.allowed(other.spec.host, host)
     )
+    return reach <= len(peers) // 2
 
 
 def cluster_snapshot(cluster: Cluster, now: float, down_reason: dict[str, str]) -> dict[str, Any]:
