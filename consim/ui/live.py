@@ -173,6 +173,7 @@ class LiveUI:
         # The page's clock: seconds since this UI started (trio's clock has an arbitrary origin).
         self._t0 = trio.current_time()
         self.dropped = 0
+        self.errors = 0  # events the page could not be shown (a bug; counted, never raised)
         cluster.events.subscribe(self._on_event)
         self.tap = MessageTap(cluster, self._on_message, trio.current_time)
         self.tap.install()
@@ -184,9 +185,17 @@ class LiveUI:
         snap["time"] = round(now - self._t0, 3)
         snap["control"] = self.control_address
         snap["messages"] = {"seen": self.tap.seen, "shown": self.tap.shown}
+        snap["ui"] = {"dropped": self.dropped, "errors": self.errors}
         return snap
 
     def _on_event(self, event: Event) -> None:
+        # Called inside every emit: a view that fails must not fail the emitter.
+        try:
+            self._show_event(event)
+        except Exception:
+            self.errors += 1
+
+    def _show_event(self, event: Event) -> None:
         if event.kind in ("kill", "stop") and "server" in event.fields:
             self._down_reason[event.fields["server"]] = (
                 "killed" if event.kind == "kill" else "stopped"
@@ -210,7 +219,7 @@ class LiveUI:
                 "kind": event.kind,
                 "level": event.level,
                 "line": format_hclog(shifted, virtual=False),
-            }
+            },
         )
         self._backlog.append(line)
         self._broadcast("log", line)

@@ -57,10 +57,14 @@ class ReplayRecorder:
         self.messages: list[dict[str, Any]] = []
         self._down_reason: dict[str, str] = {}
         self._last = -1.0
+        self.errors = 0  # snapshots that failed (a bug; counted, the run goes on)
         cluster.events.subscribe(self._on_event)
         self.tap = MessageTap(cluster, self._on_message, trio.current_time)
         self.tap.install()
-        self._frame(force=True)
+        try:
+            self._frame(force=True)
+        except Exception:
+            self.errors += 1
 
     def _frame(self, force: bool = False) -> None:
         now = trio.current_time()
@@ -74,6 +78,13 @@ class ReplayRecorder:
             self.frames.append({"t": round(now, 6), "state": snap})
 
     def _on_event(self, event: Event) -> None:
+        # Inside every emit: a failing recorder must not fail the run (it counts instead).
+        try:
+            self._record_event(event)
+        except Exception:
+            self.errors += 1
+
+    def _record_event(self, event: Event) -> None:
         if event.kind in ("kill", "stop") and "server" in event.fields:
             self._down_reason[event.fields["server"]] = (
                 "killed" if event.kind == "kill" else "stopped"
@@ -83,7 +94,10 @@ class ReplayRecorder:
     def _on_message(self, message: dict[str, Any]) -> None:
         message["time"] = round(trio.current_time(), 6)
         self.messages.append(message)
-        self._frame()
+        try:
+            self._frame()
+        except Exception:
+            self.errors += 1
 
 
 def record_run(scenario: Any, seed: int) -> tuple[Any, ReplayRecorder]:
@@ -143,6 +157,7 @@ def replay_data(result: Any, recorder: ReplayRecorder) -> dict[str, Any]:
         "logs": logs,
         "messages": recorder.messages,
         "notes": notes,
+        "recorder_errors": recorder.errors,
     }
 
 

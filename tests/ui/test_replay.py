@@ -117,3 +117,16 @@ def test_consim_replay_remakes_a_run_from_its_json_and_checks_it_is_that_run(tmp
         with redirect_stderr(err):
             assert main(["replay", str(tmp_path / name)]) == 2, name
         assert message in err.getvalue(), (name, err.getvalue())
+
+
+def test_a_failing_recorder_never_fails_the_run(monkeypatch):
+    import consim.ui.replay as replay
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("snapshot bug")
+
+    plain = run_scenario(load_scenario(LEADER_LOSS))
+    monkeypatch.setattr(replay, "cluster_snapshot", broken)
+    result, recorder = record()
+    assert result.ok and result.trace_hash == plain.trace_hash
+    assert recorder.errors > 0 and recorder.frames == []
