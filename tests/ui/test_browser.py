@@ -261,6 +261,10 @@ def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path, browser: Any)
         page.goto(html.as_uri())
         assert page.locator("#servers .server[data-server]").count() == 3
         assert page.locator("#servers [data-action]").count() == 0  # nothing to control
+        # The next event: the first log line after 0, still in step 1.
+        page.click('[data-replay="step"]')
+        assert page.inner_text("#replay-time") != "t = 0.000 s"
+        assert page.get_attribute("#note", "data-step") == "1"
         # Steps with their notes: the third step kills the leader.
         shown = []
         for _ in range(5):
@@ -270,9 +274,18 @@ def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path, browser: Any)
             page.click('[data-replay="next-step"]')
         assert shown == ["1", "2", "3"], shown  # one step at a time, in order
         assert page.inner_text("#note").startswith("step 3: kill leader")
-        page.click('[data-replay="step"]')  # the next event: the kill itself
         page.wait_for_selector('#servers .server[data-role="down"][data-state="killed"]')
         killed = page.get_attribute('#servers .server[data-role="down"]', "data-server")
+        # Play at 1x for a moment, pause: the clock stops where it was.
+        before = page.inner_text("#replay-time")
+        page.click('[data-replay="play"]')
+        page.wait_for_function(f"document.getElementById('replay-time').textContent !== '{before}'")
+        page.click('[data-replay="play"]')
+        assert page.get_attribute('[data-replay="play"]', "data-playing") == "false"
+        paused_at = page.inner_text("#replay-time")
+        page.wait_for_timeout(300)
+        assert page.inner_text("#replay-time") == paused_at != before
+        # Faster, on to the new leader.
         page.select_option("#replay-speed", "5")
         page.click('[data-replay="play"]')
         page.wait_for_function(
@@ -281,10 +294,6 @@ def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path, browser: Any)
             arg=killed,
             timeout=10_000,
         )
-        page.click('[data-replay="play"]')  # pause
-        paused_at = page.inner_text("#replay-time")
-        page.wait_for_timeout(300)
-        assert page.inner_text("#replay-time") == paused_at
         page.locator("#replay-scrub").fill("0")
         page.wait_for_function(
             "document.querySelectorAll('#servers .server[data-role=\"leader\"]').length === 0"
@@ -293,6 +302,10 @@ def test_replay_plays_steps_and_scrubs_in_chromium(tmp_path: Path, browser: Any)
         # The same run's JSON, opened in the page.
         page.set_input_files("#replay-file", str(data))
         page.wait_for_function("document.body.dataset.loaded === 'file'")
+        assert page.locator("#servers .server[data-server]").count() == 3
+        assert page.get_attribute("#note", "data-step") == "1"  # from the start
+        page.click('[data-replay="next-step"]')
+        assert page.get_attribute("#note", "data-step") == "2"  # one step: one set of controls
         assert not errors, errors
     finally:
         page.close()

@@ -5,7 +5,7 @@
 "use strict";
 (function () {
   const BOOT = window.CONSIM_BOOT || { mode: "live" };
-  const REPLAY = window.CONSIM_REPLAY || null;
+  let REPLAY = window.CONSIM_REPLAY || null; // replaced when a replay JSON is opened
   const SVG = "http://www.w3.org/2000/svg";
   const COLORS = { leader: "#2e8b57", follower: "#3a6ea5", candidate: "#d98c1f", down: "#9a9a9a" };
   const MSG_COLORS = {
@@ -286,9 +286,14 @@
   // ---- live -------------------------------------------------------------------------------
   function api(path) { return (bases[baseIndex] || "") + "api/" + path; }
 
+  let liveSource = null;
+  let liveStopped = false; // a replay JSON was opened: the live view stops for good
+
   function connect() {
+    if (liveStopped) return;
     const conn = $("connection");
     const source = new EventSource(api("stream"));
+    liveSource = source;
     source.addEventListener("open", () => { conn.textContent = "live"; conn.className = "pill ok"; });
     source.addEventListener("state", (e) => {
       state = JSON.parse(e.data);
@@ -394,19 +399,46 @@
     $("client-server").addEventListener("change", syncClientButtons);
     setInterval(syncClientButtons, 500);
     connect();
-    const frame = () => { drawRing(performance.now()); requestAnimationFrame(frame); };
+    const frame = () => { if (!liveStopped) { drawRing(performance.now()); requestAnimationFrame(frame); } };
     requestAnimationFrame(frame);
   }
 
   // ---- replay -----------------------------------------------------------------------------
+  let player = null; // the replay being shown; the controls act on it
+  let wired = false;
+
+  function wireReplayControls() {
+    wired = true;
+    document.querySelector('[data-replay="play"]').addEventListener("click", () => player && player.togglePlay());
+    document.querySelector('[data-replay="step"]').addEventListener("click", () => player && player.stepEvent());
+    document.querySelector('[data-replay="next-step"]').addEventListener("click", () => player && player.stepNote());
+    $("replay-scrub").addEventListener("input", () => player && player.scrub(Number($("replay-scrub").value) / 1000));
+    const loop = (now) => { if (player) player.tick(now); requestAnimationFrame(loop); };
+    requestAnimationFrame(loop);
+  }
+
   function startReplay(data) {
+    if (liveSource) { liveStopped = true; liveSource.close(); }
+    REPLAY = data;
+    // A different run may have other servers: the cards and the ring start over.
+    for (const k of Object.keys(cards)) delete cards[k];
+    $("servers").textContent = "";
+    positions = {};
+    flights = [];
     document.body.classList.add("replay");
     $("replay-bar").hidden = false;
     $("connection").textContent = "replay";
+    $("connection").className = "pill";
     $("mode").textContent = `replay: ${data.scenario} (seed ${data.seed}), ${data.end.toFixed(2)} virtual s`;
+    if (!wired) wireReplayControls();
+    player = makePlayer(data);
+  }
+
+  function makePlayer(data) {
     const frames = data.frames, logs = data.logs, msgs = data.messages, notes = data.notes || [];
     const eventTimes = [...new Set(logs.map((l) => l.time).concat(notes.map((n) => n.time)))].sort((a, b) => a - b);
     let vt = 0, playing = false, last = null, frameIdx = -1, logIdx = 0, msgIdx = 0;
+    let noteIdx = -1; // the step shown: the last one started by now, or the one stepped to
     const scrub = $("replay-scrub");
     const playButton = document.querySelector('[data-replay="play"]');
 
@@ -431,14 +463,13 @@
     }
 
     function markFuture(t) {
-      for (const d of $("log").children) d.classList.toggle("future", Number(d.dataset.time) > t);
-      const current = [...$("log").children].filter((d) => !d.classList.contains("future")).pop();
-      // Scroll the log box only (scrollIntoView would move the whole page too).
       const log = $("log");
+      for (const d of log.children) d.classList.toggle("future", Number(d.dataset.time) > t);
+      const current = [...log.children].filter((d) => !d.classList.contains("future")).pop();
+      // Scroll the log box only (scrollIntoView would move the whole page too).
       if (current) log.scrollTop = Math.max(0, current.offsetTop - log.offsetTop - log.clientHeight + 20);
     }
 
-    let noteIdx = -1; // the step shown: the last one started by now, or the one stepped to
     function showNote(t, forced) {
       if (forced !== undefined) noteIdx = forced;
       else {
@@ -475,49 +506,50 @@
       render(vt);
     }
 
-    function tick(now) {
-      if (playing && last !== null) {
-        const speed = Number($("replay-speed").value);
-        seek(vt + ((now - last) / 1000) * speed, false);
-        if (vt >= data.end) setPlaying(false);
-      } else if (state) drawRing(vt);
-      last = now;
-      requestAnimationFrame(tick);
-    }
-
     function setPlaying(on) {
       playing = on;
       playButton.innerHTML = on ? "&#10074;&#10074;" : "&#9654;";
       playButton.dataset.playing = on ? "true" : "false";
     }
 
-    playButton.addEventListener("click", () => setPlaying(!playing));
-    document.querySelector('[data-replay="step"]').addEventListener("click", () => {
-      const next = eventTimes.find((x) => x > vt + 1e-9);
-      setPlaying(false);
-      seek(next === undefined ? data.end : next, false);
-    });
-    document.querySelector('[data-replay="next-step"]').addEventListener("click", () => {
-      // Step by step, even when several steps start at the same instant.
-      setPlaying(false);
-      const next = noteIdx + 1;
-      if (next < notes.length) seek(Math.max(vt, notes[next].time), false, next);
-      else seek(data.end, false);
-    });
-    scrub.addEventListener("input", () => { setPlaying(false); seek((Number(scrub.value) / 1000) * data.end, true); });
     layout(frames[0].state.servers, frames[0].state.datacenters);
+    setPlaying(false);
     seek(0, true);
-    requestAnimationFrame(tick);
+    return {
+      tick(now) {
+        if (playing && last !== null) {
+          const speed = Number($("replay-speed").value);
+          seek(vt + ((now - last) / 1000) * speed, false);
+          if (vt >= data.end) setPlaying(false);
+        } else if (state) drawRing(vt);
+        last = now;
+      },
+      togglePlay() {
+        if (!playing && vt >= data.end) seek(0, true); // at the end, play starts over
+        setPlaying(!playing);
+      },
+      stepEvent() {
+        const next = eventTimes.find((x) => x > vt + 1e-9);
+        setPlaying(false);
+        seek(next === undefined ? data.end : next, false);
+      },
+      stepNote() {
+        // Step by step, even when several steps start at the same instant.
+        setPlaying(false);
+        const next = noteIdx + 1;
+        if (next < notes.length) seek(Math.max(vt, notes[next].time), false, next);
+        else seek(data.end, false);
+      },
+      scrub(fraction) { setPlaying(false); seek(fraction * data.end, true); },
+    };
   }
 
   function loadReplayFile(file) {
     file.text().then((text) => {
       const data = JSON.parse(text);
       if (!data.frames) throw new Error("not a consim replay (no frames)");
-      window.CONSIM_REPLAY = data;
-      location.hash = "";
-      document.body.dataset.loaded = "file";
       startReplay(data);
+      document.body.dataset.loaded = "file";
     }).catch((err) => { $("note").hidden = false; $("note").textContent = String(err); });
   }
 
