@@ -265,10 +265,20 @@
     $("keyring-summary").textContent = lines.length ? lines.join("\n") : "gossip is not encrypted (no keyring)";
   }
 
+  function matchesFilter(line) {
+    const f = $("log-filter").value.trim().toLowerCase();
+    return !f || line.toLowerCase().includes(f);
+  }
+
+  function applyFilter() {
+    for (const d of $("log").children) d.classList.toggle("filtered", !matchesFilter(d.textContent));
+  }
+
   function addLog(entry, future) {
     const log = $("log");
     const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     const div = el("div", { class: entry.level + (future ? " future" : ""), "data-time": entry.time }, entry.line);
+    if (!matchesFilter(entry.line)) div.classList.add("filtered");
     log.appendChild(div);
     while (log.childElementCount > LOG_KEEP) log.firstElementChild.remove();
     if (stick) log.scrollTop = log.scrollHeight;
@@ -554,6 +564,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    $("log-filter").addEventListener("input", applyFilter);
     $("replay-file").addEventListener("change", (e) => { if (e.target.files[0]) loadReplayFile(e.target.files[0]); });
     if (REPLAY) startReplay(REPLAY);
     else startLive();
