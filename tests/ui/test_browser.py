@@ -172,18 +172,20 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
-    cards = page.locator("#servers .server[data-server]")
-    leader_card = page.locator('#servers .server[data-role="leader"]')
+    # Only the hooks: one element per server carries data-role (its card); controls data-action.
+    cards = page.locator("[data-role]")
+    leader_card = page.locator('[data-role="leader"]')
     page.wait_for_function(
-        "document.querySelectorAll('#servers .server[data-role=\"leader\"]').length === 1",
-        timeout=10_000,
+        "document.querySelectorAll('[data-role=\"leader\"]').length === 1", timeout=10_000
     )
     assert cards.count() == 3
-    assert sorted(cards.nth(i).get_attribute("data-server") for i in range(3)) == [
-        "dc1-s1",
-        "dc1-s2",
-        "dc1-s3",
-    ]
+    names = sorted(cards.nth(i).get_attribute("data-server") for i in range(3))
+    assert names == ["dc1-s1", "dc1-s2", "dc1-s3"]
+    for name in names:
+        for action in ("kill", "restart", "stop", "pause", "resume", "isolate"):
+            assert page.locator(f'[data-action="{action}"][data-server="{name}"]').count() == 1
+    for action in ("partition", "heal", "read", "write"):
+        assert page.locator(f'[data-action="{action}"]').count() == 1
     old = leader_card.get_attribute("data-server")
 
     # Kill the leader from the page; a new one within 10 s (multiplier 1).

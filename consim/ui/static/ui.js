@@ -69,7 +69,8 @@
     for (const s of state.servers) {
       const p = positions[s.name];
       if (!p) continue;
-      const g = el("svg:g", { "data-server": s.name, "data-role": s.role, class: "node" });
+      // data-ring-server, not data-server/data-role: those mark the one element per server (its card).
+      const g = el("svg:g", { "data-ring-server": s.name, class: "node" });
       const color = COLORS[s.role] || COLORS.down;
       const circle = el("svg:circle", { cx: p.x, cy: p.y, r: 26, fill: color });
       if (s.state === "paused") circle.setAttribute("fill-opacity", "0.45");
