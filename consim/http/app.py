@@ -15,11 +15,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
-from quart import Response, request
+from quart import Request, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import BadHost, HTTPException
 
