@@ -60,8 +60,8 @@ class MessageTap:
     autopilot's stats) on this one network object, so only a ``consim up`` with the UI pays for
     it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
     :data:`MESSAGES_PER_SECOND` in all (votes are rare and always pass the first rule). Counts
-    of what was seen and shown are kept in :attr:`seen` / :attr:`shown`. The tap never raises
-    into the sender.
+    of what was seen (while a page watched) and shown are kept in :attr:`seen` /
+    :attr:`shown`. The tap never raises into the sender.
     """
 
     def __init__(
@@ -69,10 +69,13 @@ class MessageTap:
         cluster: Cluster,
         publish: Callable[[dict[str, Any]], None],
         clock: Callable[[], float],
+        active: Callable[[], bool] | None = None,
     ) -> None:
         self.cluster = cluster
         self.publish = publish
         self.clock = clock
+        # While nobody watches (no page open), a message costs one call and this check.
+        self.active = active
         self.seen = 0
         self.shown = 0
         self._last: dict[tuple[str, str, str], float] = {}
@@ -103,6 +106,8 @@ class MessageTap:
         return address
 
     def observe(self, src: str, dst: str, method: str, args: Any) -> None:
+        if self.active is not None and not self.active():
+            return
         with contextlib.suppress(Exception):  # a view must never break the sender
             self._observe(src, dst, method, args)
 
@@ -175,7 +180,9 @@ class LiveUI:
         self.dropped = 0
         self.errors = 0  # events the page could not be shown (a bug; counted, never raised)
         cluster.events.subscribe(self._on_event)
-        self.tap = MessageTap(cluster, self._on_message, trio.current_time)
+        self.tap = MessageTap(
+            cluster, self._on_message, trio.current_time, active=lambda: bool(self._subscribers)
+        )
         self.tap.install()
 
     # ---- what the page is told ---------------------------------------------------------------

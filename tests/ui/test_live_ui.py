@@ -258,6 +258,7 @@ async def test_stream_pushes_state_logs_and_messages_within_200ms():
         await nursery.start(cluster.run)
         leader = await cluster.wait_for_leader("dc1", within=10)
         victim = cluster.followers("dc1")[0].name
+        assert ui.tap.seen == 0  # no page open: messages are not even looked at
         url = f"http://{leader.spec.http_address}/ui/api/stream"
         latency = None
         with trio.fail_after(20):
