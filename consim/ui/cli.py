@@ -40,8 +40,7 @@ def replay_run(json_path: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Run ``run``'s scenario again at its seed, recorded; the page's data."""
     from consim.scenario.base import ScenarioError
     from consim.scenario.model import load_scenario
-    from consim.scenario.runner import run_scenario
-    from consim.ui.replay import ReplayRecorder, replay_data
+    from consim.ui.replay import record_run, replay_data
 
     file = Path(str(run.get("file", "")))
     candidates = [file] if file.is_absolute() else [file, json_path.parent / file]
@@ -52,17 +51,14 @@ def replay_run(json_path: Path, run: dict[str, Any]) -> dict[str, Any]:
         scenario = load_scenario(found)
     except ScenarioError as exc:
         raise ReplayError("; ".join(exc.errors)) from None
-    box: list[ReplayRecorder] = []
-    result = run_scenario(
-        scenario, seed=run["seed"], observe=lambda c: box.append(ReplayRecorder(c))
-    )
+    result, recorder = record_run(scenario, run["seed"])
     if result.trace_hash != run["trace_hash"]:
         raise ReplayError(
             f"{found} at seed {run['seed']} no longer gives that run (trace hash "
             f"{result.trace_hash[:12]}, the JSON says {str(run['trace_hash'])[:12]}): the file "
             "or consim changed since"
         )
-    return replay_data(result, box[0])
+    return replay_data(result, recorder)
 
 
 def cmd_replay(

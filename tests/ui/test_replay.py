@@ -72,7 +72,7 @@ def test_page_is_self_contained(tmp_path):
     assert data["scenario"] == "leader-loss" and data["frames"]
 
 
-def test_consim_run_ui_writes_html_or_json_and_refuses_seeds(tmp_path):
+def test_consim_run_ui_writes_html_or_json_and_refuses_live(tmp_path):
     html, js = tmp_path / "r.html", tmp_path / "r.json"
     out = io.StringIO()
     assert run_files([str(LEADER_LOSS)], ui_path=str(html), out=out, err=io.StringIO()) == 0
@@ -80,11 +80,14 @@ def test_consim_run_ui_writes_html_or_json_and_refuses_seeds(tmp_path):
     assert "window.CONSIM_REPLAY=" in html.read_text()
     assert run_files([str(LEADER_LOSS)], ui_path=str(js), out=io.StringIO(), err=io.StringIO()) == 0
     assert json.loads(js.read_text())["mode"] == "replay"
+    # With --seeds: the run shown is one of them, recorded again at its seed.
+    out = io.StringIO()
+    code = run_files([str(LEADER_LOSS)], ui_path=str(js), seeds=range(1, 3), out=out)
+    assert code == 0 and "(leader-loss, seed 2," in out.getvalue()
+    assert json.loads(js.read_text())["seed"] == 2
     err = io.StringIO()
-    code = run_files(
-        [str(LEADER_LOSS)], ui_path=str(html), seeds=range(1, 3), out=io.StringIO(), err=err
-    )
-    assert code == 2 and "--ui replays one virtual-time run" in err.getvalue()
+    code = run_files([str(LEADER_LOSS)], ui_path=str(html), live=True, out=io.StringIO(), err=err)
+    assert code == 2 and "--ui replays a virtual-time run (not with --live)" in err.getvalue()
 
 
 def test_consim_replay_remakes_a_run_from_its_json_and_checks_it_is_that_run(tmp_path):
