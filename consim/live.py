@@ -348,6 +348,10 @@ def control_app(cluster: Cluster, controller: Controller | None = None, ui: Any 
 
     @app.route("/ctl/<action>", methods=["POST"])
     async def act(action: str) -> Any:
+        # JSON only: a web page of another origin can send a form or text/plain POST without a
+        # CORS preflight, and must not be able to kill a server that way.
+        if request.mimetype != "application/json":
+            return "send Content-Type: application/json", 415, {"Content-Type": "text/plain"}
         body = await request.get_json(force=True, silent=True) or {}
         if not isinstance(body, dict):
             return "expected a JSON object", 400, {"Content-Type": "text/plain"}

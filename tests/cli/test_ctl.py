@@ -155,3 +155,28 @@ def test_two_clusters_keep_their_own_state_files(tmp_path: Path, monkeypatch):
     forget_control("127.0.0.1:8599")
     assert not control_file().exists()
     assert os.listdir(tmp_path / "consim") == [stale.name]
+
+
+def test_control_api_takes_json_posts_only():
+    """A page of another origin may POST a form or text/plain without a CORS preflight: the
+    control API refuses anything but application/json, so such a page cannot kill a server."""
+    from consim.live import control_app
+
+    async def actions(ctl, cluster):
+        client = control_app(cluster, ctl).test_client()
+        leader = ctl.resolve("leader")
+        plain = await client.post(
+            "/ctl/kill", data=json.dumps({"node": leader}), headers={"Content-Type": "text/plain"}
+        )
+        form = await client.post("/ctl/kill", form={"node": leader})
+        alive = cluster.node(leader).running
+        ok = await client.post("/ctl/kill", json={"node": leader})
+        return (
+            plain.status_code,
+            form.status_code,
+            alive,
+            ok.status_code,
+            cluster.node(leader).running,
+        )
+
+    assert _control_run(actions) == (415, 415, True, 200, False)
