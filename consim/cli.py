@@ -129,7 +129,7 @@ def ctl_body(action: str, params: list[str]) -> dict[str, Any]:
         return {"src": params[0], "dst": params[1]}
     if action in ("delay", "loss"):
         what = "DURATION" if action == "delay" else "PROBABILITY"
-        shape = f"SRC DST {what}  (SRC/DST: {TARGET_HELP}, or *)"
+        shape = f"SRC DST {what}  (SRC/DST: {TARGET_HELP}, a datacenter, or *)"
         if len(params) != 3:
             raise usage(shape)
         src, dst, text = params

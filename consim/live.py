@@ -258,7 +258,10 @@ class Controller:
                 self.old_leader = name
 
     def _link_end(self, target: Any) -> str:
-        return "*" if target == "*" else self.resolve(target)
+        """``*``, a datacenter's name (all its servers) or a server/role."""
+        if target == "*" or target in self.cluster.spec.datacenter_names():
+            return str(target)
+        return self.resolve(target)
 
     async def apply(self, action: str, body: dict[str, Any]) -> None:
         c = self.cluster

@@ -38,6 +38,7 @@ from consim.scenario.base import (
     shown,
 )
 from consim.scenario.notes import check_note
+from consim.spec import NetworkModel
 
 __all__ = [
     "COMMON_KEYS",
@@ -81,8 +82,10 @@ _CLUSTER_KEYS = frozenset(
         "trailing_logs",
         "data_dir",
         "acl",
+        "network",
     }
 )
+_NETWORK_KEYS = ("lan_latency", "lan_jitter", "wan_latency", "wan_jitter", "wan", "loss")
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -176,6 +179,9 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
                     "data_dir", '"tmp" (a fresh temporary directory per run)', obj["data_dir"]
                 )
             s.data_dir = "tmp"
+    with c.collect():
+        if "network" in obj:
+            s.network = _network(c, obj["network"], [dc for dc, _ in s.datacenters])
     acl_obj = obj.get("acl", top_acl)
     if acl_obj is not None:
         try:
@@ -183,6 +189,36 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
         except ACLConfigError as exc:
             c.errors.append(str(exc))
     return s
+
+
+def _network(c: Checker, obj: Any, datacenters: list[str]) -> NetworkModel:
+    """``[cluster.network]``: one-way ``lan_latency``/``lan_jitter``/``wan_latency``/
+    ``wan_jitter`` durations, ``wan = { "dc1:dc2" = "80ms" }`` per pair, ``loss`` on every link."""
+    if not isinstance(obj, dict):
+        raise c.expected(
+            "network", 'a table like { lan_latency = "2ms", wan_latency = "40ms" }', obj
+        )
+    for k in obj:
+        if k not in _NETWORK_KEYS:
+            raise c.fail(f"network.{k}", f"unknown field (expected {', '.join(_NETWORK_KEYS)})")
+    values: dict[str, Any] = {}
+    for k in ("lan_latency", "lan_jitter", "wan_latency", "wan_jitter"):
+        if k in obj:
+            values[k] = c.duration(f"network.{k}", obj[k])[0]
+    if "loss" in obj:
+        values["loss"] = c.number("network.loss", obj["loss"], 0.0, 0.99)
+    pairs = []
+    wan = obj.get("wan", {})
+    if not isinstance(wan, dict):
+        raise c.expected("network.wan", 'a table like { "dc1:dc2" = "80ms" }', wan)
+    for key, latency in wan.items():
+        a, sep, b = key.partition(":")
+        if not sep or a not in datacenters or b not in datacenters or a == b:
+            raise c.expected(
+                f"network.wan.{key}", f'two datacenters of {datacenters} like "dc1:dc2"', key
+            )
+        pairs.append((a, b, c.duration(f"network.wan.{key}", latency)[0]))
+    return NetworkModel(wan=tuple(pairs), **values)
 
 
 def _datacenters(c: Checker, dcs: Any) -> tuple[tuple[str, int], ...]:

@@ -142,6 +142,7 @@ def cluster_spec(
         encrypt=c.encrypt,
         snapshot_threshold=c.snapshot_threshold,
         trailing_logs=c.trailing_logs,
+        network=c.network,
     )
 
 
