@@ -321,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from consim.bench.cli import register_bench_command
     from consim.check.cli import register_check_command
     from consim.consulcli import register_consul_commands
     from consim.scenario.cli import register_scenario_commands
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_scenario_commands(sub)
     register_check_command(sub)
     register_consul_commands(sub)
+    register_bench_command(sub)
     return parser
 
 
