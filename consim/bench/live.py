@@ -143,10 +143,19 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _wait(url: str, ok: Callable[[int, bytes], bool], within: float, what: str) -> bytes:
+def _wait(
+    url: str,
+    ok: Callable[[int, bytes], bool],
+    within: float,
+    what: str,
+    alive: Callable[[], str | None] = lambda: None,
+) -> bytes:
     deadline = time.monotonic() + within
     last = "no answer"
     while time.monotonic() < deadline:
+        died = alive()
+        if died is not None:
+            raise RuntimeError(f"{what}: the cluster process exited: {died}")
         try:
             status, body = _get(url)
             if ok(status, body):
@@ -200,13 +209,22 @@ def run_live_bench(
     env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
     me = [sys.executable, "-m", "consim.bench.live"]
     procs: list[subprocess.Popen[bytes]] = []
-    cluster = subprocess.Popen(
-        [*me, "cluster", spec_json, str(block)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    errors_path = Path(runtime) / "cluster.stderr"
+    with errors_path.open("wb") as errors_file:
+        cluster = subprocess.Popen(
+            [*me, "cluster", spec_json, str(block)],
+            stdout=subprocess.DEVNULL,
+            stderr=errors_file,
+            env=env,
+        )
     procs.append(cluster)
+
+    def cluster_died() -> str | None:
+        if cluster.poll() is None:
+            return None
+        text = errors_path.read_text(errors="replace").strip().splitlines()
+        return text[-1] if text else f"exit status {cluster.returncode}"
+
     floor_alone = None
     if "floor-alone" in targets:
         floor_alone = subprocess.Popen(
@@ -233,7 +251,9 @@ def run_live_bench(
     )
     try:
         base = f"http://{host(block, 1)}:{http_port}"
-        leader = json.loads(_wait(f"{base}/v1/status/leader", _has_leader, 60, "no dc1 leader"))
+        leader = json.loads(
+            _wait(f"{base}/v1/status/leader", _has_leader, 60, "no dc1 leader", cluster_died)
+        )
         leader_host = leader.split(":")[0]
         follower_host = next(h for h in (host(block, k) for k in (1, 2, 3)) if h != leader_host)
         if "dc" in targets:
@@ -278,6 +298,11 @@ def run_live_bench(
                         f"p99 {s['p99_ms']} ms  cpu {s.get('cpu_us_per_request')} us/req  "
                         f"errors {s['errors']}  ({figures.tool})"
                     )
+        if use_wrk:
+            result.notes.append(
+                "wrk gives percentiles, not each request: no latency-over-time plot "
+                "(--load-generator builtin has one)"
+            )
         now = json.loads(_wait(f"{base}/v1/status/leader", _has_leader, 30, "no dc1 leader"))
         if now != leader:
             result.notes.append("WARNING: dc1's leadership changed during the measurement")
