@@ -40,6 +40,7 @@ class UsageError(Exception):
 
 def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
     from consim.acl import ACLConfig, ACLConfigError
+    from consim.bench.cli import network_from_args
 
     datacenters = args.datacenters or (("dc1", args.servers),)
     try:
@@ -58,6 +59,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
         snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
         trailing_logs=getattr(args, "raft_trailing_logs", None),
+        network=network_from_args(args) if hasattr(args, "lan_latency") else None,
     )
 
 
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Consul's raft_trailing_logs: entries kept after a snapshot (default 10240)",
     )
+    from consim.bench.cli import add_network_options
+
+    add_network_options(up)
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")

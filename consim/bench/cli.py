@@ -42,6 +42,20 @@ def _targets(text: str) -> tuple[str, ...]:
     return names
 
 
+def add_network_options(p: argparse.ArgumentParser, defaults: str = "") -> None:
+    """The network model's flags (``consim bench``, ``consim up``); one-way delays."""
+    p.add_argument("--lan-latency", type=_duration, help=f"one-way within a datacenter{defaults}")
+    p.add_argument("--lan-jitter", type=_duration, help="up to this much more per message")
+    p.add_argument("--wan-latency", type=_duration, help="one-way between datacenters")
+    p.add_argument("--wan-jitter", type=_duration)
+    p.add_argument("--loss", type=float, help="loss probability on every link (TCP retransmits)")
+
+
+def network_from_args(args: argparse.Namespace) -> NetworkModel | None:
+    """The model the flags describe; None when no flag is given (no model: as before)."""
+    return _model(args, live=True)
+
+
 def _model(args: argparse.Namespace, live: bool) -> NetworkModel | None:
     given = [args.lan_latency, args.lan_jitter, args.wan_latency, args.wan_jitter, args.loss]
     if live and all(v is None for v in given):
@@ -148,15 +162,7 @@ def register_bench_command(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--duration", type=_duration, help="per target per run (virtual 2s, live 3s)")
     p.add_argument("--runs", type=int, help="interleaved repetitions (virtual 1, live 3)")
     p.add_argument("--targets", type=_targets, help="comma-separated (default: all of the mode's)")
-    p.add_argument(
-        "--lan-latency", type=_duration, help="one-way within a datacenter (virtual 1ms)"
-    )
-    p.add_argument("--lan-jitter", type=_duration, help="up to this much more per message")
-    p.add_argument(
-        "--wan-latency", type=_duration, help="one-way between datacenters (virtual 20ms)"
-    )
-    p.add_argument("--wan-jitter", type=_duration)
-    p.add_argument("--loss", type=float, help="loss probability on every link (TCP retransmits)")
+    add_network_options(p, " (virtual default 1ms; WAN 20ms)")
     p.add_argument("--json", metavar="FILE", help="write per-target figures as JSON")
     p.add_argument(
         "--plots", metavar="DIR", help="write forwarding-cdf.svg and forwarding-over-time.svg"
