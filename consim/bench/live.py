@@ -186,8 +186,10 @@ def run_live_bench(
     seed: int = 1,
     tool: str = "auto",
     progress: Callable[[str], None] | None = None,
+    warmup: float = 1.0,
 ) -> BenchResult:
-    """Start the servers, warm every target up, measure, stop the servers."""
+    """Start the servers, warm every target up (``warmup`` seconds of load each), measure, stop
+    the servers."""
     if rate is not None and tool == "wrk":
         raise ValueError("wrk has no fixed rate; use the built-in load generator for --rate")
     use_wrk = tool == "wrk" or (tool == "auto" and rate is None and wrk_available())
@@ -281,7 +283,7 @@ def run_live_bench(
             return run_builtin(url, seconds, connections or 16, rate)
 
         for url, _ in urls.values():
-            load(url, 1.0)  # warm-up
+            load(url, warmup)
         for run in range(1, runs + 1):
             order = list(urls.items())
             for name, (url, pid) in order if run % 2 else list(reversed(order)):
