@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,14 @@ def host(block: int, k: int) -> str:
     return f"127.0.{block}.{k}"
 
 
-def choose_block(http_port: int, datacenters: int) -> int:
-    """127.0.0.x like ``consim up``; if another cluster holds it, the first free 127.0.80-98.x."""
+def choose_block(
+    http_port: int, datacenters: int, bases: Iterable[int] = (0, *range(80, 99))
+) -> int:
+    """127.0.0.x like ``consim up``; if another cluster holds it, the first free 127.0.80-98.x
+    (every server host of every datacenter, and the floors' hosts)."""
     from consim.live import ports_free
 
-    for block in (0, *range(80, 99)):
+    for block in bases:
         hosts = [host(block + d, k) for d in range(datacenters) for k in (1, 2, 3)]
         hosts += [host(block, k) for k in (FLOOR_K, FLOOR_ALONE_K, FLOOR_CONSIM_K)]
         if all(ports_free(h, http_port) for h in hosts):
@@ -224,8 +227,11 @@ def run_live_bench(
     def cluster_died() -> str | None:
         if cluster.poll() is None:
             return None
-        text = errors_path.read_text(errors="replace").strip().splitlines()
-        return text[-1] if text else f"exit status {cluster.returncode}"
+        lines = errors_path.read_text(errors="replace").splitlines()
+        # The exception's own line (a traceback of an exception group ends in box lines).
+        said = [ln.strip(" |+-") for ln in lines if ln.strip(" |+-")]
+        errors = [ln for ln in said if "Error" in ln or "error" in ln]
+        return (errors or said or [f"exit status {cluster.returncode}"])[-1]
 
     floor_alone = None
     if "floor-alone" in targets:

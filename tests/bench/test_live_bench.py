@@ -4,15 +4,15 @@ is measured, and everything is stopped afterwards."""
 
 from __future__ import annotations
 
-from live_hosts import free_host_base
+from live_hosts import DEFAULT_BASES
 
-from consim.bench.live import run_live_bench
+from consim.bench.live import choose_block, run_live_bench
 
 PORT = 18791
 
 
 def test_live_bench_measures_each_target():
-    block = free_host_base([0], PORT)
+    block = choose_block(PORT, 1, DEFAULT_BASES)  # the floors' hosts must be free too
     result = run_live_bench(
         targets=("direct", "forwarded", "floor"),
         connections=2,
