@@ -84,3 +84,9 @@ def test_same_seed_same_trace_with_a_model(tmp_path):
     a, b = run_scenario(load_scenario(path)), run_scenario(load_scenario(path))
     assert a.trace_hash == b.trace_hash
     assert a.steps[1].load == b.steps[1].load
+
+
+def test_the_readme_network_example_runs_and_passes():
+    result = run_scenario(load_scenario(Path(__file__).parents[2] / "docs/examples/network.toml"))
+    assert result.ok, result.failure
+    assert 4.0 <= result.steps[2].load["p50_ms"] <= 5.0  # one LAN round trip, 2 x (2-2.5 ms)
