@@ -79,7 +79,9 @@ def _model(args: argparse.Namespace, live: bool) -> NetworkModel | None:
 def cmd_bench_forwarding(args: argparse.Namespace) -> int:
     live = args.live
     progress = (lambda line: print(line, flush=True)) if sys.stdout.isatty() else None
-    if args.rate is not None and args.connections is not None:
+    if args.rate is not None and args.connections is not None and not live:
+        # Live, --rate is spread over --connections clients; virtual time has no clients to
+        # spread it over (open loop: one request per 1/rate).
         print("consim bench: error: give --rate or --connections, not both", file=sys.stderr)
         return 2
     model = _model(args, live)
@@ -157,7 +159,9 @@ def register_bench_command(sub: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--consistency", choices=CONSISTENCY, default="default")
     p.add_argument("--connections", type=int, help="closed loop: N clients (live default 16)")
     p.add_argument(
-        "--rate", type=float, help="open loop: requests per second (virtual default 200)"
+        "--rate",
+        type=float,
+        help="open loop: requests/s (virtual default 200; live: spread over --connections)",
     )
     p.add_argument("--duration", type=_duration, help="per target per run (virtual 2s, live 3s)")
     p.add_argument("--runs", type=int, help="interleaved repetitions (virtual 1, live 3)")
