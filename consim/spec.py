@@ -56,7 +56,8 @@ class ServerSpec:
 @dataclass(frozen=True)
 class NetworkModel:
     """One-way delays in seconds; ``wan`` overrides ``wan_latency`` per datacenter pair (either
-    order)."""
+    order). ``bandwidth`` (bytes per second per link, 0 = unlimited; simulator only) makes a
+    message wait for the ones before it on its link to be sent and takes size/bandwidth to send."""
 
     lan_latency: float = 0.0
     lan_jitter: float = 0.0
@@ -64,6 +65,7 @@ class NetworkModel:
     wan_jitter: float = 0.0
     wan: tuple[tuple[str, str, float], ...] = ()
     loss: float = 0.0
+    bandwidth: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("lan_latency", "lan_jitter", "wan_latency", "wan_jitter"):
@@ -75,6 +77,8 @@ class NetworkModel:
                 raise ValueError(f"wan latency {a}-{b} must be >= 0, got {seconds!r}")
         if not 0.0 <= self.loss < 1.0:
             raise ValueError(f"loss must be a probability from 0 to below 1, got {self.loss!r}")
+        if not 0.0 <= self.bandwidth < float("inf"):
+            raise ValueError(f"bandwidth must be bytes per second >= 0, got {self.bandwidth!r}")
 
     def one_way(self, src_dc: str | None, dst_dc: str | None) -> float:
         """The base one-way latency between hosts of these datacenters (None: not a server,
@@ -101,6 +105,8 @@ class NetworkModel:
         parts += [f"{a}-{b} {_ms(s)}" for a, b, s in self.wan]
         if self.loss:
             parts.append(f"loss {self.loss:g}")
+        if self.bandwidth:
+            parts.append(f"{self.bandwidth * 8 / 1e6:g} Mbit/s a link")
         return "one-way: " + ", ".join(parts)
 
 

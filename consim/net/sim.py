@@ -304,6 +304,15 @@ class VirtualClock(trio.abc.Clock):
                 return 0.0
 
 
+def _size(data: Any) -> int:
+    """Bytes a scheduled message carries (a port connection's are (id, flag, bytes | None))."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return len(data)
+    if isinstance(data, tuple) and data and isinstance(data[-1], bytes | bytearray | memoryview):
+        return len(data[-1])
+    return 0
+
+
 def _discard_queued(inbox: trio.MemoryReceiveChannel[Any]) -> None:
     """A listener died with work queued (say, notifies held while its server was paused): close
     the awaitables it will never run, so Python does not warn that they were never awaited."""
@@ -342,6 +351,9 @@ class SimNetwork(Network):
         )
         self.model = model
         self._delays = LinkDelays(model, datacenter_of or {}, rng) if model is not None else None
+        # With a bandwidth: when each link has sent what was put on it so far.
+        self._bandwidth = model.bandwidth if model is not None else 0.0
+        self._link_sent: dict[tuple[str, str], float] = {}
         self.rng = rng
         self.max_frame = max_frame
         self.latency = (float(lo), float(hi))
@@ -500,7 +512,12 @@ class SimNetwork(Network):
             at = trio.current_time() + base + self.rng.uniform(0.0, self._jitter) + late
         else:
             jitter = delays.pair(host_of(src), host_of(dst))[1]
-            at = trio.current_time() + base + late
+            start = trio.current_time()
+            if self._bandwidth:
+                # Sent once the link has sent what is ahead of it, at the link's rate.
+                start = max(start, self._link_sent.get(link, 0.0)) + _size(data) / self._bandwidth
+                self._link_sent[link] = start
+            at = start + base + late
             if jitter:
                 at += self.rng.uniform(0.0, jitter)
         floor = self._link_floor.get(link, 0.0)

@@ -13,6 +13,7 @@ The runner (``consim.scenario.runner``) never has to re-check a value's type.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,17 @@ _CLUSTER_KEYS = frozenset(
         "network",
     }
 )
-_NETWORK_KEYS = ("lan_latency", "lan_jitter", "wan_latency", "wan_jitter", "wan", "loss")
+_NETWORK_KEYS = (
+    "lan_latency",
+    "lan_jitter",
+    "wan_latency",
+    "wan_jitter",
+    "wan",
+    "loss",
+    "bandwidth",
+)
+_BANDWIDTH = re.compile(r"^(\d+(?:\.\d+)?)\s*(kbit|Mbit|Gbit|KB|MB|GB)/s$")
+_BANDWIDTH_UNIT = {"kbit": 125.0, "Mbit": 125e3, "Gbit": 125e6, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -207,6 +218,13 @@ def _network(c: Checker, obj: Any, datacenters: list[str]) -> NetworkModel:
             values[k] = c.duration(f"network.{k}", obj[k])[0]
     if "loss" in obj:
         values["loss"] = c.number("network.loss", obj["loss"], 0.0, 0.99)
+    if "bandwidth" in obj:
+        m = _BANDWIDTH.match(obj["bandwidth"]) if isinstance(obj["bandwidth"], str) else None
+        if m is None or float(m.group(1)) <= 0:
+            raise c.expected(
+                "network.bandwidth", 'a rate like "100Mbit/s" or "10MB/s"', obj["bandwidth"]
+            )
+        values["bandwidth"] = float(m.group(1)) * _BANDWIDTH_UNIT[m.group(2)]
     pairs = []
     wan = obj.get("wan", {})
     if not isinstance(wan, dict):

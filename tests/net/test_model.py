@@ -139,3 +139,29 @@ async def test_sockets_loss_delays_calls_and_model_adds_latency() -> None:
     assert len(took) == 12
     assert min(took) >= 0.04  # the model's round trip
     assert max(took) >= 0.04 + RTO_MIN  # some were retransmitted
+
+
+async def test_sim_bandwidth_queues_messages_on_a_link(clock: VirtualClock) -> None:
+    # 1 MB/s: a 100 kB message takes 0.1 s to send, and a small one behind it waits for it.
+    net = _sim(NetworkModel(lan_latency=0.001, bandwidth=1e6))
+    arrived: dict[str, float] = {}
+
+    def on_notify(method: str, args: Any, src: str) -> None:
+        arrived[method] = trio.current_time()
+
+    async with net, trio.open_nursery() as nursery:
+        dst = await nursery.start(
+            lambda task_status: net.serve_rpc(
+                "127.0.0.2:8300", echo, notify_handler=on_notify, task_status=task_status
+            )
+        )
+        t0 = trio.current_time()
+        net.notify("127.0.0.1:8300", dst, "big", b"x" * 100_000)
+        net.notify("127.0.0.1:8300", dst, "small", b"y")
+        net.notify("127.0.0.1:8301", dst, "other link", b"z")  # its own link: not queued
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    took = {method: t - t0 for method, t in arrived.items()}
+    assert took["other link"] < 0.002
+    assert 0.1 < took["big"] < 0.102  # 100,0xx bytes at 1 MB/s, plus 1 ms
+    assert took["small"] > took["big"]

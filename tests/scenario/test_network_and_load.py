@@ -39,6 +39,9 @@ def test_network_table_is_read(tmp_path):
     net = s.cluster.network
     assert net is not None
     assert (net.lan_latency, net.wan_latency, net.wan) == (0.005, 0.04, (("dc1", "dc2", 0.03),))
+    assert net.bandwidth == 0.0
+    text = TWO_DCS.replace('wan_latency = "40ms"', 'bandwidth = "8Mbit/s"')
+    assert load_scenario(write(tmp_path, text)).cluster.network.bandwidth == 1e6
 
 
 @pytest.mark.parametrize(
@@ -48,6 +51,7 @@ def test_network_table_is_read(tmp_path):
         ('speed = "1ms"', "field 'network.speed': unknown field"),
         ('wan = { "dc1:dc9" = "1ms" }', "field 'network.wan.dc1:dc9': expected two datacenters"),
         ("loss = 2", "field 'network.loss': expected a number between 0 and 0.99"),
+        ('bandwidth = "fast"', "field 'network.bandwidth': expected a rate like \"100Mbit/s\""),
     ],
 )
 def test_network_table_errors(tmp_path, table, error):
