@@ -417,6 +417,8 @@ async def serve_cluster(
     cluster, events = start_live_cluster_parts(spec, max_events=max_events)
     print_events(events, out, log_level)
     print(_server_table(cluster), file=out, flush=True)
+    if spec.network is not None:
+        print(f"==> Network model: {spec.network.describe()}", file=out, flush=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(cluster.net.run)
         await nursery.start(cluster.run)

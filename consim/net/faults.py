@@ -192,6 +192,7 @@ class FaultModel:
             "blocked": sorted(self._blocked),
             "loss": sorted(self._loss.items()),
             "delay": sorted(self._delay.items()),
+            **({"base_loss": self.base_loss} if self.base_loss else {}),
         }
 
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
