@@ -13,8 +13,18 @@ import sys
 from pathlib import Path
 
 INSTALL = ".venv/bin/pip install -e '.[bench]'"
-# consim's own dependencies (pyproject's [project] dependencies), by import name.
-CORE = ("trio", "msgpack", "cryptography", "hypercorn", "h11", "quart", "quart_trio", "httpx")
+# consim itself and its own dependencies (pyproject's [project] dependencies), by import name.
+CORE = (
+    "consim",
+    "trio",
+    "msgpack",
+    "cryptography",
+    "hypercorn",
+    "h11",
+    "quart",
+    "quart_trio",
+    "httpx",
+)
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {"quart_trio": "quart-trio"}
 

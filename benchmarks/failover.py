@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import trio  # noqa: E402
 
+from consim.bench.stats import percentile as nearest_rank
 from consim.cluster import Cluster  # noqa: E402
 from consim.runtime import run_virtual  # noqa: E402
 from consim.spec import ClusterSpec  # noqa: E402
@@ -71,11 +72,8 @@ def one_failover(seed: int, servers: int) -> tuple[float, int]:
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    """Nearest-rank percentile (p in 0..100), as ``consim bench`` computes it."""
+    return nearest_rank(sorted_values, p / 100)
 
 
 def quantile_ci(n: int, p: float, confidence: float = 0.95) -> tuple[int, int]:

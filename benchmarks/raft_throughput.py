@@ -43,6 +43,8 @@ import threading
 import time
 from typing import Any
 
+from consim.bench.stats import percentile as nearest_rank
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 VALUE = b"v" * 64
@@ -50,10 +52,8 @@ TARGET_P50_MS = 1.0
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    """Nearest-rank percentile (p in 0..100), as ``consim bench`` computes it."""
+    return nearest_rank(sorted_values, p / 100)
 
 
 def latency_summary(samples: list[float]) -> dict[str, float]:

@@ -40,6 +40,7 @@ class UsageError(Exception):
 
 def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
     from consim.acl import ACLConfig, ACLConfigError
+    from consim.bench.cli import network_from_args
 
     datacenters = args.datacenters or (("dc1", args.servers),)
     try:
@@ -58,6 +59,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
         snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
         trailing_logs=getattr(args, "raft_trailing_logs", None),
+        network=network_from_args(args) if hasattr(args, "lan_latency") else None,
     )
 
 
@@ -129,7 +131,7 @@ def ctl_body(action: str, params: list[str]) -> dict[str, Any]:
         return {"src": params[0], "dst": params[1]}
     if action in ("delay", "loss"):
         what = "DURATION" if action == "delay" else "PROBABILITY"
-        shape = f"SRC DST {what}  (SRC/DST: {TARGET_HELP}, or *)"
+        shape = f"SRC DST {what}  (SRC/DST: {TARGET_HELP}, a datacenter, or *)"
         if len(params) != 3:
             raise usage(shape)
         src, dst, text = params
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Consul's raft_trailing_logs: entries kept after a snapshot (default 10240)",
     )
+    from consim.bench.cli import add_network_options
+
+    add_network_options(up)
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")
@@ -321,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from consim.bench.cli import register_bench_command
     from consim.check.cli import register_check_command
     from consim.consulcli import register_consul_commands
     from consim.scenario.cli import register_scenario_commands
@@ -330,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_check_command(sub)
     register_consul_commands(sub)
     register_ui_commands(sub)
+    register_bench_command(sub)
     return parser
 
 

@@ -355,13 +355,26 @@ class Cluster:
         self.net.faults.heal(all=all)
 
     def set_loss(self, src: str, dst: str, probability: float) -> None:
-        self.net.faults.set_loss(self._host_or_any(src), self._host_or_any(dst), probability)
+        """Loss on the links from ``src`` to ``dst``: each a server name, a datacenter name
+        (every server of it) or ``*``."""
+        for s, d in self._link_pairs(src, dst):
+            self.net.faults.set_loss(s, d, probability)
 
     def set_delay(self, src: str, dst: str, seconds: float) -> None:
-        self.net.faults.set_delay(self._host_or_any(src), self._host_or_any(dst), seconds)
+        """Extra one-way delay on the links from ``src`` to ``dst`` (as :meth:`set_loss`)."""
+        for s, d in self._link_pairs(src, dst):
+            self.net.faults.set_delay(s, d, seconds)
 
-    def _host_or_any(self, name: str) -> str:
-        return "*" if name == "*" else self.host(name)
+    def _link_pairs(self, src: str, dst: str) -> list[tuple[str, str]]:
+        pairs = [(s, d) for s in self._link_hosts(src) for d in self._link_hosts(dst)]
+        return [(s, d) for s, d in pairs if s != d or s == "*"]  # a host always reaches itself
+
+    def _link_hosts(self, name: str) -> list[str]:
+        if name == "*":
+            return ["*"]
+        if name in self.spec.datacenter_names():
+            return [s.host for s in self.spec.servers() if s.datacenter == name]
+        return [self.host(name)]
 
     def _on_fault(self, kind: str, fields: dict[str, Any]) -> None:
         by_host = {n.spec.host: n.name for n in self.servers.values()}

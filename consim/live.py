@@ -258,7 +258,10 @@ class Controller:
                 self.old_leader = name
 
     def _link_end(self, target: Any) -> str:
-        return "*" if target == "*" else self.resolve(target)
+        """``*``, a datacenter's name (all its servers) or a server/role."""
+        if target == "*" or target in self.cluster.spec.datacenter_names():
+            return str(target)
+        return self.resolve(target)
 
     async def apply(self, action: str, body: dict[str, Any]) -> None:
         c = self.cluster
@@ -433,6 +436,8 @@ async def serve_cluster(
     controller = Controller(cluster)
     ui = LiveUI(cluster, controller, control_address=control_address)
     cluster.ui = ui  # before the servers start: each one's HTTP app serves /ui/ through it
+    if spec.network is not None:
+        print(f"==> Network model: {spec.network.describe()}", file=out, flush=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(ui.run)
         await nursery.start(cluster.net.run)

@@ -18,7 +18,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -150,7 +150,12 @@ class VirtualRuntime(Runtime):
     def network(self, spec: ClusterSpec) -> Network:
         from consim.net.sim import SimNetwork
 
-        return SimNetwork(_network_rng(spec), latency=self.latency)
+        return SimNetwork(
+            _network_rng(spec),
+            latency=self.latency,
+            model=spec.network,
+            datacenter_of=spec.datacenter_of_hosts(),
+        )
 
     def run(self, main: Callable[[], Awaitable[None]], seed: int) -> None:
         from consim.net.sim import VirtualClock
@@ -170,9 +175,13 @@ class LiveRuntime(Runtime):
     def network(self, spec: ClusterSpec) -> Network:
         from consim.net.sockets import SocketNetwork
 
-        if self.read_timeout is None:
-            return SocketNetwork(_network_rng(spec))
-        return SocketNetwork(_network_rng(spec), read_timeout=self.read_timeout)
+        options: dict[str, Any] = {}
+        if self.read_timeout is not None:
+            options["read_timeout"] = self.read_timeout
+        if spec.network is not None:
+            options["model"] = spec.network
+            options["datacenter_of"] = spec.datacenter_of_hosts()
+        return SocketNetwork(_network_rng(spec), **options)
 
     def run(self, main: Callable[[], Awaitable[None]], seed: int) -> None:
         trio.run(main)

@@ -54,6 +54,67 @@ class ServerSpec:
 
 
 @dataclass(frozen=True)
+class NetworkModel:
+    """One-way delays in seconds; ``wan`` overrides ``wan_latency`` per datacenter pair (either
+    order). ``bandwidth`` (bytes per second per link, 0 = unlimited; simulator only) makes a
+    message wait for the ones before it on its link to be sent and takes size/bandwidth to send."""
+
+    lan_latency: float = 0.0
+    lan_jitter: float = 0.0
+    wan_latency: float = 0.0
+    wan_jitter: float = 0.0
+    wan: tuple[tuple[str, str, float], ...] = ()
+    loss: float = 0.0
+    bandwidth: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("lan_latency", "lan_jitter", "wan_latency", "wan_jitter"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a duration >= 0, got {value!r}")
+        for a, b, seconds in self.wan:
+            if not 0.0 <= seconds < float("inf"):
+                raise ValueError(f"wan latency {a}-{b} must be >= 0, got {seconds!r}")
+        if not 0.0 <= self.loss < 1.0:
+            raise ValueError(f"loss must be a probability from 0 to below 1, got {self.loss!r}")
+        if not 0.0 <= self.bandwidth < float("inf"):
+            raise ValueError(f"bandwidth must be bytes per second >= 0, got {self.bandwidth!r}")
+
+    def one_way(self, src_dc: str | None, dst_dc: str | None) -> float:
+        """The base one-way latency between hosts of these datacenters (None: not a server,
+        taken as in the other end's datacenter)."""
+        if src_dc is None or dst_dc is None or src_dc == dst_dc:
+            return self.lan_latency
+        for a, b, seconds in self.wan:
+            if {a, b} == {src_dc, dst_dc}:
+                return seconds
+        return self.wan_latency
+
+    def jitter(self, src_dc: str | None, dst_dc: str | None) -> float:
+        if src_dc is None or dst_dc is None or src_dc == dst_dc:
+            return self.lan_jitter
+        return self.wan_jitter
+
+    def describe(self) -> str:
+        parts = [f"LAN {_ms(self.lan_latency)}"]
+        if self.lan_jitter:
+            parts[-1] += f" ± {_ms(self.lan_jitter)}"
+        parts.append(f"WAN {_ms(self.wan_latency)}")
+        if self.wan_jitter:
+            parts[-1] += f" ± {_ms(self.wan_jitter)}"
+        parts += [f"{a}-{b} {_ms(s)}" for a, b, s in self.wan]
+        if self.loss:
+            parts.append(f"loss {self.loss:g}")
+        if self.bandwidth:
+            parts.append(f"{self.bandwidth * 8 / 1e6:g} Mbit/s a link")
+        return "one-way: " + ", ".join(parts)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms"
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     """Everything needed to build a cluster; scenario files and ``consim up`` both produce one."""
 
@@ -77,6 +138,9 @@ class ClusterSpec:
     # Snapshot threshold/trailing logs overrides (None = Consul's 8192 / 10240).
     snapshot_threshold: int | None = None
     trailing_logs: int | None = None
+    # Latency and loss between hosts (consim.net.model); None: the simulator's historical
+    # 0.5-2 ms per host pair, and no added delay live.
+    network: NetworkModel | None = None
 
     def servers(self) -> list[ServerSpec]:
         out: list[ServerSpec] = []
@@ -113,6 +177,10 @@ class ClusterSpec:
             "encrypt": self.encrypt,
             "gossip_scale": self.gossip_scale,
         }
+
+    def datacenter_of_hosts(self) -> dict[str, str]:
+        """Each server host's datacenter (what the network model needs to tell LAN from WAN)."""
+        return {s.host: s.datacenter for s in self.servers()}
 
     def datacenter_names(self) -> list[str]:
         return [dc for dc, _ in self.datacenters]

@@ -8,7 +8,8 @@ stops, then the next one, chosen at random (seeded) among the enabled kinds:
   from its storage;
 - ``pause``: a server (the leader half the time; ``pause:leader``: always) is paused (SIGSTOP)
   for the interval, longer than the leader lease, then resumed;
-- ``loss``: every message to or from a server is dropped with a probability of 10-50%;
+- ``loss``: every message to or from a server is lost with a probability of 10-50% (a gossip
+  datagram is gone; an RPC or Raft message over TCP arrives after retransmission timeouts);
 - ``delay``: every message from a server is delayed 50-500 ms;
 - ``membership``: a server is removed with ``DELETE /v1/operator/raft/peer`` (through another
   server), then restarted, and joins again (the leader adds alive servers back).

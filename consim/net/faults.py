@@ -19,6 +19,10 @@ Rules, checked by :meth:`FaultModel.allowed` (a host always reaches itself):
 
 Loss decisions draw from the ``rng`` given at construction (seeded by the caller), and only when
 the probability is non-zero, so adding loss on one link does not perturb other draws.
+``base_loss`` (the network model's loss, ``consim.net.model``) applies where no loss rule does
+and stays through ``heal(all=True)``. Datagrams ask :meth:`FaultModel.drops` (a loss is the end of
+them); stream messages (RPC, Raft, push-pull: TCP) ask :meth:`FaultModel.stream_delay`, where a
+loss costs a retransmission timeout instead.
 Every change is reported through ``on_change(kind, fields)`` so the cluster can log it.
 """
 
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from consim.address import AddressError, parse_address
+from consim.net.model import MAX_RETRANSMISSIONS, retransmission_delay
 
 WILDCARD = "*"
 
@@ -53,8 +58,16 @@ def host_of(address: str) -> str:
 
 
 class FaultModel:
-    def __init__(self, rng: random.Random | None = None, on_change: OnChange | None = None) -> None:
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        on_change: OnChange | None = None,
+        base_loss: float = 0.0,
+    ) -> None:
+        if not 0.0 <= base_loss < 1.0:
+            raise ValueError(f"base loss must be in [0, 1), got {base_loss}")
         self.rng = rng if rng is not None else random.Random(0)
+        self.base_loss = float(base_loss)
         self.on_change = on_change
         self._group_of: dict[str, int] = {}
         self._isolated: set[str] = set()
@@ -118,7 +131,14 @@ class FaultModel:
 
     def clear(self) -> bool:
         """No rule at all (no cut, loss or delay): every message passes untouched."""
-        return not (self._group_of or self._isolated or self._blocked or self._loss or self._delay)
+        return not (
+            self._group_of
+            or self._isolated
+            or self._blocked
+            or self._loss
+            or self._delay
+            or self.base_loss
+        )
 
     def allowed(self, src: str, dst: str) -> bool:
         s, d = host_of(src), host_of(dst)
@@ -134,7 +154,7 @@ class FaultModel:
         return True
 
     def loss_probability(self, src: str, dst: str) -> float:
-        return _lookup(self._loss, host_of(src), host_of(dst))
+        return _lookup(self._loss, host_of(src), host_of(dst), self.base_loss)
 
     def extra_delay(self, src: str, dst: str) -> float:
         return _lookup(self._delay, host_of(src), host_of(dst))
@@ -148,6 +168,19 @@ class FaultModel:
             return False
         return p >= 1.0 or self.rng.random() < p
 
+    def stream_delay(self, src: str, dst: str) -> float | None:
+        """One stream message's fate, as TCP would have it: None if a cut drops it (or every
+        retransmission is lost), else the seconds its retransmissions cost (0.0: not lost)."""
+        if not self.allowed(src, dst):
+            return None
+        p = self.loss_probability(src, dst)
+        if p <= 0.0:
+            return 0.0
+        if p >= 1.0:
+            return None
+        rng = self.rng
+        return retransmission_delay(rng.random() < p for _ in range(MAX_RETRANSMISSIONS + 1))
+
     def describe(self) -> dict[str, Any]:
         """Current rules in a stable order (for reports and logs)."""
         groups: dict[int, list[str]] = {}
@@ -159,6 +192,7 @@ class FaultModel:
             "blocked": sorted(self._blocked),
             "loss": sorted(self._loss.items()),
             "delay": sorted(self._delay.items()),
+            **({"base_loss": self.base_loss} if self.base_loss else {}),
         }
 
     def _emit(self, kind: str, fields: dict[str, Any]) -> None:
@@ -166,8 +200,8 @@ class FaultModel:
             self.on_change(kind, fields)
 
 
-def _lookup(table: dict[tuple[str, str], float], s: str, d: str) -> float:
+def _lookup(table: dict[tuple[str, str], float], s: str, d: str, default: float = 0.0) -> float:
     for key in ((s, d), (s, WILDCARD), (WILDCARD, d), (WILDCARD, WILDCARD)):
         if key in table:
             return table[key]
-    return 0.0
+    return default

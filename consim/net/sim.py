@@ -9,10 +9,15 @@ which ``run_virtual`` calls).
 
 Latency: each host pair gets a base latency drawn once from ``rng`` (uniform in ``latency``), and
 each message adds jitter drawn from ``rng`` (uniform in [0, (max-min)/4]) plus any fault delay.
-Each (src address, dst address) link is FIFO: a message never overtakes an earlier one on its link.
+With a :class:`~consim.net.model.NetworkModel` (``model=``, and ``datacenter_of`` naming each
+server host's datacenter) the base is the model's LAN or WAN one-way latency and the jitter its
+bound instead. Each (src address, dst address) link is FIFO: a message never overtakes an earlier
+one on its link (so a retransmitted message holds back the ones behind it, as on TCP).
 
 Faults are checked when a message is sent (cut, random loss) and again when it arrives (a cut made
-while it was in flight drops it). Every message is msgpack-encoded at send and decoded at arrival
+while it was in flight drops it). Random loss drops a datagram; a stream message (a request, a
+reply, a notify, a push-pull exchange: TCP in the live network) is delayed by the retransmission
+timeouts it costs instead (``FaultModel.stream_delay``). Every message is msgpack-encoded at send and decoded at arrival
 exactly like the real wire, so unserialisable values fail here too (TypeError at the sender), and
 the socket network's frame limit holds too (``max_frame``, default ``framing.MAX_FRAME``): an
 oversized notify or request raises :class:`~consim.net.framing.FrameTooLarge` at the sender, an
@@ -50,6 +55,7 @@ import trio
 from consim.address import valid_address
 from consim.net.faults import FaultModel, host_of
 from consim.net.framing import MAX_FRAME, FrameTooLarge, pack, unpack
+from consim.net.model import LinkDelays, NetworkModel
 from consim.net.network import (
     INTERNAL_ERROR,
     MAX_DATAGRAM,
@@ -298,6 +304,15 @@ class VirtualClock(trio.abc.Clock):
                 return 0.0
 
 
+def _size(data: Any) -> int:
+    """Bytes a scheduled message carries (a port connection's are (id, flag, bytes | None))."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return len(data)
+    if isinstance(data, tuple) and data and isinstance(data[-1], bytes | bytearray | memoryview):
+        return len(data[-1])
+    return 0
+
+
 def _discard_queued(inbox: trio.MemoryReceiveChannel[Any]) -> None:
     """A listener died with work queued (say, notifies held while its server was paused): close
     the awaitables it will never run, so Python does not warn that they were never awaited."""
@@ -321,14 +336,24 @@ class SimNetwork(Network):
         *,
         faults: FaultModel | None = None,
         max_frame: int = MAX_FRAME,
+        model: NetworkModel | None = None,
+        datacenter_of: dict[str, str] | None = None,
     ) -> None:
         lo, hi = latency
         if not 0 <= lo <= hi:
             raise ValueError(f"latency must be (min, max) with 0 <= min <= max, got {latency}")
         # Loss draws get their own stream so that adding loss does not shift latency draws.
+        base_loss = model.loss if model is not None else 0.0
         super().__init__(
-            faults if faults is not None else FaultModel(random.Random(rng.getrandbits(64)))
+            faults
+            if faults is not None
+            else FaultModel(random.Random(rng.getrandbits(64)), base_loss=base_loss)
         )
+        self.model = model
+        self._delays = LinkDelays(model, datacenter_of or {}, rng) if model is not None else None
+        # With a bandwidth: when each link has sent what was put on it so far.
+        self._bandwidth = model.bandwidth if model is not None else 0.0
+        self._link_sent: dict[tuple[str, str], float] = {}
         self.rng = rng
         self.max_frame = max_frame
         self.latency = (float(lo), float(hi))
@@ -438,7 +463,9 @@ class SimNetwork(Network):
         self._schedule(when, _TIMER, timer, token, None)  # type: ignore[arg-type]
 
     def _host_latency(self, src: str, dst: str) -> float:
-        """The base latency between two hosts, drawn on first use."""
+        """The base latency between two hosts, drawn on first use (the model's, with one)."""
+        if self._delays is not None:
+            return self._delays.pair(host_of(src), host_of(dst))[0]
         pair = (host_of(src), host_of(dst))
         base = self._base_latency.get(pair)
         if base is None:
@@ -451,18 +478,48 @@ class SimNetwork(Network):
             self._require_nursery()
         faults = self.faults
         clear = faults.clear()
-        if not clear and kind != _TO_CONN and faults.drops(src, dst):
-            self.stats[src]["dropped_by_fault"] += 1
-            if self.tap is not None:
-                self.tap.sent(-1, trio.current_time(), None, src, dst, TAP_CHANNELS[kind], data)
-            return
+        late = 0.0
+        if not clear:
+            if kind == _TO_DATAGRAMS:
+                if faults.drops(src, dst):
+                    self.stats[src]["dropped_by_fault"] += 1
+                    if self.tap is not None:
+                        self.tap.sent(
+                            -1, trio.current_time(), None, src, dst, TAP_CHANNELS[kind], data
+                        )
+                    return
+            else:
+                retransmitted = faults.stream_delay(src, dst)
+                if retransmitted is None:
+                    if kind != _TO_CONN:
+                        self.stats[src]["dropped_by_fault"] += 1
+                        if self.tap is not None:
+                            now = trio.current_time()
+                            self.tap.sent(-1, now, None, src, dst, TAP_CHANNELS[kind], data)
+                        return
+                    retransmitted = 0.0  # a port connection learns of a cut on its own
+                if retransmitted:
+                    self.stats[src]["retransmitted"] += 1
+                    late = retransmitted + faults.extra_delay(src, dst)
+                else:
+                    late = faults.extra_delay(src, dst)
         link = (src, dst)
         base = self._link_base.get(link)
         if base is None:
             base = self._link_base[link] = self._host_latency(src, dst)
-        at = trio.current_time() + base + self.rng.uniform(0.0, self._jitter)
-        if not clear:
-            at += faults.extra_delay(src, dst)
+        delays = self._delays
+        if delays is None:
+            at = trio.current_time() + base + self.rng.uniform(0.0, self._jitter) + late
+        else:
+            jitter = delays.pair(host_of(src), host_of(dst))[1]
+            start = trio.current_time()
+            if self._bandwidth:
+                # Sent once the link has sent what is ahead of it, at the link's rate.
+                start = max(start, self._link_sent.get(link, 0.0)) + _size(data) / self._bandwidth
+                self._link_sent[link] = start
+            at = start + base + late
+            if jitter:
+                at += self.rng.uniform(0.0, jitter)
         floor = self._link_floor.get(link, 0.0)
         if at < floor:
             at = floor

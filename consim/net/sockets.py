@@ -6,13 +6,19 @@ maps ``127.a.b.c:port`` to ``127.0.0.1:port + 10 * index`` with ``index = a*6553
 (127.0.0.1 keeps its ports; 127.0.0.2:8300 becomes 127.0.0.1:8310). Both serve and dial use that one
 function, so callers keep using the Consul address strings. Port 0 (ephemeral) is never offset.
 
-Faults are applied at the sender (cut or loss: the message is dropped and a call waits out its
-timeout; delay: the sender sleeps) and at the receiver for one-way blocks, using the source the
+Faults are applied at the sender (a cut drops the message and a call waits out its timeout; random
+loss drops a datagram but only delays a TCP message by the retransmission timeouts it would cost;
+delay: the message waits) and at the receiver for one-way blocks, using the source the
 dialer declared in its hello frame. Datagrams are raw UDP sent from the socket bound to the
 sender's address, so their source is the packet's own (what memberlist peers such as a real serf
 agent expect); only where addresses are port-mapped (no 127/8 range) do they carry an envelope
 ``[src, payload]`` naming the Consul-style source. Stream exchanges (gossip push-pull) are TCP on
 the same port as the datagrams, one exchange per connection, as memberlist does.
+
+With a network model (``model=``, ``consim.net.model``) every message waits its link's one-way
+latency before it is sent (a call waits the round trip before its request goes out: the socket
+has no way to delay the reply at the other end); notifies keep their order and are pipelined (each
+waits until its own due time, not behind the previous one's wait).
 
 A killed server (its serve task cancelled, or :meth:`close_address`) closes its listener and every
 accepted connection: callers whose request was written get ``ConnectionLost`` (it may have been
@@ -42,6 +48,7 @@ from consim.net.framing import (
     pack,
     unpack,
 )
+from consim.net.model import LinkDelays, NetworkModel
 from consim.net.network import (
     MAX_DATAGRAM,
     STREAM_TIMEOUT,
@@ -123,8 +130,18 @@ class SocketNetwork(Network):
         max_frame: int = MAX_FRAME,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        model: NetworkModel | None = None,
+        datacenter_of: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(faults, rng if rng is not None else random.Random())
+        rng = rng if rng is not None else random.Random()
+        if faults is None and model is not None and model.loss:
+            faults = FaultModel(rng, base_loss=model.loss)
+        super().__init__(faults, rng)
+        self._delays = (
+            LinkDelays(model, datacenter_of or {}, random.Random(rng.getrandbits(64)))
+            if model is not None
+            else None
+        )
         self.max_frame = max_frame
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
@@ -135,7 +152,7 @@ class SocketNetwork(Network):
             read_timeout=read_timeout,
             contain=self.contain,
         )
-        self._outboxes: dict[tuple[str, str], trio.MemorySendChannel[bytes]] = {}
+        self._outboxes: dict[tuple[str, str], trio.MemorySendChannel[tuple[float, bytes]]] = {}
         self._udp: socket.socket | None = None
         # The bound socket of every address serving datagrams (they also send from it), and
         # per-host send sockets for sources that serve none.
@@ -159,6 +176,25 @@ class SocketNetwork(Network):
         for sock in self._host_socks.values():
             sock.close()
         self._host_socks.clear()
+
+    def _stream_wait(self, src: str, dst: str, trips: int) -> float | None:
+        """Seconds a TCP message from src waits before it is sent: ``trips`` one-way latencies
+        of the model, the fault delay and any retransmissions; None: a cut (or TCP giving up)
+        drops it."""
+        faults = self.faults
+        wait = 0.0
+        if not faults.clear():
+            late = faults.stream_delay(src, dst)
+            if late is None:
+                return None
+            if late:
+                self.stats[src]["retransmitted"] += 1
+            wait = late + faults.extra_delay(src, dst)
+        if self._delays is not None:
+            s, d = host_of(src), host_of(dst)
+            for _ in range(trips):
+                wait += self._delays.draw(s, d)
+        return wait
 
     async def _dial(self, src: str, dst: str) -> trio.SocketStream:
         host, port = resolve_listen_address(dst)
@@ -346,7 +382,7 @@ class SocketNetwork(Network):
             raise Unreachable(f"rpc {method} to {dst!r}: {_why_invalid(dst)}")
         faults = self.faults
         conn = self._pool.live(src, dst)
-        if conn is not None and faults.clear():
+        if conn is not None and faults.clear() and self._delays is None:
             # The usual case: an open pooled connection and no fault rule. The connection's timer
             # enforces the timeout, so the call needs no cancel scope of its own.
             deadline = trio.current_time() + timeout
@@ -369,13 +405,12 @@ class SocketNetwork(Network):
                 return result
         with trio.move_on_after(timeout):
             try:
-                if not faults.clear():
-                    if faults.drops(src, dst):
-                        stats["dropped_by_fault"] += 1
-                        await trio.sleep_forever()  # black-holed: the caller learns by timeout
-                    delay = faults.extra_delay(src, dst)
-                    if delay > 0:
-                        await trio.sleep(delay)
+                wait = self._stream_wait(src, dst, trips=2)
+                if wait is None:
+                    stats["dropped_by_fault"] += 1
+                    await trio.sleep_forever()  # black-holed: the caller learns by timeout
+                if wait > 0:
+                    await trio.sleep(wait)
                 conn = await self._pool.get(src, dst, nursery)
                 try:
                     result = await conn.call(method, args)
@@ -406,31 +441,36 @@ class SocketNetwork(Network):
             return
         data = encode_frame([KIND_NOTIFY, 0, method, args], self.max_frame)  # TypeError here
         self.stats[src]["notifies_out"] += 1
+        wait = self._stream_wait(src, dst, trips=1)
+        if wait is None:
+            self.stats[src]["dropped_by_fault"] += 1
+            return
         key = (src, dst)
         box = self._outboxes.get(key)
         if box is None:
-            box, recv = trio.open_memory_channel[bytes](OUTBOX_LIMIT)
+            box, recv = trio.open_memory_channel[tuple[float, bytes]](OUTBOX_LIMIT)
             self._outboxes[key] = box
             nursery.start_soon(self._outbox_loop, src, dst, recv)
         try:
-            box.send_nowait(data)
+            # Due at send time + wait: the loop waits for each message's own due time, so
+            # delayed notifies stay in order without queueing behind one another's waits.
+            box.send_nowait((trio.current_time() + wait if wait > 0 else 0.0, data))
         except trio.WouldBlock:
             self.stats[src]["notifies_dropped_overflow"] += 1
 
     async def _outbox_loop(
-        self, src: str, dst: str, recv: trio.MemoryReceiveChannel[bytes]
+        self, src: str, dst: str, recv: trio.MemoryReceiveChannel[tuple[float, bytes]]
     ) -> None:
         """One sender per link keeps notifies in order (Raft messages ride here). It runs in the
         network's nursery, so a failure here is contained to the notify it was sending."""
         nursery = self._require_nursery()
         stats = self.stats[src]
-        async for data in recv:
-            if self.faults.drops(src, dst):
+        async for due, data in recv:
+            if due:
+                await trio.sleep_until(due)
+            if not self.faults.allowed(src, dst):  # cut while it waited
                 stats["dropped_by_fault"] += 1
                 continue
-            delay = self.faults.extra_delay(src, dst)
-            if delay > 0:
-                await trio.sleep(delay)
             try:
                 conn = await self._pool.get(src, dst, nursery)
                 await conn.send_encoded(data)
@@ -507,6 +547,8 @@ class SocketNetwork(Network):
             stats["invalid_address"] += 1
             return
         delay = self.faults.extra_delay(src, dst)
+        if self._delays is not None:
+            delay += self._delays.draw(host_of(src), host_of(dst))
         if delay > 0:
             nursery.start_soon(self._send_later, delay, lambda: self._sendto(src, data, target))
         else:
@@ -622,19 +664,25 @@ class SocketNetwork(Network):
             stats["invalid_address"] += 1
             return
         stats["streams_out"] += 1
-        if self.faults.drops(src, dst):
+        wait = self._stream_wait(src, dst, trips=2)
+        if wait is None:
             stats["dropped_by_fault"] += 1
             return
-        nursery.start_soon(self._exchange, src, dst, bytes(data), frame_length, on_reply)
+        nursery.start_soon(self._exchange, src, dst, bytes(data), frame_length, on_reply, wait)
 
     async def _exchange(
-        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+        self,
+        src: str,
+        dst: str,
+        data: bytes,
+        frame_length: FrameLength,
+        on_reply: StreamReply,
+        wait: float = 0.0,
     ) -> None:
         stats = self.stats[src]
         try:
-            delay = self.faults.extra_delay(src, dst)
-            if delay > 0:
-                await trio.sleep(delay)
+            if wait > 0:
+                await trio.sleep(wait)
             with trio.move_on_after(STREAM_TIMEOUT):
                 host, port = resolve_listen_address(dst)
                 # From the source's host, so the listener's faults see who is dialing.

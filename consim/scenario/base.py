@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from consim.acl import ACLConfig
+from consim.spec import NetworkModel
 
 # The node of the events a scenario itself emits (notes, steps, its requests).
 SCENARIO_NODE = "scenario"
@@ -141,6 +142,8 @@ class ClusterSettings:
     # "tmp": a fresh temporary directory per run (needed by peers_json steps).
     data_dir: str | None = None
     acl: ACLConfig = field(default_factory=ACLConfig)
+    # [cluster.network]: latency/jitter/loss (None: the simulator's default 0.5-2 ms links).
+    network: NetworkModel | None = None
 
     def server_names(self) -> list[str]:
         return [f"{dc}-s{k}" for dc, n in self.datacenters for k in range(1, n + 1)]

@@ -56,6 +56,8 @@ class StepContext:
         self.roles = Roles()
         self.default_dc = default_dc
         self._poll = 0.05 if live else 0.01
+        # Measurements a step leaves for the results (the load step's latencies), by step number.
+        self.measurements: dict[int, dict[str, Any]] = {}
 
     # ---- targets -----------------------------------------------------------------------------
     def dc_of(self, step: Step, target: Target | None = None) -> str:

@@ -13,6 +13,7 @@ The runner (``consim.scenario.runner``) never has to re-check a value's type.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from consim.scenario.base import (
     shown,
 )
 from consim.scenario.notes import check_note
+from consim.spec import NetworkModel
 
 __all__ = [
     "COMMON_KEYS",
@@ -81,8 +83,20 @@ _CLUSTER_KEYS = frozenset(
         "trailing_logs",
         "data_dir",
         "acl",
+        "network",
     }
 )
+_NETWORK_KEYS = (
+    "lan_latency",
+    "lan_jitter",
+    "wan_latency",
+    "wan_jitter",
+    "wan",
+    "loss",
+    "bandwidth",
+)
+_BANDWIDTH = re.compile(r"^(\d+(?:\.\d+)?)\s*(kbit|Mbit|Gbit|KB|MB|GB)/s$")
+_BANDWIDTH_UNIT = {"kbit": 125.0, "Mbit": 125e3, "Gbit": 125e6, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -176,6 +190,9 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
                     "data_dir", '"tmp" (a fresh temporary directory per run)', obj["data_dir"]
                 )
             s.data_dir = "tmp"
+    with c.collect():
+        if "network" in obj:
+            s.network = _network(c, obj["network"], [dc for dc, _ in s.datacenters])
     acl_obj = obj.get("acl", top_acl)
     if acl_obj is not None:
         try:
@@ -183,6 +200,43 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
         except ACLConfigError as exc:
             c.errors.append(str(exc))
     return s
+
+
+def _network(c: Checker, obj: Any, datacenters: list[str]) -> NetworkModel:
+    """``[cluster.network]``: one-way ``lan_latency``/``lan_jitter``/``wan_latency``/
+    ``wan_jitter`` durations, ``wan = { "dc1:dc2" = "80ms" }`` per pair, ``loss`` on every link."""
+    if not isinstance(obj, dict):
+        raise c.expected(
+            "network", 'a table like { lan_latency = "2ms", wan_latency = "40ms" }', obj
+        )
+    for k in obj:
+        if k not in _NETWORK_KEYS:
+            raise c.fail(f"network.{k}", f"unknown field (expected {', '.join(_NETWORK_KEYS)})")
+    values: dict[str, Any] = {}
+    for k in ("lan_latency", "lan_jitter", "wan_latency", "wan_jitter"):
+        if k in obj:
+            values[k] = c.duration(f"network.{k}", obj[k])[0]
+    if "loss" in obj:
+        values["loss"] = c.number("network.loss", obj["loss"], 0.0, 0.99)
+    if "bandwidth" in obj:
+        m = _BANDWIDTH.match(obj["bandwidth"]) if isinstance(obj["bandwidth"], str) else None
+        if m is None or float(m.group(1)) <= 0:
+            raise c.expected(
+                "network.bandwidth", 'a rate like "100Mbit/s" or "10MB/s"', obj["bandwidth"]
+            )
+        values["bandwidth"] = float(m.group(1)) * _BANDWIDTH_UNIT[m.group(2)]
+    pairs = []
+    wan = obj.get("wan", {})
+    if not isinstance(wan, dict):
+        raise c.expected("network.wan", 'a table like { "dc1:dc2" = "80ms" }', wan)
+    for key, latency in wan.items():
+        a, sep, b = key.partition(":")
+        if not sep or a not in datacenters or b not in datacenters or a == b:
+            raise c.expected(
+                f"network.wan.{key}", f'two datacenters of {datacenters} like "dc1:dc2"', key
+            )
+        pairs.append((a, b, c.duration(f"network.wan.{key}", latency)[0]))
+    return NetworkModel(wan=tuple(pairs), **values)
 
 
 def _datacenters(c: Checker, dcs: Any) -> tuple[tuple[str, int], ...]:

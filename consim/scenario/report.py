@@ -88,6 +88,8 @@ def _duration(seconds: float) -> str:
 
 
 def render_report(result: RunResult, *, index_href: str | None = None) -> str:
+    from consim.scenario.report_load import render_load_steps
+
     s = result.scenario
     data = model(result)
     verdict = (
@@ -142,7 +144,7 @@ def render_report(result: RunResult, *, index_href: str | None = None) -> str:
         f"<th>for</th></tr></thead><tbody>{leaders}</tbody></table>"
         "<h2>Steps</h2>"
         "<table><thead><tr><th>#</th><th>at</th><th>result</th><th>step</th><th>took</th></tr>"
-        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>{render_load_steps(result)}"
         f'<script type="application/json" id="run-data">{_json_for_script(data)}</script>'
         f"<script>{SCRIPT}</script></body></html>\n"
     )

@@ -56,6 +56,9 @@ class StepResult:
     finished: float = 0.0
     note: str | None = None
     background: bool = False
+    # A load step's figures: requests, rps, p50/p90/p99/max_ms, and "samples" [(sent, latency)]
+    # (seconds, in the event log's clock; for the report's charts, left out of the JSON).
+    load: dict[str, Any] | None = None
 
     @property
     def took(self) -> float:
@@ -72,6 +75,11 @@ class StepResult:
             "took": round(self.took, 6),
             "note": self.note,
             **({"background": True} if self.background else {}),
+            **(
+                {"load": {k: v for k, v in self.load.items() if k != "samples"}}
+                if self.load is not None
+                else {}
+            ),
         }
 
 
@@ -143,6 +151,7 @@ def cluster_spec(
         encrypt=c.encrypt,
         snapshot_threshold=c.snapshot_threshold,
         trailing_logs=c.trailing_logs,
+        network=c.network,
     )
 
 
@@ -210,6 +219,7 @@ class ScenarioRunner:
             result.status = "failed"
             result.detail = str(exc)
         result.finished = self.events.now()
+        result.load = self.ctx.measurements.pop(step.number, None)
         self._emit_step(result)
         return result.status == "ok"
 
@@ -232,6 +242,7 @@ class ScenarioRunner:
                 result.status = "skipped"
                 result.detail = "stopped early, the run ended: " + job.partial()
             result.finished = self.events.now()
+            result.load = self.ctx.measurements.pop(step.number, None)
             self._emit_step(result)
 
         self._nursery.start_soon(background)

@@ -1135,7 +1135,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "docs/examples/tour.toml": {
-        "trace_hash": "b92f62a995f11d6fb2ea9722c85d27592a404b6607f5aeb99ea8cccdf12b7e99",
+        "trace_hash": "b20aa3416423391db7b6fc7d0ca2c570eabb3cc0f11bd748eebee57970517471",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.140s: dc1-s5 term 2", 1.14),
             (
@@ -1148,7 +1148,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             (
                 "ok",
                 "load read stale 20/s for 3s on leader in the background",
-                "60/60 answered on dc1-s5",
+                "60/60 answered on dc1-s5; 20.3 req/s, latency p50 0.00ms p90 0.00ms p99 0.00ms max 0.00ms",
                 3.0,
             ),
             ("ok", "partition leader | others", "dc1-s5 | dc1-s1,dc1-s2,dc1-s3,dc1-s4", 0.0),
@@ -1178,7 +1178,12 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "every pool holds 2 key(s), primary 0eK8Rjns..., after 0.000s",
                 0.0,
             ),
-            ("ok", "load write default 50/s for 2s on leader", "100/100 answered on dc1-s2", 2.0),
+            (
+                "ok",
+                "load write default 50/s for 2s on leader",
+                "100/100 answered on dc1-s2; 50.4 req/s, latency p50 3.33ms p90 3.57ms p99 3.62ms max 3.65ms",
+                2.0,
+            ),
             ("ok", "kill follower", "dc1-s1", 0.0),
             (
                 "ok",
@@ -1209,7 +1214,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "faults": {
-        "trace_hash": "5c2b9bfbd0ab43afffa92414e39d9be3a44c675b984f4960b67e83fab69081ed",
+        "trace_hash": "1b60fc817ac095620f3bac93e1198b5f2ba658a232a6251b0295a6fa84da642f",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.080s: dc1-s3 term 2", 1.08),
             ("ok", "pause follower", "dc1-s1", 0.0),
@@ -1233,11 +1238,11 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             (
                 "ok",
                 "load write default 20/s for 1s on leader",
-                "20/20 answered on dc1-s1",
-                1.153977,
+                "20/20 answered on dc1-s1; 17.3 req/s, latency p50 204ms p90 307ms p99 407ms max 407ms",
+                1.15388,
             ),
             ("ok", "heal", "", 0.0),
-            ("ok", "stop follower", "dc1-s2", 1.204104),
+            ("ok", "stop follower", "dc1-s2", 1.204194),
             ("ok", "wait voters 2 within 10s", "voters after 0.000s: dc1-s1 term 3", 0.0),
             ("ok", "restart last-killed", "dc1-s2", 0.0),
             ("ok", "partition leader | others", "dc1-s1 | dc1-s2,dc1-s3", 0.0),
@@ -1248,13 +1253,13 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             (
                 "failed",
                 "assert commit_converged=true, kv=a table",
-                "dc1-s1 has k='19', expected None",
+                "commit/applied index differ: dc1-s1=33/33, dc1-s2=0/0, dc1-s3=33/33; dc1-s1 has k='19', expected None",
                 10.0,
             ),
         ],
     },
     "requests": {
-        "trace_hash": "1cbc0b20584fb5b38cc7ae281950ebd224312847ac0ffb4c884db8e43c320d18",
+        "trace_hash": "949635399a4efb811b41c1151f650b040cc3f2b2c1d41ca43460caa50cef0032",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.030s: dc1-s2 term 2", 1.03),
             ("ok", "wait leader within 10s", "leader after 0.580s: dc2-s1 term 2", 0.58),
@@ -1292,11 +1297,16 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 0.05,
             ),
             ("ok", "wait new-leader within 10s", "new-leader after 0.000s: dc1-s1 term 3", 0.0),
-            ("ok", "load read consistent 10/s for 1s on any", "10/10 answered on dc1-s1", 1.0),
+            (
+                "ok",
+                "load read consistent 10/s for 1s on any",
+                "10/10 answered on dc1-s1; 11.1 req/s, latency p50 3.14ms p90 3.40ms p99 3.46ms max 3.46ms",
+                1.0,
+            ),
             (
                 "ok",
                 "load read stale 5/s for 2s on any in the background",
-                "10/10 answered on dc1-s1",
+                "10/10 answered on dc1-s1; 5.6 req/s, latency p50 0.00ms p90 0.00ms p99 0.00ms max 0.00ms",
                 2.0,
             ),
             ("ok", "sleep 1s", "", 1.0),
@@ -1589,13 +1599,13 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "fail-skips-background": {
-        "trace_hash": "da947bcacb15152fae1032d09357624a3410d7449c29be345ed73d8c6c25cd9e",
+        "trace_hash": "e9af8a6112f3053e585c0bb091d20f7aaf0db538bcaa3987e0c59225d356da59",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.180s: dc1-s3 term 2", 1.18),
             (
                 "skipped",
                 "load read default 10/s for 5s on any in the background",
-                "stopped early, the run ended: 10/10 answered on dc1-s1",
+                "stopped early, the run ended: 10/10 answered on dc1-s1; 11.1 req/s, latency p50 1.72ms p90 1.91ms p99 2.05ms max 2.05ms",
                 1.0,
             ),
             (
@@ -1672,7 +1682,7 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: [cluster]: expected a [cluster] table",
     ],
     "cluster-fields": [
-        "bad.toml: [cluster]: field 'nope': unknown field (expected one of ['acl', 'data_dir', 'datacenters', 'encrypt', 'raft_multiplier', 'raft_protocol', 'rpc_hold_timeout', 'snapshot_threshold', 'trailing_logs'])",
+        "bad.toml: [cluster]: field 'nope': unknown field (expected one of ['acl', 'data_dir', 'datacenters', 'encrypt', 'network', 'raft_multiplier', 'raft_protocol', 'rpc_hold_timeout', 'snapshot_threshold', 'trailing_logs'])",
         "bad.toml: [cluster]: field 'raft_multiplier': expected a number between 0.1 and 10, got 0",
         "bad.toml: [cluster]: field 'raft_protocol': expected 2 or 3, got 4",
         "bad.toml: [cluster]: field 'rpc_hold_timeout': expected a duration like \"5s\", got 5",

@@ -1,5 +1,6 @@
 """Faults on a link, one shape: ``loss = { from, to, probability }`` and
-``delay = { from, to, seconds }`` (``from``/``to`` default to ``"*"``, every server)."""
+``delay = { from, to, seconds }`` (``from``/``to`` default to ``"*"``, every server; a
+datacenter's name means every server of that datacenter)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, eq=False)
 class LinkArgs(ActionArgs):
     kind: str  # loss | delay
-    source: Target | str  # "*" or a target
+    source: Target | str  # "*", a datacenter's name or a target
     to: Target | str
     value: float  # a probability, or seconds
 
@@ -41,7 +42,10 @@ class _Link(Action[LinkArgs]):
         ends: dict[str, Target | str] = {}
         for end in ("from", "to"):
             v = value.get(end, "*")
-            ends[end] = "*" if v == "*" else c.target(f"{kind}.{end}", v, dc)
+            if v == "*" or (isinstance(v, str) and v in c.datacenters and v not in c.servers):
+                ends[end] = v
+            else:
+                ends[end] = c.target(f"{kind}.{end}", v, dc)
         if key not in value:
             raise c.fail(f"{kind}.{key}", "required")
         return LinkArgs(kind, ends["from"], ends["to"], self.parse_amount(c, value[key]))
@@ -52,7 +56,7 @@ class _Link(Action[LinkArgs]):
     def ends(self, ctx: StepContext, step: Step, args: LinkArgs) -> tuple[str, str]:
         out = []
         for t in (args.source, args.to):
-            out.append("*" if t == "*" else ctx.resolve(t, step))  # type: ignore[arg-type]
+            out.append(t if isinstance(t, str) else ctx.resolve(t, step))
         return out[0], out[1]
 
 

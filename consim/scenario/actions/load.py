@@ -1,11 +1,16 @@
 """``load = { op, rate, duration, consistency, on, key, background }``: requests at a steady
-rate; ``expect = { min_ok = 0.9 }`` is the fraction that must be answered."""
+rate; ``expect = { min_ok = 0.9 }`` is the fraction that must be answered.
+
+Each request's latency (sent to answered, in the run's clock) is recorded: the step's detail gives
+the answered rate and p50/p90/p99/max of the answered requests (``consim.bench.stats``), the
+results JSON has them as numbers (``load``) and the HTML report charts them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from consim.bench.stats import format_summary, summarize
 from consim.scenario.actions.base import Action, BackgroundJob
 from consim.scenario.base import (
     SCENARIO_NODE,
@@ -23,8 +28,8 @@ if TYPE_CHECKING:
 
 _KNOWN = ("rate", "duration", "op", "consistency", "on", "key", "background")
 
-# (time, status, failure reason or "") per request.
-Records = list[tuple[float, int | None, str]]
+# (answered at, status, failure reason or "", sent at) per request.
+Records = list[tuple[float, int | None, str, float]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,7 +106,7 @@ class Load(Action[LoadArgs]):
 
     async def run(self, ctx: StepContext, step: Step, args: LoadArgs) -> str:
         name = ctx.resolve(args.on, step)
-        return await _load(ctx, args, name, [])
+        return await _load(ctx, args, name, [], step.number)
 
     def background(self, args: LoadArgs) -> bool:
         return args.background
@@ -114,23 +119,26 @@ class Load(Action[LoadArgs]):
             {"step": step.number, "server": name, "load": args.describe()},
             message=f"step {step.number}: load started in the background",
         )
-        return _BackgroundLoad(ctx, args, name)
+        return _BackgroundLoad(ctx, args, name, step.number)
 
 
 class _BackgroundLoad(BackgroundJob):
-    def __init__(self, ctx: StepContext, args: LoadArgs, name: str) -> None:
-        self.ctx, self.args, self.name = ctx, args, name
+    def __init__(self, ctx: StepContext, args: LoadArgs, name: str, number: int) -> None:
+        self.ctx, self.args, self.name, self.number = ctx, args, name, number
         self.records: Records = []
+        self.started = ctx.events.now()
 
     async def run(self) -> str:
-        return await _load(self.ctx, self.args, self.name, self.records)
+        return await _load(self.ctx, self.args, self.name, self.records, self.number)
 
     def partial(self) -> str:
-        return _summary(self.name, self.records)
+        return _summary(self.ctx, self.number, self.name, self.records, self.started)
 
 
-async def _load(ctx: StepContext, a: LoadArgs, name: str, records: Records) -> str:
-    """Requests at ``rate`` for ``duration``; ``records`` collects (time, status, failure)."""
+async def _load(ctx: StepContext, a: LoadArgs, name: str, records: Records, number: int) -> str:
+    """Requests at ``rate`` for ``duration``; ``records`` collects (answered, status, failure,
+    sent)."""
+    started = ctx.events.now()
     count = max(1, int(round(a.rate * a.duration)))
     interval = 1.0 / a.rate
     path = "/v1/kv/" + a.key
@@ -138,6 +146,7 @@ async def _load(ctx: StepContext, a: LoadArgs, name: str, records: Records) -> s
         path += "?" + a.consistency
 
     async def one(i: int) -> None:
+        sent = ctx.events.now()
         if a.op == "write":
             status, _, body, error = await ctx.request(
                 name, "PUT", path, body=str(i).encode(), kind="load_request"
@@ -146,26 +155,35 @@ async def _load(ctx: StepContext, a: LoadArgs, name: str, records: Records) -> s
             status, _, body, error = await ctx.request(name, "GET", path, kind="load_request")
         ok = status == 200 or (a.op == "read" and status == 404)
         reason = "" if ok else (error or f"{status} {short(body.decode('utf-8', 'replace'), 60)}")
-        records.append((ctx.events.now(), status, reason))
+        records.append((ctx.events.now(), status, reason, sent))
 
     async with ctx.open_nursery() as nursery:
         for i in range(count):
             nursery.start_soon(one, i)
             await ctx.sleep(interval)
-    summary = _summary(name, records)
-    ok = sum(1 for _, _, reason in records if not reason)
+    summary = _summary(ctx, number, name, records, started)
+    ok = sum(1 for _, _, reason, _ in records if not reason)
     if a.min_ok is not None and ok < a.min_ok * len(records):
         raise StepFailed(f"only {summary} (expected at least {a.min_ok:.0%})")
     return summary
 
 
-def _summary(name: str, records: Records) -> str:
-    ok = sum(1 for _, _, reason in records if not reason)
+def _summary(ctx: StepContext, number: int, name: str, records: Records, started: float) -> str:
+    """The detail line; the figures go to ``ctx.measurements`` for the step's result too.
+    Latency and rate count the requests answered (200, or 404 for a read of a missing key)."""
+    answered = [(sent, done - sent) for done, _, reason, sent in records if not reason]
+    last = max((done for done, _, _, _ in records), default=started)
+    figures = summarize([lat for _, lat in answered], last - started)
+    figures["samples"] = answered  # (sent at, in the event log's clock; latency)
+    ctx.measurements[number] = figures
+    ok = len(answered)
     failures: dict[str, int] = {}
-    for _, _, reason in records:
+    for _, _, reason, _ in records:
         if reason:
             failures[reason] = failures.get(reason, 0) + 1
     summary = f"{ok}/{len(records)} answered on {name}"
+    if ok:
+        summary += "; " + format_summary(figures)
     if failures:
         summary += "; failures: " + ", ".join(f"{r} x{n}" for r, n in sorted(failures.items()))
     return summary
