@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from consim.agent.cli import register_agent_command
     from consim.bench.cli import register_bench_command
     from consim.check.cli import register_check_command
     from consim.consulcli import register_consul_commands
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_consul_commands(sub)
     register_ui_commands(sub)
     register_bench_command(sub)
+    register_agent_command(sub)
     return parser
 
 

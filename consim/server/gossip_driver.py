@@ -37,6 +37,7 @@ class PoolHost(Protocol):
     events: EventLog
     running: bool
     paused: bool
+    gossip_tags: dict[str, str]
 
     @property
     def node_dir(self) -> Path | None: ...
@@ -121,7 +122,8 @@ class GossipPool:
         tags = consul_server_tags(
             dc=spec.datacenter,
             node_id=self.node.node_id,
-            extra={"raft_vsn": str(self.node.raft_protocol)},
+            # consim agent adds Consul's "expect" / "bootstrap" tags (node.gossip_tags).
+            extra={"raft_vsn": str(self.node.raft_protocol), **self.node.gossip_tags},
         )
         now = trio.current_time()
         # This incarnation's pending queries: a crashed incarnation unwinding late must not fail

@@ -115,6 +115,8 @@ class ServerNode:
         self.record_applies = False
         self.autopilot_tracked: tuple[tuple[int, int], dict[str, Any]] | None = None
         self.gossip_scale = gossip_scale
+        # Extra serf tags (consim agent: Consul's "expect" with bootstrap_expect, "bootstrap").
+        self.gossip_tags: dict[str, str] = {}
         self.raft_driver = RaftDriver(self, raft_config, rng)
         self.leader = LeaderDuties(self, interval=2.0 * gossip_scale)
         self.user_events = UserEventLog(self.name)
@@ -434,7 +436,7 @@ class ServerNode:
         if self.paused:
             await self._resumed.wait()
         if method == "Raft.Message":
-            self.raft_driver.receive(args)
+            self.raft_driver.receive(args, src)
             return None
         if not isinstance(args, dict):
             self.counters["rpc_malformed"] += 1
@@ -446,7 +448,7 @@ class ServerNode:
         are stepped right away; while paused (or behind held ones) they wait, in order."""
         held = self._held_notifies
         if method == "Raft.Message" and not self.paused and not held[0]:
-            self.raft_driver.receive(args)
+            self.raft_driver.receive(args, src)
             return None
         held[0] += 1
         return self._held_notify(held, method, args, src)

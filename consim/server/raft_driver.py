@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import msgpack
@@ -144,6 +145,9 @@ class RaftDriver:
         self._fsm_changed = trio.Event()
         self._last_role: Role | None = None
         self._barrier_index: int | None = None
+        # Server id -> RPC address of senders, for replies while this server holds no
+        # configuration at all (never bootstrapped: hashicorp/raft answers on the connection).
+        self._senders: dict[str, str] = {}
 
     def new_timer(self, incarnation: int) -> Timer:
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).
@@ -178,7 +182,11 @@ class RaftDriver:
         if host.record_applies:
             self._record("fsm_restored", {"index": self.fsm.last_applied})
         if _is_empty(state):
-            self.core.bootstrap(bootstrap())
+            configuration = bootstrap()
+            # No servers: this one waits to be bootstrapped later (consim agent's
+            # bootstrap_expect) or added by a leader.
+            if configuration.servers:
+                self.core.bootstrap(configuration)
 
     def _on_timer(self, incarnation: int) -> None:
         core = self.core
@@ -194,9 +202,10 @@ class RaftDriver:
             host.fail_server("raft timer", exc)
 
     # ---- into the core -----------------------------------------------------------------------
-    def receive(self, args: Any) -> None:
-        """A ``Raft.Message`` (``{"from": id, "msg": wire}``) from the network: malformed ones are
-        counted and dropped; a failure while handling one stops this server."""
+    def receive(self, args: Any, src: str = "") -> None:
+        """A ``Raft.Message`` (``{"from": id, "msg": wire}``) from the network (``src``: the
+        sender's address): malformed ones are counted and dropped; a failure while handling one
+        stops this server."""
         core = self.core
         host = self.host
         if core is None or not host.running:
@@ -208,6 +217,8 @@ class RaftDriver:
         except MalformedMessage:
             host.counters["raft_malformed"] += 1
             return
+        if src and not core.latest_configuration.servers:
+            self._senders[args["from"]] = src
         try:
             core.step(args["from"], message, trio.current_time())
             self._drain_ready()
@@ -296,6 +307,9 @@ class RaftDriver:
             if ready.messages:
                 address, server_id = host.address, host.server_id
                 for out in ready.messages:
+                    if not out.to_address and not core.latest_configuration.servers:
+                        # Not bootstrapped yet (consim agent): answer where the sender spoke from.
+                        out = replace(out, to_address=self._senders.get(out.to_id, ""))
                     if not out.to_address:
                         # A reply to a sender in no configuration we hold (a server left out of
                         # a peers.json recovery, say): nowhere to send it. The core warns.
