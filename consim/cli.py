@@ -86,7 +86,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                         return
 
                 nursery.start_soon(stop_on_signal)
-                await serve_cluster(spec, log_level=args.log_level, max_events=args.max_events)
+                if args.processes:
+                    from consim.agent.processes import serve_processes
+
+                    await serve_processes(spec, log_level=args.log_level)
+                else:
+                    await serve_cluster(spec, log_level=args.log_level, max_events=args.max_events)
 
     from consim.live import AddressInUse
 
@@ -303,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     from consim.bench.cli import add_network_options
 
     add_network_options(up)
+    up.add_argument(
+        "--processes",
+        action="store_true",
+        help="one 'consim agent' process per server (kill = SIGKILL, pause = SIGSTOP)",
+    )
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")

@@ -271,7 +271,7 @@ _FILE_KEYS = {
     "ports.server": int,
     "ports.serf_lan": int,
     "ports.serf_wan": int,
-    "performance.raft_multiplier": int,
+    "performance.raft_multiplier": float,
 }
 # Accepted and ignored: they change nothing a server-only simulation models.
 _IGNORED_KEYS = {"ui", "ui_config", "ports.dns", "ports.grpc", "enable_syslog", "log_json"}
@@ -342,6 +342,8 @@ def load_file(path: Path) -> dict[str, Any]:
             value = [value]
         if kind is int and isinstance(value, str) and value.lstrip("-").isdigit():
             value = int(value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # Consul takes an integer; consim also a fraction
         if kind is bool and isinstance(value, str) and value in _BOOL_TEXT:
             value = _BOOL_TEXT[value]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
