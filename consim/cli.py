@@ -93,12 +93,19 @@ def cmd_up(args: argparse.Namespace) -> int:
                 else:
                     await serve_cluster(spec, log_level=args.log_level, max_events=args.max_events)
 
-    from consim.live import AddressInUse
+    from consim.live import AddressInUse, address_in_use
 
     try:
         trio.run(main)
     except* AddressInUse as group:
         raise UsageError(str(group.exceptions[0])) from None
+    except* OSError as group:
+        in_use = address_in_use(group)
+        if in_use is None:
+            raise
+        raise UsageError(
+            f"{in_use}; put this cluster on other addresses with --host-block N"
+        ) from None
     print("==> consim up stopped", flush=True)
     return 0
 

@@ -136,12 +136,15 @@ def find_control() -> str:
 
 
 def ports_free(host: str, http_port: int) -> bool:
-    """Can a server bind RPC (tcp 8300), serf LAN/WAN (udp 8301/8302) and HTTP on ``host``?"""
+    """Can a server bind RPC (tcp 8300), serf LAN/WAN (udp and tcp 8301/8302: memberlist's
+    push-pull is TCP on the same port) and HTTP on ``host``?"""
     for kind, port in (
         (socket.SOCK_STREAM, 8300),
         (socket.SOCK_STREAM, http_port),
         (socket.SOCK_DGRAM, 8301),
         (socket.SOCK_DGRAM, 8302),
+        (socket.SOCK_STREAM, 8301),
+        (socket.SOCK_STREAM, 8302),
     ):
         s = socket.socket(socket.AF_INET, kind)
         try:
@@ -374,6 +377,22 @@ async def apply_control(cluster: Cluster, action: str, body: dict[str, Any]) -> 
 
 class AddressInUse(Exception):
     """An address ``consim up`` needs is taken; the message is one line saying what to change."""
+
+
+def address_in_use(exc: BaseException) -> OSError | None:
+    """The first "address already in use" inside (nested) exception groups, if any: a listener
+    that lost a race with another program after :func:`check_addresses` passed."""
+    import errno
+
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            found = address_in_use(e)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        return exc
+    return None
 
 
 def check_addresses(spec: ClusterSpec, control_address: str | None = None) -> None:

@@ -528,22 +528,11 @@ def control_app(agent: Agent) -> Any:
 # ---- entry point ----------------------------------------------------------------------------
 
 
-def _address_in_use(exc: BaseException) -> OSError | None:
-    if isinstance(exc, BaseExceptionGroup):
-        for e in exc.exceptions:
-            found = _address_in_use(e)
-            if found is not None:
-                return found
-        return None
-    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-        return exc
-    return None
-
-
 def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``consim agent ARGS``: Consul's exit codes (1 for bad flags or config, and for a
     shutdown without leave; 0 after a graceful leave)."""
     from consim.agent.config import FlagError, HelpRequested, build, usage
+    from consim.live import address_in_use
 
     try:
         cfg = build(argv)
@@ -581,7 +570,7 @@ def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stder
         try:
             return trio.run(main)
         except BaseException as exc:
-            in_use = _address_in_use(exc)
+            in_use = address_in_use(exc)
             if in_use is None:
                 raise
             raise AgentStartError(

@@ -77,3 +77,19 @@ def test_run_live_with_an_address_in_use_is_one_line_too(tmp_path: Path) -> None
     assert proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(f"consim run: error: {host} (ports 8300, 8301, 8302")
     assert len(proc.stderr.strip().splitlines()) == 1 and "--host-block" in proc.stderr
+
+
+def test_serf_tcp_port_in_use_is_one_line_not_an_exception_group(tmp_path: Path) -> None:
+    # memberlist's push-pull listens on TCP at the serf port: a holder of tcp 8301 used to
+    # surface as an 80-line exception group from the gossip pool's listener.
+    block = free_host_base([2], HTTP_PORT + 3, range(153, 200, 3))
+    host = f"127.0.{block}.2"
+    with socket.socket() as holder:
+        holder.bind((host, 8301))
+        holder.listen()
+        proc = _up(tmp_path, "--host-block", str(block), "--http-port", str(HTTP_PORT + 3))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (
+        proc.stderr
+    )
+    assert f"{host} (ports 8300, 8301, 8302 or {HTTP_PORT + 3}, for dc1-s2)" in proc.stderr
