@@ -384,14 +384,30 @@ async def transfer_leader(cmd: Invocation) -> None:
 # ---- kv ----------------------------------------------------------------------------------------
 @consul_command(
     CommandSpec(
-        min_args=1,
+        bools=frozenset({"recurse"}),
+        min_args=0,
         max_args=1,
-        missing="Error! Missing KEY argument",
         too_many="Too many arguments (expected 1, got {n})",
     )
 )
 async def kv_get(cmd: Invocation) -> None:
-    key = cmd.args[0]
+    key = cmd.args[0] if cmd.args else ""
+    if cmd.on("recurse"):
+        # consul kv get -recurse: one "key:value" line per entry under the prefix.
+        status, body = await cmd.request(
+            "GET",
+            "/v1/kv/" + quote(key, safe="/"),
+            params={"recurse": ""},
+            error="Error querying Consul agent: ",
+            accept=(200, 404),
+        )
+        for entry in json.loads(body) if status == 200 else []:
+            value = entry.get("Value")
+            text = base64.b64decode(value).decode("utf-8", "replace") if value else ""
+            cmd.out.out(f"{entry.get('Key', '')}:{text}")
+        return
+    if not key:
+        raise Failed("Error! Missing KEY argument")
     status, body = await cmd.request(
         "GET",
         "/v1/kv/" + quote(key, safe="/"),
@@ -657,12 +673,254 @@ async def force_leave(cmd: Invocation) -> None:
     )
 
 
+@consul_command(
+    CommandSpec(
+        bools=frozenset({"recurse", "cas"}),
+        strings=frozenset({"modify-index"}),
+        min_args=0,
+        max_args=1,
+        too_many="Too many arguments (expected 1, got {n})",
+    )
+)
+async def kv_delete(cmd: Invocation) -> None:
+    key = cmd.args[0] if cmd.args else ""
+    recurse = cmd.on("recurse")
+    if not key and not recurse:
+        raise Failed("Error! Missing KEY argument")
+    if recurse and cmd.on("cas"):
+        raise Failed("Cannot specify both -cas and -recurse!")
+    params: dict[str, str] = {}
+    if recurse:
+        params["recurse"] = ""
+    if cmd.on("cas"):
+        index = cmd.flag("modify-index")
+        if not index or index == "0":
+            raise Failed("Must specify -modify-index with -cas!")
+        params["cas"] = index
+    _, body = await cmd.request(
+        "DELETE",
+        "/v1/kv/" + quote(key, safe="/"),
+        params=params,
+        error=f"Error! Did not delete key {key}: ",
+    )
+    if cmd.on("cas") and body.strip() != b"true":
+        raise Failed(f"Error! Did not delete key {key}: CAS failed")
+    if recurse:
+        cmd.out.out(f"Success! Deleted keys with prefix: {key}")
+    else:
+        cmd.out.out(f"Success! Deleted key: {key}")
+
+
+# ---- agent: join, leave, info --------------------------------------------------------------
+@consul_command(CommandSpec(bools=frozenset({"wan"}), server_flags=False))
+async def join(cmd: Invocation) -> None:
+    if not cmd.args:
+        raise Failed("At least one address to join must be specified.")
+    joined = 0
+    for address in cmd.args:
+        params = {"wan": "1"} if cmd.on("wan") else {}
+        try:
+            await cmd.request(
+                "PUT",
+                "/v1/agent/join/" + quote(address, safe=":"),
+                params=params,
+                error="",
+            )
+        except Failed as exc:
+            cmd.out.stderr += f"Error joining address '{address}': {exc}\n"
+            continue
+        joined += 1
+    if joined == 0:
+        raise Failed("Failed to join any nodes.")
+    cmd.out.out(f"Successfully joined cluster by contacting {joined} nodes.")
+
+
+@consul_command(CommandSpec(server_flags=False, max_args=0, too_many="Error! Too many arguments"))
+async def leave(cmd: Invocation) -> None:
+    await cmd.request("PUT", "/v1/agent/leave", error="Error leaving: ")
+    cmd.out.out("Graceful leave complete")
+
+
+@consul_command(CommandSpec(server_flags=False))
+async def info(cmd: Invocation) -> None:
+    """``consul info``: the agent's Stats, sections and keys sorted, ``\tkey = value``."""
+    _, body = await cmd.request("GET", "/v1/agent/self", error="Error querying agent: ")
+    stats = json.loads(body).get("Stats") or {}
+    for section in sorted(stats):
+        cmd.out.out(f"{section}:")
+        values = stats[section] or {}
+        for key in sorted(values):
+            cmd.out.out(f"\t{key} = {values[key]}")
+
+
+# ---- operator autopilot ----------------------------------------------------------------------
+def _go_duration_text(value: Any) -> str:
+    from consim.golike import format_duration, parse_duration
+
+    if isinstance(value, str):
+        try:
+            return format_duration(parse_duration(value))
+        except ValueError:
+            return value
+    return format_duration(float(value or 0))
+
+
+@consul_command(
+    CommandSpec(max_args=0, too_many="Failed to parse args: unexpected arguments: {args}")
+)
+async def autopilot_get_config(cmd: Invocation) -> None:
+    _, body = await cmd.request(
+        "GET",
+        "/v1/operator/autopilot/configuration",
+        error="Error querying Autopilot configuration: ",
+    )
+    c = json.loads(body)
+    out = cmd.out.out
+    out(f"CleanupDeadServers = {'true' if c.get('CleanupDeadServers') else 'false'}")
+    out(f"LastContactThreshold = {_go_duration_text(c.get('LastContactThreshold'))}")
+    out(f"MaxTrailingLogs = {c.get('MaxTrailingLogs', 0)}")
+    out(f"MinQuorum = {c.get('MinQuorum', 0)}")
+    out(f"ServerStabilizationTime = {_go_duration_text(c.get('ServerStabilizationTime'))}")
+    out(f"RedundancyZoneTag = {json.dumps(c.get('RedundancyZoneTag', ''))}")
+    out(f"DisableUpgradeMigration = {'true' if c.get('DisableUpgradeMigration') else 'false'}")
+    out(f"UpgradeVersionTag = {json.dumps(c.get('UpgradeVersionTag', ''))}")
+
+
+_AUTOPILOT_BOOLS = {
+    "cleanup-dead-servers": "CleanupDeadServers",
+    "disable-upgrade-migration": "DisableUpgradeMigration",
+}
+_AUTOPILOT_STRINGS = {
+    "last-contact-threshold": "LastContactThreshold",
+    "server-stabilization-time": "ServerStabilizationTime",
+    "max-trailing-logs": "MaxTrailingLogs",
+    "min-quorum": "MinQuorum",
+    "redundancy-zone-tag": "RedundancyZoneTag",
+    "upgrade-version-tag": "UpgradeVersionTag",
+}
+
+
+@consul_command(
+    CommandSpec(
+        strings=frozenset(_AUTOPILOT_STRINGS) | frozenset(_AUTOPILOT_BOOLS),
+        max_args=0,
+        too_many="Failed to parse args: unexpected arguments: {args}",
+    )
+)
+async def autopilot_set_config(cmd: Invocation) -> None:
+    """Reads the configuration, changes the flags given, writes it back with ``?cas``."""
+    from consim.golike import parse_duration
+
+    _, body = await cmd.request(
+        "GET",
+        "/v1/operator/autopilot/configuration",
+        error="Error querying Autopilot configuration: ",
+    )
+    conf = json.loads(body)
+    for flag, field_name in _AUTOPILOT_BOOLS.items():
+        value = cmd.flag(flag)
+        if value:
+            try:
+                conf[field_name] = _parse_bool(flag, value)
+            except FlagError as exc:
+                raise Failed(f"Failed to parse args: {exc}") from None
+    for flag, field_name in _AUTOPILOT_STRINGS.items():
+        value = cmd.flag(flag)
+        if not value:
+            continue
+        if field_name in ("LastContactThreshold", "ServerStabilizationTime"):
+            try:
+                parse_duration(value)
+            except ValueError:
+                raise Failed(
+                    f'Failed to parse args: invalid value "{value}" for flag -{flag}: parse error'
+                ) from None
+            conf[field_name] = value
+        elif field_name in ("MaxTrailingLogs", "MinQuorum"):
+            if not value.isdigit():
+                raise Failed(
+                    f'Failed to parse args: invalid value "{value}" for flag -{flag}: parse error'
+                )
+            conf[field_name] = int(value)
+        else:
+            conf[field_name] = value
+    index = str(conf.pop("ModifyIndex", 0))
+    conf.pop("CreateIndex", None)
+    _, answer = await cmd.request(
+        "PUT",
+        "/v1/operator/autopilot/configuration",
+        params={"cas": index},
+        body=json.dumps(conf).encode(),
+        error="Error setting Autopilot configuration: ",
+    )
+    if answer.strip() != b"true":
+        cmd.out.out("Configuration could not be atomically updated, please try again")
+        return
+    cmd.out.out("Configuration updated!")
+
+
+@consul_command(
+    CommandSpec(
+        strings=frozenset({"format"}),
+        max_args=0,
+        too_many="Failed to parse args: unexpected arguments: {args}",
+    )
+)
+async def autopilot_state(cmd: Invocation) -> None:
+    """``consul operator autopilot state``: the pretty format (``-format=json`` as indented JSON)."""
+    fmt = cmd.flag("format") or "pretty"
+    if fmt not in ("pretty", "json"):
+        raise Failed(f"Error: Unknown format: {fmt}")
+    _, body = await cmd.request(
+        "GET", "/v1/operator/autopilot/state", error="Error querying Autopilot state: "
+    )
+    state = json.loads(body)
+    if fmt == "json":
+        cmd.out.out(json.dumps(state, indent=4))
+        return
+    lines = [
+        f"Healthy:                      {'true' if state.get('Healthy') else 'false'}",
+        f"Failure Tolerance:            {state.get('FailureTolerance', 0)}",
+        "Optimistic Failure Tolerance: "
+        f"{state.get('OptimisticFailureTolerance', state.get('FailureTolerance', 0))}",
+        f"Leader:                       {state.get('Leader', '')}",
+        "Voters:",
+    ]
+    lines += [f"   {v}" for v in state.get("Voters") or []]
+    lines.append("Servers:")
+    for sid in sorted(state.get("Servers") or {}):
+        srv = state["Servers"][sid]
+        leader, voter = srv.get("Leader"), srv.get("Voter")
+        status = srv.get("Status") or ("leader" if leader else "voter" if voter else "non-voter")
+        lines += [
+            f"   {sid}",
+            f"      Name:            {srv.get('Name', '')}",
+            f"      Address:         {srv.get('Address', '')}",
+            f"      Version:         {srv.get('Version', '')}",
+            f"      Status:          {status}",
+            f"      Node Type:       {srv.get('NodeType', 'voter')}",
+            f"      Node Status:     {srv.get('NodeStatus', srv.get('SerfStatus', ''))}",
+            f"      Healthy:         {'true' if srv.get('Healthy') else 'false'}",
+            f"      Last Contact:    {_go_duration_text(srv.get('LastContact'))}",
+            f"      Last Term:       {srv.get('LastTerm', 0)}",
+            f"      Last Index:      {srv.get('LastIndex', 0)}",
+        ]
+    cmd.out.stdout += "\n".join(lines) + "\n"
+
+
 COMMANDS: dict[tuple[str, ...], Callable[..., Awaitable[Output]]] = {
     ("operator", "raft", "list-peers"): list_peers,
     ("operator", "raft", "remove-peer"): remove_peer,
     ("operator", "raft", "transfer-leader"): transfer_leader,
     ("kv", "get"): kv_get,
     ("kv", "put"): kv_put,
+    ("kv", "delete"): kv_delete,
+    ("join",): join,
+    ("leave",): leave,
+    ("info",): info,
+    ("operator", "autopilot", "get-config"): autopilot_get_config,
+    ("operator", "autopilot", "set-config"): autopilot_set_config,
+    ("operator", "autopilot", "state"): autopilot_state,
     ("keyring",): keyring,
     ("members",): members,
     ("force-leave",): force_leave,
@@ -739,9 +997,13 @@ def register_consul_commands(sub: Any) -> None:
     raft_sub = raft.add_subparsers(dest="raft_command", required=True)
     for name in ("list-peers", "remove-peer", "transfer-leader"):
         command(raft_sub, name, ("operator", "raft", name))
-    kv = sub.add_parser("kv", help="consul kv get|put")
+    autopilot = op_sub.add_parser("autopilot", help="consul operator autopilot ...")
+    autopilot_sub = autopilot.add_subparsers(dest="autopilot_command", required=True)
+    for name in ("get-config", "set-config", "state"):
+        command(autopilot_sub, name, ("operator", "autopilot", name))
+    kv = sub.add_parser("kv", help="consul kv get|put|delete")
     kv_sub = kv.add_subparsers(dest="kv_command", required=True)
-    for name in ("get", "put"):
+    for name in ("get", "put", "delete"):
         command(kv_sub, name, ("kv", name))
-    for name in ("keyring", "members", "force-leave"):
+    for name in ("keyring", "members", "force-leave", "join", "leave", "info"):
         command(sub, name, (name,))
