@@ -1,0 +1,130 @@
+"""``consim leave|join|info``, ``operator autopilot get-config|set-config|state``, ``kv delete``
+and ``kv get -recurse`` against a real (virtual-time) cluster: Consul's output and exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from consim.cluster import Cluster
+from consim.consulcli import Output, run_command
+from consim.runtime import run_virtual
+from consim.spec import ClusterSpec
+
+SPEC = ClusterSpec(datacenters=(("dc1", 3),), seed=3, raft_multiplier=1)
+
+
+def _transport(cluster: Cluster, name: str) -> Any:
+    async def transport(method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        return await cluster.http(name, method, path, headers=headers, body=body)
+
+    return transport
+
+
+async def _run(cluster: Cluster, name: str, *argv: str) -> Output:
+    return await run_command(list(argv), _transport(cluster, name), env={})
+
+
+def test_kv_get_recurse_and_delete() -> None:
+    async def body(cluster: Cluster) -> list[Output]:
+        leader = (await cluster.wait_for_leader()).name
+        for key, value in (("app/a", "1"), ("app/b", "two"), ("other", "x")):
+            assert (await _run(cluster, leader, "kv", "put", key, value)).exit_code == 0
+        return [
+            await _run(cluster, leader, "kv", "get", "-recurse", "app"),
+            await _run(cluster, leader, "kv", "delete", "app/a"),
+            await _run(cluster, leader, "kv", "get", "-recurse"),
+            await _run(cluster, leader, "kv", "delete", "-recurse", "app"),
+            await _run(cluster, leader, "kv", "get", "-recurse", "app"),
+            await _run(cluster, leader, "kv", "delete"),
+            await _run(cluster, leader, "kv", "get"),
+        ]
+
+    outs, _ = run_virtual(SPEC, body)
+    assert (outs[0].exit_code, outs[0].stdout) == (0, "app/a:1\napp/b:two\n")
+    assert outs[1].stdout == "Success! Deleted key: app/a\n"
+    assert outs[2].stdout == "app/b:two\nother:x\n"
+    assert outs[3].stdout == "Success! Deleted keys with prefix: app\n"
+    assert (outs[4].exit_code, outs[4].stdout) == (0, "")
+    assert (outs[5].exit_code, outs[5].stderr) == (1, "Error! Missing KEY argument\n")
+    assert (outs[6].exit_code, outs[6].stderr) == (1, "Error! Missing KEY argument\n")
+
+
+def test_autopilot_get_set_config_and_state() -> None:
+    async def body(cluster: Cluster) -> list[Output]:
+        leader = await cluster.wait_for_leader()
+        follower = next(n.name for n in cluster.servers.values() if n is not leader)
+        return [
+            await _run(cluster, follower, "operator", "autopilot", "get-config"),
+            await _run(
+                cluster,
+                follower,
+                "operator",
+                "autopilot",
+                "set-config",
+                "-cleanup-dead-servers=false",
+                "-max-trailing-logs=100",
+                "-server-stabilization-time=5s",
+            ),
+            await _run(cluster, leader.name, "operator", "autopilot", "get-config"),
+            await _run(cluster, follower, "operator", "autopilot", "set-config", "-min-quorum=x"),
+            await _run(cluster, leader.name, "operator", "autopilot", "state"),
+        ]
+
+    outs, _ = run_virtual(SPEC, body)
+    assert outs[0].stdout == (
+        "CleanupDeadServers = true\n"
+        "LastContactThreshold = 200ms\n"
+        "MaxTrailingLogs = 250\n"
+        "MinQuorum = 0\n"
+        "ServerStabilizationTime = 10s\n"
+        'RedundancyZoneTag = ""\n'
+        "DisableUpgradeMigration = false\n"
+        'UpgradeVersionTag = ""\n'
+    )
+    assert outs[1].stdout == "Configuration updated!\n"
+    assert "CleanupDeadServers = false\n" in outs[2].stdout
+    assert "MaxTrailingLogs = 100\n" in outs[2].stdout
+    assert "ServerStabilizationTime = 5s\n" in outs[2].stdout
+    assert outs[3].exit_code == 1
+    assert (
+        outs[3].stderr
+        == 'Failed to parse args: invalid value "x" for flag -min-quorum: parse error\n'
+    )
+    state = outs[4].stdout.splitlines()
+    assert state[0] == "Healthy:                      true"
+    assert state[1] == "Failure Tolerance:            1"
+    assert (
+        state[4] == "Voters:"
+        and len([s for s in state if s.startswith("   ") and not s.startswith("    ")]) >= 3
+    )
+    assert "      Status:          leader" in state
+
+
+def test_info_join_and_leave() -> None:
+    async def body(cluster: Cluster) -> list[Any]:
+        leader = await cluster.wait_for_leader()
+        follower = next(n for n in cluster.servers.values() if n is not leader)
+        info = await _run(cluster, leader.name, "info")
+        joined = await _run(cluster, follower.name, "join", leader.spec.serf_lan_address)
+        bad = await _run(cluster, follower.name, "join", "127.0.9.9:notaport")
+        none = await _run(cluster, follower.name, "join")
+        left = await _run(cluster, follower.name, "leave")
+        await trio.sleep(1.0)
+        config = leader.core.configuration if leader.core else None
+        return [info, joined, bad, none, left, follower.running, follower.server_id, config]
+
+    (info, joined, bad, none, left, running, fid, config), _ = run_virtual(SPEC, body)
+    lines = info.stdout.splitlines()
+    assert "consul:" in lines and "raft:" in lines
+    assert lines.index("consul:") < lines.index("raft:")  # sections sorted
+    assert "\tleader = true" in lines and "\tserver = true" in lines
+    assert joined.stdout == "Successfully joined cluster by contacting 1 nodes.\n"
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("Error joining address '127.0.9.9:notaport': ")
+    assert bad.stderr.endswith("Failed to join any nodes.\n")
+    assert (none.exit_code, none.stderr) == (1, "At least one address to join must be specified.\n")
+    assert (left.exit_code, left.stdout) == (0, "Graceful leave complete\n")
+    assert not running
+    assert config is not None and config.get(fid) is None  # out of Raft too
