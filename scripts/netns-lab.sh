@@ -112,10 +112,19 @@ heal() {
     echo "healed: every nftables drop removed"
 }
 
-signal() { # signal NAME SIG
-    local pidfile=$DIR/$1.pid
+signal() { # signal NAME SIG; KILL and TERM wait (up to 20 s) until the process is gone
+    local pidfile=$DIR/$1.pid pid i
     [[ -f $pidfile ]] || die "$1 is not running"
-    kill "-$2" "$(cat "$pidfile")" 2>/dev/null || die "$1 is not running"
+    pid=$(cat "$pidfile")
+    kill "-$2" "$pid" 2>/dev/null || die "$1 is not running"
+    if [[ $2 == KILL || $2 == TERM ]]; then
+        for ((i = 0; i < 200; i++)); do
+            [[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || break
+            sleep 0.1
+        done
+        rm -f "$pidfile"   # a SIGKILLed agent cannot remove it itself
+        echo "$1: $([[ $2 == KILL ]] && echo killed || echo stopped)"
+    fi
 }
 
 status() {
