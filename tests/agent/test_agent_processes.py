@@ -6,6 +6,7 @@ quorum lost, peers.json in the survivor's data dir recovers it, as Consul's outa
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,12 @@ import pytest
 from live_hosts import free_host_base
 
 from tests.agent.helpers import KEY, AgentProc, until
+
+# The same checks as test_up_processes.py on hand-started agents (and consim leave, the HCL-less
+# flag path, serf keyrings): outside the default suite's time budget.
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CONSIM_PROCESS_TESTS"), reason="set CONSIM_PROCESS_TESTS=1 (about 40 s)"
+)
 
 
 @pytest.fixture(scope="module")
