@@ -37,7 +37,8 @@ def _third_party_imports(path: Path) -> set[str]:
             mods.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             mods.add(node.module.split(".")[0])
-    local = {"consim", "_requires", "__future__"}
+    # A benchmark may reuse another's helpers (benchmarks/ is sys.path[0] when a script runs).
+    local = {"consim", "_requires", "__future__"} | {p.stem for p in BENCHMARKS}
     return {m for m in mods if m not in sys.stdlib_module_names and m not in local}
 
 
