@@ -165,6 +165,49 @@ FLAGS: dict[str, tuple[str, str, str]] = {
     "server": ("server", "bool", "Switches agent to server mode."),
 }
 
+# consul agent flags consim does not model: named as such instead of "not defined".
+UNMODELLED_FLAGS = frozenset(
+    {
+        "alt-domain",
+        "auto-reload-config",
+        "config-format",
+        "dev",
+        "disable-host-node-id",
+        "dns-port",
+        "domain",
+        "enable-local-script-checks",
+        "enable-script-checks",
+        "grpc-port",
+        "grpc-tls-port",
+        "hcl",
+        "log-file",
+        "log-json",
+        "log-rotate-bytes",
+        "log-rotate-duration",
+        "log-rotate-max-files",
+        "node-meta",
+        "non-voting-server",
+        "primary-gateway",
+        "protocol",
+        "read-replica",
+        "recursor",
+        "rejoin",
+        "retry-interval-wan",
+        "retry-max",
+        "retry-max-wan",
+        "segment",
+        "serf-lan-bind",
+        "serf-lan-port",
+        "serf-wan-bind",
+        "serf-wan-port",
+        "server-port",
+        "syslog",
+        "ui",
+        "ui-content-path",
+        "ui-dir",
+    }
+)
+
 _BOOL_TEXT = {
     "1": True,
     "t": True,
@@ -213,6 +256,8 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str], list[str]]:
         i += 1
         if name in ("h", "help"):
             raise HelpRequested()
+        if name in UNMODELLED_FLAGS:
+            raise ConfigError(f"-{name}: a consul agent flag consim does not model")
         if name not in FLAGS:
             raise FlagError(f"flag provided but not defined: -{name}")
         key, kind, _ = FLAGS[name]

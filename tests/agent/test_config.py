@@ -63,6 +63,11 @@ def test_unknown_flag_is_gos_text_then_usage_exit_1(tmp_path: Path) -> None:
     assert lines[-1] == "error parsing flags: flag provided but not defined: -bootstrapp"
 
 
+def test_consul_flags_consim_does_not_model_say_so(tmp_path: Path) -> None:
+    code, out, err = _run(["-server", "-dev", f"-data-dir={tmp_path}"])
+    assert (code, out, err) == (1, "", "-dev: a consul agent flag consim does not model\n")
+
+
 @pytest.mark.parametrize(
     ("argv", "text"),
     [
