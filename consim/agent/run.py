@@ -41,8 +41,9 @@ from consim.agent.config import AgentConfig, ConfigError
 from consim.events import EventLog
 from consim.gossip.types import STATUS_ALIVE
 from consim.net.network import RpcError
+from consim.raft.recovery import RecoveryError
 from consim.raft.types import Configuration, Server
-from consim.server.node import ServerNode
+from consim.server.node import ServerFailed, ServerNode
 from consim.spec import RPC_PORT, SERF_LAN_PORT, SERF_WAN_PORT, ServerSpec
 
 CONTROL_ENV = "CONSIM_AGENT_CONTROL"
@@ -528,6 +529,18 @@ def control_app(agent: Agent) -> Any:
 # ---- entry point ----------------------------------------------------------------------------
 
 
+def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first ``kind`` inside (nested) exception groups, or None."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            found = _leaf(e, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``consim agent ARGS``: Consul's exit codes (1 for bad flags or config, and for a
     shutdown without leave; 0 after a graceful leave)."""
@@ -571,11 +584,21 @@ def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stder
             return trio.run(main)
         except BaseException as exc:
             in_use = address_in_use(exc)
-            if in_use is None:
-                raise
-            raise AgentStartError(
-                f"{in_use} (another agent on this address? change -bind)"
-            ) from None
+            if in_use is not None:
+                raise AgentStartError(
+                    f"{in_use} (another agent on this address? change -bind)"
+                ) from None
+            recovery = _leaf(exc, RecoveryError)
+            if recovery is not None:
+                # A bad peers.json: Consul refuses to start and keeps the file.
+                raise AgentStartError(
+                    f"Failed to start Consul server: Failed to start Raft: {recovery}"
+                ) from None
+            failed = _leaf(exc, ServerFailed)
+            if failed is not None:
+                print(f"==> Consul server stopped on an internal error: {failed}", file=err)
+                return 1
+            raise
     except AgentStartError as exc:
         print(f"==> Error starting agent: {exc}", file=err)
         return 1

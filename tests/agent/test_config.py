@@ -190,3 +190,27 @@ def test_port_in_use_is_one_line_naming_address_and_flag(tmp_path: Path) -> None
             match=r"8555: bind: address already in use \(the HTTP API; change -http-port or -client\)",
         ):
             check_ports("127.0.241.10", "127.0.241.10", 8555)
+
+
+def test_bad_peers_json_refuses_to_start_and_keeps_the_file(tmp_path: Path) -> None:
+    raft = tmp_path / "raft"
+    raft.mkdir()
+    (raft / "peers.info").write_text("written on an earlier start")
+    (raft / "peers.json").write_text("{}")
+    code, out, err = _run(
+        [
+            "-server",
+            "-bootstrap",
+            f"-data-dir={tmp_path}",
+            "-bind=127.0.242.2",
+            "-client=127.0.242.2",
+        ]
+    )
+    assert code == 1
+    assert "found peers.json file, recovering Raft configuration..." in out
+    assert err.splitlines()[-1] == (
+        "==> Error starting agent: Failed to start Consul server: Failed to start Raft: recovery "
+        "failed to parse peers.json: json: cannot unmarshal object into Go value of type "
+        "[]raft.configEntry"
+    )
+    assert "Traceback" not in err and (raft / "peers.json").exists()
