@@ -71,6 +71,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     from consim.live import serve_cluster
 
     spec = _cluster_spec(args)
+    if args.processes:
+        unsupported = [
+            flag
+            for flag, given in (
+                ("--acl-file", args.acl_file),
+                ("--raft-snapshot-threshold", args.raft_snapshot_threshold is not None),
+                ("--raft-trailing-logs", args.raft_trailing_logs is not None),
+            )
+            if given
+        ]
+        if unsupported:
+            raise UsageError(f"{', '.join(unsupported)}: not available with --processes yet")
     if args.max_events < 1:
         print(f"error: --max-events must be at least 1, got {args.max_events}", file=sys.stderr)
         return 2

@@ -93,3 +93,13 @@ def test_serf_tcp_port_in_use_is_one_line_not_an_exception_group(tmp_path: Path)
         proc.stderr
     )
     assert f"{host} (ports 8300, 8301, 8302 or {HTTP_PORT + 3}, for dc1-s2)" in proc.stderr
+
+
+def test_processes_refuse_what_the_agents_cannot_take_yet(capsys) -> None:  # noqa: ANN001
+    from consim.cli import main
+
+    code = main(["up", "--processes", "--acl-file", "docs/examples/acl.toml"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "consim up: error: --acl-file: not available with --processes yet\n"
+    )
