@@ -98,7 +98,8 @@ def test_serf_tcp_port_in_use_is_one_line_not_an_exception_group(tmp_path: Path)
 def test_processes_refuse_what_the_agents_cannot_take_yet(capsys) -> None:  # noqa: ANN001
     from consim.cli import main
 
-    code = main(["up", "--processes", "--acl-file", "docs/examples/acl.toml"])
+    acl = Path(__file__).resolve().parents[2] / "docs" / "examples" / "acl.toml"
+    code = main(["up", "--processes", "--acl-file", str(acl)])
     assert code == 2
     assert capsys.readouterr().err == (
         "consim up: error: --acl-file: not available with --processes yet\n"
