@@ -107,8 +107,9 @@ def netns_skip_reason() -> str | None:
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
             return f"'{tool}' is not installed (apt-get install iproute2 nftables)"
-    probe = subprocess.run(["ip", "netns", "add", "consim-probe"], capture_output=True, text=True)
+    name = f"consim-probe-{os.getpid()}"
+    probe = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"'ip netns add' fails here: {probe.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", "consim-probe"], capture_output=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
