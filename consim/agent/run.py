@@ -48,6 +48,7 @@ from consim.spec import RPC_PORT, SERF_LAN_PORT, SERF_WAN_PORT, ServerSpec
 
 CONTROL_ENV = "CONSIM_AGENT_CONTROL"
 GRACEFUL_TIMEOUT = 15.0  # Consul's gracefulTimeout
+LEAVE_DRAIN_TIME = 5.0  # Consul's LeaveDrainTime
 
 
 class AgentStartError(Exception):
@@ -301,17 +302,20 @@ class Agent:
             return
 
     async def _leave(self) -> None:
-        """Consul's Server.Leave: out of the Raft configuration (through the leader), then serf
-        leave on both pools so the others see ``left``."""
+        """Consul's Server.Leave: a leader with other voters removes itself from the Raft
+        configuration; then serf leave on both pools (the others see ``left``); a follower then
+        waits up to LeaveDrainTime for the leader to take it out of the configuration."""
         node = self.node
-        if node.running and node.core is not None and node.core.leader_address:
+        core = node.core
+        was_leader = node.is_leader()
+        if was_leader and core is not None and len(core.configuration.voters()) > 1:
             try:
                 with trio.move_on_after(node.raft_config.election_timeout * 4):
                     await node.rpc("Operator.RaftRemovePeerByID", {"ID": node.server_id})
             except RpcError as exc:
                 self.log(
                     "leave_failed",
-                    "failed to leave raft configuration gracefully",
+                    "failed to remove ourself as raft peer",
                     level="ERROR",
                     error=exc.message,
                 )
@@ -320,6 +324,23 @@ class Agent:
                 pool.leave()
         if node.lan_pool is not None:
             await trio.sleep(node.lan_pool.config.t(node.lan_pool.config.leave_propagate_delay))
+        if was_leader or core is None:
+            return
+        # Consul reads its own configuration here; consim's leader stops replicating to a server
+        # as soon as it removes it, so ask the leader whether we still count as a voter.
+        leader = core.leader_address
+        with trio.move_on_after(LEAVE_DRAIN_TIME):
+            while node.running and leader:
+                await trio.sleep(0.05)
+                try:
+                    peers = await node.call(leader, "Status.Peers", {}, timeout=1.0)
+                except Exception:  # noqa: BLE001 - leader unreachable: keep waiting, then warn
+                    continue
+                if node.address not in (peers or []):
+                    return
+        self.log(
+            "leave_failed", "failed to leave raft configuration gracefully, timeout", level="WARN"
+        )
 
     async def graceful_leave(self) -> None:
         """``PUT /v1/agent/leave`` (``consim leave``): leave, then stop the agent with exit 0

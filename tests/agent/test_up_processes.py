@@ -195,6 +195,10 @@ def test_stop_is_a_graceful_leave_then_peers_json_recovers_a_lost_quorum(up: Up)
     leaving = next(n for n in NAMES if n != leader)
     up.ctl("stop", node=leaving)  # PUT /v1/agent/leave
     assert f"Graceful exit completed: node={leaving}" in up.output()
+    # It waited until the leader had taken it out of Raft (Consul's leave drain), not in vain.
+    assert f"failed to leave raft configuration gracefully, timeout: node={leaving}" not in (
+        up.output()
+    )
     until(
         "two servers left",
         lambda: len(up.get(leader, "/v1/operator/raft/configuration")["Servers"]) == 2,
