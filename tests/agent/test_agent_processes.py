@@ -91,9 +91,16 @@ def test_sigint_does_not_leave_and_restart_resumes(agents: list[AgentProc]) -> N
     follower.signal(signal.SIGINT)
     assert follower.wait() == 1  # Consul exits 1 when it does not leave
     assert "Graceful shutdown disabled. Exiting" in follower.output()
-    # It did not leave: still a voter in the leader's configuration.
-    servers = leader.get("/v1/operator/raft/configuration")["Servers"]
-    assert [s["Voter"] for s in servers if s["ID"] == node_id] == [True]
+    # It did not leave: gossip sees it fail (4), never "left" (3).
+    seen: list[int] = []
+
+    def failed() -> bool:
+        members = {m["Name"]: m["Status"] for m in leader.get("/v1/agent/members")}
+        seen.append(members[follower.name])
+        return members[follower.name] == 4
+
+    until("the others see it failed", failed)
+    assert 3 not in seen
     follower.start()
     assert (
         until(

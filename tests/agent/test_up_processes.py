@@ -198,8 +198,18 @@ def test_sigint_shuts_down_without_leaving(up: Up) -> None:
     os.kill(up.state(follower)["pid"], signal.SIGINT)
     until("it exits", lambda: up.state(follower)["state"] == "down")
     assert f"Graceful shutdown disabled. Exiting: node={follower}" in up.output()
-    servers = up.get(leader, "/v1/operator/raft/configuration")["Servers"]
-    assert [s["Voter"] for s in servers if s["ID"] == node_id] == [True]  # it did not leave
+    # It did not leave: gossip sees it fail ("failed", 4), never "left" (3). (Autopilot may
+    # then remove the failed server from Raft, as Consul's CleanupDeadServers does.)
+    seen: list[int] = []
+
+    def failed() -> bool:
+        members = {m["Name"]: m["Status"] for m in up.get(leader, "/v1/agent/members")}
+        seen.append(members[follower])
+        return members[follower] == 4
+
+    until("the others see it failed", failed)
+    assert 3 not in seen
+    assert node_id == (up.data / follower / "node-id").read_text()
     up.ctl("restart", node=follower)
     value = until("it resumes from its data dir", lambda: up.get(follower, "/v1/kv/k?stale"))
     assert value[0]["Value"] == "dg=="
