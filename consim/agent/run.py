@@ -243,7 +243,8 @@ class Agent:
         from consim.live import print_events
         from consim.server.agent import ServerAgent
 
-        print_events(self.events, self.out, self.cfg.log_level.upper().replace("ERR", "ERROR"))
+        level = self.cfg.log_level.upper()
+        print_events(self.events, self.out, "ERROR" if level == "ERR" else level)
         self.net.on_error = lambda address, where, exc: self.node.contained_error(where, exc)
         node = self.node
         agent = ServerAgent(
