@@ -78,6 +78,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 ("--acl-file", args.acl_file),
                 ("--raft-snapshot-threshold", args.raft_snapshot_threshold is not None),
                 ("--raft-trailing-logs", args.raft_trailing_logs is not None),
+                *(
+                    (flag, getattr(args, flag[2:].replace("-", "_"), None) is not None)
+                    for flag in ("--lan-latency", "--lan-jitter", "--wan-latency", "--wan-jitter")
+                    + ("--loss",)
+                ),
             )
             if given
         ]
