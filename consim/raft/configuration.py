@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import msgpack
 
+from consim.raft import hashicorp_wire
 from consim.raft.types import Configuration, MalformedMessage, Server, Suffrage
 
 __all__ = [
@@ -58,16 +59,25 @@ class ConfigurationError(ValueError):
 
 
 def encode_configuration(configuration: Configuration) -> bytes:
-    return msgpack.packb(configuration.to_wire(), use_bin_type=True)
+    """A configuration entry's data: hashicorp/raft's ``EncodeConfiguration``, so the entries
+    travel to hashicorp nodes unchanged."""
+    return hashicorp_wire.encode_configuration(configuration)
 
 
 def decode_configuration(data: bytes) -> Configuration:
+    """hashicorp's encoding, or the list form consim wrote before it (older data dirs)."""
     try:
-        return Configuration.from_wire(msgpack.unpackb(data, raw=False))
-    except MalformedMessage:
-        raise
+        obj = msgpack.unpackb(data, raw=True)
     except Exception as exc:  # msgpack raises several types on garbage
         raise MalformedMessage(f"bad configuration entry: {exc!r}") from None
+    if isinstance(obj, list):
+        try:
+            return Configuration.from_wire(msgpack.unpackb(data, raw=False))
+        except MalformedMessage:
+            raise
+        except Exception as exc:
+            raise MalformedMessage(f"bad configuration entry: {exc!r}") from None
+    return hashicorp_wire.decode_configuration(data)
 
 
 def go_server(s: Server) -> str:
