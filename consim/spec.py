@@ -141,6 +141,8 @@ class ClusterSpec:
     # Latency and loss between hosts (consim.net.model); None: the simulator's historical
     # 0.5-2 ms per host pair, and no added delay live.
     network: NetworkModel | None = None
+    # Pre-vote on every server (off for clusters with hashicorp/raft 1.1.2 nodes, which lack it).
+    pre_vote: bool = True
 
     def servers(self) -> list[ServerSpec]:
         out: list[ServerSpec] = []
@@ -160,7 +162,9 @@ class ClusterSpec:
         """Every server's Raft timing (from ``raft_multiplier``) with this cluster's snapshot
         overrides."""
         config = RaftConfig.for_multiplier(self.raft_multiplier)
-        overrides: dict[str, int] = {}
+        overrides: dict[str, Any] = {}
+        if not self.pre_vote:
+            overrides["pre_vote"] = False
         if self.snapshot_threshold is not None:
             overrides["snapshot_threshold"] = self.snapshot_threshold
         if self.trailing_logs is not None:

@@ -825,7 +825,7 @@ class SimNetwork(Network):
     def _close_conns_of(self, address: str) -> None:
         """A server went away: every connection end it held dies (its peers see the close)."""
         for end in [e for e in self._conns.values() if e.local == address]:
-            if not end._closed:
+            if not end._closed and self.running:
                 end._closed = True
                 self._send(end.local, end.peer, (end.cid, not end.dialer, None), _TO_CONN)  # type: ignore[arg-type]
             end.lost()

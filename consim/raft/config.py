@@ -30,6 +30,9 @@ class RaftConfig:
     trailing_logs: int = 10240
     # How many AppendEntries batches the leader keeps in flight per follower (pipelining).
     max_inflight: int = 8
+    # Pre-vote before an election (hashicorp/raft 1.7 and later; 1.1.2 lacks it, and answers a
+    # pre-vote request by closing the connection: clusters with such nodes turn it off).
+    pre_vote: bool = True
 
     @classmethod
     def for_multiplier(cls, multiplier: float = DEFAULT_MULTIPLIER, **overrides: Any) -> RaftConfig:

@@ -939,6 +939,7 @@ class RaftCore:
                 "cannot start an election: the term is at its maximum",
             )
             return
+        pre_vote = pre_vote and self.cfg.pre_vote  # a cluster setting: hashicorp 1.1.2 has none
         was = self._role
         self._role = Role.CANDIDATE
         self._pre_vote = pre_vote

@@ -37,6 +37,7 @@ from consim.gossip.types import GossipEvent
 from consim.net.network import Network, RpcError
 from consim.raft.config import RaftConfig
 from consim.raft.core import FollowerReplication, RaftCore, new_node_id
+from consim.raft.messages import Message
 from consim.raft.types import Role
 from consim.server import startup
 from consim.server.forwarding import Forwarder
@@ -45,6 +46,7 @@ from consim.server.gossip_driver import GossipPool
 from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
+from consim.server.raft_transport import RaftTransport
 from consim.server.session_ttl import SessionTimers
 from consim.server.user_events import UserEventLog
 from consim.spec import ServerSpec
@@ -122,6 +124,9 @@ class ServerNode:
         self.user_events = UserEventLog(self.name)
         self.raft_driver.observer = self.leader
         self.session_timers = SessionTimers(self)
+        # Raft on byte 1 of the server port, as hashicorp/raft's NetworkTransport.
+        self.raft_transport = RaftTransport(self, network, pre_vote=raft_config.pre_vote)
+        self.raft_driver.transport = self.raft_transport
         self.forwarder = Forwarder(self, network, hold_timeout=rpc_hold_timeout)
         self.lan_pool: GossipPool | None = None
         self.wan_pool: GossipPool | None = None
@@ -227,6 +232,7 @@ class ServerNode:
         try:
             # fail_server cancels this scope: the incarnation ends like a crash.
             with trio.CancelScope() as self._run_scope:
+                self.raft_transport.start()
                 async with trio.open_nursery() as nursery:
                     await nursery.start(
                         functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
@@ -247,6 +253,8 @@ class ServerNode:
         finally:
             # Only this incarnation's own state: a restart may already have begun the next one.
             timer.disarm()
+            if self.incarnation == incarnation:
+                self.raft_transport.stop()
             storage.close()
             if self.incarnation == incarnation:
                 self.running = False
@@ -266,6 +274,7 @@ class ServerNode:
         if self.paused:
             self.paused = False
             self._resumed.set()
+            self.raft_transport.resume()
             timer = self.raft_driver.timer
             if self.running and self.core is not None and timer is not None:
                 timer.arm(trio.current_time())  # the tick held while paused
@@ -431,13 +440,20 @@ class ServerNode:
             )
         self.leader.member_event(event.kind)
 
+    # ---- the Raft transport's host --------------------------------------------------------------
+    def raft_core(self) -> RaftCore | None:
+        return self.raft_driver.core if self.running else None
+
+    def step_raft(self, src_id: str, message: Message) -> None:
+        self.raft_driver.deliver(src_id, message)
+
+    def raft_send_failed(self, to_id: str, message: Message) -> None:
+        self.raft_driver.connection_failed(to_id, message)
+
     # ---- incoming RPCs -----------------------------------------------------------------------
     async def _handle_rpc(self, method: str, args: Any, src: str) -> Any:
         if self.paused:
             await self._resumed.wait()
-        if method == "Raft.Message":
-            self.raft_driver.receive(args, src)
-            return None
         if not isinstance(args, dict):
             self.counters["rpc_malformed"] += 1
             raise RpcError(f"rpc error: malformed arguments for {method}")
@@ -447,9 +463,6 @@ class ServerNode:
         """One-way messages, called synchronously by the network (its fast path): Raft messages
         are stepped right away; while paused (or behind held ones) they wait, in order."""
         held = self._held_notifies
-        if method == "Raft.Message" and not self.paused and not held[0]:
-            self.raft_driver.receive(args, src)
-            return None
         held[0] += 1
         return self._held_notify(held, method, args, src)
 

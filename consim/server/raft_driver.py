@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, Protocol
 
 import msgpack
@@ -28,21 +27,30 @@ from consim.raft.config import RaftConfig
 from consim.raft.core import NotLeader, Outbound, RaftCore, RaftError
 from consim.raft.messages import (
     AppendEntries,
+    AppendEntriesResponse,
     InstallSnapshot,
-    message_from_wire,
-    message_to_wire,
+    InstallSnapshotResponse,
+    Message,
+    RequestVoteResponse,
+    TimeoutNowResponse,
 )
 from consim.raft.types import (
     Configuration,
     EntryType,
     LogEntry,
-    MalformedMessage,
     PersistentState,
     Role,
 )
 from consim.server.fsm import StateMachine
 from consim.storage.base import RaftStorage
 from consim.testing import faults as _testing_faults
+
+_RESPONSES = (
+    AppendEntriesResponse,
+    RequestVoteResponse,
+    InstallSnapshotResponse,
+    TimeoutNowResponse,
+)
 
 # hashicorp/raft's error texts.
 ERR_NOT_LEADER = "node is not the leader"
@@ -134,6 +142,8 @@ class RaftDriver:
         self.observer: LeadershipObserver | None = None
         self.storage: RaftStorage | None = None
         self.timer: Timer | None = None
+        # Where Ready's messages go (consim.server.raft_transport.RaftTransport).
+        self.transport: Any = None
         self.reset()
 
     # ---- incarnations ------------------------------------------------------------------------
@@ -147,7 +157,6 @@ class RaftDriver:
         self._barrier_index: int | None = None
         # Server id -> RPC address of senders, for replies while this server holds no
         # configuration at all (never bootstrapped: hashicorp/raft answers on the connection).
-        self._senders: dict[str, str] = {}
 
     def new_timer(self, incarnation: int) -> Timer:
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).
@@ -202,28 +211,33 @@ class RaftDriver:
             host.fail_server("raft timer", exc)
 
     # ---- into the core -----------------------------------------------------------------------
-    def receive(self, args: Any, src: str = "") -> None:
-        """A ``Raft.Message`` (``{"from": id, "msg": wire}``) from the network (``src``: the
-        sender's address): malformed ones are counted and dropped; a failure while handling one
-        stops this server."""
+    def deliver(self, src_id: str, message: Message) -> None:
+        """A message the Raft transport decoded: step it; a failure while handling it stops
+        this server."""
         core = self.core
         host = self.host
         if core is None or not host.running:
             return
         try:
-            if not isinstance(args, dict) or not isinstance(args.get("from"), str):
-                raise MalformedMessage("Raft.Message needs 'from' and 'msg'")
-            message = message_from_wire(args.get("msg"))
-        except MalformedMessage:
-            host.counters["raft_malformed"] += 1
-            return
-        if src and not core.latest_configuration.servers:
-            self._senders[args["from"]] = src
-        try:
-            core.step(args["from"], message, trio.current_time())
+            core.step(src_id, message, trio.current_time())
             self._drain_ready()
         except Exception as exc:
             host.fail_server("raft message handler", exc)
+
+    def connection_failed(self, to_id: str, message: Message) -> None:
+        """The transport lost ``message`` with its connection (the peer died or restarted):
+        counted, and the core sends it again (a refusal to send is ``raft_send_failed``)."""
+        core = self.core
+        if core is None or not self.host.running:
+            return
+        counters = self.host.counters
+        counters["raft_connection_lost"] = counters.get("raft_connection_lost", 0) + 1
+        try:
+            core.send_failed(to_id, message, trio.current_time())
+        except Exception as exc:
+            self.host.fail_server("raft", exc)
+            return
+        self.flush()
 
     def flush(self) -> None:
         """Drain the core's Ready batches after a direct call into it; a failure stops this
@@ -277,7 +291,7 @@ class RaftDriver:
         storage = self.storage
         host = self.host
         assert core is not None and storage is not None and self.timer is not None
-        notify = host.net.notify
+        send = self.transport.send if self.transport is not None else None
         for _ in range(1000):
             ready = core.ready()
             if ready.hard_state is not None:
@@ -305,23 +319,15 @@ class RaftDriver:
                 if verify is not None:
                     verify.resolve(ok)
             if ready.messages:
-                address, server_id = host.address, host.server_id
+                assert send is not None, "the driver has no transport"
                 for out in ready.messages:
-                    if not out.to_address and not core.latest_configuration.servers:
-                        # Not bootstrapped yet (consim agent): answer where the sender spoke from.
-                        out = replace(out, to_address=self._senders.get(out.to_id, ""))
-                    if not out.to_address:
-                        # A reply to a sender in no configuration we hold (a server left out of
-                        # a peers.json recovery, say): nowhere to send it. The core warns.
+                    if not out.to_address and not isinstance(out.message, _RESPONSES):
+                        # A request to a server in no configuration we hold: nowhere to send
+                        # it. (Responses go back on the connection their request came in on.)
                         host.counters["raft_unaddressable"] += 1
                         continue
                     try:
-                        notify(
-                            address,
-                            out.to_address,
-                            "Raft.Message",
-                            {"from": server_id, "msg": message_to_wire(out.message)},
-                        )
+                        send(out)
                     except Exception as exc:
                         # One message that cannot leave must not take the rest of the batch
                         # (or this server) with it: log it, count it, let Raft send it again.

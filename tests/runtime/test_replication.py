@@ -12,6 +12,7 @@ import trio
 
 from consim.cluster import Cluster
 from consim.net.framing import MAX_FRAME, FrameTooLarge
+from consim.raft.core import Outbound
 from consim.raft.messages import AppendEntries
 from consim.spec import ClusterSpec
 
@@ -98,19 +99,18 @@ def test_a_message_that_cannot_be_sent_is_logged_counted_and_sent_again() -> Non
         names = [n for n in cluster.servers if n != leader.name]
         victim, other = cluster.node(names[0]), cluster.node(names[1])
         refusing = [True]
-        notify = cluster.net.notify
+        send = leader.raft_transport.send
 
-        def refusing_notify(src: str, dst: str, method: str, args: object) -> None:
+        def refusing_send(out: Outbound) -> None:
             if (
                 refusing[0]
-                and dst == victim.address
-                and isinstance(args, dict)
-                and args["msg"]["type"] == AppendEntries.__name__
+                and out.to_address == victim.address
+                and isinstance(out.message, AppendEntries)
             ):
                 raise FrameTooLarge("frame of 9000000 bytes exceeds limit 8388608")
-            notify(src, dst, method, args)
+            send(out)
 
-        cluster.net.notify = refusing_notify  # type: ignore[method-assign]
+        leader.raft_transport.send = refusing_send  # type: ignore[method-assign]
         for i in range(20):
             await kv_put(leader, f"k{i}", b"v")
         await trio.sleep(1)
