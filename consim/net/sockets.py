@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import os
 import random
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -719,6 +721,7 @@ class _LiveConn:
         self._wake = trio.Event()
         self._scope: trio.CancelScope | None = None
         self._busy = False  # the writer task is in send_all: writes must queue behind it
+        self._delayed: deque[tuple[float, bytes]] = deque()  # (when, bytes) on a delayed link
 
     @property
     def closed(self) -> bool:
@@ -732,10 +735,18 @@ class _LiveConn:
         if self._closed:
             return
         faults = self.net.faults
-        if not faults.clear() and not faults.allowed(self.local, self.peer):
-            self.net.stats[self.local]["dropped_by_fault"] += 1
-            self.close()  # a cut link: the connection dies (the peer redials)
-            return
+        if not faults.clear():
+            if not faults.allowed(self.local, self.peer):
+                self.net.stats[self.local]["dropped_by_fault"] += 1
+                self.close()  # a cut link: the connection dies (the peer redials)
+                return
+            delay = faults.extra_delay(self.local, self.peer)
+            if delay > 0 or self._delayed:
+                # A slow link: the bytes leave after the delay, in order.
+                at = max(trio.current_time() + delay, self._delayed[-1][0] if self._delayed else 0)
+                self._delayed.append((at, data))
+                self._wake.set()
+                return
         if not self.queue and self._fd >= 0 and not self._busy:
             try:
                 sent = os.write(self._fd, data)
@@ -816,6 +827,9 @@ class _LiveConn:
 
     async def _writer(self, stream: trio.SocketStream) -> None:
         while True:
+            delayed = self._delayed
+            if delayed and delayed[0][0] <= trio.current_time():
+                self.queue += delayed.popleft()[1]
             if self.queue:
                 data = bytes(self.queue)
                 self.queue.clear()
@@ -828,7 +842,8 @@ class _LiveConn:
             if self._closed:
                 return
             self._wake = trio.Event()
-            await self._wake.wait()
+            with trio.move_on_at(delayed[0][0] if delayed else math.inf):
+                await self._wake.wait()
 
 
 async def _read_message(stream: trio.SocketStream, frame_length: FrameLength) -> bytes | None:

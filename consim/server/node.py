@@ -46,7 +46,7 @@ from consim.server.gossip_driver import GossipPool
 from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
-from consim.server.raft_transport import RaftTransport
+from consim.server.raft_transport import READ_TIMEOUT, RaftTransport
 from consim.server.session_ttl import SessionTimers
 from consim.server.user_events import UserEventLog
 from consim.spec import ServerSpec
@@ -125,7 +125,12 @@ class ServerNode:
         self.raft_driver.observer = self.leader
         self.session_timers = SessionTimers(self)
         # Raft on byte 1 of the server port, as hashicorp/raft's NetworkTransport.
-        self.raft_transport = RaftTransport(self, network, pre_vote=raft_config.pre_vote)
+        self.raft_transport = RaftTransport(
+            self,
+            network,
+            pre_vote=raft_config.pre_vote,
+            read_timeout=getattr(network, "read_timeout", READ_TIMEOUT),
+        )
         self.raft_driver.transport = self.raft_transport
         self.forwarder = Forwarder(self, network, hold_timeout=rpc_hold_timeout)
         self.lan_pool: GossipPool | None = None

@@ -86,9 +86,9 @@ class RaftTransport:
         self.pre_vote = pre_vote
         self.read_timeout = read_timeout
         self.max_message = max_message
-        self._peers: dict[str, _Client] = {}  # peer address -> pipelined connection
-        self._snapshots: dict[str, _SnapshotSend] = {}  # peer address -> transfer in progress
-        self._accepted: set[_Server] = set()
+        self.peers: dict[str, _Client] = {}  # peer address -> pipelined connection
+        self.snapshots: dict[str, _SnapshotSend] = {}  # peer address -> transfer in progress
+        self.accepted: set[_Server] = set()
         self._answering: _Answer | None = None
         self._held: deque[Callable[[], None]] = deque()
         self._later: list[Callable[[], None]] = []
@@ -104,21 +104,21 @@ class RaftTransport:
         mux = self.net.port_mux(self.host.address)
         if RPC_RAFT in mux:
             mux.unregister(RPC_RAFT)
-        for client in list(self._peers.values()):
+        for client in list(self.peers.values()):
             client.conn.close()
-        for send in list(self._snapshots.values()):
+        for send in list(self.snapshots.values()):
             send.conn.close()
-        for server in list(self._accepted):
+        for server in list(self.accepted):
             server.conn.close()
-        self._peers.clear()
-        self._snapshots.clear()
-        self._accepted.clear()
+        self.peers.clear()
+        self.snapshots.clear()
+        self.accepted.clear()
         self._held.clear()
         self._later.clear()
         if self._timer is not None:
             self._timer.disarm()
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
         counters = self.host.counters
         counters[name] = counters.get(name, 0) + 1
 
@@ -136,7 +136,7 @@ class RaftTransport:
         while held and not self.host.paused:
             held.popleft()()
 
-    def _defer(self, work: Callable[[], None]) -> None:
+    def defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` from a timer, never inside the core's Ready loop that asked for it."""
         self._later.append(work)
         if self._timer is not None:
@@ -208,26 +208,26 @@ class RaftTransport:
             raise TypeError(f"not a raft request: {type(msg).__name__}")
         if len(data) > self.max_message:
             raise ValueError(f"message of {len(data)} bytes exceeds limit {self.max_message}")
-        client = self._peers.get(out.to_address)
+        client = self.peers.get(out.to_address)
         if client is None or client.conn.closed:
             client = _Client(self, out.to_address)
             client.conn = self.net.dial(self.host.address, out.to_address, RPC_RAFT, lambda c: client)
-            self._peers[out.to_address] = client
+            self.peers[out.to_address] = client
         if len(client.pending) >= MAX_PIPELINE:
-            self._count("raft_pipeline_full")
+            self.count("raft_pipeline_full")
             client.conn.close()
             raise ConnectionError(f"{MAX_PIPELINE} requests unanswered by {out.to_address}")
         client.pending.append((out.to_id, msg))
         client.conn.write(data)
 
     def _send_chunk(self, to_id: str, to_address: str, msg: InstallSnapshot) -> None:
-        send = self._snapshots.get(to_address)
+        send = self.snapshots.get(to_address)
         if msg.offset == 0:
             if send is not None:
                 send.conn.close()
             send = _SnapshotSend(self, to_id, to_address, msg)
             send.conn = self.net.dial(self.host.address, to_address, RPC_RAFT, lambda c: send)
-            self._snapshots[to_address] = send
+            self.snapshots[to_address] = send
             meta = msg.meta
             send.conn.write(
                 hw.install_snapshot_request(
@@ -244,22 +244,22 @@ class RaftTransport:
             # The stream cannot rewind: start the transfer over.
             if send is not None:
                 send.conn.close()
-            self._snapshots.pop(to_address, None)
+            self.snapshots.pop(to_address, None)
             reply = InstallSnapshotResponse(msg.term, False, msg.meta.index, 0, False)
-            self._defer(lambda: self.host.step_raft(to_id, reply))
+            self.defer(lambda: self.host.step_raft(to_id, reply))
             return
         if msg.data:
             send.conn.write(msg.data)
         send.written = msg.offset + len(msg.data)
         if not msg.done:
             ack = InstallSnapshotResponse(msg.term, True, msg.meta.index, send.written, False)
-            self._defer(lambda: self.host.step_raft(to_id, ack))
+            self.defer(lambda: self.host.step_raft(to_id, ack))
 
     # ---- answering incoming requests --------------------------------------------------------
     def _answer(self, to_id: str, msg: Message) -> None:
         answering = self._answering
         if answering is None or answering.src_id != to_id or not isinstance(msg, answering.kind):
-            self._count("raft_unanswerable")
+            self.count("raft_unanswerable")
             return
         answering.answer(msg)
 
@@ -273,7 +273,7 @@ class RaftTransport:
 
     def _accept(self, conn: MuxConn) -> ConnHandler:
         server = _Server(self, conn)
-        self._accepted.add(server)
+        self.accepted.add(server)
         return server
 
 
@@ -314,19 +314,19 @@ class _Client:
                     raise MalformedMessage("a response nobody asked for")
                 to_id, request = self.pending.popleft()
                 if error:
-                    t._count("raft_peer_errors")
-                    t._defer(lambda to_id=to_id, r=request: t.host.raft_send_failed(to_id, r))
+                    t.count("raft_peer_errors")
+                    t.defer(lambda to_id=to_id, r=request: t.host.raft_send_failed(to_id, r))
                     continue
                 reply = _response_for(request, hw.check_header(body))
                 t.inbound(lambda to_id=to_id, reply=reply: t.host.step_raft(to_id, reply))
         except MalformedMessage:
-            t._count("raft_wire_dropped")
+            t.count("raft_wire_dropped")
             self.conn.close()
 
     def connection_lost(self) -> None:
         t = self.t
-        if t._peers.get(self.address) is self:
-            del t._peers[self.address]
+        if t.peers.get(self.address) is self:
+            del t.peers[self.address]
         pending, self.pending = self.pending, deque()
         for to_id, request in pending:
             t.inbound(lambda to_id=to_id, r=request: t.host.raft_send_failed(to_id, r))
@@ -381,13 +381,13 @@ class _SnapshotSend:
                 t.inbound(lambda reply=reply: t.host.step_raft(self.to_id, reply))
                 self.conn.close()
         except MalformedMessage:
-            t._count("raft_wire_dropped")
+            t.count("raft_wire_dropped")
             self.conn.close()
 
     def connection_lost(self) -> None:
         t = self.t
-        if t._snapshots.get(self.address) is self:
-            del t._snapshots[self.address]
+        if t.snapshots.get(self.address) is self:
+            del t.snapshots[self.address]
         if not self.answered:
             self.answered = True
             first = InstallSnapshot(self.term, "", "", self.meta, b"", 0, self.size, False)
@@ -423,7 +423,7 @@ class _Server:
                 if self.conn.closed:
                     return
         except MalformedMessage:
-            t._count("raft_wire_dropped")
+            t.count("raft_wire_dropped")
             self.conn.close()
             return
         if self.reader.in_message:
@@ -443,14 +443,14 @@ class _Server:
             return
         progress = self._snapshot.received if self._snapshot is not None else -1
         if (self._messages, progress) == self._stall_mark:
-            self.t._count("raft_wire_stalled")
-            self.t._count("raft_wire_dropped")
+            self.t.count("raft_wire_stalled")
+            self.t.count("raft_wire_dropped")
             self.conn.close()
             return
         self._arm_stall()
 
     def connection_lost(self) -> None:
-        self.t._accepted.discard(self)
+        self.t.accepted.discard(self)
         if self._timer is not None:
             self._timer.disarm()
 

@@ -21,11 +21,10 @@ import trio
 
 from consim.cluster import Cluster
 from consim.gossip import wire
-from consim.net.framing import encode_frame
 from consim.net.network import RpcError
-from consim.net.portmux import RPC_CONSIM
-from consim.net.rpc import KIND_NOTIFY, hello
+from consim.net.portmux import RPC_RAFT
 from consim.net.sockets import resolve_listen_address
+from consim.raft import hashicorp_wire
 from consim.server import endpoints
 from consim.server import leader as leader_duties
 from consim.server.node import ServerNode
@@ -231,11 +230,12 @@ def _udp(node: ServerNode, payload: bytes, src: str) -> None:
         s.sendto(payload, resolve_listen_address(node.spec.serf_lan_address))
 
 
-async def _raft_frame(node: ServerNode, src: str, message: dict[str, Any]) -> None:
-    stream = await trio.open_tcp_stream(*resolve_listen_address(node.address))
+async def _raft_request(node: ServerNode, src: str, request: bytes) -> None:
+    """One hashicorp/raft transport request (byte 1 on the server port) from ``src``'s host."""
+    host, port = resolve_listen_address(node.address)
+    stream = await trio.open_tcp_stream(host, port, local_address=src.rpartition(":")[0])
     async with stream:
-        frame = [KIND_NOTIFY, 0, "Raft.Message", {"from": "attacker", "msg": message}]
-        await stream.send_all(bytes([RPC_CONSIM]) + encode_frame(hello(src)) + encode_frame(frame))
+        await stream.send_all(bytes([RPC_RAFT]) + request)
         await trio.sleep(0.2)
 
 
@@ -257,11 +257,12 @@ async def test_live_triggers_and_injected_failures_stay_contained() -> None:
             leader.name, "PUT", "/v1/agent/join/127.0.20.9:notaport"
         )
         assert status == 500 and b"Failed to resolve 127.0.20.9:notaport" in text, text
-        # A TimeoutNowResponse with term 2^64-1 from a sender in no configuration.
-        huge = {"type": "TimeoutNowResponse", "term": 2**64 - 1, "success": False}
-        await _raft_frame(leader, f"{stranger}:8300", huge)
-        big = {"type": "TimeoutNowResponse", "term": 2**62, "success": False}
-        await _raft_frame(leader, f"{stranger}:8300", big)
+        # An AppendEntries with term 2^64-1 (more than storage holds), and a vote request in
+        # term 2^62 from a server in no configuration.
+        huge = hashicorp_wire.append_entries_request(2**64 - 1, f"{stranger}:8300", 0, 0, [], 0)
+        await _raft_request(leader, f"{stranger}:8300", huge)
+        big = hashicorp_wire.request_vote_request(2**62, f"{stranger}:8300", 0, 0, True)
+        await _raft_request(leader, f"{stranger}:8300", big)
         # And a Raft timer failure on one follower, a gossip timer failure on the other.
         first, second = cluster.followers()
         assert first.core is not None and second.lan_pool and second.lan_pool.core
@@ -273,7 +274,7 @@ async def test_live_triggers_and_injected_failures_stay_contained() -> None:
         assert leader.is_leader() and leader.core is not None and leader.core.term < 2**62
         assert second.running, describe(cluster)
         await _cluster_carries_on(cluster, first, "live-after")
-        assert leader.counters["raft_malformed"] >= 1
+        assert leader.counters["raft_wire_dropped"] >= 1
         assert leader.lan_pool is not None and leader.lan_pool.core is not None
         assert leader.lan_pool.core.counters["dropped_malformed"] >= 1
         assert not any(m.name.startswith("evil") for m in leader.lan_pool.members())
@@ -283,7 +284,7 @@ async def test_live_triggers_and_injected_failures_stay_contained() -> None:
             (e.node, e.fields["where"]) for e in events_of(events, "internal_error")
         ]
         assert any(
-            e.fields.get("from") == "attacker"
+            e.fields.get("from") == f"{stranger}:8300"
             for e in events_of(events, "peer_not_in_configuration")
         )
         # The control API's status shows the failure (what `consim ctl status` prints).

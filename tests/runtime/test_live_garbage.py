@@ -11,9 +11,10 @@ import tracemalloc
 import trio
 
 from consim.net.framing import encode_frame
-from consim.net.portmux import RPC_CONSIM
+from consim.net.portmux import RPC_CONSIM, RPC_RAFT
 from consim.net.rpc import hello
 from consim.net.sockets import resolve_listen_address
+from consim.raft.hashicorp_wire import pack
 from consim.server.node import ServerNode
 
 from .helpers import describe, kv_put, live_cluster, live_spec, local_value, wait_until
@@ -21,10 +22,12 @@ from .helpers import describe, kv_put, live_cluster, live_spec, local_value, wai
 READ_TIMEOUT = 0.5
 
 
-async def _connect(node: ServerNode) -> trio.SocketStream:
+async def _connect(node: ServerNode, first_byte: int = RPC_CONSIM) -> trio.SocketStream:
+    """A connection to the server port; its first byte picks the protocol (consim's own frames
+    by default, RPC_RAFT for hashicorp/raft's transport)."""
     host, port = resolve_listen_address(node.address)
     stream = await trio.open_tcp_stream(host, port)
-    await stream.send_all(bytes([RPC_CONSIM]))  # consim's own frames on the server port
+    await stream.send_all(bytes([first_byte]))
     return stream
 
 
@@ -40,8 +43,10 @@ async def _closed_by_server(stream: trio.SocketStream, within: float) -> bool:
     return False
 
 
-async def _send_and_expect_close(node: ServerNode, data: bytes, within: float = 5.0) -> None:
-    stream = await _connect(node)
+async def _send_and_expect_close(
+    node: ServerNode, data: bytes, within: float = 5.0, first_byte: int = RPC_CONSIM
+) -> None:
+    stream = await _connect(node, first_byte)
     try:
         try:
             await stream.send_all(data)
@@ -66,9 +71,25 @@ async def _garbage_round(node: ServerNode, rng: random.Random, count: int) -> No
                     data = rng.randbytes(rng.randint(5, 300))  # no frame structure at all
                     data = b"\xc1" + data[1:]  # 0xc1 is never valid msgpack
                     data = struct.pack(">I", len(data)) + data
-            else:
+            elif i % 4 == 1:
                 data = b"\xff\xff\xff\xf0" + rng.randbytes(64)  # ~4 GiB length prefix
+            else:
+                nursery.start_soon(_send_and_expect_close, node, _raft_garbage(rng), 5.0, RPC_RAFT)
+                continue
             nursery.start_soon(_send_and_expect_close, node, data)
+
+
+def _raft_garbage(rng: random.Random) -> bytes:
+    """Bytes after RPC_RAFT that hashicorp/raft's transport refuses at once."""
+    kind = rng.randrange(4)
+    if kind == 0:  # a known rpc type, then undecodable msgpack (0xc1 never decodes)
+        return bytes([rng.randrange(4)]) + b"\xc1" + rng.randbytes(rng.randint(0, 200))
+    if kind == 1:  # an unknown rpc type
+        return bytes([rng.randint(5, 255)]) + rng.randbytes(rng.randint(0, 50))
+    if kind == 2:  # a request whose string claims ~4 GiB
+        return b"\x00\x81\xa7Entries\xdb\xff\xff\xff\xf0" + rng.randbytes(64)
+    # valid msgpack of the wrong shape (not TimeoutNow: it has no field to get wrong)
+    return bytes([rng.randrange(3)]) + pack(rng.choice([[1, 2, 3], "text", 7, {"Term": "x"}]))
 
 
 async def test_garbage_on_a_running_servers_rpc_port() -> None:
@@ -87,24 +108,17 @@ async def test_garbage_on_a_running_servers_rpc_port() -> None:
 
         # 1. random bytes and oversized length prefixes
         await _garbage_round(target, rng, 40)
-        assert stats["connections_dropped_garbage"] - garbage_before >= 40, (
+        assert stats["connections_dropped_garbage"] - garbage_before >= 30, (
             f"seed={seed}: {dict(stats)}"
         )
 
         # 2. valid msgpack of the wrong shape after a good hello: dropped, counted, conn stays up
         malformed_before = stats["frames_dropped_malformed"]
-        raft_malformed_before = target.counters["raft_malformed"]
         rpc_malformed_before = target.counters["rpc_malformed"]
         stream = await _connect(target)
         await stream.send_all(encode_frame(hello("127.0.43.200:8300")))
         await stream.send_all(encode_frame({"not": "a frame"}))
         await stream.send_all(encode_frame([9, 1, "KVS.Apply", {}]))  # unknown kind
-        # Raft.Message with a garbage msg, and with no 'from'.
-        await stream.send_all(
-            encode_frame([3, 0, "Raft.Message", {"from": "x", "msg": {"type": "bogus"}}])
-        )
-        await stream.send_all(encode_frame([3, 0, "Raft.Message", {"msg": [1, 2, 3]}]))
-        await stream.send_all(encode_frame([3, 0, "Raft.Message", b"\x00\x01"]))
         # A request whose args are not a map gets Consul-style error text back.
         await stream.send_all(encode_frame([0, 7, "KVS.Apply", "nonsense"]))
         reader_bytes = b""
@@ -123,10 +137,21 @@ async def test_garbage_on_a_running_servers_rpc_port() -> None:
         assert "malformed arguments" in reply[3], f"seed={seed}: {reply!r}"
         await stream.aclose()
         assert stats["frames_dropped_malformed"] - malformed_before >= 2, f"seed={seed}"
-        assert target.counters["raft_malformed"] - raft_malformed_before == 3, (
-            f"seed={seed}: {target.counters}"
-        )
         assert target.counters["rpc_malformed"] - rpc_malformed_before == 1, f"seed={seed}"
+
+        # 2b. Raft's transport (byte 1): every kind of refused request closes its connection and
+        # is counted; an unknown first byte is refused by the port itself.
+        raft_dropped_before = target.counters.get("raft_wire_dropped", 0)
+        for _ in range(12):
+            await _send_and_expect_close(target, _raft_garbage(rng), first_byte=RPC_RAFT)
+        await wait_until(
+            lambda: target.counters.get("raft_wire_dropped", 0) - raft_dropped_before == 12,
+            3,
+            f"seed={seed}: raft garbage counted {target.counters}",
+        )
+        unknown_before = stats["port_unknown_first_byte"]
+        await _send_and_expect_close(target, b"", first_byte=0x42)
+        assert stats["port_unknown_first_byte"] - unknown_before == 1
 
         # A bad hello (wrong shape) is dropped too.
         await _send_and_expect_close(target, encode_frame(["hello?"]))
