@@ -87,6 +87,21 @@ def test_follower_timeout_is_uniform_in_x_2x():
     assert max(seen) - min(seen) > 0.5
 
 
+@pytest.mark.pre_vote(False)
+def test_without_pre_vote_a_timeout_starts_a_real_election():
+    """The setting for clusters with hashicorp/raft 1.1.2 nodes: no pre-vote round."""
+    core = make_core()
+    assert not core.cfg.pre_vote
+    core.tick(5.0)
+    r = core.ready()
+    assert core.role is Role.CANDIDATE and core.term == 2 and r.hard_state == HardState(2, "a")
+    rvs = [o.message for o in r.messages]
+    assert rvs and all(isinstance(m, RequestVote) and not m.pre_vote and m.term == 2 for m in rvs)
+    core.step("b", RequestVoteResponse(2, True, False), 5.1)
+    assert core.role is Role.LEADER
+
+
+@pytest.mark.pre_vote(True)
 def test_pre_vote_then_election_then_leader():
     core = make_core()
     core.tick(5.0)

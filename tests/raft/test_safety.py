@@ -8,9 +8,17 @@ from consim.raft.harness import random_run
 SEEDS = range(400)
 
 
+@pytest.mark.pre_vote(True)
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
 def test_random_faults_keep_raft_safe_and_live(seed):
     # Any checker failure raises AssertionError whose text starts with "seed=N".
+    random_run(seed, trace=False)
+
+
+@pytest.mark.pre_vote(False)
+@pytest.mark.parametrize("seed", range(400, 500), ids=lambda s: f"seed={s}")
+def test_random_faults_without_pre_vote_keep_raft_safe_and_live(seed):
+    """As a cluster with hashicorp/raft 1.1.2 nodes runs: elections without pre-vote."""
     random_run(seed, trace=False)
 
 
