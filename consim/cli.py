@@ -60,7 +60,20 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
         trailing_logs=getattr(args, "raft_trailing_logs", None),
         network=network_from_args(args) if hasattr(args, "lan_latency") else None,
+        raft_peers=_raft_peers(getattr(args, "raft_peers", None)),
+        pre_vote=not getattr(args, "no_pre_vote", False),
     )
+
+
+def _raft_peers(path: str | None) -> Any:
+    if path is None:
+        return None
+    from consim.server.startup import RecoveryError, load_raft_peers
+
+    try:
+        return load_raft_peers(Path(path))
+    except (RecoveryError, OSError) as exc:
+        raise UsageError(f"--raft-peers: {exc}") from None
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -336,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--processes",
         action="store_true",
         help="one 'consim agent' process per server (kill = SIGKILL, pause = SIGSTOP)",
+    )
+    up.add_argument(
+        "--raft-peers",
+        metavar="FILE",
+        help="form the cluster from this Raft configuration (Consul's peers.json, protocol 3: "
+        "id, address, non_voter); it may name other Raft nodes (see README)",
+    )
+    up.add_argument(
+        "--no-pre-vote",
+        action="store_true",
+        help="elections without pre-vote, as hashicorp/raft 1.1.2 nodes need",
     )
     up.set_defaults(func=cmd_up)
 

@@ -89,6 +89,10 @@ class Cluster:
 
     def _node_id(self, s: ServerSpec) -> str:
         node_id = new_node_id(self.rng)
+        peers = self.spec.raft_peers
+        listed = peers.by_address(s.rpc_address) if peers is not None else None
+        if listed is not None and self.spec.raft_protocol >= 3:
+            return listed.id  # the static configuration names this server
         if self.spec.data_dir is None:
             return node_id
         path = self.spec.data_dir / s.name / "node-id"

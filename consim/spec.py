@@ -9,6 +9,7 @@ from typing import Any
 
 from consim.acl import ACLConfig
 from consim.raft.config import RaftConfig
+from consim.raft.types import Configuration
 
 RPC_PORT = 8300
 SERF_LAN_PORT = 8301
@@ -143,6 +144,10 @@ class ClusterSpec:
     network: NetworkModel | None = None
     # Pre-vote on every server (off for clusters with hashicorp/raft 1.1.2 nodes, which lack it).
     pre_vote: bool = True
+    # A static initial Raft configuration (Consul's peers.json, protocol 3): the servers it names
+    # bootstrap with it (a consim server is matched by its RPC address and takes the entry's id);
+    # it may name other Raft nodes too. None: the cluster's own servers, as usual.
+    raft_peers: Configuration | None = None
 
     def servers(self) -> list[ServerSpec]:
         out: list[ServerSpec] = []
@@ -180,6 +185,7 @@ class ClusterSpec:
             "data_dir": self.data_dir,
             "encrypt": self.encrypt,
             "gossip_scale": self.gossip_scale,
+            "raft_peers": self.raft_peers,
         }
 
     def datacenter_of_hosts(self) -> dict[str, str]:

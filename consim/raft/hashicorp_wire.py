@@ -110,7 +110,9 @@ def decode_configuration(data: bytes) -> Configuration:
         if type(suffrage) is not int or suffrage not in _SUFFRAGE_FROM:
             raise MalformedMessage(f"bad suffrage {suffrage!r}")
         out.append(
-            Server(_text(s.get(b"ID", b"")), _text(s.get(b"Address", b"")), _SUFFRAGE_FROM[suffrage])
+            Server(
+                _text(s.get(b"ID", b"")), _text(s.get(b"Address", b"")), _SUFFRAGE_FROM[suffrage]
+            )
         )
     return Configuration(tuple(out))
 
@@ -355,7 +357,9 @@ class RequestReader:
         u = self._unpacker
         while True:
             if self._snapshot_left >= 0:
-                chunk = u.read_bytes(min(self._snapshot_left, 1 << 20)) if self._snapshot_left else b""
+                chunk = (
+                    u.read_bytes(min(self._snapshot_left, 1 << 20)) if self._snapshot_left else b""
+                )
                 if not chunk and self._snapshot_left:
                     return
                 self._snapshot_left -= len(chunk)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from consim.acl import ACLConfig
+from consim.raft.types import Configuration
 from consim.spec import NetworkModel
 
 # The node of the events a scenario itself emits (notes, steps, its requests).
@@ -144,6 +145,9 @@ class ClusterSettings:
     acl: ACLConfig = field(default_factory=ACLConfig)
     # [cluster.network]: latency/jitter/loss (None: the simulator's default 0.5-2 ms links).
     network: NetworkModel | None = None
+    pre_vote: bool = True
+    # A static initial Raft configuration (peers.json format), see ClusterSpec.raft_peers.
+    raft_peers: Configuration | None = None
 
     def server_names(self) -> list[str]:
         return [f"{dc}-s{k}" for dc, n in self.datacenters for k in range(1, n + 1)]

@@ -13,6 +13,7 @@ The runner (``consim.scenario.runner``) never has to re-check a value's type.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from consim.acl import ACLConfig, ACLConfigError
+from consim.raft.recovery import RecoveryError, parse_peers_json
+from consim.raft.types import Configuration
 from consim.scenario.actions import ACTIONS
 from consim.scenario.base import (
     COMMON_KEYS,
@@ -84,6 +87,8 @@ _CLUSTER_KEYS = frozenset(
         "data_dir",
         "acl",
         "network",
+        "pre_vote",
+        "raft_peers",
     }
 )
 _NETWORK_KEYS = (
@@ -193,6 +198,14 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
     with c.collect():
         if "network" in obj:
             s.network = _network(c, obj["network"], [dc for dc, _ in s.datacenters])
+    with c.collect():
+        if "pre_vote" in obj:
+            if not isinstance(obj["pre_vote"], bool):
+                raise c.expected("pre_vote", "true or false", obj["pre_vote"])
+            s.pre_vote = obj["pre_vote"]
+    with c.collect():
+        if "raft_peers" in obj:
+            s.raft_peers = _raft_peers(c, obj["raft_peers"])
     acl_obj = obj.get("acl", top_acl)
     if acl_obj is not None:
         try:
@@ -237,6 +250,28 @@ def _network(c: Checker, obj: Any, datacenters: list[str]) -> NetworkModel:
             )
         pairs.append((a, b, c.duration(f"network.wan.{key}", latency)[0]))
     return NetworkModel(wan=tuple(pairs), **values)
+
+
+def _raft_peers(c: Checker, value: Any) -> Configuration:
+    """``raft_peers = "peers.json"`` (next to the scenario file) or the entries inline:
+    ``raft_peers = [{ id = "...", address = "127.0.0.1:8300", non_voter = false }, ...]``."""
+    if isinstance(value, str):
+        path = c.path.parent / value
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise c.fail("raft_peers", f"cannot read {path}: {exc.strerror or exc}") from None
+    elif isinstance(value, list):
+        text = json.dumps(value)
+    else:
+        raise c.expected("raft_peers", "a peers.json path or a list of {id, address}", value)
+    try:
+        configuration = parse_peers_json(text, 3)
+    except RecoveryError as exc:
+        raise c.fail("raft_peers", str(exc)) from None
+    if not configuration.servers:
+        raise c.fail("raft_peers", "no servers in the configuration")
+    return configuration
 
 
 def _datacenters(c: Checker, dcs: Any) -> tuple[tuple[str, int], ...]:

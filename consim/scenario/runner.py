@@ -152,6 +152,8 @@ def cluster_spec(
         snapshot_threshold=c.snapshot_threshold,
         trailing_logs=c.trailing_logs,
         network=c.network,
+        pre_vote=c.pre_vote,
+        raft_peers=c.raft_peers,
     )
 
 

@@ -38,7 +38,7 @@ from consim.net.network import Network, RpcError
 from consim.raft.config import RaftConfig
 from consim.raft.core import FollowerReplication, RaftCore, new_node_id
 from consim.raft.messages import Message
-from consim.raft.types import Role
+from consim.raft.types import Configuration, Role
 from consim.server import startup
 from consim.server.forwarding import Forwarder
 from consim.server.fsm import StateMachine
@@ -78,6 +78,7 @@ class ServerNode:
         encrypt: str | None = None,
         gossip_scale: float = 1.0,
         gossip: bool = True,
+        raft_peers: Configuration | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -89,6 +90,7 @@ class ServerNode:
         self.rng = rng
         self.raft_config = raft_config
         self.raft_protocol = raft_protocol
+        self.raft_peers = raft_peers
         self.acl = acl or ACLConfig()
         self.data_dir = data_dir
         self._storage_factory = storage_factory
@@ -223,7 +225,7 @@ class ServerNode:
             state,
             now,
             lambda: startup.bootstrap_configuration(
-                self.membership.local_servers(), self.raft_protocol
+                self.membership.local_servers(), self.raft_protocol, self.raft_peers, self.address
             ),
         )
         self.running = True

@@ -155,8 +155,6 @@ class RaftDriver:
         self._fsm_changed = trio.Event()
         self._last_role: Role | None = None
         self._barrier_index: int | None = None
-        # Server id -> RPC address of senders, for replies while this server holds no
-        # configuration at all (never bootstrapped: hashicorp/raft answers on the connection).
 
     def new_timer(self, incarnation: int) -> Timer:
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).

@@ -164,7 +164,10 @@ class RaftTransport:
         msg = out.message
         if isinstance(
             msg,
-            AppendEntriesResponse | RequestVoteResponse | InstallSnapshotResponse | TimeoutNowResponse,
+            AppendEntriesResponse
+            | RequestVoteResponse
+            | InstallSnapshotResponse
+            | TimeoutNowResponse,
         ):
             self._answer(out.to_id, msg)
             return
@@ -211,7 +214,9 @@ class RaftTransport:
         client = self.peers.get(out.to_address)
         if client is None or client.conn.closed:
             client = _Client(self, out.to_address)
-            client.conn = self.net.dial(self.host.address, out.to_address, RPC_RAFT, lambda c: client)
+            client.conn = self.net.dial(
+                self.host.address, out.to_address, RPC_RAFT, lambda c: client
+            )
             self.peers[out.to_address] = client
         if len(client.pending) >= MAX_PIPELINE:
             self.count("raft_pipeline_full")
@@ -240,7 +245,9 @@ class RaftTransport:
                     msg.size,
                 )
             )
-        elif send is None or send.conn.closed or send.written != msg.offset or send.meta != msg.meta:
+        elif (
+            send is None or send.conn.closed or send.written != msg.offset or send.meta != msg.meta
+        ):
             # The stream cannot rewind: start the transfer over.
             if send is not None:
                 send.conn.close()
@@ -475,7 +482,9 @@ class _Server:
             answer = _Answer(
                 AppendEntriesResponse,
                 msg.leader_id,
-                lambda r: self._write(hw.append_entries_response(r.term, r.last_log_index, r.success)),
+                lambda r: self._write(
+                    hw.append_entries_response(r.term, r.last_log_index, r.success)
+                ),
             )
             t.step_request(answer, msg.leader_id, msg)
             if not answer.answered:
@@ -496,7 +505,9 @@ class _Server:
             )
             encode = hw.request_pre_vote_response if pre_vote else hw.request_vote_response
             answer = _Answer(
-                RequestVoteResponse, msg.candidate_id, lambda r: self._write(encode(r.term, r.granted))
+                RequestVoteResponse,
+                msg.candidate_id,
+                lambda r: self._write(encode(r.term, r.granted)),
             )
             t.step_request(answer, msg.candidate_id, msg)
             if not answer.answered:
@@ -529,7 +540,9 @@ class _Server:
         s.received += len(chunk)
         done = s.received >= s.size
         if s.result is None:
-            msg = InstallSnapshot(s.term, s.leader_id, s.leader, s.meta, chunk, offset, s.size, done)
+            msg = InstallSnapshot(
+                s.term, s.leader_id, s.leader, s.meta, chunk, offset, s.size, done
+            )
 
             def on_answer(r: InstallSnapshotResponse) -> None:
                 if r.done or not r.success:

@@ -18,6 +18,7 @@ __all__ = [
     "PEERS_INFO",
     "RecoveryError",
     "bootstrap_configuration",
+    "load_raft_peers",
     "server_id_for",
     "start_state",
 ]
@@ -92,7 +93,26 @@ def server_id_for(spec: ServerSpec, raft_protocol: int) -> str:
     return spec.node_id if raft_protocol >= 3 and spec.node_id else spec.rpc_address
 
 
-def bootstrap_configuration(servers: list[ServerSpec], raft_protocol: int) -> Configuration:
+def bootstrap_configuration(
+    servers: list[ServerSpec],
+    raft_protocol: int,
+    raft_peers: Configuration | None = None,
+    address: str = "",
+) -> Configuration:
+    """What a new server bootstraps with: the static configuration (``--raft-peers``) when it
+    names this server (an empty one when it does not: it waits to be added), else every server
+    of its datacenter."""
+    if raft_peers is not None:
+        return raft_peers if raft_peers.by_address(address) is not None else Configuration(())
     return Configuration(
         tuple(Server(server_id_for(s, raft_protocol), s.rpc_address) for s in servers)
     )
+
+
+def load_raft_peers(path: Path) -> Configuration:
+    """A static configuration in Consul's peers.json format (protocol 3: id, address,
+    non_voter); raises :class:`RecoveryError` with Consul's texts, or OSError."""
+    configuration = parse_peers_json(path.read_text(encoding="utf-8"), 3)
+    if not configuration.servers:
+        raise RecoveryError(f"{path}: no servers in the configuration")
+    return configuration
