@@ -1,4 +1,5 @@
-"""Live Raft write throughput and latency: consim (3 servers on loopback, one process) vs PySyncObj.
+"""Live Raft write throughput and latency: consim (3 servers on loopback, one process) vs
+PySyncObj and hashicorp/raft 1.1.2.
 
 consim: the same cluster ``consim up`` runs (``consim.runtime.start_live_cluster_parts``: SocketNetwork,
 TCP between 127.0.0.1-3:8300, in-memory storage, raft multiplier 1, real clock), all three servers
@@ -20,9 +21,15 @@ issued on the leader with callbacks for throughput and ``sync=True`` for latency
 ``--pysyncobj-sequential 200`` since each takes ~100 ms), and the ratios
 are printed. Targets: consim throughput >= PySyncObj's; consim sequential p50 <= 1 ms.
 
+hashicorp/raft 1.1.2 runs in the same invocation (``--no-hashicorp`` skips it): three Go nodes in
+one process on loopback (NetworkTransport over TCP, in-memory stores, 64-byte writes on the
+leader; benchmarks/go_raft, built from Debian's sources like the Go test judges), once with
+GOMAXPROCS=1 and once at the default. Targets: consim throughput >= hashicorp's at one core at
+both depths; consim sequential p50 within 4x of it.
+
     .venv/bin/python benchmarks/raft_throughput.py [--concurrency 64,256] [--duration 5]
         [--sequential 2000] [--pysyncobj-sequential 200] [--via rpc|forward|http]
-        [--http-port 8500] [--no-pysyncobj]
+        [--http-port 8500] [--no-pysyncobj] [--no-hashicorp]
 """
 
 from __future__ import annotations
@@ -353,6 +360,41 @@ def run_pysyncobj(args: argparse.Namespace) -> dict[str, Any]:
                 proc.kill()
 
 
+# ------------------------------------------------------------------------------ hashicorp/raft
+
+
+def run_hashicorp(args: argparse.Namespace, gomaxprocs: int | None) -> dict[str, Any]:
+    """hashicorp/raft 1.1.2 (Go, built from Debian's sources by tests/conformance/gobuild.py):
+    3 nodes in one process on loopback, NetworkTransport over TCP, in-memory stores, 64-byte
+    writes on the leader (benchmarks/go_raft/main.go). ``gomaxprocs`` 1 = one core."""
+    from pathlib import Path
+
+    from tests.conformance.gobuild import build
+
+    binary = build(Path(__file__).parent / "go_raft", "github.com/hashicorp/raft")
+    env = dict(os.environ)
+    env.pop("GOMAXPROCS", None)
+    if gomaxprocs is not None:
+        env["GOMAXPROCS"] = str(gomaxprocs)
+    cmd = [
+        str(binary),
+        "-concurrency",
+        ",".join(str(level) for level in args.levels),
+        "-duration",
+        str(args.duration),
+        "-sequential",
+        str(args.sequential),
+    ]
+    timeout = 60 + args.duration * len(args.levels) + args.sequential * 0.05
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = dict(json.loads(line[len("RESULT ") :]))
+            result["throughput"] = {int(k): v for k, v in result["throughput"].items()}
+            return result
+    raise RuntimeError(f"hashicorp/raft benchmark failed: {done.stderr[-2000:]}")
+
+
 # ----------------------------------------------------------------------------------------- main
 
 
@@ -388,6 +430,9 @@ def main() -> int:
         "--subnet", type=int, default=None, help="servers on 127.0.N.1-3 (default: 0 if free)"
     )
     parser.add_argument("--no-pysyncobj", action="store_true")
+    parser.add_argument(
+        "--no-hashicorp", action="store_true", help="skip the hashicorp/raft (Go) cluster"
+    )
     parser.add_argument("--pysyncobj-node", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ports", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -412,8 +457,33 @@ def main() -> int:
         print("  pysyncobj: skipped (--no-pysyncobj)")
     else:
         theirs = run_pysyncobj(args)
+    go: dict[str, dict[str, Any]] = {}
+    if args.no_hashicorp:
+        print("  hashicorp/raft: skipped (--no-hashicorp)")
+    else:
+        for label, procs in (("go 1 core", 1), ("go default", None)):
+            print(f"  hashicorp/raft: running ({label})", flush=True)
+            go[label] = run_hashicorp(args, procs)
     print()
     show("consim", consim)
+    for label, result in go.items():
+        show(label, result)
+    if go:
+        one = go["go 1 core"]
+        print()
+        for level in args.levels:
+            ratio = consim["throughput"][level]["rate"] / one["throughput"][level]["rate"]
+            print(
+                f"consim/hashicorp(1 core) throughput at {level:4d} in flight: {ratio:.2f}x  "
+                f"(target >= 1: {'met' if ratio >= 1 else 'NOT met'}); "
+                f"/hashicorp(default): "
+                f"{consim['throughput'][level]['rate'] / go['go default']['throughput'][level]['rate']:.2f}x"
+            )
+        lat_ratio = consim["latency"]["p50_ms"] / one["latency"]["p50_ms"]
+        print(
+            f"consim/hashicorp(1 core) sequential p50: {lat_ratio:.2f}x  "
+            f"(target <= 4: {'met' if lat_ratio <= 4 else 'NOT met'})"
+        )
     if theirs is not None:
         show("pysyncobj", theirs)
         print()
