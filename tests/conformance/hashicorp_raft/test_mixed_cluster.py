@@ -159,7 +159,14 @@ async def test_hashicorp_node_joins_leads_and_fails_over() -> None:
             "the restarted Go node to catch up",
         )
 
-        # 6. Kill the consim leader: two consim servers and the Go node (3 of 4) elect a leader.
+        # 6. Leadership to the Go node and back: hashicorp's TimeoutNow reaches a consim server.
+        await new.rpc("Operator.RaftTransferLeader", {"ID": GO_ID})
+        await _status_until(go, lambda s: s["state"] == "Leader", 15, "leadership again")
+        assert (await go.ask("transfer")).get("ok"), "the Go leader's transfer failed"
+        new = await cluster.wait_for_leader(within=15)
+        await kv_put(new, "after-transfer-back", b"1")
+
+        # 7. Kill the consim leader: two consim servers and the Go node (3 of 4) elect a leader.
         cluster.kill(new.name)
         with trio.fail_after(30):
             while True:
@@ -178,6 +185,7 @@ async def test_hashicorp_node_joins_leads_and_fails_over() -> None:
         await wait_until(
             lambda: all(
                 local_value(n, "after-failover") == b"1"
+                and local_value(n, "after-transfer-back") == b"1"
                 for n in cluster.servers.values()
                 if n.running
             ),
