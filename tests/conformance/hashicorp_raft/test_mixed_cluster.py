@@ -27,16 +27,18 @@ GO_ID = "go-raft-node"
 class GoNode:
     """The Go program (node/main.go), driven over its stdin/stdout."""
 
-    def __init__(self, binary: Path, address: str) -> None:
+    def __init__(self, binary: Path, address: str, peers: Path | None = None) -> None:
         self.binary = binary
         self.address = address
+        self.peers = peers
         self.proc: trio.Process | None = None
         self._buf = b""
 
     async def start(self, nursery: trio.Nursery) -> None:
         self.proc = await nursery.start(
             lambda task_status: trio.run_process(
-                [str(self.binary), "-id", GO_ID, "-addr", self.address, "-log-level", "error"],
+                [str(self.binary), "-id", GO_ID, "-addr", self.address, "-log-level", "error"]
+                + (["-peers", str(self.peers)] if self.peers is not None else []),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 check=False,
@@ -191,6 +193,63 @@ async def test_hashicorp_node_joins_leads_and_fails_over() -> None:
             ),
             10,
             "the survivors to apply a write after the failover",
+        )
+        await go.ask("quit")
+        nursery.cancel_scope.cancel()
+
+
+async def test_consim_and_hashicorp_form_one_cluster_from_one_peers_file(tmp_path: Path) -> None:
+    """``consim up --raft-peers FILE`` and hashicorp's ``ReadConfigJSON`` of the same file: four
+    voters, one configuration, one leader; a write on either side is applied on both."""
+    binary = build(Path(__file__).parent / "node", "github.com/hashicorp/raft")
+    from live_hosts import free_host_base
+
+    from consim.server.startup import load_raft_peers
+
+    block = free_host_base([3], 28571)
+    go_address = f"127.0.{block}.9:8300"
+    peers = tmp_path / "peers.json"
+    entries = [
+        {"id": f"consim-{k}", "address": f"127.0.{block}.{k}:8300", "non_voter": False}
+        for k in (1, 2, 3)
+    ] + [{"id": GO_ID, "address": go_address, "non_voter": False}]
+    peers.write_text(json.dumps(entries))
+    spec = live_spec(
+        block, http_port=28571, seed=62, pre_vote=False, raft_peers=load_raft_peers(peers)
+    )
+    go = GoNode(binary, go_address, peers)
+    async with live_cluster(spec) as cluster, trio.open_nursery() as nursery:
+        await go.start(nursery)
+        with trio.fail_after(20):
+            while True:
+                status = await go.ask("status")
+                leader = _consim_leader(cluster)
+                if leader is not None or status["state"] == "Leader":
+                    break
+                await trio.sleep(0.05)
+        assert len(status["servers"]) == 4 and all(
+            s["suffrage"] == "Voter" for s in status["servers"]
+        )
+        node = cluster.node("dc1-s1")
+        assert node.server_id == "consim-1" and node.core is not None
+        assert [s.id for s in node.core.configuration.servers] == [e["id"] for e in entries]
+        command = encode_command(
+            "KVS", {"Op": "set", "DirEnt": {"Key": "shared", "Value": b"1", "Flags": 0}}
+        )
+        if leader is not None:
+            await kv_put(leader, "shared", b"1")
+        else:
+            assert "index" in await go.ask(f"apply {command.hex()}")
+        await wait_until(
+            lambda: all(local_value(n, "shared") == b"1" for n in cluster.servers.values()),
+            10,
+            "every consim server to apply the write",
+        )
+        await _status_until(
+            go,
+            lambda s: int(s["commit_index"]) == s["last_index"] and s["applied"] >= 1,
+            10,
+            "apply",
         )
         await go.ask("quit")
         nursery.cancel_scope.cancel()

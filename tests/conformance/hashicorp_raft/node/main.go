@@ -1,6 +1,7 @@
 // A hashicorp/raft 1.1.2 node for consim's acceptance tests: NetworkTransport behind Consul's
 // first byte (1 = RPCRaft) on its server port, in-memory stores, an FSM that keeps what it is
-// given. It starts with no configuration (it joins when a leader adds it).
+// given. It starts with no configuration (it joins when a leader adds it), or with -peers FILE
+// bootstraps from a configuration in Consul's peers.json format.
 //
 // Commands on stdin, one JSON line answered on stdout for each:
 //   status | apply <hex data> | transfer | quit
@@ -125,6 +126,7 @@ func main() {
 	id := flag.String("id", "go-node", "server id")
 	addr := flag.String("addr", "127.0.0.1:8300", "server port address")
 	level := flag.String("log-level", "warn", "hclog level")
+	peers := flag.String("peers", "", "bootstrap from this peers.json (protocol 3: id, address, non_voter)")
 	flag.Parse()
 
 	host, _, err := net.SplitHostPort(*addr)
@@ -146,8 +148,20 @@ func main() {
 	conf.LocalID = raft.ServerID(*id)
 	conf.Logger = logger
 	store := raft.NewInmemStore()
+	snaps := raft.NewInmemSnapshotStore()
+	if *peers != "" {
+		// hashicorp's own reader of Consul's peers.json format
+		configuration, err := raft.ReadConfigJSON(*peers)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peers:", err)
+			os.Exit(2)
+		}
+		if err := raft.BootstrapCluster(conf, store, store, snaps, trans, configuration); err != nil {
+			panic(err)
+		}
+	}
 	f := &fsm{}
-	r, err := raft.NewRaft(conf, f, store, store, raft.NewInmemSnapshotStore(), trans)
+	r, err := raft.NewRaft(conf, f, store, store, snaps, trans)
 	if err != nil {
 		panic(err)
 	}
