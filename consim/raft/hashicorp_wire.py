@@ -131,10 +131,9 @@ def _text(v: Any) -> str:
 # ---- encoding ------------------------------------------------------------------------------
 
 
-def encode_log(entry: LogEntry, configuration_data: bytes | None = None) -> dict[str, Any]:
-    data: bytes | None = entry.data
-    if entry.type is EntryType.CONFIGURATION and configuration_data is not None:
-        data = configuration_data
+def encode_log(entry: LogEntry) -> dict[str, Any]:
+    """hashicorp's ``Log`` (configuration entries already hold hashicorp's encoding)."""
+    data = entry.data
     return {
         "Data": data if data else None,
         "Extensions": None,
@@ -198,9 +197,13 @@ def request_vote_response(term: int, granted: bool) -> bytes:
     )
 
 
-def request_pre_vote_request(term: int, last_log_index: int, last_log_term: int) -> bytes:
+def request_pre_vote_request(
+    term: int, candidate: str, last_log_index: int, last_log_term: int
+) -> bytes:
+    """consim's pre-vote (type 4); 1.1.2's header names nobody, so it carries the Candidate."""
     return bytes((RPC_REQUEST_PRE_VOTE,)) + pack(
         {
+            "Candidate": candidate.encode(),
             "LastLogIndex": last_log_index,
             "LastLogTerm": last_log_term,
             "ProtocolVersion": PROTOCOL_VERSION,

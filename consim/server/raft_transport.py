@@ -54,6 +54,7 @@ from consim.raft.types import MalformedMessage, SnapshotMeta
 
 MAX_MESSAGE = 8 * 1024 * 1024  # as the network's frame limit
 MAX_PIPELINE = 1024  # unanswered requests on one connection before it is given up
+MAX_SNAPSHOT = 1 << 30  # the largest snapshot a peer may announce (it arrives as it streams)
 READ_TIMEOUT = 10.0  # Consul's raft transport timeout
 
 
@@ -186,16 +187,8 @@ class RaftTransport:
             )
         elif isinstance(msg, RequestVote):
             if msg.pre_vote:
-                data = hw.request_pre_vote_request(msg.term, msg.last_log_index, msg.last_log_term)
-                # consim's extension of the pre-vote request: who asks (1.1.2 has no header ids)
-                data = data[:1] + hw.pack(
-                    {
-                        "Candidate": self.host.address.encode(),
-                        "LastLogIndex": msg.last_log_index,
-                        "LastLogTerm": msg.last_log_term,
-                        "ProtocolVersion": hw.PROTOCOL_VERSION,
-                        "Term": msg.term,
-                    }
+                data = hw.request_pre_vote_request(
+                    msg.term, self.host.address, msg.last_log_index, msg.last_log_term
                 )
             else:
                 data = hw.request_vote_request(
@@ -515,6 +508,8 @@ class _Server:
         elif rpc_type == hw.RPC_INSTALL_SNAPSHOT:
             if hw.uint(body, b"SnapshotVersion") != hw.SNAPSHOT_VERSION:
                 raise MalformedMessage("unsupported snapshot version")
+            if hw.uint(body, b"Size") > MAX_SNAPSHOT:
+                raise MalformedMessage("snapshot larger than this server takes")
             leader = hw.text(body, b"Leader")
             meta = SnapshotMeta(
                 hw.uint(body, b"LastLogIndex"),
