@@ -26,7 +26,7 @@ wrong shape raises :class:`MalformedMessage`, sizes are bounded by the decoder's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
@@ -148,20 +148,56 @@ def append_entries_request(
     leader: str,
     prev_log_entry: int,
     prev_log_term: int,
-    entries: list[dict[str, Any]] | None,
+    entries: Sequence[LogEntry],
     leader_commit_index: int,
 ) -> bytes:
-    return bytes((RPC_APPEND_ENTRIES,)) + pack(
-        {
-            "Entries": entries or None,
-            "Leader": leader.encode(),
-            "LeaderCommitIndex": leader_commit_index,
-            "PrevLogEntry": prev_log_entry,
-            "PrevLogTerm": prev_log_term,
-            "ProtocolVersion": PROTOCOL_VERSION,
-            "Term": term,
-        }
+    """The request as go-msgpack writes it, assembled from constant fragments (the leader's
+    hottest path: one per batch per follower) instead of a dict per entry."""
+    pack_ = _packer.pack
+    parts = [_AE_HEAD]
+    if entries:
+        n = len(entries)
+        parts.append(bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big"))
+        for e in entries:
+            data = e.data
+            parts += (
+                _LOG_DATA,
+                pack_(data) if data else b"\xc0",
+                _LOG_INDEX,
+                pack_(e.index),
+                _LOG_TERM,
+                pack_(e.term),
+                _LOG_TYPE_KEY,
+                _LOG_TYPE_BYTE[e.type],
+            )
+    else:
+        parts.append(b"\xc0")
+    parts += (
+        _AE_LEADER,
+        pack_(leader.encode()),
+        _AE_COMMIT,
+        pack_(leader_commit_index),
+        _AE_PREV,
+        pack_(prev_log_entry),
+        _AE_PREV_TERM,
+        pack_(prev_log_term),
+        _AE_TAIL,
+        pack_(term),
     )
+    return b"".join(parts)
+
+
+_AE_HEAD = b"\x00\x87" + pack("Entries")
+_AE_LEADER = pack("Leader")
+_AE_COMMIT = pack("LeaderCommitIndex")
+_AE_PREV = pack("PrevLogEntry")
+_AE_PREV_TERM = pack("PrevLogTerm")
+_AE_TAIL = pack("ProtocolVersion") + pack(PROTOCOL_VERSION) + pack("Term")
+_LOG_DATA = b"\x85" + pack("Data")
+_LOG_INDEX = pack("Extensions") + b"\xc0" + pack("Index")
+_LOG_TERM = pack("Term")
+_LOG_TYPE_KEY = pack("Type")
+_LOG_TYPE_BYTE = {t: pack(v) for t, v in _LOG_TYPE.items()}
 
 
 def append_entries_response(term: int, last_log: int, success: bool) -> bytes:

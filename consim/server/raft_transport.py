@@ -176,13 +176,12 @@ class RaftTransport:
             self._send_chunk(out.to_id, out.to_address, msg)
             return
         if isinstance(msg, AppendEntries):
-            entries = [hw.encode_log(e) for e in msg.entries]
             data = hw.append_entries_request(
                 msg.term,
                 self.host.address,
                 msg.prev_log_index,
                 msg.prev_log_term,
-                entries,
+                msg.entries,
                 msg.leader_commit,
             )
         elif isinstance(msg, RequestVote):

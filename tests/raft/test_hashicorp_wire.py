@@ -39,10 +39,7 @@ def go(name: str) -> bytes:
 
 
 def test_requests_encode_as_hashicorp_does() -> None:
-    entries = [
-        hw.encode_log(LogEntry(11, 5, EntryType.COMMAND, b"hello")),
-        hw.encode_log(LogEntry(12, 5, EntryType.NOOP)),
-    ]
+    entries = [LogEntry(11, 5, EntryType.COMMAND, b"hello"), LogEntry(12, 5, EntryType.NOOP)]
     assert hw.append_entries_request(5, "127.0.0.1:8300", 10, 4, entries, 9) == b"\x00" + go(
         "append_entries"
     )
@@ -52,8 +49,24 @@ def test_requests_encode_as_hashicorp_does() -> None:
         "install_snapshot"
     )
     assert hw.timeout_now_request() == b"\x03" + go("timeout_now")
-    big = hw.pack(hw.encode_log(LogEntry(1, 1, EntryType.COMMAND, b"x" * 300)))
-    assert big.startswith(go("big_data_prefix"))  # raw16, never bin or str8
+    big = hw.append_entries_request(
+        1, "a", 0, 0, [LogEntry(1, 1, EntryType.COMMAND, b"x" * 300)], 0
+    )
+    assert go("big_data_prefix") in big  # raw16, never bin or str8
+    # the assembled request is what the general encoder writes, for any batch size
+    many = [LogEntry(i, 2, EntryType.COMMAND, bytes([i]) * i) for i in range(1, 40)]
+    general = b"\x00" + hw.pack(
+        {
+            "Entries": [hw.encode_log(e) for e in many],
+            "Leader": b"127.0.0.1:8300",
+            "LeaderCommitIndex": 2**40,
+            "PrevLogEntry": 0,
+            "PrevLogTerm": 0,
+            "ProtocolVersion": 3,
+            "Term": 2,
+        }
+    )
+    assert hw.append_entries_request(2, "127.0.0.1:8300", 0, 0, many, 2**40) == general
 
 
 def test_responses_encode_as_hashicorp_does() -> None:
