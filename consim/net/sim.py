@@ -428,9 +428,16 @@ class SimNetwork(Network):
                 continue
             if kind == _CONN_LOST:
                 src.lost()  # type: ignore[attr-defined]
+                if self.tap is not None:
+                    self.tap.ran(src.local, now)  # type: ignore[attr-defined]
                 continue
             if kind == _TO_CONN:
-                self._conn_arrived(src, dst, data)
+                if self._conn_arrived(src, dst, data):
+                    self.delivered += 1
+                    if self.tap is not None:
+                        self.tap.ran(dst, now)
+                elif self.tap is not None:
+                    self.tap.dropped(seq, now)
                 continue
             if not faults.clear() and not faults.allowed(src, dst):
                 self.stats[dst]["dropped_by_fault"] += 1
@@ -759,7 +766,9 @@ class SimNetwork(Network):
             other._closed = True
             self._conn_lost_later(other)
 
-    def _conn_arrived(self, src: str, dst: str, data: tuple[int, bool, bytes | None]) -> None:
+    def _conn_arrived(self, src: str, dst: str, data: tuple[int, bool, bytes | None]) -> bool:
+        """Deliver one chunk (or close); False when a fault dropped it (and broke the
+        connection)."""
         cid, to_dialer, payload = data
         if not self.faults.clear() and not self.faults.allowed(src, dst):
             self.stats[dst]["dropped_by_fault"] += 1
@@ -769,22 +778,22 @@ class SimNetwork(Network):
             end = self._conns.get((cid, to_dialer))
             if end is not None:
                 self._break(end)
-            return
+            return False
         end = self._conns.get((cid, to_dialer))
         if end is None:
             if to_dialer or payload is None:
-                return  # a late chunk or close for an end already gone
+                return True  # a late chunk or close for an end already gone
             end = self._accept_conn(cid, src, dst, payload)
             if end is None:
-                return
+                return True
             payload = payload[1:]
             if not payload:
-                return
+                return True
         if payload is None:
             end.lost()
-            return
+            return True
         if end._closed:
-            return
+            return True
         handler = end.handler
         assert handler is not None
         try:
@@ -792,6 +801,7 @@ class SimNetwork(Network):
         except Exception as exc:
             self.contain(dst, "connection handler", exc, "connection_errors")
             end.close()
+        return True
 
     def _accept_conn(self, cid: int, src: str, dst: str, payload: bytes) -> _SimConn | None:
         """A new connection's first bytes reached ``dst``: its first byte picks the handler."""

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from consim.net.faults import host_of
 from consim.net.framing import unpack
 from consim.net.rpc import KIND_ERROR, KIND_NOTIFY, KIND_REQUEST
+from consim.raft import hashicorp_wire
 from consim.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -153,13 +156,68 @@ def _describe(
         if channel == "stream-reply":
             return GOSSIP, "push-pull reply"
         if channel == "conn":  # bytes on a port connection (Consul's RPC port): (id, end, bytes)
-            chunk = data[2]  # type: ignore[index]
+            _, to_dialer, chunk = data  # type: ignore[misc]
             if chunk is None:
                 return RPC, "RPC port connection closed"
+            described = _describe_hashicorp(chunk, to_dialer)
+            if described is not None:
+                return described
             return RPC, f"RPC port bytes ({len(chunk)} bytes)"
     except (ValueError, TypeError, KeyError, AttributeError, IndexError):
         pass
     return None, ""
+
+
+def _describe_hashicorp(chunk: bytes, response: bool) -> tuple[str | None, str] | None:
+    """A Raft request or response on byte 1 (hashicorp/raft's transport); the simulator hands
+    the transport's writes over whole, so each chunk is one message (or snapshot data)."""
+    if len(chunk) == 1:
+        return None, ""  # a new connection's first byte
+    try:
+        if response:
+            unpacker = msgpack.Unpacker(raw=True)
+            unpacker.feed(chunk)
+            error, body = unpacker.unpack(), unpacker.unpack()
+            if error or not isinstance(body, dict):
+                return RPC, "Raft error response"
+            term = body.get(b"Term", 0)
+            if b"Granted" in body:
+                ok = "granted" if body[b"Granted"] else "refused"
+                what = "vote" if b"Peers" in body else "pre-vote"
+                return VOTE, f"{what} {ok} (term {term})"
+            if b"LastLog" in body:
+                ok = "ok" if body[b"Success"] else "refused"
+                return HEARTBEAT, f"append {ok} term {term} last {body[b'LastLog']}"
+            if b"Success" in body:
+                return SNAPSHOT, f"snapshot {'ok' if body[b'Success'] else 'refused'} term {term}"
+            return VOTE, "TimeoutNow answered"
+        rpc_type, body = chunk[0], msgpack.unpackb(chunk[1:], raw=True)
+    except (ValueError, msgpack.UnpackException):
+        return SNAPSHOT, f"snapshot data ({len(chunk)} bytes)" if not response else None
+    if not isinstance(body, dict):
+        return None
+    term = body.get(b"Term", 0)
+    last = f"(last log {body.get(b'LastLogIndex', 0)}/{body.get(b'LastLogTerm', 0)})"
+    if rpc_type == hashicorp_wire.RPC_APPEND_ENTRIES:
+        entries = body.get(b"Entries") or []
+        commit = body.get(b"LeaderCommitIndex", 0)
+        if not entries:
+            return HEARTBEAT, f"heartbeat term {term} commit {commit}"
+        first, end = entries[0].get(b"Index"), entries[-1].get(b"Index")
+        span = f"{first}" if first == end else f"{first}-{end}"
+        return APPEND, f"AppendEntries term {term} entries {span} commit {commit}"
+    if rpc_type == hashicorp_wire.RPC_REQUEST_VOTE:
+        return VOTE, f"vote request term {term} {last}"
+    if rpc_type == hashicorp_wire.RPC_REQUEST_PRE_VOTE:
+        return VOTE, f"pre-vote request term {term} {last}"
+    if rpc_type == hashicorp_wire.RPC_INSTALL_SNAPSHOT:
+        return (
+            SNAPSHOT,
+            f"InstallSnapshot index {body.get(b'LastLogIndex')} size {body.get(b'Size')}",
+        )
+    if rpc_type == hashicorp_wire.RPC_TIMEOUT_NOW:
+        return VOTE, "TimeoutNow"
+    return None
 
 
 def _describe_raft(wire: Any) -> tuple[str | None, str]:
