@@ -232,7 +232,7 @@ async def test_consim_and_hashicorp_form_one_cluster_from_one_peers_file(tmp_pat
         )
         node = cluster.node("dc1-s1")
         assert node.server_id == "consim-1" and node.core is not None
-        assert [s.id for s in node.core.configuration.servers] == [e["id"] for e in entries]
+        assert [s.id for s in node.core.latest_configuration.servers] == [e["id"] for e in entries]
         command = encode_command(
             "KVS", {"Op": "set", "DirEnt": {"Key": "shared", "Value": b"1", "Flags": 0}}
         )
