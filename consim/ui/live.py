@@ -35,6 +35,7 @@ from quart import Request, Response
 
 from consim.cluster import Cluster, ClusterError
 from consim.events import Event, format_hclog, level_enabled
+from consim.raft.messages import message_to_wire
 from consim.raft.recovery import RecoveryError
 from consim.ui.assets import asset, content_type
 from consim.ui.snapshot import cluster_snapshot
@@ -97,6 +98,17 @@ class MessageTap:
 
         net.notify = tapped_notify  # type: ignore[method-assign]
         net.call = tapped_call  # type: ignore[method-assign]
+        # Raft travels on the servers' transports (hashicorp's wire on byte 1), not notify.
+        for node in self.cluster.servers.values():
+            transport = node.raft_transport
+
+            def tapped_send(out: Any, send: Any = transport.send, src: str = node.address) -> None:
+                send(out)
+                if tap.active is None or tap.active():
+                    wire = {"msg": message_to_wire(out.message)}
+                    tap.observe(src, out.to_address, "Raft.Message", wire)
+
+            transport.send = tapped_send  # type: ignore[method-assign]
 
     def _name(self, address: str) -> str:
         host = address.rsplit(":", 1)[0]
