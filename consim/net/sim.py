@@ -109,8 +109,9 @@ _CONN_LOST = 7  # a connection end learns it is gone: (at, seq, _CONN_LOST, conn
 
 class _SimConn:
     """One end of a virtual port connection (``consim.net.portmux.MuxConn``). Its bytes travel
-    the simulated link like any message (FIFO per link, seeded latency); a fault that cuts a
-    chunk breaks the connection at both ends, as a black-holed TCP connection dies."""
+    the simulated link like any message (FIFO per link, seeded latency; loss delays them as a
+    retransmission would); a cut link breaks the connection at both ends, as a black-holed TCP
+    connection dies."""
 
     __slots__ = ("net", "cid", "local", "peer", "dialer", "handler", "_closed", "_lost", "peer_end")
 
@@ -748,7 +749,9 @@ class SimNetwork(Network):
 
     def _conn_send(self, conn: _SimConn, data: bytes | None) -> None:
         faults = self.faults
-        if data is not None and not faults.clear() and faults.drops(conn.local, conn.peer):
+        if data is not None and not faults.clear() and not faults.allowed(conn.local, conn.peer):
+            # A cut link breaks the connection; loss only delays its bytes (retransmission,
+            # in ``_send``), as TCP would.
             self.stats[conn.local]["dropped_by_fault"] += 1
             self._break(conn)
             return
