@@ -274,20 +274,22 @@ class ServerNode:
             self._resumed = trio.Event()
 
     def resume(self) -> None:
-        """Like SIGCONT. The notifies and datagrams held while paused are handled first, in order;
-        the Raft and gossip ticks held meanwhile run once that is done (a timer armed for "now"),
-        so a follower paused past its election timeout sees the leader's queued heartbeats before
-        it decides the leader is gone."""
+        """Like SIGCONT. What arrived while paused (Raft messages, datagrams) is handled in order
+        from a timer at this instant, alongside the requests that waited for the resume; the Raft
+        and gossip ticks held meanwhile run after it, so a follower paused past its election
+        timeout sees the leader's queued heartbeats before it decides the leader is gone."""
         if self.paused:
             self.paused = False
             self._resumed.set()
-            self.raft_transport.resume()
-            timer = self.raft_driver.timer
-            if self.running and self.core is not None and timer is not None:
-                timer.arm(trio.current_time())  # the tick held while paused
+            self.raft_transport.resume_soon(self._run_held_raft_tick)
             for pool in (self.lan_pool, self.wan_pool):
                 if pool is not None:
                     pool.resume()
+
+    def _run_held_raft_tick(self) -> None:
+        timer = self.raft_driver.timer
+        if self.running and self.core is not None and timer is not None:
+            timer.arm(trio.current_time())  # the tick held while paused
 
     async def wait_resumed(self) -> None:
         if self.paused:

@@ -155,6 +155,7 @@ class RaftDriver:
         self._fsm_changed = trio.Event()
         self._last_role: Role | None = None
         self._barrier_index: int | None = None
+        self._leader_term: int | None = None
 
     def new_timer(self, incarnation: int) -> Timer:
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).
@@ -310,6 +311,16 @@ class RaftDriver:
                 storage.compact_prefix(ready.compact_through)
             for event in ready.events:
                 self.emit(event.kind, dict(event.fields), event.message, level=event.level)
+            # Deposed by a newer term: fail the waiters before applying what the new leader
+            # committed at their indexes (hashicorp applies a follower's entries without the
+            # leader's futures). A leader that steps down in its own term (its removal, a lost
+            # lease) first applies what it committed itself.
+            if (
+                self._last_role is Role.LEADER
+                and core.role is not Role.LEADER
+                and core.term != self._leader_term
+            ):
+                self._observe_role()
             for entry in ready.committed:
                 self._apply(entry)
             for request, ok in ready.verifications:
@@ -395,6 +406,7 @@ class RaftDriver:
         role = core.role
         if role is not self._last_role:
             if role is Role.LEADER:
+                self._leader_term = core.term
                 if self.observer is not None:
                     self._barrier_index = self.observer.leadership_established(core)
                 if self.host.record_applies:

@@ -94,11 +94,14 @@ class RaftTransport:
         self._held: deque[Callable[[], None]] = deque()
         self._later: list[Callable[[], None]] = []
         self._timer: Timer | None = None
+        self._resume_timer: Timer | None = None
+        self._after_resume: Callable[[], None] | None = None
 
     # ---- lifetime --------------------------------------------------------------------------
     def start(self) -> None:
         self.net.port_mux(self.host.address).register(RPC_RAFT, self._accept)
         self._timer = self.net.timer(self._run_later, self.host.address)
+        self._resume_timer = self.net.timer(self._on_resume_timer, self.host.address)
 
     def stop(self) -> None:
         """The incarnation ended: every connection closes, nothing more reaches the core."""
@@ -118,6 +121,9 @@ class RaftTransport:
         self._later.clear()
         if self._timer is not None:
             self._timer.disarm()
+        if self._resume_timer is not None:
+            self._resume_timer.disarm()
+        self._after_resume = None
 
     def count(self, name: str) -> None:
         counters = self.host.counters
@@ -136,6 +142,24 @@ class RaftTransport:
         held = self._held
         while held and not self.host.paused:
             held.popleft()()
+
+    def resume_soon(self, then: Callable[[], None]) -> None:
+        """The server resumed (SIGCONT): what arrived meanwhile runs, in order, from a timer at
+        this instant, then ``then`` (the held Raft tick). Tasks that waited for the resume (HTTP
+        requests queued on a paused server) get their turn alongside, as goroutines do after
+        SIGCONT: a paused leader may answer a queued default-mode read before it learns of
+        the new term, Consul's documented stale-read window."""
+        self._after_resume = then
+        if self._resume_timer is not None:
+            self._resume_timer.arm(trio.current_time())
+
+    def _on_resume_timer(self) -> None:
+        if self.host.paused:
+            return  # paused again: the next resume arms it
+        self.resume()
+        then, self._after_resume = self._after_resume, None
+        if then is not None and not self._held:
+            then()
 
     def defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` from a timer, never inside the core's Ready loop that asked for it."""

@@ -1118,20 +1118,20 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "c61336ad51257e3b1422741fb4b978fbb896974afd179c0ea25882168d4c3b26",
+        "trace_hash": "6ed25da63dcb3816e30f79c4c34c443a2838a356f2f7cc57d05006d130b59e98",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
                 "ok",
                 "check consistent reads, 5 clients, nemesis pause:leader for 16s",
                 "195 operations, 2 faults: valid",
-                21.278535,
+                21.343916,
             ),
             (
                 "ok",
                 "check default reads, 5 clients, nemesis pause:leader for 16s",
-                "211 operations, 2 faults: valid",
-                25.016225,
+                "203 operations, 2 faults: invalid (key check3/k3: p4 write 46 ok [3.985, 3.987]; p1 write 52 ok [6.364, 6.366]; p4 read 46 ok [6.567, 8.000])",
+                25.017099,
             ),
             ("ok", "assert logs_equal=true", "holds", 0.0),
         ],
@@ -1216,7 +1216,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "faults": {
-        "trace_hash": "656cf5b20c8bfbd9533ec6c5a4c66ea5294ebb92a7d787b7708b8959420093d2",
+        "trace_hash": "b26f8dd5eba2c5bcf7290dbd956bc92f08896a503428cd67c288ec4af20cf143",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.080s: dc1-s3 term 2", 1.08),
             ("ok", "pause follower", "dc1-s1", 0.0),
@@ -1241,10 +1241,10 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "load write default 20/s for 1s on leader",
                 "20/20 answered on dc1-s1; 17.3 req/s, latency p50 204ms p90 308ms p99 408ms max 408ms",
-                1.154138,
+                1.15379,
             ),
             ("ok", "heal", "", 0.0),
-            ("ok", "stop follower", "dc1-s2", 1.204003),
+            ("ok", "stop follower", "dc1-s2", 1.203801),
             ("ok", "wait voters 2 within 10s", "voters after 0.000s: dc1-s1 term 3", 0.0),
             ("ok", "restart last-killed", "dc1-s2", 0.0),
             ("ok", "partition leader | others", "dc1-s1 | dc1-s2,dc1-s3", 0.0),
@@ -1255,7 +1255,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             (
                 "failed",
                 "assert commit_converged=true, kv=a table",
-                "dc1-s1 has k='19', expected None",
+                "commit/applied index differ: dc1-s1=33/33, dc1-s2=0/0, dc1-s3=33/33; dc1-s1 has k='19', expected None",
                 10.0,
             ),
         ],
