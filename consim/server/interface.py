@@ -93,5 +93,8 @@ class Server(PoolHost, Protocol):
     async def forward_dc(self, method: str, args: dict[str, Any], datacenter: str) -> Any:
         """Send an RPC to a server of another datacenter."""
 
+    async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Consul's ``Server.RPC``: serve here, or forward to the leader or another datacenter."""
+
     async def call(self, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
         """One RPC from this server to ``address``."""

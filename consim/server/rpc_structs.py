@@ -1,0 +1,369 @@
+"""Consul's RPC argument and reply structs on the wire, and the server's own shapes.
+
+The endpoints (``consim.server.endpoints``) take and return dicts with Consul's field names but
+durations in seconds and a few conveniences (``KVS.Apply`` answers ``{Result, Index}``). This
+module is the one place that converts between those and the structs a Go client encodes with
+Consul's codec (``structs.DCSpecificRequest``, ``KeyRequest``, ``KeyListRequest``,
+``KVSRequest``, ``RaftRemovePeerRequest``, ``KeyringRequest``; replies ``IndexedDirEntries``,
+``IndexedKeyList``, ``RaftConfigurationResponse``, ``KeyringResponses``, ``RaftStats``...):
+embedded structs flattened (``QueryOptions``, ``QueryMeta``, ``RaftIndex``), every
+``time.Duration`` as int64 nanoseconds, nil for an empty slice, as go-msgpack writes them.
+
+Pure functions, no I/O: ``decode_args(method, body)`` raises :class:`BadArgs` (Go's decoder would
+fail to fill the struct), ``encode_reply(method, reply)`` shapes what the endpoint returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consim.golike import format_duration
+from consim.net.msgpackrpc import ProtocolError, raw_bytes
+
+NS_PER_SECOND = 1_000_000_000
+MAX_INT64 = 2**63 - 1
+
+# QueryOptions' time.Duration fields (nanoseconds on the wire, seconds for the endpoints).
+DURATION_FIELDS = ("MaxQueryTime", "MaxStaleDuration", "MaxAge", "StaleIfError")
+
+# Consul's registered RPC services: an unknown method of one of these is "can't find method",
+# anything else "can't find service" (Go's net/rpc texts).
+CONSUL_SERVICES = frozenset(
+    {
+        "ACL",
+        "Catalog",
+        "ConfigEntry",
+        "ConnectCA",
+        "Coordinate",
+        "DiscoveryChain",
+        "FederationState",
+        "Health",
+        "Intention",
+        "Internal",
+        "KVS",
+        "Operator",
+        "PreparedQuery",
+        "Session",
+        "Status",
+        "Txn",
+    }
+)
+
+
+class BadArgs(Exception):
+    """The argument value does not fit the method's struct (Go's decode error)."""
+
+
+def _check(cond: bool, field: str, want: str, value: Any) -> None:
+    if not cond:
+        raise BadArgs(
+            f"msgpack decode error: cannot decode {type(value).__name__} into {want} ({field})"
+        )
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _query_options(body: dict[str, Any]) -> dict[str, Any]:
+    """The flattened QueryOptions/WriteRequest/DCSpecificRequest fields every request has."""
+    out: dict[str, Any] = {}
+    for name in ("Datacenter", "Token", "Filter"):
+        value = body.get(name)
+        if value is not None:
+            _check(isinstance(value, str), name, "string", value)
+            out[name] = value
+    for name in ("AllowStale", "RequireConsistent", "UseCache", "MustRevalidate"):
+        value = body.get(name)
+        if value is not None:
+            _check(isinstance(value, bool), name, "bool", value)
+            out[name] = value
+    value = body.get("MinQueryIndex")
+    if value is not None:
+        _check(_is_int(value) and value >= 0, "MinQueryIndex", "uint64", value)
+        out["MinQueryIndex"] = value
+    for name in DURATION_FIELDS:
+        value = body.get(name)
+        if value is not None:
+            _check(_is_int(value) and abs(value) <= MAX_INT64, name, "time.Duration", value)
+            out[name] = value / NS_PER_SECOND
+    return out
+
+
+def _string(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    _check(isinstance(value, str), name, "string", value)
+    return value
+
+
+def _map(body: Any, what: str) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadArgs(f"msgpack decode error: cannot decode {type(body).__name__} into {what}")
+    return body
+
+
+# ---- arguments --------------------------------------------------------------------------------
+def _args_empty(body: Any) -> dict[str, Any]:
+    # struct{}: any map (or nil) decodes into it.
+    _map(body, "struct {}")
+    return {}
+
+
+def _args_dc(body: Any) -> dict[str, Any]:
+    return _query_options(_map(body, "structs.DCSpecificRequest"))
+
+
+def _args_key(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.KeyRequest")
+    return {**_query_options(b), "Key": _string(b, "Key")}
+
+
+def _args_key_list(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.KeyListRequest")
+    # Consul's field really is spelled "Seperator".
+    return {**_query_options(b), "Key": _string(b, "Prefix"), "Separator": _string(b, "Seperator")}
+
+
+def _args_kvs_apply(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.KVSRequest")
+    d = _map(b.get("DirEnt"), "structs.DirEntry")
+    flags = d.get("Flags") or 0
+    modify = d.get("ModifyIndex") or 0
+    _check(_is_int(flags) and flags >= 0, "DirEnt.Flags", "uint64", flags)
+    _check(_is_int(modify) and modify >= 0, "DirEnt.ModifyIndex", "uint64", modify)
+    try:
+        value = raw_bytes(d.get("Value"))
+    except ProtocolError:
+        raise BadArgs("msgpack decode error: cannot decode into []uint8 (DirEnt.Value)") from None
+    return {
+        **_query_options(b),
+        "Op": _string(b, "Op"),
+        "DirEnt": {
+            "Key": _string(d, "Key"),
+            "Value": value,
+            "Flags": flags,
+            "ModifyIndex": modify,
+            "Session": _string(d, "Session"),
+        },
+    }
+
+
+def _args_remove_peer(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.RaftRemovePeerRequest")
+    return {**_query_options(b), "Address": _string(b, "Address"), "ID": _string(b, "ID")}
+
+
+def _args_transfer_leader(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.TransferLeaderRequest")
+    return {**_query_options(b), "ID": _string(b, "ID")}
+
+
+def _args_keyring(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.KeyringRequest")
+    out = {**_query_options(b), "Op": _string(b, "Operation"), "Key": _string(b, "Key") or None}
+    for name in ("Forwarded", "LocalOnly"):
+        value = b.get(name)
+        if value is not None:
+            _check(isinstance(value, bool), name, "bool", value)
+            out[name] = value
+    relay = b.get("RelayFactor")
+    if relay is not None:
+        _check(_is_int(relay) and 0 <= relay <= 255, "RelayFactor", "uint8", relay)
+        out["RelayFactor"] = relay
+    return out
+
+
+# ---- replies ----------------------------------------------------------------------------------
+def _ns(seconds: Any) -> int:
+    """A duration in seconds as Go's time.Duration (int64 ns)."""
+    value = float(seconds or 0.0)
+    if value != value or value in (float("inf"), float("-inf")):
+        return 0
+    return max(-MAX_INT64, min(MAX_INT64, round(value * NS_PER_SECOND)))
+
+
+def _query_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "Index": int(meta.get("Index") or 0),
+        "LastContact": _ns(meta.get("LastContact")),
+        "KnownLeader": bool(meta.get("KnownLeader")),
+        "ConsistencyLevel": str(meta.get("ConsistencyLevel") or ""),
+        "NotModified": False,
+        "ResultsFilteredByACLs": bool(meta.get("ResultsFilteredByACLs")),
+    }
+    return out
+
+
+def _dir_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    # structs.DirEntry with RaftIndex flattened (EnterpriseMeta is empty in OSS Consul).
+    return {
+        "LockIndex": int(entry.get("LockIndex") or 0),
+        "Key": entry.get("Key", ""),
+        "Flags": int(entry.get("Flags") or 0),
+        "Value": entry.get("Value"),
+        "Session": entry.get("Session") or "",
+        "CreateIndex": int(entry.get("CreateIndex") or 0),
+        "ModifyIndex": int(entry.get("ModifyIndex") or 0),
+    }
+
+
+def _reply_empty(reply: Any) -> dict[str, Any]:
+    return {}
+
+
+def _reply_same(reply: Any) -> Any:
+    return reply
+
+
+def _reply_peers(reply: Any) -> list[str] | None:
+    return list(reply) or None
+
+
+def _reply_raft_stats(reply: dict[str, Any]) -> dict[str, Any]:
+    # hashicorp/raft's Stats()["last_contact"]: "never", "0" on the leader, else a Go duration.
+    contact = float(reply.get("LastContact", -1.0))
+    if contact < 0:
+        text = "never"
+    elif contact == 0:
+        text = "0"
+    else:
+        text = format_duration(contact)
+    return {
+        "LastContact": text,
+        "LastTerm": int(reply.get("LastTerm") or 0),
+        "LastIndex": int(reply.get("LastIndex") or 0),
+    }
+
+
+def _reply_configuration(reply: dict[str, Any]) -> dict[str, Any]:
+    servers = [
+        {
+            "ID": s["ID"],
+            "Node": s["Node"],
+            "Address": s["Address"],
+            "Leader": bool(s["Leader"]),
+            "ProtocolVersion": str(s["ProtocolVersion"]),
+            "Voter": bool(s["Voter"]),
+            "LastIndex": int(s.get("LastIndex") or 0),
+        }
+        for s in reply.get("Servers") or []
+    ]
+    return {"Servers": servers or None, "Index": int(reply.get("Index") or 0)}
+
+
+def _reply_kvs_apply(reply: dict[str, Any]) -> bool:
+    # KVS.Apply's reply is a bare *bool.
+    return bool(reply.get("Result"))
+
+
+def _reply_entries(reply: dict[str, Any]) -> dict[str, Any]:
+    entries = [_dir_entry(e) for e in reply.get("Entries") or []]
+    return {"Entries": entries or None, **_query_meta(reply.get("QueryMeta") or {})}
+
+
+def _reply_keys(reply: dict[str, Any]) -> dict[str, Any]:
+    keys = list(reply.get("Keys") or [])
+    return {"Keys": keys or None, **_query_meta(reply.get("QueryMeta") or {})}
+
+
+def _reply_keyring(reply: list[dict[str, Any]]) -> dict[str, Any]:
+    responses = [
+        {
+            "WAN": bool(r.get("WAN")),
+            "Datacenter": r.get("Datacenter", ""),
+            "Segment": r.get("Segment", ""),
+            "Messages": r.get("Messages") or None,
+            "Keys": r.get("Keys") or None,
+            "PrimaryKeys": r.get("PrimaryKeys") or None,
+            "NumNodes": int(r.get("NumNodes") or 0),
+            "Error": r.get("Error") or "",
+        }
+        for r in reply or []
+    ]
+    return {"Responses": responses or None}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RPC method as Consul serves it: its wire struct in, the endpoint's name, and the
+    reply struct out."""
+
+    args: Callable[[Any], dict[str, Any]]
+    reply: Callable[[Any], Any]
+    endpoint: str = ""  # the consim endpoint, when it differs from the wire name
+    extra: tuple[tuple[str, Any], ...] = ()  # fixed endpoint arguments
+
+
+METHODS: dict[str, Method] = {
+    "Status.Ping": Method(_args_empty, _reply_empty),
+    "Status.Leader": Method(_args_dc, _reply_same),
+    # Consul's Status.Peers lists every server of the Raft configuration, non-voters too.
+    "Status.Peers": Method(_args_dc, _reply_peers, extra=(("AllServers", True),)),
+    "Status.RaftStats": Method(_args_empty, _reply_raft_stats),
+    "Operator.RaftGetConfiguration": Method(_args_dc, _reply_configuration),
+    "Operator.RaftRemovePeerByAddress": Method(_args_remove_peer, _reply_empty),
+    "Operator.RaftRemovePeerByID": Method(_args_remove_peer, _reply_empty),
+    "Operator.RaftTransferLeader": Method(_args_transfer_leader, _reply_same),
+    "KVS.Apply": Method(_args_kvs_apply, _reply_kvs_apply),
+    "KVS.Get": Method(_args_key, _reply_entries),
+    "KVS.List": Method(_args_key, _reply_entries),
+    "KVS.ListKeys": Method(_args_key_list, _reply_keys),
+    "Internal.KeyringOperation": Method(_args_keyring, _reply_keyring),
+}
+
+
+class UnknownMethod(Exception):
+    """Go's net/rpc texts for a method nobody serves (the server then closes the connection)."""
+
+
+def lookup(method: str) -> Method:
+    """The method's wire shapes; raises UnknownMethod with Go's net/rpc text."""
+    dot = method.rfind(".")
+    if dot < 0:
+        raise UnknownMethod(f"rpc: service/method request ill-formed: {method}")
+    found = METHODS.get(method)
+    if found is not None:
+        return found
+    if method[:dot] in CONSUL_SERVICES:
+        raise UnknownMethod(f"rpc: can't find method {method}")
+    raise UnknownMethod(f"rpc: can't find service {method}")
+
+
+def decode_args(method: str, body: Any) -> tuple[str, dict[str, Any]]:
+    """(endpoint name, endpoint arguments) for a request body; raises BadArgs/UnknownMethod."""
+    m = lookup(method)
+    args = m.args(body)
+    args.update(m.extra)
+    return m.endpoint or method, args
+
+
+def encode_reply(method: str, reply: Any) -> Any:
+    """The reply struct for what the endpoint returned."""
+    return lookup(method).reply(reply)
+
+
+# ---- the client side: consim's own calls to other servers (forwarding) ------------------------
+def encode_args(method: str, args: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's arguments as the wire struct a Go client would send (durations in ns)."""
+    out: dict[str, Any] = {}
+    for name, value in args.items():
+        if name in DURATION_FIELDS:
+            out[name] = _ns(value)
+        elif name in ("AllServers",):
+            continue
+        else:
+            out[name] = value
+    if method == "KVS.ListKeys":
+        out["Prefix"] = out.pop("Key", "")
+        out["Seperator"] = out.pop("Separator", "")
+    elif method == "Internal.KeyringOperation":
+        out["Operation"] = out.pop("Op", "")
+        if out.get("Key") is None:
+            out["Key"] = ""
+    return out
