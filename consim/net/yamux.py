@@ -251,7 +251,7 @@ class Session:
                 self.stats["yamux_frames_in"] += 1
                 if version != VERSION:
                     raise self._protocol_error("invalid protocol version", go_away=False)
-                if kind == TYPE_DATA or kind == TYPE_WINDOW_UPDATE:
+                if kind in (TYPE_DATA, TYPE_WINDOW_UPDATE):
                     self._on_stream_header(kind, flags, stream_id, length, events)
                 elif kind == TYPE_PING:
                     self.stats["yamux_pings"] += 1
