@@ -146,6 +146,8 @@ class _SimConn:
         if self._closed:
             return
         self._closed = True
+        if not self.net.running:
+            return  # the network is gone (teardown): nobody is left to tell
         self.net._conn_send(self, None)
         self.net._conn_lost_later(self)
 

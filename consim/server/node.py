@@ -40,6 +40,7 @@ from consim.raft.core import FollowerReplication, RaftCore, new_node_id
 from consim.raft.messages import Message
 from consim.raft.types import Configuration, Role
 from consim.server import startup
+from consim.server import rpc_listener
 from consim.server.forwarding import Forwarder
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
@@ -240,6 +241,9 @@ class ServerNode:
             # fail_server cancels this scope: the incarnation ends like a crash.
             with trio.CancelScope() as self._run_scope:
                 self.raft_transport.start()
+                rpc_listener.register(
+                    self, self.net.port_mux(self.address), self.net.stats[self.address]
+                )
                 async with trio.open_nursery() as nursery:
                     await nursery.start(
                         functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),

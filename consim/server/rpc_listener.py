@@ -29,6 +29,7 @@ import trio
 from consim.net.framing import DEFAULT_READ_TIMEOUT, MAX_FRAME
 from consim.net.msgpackrpc import ProtocolError, Request, ServerCodec
 from consim.net.network import INTERNAL_ERROR, RpcError
+from consim.net.portmux import RPC_CONSUL, RPC_MULTIPLEX_V2, PortMux
 from consim.net.yamux_conn import serve_yamux
 from consim.server.interface import Server
 from consim.server.rpc_structs import BadArgs, UnknownMethod, decode_args, encode_reply
@@ -128,3 +129,17 @@ async def handle_multiplex_v2(
         await handle_consul_conn(sub, server, stats, read_timeout=read_timeout)
 
     await serve_yamux(stream, on_stream, stats, initial=initial)
+
+
+def register(server: Server, mux: PortMux, stats: Counter[str]) -> None:
+    """Serve Consul's RPC on ``mux`` (the server port's first-byte registry): byte 0 plain,
+    byte 4 inside yamux."""
+
+    async def consul(stream: trio.abc.Stream, peer: str, local: str) -> None:
+        await handle_consul_conn(stream, server, stats)
+
+    async def multiplex(stream: trio.abc.Stream, peer: str, local: str) -> None:
+        await handle_multiplex_v2(stream, server, stats)
+
+    mux.register_stream(RPC_CONSUL, consul)
+    mux.register_stream(RPC_MULTIPLEX_V2, multiplex)
