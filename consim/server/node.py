@@ -39,8 +39,7 @@ from consim.raft.config import RaftConfig
 from consim.raft.core import FollowerReplication, RaftCore, new_node_id
 from consim.raft.messages import Message
 from consim.raft.types import Configuration, Role
-from consim.server import startup
-from consim.server import rpc_listener
+from consim.server import rpc_listener, startup
 from consim.server.forwarding import Forwarder
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
