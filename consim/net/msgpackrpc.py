@@ -50,9 +50,10 @@ def _go_order(obj: Any) -> Any:
     return obj
 
 
-def go_pack(obj: Any) -> bytes:
-    """One value as Consul's codec writes it (raises TypeError if not encodable)."""
-    return msgpack.packb(_go_order(obj), use_bin_type=False)
+def go_pack(obj: Any, *, sort: bool = True) -> bytes:
+    """One value as Consul's codec writes it (raises TypeError if not encodable); ``sort=False``
+    keeps dict order (consim's own shapes, not Go structs)."""
+    return msgpack.packb(_go_order(obj) if sort else obj, use_bin_type=False)
 
 
 def raw_bytes(value: Any) -> bytes | None:
@@ -176,10 +177,10 @@ class ServerCodec:
         return out
 
     @staticmethod
-    def response(seq: int, method: str, error: str, body: Any) -> bytes:
+    def response(seq: int, method: str, error: str, body: Any, *, sort: bool = True) -> bytes:
         """A response; with an ``error`` the body is Go's ``invalidRequest`` (an empty map)."""
         header = {"Error": error, "Seq": seq, "ServiceMethod": method}
-        return go_pack(header) + go_pack({} if error else body)
+        return go_pack(header) + go_pack({} if error else body, sort=sort)
 
 
 class ClientCodec:
@@ -190,8 +191,8 @@ class ClientCodec:
         self._header: tuple[int, str, str] | None = None
 
     @staticmethod
-    def request(seq: int, method: str, args: Any) -> bytes:
-        return go_pack({"Seq": seq, "ServiceMethod": method}) + go_pack(args)
+    def request(seq: int, method: str, args: Any, *, sort: bool = True) -> bytes:
+        return go_pack({"Seq": seq, "ServiceMethod": method}) + go_pack(args, sort=sort)
 
     @property
     def partial(self) -> bool:

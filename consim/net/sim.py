@@ -842,6 +842,9 @@ class SimNetwork(Network):
         for end in [e for e in self._conns.values() if e.local == address]:
             if not end._closed and self.running:
                 end._closed = True
+                if not self.running:
+                    end.lost()  # teardown: the network is gone, nobody is left to tell
+                    continue
                 self._send(end.local, end.peer, (end.cid, not end.dialer, None), _TO_CONN)  # type: ignore[arg-type]
             end.lost()
 

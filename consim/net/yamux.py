@@ -46,6 +46,13 @@ class StreamOpened:
 
 
 @dataclass(frozen=True)
+class StreamAccepted:
+    """The peer acknowledged a stream we opened (its ACK)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True)
 class StreamData:
     stream_id: int
     data: bytes
@@ -75,7 +82,9 @@ class GoneAway:
     code: int
 
 
-Event = StreamOpened | StreamData | StreamEnded | StreamReset | WindowOpened | GoneAway
+Event = (
+    StreamOpened | StreamAccepted | StreamData | StreamEnded | StreamReset | WindowOpened | GoneAway
+)
 
 
 def frame(kind: int, flags: int, stream_id: int, length: int, payload: bytes = b"") -> bytes:
@@ -93,6 +102,7 @@ class _Stream:
     fin_due: bool = False  # local close once pending is out
     local_closed: bool = False
     remote_closed: bool = False
+    awaiting_ack: bool = False  # opened by us, the peer has not acknowledged it yet
 
 
 class Session:
@@ -145,6 +155,7 @@ class Session:
         self._next_id += 2
         s = self._streams[stream_id] = _Stream(stream_id, recv_window=self.window)
         s.flags_due = FLAG_SYN
+        s.awaiting_ack = True
         self._window_update(s, 0)
         return stream_id
 
@@ -327,6 +338,9 @@ class Session:
         events.append(StreamOpened(stream_id))
 
     def _flags_in(self, s: _Stream, flags: int, events: list[Event]) -> None:
+        if flags & FLAG_ACK and s.awaiting_ack:
+            s.awaiting_ack = False
+            events.append(StreamAccepted(s.stream_id))
         if flags & FLAG_RST:
             self._streams.pop(s.stream_id, None)
             events.append(StreamReset(s.stream_id))

@@ -198,6 +198,7 @@ class ServerNode:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """One incarnation of the server: runs until cancelled (crash) or stopped."""
         self._reset_volatile()
+        self.forwarder.reset_pool()  # a new process: no connections from the last one
         self.incarnation += 1
         self.failure = None
         incarnation = self.incarnation
@@ -265,6 +266,7 @@ class ServerNode:
             timer.disarm()
             if self.incarnation == incarnation:
                 self.raft_transport.stop()
+                self.forwarder.pool.close()
             storage.close()
             if self.incarnation == incarnation:
                 self.running = False
@@ -438,7 +440,7 @@ class ServerNode:
         return await self.forwarder.forward_dc(method, args, datacenter)
 
     async def call(self, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
-        return await self.net.call(self.address, address, method, args, timeout=timeout)
+        return await self.forwarder.call(address, method, args, timeout)
 
     def _on_gossip_event(self, pool: GossipPool, event: GossipEvent) -> None:
         if event.kind == "user_event" and pool is self.lan_pool:

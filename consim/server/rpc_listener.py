@@ -32,7 +32,13 @@ from consim.net.network import INTERNAL_ERROR, RpcError
 from consim.net.portmux import RPC_CONSUL, RPC_MULTIPLEX_V2, PortMux
 from consim.net.yamux_conn import serve_yamux
 from consim.server.interface import Server
-from consim.server.rpc_structs import BadArgs, UnknownMethod, decode_args, encode_reply
+from consim.server.rpc_structs import (
+    BadArgs,
+    UnknownMethod,
+    decode_args,
+    encode_reply,
+    sorted_on_wire,
+)
 
 _RECV = 64 * 1024
 
@@ -44,7 +50,7 @@ async def serve_request(
     stats["consul_rpc_requests"] += 1
     respond = ServerCodec.response
     try:
-        endpoint, args = decode_args(request.method, request.body)
+        args = decode_args(request.method, request.body)
     except UnknownMethod as exc:
         stats["consul_rpc_bad_method"] += 1
         return respond(request.seq, request.method, str(exc), None), True
@@ -54,8 +60,10 @@ async def serve_request(
     if server.paused:
         await server.wait_resumed()
     try:
-        reply = await server.rpc(endpoint, args)
-        return respond(request.seq, request.method, "", encode_reply(request.method, reply)), False
+        reply = await server.rpc(request.method, args)
+        body = encode_reply(request.method, reply)
+        sort = sorted_on_wire(request.method)
+        return respond(request.seq, request.method, "", body, sort=sort), False
     except RpcError as exc:
         stats["consul_rpc_errors"] += 1
         return respond(request.seq, request.method, exc.message, None), False

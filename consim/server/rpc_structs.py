@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from consim.golike import format_duration
+from consim.golike import format_duration, parse_duration
 from consim.net.msgpackrpc import ProtocolError, raw_bytes
+from consim.server.endpoints import HANDLERS
 
 NS_PER_SECOND = 1_000_000_000
 MAX_INT64 = 2**63 - 1
@@ -117,6 +118,20 @@ def _args_empty(body: Any) -> dict[str, Any]:
 
 def _args_dc(body: Any) -> dict[str, Any]:
     return _query_options(_map(body, "structs.DCSpecificRequest"))
+
+
+def _args_peers(body: Any) -> dict[str, Any]:
+    b = _map(body, "structs.DCSpecificRequest")
+    # Consul lists every server; consim's own HTTP API asks for voters (AllServers false).
+    every = b.get("AllServers")
+    _check(every is None or isinstance(every, bool), "AllServers", "bool", every)
+    return {**_query_options(b), "AllServers": True if every is None else every}
+
+
+def _args_passthrough(body: Any) -> dict[str, Any]:
+    """consim's own shape (methods no Go client is tested with): durations converted only."""
+    b = _map(body, "struct")
+    return {**b, **_query_options(b)}
 
 
 def _args_key(body: Any) -> dict[str, Any]:
@@ -289,32 +304,130 @@ def _reply_keyring(reply: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Responses": responses or None}
 
 
+# ---- replies back into the endpoints' shapes (consim calling consim) -------------------------
+def _seconds(ns: Any) -> float:
+    return int(ns or 0) / NS_PER_SECOND
+
+
+def _meta_back(reply: dict[str, Any]) -> dict[str, Any]:
+    meta = {
+        "Index": int(reply.get("Index") or 0),
+        "LastContact": _seconds(reply.get("LastContact")),
+        "KnownLeader": bool(reply.get("KnownLeader")),
+        "ConsistencyLevel": str(reply.get("ConsistencyLevel") or ""),
+    }
+    if reply.get("ResultsFilteredByACLs"):
+        meta["ResultsFilteredByACLs"] = True
+    return meta
+
+
+def _back_ping(reply: Any) -> bool:
+    return True
+
+
+def _back_peers(reply: Any) -> list[str]:
+    return list(reply or [])
+
+
+def _back_raft_stats(reply: dict[str, Any]) -> dict[str, Any]:
+    text = str(reply.get("LastContact") or "never")
+    contact = -1.0 if text == "never" else 0.0 if text == "0" else parse_duration(text)
+    return {
+        "LastTerm": int(reply.get("LastTerm") or 0),
+        "LastIndex": int(reply.get("LastIndex") or 0),
+        "LastContact": contact,
+    }
+
+
+def _back_configuration(reply: dict[str, Any]) -> dict[str, Any]:
+    keys = ("ID", "Node", "Address", "Leader", "ProtocolVersion", "Voter", "LastIndex")
+    servers = [{k: s.get(k) for k in keys} for s in reply.get("Servers") or []]
+    return {"Servers": servers, "Index": int(reply.get("Index") or 0)}
+
+
+def _back_kvs_apply(reply: Any) -> dict[str, Any]:
+    return {"Result": bool(reply), "Index": 0}
+
+
+def _back_entry(e: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "LockIndex": int(e.get("LockIndex") or 0),
+        "Key": e.get("Key", ""),
+        "Flags": int(e.get("Flags") or 0),
+        "Value": raw_bytes(e.get("Value")),
+        "CreateIndex": int(e.get("CreateIndex") or 0),
+        "ModifyIndex": int(e.get("ModifyIndex") or 0),
+    }
+    if e.get("Session"):
+        out["Session"] = e["Session"]
+    return out
+
+
+def _back_entries(reply: dict[str, Any]) -> dict[str, Any]:
+    entries = [_back_entry(e) for e in reply.get("Entries") or []]
+    return {
+        "Entries": entries,
+        "Index": int(reply.get("Index") or 0),
+        "QueryMeta": _meta_back(reply),
+    }
+
+
+def _back_keys(reply: dict[str, Any]) -> dict[str, Any]:
+    keys = list(reply.get("Keys") or [])
+    return {"Keys": keys, "Index": int(reply.get("Index") or 0), "QueryMeta": _meta_back(reply)}
+
+
+def _back_keyring(reply: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for r in reply.get("Responses") or []:
+        entry = {
+            "WAN": bool(r.get("WAN")),
+            "Datacenter": r.get("Datacenter", ""),
+            "Segment": r.get("Segment", ""),
+            "Keys": dict(r.get("Keys") or {}),
+            "PrimaryKeys": dict(r.get("PrimaryKeys") or {}),
+            "NumNodes": int(r.get("NumNodes") or 0),
+            "Error": r.get("Error") or "",
+        }
+        if r.get("Messages"):
+            entry["Messages"] = dict(sorted(r["Messages"].items()))
+        out.append(entry)
+    return out
+
+
 @dataclass(frozen=True)
 class Method:
-    """One RPC method as Consul serves it: its wire struct in, the endpoint's name, and the
-    reply struct out."""
+    """One RPC method as Consul serves it: its wire struct in, the reply struct out, and the
+    way back into the endpoint's reply (for consim's own calls)."""
 
     args: Callable[[Any], dict[str, Any]]
     reply: Callable[[Any], Any]
-    endpoint: str = ""  # the consim endpoint, when it differs from the wire name
-    extra: tuple[tuple[str, Any], ...] = ()  # fixed endpoint arguments
+    back: Callable[[Any], Any] = _reply_same
+    # consim's own shape on the wire, in the endpoint's order (not Consul's sorted structs)
+    passthrough: bool = False
 
+
+_PASS = Method(_args_passthrough, _reply_same, passthrough=True)
 
 METHODS: dict[str, Method] = {
-    "Status.Ping": Method(_args_empty, _reply_empty),
+    "Status.Ping": Method(_args_empty, _reply_empty, _back_ping),
     "Status.Leader": Method(_args_dc, _reply_same),
     # Consul's Status.Peers lists every server of the Raft configuration, non-voters too.
-    "Status.Peers": Method(_args_dc, _reply_peers, extra=(("AllServers", True),)),
-    "Status.RaftStats": Method(_args_empty, _reply_raft_stats),
-    "Operator.RaftGetConfiguration": Method(_args_dc, _reply_configuration),
+    "Status.Peers": Method(_args_peers, _reply_peers, _back_peers),
+    "Status.RaftStats": Method(_args_empty, _reply_raft_stats, _back_raft_stats),
+    "Operator.RaftGetConfiguration": Method(_args_dc, _reply_configuration, _back_configuration),
     "Operator.RaftRemovePeerByAddress": Method(_args_remove_peer, _reply_empty),
     "Operator.RaftRemovePeerByID": Method(_args_remove_peer, _reply_empty),
     "Operator.RaftTransferLeader": Method(_args_transfer_leader, _reply_same),
-    "KVS.Apply": Method(_args_kvs_apply, _reply_kvs_apply),
-    "KVS.Get": Method(_args_key, _reply_entries),
-    "KVS.List": Method(_args_key, _reply_entries),
-    "KVS.ListKeys": Method(_args_key_list, _reply_keys),
-    "Internal.KeyringOperation": Method(_args_keyring, _reply_keyring),
+    "KVS.Apply": Method(_args_kvs_apply, _reply_kvs_apply, _back_kvs_apply),
+    "KVS.Get": Method(_args_key, _reply_entries, _back_entries),
+    "KVS.List": Method(_args_key, _reply_entries, _back_entries),
+    "KVS.ListKeys": Method(_args_key_list, _reply_keys, _back_keys),
+    "Internal.KeyringOperation": Method(_args_keyring, _reply_keyring, _back_keyring),
+    "Operator.AutopilotGetConfiguration": _PASS,
+    "Operator.AutopilotSetConfiguration": _PASS,
+    "Operator.ServerHealth": _PASS,
+    "Operator.AutopilotState": _PASS,
 }
 
 
@@ -330,22 +443,34 @@ def lookup(method: str) -> Method:
     found = METHODS.get(method)
     if found is not None:
         return found
+    if method in HANDLERS:
+        return _PASS  # an endpoint with no Consul struct mapping yet: consim's own shapes
     if method[:dot] in CONSUL_SERVICES:
         raise UnknownMethod(f"rpc: can't find method {method}")
     raise UnknownMethod(f"rpc: can't find service {method}")
 
 
-def decode_args(method: str, body: Any) -> tuple[str, dict[str, Any]]:
-    """(endpoint name, endpoint arguments) for a request body; raises BadArgs/UnknownMethod."""
-    m = lookup(method)
-    args = m.args(body)
-    args.update(m.extra)
-    return m.endpoint or method, args
+def decode_args(method: str, body: Any) -> dict[str, Any]:
+    """The endpoint's arguments for a request body; raises BadArgs/UnknownMethod."""
+    return lookup(method).args(body)
 
 
 def encode_reply(method: str, reply: Any) -> Any:
     """The reply struct for what the endpoint returned."""
     return lookup(method).reply(reply)
+
+
+def decode_reply(method: str, reply: Any) -> Any:
+    """A reply struct from another server, back in the endpoint's shape."""
+    return lookup(method).back(reply)
+
+
+def sorted_on_wire(method: str) -> bool:
+    """False for the methods that carry consim's own shapes (kept in the endpoint's order)."""
+    found = METHODS.get(method)
+    if found is None:
+        return method not in HANDLERS
+    return not found.passthrough
 
 
 # ---- the client side: consim's own calls to other servers (forwarding) ------------------------
@@ -355,10 +480,10 @@ def encode_args(method: str, args: dict[str, Any]) -> dict[str, Any]:
     for name, value in args.items():
         if name in DURATION_FIELDS:
             out[name] = _ns(value)
-        elif name in ("AllServers",):
-            continue
         else:
             out[name] = value
+    if method == "Status.Peers":
+        out["AllServers"] = bool(args.get("AllServers"))
     if method == "KVS.ListKeys":
         out["Prefix"] = out.pop("Key", "")
         out["Seperator"] = out.pop("Separator", "")
