@@ -6,10 +6,11 @@ own: the net/rpc request (Consul's msgpack codec) goes out, the stream is closed
 response. The connection is the port mux's sans-IO kind (``Network.dial``), so the same bytes
 travel live and over the simulator's virtual links, with no task per connection or per call.
 
-Failures map to the network seam's errors (``consim.net.network``): nothing listening, or a
-session that died before the peer acknowledged the call's stream (yamux's ACK, sent before the
-request is handled) -> ``Unreachable`` (never handled: safe to retry, even a write); one that
-died after -> ``ConnectionLost`` (it may have been handled); no response within the timeout ->
+Failures map to the network seam's errors (``consim.net.network``): a connection dialed to an
+address nothing served, that never heard from the peer, or a stream the peer reset before
+acknowledging it -> ``Unreachable`` (never handled: safe to retry, even a write); a connection
+to a listening peer lost with the request sent -> ``ConnectionLost`` (it may have been handled;
+a read on a pooled session found dead is dialed again once); no response within the timeout ->
 ``RpcTimeout`` (the stream is reset); the response's ``Error`` -> ``RpcError`` with its text. A
 link that a fault black-holes is found out by timeout, as a dropped packet would be.
 """
@@ -45,9 +46,9 @@ class _Call:
         self.failure: Exception | None = None
         self.done = trio.Event()
 
-    def fail(self, dst: str) -> None:
+    def fail(self, dst: str, unreached: bool = False) -> None:
         if not self.done.is_set():
-            if self.accepted:
+            if self.accepted or not unreached:
                 self.failure = ConnectionLost(f"connection to {dst} lost")
             else:
                 self.failure = Unreachable(f"cannot reach {dst}")
@@ -63,6 +64,8 @@ class _Session:
         self.conn: MuxConn | None = None
         self.calls: dict[int, _Call] = {}
         self.dead = False
+        self.heard = False  # the peer ever sent a byte on this connection
+        self.refused = False  # nothing served the address when it was dialed
 
     def flush(self) -> None:
         data = self.yamux.data_to_send()
@@ -70,6 +73,7 @@ class _Session:
             self.conn.write(data)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = True
         try:
             events = self.yamux.receive_data(data)
         except YamuxError:
@@ -97,7 +101,7 @@ class _Session:
                     self._finish(ev.stream_id)
             elif isinstance(ev, StreamReset | StreamEnded):
                 self.calls.pop(ev.stream_id, None)
-                call.fail(self.dst)
+                call.fail(self.dst, unreached=isinstance(ev, StreamReset) and not call.accepted)
         self.flush()
 
     def _finish(self, stream_id: int, *, reset: bool = False) -> None:
@@ -115,8 +119,12 @@ class _Session:
         if self.conn is not None:
             self.conn.close()
         calls, self.calls = self.calls, {}
+        # Never reached: refused (nothing listened) and never heard from. A connection to a
+        # listening peer that dies with the request sent may have had it handled (a one-way
+        # fault can drop even the peer's acknowledgement).
+        unreached = self.refused and not self.heard
         for call in calls.values():
-            call.fail(self.dst)
+            call.fail(self.dst, unreached)
 
 
 class ConsulPool:
@@ -132,6 +140,7 @@ class ConsulPool:
         session = self._sessions.get(dst)
         if session is None or session.dead or session.yamux.closed:
             session = _Session(dst, self.net.stats[self.src])
+            session.refused = not self.net.serving(dst)
 
             def factory(conn: MuxConn) -> _Session:
                 session.conn = conn
@@ -142,9 +151,18 @@ class ConsulPool:
         return session
 
     async def call(
-        self, dst: str, method: str, args: Any, timeout: float, *, sort: bool = True
+        self,
+        dst: str,
+        method: str,
+        args: Any,
+        timeout: float,
+        *,
+        sort: bool = True,
+        idempotent: bool = False,
     ) -> Any:
-        """One RPC; the reply body as decoded (see the module docstring for the errors)."""
+        """One RPC; the reply body as decoded (see the module docstring for the errors).
+        ``idempotent`` (a read): a pooled session found dead under the call is dialed again
+        once, as Consul retries a read whose connection was lost."""
         net = self.net
         stats = net.stats[self.src]
         stats["calls_out"] += 1
@@ -172,9 +190,9 @@ class ConsulPool:
                 raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
             if call.failure is None:
                 break
-            if not fresh and not call.accepted and session.dead:
-                # A pooled session that had died while idle: the call never reached the peer,
-                # so dial again once (the old session's loss was still in flight).
+            if not fresh and session.dead and idempotent:
+                # A pooled session that had died while idle (its loss still in flight): dial
+                # again once.
                 fresh = True
                 continue
             stats["unreachable"] += 1
