@@ -6,9 +6,9 @@ own: the net/rpc request (Consul's msgpack codec) goes out, the stream is closed
 response. The connection is the port mux's sans-IO kind (``Network.dial``), so the same bytes
 travel live and over the simulator's virtual links, with no task per connection or per call.
 
-Failures map to the network seam's errors (``consim.net.network``): a connection dialed to an
-address nothing served, that never heard from the peer, or a stream the peer reset before
-acknowledging it -> ``Unreachable`` (never handled: safe to retry, even a write); a connection
+Failures map to the network seam's errors (``consim.net.network``): a connection that never
+heard from the peer and whose address nothing serves any more (refused), or a stream the peer
+reset before acknowledging it -> ``Unreachable`` (never handled: safe to retry, even a write); a connection
 to a listening peer lost with the request sent -> ``ConnectionLost`` (it may have been handled;
 a read on a pooled session found dead is dialed again once); no response within the timeout ->
 ``RpcTimeout`` (the stream is reset); the response's ``Error`` -> ``RpcError`` with its text. A
@@ -58,14 +58,14 @@ class _Call:
 class _Session:
     """One pooled connection: a yamux client session (the port mux's ConnHandler)."""
 
-    def __init__(self, dst: str, stats: Counter[str]) -> None:
+    def __init__(self, net: Network, dst: str, stats: Counter[str]) -> None:
+        self.net = net
         self.dst = dst
         self.yamux = Session(client=True, stats=stats)
         self.conn: MuxConn | None = None
         self.calls: dict[int, _Call] = {}
         self.dead = False
         self.heard = False  # the peer ever sent a byte on this connection
-        self.refused = False  # nothing served the address when it was dialed
 
     def flush(self) -> None:
         data = self.yamux.data_to_send()
@@ -119,10 +119,11 @@ class _Session:
         if self.conn is not None:
             self.conn.close()
         calls, self.calls = self.calls, {}
-        # Never reached: refused (nothing listened) and never heard from. A connection to a
-        # listening peer that dies with the request sent may have had it handled (a one-way
-        # fault can drop even the peer's acknowledgement).
-        unreached = self.refused and not self.heard
+        # Never reached: never heard from, and nothing serves the address (refused, or gone
+        # before it answered the open). A connection to a peer still listening that dies with
+        # the request sent may have had it handled (a one-way fault can drop even the peer's
+        # acknowledgement).
+        unreached = not self.heard and not self.net.serving(self.dst)
         for call in calls.values():
             call.fail(self.dst, unreached)
 
@@ -139,8 +140,7 @@ class ConsulPool:
     def _session(self, dst: str) -> _Session:
         session = self._sessions.get(dst)
         if session is None or session.dead or session.yamux.closed:
-            session = _Session(dst, self.net.stats[self.src])
-            session.refused = not self.net.serving(dst)
+            session = _Session(self.net, dst, self.net.stats[self.src])
 
             def factory(conn: MuxConn) -> _Session:
                 session.conn = conn

@@ -68,7 +68,14 @@ class Forwarder:
     async def call(self, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
         """One RPC to another server in Consul's format (its RPC port, yamux, net/rpc)."""
         wire = encode_args(method, args)
-        reply = await self.pool.call(address, method, wire, timeout, sort=sorted_on_wire(method))
+        reply = await self.pool.call(
+            address,
+            method,
+            wire,
+            timeout,
+            sort=sorted_on_wire(method),
+            idempotent=method in READ_METHODS or method in LOCAL_METHODS,
+        )
         return decode_reply(method, reply)
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
