@@ -51,9 +51,14 @@ def _go_order(obj: Any) -> Any:
 
 
 def go_pack(obj: Any, *, sort: bool = True) -> bytes:
-    """One value as Consul's codec writes it (raises TypeError if not encodable); ``sort=False``
-    keeps dict order (consim's own shapes, not Go structs)."""
-    return msgpack.packb(_go_order(obj) if sort else obj, use_bin_type=False)
+    """One value as Consul's codec writes it (raises TypeError if not encodable).
+
+    ``sort=False`` is for consim's own shapes (endpoints with no Consul struct mapping): dict
+    order kept and bytes as msgpack bin, so a bytes field stays bytes at the other end (every
+    decoder, Go's included, reads bin)."""
+    if not sort:
+        return msgpack.packb(obj, use_bin_type=True)
+    return msgpack.packb(_go_order(obj), use_bin_type=False)
 
 
 def raw_bytes(value: Any) -> bytes | None:
