@@ -47,10 +47,12 @@ from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
 from consim.server.raft_transport import READ_TIMEOUT, RaftTransport
+from consim.server.rpc_listener import tls_client
 from consim.server.session_ttl import SessionTimers
 from consim.server.user_events import UserEventLog
 from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
+from consim.tls.config import TLSConfig
 
 
 class ServerFailed(Exception):
@@ -73,6 +75,7 @@ class ServerNode:
         raft_protocol: int = 3,
         rpc_hold_timeout: float = 7.0,
         acl: ACLConfig | None = None,
+        tls: TLSConfig | None = None,
         data_dir: Path | None = None,
         directory: Callable[[], list[ServerSpec]] | None = None,
         encrypt: str | None = None,
@@ -92,6 +95,7 @@ class ServerNode:
         self.raft_protocol = raft_protocol
         self.raft_peers = raft_peers
         self.acl = acl or ACLConfig()
+        self.tls = tls if tls is not None and tls.enabled else None
         self.data_dir = data_dir
         self._storage_factory = storage_factory
         self.node_id = spec.node_id or new_node_id(rng)
@@ -242,8 +246,10 @@ class ServerNode:
             with trio.CancelScope() as self._run_scope:
                 self.raft_transport.start()
                 rpc_listener.register(
-                    self, self.net.port_mux(self.address), self.net.stats[self.address]
+                    self, self.net.port_mux(self.address), self.net.stats[self.address], self.tls
                 )
+                if self.tls is not None:
+                    self.net.outgoing_tls[self.address] = tls_client(self, self.tls)
                 async with trio.open_nursery() as nursery:
                     await nursery.start(
                         functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
@@ -431,6 +437,9 @@ class ServerNode:
 
     def member_names(self) -> dict[str, str]:
         return self.membership.member_names()
+
+    def directory_servers(self) -> list[ServerSpec]:
+        return self.membership.directory()
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""

@@ -22,6 +22,7 @@ Counters (the ``stats`` Counter given by the caller, the listener's): ``consul_r
 
 from __future__ import annotations
 
+import ssl
 from collections import Counter, deque
 
 import trio
@@ -29,7 +30,8 @@ import trio
 from consim.net.framing import DEFAULT_READ_TIMEOUT, MAX_FRAME
 from consim.net.msgpackrpc import ProtocolError, Request, ServerCodec
 from consim.net.network import INTERNAL_ERROR, RpcError
-from consim.net.portmux import RPC_CONSUL, RPC_MULTIPLEX_V2, PortMux
+from consim.net.portmux import RPC_CONSUL, RPC_MULTIPLEX_V2, RPC_TLS, PortMux
+from consim.net.tls import ClientWrapper, serve_tls
 from consim.net.yamux_conn import serve_yamux
 from consim.server.interface import Server
 from consim.server.rpc_structs import (
@@ -39,6 +41,7 @@ from consim.server.rpc_structs import (
     encode_reply,
     sorted_on_wire,
 )
+from consim.tls.config import TLSConfig
 
 _RECV = 64 * 1024
 
@@ -139,9 +142,12 @@ async def handle_multiplex_v2(
     await serve_yamux(stream, on_stream, stats, initial=initial)
 
 
-def register(server: Server, mux: PortMux, stats: Counter[str]) -> None:
+def register(
+    server: Server, mux: PortMux, stats: Counter[str], tls: TLSConfig | None = None
+) -> None:
     """Serve Consul's RPC on ``mux`` (the server port's first-byte registry): byte 0 plain,
-    byte 4 inside yamux."""
+    byte 4 inside yamux; with ``tls``, byte 3 (TLS, then any of them inside), and with its
+    verify_incoming nothing but TLS."""
 
     async def consul(stream: trio.abc.Stream, peer: str, local: str) -> None:
         await handle_consul_conn(stream, server, stats)
@@ -151,3 +157,40 @@ def register(server: Server, mux: PortMux, stats: Counter[str]) -> None:
 
     mux.register_stream(RPC_CONSUL, consul)
     mux.register_stream(RPC_MULTIPLEX_V2, multiplex)
+    if tls is None:
+        mux.unregister(RPC_TLS)
+        mux.refuse_plaintext(None)
+        return
+    ctx = tls.server_context(server.datacenter)
+
+    async def over_tls(stream: trio.abc.Stream, peer: str, local: str) -> None:
+        await serve_tls(stream, peer, local, mux, ctx, stats)
+
+    async def refuse(stream: trio.abc.Stream, peer: str, local: str) -> None:
+        # Consul: "Non-TLS connection attempted with VerifyIncoming set"
+        stats["tls_plaintext_refused"] += 1
+        server.events.emit(
+            server.name,
+            "tls_plaintext_refused",
+            {"peer": peer},
+            level="WARN",
+            subsystem="agent.server.rpc",
+            message="Non-TLS connection attempted with VerifyIncoming set",
+        )
+        await trio.aclose_forcefully(stream)
+
+    mux.register_stream(RPC_TLS, over_tls)
+    mux.refuse_plaintext(refuse if tls.verify_incoming else None)
+
+
+def tls_client(server: Server, tls: TLSConfig) -> ClientWrapper:
+    """How ``server`` dials its peers with TLS: its datacenter's certificate, and the peer's
+    ``server.<dc>.<domain>`` name checked with verify_server_hostname."""
+    datacenters = {s.rpc_address: s.datacenter for s in server.directory_servers()}
+
+    def ctx_for(dst: str) -> tuple[ssl.SSLContext, str | None]:
+        dc = datacenters.get(dst, server.datacenter)
+        hostname = tls.server_name(dc) if tls.verify_server_hostname else None
+        return tls.client_context(server.datacenter), hostname
+
+    return ClientWrapper(ctx_for, server.net.stats[server.address])
