@@ -26,9 +26,11 @@ IMPORTS = (
 HTTP_PORT = 18631
 
 
-async def go_calls(binary: Path, address: str, mode: str, calls: list[dict[str, Any]]) -> list:
+async def go_calls(
+    binary: Path, address: str, mode: str, calls: list[dict[str, Any]], *flags: str
+) -> list:
     done = await trio.run_process(
-        [str(binary), "-addr", address, "-mode", mode],
+        [str(binary), "-addr", address, "-mode", mode, *flags],
         stdin=json.dumps(calls).encode(),
         capture_stdout=True,
         capture_stderr=True,
@@ -168,4 +170,67 @@ async def test_go_consul_rpc_client_plain_and_yamux():
             assert out[0]["Error"] == "No cluster leader", (mode, out)
             assert out[1]["Error"] == "No cluster leader", (mode, out)
             assert out[2] == {"Error": "", "Reply": {}}
+        nursery.cancel_scope.cancel()
+
+
+async def test_go_client_over_tls_with_verify_incoming(tmp_path):
+    """Go's crypto/tls on byte 3 (Consul's pool with TLS), checking server.dc1.consul, against
+    servers with verify_incoming: served over TLS, a plaintext Go client is refused."""
+    from live_hosts import free_host_base
+
+    from consim.tls.certs import create_ca, create_cert
+    from consim.tls.config import TLSConfig
+
+    binary = await trio.to_thread.run_sync(build, PROGRAM, *IMPORTS)
+    ca = create_ca()
+    server = create_cert(ca, datacenter="dc1")
+    client = create_cert(ca, datacenter="dc1", kind="client")
+    for name, data in (("ca.pem", ca.cert), ("c.pem", client.cert), ("c-key.pem", client.key)):
+        (tmp_path / name).write_bytes(data)
+    tls = TLSConfig(
+        ca_pem=ca.cert,
+        certs=(("dc1", server.cert, server.key),),
+        verify_incoming=True,
+        verify_outgoing=True,
+        verify_server_hostname=True,
+    )
+    block = free_host_base([3], HTTP_PORT + 7)
+    spec = ClusterSpec(
+        seed=6, raft_multiplier=1, http_port=HTTP_PORT + 7, host_block=block, tls=tls
+    )
+    flags = ["-ca-file", str(tmp_path / "ca.pem"), "-cert-file", str(tmp_path / "c.pem")]
+    flags += ["-key-file", str(tmp_path / "c-key.pem")]
+    cluster, _events = start_live_cluster_parts(spec)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cluster.net.run)
+        await nursery.start(cluster.run)
+        leader = await cluster.wait_for_leader(within=15)
+        follower = next(n for n in cluster.servers.values() if n is not leader)
+        for mode in ("plain", "yamux"):
+            calls = [{"Op": "ping"}, {"Op": "leader"}, {"Op": "put", "Key": mode, "Value": "v"}]
+            with trio.fail_after(15):
+                while True:
+                    out = await go_calls(binary, follower.address, mode, calls, *flags)
+                    if out[2]["Error"] != "No cluster leader":
+                        break
+            assert out == [
+                {"Error": "", "Reply": {}},
+                {"Error": "", "Reply": leader.address},
+                {"Error": "", "Reply": True},
+            ], (mode, out)
+        # Checking for another datacenter's name fails the handshake at the Go side.
+        out = await go_calls(
+            binary,
+            leader.address,
+            "plain",
+            [{"Op": "ping"}],
+            *flags,
+            "-server-name",
+            "server.dc2.consul",
+        )
+        assert out[0]["Error"].startswith("tls: "), out
+        # Plaintext: refused and counted.
+        out = await go_calls(binary, leader.address, "plain", [{"Op": "ping"}])
+        assert out[0]["Error"] and out[0]["Reply"] is None, out
+        assert cluster.net.stats[leader.address]["tls_plaintext_refused"] >= 1
         nursery.cancel_scope.cancel()

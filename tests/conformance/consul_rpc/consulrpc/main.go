@@ -11,7 +11,10 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"io/ioutil"
 	"flag"
 	"fmt"
 	"net"
@@ -245,6 +248,10 @@ func do(call caller, c Call) Result {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8300", "server RPC address")
 	mode := flag.String("mode", "plain", "plain (byte 0, net/rpc Client) or yamux (byte 4, Consul's pool)")
+	caFile := flag.String("ca-file", "", "with -cert-file/-key-file: TLS first (byte 3), as Consul's pool")
+	certFile := flag.String("cert-file", "", "client certificate")
+	keyFile := flag.String("key-file", "", "client key")
+	serverName := flag.String("server-name", "server.dc1.consul", "name the server's certificate must carry")
 	flag.Parse()
 	var calls []Call
 	if err := json.NewDecoder(os.Stdin).Decode(&calls); err != nil {
@@ -255,6 +262,29 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dial:", err)
 		os.Exit(1)
+	}
+	if *caFile != "" {
+		// Consul's pool with TLS: byte RPCTLS, the handshake, then the mode's byte inside.
+		pem, err := ioutil.ReadFile(*caFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ca:", err)
+			os.Exit(2)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cert:", err)
+			os.Exit(2)
+		}
+		conn.Write([]byte{3}) // pool.RPCTLS
+		tconn := tls.Client(conn, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair},
+			ServerName: *serverName})
+		if err := tconn.Handshake(); err != nil {
+			json.NewEncoder(os.Stdout).Encode([]Result{{Error: "tls: " + err.Error()}})
+			return
+		}
+		conn = tconn
 	}
 	var call caller
 	switch *mode {
