@@ -127,3 +127,37 @@ async def test_live_cluster_with_verify_incoming_refuses_plaintext():
                 await trio.sleep(0.05)
         assert cluster.net.stats[leader.address]["tls_plaintext_refused"] == 1
         nursery.cancel_scope.cancel()
+
+
+SCENARIO = """
+name = "tls"
+seed = 3
+[cluster]
+datacenters = { dc1 = 3 }
+[cluster.tls]
+auto = true
+verify_incoming = true
+verify_outgoing = true
+verify_server_hostname = true
+[[step]]
+wait = "leader"
+within = "5s"
+[[step]]
+http = "PUT /v1/kv/color"
+body = "blue"
+on = "follower"
+expect = { status = 200, body = "true" }
+"""
+
+
+def test_scenario_with_tls_runs_in_virtual_time(tmp_path, capsys):
+    path = tmp_path / "tls.toml"
+    path.write_text(SCENARIO)
+    assert main(["run", str(path)]) == 0
+    first = capsys.readouterr().out
+    assert "==> PASS tls: 2/2 steps ok" in first
+    assert main(["run", str(path)]) == 0  # a fresh CA each run, the same trace
+    hashes = [
+        line for line in (first + capsys.readouterr().out).splitlines() if "trace hash" in line
+    ]
+    assert len(hashes) == 2 and hashes[0] == hashes[1]
