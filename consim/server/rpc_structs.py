@@ -407,7 +407,27 @@ class Method:
     passthrough: bool = False
 
 
-_PASS = Method(_args_passthrough, _reply_same, passthrough=True)
+_META_KEYS = ("Index", "LastContact", "KnownLeader", "ConsistencyLevel", "NotModified")
+
+
+def _reply_generic(reply: Any) -> Any:
+    """A query reply in consim's shape with Consul's QueryMeta flattened into it (ns)."""
+    if isinstance(reply, dict) and isinstance(reply.get("QueryMeta"), dict):
+        rest = {k: v for k, v in reply.items() if k not in ("QueryMeta", "Index")}
+        return {**rest, **_query_meta(reply["QueryMeta"])}
+    return reply
+
+
+def _back_generic(reply: Any) -> Any:
+    if isinstance(reply, dict) and "KnownLeader" in reply and "ConsistencyLevel" in reply:
+        rest = {
+            k: v for k, v in reply.items() if k not in _META_KEYS and k != "ResultsFilteredByACLs"
+        }
+        return {**rest, "Index": int(reply.get("Index") or 0), "QueryMeta": _meta_back(reply)}
+    return reply
+
+
+_PASS = Method(_args_passthrough, _reply_generic, _back_generic, passthrough=True)
 
 METHODS: dict[str, Method] = {
     "Status.Ping": Method(_args_empty, _reply_empty, _back_ping),

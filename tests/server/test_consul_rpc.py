@@ -248,3 +248,34 @@ def test_garbage_and_stalled_requests_close_the_connection_only():
         assert (await (await dial(c, leader.name)).call("Status.Ping", {})).error == ""
 
     run(body)
+
+
+def test_catalog_calls_with_consul_query_meta():
+    async def body(c):
+        leader, followers = await ready(c)
+        rpc = await dial(c, followers[0].name)
+        r = await rpc.call(
+            "Catalog.Register",
+            {
+                "Datacenter": "dc1",
+                "Node": "web1",
+                "Address": "10.0.0.5",
+                "Service": {"Service": "web", "Port": 80, "Tags": ["a"]},
+            },
+        )
+        assert (r.error, r.body) == ("", {})
+        r = await rpc.call("Catalog.ListDatacenters", {})
+        assert r.body == ["dc1"]
+        r = await rpc.call("Catalog.ListNodes", {"Datacenter": "dc1"})
+        assert r.error == ""
+        assert "web1" in [n["Node"] for n in r.body["Nodes"]]
+        # IndexedNodes embeds QueryMeta: flattened, LastContact in ns, no nested QueryMeta
+        assert "QueryMeta" not in r.body and r.body["KnownLeader"] is True
+        assert r.body["Index"] > 0 and isinstance(r.body["LastContact"], int)
+        r = await rpc.call("Catalog.ServiceNodes", {"ServiceName": "web"})
+        assert [(n["Node"], n["ServicePort"]) for n in r.body["ServiceNodes"]] == [("web1", 80)]
+        assert r.body["ConsistencyLevel"] == "leader"
+        r = await rpc.call("Catalog.Register", {"Node": "", "Address": "x"})
+        assert r.error == "Must provide node"
+
+    run(body)
