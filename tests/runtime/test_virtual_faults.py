@@ -187,11 +187,7 @@ def test_no_quorum_forwarded_call_fails_after_hold_timeout(hold: float, seed: in
         return took
 
     took, log = virtual(spec, body)
-<<<<<<< HEAD
     # (1e-9: the hold is a deadline; subtracting two virtual times may land one ulp short)
-=======
-    # (start + hold) - start may come out a rounding error under hold
->>>>>>> c80a083 (test_virtual_faults: the hold may come out a rounding error under itself ((start + hold) - start))
     assert hold - 1e-9 <= took <= hold + 0.05, f"seed={seed}: held {took:.4f}s, hold {hold}s"
     assert len(log.of_kind("kill")) == 2, f"seed={seed}"
 
