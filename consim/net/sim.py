@@ -737,8 +737,10 @@ class SimNetwork(Network):
         self._require_nursery()
         cid = next(self._conn_ids)
         tls = self.outgoing_tls.get(src)
+        wrapped = None
         if tls is not None:
-            first_byte, factory = tls(dst, first_byte, factory)
+            # TLS (consim.net.tls): the dialer gets the TLS end, the network the raw one.
+            first_byte, factory, wrapped = tls(dst, first_byte, factory)
         conn = _SimConn(self, cid, src, dst, True)
         self._conns[(cid, True)] = conn
         valid = valid_address(dst)
@@ -750,7 +752,7 @@ class SimNetwork(Network):
         if not valid:
             self.stats[src]["invalid_address"] += 1
             conn.close()
-        return conn
+        return conn if wrapped is None else wrapped
 
     async def open_stream(self, src: str, dst: str, first_byte: int) -> trio.abc.Stream:
         if not valid_address(dst):

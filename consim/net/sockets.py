@@ -324,8 +324,10 @@ class SocketNetwork(Network):
     def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:
         nursery = self._require_nursery()
         tls = self.outgoing_tls.get(src)
+        wrapped = None
         if tls is not None:
-            first_byte, factory = tls(dst, first_byte, factory)
+            # TLS (consim.net.tls): the dialer gets the TLS end, the network the raw one.
+            first_byte, factory, wrapped = tls(dst, first_byte, factory)
         conn = _LiveConn(self, src, dst)
         conn.queue += bytes([first_byte])  # ahead of whatever the handler writes (TLS: its hello)
         conn.handler = factory(conn)
@@ -338,7 +340,7 @@ class SocketNetwork(Network):
             conn.close()
         else:
             nursery.start_soon(self._dial_conn, conn)
-        return conn
+        return conn if wrapped is None else wrapped
 
     async def _dial_conn(self, conn: _LiveConn) -> None:
         src, dst = conn.local, conn.peer

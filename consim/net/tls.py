@@ -136,16 +136,19 @@ ContextFor = Callable[[str], tuple[ssl.SSLContext, str | None]]
 class ClientWrapper:
     """A ``Network.outgoing_tls`` entry: every dial from that address goes over TLS;
     ``ctx_for(dst)`` gives the context and the server name to check (None: not checked).
-    Called as ``(dst, first byte, factory) -> (byte to write, raw connection's factory)``."""
+    Called as ``(dst, first byte, factory) -> (byte to write, raw connection's factory, the
+    connection to hand back to the dialer)``."""
 
     def __init__(self, ctx_for: ContextFor, stats: Counter[str]) -> None:
         self.ctx_for = ctx_for
         self.stats = stats
 
-    def __call__(self, dst: str, first_byte: int, factory: Accept) -> tuple[int, Accept]:
+    def __call__(
+        self, dst: str, first_byte: int, factory: Accept
+    ) -> tuple[int, Accept, TlsClientConn]:
         ctx, hostname = self.ctx_for(dst)
         conn = TlsClientConn(ctx, hostname, first_byte, factory, self.stats)
-        return RPC_TLS, conn.attach
+        return RPC_TLS, conn.attach, conn
 
     async def wrap_stream(
         self, stream: trio.abc.Stream, dst: str, inner_byte: int
@@ -199,31 +202,37 @@ class _StreamConn:
         self._wake.set()
 
     async def run(self, handler: ConnHandler, first: bytes) -> None:
+        gone = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
         async def writer() -> None:
-            while True:
-                if self.queue:
-                    data, self.queue = bytes(self.queue), bytearray()
-                    await self.stream.send_all(data)
-                    continue
-                if self._closed:
-                    return
-                self._wake = trio.Event()
-                await self._wake.wait()
+            try:
+                while True:
+                    if self.queue:
+                        data, self.queue = bytes(self.queue), bytearray()
+                        await self.stream.send_all(data)
+                        continue
+                    if self._closed:
+                        return
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+            except gone:
+                self._closed = True
 
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(writer)
-                if first:
-                    handler.data_received(first)
-                while not self._closed:
-                    data = await self.stream.receive_some(65536)
-                    if not data:
-                        break
-                    handler.data_received(data)
+                try:
+                    if first:
+                        handler.data_received(first)
+                    while not self._closed:
+                        data = await self.stream.receive_some(65536)
+                        if not data:
+                            break
+                        handler.data_received(data)
+                except gone:
+                    pass  # the peer went away (a TLS close without close_notify included)
                 self._closed = True
                 self._wake.set()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
         finally:
             self._closed = True
             handler.connection_lost()

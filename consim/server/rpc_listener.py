@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ssl
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -149,11 +150,20 @@ def register(
     byte 4 inside yamux; with ``tls``, byte 3 (TLS, then any of them inside), and with its
     verify_incoming nothing but TLS."""
 
+    async def guarded(serve: Callable[[], Awaitable[None]], where: str) -> None:
+        # One connection's failure is that connection's: never the listener's (the simulator
+        # runs these in the listener's nursery).
+        try:
+            await serve()
+        except Exception as exc:
+            stats["consul_rpc_internal_errors"] += 1
+            server.contained_error(where, exc)
+
     async def consul(stream: trio.abc.Stream, peer: str, local: str) -> None:
-        await handle_consul_conn(stream, server, stats)
+        await guarded(lambda: handle_consul_conn(stream, server, stats), "consul rpc connection")
 
     async def multiplex(stream: trio.abc.Stream, peer: str, local: str) -> None:
-        await handle_multiplex_v2(stream, server, stats)
+        await guarded(lambda: handle_multiplex_v2(stream, server, stats), "yamux session")
 
     mux.register_stream(RPC_CONSUL, consul)
     mux.register_stream(RPC_MULTIPLEX_V2, multiplex)
@@ -164,7 +174,7 @@ def register(
     ctx = tls.server_context(server.datacenter)
 
     async def over_tls(stream: trio.abc.Stream, peer: str, local: str) -> None:
-        await serve_tls(stream, peer, local, mux, ctx, stats)
+        await guarded(lambda: serve_tls(stream, peer, local, mux, ctx, stats), "tls connection")
 
     async def refuse(stream: trio.abc.Stream, peer: str, local: str) -> None:
         # Consul: "Non-TLS connection attempted with VerifyIncoming set"
