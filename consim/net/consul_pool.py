@@ -220,6 +220,11 @@ class ConsulPool:
         session.flush()
         return session, stream_id, call
 
+    def live(self, dst: str) -> bool:
+        """True while a session to ``dst`` is open (a call would go out on it)."""
+        session = self._sessions.get(dst)
+        return session is not None and not session.dead and not session.yamux.closed
+
     def close(self) -> None:
         for session in self._sessions.values():
             session._die()
