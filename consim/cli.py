@@ -47,6 +47,13 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         acl = ACLConfig.load(Path(args.acl_file)) if args.acl_file else ACLConfig()
     except (ACLConfigError, OSError) as exc:
         raise UsageError(f"--acl-file: {exc}") from None
+    from consim.tls.cli import tls_from_args
+    from consim.tls.config import TLSConfigError
+
+    try:
+        tls = tls_from_args(args, [dc for dc, _ in datacenters])
+    except TLSConfigError as exc:
+        raise UsageError(str(exc)) from None
     return ClusterSpec(
         datacenters=datacenters,
         seed=args.seed,
@@ -55,6 +62,7 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         http_port=args.http_port,
         host_block=args.host_block,
         acl=acl,
+        tls=tls,
         encrypt=args.encrypt,
         http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
         snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
@@ -361,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="elections without pre-vote, as hashicorp/raft 1.1.2 nodes need",
     )
+    from consim.tls.cli import add_tls_options, register_tls_command
+
+    add_tls_options(up)
     up.set_defaults(func=cmd_up)
 
     ctl = sub.add_parser("ctl", help="act on a running 'consim up'")
@@ -397,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_ui_commands(sub)
     register_bench_command(sub)
     register_agent_command(sub)
+    register_tls_command(sub)
     return parser
 
 

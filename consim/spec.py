@@ -10,6 +10,7 @@ from typing import Any
 from consim.acl import ACLConfig
 from consim.raft.config import RaftConfig
 from consim.raft.types import Configuration
+from consim.tls.config import TLSConfig
 
 RPC_PORT = 8300
 SERF_LAN_PORT = 8301
@@ -133,6 +134,8 @@ class ClusterSpec:
     # another block lets a second live cluster (a test, a benchmark) share the machine.
     host_block: int = 0
     acl: ACLConfig = field(default_factory=ACLConfig)
+    # TLS on the server port (consim.tls.config); None = plaintext, as Consul without TLS.
+    tls: TLSConfig | None = None
     encrypt: str | None = None
     # Scales gossip intervals (1.0 = memberlist's defaults).
     gossip_scale: float = 1.0
@@ -182,6 +185,7 @@ class ClusterSpec:
             "raft_protocol": self.raft_protocol,
             "rpc_hold_timeout": self.rpc_hold_timeout,
             "acl": self.acl,
+            "tls": self.tls,
             "data_dir": self.data_dir,
             "encrypt": self.encrypt,
             "gossip_scale": self.gossip_scale,

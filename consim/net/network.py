@@ -169,6 +169,8 @@ class Network(abc.ABC):
         self._timer_wake = trio.Event()
         self.on_error: ErrorReporter | None = None
         self._muxes: dict[str, PortMux] = {}
+        # Dialing address -> TLS wrapper (consim.net.tls.client_wrapper): its dials go over TLS.
+        self.outgoing_tls: dict[str, Any] = {}
 
     def port_mux(self, address: str) -> PortMux:
         """The first-byte registry of the server port ``address`` (``consim.net.portmux``)."""

@@ -102,6 +102,8 @@ class PortMux:
 
     def __init__(self) -> None:
         self._handlers: dict[int, PortHandler] = {}
+        # verify_incoming (consim.net.tls): every first byte but TLS's gets this handler.
+        self._plaintext_gate: PortHandler | None = None
 
     def register(self, first_byte: int, accept: Accept) -> None:
         self._handlers[_byte(first_byte)] = PortHandler(first_byte, accept=accept)
@@ -113,7 +115,19 @@ class PortMux:
         self._handlers.pop(first_byte, None)
 
     def lookup(self, first_byte: int) -> PortHandler | None:
+        gate = self._plaintext_gate
+        if gate is not None and first_byte != RPC_TLS:
+            return gate
         return self._handlers.get(first_byte)
+
+    def lookup_inner(self, first_byte: int) -> PortHandler | None:
+        """The handler for a first byte read inside TLS (no plaintext gate)."""
+        return self._handlers.get(first_byte)
+
+    def refuse_plaintext(self, serve: StreamServe | None) -> None:
+        """With ``serve`` set, every connection not opened with RPC_TLS goes to it (Consul's
+        verify_incoming: it counts and closes); None lifts the gate."""
+        self._plaintext_gate = None if serve is None else PortHandler(-1, serve=serve)
 
     def __contains__(self, first_byte: object) -> bool:
         return first_byte in self._handlers

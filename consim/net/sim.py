@@ -113,7 +113,18 @@ class _SimConn:
     retransmission would); a cut link breaks the connection at both ends, as a black-holed TCP
     connection dies."""
 
-    __slots__ = ("net", "cid", "local", "peer", "dialer", "handler", "_closed", "_lost", "peer_end")
+    __slots__ = (
+        "net",
+        "cid",
+        "local",
+        "peer",
+        "dialer",
+        "handler",
+        "_closed",
+        "_lost",
+        "peer_end",
+        "arrived",
+    )
 
     def __init__(self, net: SimNetwork, cid: int, local: str, peer: str, dialer: bool) -> None:
         self.net = net
@@ -124,6 +135,7 @@ class _SimConn:
         self._closed = False
         self._lost = False
         self.peer_end: _SimConn | None = None
+        self.arrived = False  # dialer end: its first chunk reached the listener
 
     @property
     def closed(self) -> bool:
@@ -146,6 +158,8 @@ class _SimConn:
         if self._closed:
             return
         self._closed = True
+        if not self.net.running:
+            return  # the network is gone (teardown): nobody is left to tell
         self.net._conn_send(self, None)
         self.net._conn_lost_later(self)
 
@@ -722,16 +736,23 @@ class SimNetwork(Network):
     def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:
         self._require_nursery()
         cid = next(self._conn_ids)
+        tls = self.outgoing_tls.get(src)
+        wrapped = None
+        if tls is not None:
+            # TLS (consim.net.tls): the dialer gets the TLS end, the network the raw one.
+            first_byte, factory, wrapped = tls(dst, first_byte, factory)
         conn = _SimConn(self, cid, src, dst, True)
         self._conns[(cid, True)] = conn
+        valid = valid_address(dst)
+        if valid:
+            # The first byte leads, whatever the handler writes while it is made (TLS: its hello).
+            self.stats[src]["connections_dialed"] += 1
+            conn.write(bytes([first_byte]))
         conn.handler = factory(conn)
-        if not valid_address(dst):
+        if not valid:
             self.stats[src]["invalid_address"] += 1
             conn.close()
-            return conn
-        self.stats[src]["connections_dialed"] += 1
-        conn.write(bytes([first_byte]))
-        return conn
+        return conn if wrapped is None else wrapped
 
     async def open_stream(self, src: str, dst: str, first_byte: int) -> trio.abc.Stream:
         if not valid_address(dst):
@@ -809,6 +830,12 @@ class SimNetwork(Network):
     def _accept_conn(self, cid: int, src: str, dst: str, payload: bytes) -> _SimConn | None:
         """A new connection's first bytes reached ``dst``: its first byte picks the handler."""
         dialer = self._conns.get((cid, True))
+        if dialer is not None:
+            if dialer.arrived:
+                # A later chunk of a connection whose listening end is gone (closed, or a
+                # restarted server's old connection): TCP would reset it, never open a new one.
+                return None
+            dialer.arrived = True
         listener = self._rpc.get(dst)
         stats = self.stats[dst]
         entry = self.port_mux(dst).lookup(payload[0]) if listener is not None else None
@@ -840,6 +867,9 @@ class SimNetwork(Network):
         for end in [e for e in self._conns.values() if e.local == address]:
             if not end._closed and self.running:
                 end._closed = True
+                if not self.running:
+                    end.lost()  # teardown: the network is gone, nobody is left to tell
+                    continue
                 self._send(end.local, end.peer, (end.cid, not end.dialer, None), _TO_CONN)  # type: ignore[arg-type]
             end.lost()
 

@@ -203,9 +203,14 @@ class SocketNetwork(Network):
         with trio.fail_after(self.connect_timeout):
             stream = await trio.open_tcp_stream(host, port)
         try:
+            tls = self.outgoing_tls.get(src)
+            if tls is not None:
+                return await tls.wrap_stream(stream, dst, RPC_CONSIM)
             await stream.send_all(bytes([RPC_CONSIM]))
-        except BaseException:
+        except BaseException as exc:
             await trio.aclose_forcefully(stream)
+            if isinstance(exc, trio.BrokenResourceError):
+                raise OSError(f"TLS handshake with {dst} failed") from None
             raise
         return stream
 
@@ -318,9 +323,14 @@ class SocketNetwork(Network):
 
     def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:
         nursery = self._require_nursery()
+        tls = self.outgoing_tls.get(src)
+        wrapped = None
+        if tls is not None:
+            # TLS (consim.net.tls): the dialer gets the TLS end, the network the raw one.
+            first_byte, factory, wrapped = tls(dst, first_byte, factory)
         conn = _LiveConn(self, src, dst)
+        conn.queue += bytes([first_byte])  # ahead of whatever the handler writes (TLS: its hello)
         conn.handler = factory(conn)
-        conn.queue += bytes([first_byte])
         stats = self.stats[src]
         if not valid_address(dst):
             stats["invalid_address"] += 1
@@ -330,7 +340,7 @@ class SocketNetwork(Network):
             conn.close()
         else:
             nursery.start_soon(self._dial_conn, conn)
-        return conn
+        return conn if wrapped is None else wrapped
 
     async def _dial_conn(self, conn: _LiveConn) -> None:
         src, dst = conn.local, conn.peer
@@ -372,6 +382,13 @@ class SocketNetwork(Network):
                 stream = await trio.open_tcp_stream(host, port, local_address=local)
         except (OSError, trio.TooSlowError) as exc:
             raise Unreachable(f"cannot connect to {dst}: {exc}") from None
+        tls = self.outgoing_tls.get(src)
+        if tls is not None:
+            try:
+                return await tls.wrap_stream(stream, dst, first_byte)
+            except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+                await trio.aclose_forcefully(stream)
+                raise Unreachable(f"TLS handshake with {dst} failed: {exc}") from None
         await stream.send_all(bytes([first_byte]))
         return stream
 

@@ -148,6 +148,8 @@ class ClusterSettings:
     pre_vote: bool = True
     # A static initial Raft configuration (peers.json format), see ClusterSpec.raft_peers.
     raft_peers: Configuration | None = None
+    # [cluster.tls]: TLS on the server port (consim.tls.config.TLSConfig), None = plaintext
+    tls: Any = None
 
     def server_names(self) -> list[str]:
         return [f"{dc}-s{k}" for dc, n in self.datacenters for k in range(1, n + 1)]

@@ -89,6 +89,7 @@ _CLUSTER_KEYS = frozenset(
         "network",
         "pre_vote",
         "raft_peers",
+        "tls",
     }
 )
 _NETWORK_KEYS = (
@@ -206,6 +207,18 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
     with c.collect():
         if "raft_peers" in obj:
             s.raft_peers = _raft_peers(c, obj["raft_peers"])
+    if "tls" in obj:
+        from consim.tls.config import TLSConfig, TLSConfigError
+
+        try:
+            s.tls = TLSConfig.from_dict(
+                obj["tls"],
+                datacenters=[dc for dc, _ in s.datacenters],
+                base=c.path.parent,
+                source=f"{c.path}: [cluster.tls]",
+            )
+        except TLSConfigError as exc:
+            c.errors.append(str(exc))
     acl_obj = obj.get("acl", top_acl)
     if acl_obj is not None:
         try:

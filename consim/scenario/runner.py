@@ -148,6 +148,7 @@ def cluster_spec(
         http_port=http_port,
         host_block=host_block,
         acl=c.acl,
+        tls=c.tls,
         encrypt=c.encrypt,
         snapshot_threshold=c.snapshot_threshold,
         trailing_logs=c.trailing_logs,

@@ -12,11 +12,13 @@ from typing import Any
 
 import trio
 
+from consim.net.consul_pool import ConsulPool
 from consim.net.network import ConnectionLost, Network, RpcError, RpcTimeout, Unreachable
 from consim.server.endpoints import HANDLERS, Handler
 from consim.server.endpoints.registry import LOCALS, READS
 from consim.server.interface import Server
 from consim.server.raft_driver import ERR_NOT_LEADER
+from consim.server.rpc_structs import decode_reply, encode_args, sorted_on_wire
 from consim.structs import JITTER_FRACTION
 
 # Consul's error texts.
@@ -56,6 +58,25 @@ class Forwarder:
         self.server = server
         self.net = net
         self.hold_timeout = hold_timeout
+        self.pool = ConsulPool(net, server.address)
+
+    def reset_pool(self) -> None:
+        """Drop every pooled connection (a crash or restart: the next calls dial again)."""
+        self.pool.close()
+        self.pool = ConsulPool(self.net, self.server.address)
+
+    async def call(self, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
+        """One RPC to another server in Consul's format (its RPC port, yamux, net/rpc)."""
+        wire = encode_args(method, args)
+        reply = await self.pool.call(
+            address,
+            method,
+            wire,
+            timeout,
+            sort=sorted_on_wire(method),
+            idempotent=method in READ_METHODS or method in LOCAL_METHODS,
+        )
+        return decode_reply(method, reply)
 
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""
@@ -89,9 +110,7 @@ class Forwarder:
             leader = server.leader_address()
             if leader and leader != server.address:
                 try:
-                    return await self.net.call(
-                        server.address, leader, method, args, timeout=rpc_timeout(args)
-                    )
+                    return await self.call(leader, method, args, timeout=rpc_timeout(args))
                 except ConnectionLost:
                     # The leader died while handling it: a write may be committed anyway (the
                     # next leader has it), so retrying would apply it twice. Consul answers so.
@@ -125,7 +144,7 @@ class Forwarder:
             timeout = min(timeout, self.hold_timeout)
         for address in order:
             try:
-                return await self.net.call(server.address, address, method, args, timeout=timeout)
+                return await self.call(address, method, args, timeout=timeout)
             except ConnectionLost:
                 # That server may have handled it: another one would apply a write again. Reads,
                 # status and keyring operations (idempotent) may go to the next server.

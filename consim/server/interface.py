@@ -19,6 +19,7 @@ from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool, PoolHost
 from consim.server.session_ttl import SessionTimers
 from consim.server.user_events import UserEventLog
+from consim.spec import ServerSpec
 
 
 class Server(PoolHost, Protocol):
@@ -92,6 +93,12 @@ class Server(PoolHost, Protocol):
 
     async def forward_dc(self, method: str, args: dict[str, Any], datacenter: str) -> Any:
         """Send an RPC to a server of another datacenter."""
+
+    def directory_servers(self) -> list[ServerSpec]:
+        """Every server the cluster's static directory knows (all datacenters)."""
+
+    async def rpc(self, method: str, args: dict[str, Any]) -> Any:
+        """Consul's ``Server.RPC``: serve here, or forward to the leader or another datacenter."""
 
     async def call(self, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
         """One RPC from this server to ``address``."""

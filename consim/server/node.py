@@ -39,7 +39,7 @@ from consim.raft.config import RaftConfig
 from consim.raft.core import FollowerReplication, RaftCore, new_node_id
 from consim.raft.messages import Message
 from consim.raft.types import Configuration, Role
-from consim.server import startup
+from consim.server import rpc_listener, startup
 from consim.server.forwarding import Forwarder
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
@@ -47,10 +47,12 @@ from consim.server.leader import LeaderDuties
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
 from consim.server.raft_transport import READ_TIMEOUT, RaftTransport
+from consim.server.rpc_listener import tls_client
 from consim.server.session_ttl import SessionTimers
 from consim.server.user_events import UserEventLog
 from consim.spec import ServerSpec
 from consim.storage.base import RaftStorage
+from consim.tls.config import TLSConfig
 
 
 class ServerFailed(Exception):
@@ -73,6 +75,7 @@ class ServerNode:
         raft_protocol: int = 3,
         rpc_hold_timeout: float = 7.0,
         acl: ACLConfig | None = None,
+        tls: TLSConfig | None = None,
         data_dir: Path | None = None,
         directory: Callable[[], list[ServerSpec]] | None = None,
         encrypt: str | None = None,
@@ -92,6 +95,7 @@ class ServerNode:
         self.raft_protocol = raft_protocol
         self.raft_peers = raft_peers
         self.acl = acl or ACLConfig()
+        self.tls = tls if tls is not None and tls.enabled else None
         self.data_dir = data_dir
         self._storage_factory = storage_factory
         self.node_id = spec.node_id or new_node_id(rng)
@@ -198,6 +202,7 @@ class ServerNode:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """One incarnation of the server: runs until cancelled (crash) or stopped."""
         self._reset_volatile()
+        self.forwarder.reset_pool()  # a new process: no connections from the last one
         self.incarnation += 1
         self.failure = None
         incarnation = self.incarnation
@@ -240,6 +245,11 @@ class ServerNode:
             # fail_server cancels this scope: the incarnation ends like a crash.
             with trio.CancelScope() as self._run_scope:
                 self.raft_transport.start()
+                rpc_listener.register(
+                    self, self.net.port_mux(self.address), self.net.stats[self.address], self.tls
+                )
+                if self.tls is not None:
+                    self.net.outgoing_tls[self.address] = tls_client(self, self.tls)
                 async with trio.open_nursery() as nursery:
                     await nursery.start(
                         functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
@@ -262,6 +272,7 @@ class ServerNode:
             timer.disarm()
             if self.incarnation == incarnation:
                 self.raft_transport.stop()
+                self.forwarder.pool.close()
             storage.close()
             if self.incarnation == incarnation:
                 self.running = False
@@ -429,6 +440,9 @@ class ServerNode:
     def member_names(self) -> dict[str, str]:
         return self.membership.member_names()
 
+    def directory_servers(self) -> list[ServerSpec]:
+        return self.membership.directory()
+
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         """Consul's ``Server.RPC``: forward to another datacenter or to the leader, or serve."""
         return await self.forwarder.rpc(method, args)
@@ -437,7 +451,7 @@ class ServerNode:
         return await self.forwarder.forward_dc(method, args, datacenter)
 
     async def call(self, address: str, method: str, args: dict[str, Any], timeout: float) -> Any:
-        return await self.net.call(self.address, address, method, args, timeout=timeout)
+        return await self.forwarder.call(address, method, args, timeout)
 
     def _on_gossip_event(self, pool: GossipPool, event: GossipEvent) -> None:
         if event.kind == "user_event" and pool is self.lan_pool:

@@ -171,9 +171,9 @@ async def test_live_faults_pause_block_delay_loss_hold_and_stop() -> None:
         # retried until the hold timeout.
         survivor = next(n for n in cluster.servers.values() if n.running and n is not leader)
         cluster.kill(leader.name)
-        pool = cluster.net.pool  # type: ignore[attr-defined]
+        pool = survivor.forwarder.pool  # Consul's RPC pool: one yamux session per peer
         await wait_until(
-            lambda: pool.live(survivor.address, leader.address) is None,
+            lambda: not pool.live(leader.address),
             5,
             "the survivor to see its connection to the killed leader close",
         )

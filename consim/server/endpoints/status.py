@@ -20,8 +20,13 @@ async def status_leader(node: Server, args: dict[str, Any]) -> str:
 
 @endpoint("Status.Peers")
 async def status_peers(node: Server, args: dict[str, Any]) -> list[str]:
+    # Consul's RPC lists every server of the configuration (its wire layer asks for that with
+    # AllServers); the HTTP API's /v1/status/peers shows the voters.
     core = node.raft()
-    return [s.address for s in core.latest_configuration.servers if s.is_voter]
+    servers = core.latest_configuration.servers
+    if args.get("AllServers"):
+        return [s.address for s in servers]
+    return [s.address for s in servers if s.is_voter]
 
 
 @endpoint("Status.RaftStats")
