@@ -24,6 +24,13 @@ KV_MAX_VALUE_SIZE = 512 * 1024  # Consul's kv_max_value_size default
 MAX_BODY_SIZE = KV_MAX_VALUE_SIZE
 
 
+class _JSONNull:
+    """A handler's answer meaning the JSON body ``null`` (``None`` is an empty body)."""
+
+
+JSON_NULL = _JSONNull()
+
+
 class BodyTooLarge(GoError):
     """A request body over :data:`MAX_BODY_SIZE`."""
 
