@@ -95,7 +95,9 @@ async def session_renew(c: Ctx) -> Any:
     reply = await c.rpc("Session.Renew", args)
     sessions = reply.get("Sessions") or []
     if not sessions:
-        return Reply(404, f"Session id '{sid}' not found".encode(), content_type="text/plain; charset=utf-8")
+        return Reply(
+            404, f"Session id '{sid}' not found".encode(), content_type="text/plain; charset=utf-8"
+        )
     return [session_out(s) for s in sessions]
 
 
