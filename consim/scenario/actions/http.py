@@ -96,9 +96,7 @@ class Http(Action[HttpArgs]):
         c.placeholders("body", body)
         c.placeholders("expect", raw_expect)
         save = step.get("save", {})
-        if not isinstance(save, dict) or not all(
-            isinstance(v, str) and v for v in save.values()
-        ):
+        if not isinstance(save, dict) or not all(isinstance(v, str) and v for v in save.values()):
             raise c.expected("save", 'a table like { session = "ID" } (name = JSON path)', save)
         within, within_text = 0.0, ""
         if "within" in step:
