@@ -38,7 +38,7 @@ from consim.golike import (
     parse_duration,
     parse_uint,
 )
-from consim.http import catalog, session
+from consim.http import agent_local, catalog, session
 from consim.http import acl as acl_api
 from consim.http import agent_ops
 from consim.http import coordinate as coordinate_api
@@ -581,6 +581,7 @@ ROUTES: tuple[Route, ...] = (
     *agent_ops.ROUTES,
     *catalog.ROUTES,
     *session.ROUTES,
+    *agent_local.ROUTES,
 )
 
 

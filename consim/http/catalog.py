@@ -98,11 +98,12 @@ CHECK_IN_FIELDS = (
 
 
 def fold(obj: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """Keys as the Go struct names them (case-insensitive match; unknown ones dropped)."""
+    """Keys as the Go struct names them (case-insensitive match, and snake_case as Consul's
+    TranslateKeys accepts it; unknown ones dropped)."""
     by_lower = {f.lower(): f for f in fields}
     out: dict[str, Any] = {}
     for key, value in obj.items():
-        name = by_lower.get(key.lower())
+        name = by_lower.get(key.lower()) or by_lower.get(key.lower().replace("_", ""))
         if name is not None:
             out[name] = value
     return out

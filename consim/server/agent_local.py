@@ -1,0 +1,128 @@
+"""The agent endpoints for its own services and checks (Consul's ``agent_endpoint.go``:
+AgentServices, AgentRegisterService, AgentRegisterCheck, TTL updates, maintenance), over the
+node's ``LocalState``. The HTTP layer decodes the bodies (Go's case-insensitive field names);
+this module checks them, changes the local state and syncs it to the catalog. Refusals are
+``RpcError``s carrying the HTTP status Consul answers with (``.status``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consim.net.network import RpcError
+from consim.server.endpoints import require
+from consim.server.local_state import CRITICAL, PASSING, WARNING, AgentError, LocalState
+
+_SERVICE_FIELDS = (
+    "Kind",
+    "ID",
+    "Service",
+    "Tags",
+    "Meta",
+    "Port",
+    "Address",
+    "TaggedAddresses",
+    "Weights",
+    "EnableTagOverride",
+)
+
+
+def _error(exc: AgentError) -> RpcError:
+    err = RpcError(exc.text)
+    err.status = exc.status  # type: ignore[attr-defined]
+    return err
+
+
+def agent_service(service: dict[str, Any], datacenter: str) -> dict[str, Any]:
+    """api.AgentService (buildAgentService): empty tags and meta as [] and {}."""
+    out: dict[str, Any] = {}
+    for k in _SERVICE_FIELDS:
+        v = service.get(k)
+        if k in ("Kind", "TaggedAddresses") and not v:
+            continue  # omitempty
+        out[k] = v
+    out["Tags"] = list(service.get("Tags") or [])
+    out["Meta"] = dict(service.get("Meta") or {})
+    out["Datacenter"] = datacenter
+    return out
+
+
+def _service_record(definition: dict[str, Any]) -> dict[str, Any]:
+    name = str(definition.get("Name") or "")
+    if not name:
+        raise AgentError(400, "Missing service name")
+    address = str(definition.get("Address") or "")
+    if address in ("0.0.0.0", "::", "[::]"):
+        raise AgentError(400, "Invalid service address")
+    weights = definition.get("Weights") or {"Passing": 1, "Warning": 1}
+    if not isinstance(weights, dict) or int(weights.get("Passing") or 0) < 1:
+        raise AgentError(400, "Invalid Weights: Passing must be greater than 0")
+    return {
+        "Kind": str(definition.get("Kind") or ""),
+        "ID": str(definition.get("ID") or "") or name,
+        "Service": name,
+        "Tags": [str(t) for t in definition.get("Tags") or []] or None,
+        "Address": address,
+        "TaggedAddresses": definition.get("TaggedAddresses") or None,
+        "Meta": {str(k): str(v) for k, v in (definition.get("Meta") or {}).items()} or None,
+        "Port": int(definition.get("Port") or 0),
+        "Weights": {
+            "Passing": int(weights.get("Passing") or 1),
+            "Warning": int(weights.get("Warning") or 0),
+        },
+        "EnableTagOverride": bool(definition.get("EnableTagOverride")),
+    }
+
+
+async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> Any:
+    """Run one agent operation ``op`` on ``node``'s local state (see the module docstring)."""
+    local: LocalState = node.local_state
+    dc = node.datacenter
+    try:
+        if op == "services":
+            return {sid: agent_service(s.service, dc) for sid, s in sorted(local.services.items())}
+        if op == "service":
+            entry = local.services.get(args["ID"])
+            if entry is None:
+                raise AgentError(404, f"unknown service ID: {args['ID']}")
+            return agent_service(entry.service, dc)
+        if op == "checks":
+            return {cid: dict(c.check) for cid, c in sorted(local.checks.items())}
+        if op == "service_register":
+            definition = args["Definition"]
+            service = _service_record(definition)
+            checks = list(definition.get("Checks") or [])
+            if definition.get("Check"):
+                checks.insert(0, definition["Check"])
+            for check in checks:
+                status = check.get("Status")
+                if status and status not in (PASSING, WARNING, CRITICAL):
+                    raise AgentError(400, "Status for checks must 'passing', 'warning', 'critical'")
+            local.add_service(service, checks, token)
+        elif op == "service_deregister":
+            local.remove_service(args["ID"])
+        elif op == "check_register":
+            definition = args["Definition"]
+            if not definition.get("Name"):
+                raise AgentError(400, "Missing check name")
+            status = definition.get("Status")
+            if status and status not in (PASSING, WARNING, CRITICAL):
+                raise AgentError(400, "Bad check status")
+            if not definition.get("ServiceID"):
+                require(node, {"Token": token}, "node", "write", node.node_name)
+            local.add_check(definition, token)
+        elif op == "check_deregister":
+            local.remove_check(args["ID"])
+        elif op == "check_update":
+            local.update_ttl(args["ID"], args["Status"], args["Output"])
+        elif op == "service_maintenance":
+            local.service_maintenance(args["ID"], args["Enable"], args["Reason"], token)
+        elif op == "node_maintenance":
+            require(node, {"Token": token}, "node", "write", node.node_name)
+            local.node_maintenance(args["Enable"], args["Reason"], token)
+        else:
+            raise AgentError(500, f"unknown agent operation {op}")
+    except AgentError as exc:
+        raise _error(exc) from None
+    # Consul's syncChanges: push now; a failure only logs (anti-entropy retries later).
+    await local.sync()
+    return None
