@@ -235,3 +235,18 @@ def test_servers_register_themselves_and_a_failed_one_turns_critical():
         e["Node"]["Node"] for e in r["before"] if e["Node"]["Node"] != r["dead"]
     )
     assert len(r["back"]) == 3
+
+
+def test_a_server_that_leaves_is_deregistered():
+    async def body(c):
+        leader, (f1, f2) = await ready(c)
+        await _servers_registered(c, leader)
+        await c.agent_leave(f2.name)
+        await eventually(lambda: f2.name not in leader.fsm.catalog.nodes, 60)
+        nodes = (await get_json(c, f1.name, "/v1/catalog/nodes"))[2]
+        consul = (await get_json(c, f1.name, "/v1/health/service/consul"))[2]
+        return f2.name, [n["Node"] for n in nodes], [e["Node"]["Node"] for e in consul]
+
+    gone, nodes, consul = run(body)
+    assert gone not in nodes and len(nodes) == 2
+    assert sorted(consul) == sorted(nodes)

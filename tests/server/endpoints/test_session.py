@@ -188,3 +188,36 @@ def test_a_failed_node_invalidates_its_sessions_and_releases_their_locks():
     assert "Session" not in r["held"] and r["held"]["Value"] is not None
     assert r["recreate"][0] == 500
     assert r["recreate"][2] == b"Check 'serfHealth' is in critical state"
+
+
+def test_sessions_and_the_catalog_reach_a_follower_through_a_snapshot():
+    """A follower that was down while the log was compacted gets the catalog, the sessions and
+    the locks from the leader's snapshot."""
+
+    async def body(c):
+        leader, (f1, f2) = await ready(c)
+        await _registered(c, leader)
+        c.kill(f2.name)
+        behind = f2.fsm.last_applied
+        sid = await _create(c, f1.name, b'{"Name": "snap"}')
+        await _kv(c, f1.name, "PUT", f"/v1/kv/held?acquire={sid}", b"x")
+        ext = {"Node": "ext", "Address": "10.9.9.9", "Service": {"Service": "api", "Port": 1}}
+        await http(c, f1.name, "PUT", "/v1/catalog/register", body=json.dumps(ext).encode())
+        for i in range(20):  # past snapshot_threshold, so the log is compacted
+            await _kv(c, f1.name, "PUT", f"/v1/kv/filler/{i}", b"y")
+        # The entries the follower lacks are gone from the leader's log: only a snapshot helps.
+        await eventually(lambda: leader.core.first_index > behind + 1, 10)
+        await c.restart(f2.name)
+        await eventually(lambda: f2.running and f2.fsm.last_applied >= leader.fsm.last_applied, 30)
+        return {
+            "info": (await get_json(c, f2.name, f"/v1/session/info/{sid}?stale"))[2],
+            "held": json.loads((await _kv(c, f2.name, "GET", "/v1/kv/held?stale"))[1])[0],
+            "api": (await get_json(c, f2.name, "/v1/catalog/service/api?stale"))[2],
+            "sid": sid,
+            "restored": f2.fsm.last_applied,
+        }
+
+    r = run(body, snapshot_threshold=8, trailing_logs=4)
+    assert [s["ID"] for s in r["info"]] == [r["sid"]]
+    assert r["held"]["Session"] == r["sid"]
+    assert [s["Node"] for s in r["api"]] == ["ext"]
