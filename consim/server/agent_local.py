@@ -86,7 +86,11 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
                 raise AgentError(404, f"unknown service ID: {args['ID']}")
             return agent_service(entry.service, dc)
         if op == "checks":
-            return {cid: dict(c.check) for cid, c in sorted(local.checks.items())}
+            # structs.HealthCheck with its RaftIndex, zero on the agent
+            return {
+                cid: {**c.check, "CreateIndex": 0, "ModifyIndex": 0}
+                for cid, c in sorted(local.checks.items())
+            }
         if op == "service_register":
             definition = args["Definition"]
             service = _service_record(definition)

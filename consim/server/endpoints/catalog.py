@@ -47,7 +47,10 @@ def service_record(service: dict[str, Any]) -> dict[str, Any]:
         "TaggedAddresses": service.get("TaggedAddresses") or None,
         "Meta": dict(service["Meta"]) if service.get("Meta") else None,
         "Port": int(service.get("Port") or 0),
-        "Weights": dict(weights) if weights else None,
+        # ToServiceNode stores 1/1 for absent (or invalid) weights; reads show that
+        "Weights": dict(weights)
+        if weights and int(weights.get("Passing") or 0) >= 1
+        else {"Passing": 1, "Warning": 1},
         "EnableTagOverride": bool(service.get("EnableTagOverride")),
     }
 
@@ -213,7 +216,7 @@ def service_node(n: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         "ServiceTags": s.get("Tags"),
         "ServiceAddress": s.get("Address", ""),
         "ServiceTaggedAddresses": s.get("TaggedAddresses"),
-        "ServiceWeights": s.get("Weights") or {"Passing": 0, "Warning": 0},
+        "ServiceWeights": s.get("Weights") or {"Passing": 1, "Warning": 1},
         "ServiceMeta": s.get("Meta"),
         "ServicePort": s.get("Port", 0),
         "ServiceEnableTagOverride": s.get("EnableTagOverride", False),

@@ -81,6 +81,7 @@ def test_service_with_a_ttl_check_reaches_the_catalog_and_expires():
         "push me",
     )
     assert check["ServiceName"] == "web" and check["Node"] == r["node"]
+    assert (check["CreateIndex"], check["ModifyIndex"]) == (0, 0)
     [entry] = r["catalog"]
     assert entry["Node"]["Node"] == r["node"] and entry["Service"]["ID"] == "web-1"
     assert {c["CheckID"] for c in entry["Checks"]} == {"serfHealth", "service:web-1"}

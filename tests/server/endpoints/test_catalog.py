@@ -75,6 +75,7 @@ def test_register_is_replicated_and_read_back_in_consuls_shapes():
     ]
     assert (sn["Node"], sn["ServiceID"], sn["ServicePort"]) == ("ext1", "web", 8080)
     assert sn["NodeMeta"] == {"rack": "r1"} and sn["ServiceTags"] == ["v1", "blue"]
+    assert sn["ServiceWeights"] == {"Passing": 1, "Warning": 1}  # ToServiceNode's default
     assert int(headers["x-consul-index"]) == sn["ModifyIndex"]
     assert len(out["/v1/catalog/service/web?tag=blue"][2]) == 1
     assert out["/v1/catalog/service/web?tag=green"][2] == []
