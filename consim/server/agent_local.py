@@ -62,7 +62,7 @@ def _service_record(definition: dict[str, Any]) -> dict[str, Any]:
         "Service": name,
         "Tags": [str(t) for t in definition.get("Tags") or []] or None,
         "Address": address,
-        "TaggedAddresses": definition.get("TaggedAddresses") or None,
+        "TaggedAddresses": _tagged(definition.get("TaggedAddresses")),
         "Meta": {str(k): str(v) for k, v in (definition.get("Meta") or {}).items()} or None,
         "Port": int(definition.get("Port") or 0),
         "Weights": {
@@ -71,6 +71,20 @@ def _service_record(definition: dict[str, Any]) -> dict[str, Any]:
         },
         "EnableTagOverride": bool(definition.get("EnableTagOverride")),
     }
+
+
+def _tagged(value: Any) -> dict[str, Any] | None:
+    """map[string]ServiceAddress: {"Address", "Port"} whatever case the client wrote."""
+    if not isinstance(value, dict) or not value:
+        return None
+    out = {}
+    for tag, addr in sorted(value.items()):
+        addr = {str(k).lower(): v for k, v in (addr or {}).items()}
+        out[str(tag)] = {
+            "Address": str(addr.get("address") or ""),
+            "Port": int(addr.get("port") or 0),
+        }
+    return out
 
 
 async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> Any:

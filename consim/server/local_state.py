@@ -35,6 +35,17 @@ NODE_MAINT_REASON = (
 )
 
 
+def unknown_service(sid: str) -> str:
+    # Consul's vetServiceUpdateWithAuthorizer: a 404 before anything is changed
+    return (
+        f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.'
+    )
+
+
+def unknown_check(cid: str) -> str:
+    return f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.'
+
+
 class AgentError(Exception):
     """A refused agent request: ``status`` (400/404/500) and Consul's text."""
 
@@ -137,10 +148,7 @@ class LocalState:
     def remove_service(self, sid: str) -> None:
         entry = self.services.pop(sid, None)
         if entry is None:
-            raise AgentError(
-                404,
-                f'Unknown service ID "{sid}". Ensure that the service ID is passed, not the service name.',
-            )
+            raise AgentError(404, unknown_service(sid))
         for cid in [c for c, chk in self.checks.items() if chk.check["ServiceID"] == sid]:
             self.checks.pop(cid, None)
         self.removed_services[sid] = entry.token
@@ -183,10 +191,7 @@ class LocalState:
     def remove_check(self, cid: str) -> None:
         entry = self.checks.pop(cid, None)
         if entry is None:
-            raise AgentError(
-                500,
-                f'Unknown check ID "{cid}". Ensure that the check ID is passed, not the check name.',
-            )
+            raise AgentError(404, unknown_check(cid))
         self.removed_checks[cid] = entry.token
         sid = entry.check["ServiceID"]
         if sid in self.services and cid in self.services[sid].check_ids:
@@ -195,7 +200,9 @@ class LocalState:
     def update_ttl(self, cid: str, status: str, output: str) -> None:
         """Consul's updateTTLCheck: set the status and restart the TTL."""
         entry = self.checks.get(cid)
-        if entry is None or not entry.ttl:
+        if entry is None:
+            raise AgentError(404, unknown_check(cid))  # vetCheckUpdate comes first
+        if not entry.ttl:
             raise AgentError(500, f'CheckID "{cid}" does not have associated TTL')
         self._set_status(entry, status, output)
         entry.expires = trio.current_time() + entry.ttl
@@ -209,7 +216,7 @@ class LocalState:
     # ---- maintenance -------------------------------------------------------------------------
     def service_maintenance(self, sid: str, enable: bool, reason: str, token: str) -> None:
         if sid not in self.services:
-            raise AgentError(404, f'No service registered with ID "{sid}"')
+            raise AgentError(404, unknown_service(sid))  # vetServiceUpdate comes first
         cid = SERVICE_MAINT_PREFIX + sid
         if not enable:
             if cid in self.checks:

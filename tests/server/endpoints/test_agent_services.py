@@ -121,6 +121,11 @@ def test_checks_and_maintenance():
             ch["CheckID"] for ch in (await get_json(c, f2.name, f"/v1/health/node/{f1.name}"))[2]
         )
         r["check-dereg"] = await _put(c, f1.name, "/v1/agent/check/deregister/disk")
+        http_check = {"Name": "web", "HTTP": "http://127.0.0.1:1/", "Interval": "10s"}
+        r["http-check"] = await _put(c, f1.name, "/v1/agent/check/register", http_check)
+        tagged = {"Name": "t", "tagged_addresses": {"lan": {"address": "10.0.0.1", "port": 81}}}
+        await _put(c, f1.name, "/v1/agent/service/register", tagged)
+        r["tagged"] = (await get_json(c, f1.name, "/v1/agent/service/t"))[2]
         r["errors"] = {
             "no-name": await _put(c, f1.name, "/v1/agent/service/register", {"Port": 1}),
             "bad-check": await _put(
@@ -138,6 +143,8 @@ def test_checks_and_maintenance():
                 {"Name": "z", "TTL": "5s", "ServiceID": "nope"},
             ),
             "pass-unknown": await _put(c, f1.name, "/v1/agent/check/pass/nope"),
+            "pass-not-ttl": await _put(c, f1.name, "/v1/agent/check/pass/web"),
+            "dereg-unknown": await _put(c, f1.name, "/v1/agent/service/deregister/nope"),
             "bad-status": await _put(c, f1.name, "/v1/agent/check/update/disk", {"Status": "fine"}),
             "maint-no-enable": await _put(c, f1.name, "/v1/agent/maintenance"),
             "maint-bad-enable": await _put(c, f1.name, "/v1/agent/maintenance?enable=maybe"),
@@ -168,6 +175,8 @@ def test_checks_and_maintenance():
     assert r["passing"] == []
     assert r["after"] == ["disk", "serfHealth"]
     assert r["check-dereg"] == (200, "")
+    assert r["http-check"] == (200, "")
+    assert r["tagged"]["TaggedAddresses"] == {"lan": {"Address": "10.0.0.1", "Port": 81}}
     e = r["errors"]
     assert e["no-name"] == (400, "Missing service name")
     assert e["bad-check"] == (
@@ -177,10 +186,21 @@ def test_checks_and_maintenance():
     assert e["no-type"] == (400, "Invalid check: TTL must be > 0 for TTL checks")
     assert e["no-check-name"] == (400, "Missing check name")
     assert e["unknown-service"] == (404, 'ServiceID "nope" does not exist')
-    assert e["pass-unknown"] == (500, 'CheckID "nope" does not have associated TTL')
+    assert e["pass-unknown"] == (
+        404,
+        'Unknown check ID "nope". Ensure that the check ID is passed, not the check name.',
+    )
+    assert e["pass-not-ttl"] == (500, 'CheckID "web" does not have associated TTL')
+    assert e["dereg-unknown"] == (
+        404,
+        'Unknown service ID "nope". Ensure that the service ID is passed, not the service name.',
+    )
     assert e["bad-status"] == (400, "Invalid check status: 'fine'")
     assert e["maint-no-enable"] == (400, "Missing value for enable")
     assert e["maint-bad-enable"] == (400, 'Invalid value for enable: "maybe"')
-    assert e["maint-unknown"] == (404, 'No service registered with ID "nope"')
+    assert e["maint-unknown"] == (
+        404,
+        'Unknown service ID "nope". Ensure that the service ID is passed, not the service name.',
+    )
     assert e["service-unknown"][0] == 404
     assert e["service-unknown"][2] == b"unknown service ID: nope"
