@@ -58,8 +58,12 @@ def _check_def(obj: Any) -> dict[str, Any]:
     return out
 
 
+def _filter(c: Ctx) -> dict[str, Any]:
+    return {"Filter": c.get("filter")} if c.has("filter") else {}
+
+
 async def services(c: Ctx) -> Any:
-    return await c.agent.local("services", {}, c.token())
+    return await c.agent.local("services", _filter(c), c.token())
 
 
 async def service(c: Ctx) -> Any:
@@ -67,7 +71,7 @@ async def service(c: Ctx) -> Any:
 
 
 async def checks(c: Ctx) -> Any:
-    found = await c.agent.local("checks", {}, c.token())
+    found = await c.agent.local("checks", _filter(c), c.token())
     return {cid: check_out(ch) for cid, ch in found.items()}
 
 

@@ -218,6 +218,18 @@ async def catalog_service(c: Ctx) -> Any:
     return out
 
 
+async def catalog_connect(c: Ctx) -> Any:
+    # Connect-capable instances of a service: consim models no Connect (no proxies, no native
+    # services), so after the same checks and query handling the list is empty.
+    args = c.query_args()
+    if not c.rest:
+        raise HTTPError(400, "Missing service name")
+    args.update(ServiceName=c.rest, ServiceTags=c.args.getlist("tag"), Connect=True)
+    reply = await c.rpc("Catalog.ServiceNodes", args)
+    c.set_meta(reply)
+    return list(reply.get("ServiceNodes") or [])
+
+
 async def catalog_node(c: Ctx) -> Any:
     args = c.query_args()
     if not c.rest:
@@ -292,6 +304,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/catalog/services", False, ("GET",), catalog_services),
     Route("/v1/catalog/service/", True, ("GET",), catalog_service),
     Route("/v1/catalog/node/", True, ("GET",), catalog_node),
+    Route("/v1/catalog/connect/", True, ("GET",), catalog_connect),
     Route("/v1/health/node/", True, ("GET",), health_node),
     Route("/v1/health/checks/", True, ("GET",), health_checks),
     Route("/v1/health/state/", True, ("GET",), health_state),

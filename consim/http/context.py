@@ -194,6 +194,8 @@ class Ctx:
             MinQueryIndex=index,
             MaxQueryTime=wait,
         )
+        if self.has("filter"):
+            args["Filter"] = self.get("filter")  # go-bexpr, applied by the list endpoints
         return args
 
     def set_meta(self, reply: Any) -> None:

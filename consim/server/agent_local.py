@@ -10,6 +10,7 @@ from typing import Any
 
 from consim.net.network import RpcError
 from consim.server.endpoints import require
+from consim.server.endpoints.catalog import record_filter
 from consim.server.local_state import CRITICAL, PASSING, WARNING, AgentError, LocalState
 
 _SERVICE_FIELDS = (
@@ -93,7 +94,9 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
     dc = node.datacenter
     try:
         if op == "services":
-            return {sid: agent_service(s.service, dc) for sid, s in sorted(local.services.items())}
+            wanted = record_filter(args)
+            shown = {sid: agent_service(s.service, dc) for sid, s in sorted(local.services.items())}
+            return {sid: svc for sid, svc in shown.items() if wanted(svc)}
         if op == "service":
             entry = local.services.get(args["ID"])
             if entry is None:
@@ -101,9 +104,11 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
             return agent_service(entry.service, dc)
         if op == "checks":
             # structs.HealthCheck with its RaftIndex, zero on the agent
+            wanted = record_filter(args)
             return {
                 cid: {**c.check, "CreateIndex": 0, "ModifyIndex": 0}
                 for cid, c in sorted(local.checks.items())
+                if wanted(c.check)
             }
         if op == "service_register":
             definition = args["Definition"]

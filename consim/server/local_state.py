@@ -5,19 +5,22 @@ pushed to the catalog (``Catalog.Register`` / ``Catalog.Deregister`` through the
 path, so a follower forwards it to the leader) after every change, as Consul's ``syncChanges``
 does. A push that fails (no leader) leaves the entry out of sync; the next change, or the next
 ``sync_interval`` pass of ``run``, tries again (Consul's anti-entropy). TTL checks turn critical
-with ``TTL expired`` when nobody updates them in time. Other check kinds (HTTP, TCP, script,
-gRPC) are registered and shown, but consim runs no probes: they keep the status they were
-registered with (critical by default).
+with ``TTL expired`` when nobody updates them in time. HTTP and TCP checks are probed every
+interval through ``prober`` (the cluster gives one that reaches its own servers' HTTP and RPC
+addresses, in either mode; anything else is refused); script, gRPC, H2PING, UDP and OS-service
+checks are registered and shown but never run: they keep the status they were registered with
+(critical by default).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from consim.golike import GoError, parse_duration
+from consim.golike import GoError, format_duration, parse_duration
 from consim.net.network import RpcError
 
 PASSING, WARNING, CRITICAL = "passing", "warning", "critical"
@@ -55,6 +58,11 @@ class AgentError(Exception):
         self.text = text
 
 
+# (kind "http" | "tcp", target URL or address, timeout seconds) -> (status, output)
+Prober = Callable[[str, str, float], Awaitable[tuple[str, str]]]
+DEFAULT_PROBE_TIMEOUT = 10.0  # Consul's default for HTTP and TCP checks
+
+
 @dataclass
 class LocalCheck:
     check: dict[str, Any]  # structs.HealthCheck, Go field order
@@ -62,6 +70,11 @@ class LocalCheck:
     expires: float = float("inf")
     token: str = ""
     in_sync: bool = False
+    # HTTP and TCP checks: what to probe, how often, when next
+    probe: str = ""
+    interval: float = 0.0
+    timeout: float = DEFAULT_PROBE_TIMEOUT
+    next_probe: float = float("inf")
 
 
 @dataclass
@@ -72,19 +85,32 @@ class LocalService:
     check_ids: list[str] = field(default_factory=list)
 
 
+def duration(value: Any) -> float:
+    """A duration field of a check definition in seconds: a Go duration string, or a number of
+    nanoseconds (CheckDefinition.UnmarshalJSON); 0 when absent."""
+    if value is None or value == "":
+        return 0.0
+    if isinstance(value, bool):
+        raise AgentError(
+            400,
+            "Request decode failed: json: cannot unmarshal bool into Go value of type time.Duration",
+        )
+    if isinstance(value, int | float):
+        return float(value) / 1e9
+    try:
+        return parse_duration(str(value))
+    except GoError as exc:
+        raise AgentError(400, f"Request decode failed: {exc}") from None
+
+
 def check_type(definition: dict[str, Any]) -> tuple[str, float]:
     """Consul's CheckType.Validate and Type(): the kind of a check definition and its TTL."""
     interval_kinds = [
         k for k in ("HTTP", "TCP", "UDP", "GRPC", "H2PING", "OSService") if definition.get(k)
     ]
     script = bool(definition.get("Args") or definition.get("ScriptArgs"))
-    ttl_text = str(definition.get("TTL") or "")
-    interval_text = str(definition.get("Interval") or "")
-    try:
-        ttl = parse_duration(ttl_text) if ttl_text else 0.0
-        interval = parse_duration(interval_text) if interval_text else 0.0
-    except GoError as exc:
-        raise AgentError(400, f"Request decode failed: {exc}") from None
+    ttl = duration(definition.get("TTL"))
+    interval = duration(definition.get("Interval"))
     if definition.get("AliasService") or definition.get("AliasNode"):
         return "alias", 0.0
     if interval_kinds or script:
@@ -100,10 +126,18 @@ def check_type(definition: dict[str, Any]) -> tuple[str, float]:
     return "ttl", ttl
 
 
+def _shown(value: Any) -> str:
+    """A duration as HealthCheck shows it (Go's Duration.String()), "" when absent."""
+    seconds = duration(value)
+    return format_duration(seconds) if seconds else ""
+
+
 class LocalState:
     def __init__(self, server: Any, *, sync_interval: float = 60.0) -> None:
         self.server = server  # the ServerNode (Server protocol plus node_name and spec)
         self.sync_interval = sync_interval
+        # Set by the cluster: how HTTP and TCP checks reach their targets.
+        self.prober: Prober | None = None
         self.services: dict[str, LocalService] = {}
         self.checks: dict[str, LocalCheck] = {}
         # Entries removed here whose catalog deregistration has not gone through yet.
@@ -176,14 +210,20 @@ class LocalState:
             "ServiceName": service["Service"] if service else "",
             "ServiceTags": service["Tags"] if service else None,
             "Type": kind,
-            "Interval": str(definition.get("Interval") or ""),
-            "Timeout": str(definition.get("Timeout") or ""),
+            "Interval": _shown(definition.get("Interval")),
+            "Timeout": _shown(definition.get("Timeout")),
             "ExposedPort": 0,
             "Definition": {},
         }
         entry = LocalCheck(check=check, ttl=ttl, token=token)
         if ttl:
             entry.expires = trio.current_time() + ttl
+            self._kick.set()
+        if kind in ("http", "tcp"):
+            entry.probe = str(definition.get(kind.upper()) or "")
+            entry.interval = duration(definition.get("Interval"))
+            entry.timeout = duration(definition.get("Timeout")) or DEFAULT_PROBE_TIMEOUT
+            entry.next_probe = trio.current_time()  # the first probe at once, then every interval
             self._kick.set()
         self.removed_checks.pop(cid, None)
         self.checks[cid] = entry
@@ -338,10 +378,22 @@ class LocalState:
     async def run(self) -> None:
         next_sync = trio.current_time() + self.sync_interval
         while True:
-            wake = min([next_sync, *(c.expires for c in self.checks.values())])
+            wake = min([next_sync, *(min(c.expires, c.next_probe) for c in self.checks.values())])
             with trio.move_on_at(wake):
                 await self._kick.wait()
             self._kick = trio.Event()
+            now = trio.current_time()
+            for cid in sorted(self.checks):
+                entry = self.checks.get(cid)
+                if entry is None or entry.next_probe > now:
+                    continue
+                entry.next_probe = now + entry.interval
+                if self.prober is not None and not self.server.paused:
+                    status, output = await self.prober(
+                        entry.check["Type"], entry.probe, entry.timeout
+                    )
+                    if self.checks.get(cid) is entry:  # not removed meanwhile
+                        self._set_status(entry, status, output)
             now = trio.current_time()
             for entry in self.checks.values():
                 if entry.ttl and entry.expires <= now:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from consim.bexpr import FilterError, Predicate, compile_filter
 from consim.net.network import RpcError
 from consim.server.endpoints.kvs import blocking_query
 from consim.server.endpoints.registry import authorize, endpoint, require
@@ -166,6 +167,17 @@ async def catalog_datacenters(node: Server, args: dict[str, Any]) -> list[str]:
     return [node.datacenter, *others]
 
 
+def record_filter(args: dict[str, Any]) -> Predicate:
+    """The request's ``Filter`` (go-bexpr) as a predicate; every record passes without one."""
+    text = str(args.get("Filter") or "")
+    if not text:
+        return lambda record: True
+    try:
+        return compile_filter(text)
+    except FilterError as exc:
+        raise RpcError(str(exc)) from None
+
+
 def readable_nodes(node: Server, args: dict[str, Any]) -> Any:
     authz = authorize(node, args)
     if authz.unrestricted:
@@ -177,6 +189,7 @@ def readable_nodes(node: Server, args: dict[str, Any]) -> Any:
 async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     readable = readable_nodes(node, args)
     meta_filter = dict(args.get("NodeMetaFilters") or {})
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         catalog = node.fsm.catalog
@@ -184,7 +197,11 @@ async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
         for name in sorted(catalog.nodes):
             n = catalog.nodes[name]
             meta = n.get("Meta") or {}
-            if readable(name) and all(meta.get(k) == v for k, v in meta_filter.items()):
+            if (
+                readable(name)
+                and all(meta.get(k) == v for k, v in meta_filter.items())
+                and wanted(n)
+            ):
                 out.append(dict(n))
         return node.fsm.max_index("nodes"), out
 
@@ -194,8 +211,19 @@ async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("Catalog.ListServices", read=True)
 async def catalog_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    wanted = record_filter(args)
+
     def read() -> tuple[int, Any]:
-        return node.fsm.max_index("nodes", "services"), node.fsm.catalog.service_names()
+        index = node.fsm.max_index("nodes", "services")
+        if not args.get("Filter"):
+            return index, node.fsm.catalog.service_names()
+        # Consul filters the service instances, then lists the names and tags of those left.
+        names: dict[str, list[str]] = {}
+        for n, s in node.fsm.catalog.all_instances():
+            if wanted(service_node(n, s)):
+                tags = names.setdefault(s["Service"], [])
+                tags.extend(t for t in s.get("Tags") or [] if t not in tags)
+        return index, {name: sorted(names[name]) for name in sorted(names)}
 
     index, services, meta = await blocking_query(node, args, read)
     return {"Services": services, "Index": index, "QueryMeta": meta}
@@ -230,6 +258,7 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
     name = str(args.get("ServiceName") or "")
     tags = [str(t) for t in args.get("ServiceTags") or []]
     readable = readable_nodes(node, args)
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         out = [
@@ -237,6 +266,9 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
             for n, s in node.fsm.catalog.service_instances(name)
             if readable(n["Node"]) and all(t in (s.get("Tags") or []) for t in tags)
         ]
+        out = [sn for sn in out if wanted(sn)]
+        if args.get("Connect"):
+            out = []  # no Connect in consim: no instance is connect-capable
         return node.fsm.max_index("nodes", "services"), out
 
     index, nodes, meta = await blocking_query(node, args, read)
@@ -247,15 +279,19 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
 async def catalog_node_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     name = str(args.get("Node") or "")
     require(node, args, "node", "read", name)
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         catalog = node.fsm.catalog
         if name not in catalog.nodes:
             return node.fsm.max_index("nodes", "services"), None
         services = catalog.services.get(name, {})
+        # The filter applies to each entry of Services (NodeService), not to the node.
         return node.fsm.max_index("nodes", "services"), {
             "Node": dict(catalog.nodes[name]),
-            "Services": {sid: dict(services[sid]) for sid in sorted(services)},
+            "Services": {
+                sid: dict(services[sid]) for sid in sorted(services) if wanted(services[sid])
+            },
         }
 
     index, found, meta = await blocking_query(node, args, read)

@@ -166,6 +166,15 @@ class CatalogTable(Table):
                         tags.append(tag)
         return {name: sorted(out[name]) for name in sorted(out)}
 
+    def all_instances(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(node, service) for every service instance, by node then ID."""
+        return [
+            (self.nodes[node], self.services[node][sid])
+            for node in sorted(self.services)
+            if node in self.nodes
+            for sid in sorted(self.services[node])
+        ]
+
     def service_instances(self, name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(node, service) pairs of every instance of service ``name``, by node then ID."""
         out = []

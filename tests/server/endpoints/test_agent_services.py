@@ -204,3 +204,50 @@ def test_checks_and_maintenance():
     )
     assert e["service-unknown"][0] == 404
     assert e["service-unknown"][2] == b"unknown service ID: nope"
+
+
+def test_http_and_tcp_checks_probe_the_clusters_servers():
+    async def body(c):
+        leader, (f1, f2) = await ready(c)
+        await eventually(lambda: len(leader.fsm.catalog.nodes) == 3, 30)
+        spec = f2.spec
+        checks = {
+            "up": {"HTTP": f"http://{spec.http_address}/v1/status/leader", "Interval": "1s"},
+            "missing": {"HTTP": f"http://{spec.http_address}/v1/kv/nope", "Interval": "1s"},
+            "elsewhere": {"HTTP": "http://10.9.9.9:80/", "Interval": "1s"},
+            "rpc": {"TCP": spec.rpc_address, "Interval": "2s"},
+            "script": {"Args": ["/bin/true"], "Interval": 10},  # a number is nanoseconds
+        }
+        for name, check in checks.items():
+            status, _ = await _put(c, f1.name, "/v1/agent/check/register", {"Name": name, **check})
+            assert status == 200, name
+        await trio.sleep(1.5)
+        first = (await get_json(c, f1.name, "/v1/agent/checks"))[2]
+        c.kill(f2.name)
+        await trio.sleep(2.5)
+        after = (await get_json(c, f1.name, "/v1/agent/checks"))[2]
+        catalog = leader.fsm.catalog.checks[f1.name]
+        return spec, first, after, {k: catalog[k]["Status"] for k in checks}
+
+    spec, first, after, catalog = run(body)
+    assert first["up"]["Status"] == "passing"
+    assert first["up"]["Output"].startswith(
+        f"HTTP GET http://{spec.http_address}/v1/status/leader: 200 OK Output: "
+    )
+    assert first["up"]["Interval"] == "1s" and first["up"]["Type"] == "http"
+    assert first["missing"]["Status"] == "critical"
+    assert first["missing"]["Output"].startswith(
+        f"HTTP GET http://{spec.http_address}/v1/kv/nope: 404 Not Found"
+    )
+    assert first["elsewhere"]["Status"] == "critical"
+    assert first["elsewhere"]["Output"] == (
+        'Get "http://10.9.9.9:80/": dial tcp 10.9.9.9:80: connect: connection refused'
+    )
+    assert (first["rpc"]["Status"], first["rpc"]["Output"]) == (
+        "passing",
+        f"TCP connect {spec.rpc_address}: Success",
+    )
+    assert (first["script"]["Status"], first["script"]["Interval"]) == ("critical", "10ns")
+    # the probed server is gone: both checks of it fail, and the catalog says so
+    assert after["up"]["Status"] == "critical" and after["rpc"]["Status"] == "critical"
+    assert catalog["up"] == "critical" and catalog["rpc"] == "critical"

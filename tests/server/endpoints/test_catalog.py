@@ -251,3 +251,39 @@ def test_a_server_that_leaves_is_deregistered():
     gone, nodes, consul = run(body)
     assert gone not in nodes and len(nodes) == 2
     assert sorted(consul) == sorted(nodes)
+
+
+def test_filter_on_catalog_and_health_reads():
+    async def body(c):
+        leader, (f1, _) = await ready(c)
+        await _servers_registered(c, leader)
+        for node, tag in (("n-1", "prod"), ("n-2", "staging")):
+            reg = {
+                "Node": node,
+                "Address": "10.0.0.1",
+                "Service": {"Service": "web", "Tags": [tag]},
+            }
+            await _put(c, f1.name, "/v1/catalog/register", reg)
+        q = {
+            "nodes": "/v1/catalog/nodes?filter=Node%20%3D%3D%20%22n-1%22",
+            "services": "/v1/catalog/services?filter=%22prod%22%20in%20ServiceTags",
+            "service": "/v1/catalog/service/web?filter=%22prod%22%20in%20ServiceTags",
+            "node": "/v1/catalog/node/n-1?filter=Service%20%3D%3D%20%22nope%22",
+            "health": "/v1/health/service/web?filter=%22staging%22%20in%20Service.Tags",
+            "state": "/v1/health/state/any?filter=CheckID%20%3D%3D%20serfHealth",
+            "connect": "/v1/catalog/connect/web",
+        }
+        out = {k: (await get_json(c, f1.name, path))[2] for k, path in q.items()}
+        out["bad"] = await http(c, f1.name, "GET", "/v1/catalog/nodes?filter=not%20valid((")
+        return out
+
+    r = run(body)
+    assert [n["Node"] for n in r["nodes"]] == ["n-1"]
+    assert r["services"] == {"web": ["prod"]}  # names and tags of the matching instances only
+    assert [s["Node"] for s in r["service"]] == ["n-1"]
+    assert r["node"]["Services"] == {}  # the filter applies to each service of the node
+    assert [e["Node"]["Node"] for e in r["health"]] == ["n-2"]
+    assert len(r["state"]) == 3
+    assert r["connect"] == []
+    assert r["bad"][0] == 500
+    assert r["bad"][2].startswith(b"Failed to create boolean expression evaluator: ")
