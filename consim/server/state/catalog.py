@@ -10,7 +10,6 @@ takes its sessions with it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from consim.server.state.base import Table
@@ -226,8 +225,3 @@ class CatalogTable(Table):
         self.checks = {}
         for c in obj.get("checks", []):
             self.checks.setdefault(c["Node"], {})[c["CheckID"]] = dict(c)
-
-
-def copy_of(obj: Any) -> Any:
-    """A copy an endpoint may reshape without touching the table."""
-    return copy.deepcopy(obj)
