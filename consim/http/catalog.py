@@ -284,6 +284,12 @@ async def health_service(c: Ctx) -> Any:
     if not c.rest:
         raise HTTPError(400, "Missing service name")
     args.update(ServiceName=c.rest, ServiceTags=c.args.getlist("tag"), PassingOnly=passing)
+    if c.get("peer"):
+        args["PeerName"] = c.get("peer")
+    if c.path.startswith("/v1/health/connect/"):
+        args["Connect"] = True
+    elif c.path.startswith("/v1/health/ingress/"):
+        args["Ingress"] = True
     reply = await c.rpc("Health.ServiceNodes", args)
     c.set_meta(reply)
     return [
@@ -309,4 +315,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/health/checks/", True, ("GET",), health_checks),
     Route("/v1/health/state/", True, ("GET",), health_state),
     Route("/v1/health/service/", True, ("GET",), health_service),
+    # consim models no Connect, ingress gateways or peerings: these answer no instance
+    Route("/v1/health/connect/", True, ("GET",), health_service),
+    Route("/v1/health/ingress/", True, ("GET",), health_service),
 )

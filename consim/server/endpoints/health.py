@@ -82,6 +82,9 @@ async def health_service_nodes(node: Server, args: dict[str, Any]) -> dict[str, 
             entry = {"Node": dict(n), "Service": dict(s), "Checks": checks}
             if wanted(entry):
                 out.append(entry)
+        if args.get("Connect") or args.get("Ingress") or args.get("PeerName"):
+            # No Connect, ingress gateways or cluster peerings in consim: nothing qualifies.
+            out = []
         return node.fsm.max_index("nodes", "services", "checks"), out
 
     index, nodes, meta = await blocking_query(node, args, read)

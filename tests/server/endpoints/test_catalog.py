@@ -272,6 +272,9 @@ def test_filter_on_catalog_and_health_reads():
             "health": "/v1/health/service/web?filter=%22staging%22%20in%20Service.Tags",
             "state": "/v1/health/state/any?filter=CheckID%20%3D%3D%20serfHealth",
             "connect": "/v1/catalog/connect/web",
+            "health-connect": "/v1/health/connect/web",
+            "ingress": "/v1/health/ingress/web",
+            "peer": "/v1/health/service/web?peer=elsewhere",
         }
         out = {k: (await get_json(c, f1.name, path))[2] for k, path in q.items()}
         out["bad"] = await http(c, f1.name, "GET", "/v1/catalog/nodes?filter=not%20valid((")
@@ -284,6 +287,7 @@ def test_filter_on_catalog_and_health_reads():
     assert r["node"]["Services"] == {}  # the filter applies to each service of the node
     assert [e["Node"]["Node"] for e in r["health"]] == ["n-2"]
     assert len(r["state"]) == 3
-    assert r["connect"] == []
+    assert r["connect"] == [] and r["health-connect"] == [] and r["ingress"] == []
+    assert r["peer"] == []  # no peerings
     assert r["bad"][0] == 500
     assert r["bad"][2].startswith(b"Failed to create boolean expression evaluator: ")
