@@ -38,9 +38,8 @@ from consim.golike import (
     parse_duration,
     parse_uint,
 )
-from consim.http import agent_local, catalog, session
 from consim.http import acl as acl_api
-from consim.http import agent_ops
+from consim.http import agent_local, agent_ops, catalog, session
 from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
 from consim.http import snapshot as snapshot_api
