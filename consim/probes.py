@@ -32,8 +32,10 @@ async def probe(cluster: Any, kind: str, target: str, timeout: float) -> tuple[s
         return CRITICAL, f"dial tcp {target}: connect: connection refused"
     url = urlsplit(target)
     hostport = url.netloc or target
-    if url.port is None and url.hostname:
-        hostport = f"{url.hostname}:{443 if url.scheme == 'https' else 80}"
+    if url.hostname:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = "127.0.0.1" if url.hostname == "localhost" else url.hostname
+        hostport = f"{host}:{port}"
     node = _server_at(cluster, hostport, ("http_address",)) if url.scheme == "http" else None
     if node is None:
         return CRITICAL, f'Get "{target}": dial tcp {hostport}: connect: connection refused'

@@ -35,6 +35,7 @@ SERVICE_FIELDS = (
     "EnableTagOverride",
     "Proxy",
     "Connect",
+    "Locality",
     "CreateIndex",
     "ModifyIndex",
 )
@@ -71,6 +72,8 @@ REGISTER_FIELDS = (
 )
 DEREGISTER_FIELDS = ("Node", "Datacenter", "ServiceID", "CheckID")
 SERVICE_IN_FIELDS = (
+    "Proxy",
+    "Locality",
     "Kind",
     "ID",
     "Service",
@@ -131,8 +134,12 @@ def node_out(n: dict[str, Any]) -> dict[str, Any]:
 
 def service_out(s: dict[str, Any]) -> dict[str, Any]:
     s = dict(s)
-    s.setdefault("Proxy", {"Mode": "", "MeshGateway": {}, "Expose": {}})
-    s.setdefault("Connect", {})
+    if not s.get("Proxy"):
+        s["Proxy"] = {"Mode": "", "MeshGateway": {}, "Expose": {}}
+    if not s.get("Connect"):
+        s["Connect"] = {}
+    if not s.get("Locality"):
+        s.pop("Locality", None)  # `json:",omitempty"`
     if not s.get("Kind"):
         s.pop("Kind", None)  # `json:",omitempty"`
     if not s.get("TaggedAddresses"):

@@ -27,6 +27,22 @@ _SERVICE_FIELDS = (
 )
 
 
+# PUT /v1/agent/token/<type>: the names Consul accepts (agent_master: agent_recovery's old name)
+AGENT_TOKENS = {
+    "default": "default",
+    "acl_token": "default",
+    "agent": "agent",
+    "acl_agent_token": "agent",
+    "agent_recovery": "agent_recovery",
+    "agent_master": "agent_recovery",
+    "acl_agent_master_token": "agent_recovery",
+    "replication": "replication",
+    "acl_replication_token": "replication",
+    "config_file_service_registration": "config_file_service_registration",
+    "dns": "dns",
+}
+
+
 def _error(exc: AgentError) -> RpcError:
     err = RpcError(exc.text)
     err.status = exc.status  # type: ignore[attr-defined]
@@ -43,7 +59,11 @@ def agent_service(service: dict[str, Any], datacenter: str) -> dict[str, Any]:
         out[k] = v
     out["Tags"] = list(service.get("Tags") or [])
     out["Meta"] = dict(service.get("Meta") or {})
+    if service.get("Kind") == "connect-proxy" and service.get("Proxy") is not None:
+        out["Proxy"] = dict(service["Proxy"])  # only a proxy shows its proxy configuration
     out["Datacenter"] = datacenter
+    if service.get("Locality"):
+        out["Locality"] = dict(service["Locality"])
     return out
 
 
@@ -71,7 +91,88 @@ def _service_record(definition: dict[str, Any]) -> dict[str, Any]:
             "Warning": int(weights.get("Warning") or 0),
         },
         "EnableTagOverride": bool(definition.get("EnableTagOverride")),
+        "Proxy": _proxy(definition.get("Proxy")),
+        "Locality": _locality(definition.get("Locality")),
     }
+
+
+_PROXY_FIELDS = (
+    "DestinationServiceName",
+    "DestinationServiceID",
+    "LocalServiceAddress",
+    "LocalServicePort",
+    "LocalServiceSocketPath",
+    "Mode",
+    "Config",
+    "Upstreams",
+    "MeshGateway",
+    "Expose",
+)
+
+
+def _proxy(value: Any) -> dict[str, Any] | None:
+    """A connect-proxy's ConnectProxyConfig with Go's field names, whatever case was sent."""
+    if not isinstance(value, dict):
+        return None
+    by_lower = {f.lower(): f for f in _PROXY_FIELDS}
+    out = {
+        by_lower[k.lower().replace("_", "")]: v
+        for k, v in value.items()
+        if k.lower().replace("_", "") in by_lower
+    }
+    out.setdefault("MeshGateway", {})
+    out.setdefault("Expose", {})
+    return out
+
+
+def _locality(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict) or not value:
+        return None
+    low = {str(k).lower(): str(v) for k, v in value.items()}
+    return {"Region": low.get("region", ""), "Zone": low.get("zone", "")}
+
+
+SIDECAR_PORTS = range(21000, 21256)  # Consul's sidecar_min_port .. sidecar_max_port
+
+
+def sidecar(
+    service: dict[str, Any], taken: set[int]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Consul's sidecarServiceFromNodeService for ``connect { sidecar_service {} }``: the proxy
+    service registered beside ``service``, on the first free sidecar port, and its checks."""
+    port = next((p for p in SIDECAR_PORTS if p not in taken), 0)
+    if not port:
+        raise AgentError(
+            400,
+            "Invalid SidecarService: no port provided for sidecar_service "
+            "and none left in the configured range [21000, 21255]",
+        )
+    proxy = {
+        "Kind": "connect-proxy",
+        "ID": f"{service['ID']}-sidecar-proxy",
+        "Service": f"{service['Service']}-sidecar-proxy",
+        "Tags": service["Tags"],
+        "Address": "",
+        "TaggedAddresses": None,
+        "Meta": service["Meta"],
+        "Port": port,
+        "Weights": {"Passing": 1, "Warning": 1},
+        "EnableTagOverride": False,
+        "Proxy": {
+            "DestinationServiceName": service["Service"],
+            "DestinationServiceID": service["ID"],
+            "LocalServiceAddress": "127.0.0.1",
+            "LocalServicePort": service["Port"],
+            "MeshGateway": {},
+            "Expose": {},
+        },
+        "Locality": service.get("Locality"),
+    }
+    checks = [
+        {"Name": "Connect Sidecar Listening", "TCP": f"127.0.0.1:{port}", "Interval": "10s"},
+        {"Name": f"Connect Sidecar Aliasing {service['ID']}", "AliasService": service["ID"]},
+    ]
+    return proxy, checks
 
 
 def _tagged(value: Any) -> dict[str, Any] | None:
@@ -120,7 +221,16 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
                 status = check.get("Status")
                 if status and status not in (PASSING, WARNING, CRITICAL):
                     raise AgentError(400, "Status for checks must 'passing', 'warning', 'critical'")
+            connect = definition.get("Connect")
+            side = None
+            if isinstance(connect, dict):
+                low = {str(k).lower().replace("_", ""): v for k, v in connect.items()}
+                if isinstance(low.get("sidecarservice"), dict):
+                    taken = {e.service["Port"] for e in local.services.values()}
+                    side = sidecar(service, taken)
             local.add_service(service, checks, token)
+            if side is not None:
+                local.add_service(side[0], side[1], token, sidecar_of=service["ID"])
         elif op == "service_deregister":
             local.remove_service(args["ID"])
         elif op == "check_register":
@@ -135,6 +245,18 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
             local.add_check(definition, token)
         elif op == "check_deregister":
             local.remove_check(args["ID"])
+        elif op == "reload":
+            # Consul re-reads its configuration files; a consim agent has none to re-read.
+            require(node, {"Token": token}, "agent", "write", node.node_name)
+        elif op == "token":
+            if not node.acl.enabled:
+                raise AgentError(401, "ACL support disabled")
+            require(node, {"Token": token}, "acl", "write")
+            kind = args["Type"]
+            if kind not in AGENT_TOKENS:
+                raise AgentError(404, f'Token "{kind}" is unknown')
+            local.tokens[AGENT_TOKENS[kind]] = str(args.get("Token") or "")
+            return None
         elif op == "check_update":
             local.update_ttl(args["ID"], args["Status"], args["Output"])
         elif op == "service_maintenance":

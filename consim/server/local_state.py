@@ -83,6 +83,7 @@ class LocalService:
     token: str = ""
     in_sync: bool = False
     check_ids: list[str] = field(default_factory=list)
+    sidecar_of: str = ""  # the service this one was registered beside (connect sidecar_service)
 
 
 def duration(value: Any) -> float:
@@ -138,6 +139,8 @@ class LocalState:
         self.sync_interval = sync_interval
         # Set by the cluster: how HTTP and TCP checks reach their targets.
         self.prober: Prober | None = None
+        # PUT /v1/agent/token/<type>: "default" is used for requests that carry no token.
+        self.tokens: dict[str, str] = {}
         self.services: dict[str, LocalService] = {}
         self.checks: dict[str, LocalCheck] = {}
         # Entries removed here whose catalog deregistration has not gone through yet.
@@ -157,14 +160,19 @@ class LocalState:
 
     # ---- services ----------------------------------------------------------------------------
     def add_service(
-        self, service: dict[str, Any], checks: list[dict[str, Any]], token: str
+        self,
+        service: dict[str, Any],
+        checks: list[dict[str, Any]],
+        token: str,
+        *,
+        sidecar_of: str = "",
     ) -> None:
         for definition in checks:
             check_type(definition)  # every check valid before anything changes
         sid = service["ID"]
         old = self.services.get(sid)
         self.removed_services.pop(sid, None)
-        entry = LocalService(service=service, token=token)
+        entry = LocalService(service=service, token=token, sidecar_of=sidecar_of)
         if old is not None:
             entry.check_ids = list(old.check_ids)
         for n, definition in enumerate(checks, start=1):
@@ -186,6 +194,9 @@ class LocalState:
         for cid in [c for c, chk in self.checks.items() if chk.check["ServiceID"] == sid]:
             self.checks.pop(cid, None)
         self.removed_services[sid] = entry.token
+        # A sidecar registered with its service goes with it (Consul's removeServiceSidecars).
+        for other in [o for o, e in self.services.items() if e.sidecar_of == sid]:
+            self.remove_service(other)
 
     # ---- checks ------------------------------------------------------------------------------
     def add_check(

@@ -53,6 +53,8 @@ def service_record(service: dict[str, Any]) -> dict[str, Any]:
         if weights and int(weights.get("Passing") or 0) >= 1
         else {"Passing": 1, "Warning": 1},
         "EnableTagOverride": bool(service.get("EnableTagOverride")),
+        "Proxy": dict(service["Proxy"]) if isinstance(service.get("Proxy"), dict) else None,
+        "Locality": dict(service["Locality"]) if service.get("Locality") else None,
     }
 
 

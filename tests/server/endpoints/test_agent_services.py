@@ -251,3 +251,54 @@ def test_http_and_tcp_checks_probe_the_clusters_servers():
     # the probed server is gone: both checks of it fail, and the catalog says so
     assert after["up"]["Status"] == "critical" and after["rpc"]["Status"] == "critical"
     assert catalog["up"] == "critical" and catalog["rpc"] == "critical"
+
+
+def test_proxy_locality_sidecar_reload_monitor_and_tokens_without_acls():
+    async def body(c):
+        _, (f1, _) = await ready(c)
+        proxy = {
+            "Name": "web-proxy",
+            "Kind": "connect-proxy",
+            "Port": 21000,
+            "Proxy": {"destination_service_name": "web", "LocalServicePort": 8080},
+            "Locality": {"region": "r1", "zone": "z1"},
+        }
+        r = {"proxy": await _put(c, f1.name, "/v1/agent/service/register", proxy)}
+        side = {"Name": "api", "Port": 9090, "Connect": {"sidecar_service": {}}}
+        r["side"] = await _put(c, f1.name, "/v1/agent/service/register", side)
+        r["services"] = (await get_json(c, f1.name, "/v1/agent/services"))[2]
+        r["checks"] = sorted((await get_json(c, f1.name, "/v1/agent/checks"))[2])
+        r["dereg"] = await _put(c, f1.name, "/v1/agent/service/deregister/api")
+        r["after"] = sorted((await get_json(c, f1.name, "/v1/agent/services"))[2])
+        r["reload"] = await _put(c, f1.name, "/v1/agent/reload")
+        r["token"] = await _put(c, f1.name, "/v1/agent/token/default", {"Token": "x"})
+        r["monitor-bad"] = await http(c, f1.name, "GET", "/v1/agent/monitor?loglevel=loud")
+        r["monitor"] = await http(c, f1.name, "GET", "/v1/agent/monitor?loglevel=debug")
+        return r
+
+    r = run(body)
+    assert r["proxy"] == (200, "") and r["side"] == (200, "")
+    web = r["services"]["web-proxy"]
+    assert web["Kind"] == "connect-proxy"
+    assert web["Proxy"] == {
+        "DestinationServiceName": "web",
+        "LocalServicePort": 8080,
+        "MeshGateway": {},
+        "Expose": {},
+    }
+    assert web["Locality"] == {"Region": "r1", "Zone": "z1"}
+    assert "Proxy" not in r["services"]["api"]  # only a proxy shows one
+    sidecar = r["services"]["api-sidecar-proxy"]
+    assert (sidecar["Kind"], sidecar["Service"], sidecar["Port"]) == (
+        "connect-proxy",
+        "api-sidecar-proxy",
+        21001,  # 21000 is taken by web-proxy
+    )
+    assert sidecar["Proxy"]["DestinationServiceID"] == "api"
+    assert sidecar["Proxy"]["LocalServicePort"] == 9090
+    assert r["checks"] == ["service:api-sidecar-proxy:1", "service:api-sidecar-proxy:2"]
+    assert r["dereg"] == (200, "") and r["after"] == ["web-proxy"]  # the sidecar went too
+    assert r["reload"] == (200, "")
+    assert r["token"] == (401, "ACL support disabled")
+    assert (r["monitor-bad"][0], r["monitor-bad"][2]) == (400, b"Unknown log level: loud")
+    assert r["monitor"][0] == 501
