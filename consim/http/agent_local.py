@@ -49,7 +49,6 @@ SERVICE_DEF_FIELDS = (
     "Connect",
     "Locality",
 )
-MONITOR_LEVELS = ("trace", "debug", "info", "warn", "error")
 
 
 def _check_def(obj: Any) -> dict[str, Any]:
@@ -138,31 +137,7 @@ async def check_update(c: Ctx) -> Any:
     return await c.agent.local("check_update", args, c.token())
 
 
-async def reload(c: Ctx) -> Any:
-    return await c.agent.local("reload", {}, c.token())
-
-
-async def token(c: Ctx) -> Any:
-    obj = fold(await decode_object(c, "api.AgentToken"), ("Token",))
-    args = {"Type": c.rest, "Token": obj.get("Token")}
-    return await c.agent.local("token", args, c.token())
-
-
-async def monitor(c: Ctx) -> Any:
-    level = c.get("loglevel") or "INFO"
-    if level.lower() not in MONITOR_LEVELS:
-        raise HTTPError(400, f"Unknown log level: {level}")
-    # Consul streams the agent's log lines until the client goes away; consim's HTTP layer
-    # answers whole bodies, so it says so instead of pretending.
-    raise HTTPError(
-        501, "consim does not stream /v1/agent/monitor; its events are in the run's log"
-    )
-
-
 ROUTES: tuple[Route, ...] = (
-    Route("/v1/agent/reload", False, ("PUT",), reload),
-    Route("/v1/agent/token/", True, ("PUT",), token),
-    Route("/v1/agent/monitor", False, ("GET",), monitor),
     Route("/v1/agent/services", False, ("GET",), services),
     Route("/v1/agent/service/", True, ("GET",), service),
     Route("/v1/agent/service/register", False, ("PUT",), service_register),

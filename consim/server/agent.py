@@ -62,7 +62,6 @@ class ServerAgent:
     async def rpc(self, method: str, args: dict[str, Any]) -> Any:
         if not self.node.running:
             raise RpcError("server is not running")
-        args = self._with_default_token(args)
         if self.node.paused:
             await self.node.wait_resumed()
         return await self.node.rpc(method, args)
@@ -315,17 +314,7 @@ class ServerAgent:
         """The agent's own services and checks (``consim.server.agent_local``)."""
         if not self.node.running:
             raise RpcError("server is not running")
-        return await local_agent(self.node, op, args, token or self._default_token())
-
-    def _default_token(self) -> str:
-        """The agent's default token (PUT /v1/agent/token/default), for requests with none."""
-        return self.node.local_state.tokens.get("default", "")
-
-    def _with_default_token(self, args: dict[str, Any]) -> dict[str, Any]:
-        default = self._default_token()
-        if default and not args.get("Token"):
-            return {**args, "Token": default}
-        return args
+        return await local_agent(self.node, op, args, token)
 
     def report_internal_error(self, where: str, exc: BaseException) -> None:
         self.node.events.emit(

@@ -27,22 +27,6 @@ _SERVICE_FIELDS = (
 )
 
 
-# PUT /v1/agent/token/<type>: the names Consul accepts (agent_master: agent_recovery's old name)
-AGENT_TOKENS = {
-    "default": "default",
-    "acl_token": "default",
-    "agent": "agent",
-    "acl_agent_token": "agent",
-    "agent_recovery": "agent_recovery",
-    "agent_master": "agent_recovery",
-    "acl_agent_master_token": "agent_recovery",
-    "replication": "replication",
-    "acl_replication_token": "replication",
-    "config_file_service_registration": "config_file_service_registration",
-    "dns": "dns",
-}
-
-
 def _error(exc: AgentError) -> RpcError:
     err = RpcError(exc.text)
     err.status = exc.status  # type: ignore[attr-defined]
@@ -245,18 +229,6 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
             local.add_check(definition, token)
         elif op == "check_deregister":
             local.remove_check(args["ID"])
-        elif op == "reload":
-            # Consul re-reads its configuration files; a consim agent has none to re-read.
-            require(node, {"Token": token}, "agent", "write", node.node_name)
-        elif op == "token":
-            if not node.acl.enabled:
-                raise AgentError(401, "ACL support disabled")
-            require(node, {"Token": token}, "acl", "write")
-            kind = args["Type"]
-            if kind not in AGENT_TOKENS:
-                raise AgentError(404, f'Token "{kind}" is unknown')
-            local.tokens[AGENT_TOKENS[kind]] = str(args.get("Token") or "")
-            return None
         elif op == "check_update":
             local.update_ttl(args["ID"], args["Status"], args["Output"])
         elif op == "service_maintenance":

@@ -139,8 +139,6 @@ class LocalState:
         self.sync_interval = sync_interval
         # Set by the cluster: how HTTP and TCP checks reach their targets.
         self.prober: Prober | None = None
-        # PUT /v1/agent/token/<type>: "default" is used for requests that carry no token.
-        self.tokens: dict[str, str] = {}
         self.services: dict[str, LocalService] = {}
         self.checks: dict[str, LocalCheck] = {}
         # Entries removed here whose catalog deregistration has not gone through yet.
