@@ -173,6 +173,25 @@ def _tagged(value: Any) -> dict[str, Any] | None:
     return out
 
 
+def _vet_service_update(node: Any, local: LocalState, sid: str, token: str) -> None:
+    """vetServiceUpdateWithAuthorizer: service:write on the existing service (an unknown one is
+    the 404 the local state gives)."""
+    entry = local.services.get(sid)
+    if entry is not None:
+        require(node, {"Token": token}, "service", "write", entry.service["Service"])
+
+
+def _vet_check_update(node: Any, local: LocalState, cid: str, token: str) -> None:
+    """vetCheckUpdateWithAuthorizer: a service's check needs service:write, a node's node:write."""
+    entry = local.checks.get(cid)
+    if entry is None:
+        return
+    if entry.check["ServiceID"]:
+        require(node, {"Token": token}, "service", "write", entry.check["ServiceName"])
+    else:
+        require(node, {"Token": token}, "node", "write", node.node_name)
+
+
 async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> Any:
     """Run one agent operation ``op`` on ``node``'s local state (see the module docstring)."""
     local: LocalState = node.local_state
@@ -212,10 +231,16 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
                 if isinstance(low.get("sidecarservice"), dict):
                     taken = {e.service["Port"] for e in local.services.values()}
                     side = sidecar(service, taken)
+            # vetServiceRegister: service:write on it (and on what it replaces)
+            require(node, {"Token": token}, "service", "write", service["Service"])
+            replaced = local.services.get(service["ID"])
+            if replaced is not None and replaced.service["Service"] != service["Service"]:
+                require(node, {"Token": token}, "service", "write", replaced.service["Service"])
             local.add_service(service, checks, token)
             if side is not None:
                 local.add_service(side[0], side[1], token, sidecar_of=service["ID"])
         elif op == "service_deregister":
+            _vet_service_update(node, local, args["ID"], token)
             local.remove_service(args["ID"])
         elif op == "check_register":
             definition = args["Definition"]
@@ -224,14 +249,20 @@ async def local_agent(node: Any, op: str, args: dict[str, Any], token: str) -> A
             status = definition.get("Status")
             if status and status not in (PASSING, WARNING, CRITICAL):
                 raise AgentError(400, "Bad check status")
+            owner = local.services.get(str(definition.get("ServiceID") or ""))
             if not definition.get("ServiceID"):
                 require(node, {"Token": token}, "node", "write", node.node_name)
+            elif owner is not None:
+                require(node, {"Token": token}, "service", "write", owner.service["Service"])
             local.add_check(definition, token)
         elif op == "check_deregister":
+            _vet_check_update(node, local, args["ID"], token)
             local.remove_check(args["ID"])
         elif op == "check_update":
+            _vet_check_update(node, local, args["ID"], token)
             local.update_ttl(args["ID"], args["Status"], args["Output"])
         elif op == "service_maintenance":
+            _vet_service_update(node, local, args["ID"], token)
             local.service_maintenance(args["ID"], args["Enable"], args["Reason"], token)
         elif op == "node_maintenance":
             require(node, {"Token": token}, "node", "write", node.node_name)

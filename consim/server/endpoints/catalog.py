@@ -138,10 +138,52 @@ async def catalog_register(node: Server, args: dict[str, Any]) -> dict[str, Any]
     # Consul's vetRegisterWithACL: re-posting a node unchanged needs no node:write.
     if changes_node and not (body["SkipNodeUpdate"] and existing is not None):
         require(node, args, "node", "write", name)
-    if any(not c["ServiceID"] for c in body["Checks"]):
-        require(node, args, "node", "write", name)
+    services = node.fsm.catalog.services.get(name, {})
+    service = body["Service"]
+    if service:
+        require(node, args, "service", "write", service["Service"])
+        replaced = services.get(service["ID"])
+        if replaced is not None and replaced["Service"] != service["Service"]:
+            # overwriting another service's registration is a delete of that one
+            require(node, args, "service", "write", replaced["Service"])
+    for check in body["Checks"]:
+        if not check["ServiceID"]:
+            require(node, args, "node", "write", name)
+        elif not service or check["ServiceID"] != service["ID"]:
+            other = services.get(check["ServiceID"])
+            if other is not None:
+                require(node, args, "service", "write", other["Service"])
+            elif not authorize(node, args).unrestricted:
+                raise RpcError(
+                    f"Unknown service ID '{check['ServiceID']}' for check ID '{check['CheckID']}'"
+                )
     await _apply(node, "Register", body)
     return {}
+
+
+def _vet_deregister(node: Server, args: dict[str, Any], name: str) -> None:
+    """Consul's vetDeregisterWithACL: node:write allows anything on the node; otherwise
+    service:write on the service (or on the service of the check) being removed."""
+    if authorize(node, args).allowed("node", "write", name):
+        return
+    service_id = str(args.get("ServiceID") or "")
+    check_id = str(args.get("CheckID") or "")
+    catalog = node.fsm.catalog
+    if service_id:
+        service = catalog.services.get(name, {}).get(service_id)
+        if service is None:
+            raise RpcError(f"Unknown service ID '{service_id}'")
+        require(node, args, "service", "write", service["Service"])
+    elif check_id:
+        check = catalog.checks.get(name, {}).get(check_id)
+        if check is None:
+            raise RpcError(f"Unknown check ID '{check_id}'")
+        if check.get("ServiceID"):
+            require(node, args, "service", "write", check["ServiceName"])
+        else:
+            require(node, args, "node", "write", name)
+    else:
+        require(node, args, "node", "write", name)
 
 
 @endpoint("Catalog.Deregister")
@@ -149,7 +191,7 @@ async def catalog_deregister(node: Server, args: dict[str, Any]) -> dict[str, An
     name = str(args.get("Node") or "")
     if not name:
         raise RpcError("Must provide node")
-    require(node, args, "node", "write", name)
+    _vet_deregister(node, args, name)
     await _apply(
         node,
         "Deregister",

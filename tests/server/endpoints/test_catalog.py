@@ -291,3 +291,49 @@ def test_filter_on_catalog_and_health_reads():
     assert r["peer"] == []  # no peerings
     assert r["bad"][0] == 500
     assert r["bad"][2].startswith(b"Failed to create boolean expression evaluator: ")
+
+
+def test_service_and_session_rules_of_acl_tokens():
+    from consim.acl import ACLConfig
+    from consim.server.state.acl import ACLTable
+
+    root = "root-secret"
+    acl = ACLConfig.from_dict(
+        {"enabled": True, "default_policy": "deny", "initial_management": root}
+    )
+
+    async def body(c):
+        leader, (f1, _) = await ready(c)
+        await eventually(lambda: leader.fsm.table(ACLTable).initialized)
+        admin = {"X-Consul-Token": root}
+        rules = 'node_prefix "" { policy = "write" }\nservice "web" { policy = "write" }'
+        await http(c, f1.name, "PUT", "/v1/acl/policy", headers=admin,
+                   body=json.dumps({"Name": "web", "Rules": rules}).encode())  # fmt: skip
+        _, _, raw = await http(c, f1.name, "PUT", "/v1/acl/token", headers=admin,
+                               body=json.dumps({"Policies": [{"Name": "web"}]}).encode())  # fmt: skip
+        token = json.loads(raw)
+        await eventually(lambda: f1.fsm.table(ACLTable).by_secret(token["SecretID"]) is not None)
+        mine = {"X-Consul-Token": token["SecretID"]}
+
+        async def put(path, obj, headers):
+            status, _, out = await http(c, f1.name, "PUT", path, headers=headers,
+                                        body=json.dumps(obj).encode())  # fmt: skip
+            return status, out.decode()
+
+        node = {"Node": "ext", "Address": "10.0.0.9"}
+        return token["AccessorID"], {
+            "web": await put("/v1/catalog/register", {**node, "Service": {"Service": "web"}}, mine),
+            "db": await put("/v1/catalog/register", {**node, "Service": {"Service": "db"}}, mine),
+            "agent-db": await put("/v1/agent/service/register", {"Name": "db"}, mine),
+            "agent-web": await put("/v1/agent/service/register", {"Name": "web"}, mine),
+            "session": await put("/v1/session/create", {}, mine),
+            "session-root": await put("/v1/session/create", {}, admin),
+        }
+
+    accessor, r = run(body, acl=acl)
+    denied = f"Permission denied: token with AccessorID '{accessor}' lacks permission"
+    assert r["web"] == (200, "true") and r["agent-web"] == (200, "")
+    assert r["db"] == (403, f"{denied} 'service:write' on \"db\"")
+    assert r["agent-db"] == (403, f"{denied} 'service:write' on \"db\"")
+    assert r["session"][0] == 403 and r["session"][1].startswith(f"{denied} 'session:write' on ")
+    assert r["session-root"][0] == 200
