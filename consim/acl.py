@@ -52,7 +52,7 @@ _ANONYMOUS_SUFFIX = (
     ". The anonymous token is used implicitly when a request does not specify a token."
 )
 
-RESOURCES = ("acl", "operator", "keyring", "key", "agent", "node")
+RESOURCES = ("acl", "operator", "keyring", "key", "agent", "node", "service", "session")
 _GLOBAL_LEVELS = ("read", "write", "deny")
 _KEY_LEVELS = ("read", "list", "write", "deny")
 # Prefix-rule resources: token field -> allowed levels.
@@ -105,9 +105,10 @@ class ACLToken:
     node_prefix: dict[str, str] = field(default_factory=dict)
 
     def prefix_rules(self, resource: str) -> dict[str, str]:
-        return {"key": self.key_prefix, "agent": self.agent_prefix, "node": self.node_prefix}[
-            resource
-        ]
+        # A config-file token has no service or session rules: the default policy decides.
+        return {"key": self.key_prefix, "agent": self.agent_prefix, "node": self.node_prefix}.get(
+            resource, {}
+        )
 
 
 def _longest_prefix(rules: Mapping[str, str], segment: str) -> str | None:

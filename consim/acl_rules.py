@@ -10,8 +10,7 @@
 or the same as JSON (``{"key_prefix": {"app/": {"policy": "write"}}}``). Global resources
 (``acl``, ``operator``, ``keyring``, ``mesh``, ``peering``) take a level; the others take blocks
 per name, exact (``key "x"``) or by prefix (``key_prefix "x"``). Resources consim does not enforce
-(service, session, event, query...) are parsed and kept, so a policy round-trips, and ignored by
-the authorizer. A malformed text raises :class:`RulesError` with a reason for Consul's
+(event, query...) are parsed and kept, so a policy round-trips, and ignored by the authorizer. A malformed text raises :class:`RulesError` with a reason for Consul's
 ``Failed to parse policy`` answer.
 """
 

@@ -8,6 +8,7 @@ event in the one event log.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 import trio
 
+from consim import probes
 from consim.events import NO_NODE, EventLog
 from consim.net.network import Network
 from consim.raft.core import new_node_id
@@ -86,6 +88,8 @@ class Cluster:
                 directory=lambda: self.specs,
                 **spec.server_options(),
             )
+            # HTTP and TCP checks reach this cluster's servers (consim.probes).
+            self.servers[s.name].local_state.prober = functools.partial(probes.probe, self)
 
     def _node_id(self, s: ServerSpec) -> str:
         node_id = new_node_id(self.rng)

@@ -93,6 +93,12 @@ class Agent(Protocol):
         "Error"}``; ``Error`` is ``""`` or e.g. ``"1/3 nodes reported failure"``."""
         ...
 
+    async def local(self, op: str, args: dict[str, Any], token: str) -> Any:
+        """The agent's own services and checks: ``op`` in services, service, checks,
+        service_register, service_deregister, check_register, check_deregister, check_update,
+        service_maintenance, node_maintenance. Refusals are :class:`RpcError` with ``.status``."""
+        ...
+
     def report_internal_error(self, where: str, exc: BaseException) -> None:
         """Record an unexpected exception (an event); the client only sees a 500."""
         ...

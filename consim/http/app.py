@@ -39,7 +39,7 @@ from consim.golike import (
     parse_uint,
 )
 from consim.http import acl as acl_api
-from consim.http import agent_ops
+from consim.http import agent_local, agent_ops, catalog, session
 from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
 from consim.http import snapshot as snapshot_api
@@ -48,6 +48,7 @@ from consim.http import usage as usage_api
 from consim.http.agent import Agent, RpcError
 from consim.http.compress import maybe_gzip
 from consim.http.context import (
+    JSON_NULL,
     KV_MAX_VALUE_SIZE,
     MAX_BODY_SIZE,
     BodyTooLarge,
@@ -577,6 +578,9 @@ ROUTES: tuple[Route, ...] = (
     *usage_api.ROUTES,
     *coordinate_api.ROUTES,
     *agent_ops.ROUTES,
+    *catalog.ROUTES,
+    *session.ROUTES,
+    *agent_local.ROUTES,
 )
 
 
@@ -717,6 +721,8 @@ def create_app(agent: Agent, ui: UIHandler | None = None) -> QuartTrio:
             return wrapped(result.status, result.body, result.content_type, headers)
         if result is None:
             return wrapped(200, b"", None, ctx.meta_headers)
+        if result is JSON_NULL:
+            result = None
         body = marshal_json(result, ctx.has("pretty"))
         return wrapped(200, body, _JSON, ctx.meta_headers)
 

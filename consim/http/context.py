@@ -24,6 +24,13 @@ KV_MAX_VALUE_SIZE = 512 * 1024  # Consul's kv_max_value_size default
 MAX_BODY_SIZE = KV_MAX_VALUE_SIZE
 
 
+class _JSONNull:
+    """A handler's answer meaning the JSON body ``null`` (``None`` is an empty body)."""
+
+
+JSON_NULL = _JSONNull()
+
+
 class BodyTooLarge(GoError):
     """A request body over :data:`MAX_BODY_SIZE`."""
 
@@ -187,6 +194,8 @@ class Ctx:
             MinQueryIndex=index,
             MaxQueryTime=wait,
         )
+        if self.has("filter"):
+            args["Filter"] = self.get("filter")  # go-bexpr, applied by the list endpoints
         return args
 
     def set_meta(self, reply: Any) -> None:

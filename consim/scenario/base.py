@@ -36,7 +36,8 @@ PARTITION_MEMBER = re.compile(r"^partition\[(\d+)\]\[(\d+)\]$")
 
 # "{rpc:dc1-s5}" in a consul command, an HTTP path/body or an expectation: that server's address,
 # filled in when the step runs (live runs may put a cluster on another 127.0.N.x block).
-PLACEHOLDER = re.compile(r"\{(rpc|host|http):([^{}]+)\}")
+# "{var:NAME}": a value an earlier http step saved (save = { NAME = "json.path" }).
+PLACEHOLDER = re.compile(r"\{(rpc|host|http|var):([^{}]+)\}")
 PLACEHOLDER_KINDS = {"rpc": "IP:8300", "host": "IP", "http": "IP:http-port"}
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
@@ -162,6 +163,8 @@ class Checker:
         self.path = path
         self.servers = servers
         self.datacenters = datacenters
+        # {var:NAME} names saved by the steps parsed so far (an http step's ``save``).
+        self.saved: set[str] = set()
         self.where = ""
         self.errors: list[str] = []
 
@@ -226,6 +229,14 @@ class Checker:
         role (resolved when the step runs)."""
         if isinstance(value, str):
             for m in PLACEHOLDER.finditer(value):
+                if m.group(1) == "var":
+                    if m.group(2) not in self.saved:
+                        raise self.fail(
+                            fieldname,
+                            f"{m.group(0)} is saved by no earlier step "
+                            f'(an http step\'s save = {{ {m.group(2)} = "json.path" }})',
+                        )
+                    continue
                 if m.group(2) not in self.servers and m.group(2) not in ROLE_TARGETS:
                     raise self.fail(
                         fieldname,

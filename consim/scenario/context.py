@@ -58,6 +58,8 @@ class StepContext:
         self._poll = 0.05 if live else 0.01
         # Measurements a step leaves for the results (the load step's latencies), by step number.
         self.measurements: dict[int, dict[str, Any]] = {}
+        # What http steps saved (save = { NAME = "json.path" }), for {var:NAME} placeholders.
+        self.variables: dict[str, str] = {}
 
     # ---- targets -----------------------------------------------------------------------------
     def dc_of(self, step: Step, target: Target | None = None) -> str:
@@ -224,6 +226,8 @@ class StepContext:
 
             def address(m: Any) -> str:
                 name = m.group(2)
+                if m.group(1) == "var":
+                    return self.variables[name]
                 if name in ROLE_TARGETS and step is not None:
                     name = self.resolve(Target(name, step.dc), step)
                 spec = self.cluster.node(name).spec

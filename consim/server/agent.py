@@ -20,6 +20,7 @@ from consim.gossip import consul_server_tags
 from consim.gossip.types import Member
 from consim.net.network import RpcError
 from consim.net.sim import VirtualClock
+from consim.server.agent_local import local_agent
 from consim.server.endpoints import authorize, require
 from consim.server.gossip_driver import GossipPool
 from consim.server.node import ServerNode
@@ -308,6 +309,12 @@ class ServerAgent:
             "Forwarded": False,
         }
         return await self.rpc("Internal.KeyringOperation", args)
+
+    async def local(self, op: str, args: dict[str, Any], token: str) -> Any:
+        """The agent's own services and checks (``consim.server.agent_local``)."""
+        if not self.node.running:
+            raise RpcError("server is not running")
+        return await local_agent(self.node, op, args, token)
 
     def report_internal_error(self, where: str, exc: BaseException) -> None:
         self.node.events.emit(

@@ -44,6 +44,7 @@ from consim.server.forwarding import Forwarder
 from consim.server.fsm import StateMachine
 from consim.server.gossip_driver import GossipPool
 from consim.server.leader import LeaderDuties
+from consim.server.local_state import LocalState
 from consim.server.membership import Membership
 from consim.server.raft_driver import RaftDriver
 from consim.server.raft_transport import READ_TIMEOUT, RaftTransport
@@ -138,6 +139,8 @@ class ServerNode:
             read_timeout=getattr(network, "read_timeout", READ_TIMEOUT),
         )
         self.raft_driver.transport = self.raft_transport
+        # The agent's own services and checks (/v1/agent/service, /v1/agent/check).
+        self.local_state = LocalState(self, sync_interval=60.0 * gossip_scale)
         self.forwarder = Forwarder(self, network, hold_timeout=rpc_hold_timeout)
         self.lan_pool: GossipPool | None = None
         self.wan_pool: GossipPool | None = None
@@ -195,6 +198,7 @@ class ServerNode:
         self.raft_driver.reset()
         self.leader.reset()
         self.session_timers.reset()
+        self.local_state.reset()
         # Notifies handed to the network as awaitables (while paused) and not yet handled; later
         # ones queue behind them so Raft messages keep their order. One counter per incarnation.
         self._held_notifies = [0]
@@ -258,6 +262,7 @@ class ServerNode:
                     )
                     driver.flush()  # arms the timer
                     nursery.start_soon(self.session_timers.run)
+                    nursery.start_soon(self.local_state.run)
                     if self.lan_pool is not None and self.wan_pool is not None:
                         lan_join, wan_join = self.membership.join_addresses()
                         await nursery.start(self.lan_pool.run, lan_join)

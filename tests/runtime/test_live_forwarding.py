@@ -27,6 +27,9 @@ async def test_live_a_forwarded_cas_whose_leader_dies_after_receiving_it_is_appl
     spec = live_spec(base, http_port=HTTP_PORT, seed=seed)
     async with live_cluster(spec) as cluster:
         leader = await cluster.wait_for_leader(within=15)
+        # The leader registers every server in the catalog (Raft writes of its own): let those
+        # land first, so the cas below is the only new entry.
+        await wait_until(lambda: len(leader.fsm.catalog.nodes) == 3, 10, "catalog registered")
         await wait_converged(cluster, 5)
         status, _, _ = await cluster.http(leader.name, "PUT", "/v1/kv/k", body=b"1")
         assert status == 200

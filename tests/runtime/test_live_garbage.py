@@ -102,6 +102,9 @@ async def test_garbage_on_a_running_servers_rpc_port() -> None:
         target = cluster.followers()[0]
         stats = cluster.net.stats[target.address]
         await wait_until(lambda: stats["connections_open"] >= 1, 5, "peer connections")
+        # The leader's first reconcile (catalog registrations, autopilot's stats calls) opens
+        # the last pooled connections: take the baseline once it is done.
+        await wait_until(lambda: len(leader.fsm.catalog.nodes) == 3, 10, "catalog registered")
         await trio.sleep(0.5)
         baseline_open = stats["connections_open"]
         garbage_before = stats["connections_dropped_garbage"]

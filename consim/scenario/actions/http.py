@@ -53,14 +53,24 @@ class HttpArgs(ActionArgs):
     headers: dict[str, str] = field(default_factory=dict)
     token: str | None = None
     expect: HttpExpect = field(default_factory=HttpExpect)
+    # NAME -> dotted JSON path of the answer, kept for {var:NAME} in later steps
+    save: dict[str, str] = field(default_factory=dict)
+    # Repeat the request (every RETRY_EVERY) until ``expect`` holds, for at most this long.
+    within: float = 0.0
+    within_text: str = ""
 
     def describe(self) -> str:
-        return f"{self.method} {self.path} on {self.on}"
+        label = f"{self.method} {self.path} on {self.on}"
+        if self.within_text:
+            label += f" (until it answers as expected, within {self.within_text})"
+        if self.save:
+            label += f" (saves {', '.join(self.save)})"
+        return label
 
 
 class Http(Action[HttpArgs]):
     name = "http"
-    keys = frozenset({"on", "body", "headers", "token", "expect"})
+    keys = frozenset({"on", "body", "headers", "token", "expect", "save", "within"})
 
     def parse(
         self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
@@ -85,7 +95,15 @@ class Http(Action[HttpArgs]):
         c.placeholders("http", path)
         c.placeholders("body", body)
         c.placeholders("expect", raw_expect)
-        return HttpArgs(
+        save = step.get("save", {})
+        if not isinstance(save, dict) or not all(isinstance(v, str) and v for v in save.values()):
+            raise c.expected("save", 'a table like { session = "ID" } (name = JSON path)', save)
+        within, within_text = 0.0, ""
+        if "within" in step:
+            within, within_text = c.duration("within", step["within"])
+            if not expect:
+                raise c.fail("within", "needs an expect to wait for")
+        args = HttpArgs(
             method=method,
             path=path,
             on=c.target("on", step.get("on", "any"), dc),
@@ -93,7 +111,12 @@ class Http(Action[HttpArgs]):
             headers=dict(headers),
             token=token,
             expect=expect,
+            save=dict(save),
+            within=within,
+            within_text=within_text,
         )
+        c.saved.update(save)  # later steps may use {var:NAME}
+        return args
 
     async def run(self, ctx: StepContext, step: Step, args: HttpArgs) -> str:
         a = replace(
@@ -108,13 +131,37 @@ class Http(Action[HttpArgs]):
         headers = dict(a.headers)
         if a.token is not None:
             headers["X-Consul-Token"] = a.token
-        status, out_headers, body, error = await ctx.request(
-            name, a.method, a.path, headers, a.body.encode(), step=step.number
-        )
-        text = body.decode("utf-8", "replace")
-        shown = f"{name}: {status if status is not None else error} {short(text, 120)}".rstrip()
-        check_http(a.expect, status, out_headers, text, error)
-        return shown
+        deadline = ctx.events.now() + a.within
+        while True:
+            status, out_headers, body, error = await ctx.request(
+                name, a.method, a.path, headers, a.body.encode(), step=step.number
+            )
+            text = body.decode("utf-8", "replace")
+            shown = f"{name}: {status if status is not None else error} {short(text, 120)}"
+            try:
+                check_http(a.expect, status, out_headers, text, error)
+                break
+            except StepFailed:
+                if ctx.events.now() + RETRY_EVERY > deadline:
+                    raise
+            await ctx.sleep(RETRY_EVERY)
+        for var, path in a.save.items():
+            ctx.variables[var] = _saved(text, var, path)
+        return shown.rstrip()
+
+
+RETRY_EVERY = 0.5  # seconds between the tries of an http step with ``within``
+
+
+def _saved(text: str, var: str, path: str) -> str:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise StepFailed(f"cannot save {var}: the body is not JSON: {short(text, 120)!r}") from None
+    value = _lookup(doc, path)
+    if value is _MISSING:
+        raise StepFailed(f"cannot save {var}: JSON has no {path}")
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _parse_expect(c: Checker, expect: Any) -> tuple[HttpExpect, dict[str, Any]]:

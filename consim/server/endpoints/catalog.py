@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from consim.bexpr import FilterError, Predicate, compile_filter
 from consim.net.network import RpcError
 from consim.server.endpoints.kvs import blocking_query
 from consim.server.endpoints.registry import authorize, endpoint, require
@@ -47,8 +48,13 @@ def service_record(service: dict[str, Any]) -> dict[str, Any]:
         "TaggedAddresses": service.get("TaggedAddresses") or None,
         "Meta": dict(service["Meta"]) if service.get("Meta") else None,
         "Port": int(service.get("Port") or 0),
-        "Weights": dict(weights) if weights else None,
+        # ToServiceNode stores 1/1 for absent (or invalid) weights; reads show that
+        "Weights": dict(weights)
+        if weights and int(weights.get("Passing") or 0) >= 1
+        else {"Passing": 1, "Warning": 1},
         "EnableTagOverride": bool(service.get("EnableTagOverride")),
+        "Proxy": dict(service["Proxy"]) if isinstance(service.get("Proxy"), dict) else None,
+        "Locality": dict(service["Locality"]) if service.get("Locality") else None,
     }
 
 
@@ -132,10 +138,52 @@ async def catalog_register(node: Server, args: dict[str, Any]) -> dict[str, Any]
     # Consul's vetRegisterWithACL: re-posting a node unchanged needs no node:write.
     if changes_node and not (body["SkipNodeUpdate"] and existing is not None):
         require(node, args, "node", "write", name)
-    if any(not c["ServiceID"] for c in body["Checks"]):
-        require(node, args, "node", "write", name)
+    services = node.fsm.catalog.services.get(name, {})
+    service = body["Service"]
+    if service:
+        require(node, args, "service", "write", service["Service"])
+        replaced = services.get(service["ID"])
+        if replaced is not None and replaced["Service"] != service["Service"]:
+            # overwriting another service's registration is a delete of that one
+            require(node, args, "service", "write", replaced["Service"])
+    for check in body["Checks"]:
+        if not check["ServiceID"]:
+            require(node, args, "node", "write", name)
+        elif not service or check["ServiceID"] != service["ID"]:
+            other = services.get(check["ServiceID"])
+            if other is not None:
+                require(node, args, "service", "write", other["Service"])
+            elif not authorize(node, args).unrestricted:
+                raise RpcError(
+                    f"Unknown service ID '{check['ServiceID']}' for check ID '{check['CheckID']}'"
+                )
     await _apply(node, "Register", body)
     return {}
+
+
+def _vet_deregister(node: Server, args: dict[str, Any], name: str) -> None:
+    """Consul's vetDeregisterWithACL: node:write allows anything on the node; otherwise
+    service:write on the service (or on the service of the check) being removed."""
+    if authorize(node, args).allowed("node", "write", name):
+        return
+    service_id = str(args.get("ServiceID") or "")
+    check_id = str(args.get("CheckID") or "")
+    catalog = node.fsm.catalog
+    if service_id:
+        service = catalog.services.get(name, {}).get(service_id)
+        if service is None:
+            raise RpcError(f"Unknown service ID '{service_id}'")
+        require(node, args, "service", "write", service["Service"])
+    elif check_id:
+        check = catalog.checks.get(name, {}).get(check_id)
+        if check is None:
+            raise RpcError(f"Unknown check ID '{check_id}'")
+        if check.get("ServiceID"):
+            require(node, args, "service", "write", check["ServiceName"])
+        else:
+            require(node, args, "node", "write", name)
+    else:
+        require(node, args, "node", "write", name)
 
 
 @endpoint("Catalog.Deregister")
@@ -143,7 +191,7 @@ async def catalog_deregister(node: Server, args: dict[str, Any]) -> dict[str, An
     name = str(args.get("Node") or "")
     if not name:
         raise RpcError("Must provide node")
-    require(node, args, "node", "write", name)
+    _vet_deregister(node, args, name)
     await _apply(
         node,
         "Deregister",
@@ -163,6 +211,17 @@ async def catalog_datacenters(node: Server, args: dict[str, Any]) -> list[str]:
     return [node.datacenter, *others]
 
 
+def record_filter(args: dict[str, Any]) -> Predicate:
+    """The request's ``Filter`` (go-bexpr) as a predicate; every record passes without one."""
+    text = str(args.get("Filter") or "")
+    if not text:
+        return lambda record: True
+    try:
+        return compile_filter(text)
+    except FilterError as exc:
+        raise RpcError(str(exc)) from None
+
+
 def readable_nodes(node: Server, args: dict[str, Any]) -> Any:
     authz = authorize(node, args)
     if authz.unrestricted:
@@ -174,6 +233,7 @@ def readable_nodes(node: Server, args: dict[str, Any]) -> Any:
 async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     readable = readable_nodes(node, args)
     meta_filter = dict(args.get("NodeMetaFilters") or {})
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         catalog = node.fsm.catalog
@@ -181,7 +241,11 @@ async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
         for name in sorted(catalog.nodes):
             n = catalog.nodes[name]
             meta = n.get("Meta") or {}
-            if readable(name) and all(meta.get(k) == v for k, v in meta_filter.items()):
+            if (
+                readable(name)
+                and all(meta.get(k) == v for k, v in meta_filter.items())
+                and wanted(n)
+            ):
                 out.append(dict(n))
         return node.fsm.max_index("nodes"), out
 
@@ -191,8 +255,19 @@ async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
 
 @endpoint("Catalog.ListServices", read=True)
 async def catalog_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    wanted = record_filter(args)
+
     def read() -> tuple[int, Any]:
-        return node.fsm.max_index("nodes", "services"), node.fsm.catalog.service_names()
+        index = node.fsm.max_index("nodes", "services")
+        if not args.get("Filter"):
+            return index, node.fsm.catalog.service_names()
+        # Consul filters the service instances, then lists the names and tags of those left.
+        names: dict[str, list[str]] = {}
+        for n, s in node.fsm.catalog.all_instances():
+            if wanted(service_node(n, s)):
+                tags = names.setdefault(s["Service"], [])
+                tags.extend(t for t in s.get("Tags") or [] if t not in tags)
+        return index, {name: sorted(names[name]) for name in sorted(names)}
 
     index, services, meta = await blocking_query(node, args, read)
     return {"Services": services, "Index": index, "QueryMeta": meta}
@@ -213,7 +288,7 @@ def service_node(n: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
         "ServiceTags": s.get("Tags"),
         "ServiceAddress": s.get("Address", ""),
         "ServiceTaggedAddresses": s.get("TaggedAddresses"),
-        "ServiceWeights": s.get("Weights") or {"Passing": 0, "Warning": 0},
+        "ServiceWeights": s.get("Weights") or {"Passing": 1, "Warning": 1},
         "ServiceMeta": s.get("Meta"),
         "ServicePort": s.get("Port", 0),
         "ServiceEnableTagOverride": s.get("EnableTagOverride", False),
@@ -227,6 +302,7 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
     name = str(args.get("ServiceName") or "")
     tags = [str(t) for t in args.get("ServiceTags") or []]
     readable = readable_nodes(node, args)
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         out = [
@@ -234,6 +310,9 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
             for n, s in node.fsm.catalog.service_instances(name)
             if readable(n["Node"]) and all(t in (s.get("Tags") or []) for t in tags)
         ]
+        out = [sn for sn in out if wanted(sn)]
+        if args.get("Connect"):
+            out = []  # no Connect in consim: no instance is connect-capable
         return node.fsm.max_index("nodes", "services"), out
 
     index, nodes, meta = await blocking_query(node, args, read)
@@ -244,15 +323,19 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
 async def catalog_node_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     name = str(args.get("Node") or "")
     require(node, args, "node", "read", name)
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         catalog = node.fsm.catalog
         if name not in catalog.nodes:
             return node.fsm.max_index("nodes", "services"), None
         services = catalog.services.get(name, {})
+        # The filter applies to each entry of Services (NodeService), not to the node.
         return node.fsm.max_index("nodes", "services"), {
             "Node": dict(catalog.nodes[name]),
-            "Services": {sid: dict(services[sid]) for sid in sorted(services)},
+            "Services": {
+                sid: dict(services[sid]) for sid in sorted(services) if wanted(services[sid])
+            },
         }
 
     index, found, meta = await blocking_query(node, args, read)

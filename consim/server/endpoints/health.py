@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from consim.net.network import RpcError
-from consim.server.endpoints.catalog import readable_nodes
+from consim.server.endpoints.catalog import readable_nodes, record_filter
 from consim.server.endpoints.kvs import blocking_query
 from consim.server.endpoints.registry import endpoint
 from consim.server.interface import Server
@@ -16,9 +16,12 @@ from consim.server.state.catalog import CRITICAL, MAINT, PASSING, WARNING
 @endpoint("Health.NodeChecks", read=True)
 async def health_node_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     name = str(args.get("Node") or "")
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
-        return node.fsm.max_index("checks"), [dict(c) for c in node.fsm.catalog.node_checks(name)]
+        return node.fsm.max_index("checks"), [
+            dict(c) for c in node.fsm.catalog.node_checks(name) if wanted(c)
+        ]
 
     index, checks, meta = await blocking_query(node, args, read)
     return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
@@ -27,10 +30,11 @@ async def health_node_checks(node: Server, args: dict[str, Any]) -> dict[str, An
 @endpoint("Health.ServiceChecks", read=True)
 async def health_service_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     name = str(args.get("ServiceName") or "")
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         return node.fsm.max_index("nodes", "services", "checks"), [
-            dict(c) for c in node.fsm.catalog.service_checks(name)
+            dict(c) for c in node.fsm.catalog.service_checks(name) if wanted(c)
         ]
 
     index, checks, meta = await blocking_query(node, args, read)
@@ -42,10 +46,11 @@ async def health_checks_in_state(node: Server, args: dict[str, Any]) -> dict[str
     state = str(args.get("State") or "")
     if state not in ("any", PASSING, WARNING, CRITICAL, MAINT):
         raise RpcError(f"Bad state '{state}'")
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         return node.fsm.max_index("checks"), [
-            dict(c) for c in node.fsm.catalog.checks_in_state(state)
+            dict(c) for c in node.fsm.catalog.checks_in_state(state) if wanted(c)
         ]
 
     index, checks, meta = await blocking_query(node, args, read)
@@ -58,6 +63,7 @@ async def health_service_nodes(node: Server, args: dict[str, Any]) -> dict[str, 
     tags = [str(t) for t in args.get("ServiceTags") or []]
     passing_only = bool(args.get("PassingOnly"))
     readable = readable_nodes(node, args)
+    wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
         catalog = node.fsm.catalog
@@ -73,7 +79,12 @@ async def health_service_nodes(node: Server, args: dict[str, Any]) -> dict[str, 
             ]
             if passing_only and any(c["Status"] != PASSING for c in checks):
                 continue
-            out.append({"Node": dict(n), "Service": dict(s), "Checks": checks})
+            entry = {"Node": dict(n), "Service": dict(s), "Checks": checks}
+            if wanted(entry):
+                out.append(entry)
+        if args.get("Connect") or args.get("Ingress") or args.get("PeerName"):
+            # No Connect, ingress gateways or cluster peerings in consim: nothing qualifies.
+            out = []
         return node.fsm.max_index("nodes", "services", "checks"), out
 
     index, nodes, meta = await blocking_query(node, args, read)

@@ -10,7 +10,7 @@ from consim.golike import GoError, format_duration, parse_duration
 from consim.net.network import RpcError
 from consim.raft.core import new_node_id
 from consim.server.endpoints.kvs import blocking_query
-from consim.server.endpoints.registry import endpoint
+from consim.server.endpoints.registry import endpoint, require
 from consim.server.interface import Server
 from consim.server.state.base import encode_command
 
@@ -57,6 +57,9 @@ async def session_apply(node: Server, args: dict[str, Any]) -> Any:
     if op == "destroy":
         if not sid:
             raise RpcError("Must provide ID")
+        existing = node.fsm.sessions.sessions.get(sid)
+        if existing is not None:
+            require(node, args, "session", "write", str(existing.get("Node") or ""))
         result = await node.apply_command(
             encode_command("Session", {"Op": "destroy", "Session": {"ID": sid}})
         )
@@ -66,6 +69,7 @@ async def session_apply(node: Server, args: dict[str, Any]) -> Any:
         raise RpcError(f"Invalid session operation {json.dumps(op)}")
     if not session.get("Node"):
         raise RpcError("Must provide Node")
+    require(node, args, "session", "write", str(session["Node"]))
     behavior = str(session.get("Behavior") or "release")
     if behavior not in ("release", "delete"):
         raise RpcError(f"Invalid Behavior setting '{behavior}'")

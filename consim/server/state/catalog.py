@@ -10,7 +10,6 @@ takes its sessions with it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from consim.server.state.base import Table
@@ -166,6 +165,15 @@ class CatalogTable(Table):
                         tags.append(tag)
         return {name: sorted(out[name]) for name in sorted(out)}
 
+    def all_instances(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(node, service) for every service instance, by node then ID."""
+        return [
+            (self.nodes[node], self.services[node][sid])
+            for node in sorted(self.services)
+            if node in self.nodes
+            for sid in sorted(self.services[node])
+        ]
+
     def service_instances(self, name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(node, service) pairs of every instance of service ``name``, by node then ID."""
         out = []
@@ -217,8 +225,3 @@ class CatalogTable(Table):
         self.checks = {}
         for c in obj.get("checks", []):
             self.checks.setdefault(c["Node"], {})[c["CheckID"]] = dict(c)
-
-
-def copy_of(obj: Any) -> Any:
-    """A copy an endpoint may reshape without touching the table."""
-    return copy.deepcopy(obj)
