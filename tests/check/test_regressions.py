@@ -68,7 +68,11 @@ async def _remote_server_dies_while_handling_a_dc_cas(cluster: Cluster) -> dict:
     assert entry is not None
     dc2 = [n for n in cluster.servers.values() if n.datacenter == "dc2"]
     index = leader.core.last_index + 1
-    requests = {n.name: cluster.net.stats[n.address]["requests_in"] for n in dc2}
+    # Requests each dc2 server took over Consul's RPC (servers forward to each other on it).
+    def taken(n) -> int:
+        return cluster.net.stats[n.address]["consul_rpc_requests"]
+
+    requests = {n.name: taken(n) for n in dc2}
     answer: dict = {}
 
     async def cas() -> None:
@@ -80,11 +84,12 @@ async def _remote_server_dies_while_handling_a_dc_cas(cluster: Cluster) -> dict:
         nursery.start_soon(cas)
         # The dc2 server the dc1 server picked dies once another dc2 server holds the entry
         # (so dc2 commits it) but before it has answered.
-        while True:
-            hop = [n for n in dc2 if cluster.net.stats[n.address]["requests_in"] > requests[n.name]]
-            if hop and any(n.core.last_index >= index for n in dc2 if n is not hop[0]):
-                break
-            await trio.sleep(0.0001)
+        with trio.fail_after(10):
+            while True:
+                hop = [n for n in dc2 if taken(n) > requests[n.name]]
+                if hop and any(n.core.last_index >= index for n in dc2 if n is not hop[0]):
+                    break
+                await trio.sleep(0.0001)
         assert "reply" not in answer
         cluster.kill(hop[0].name)
     await trio.sleep(3)
