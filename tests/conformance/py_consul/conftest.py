@@ -39,20 +39,30 @@ from consim.spec import ClusterSpec
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ for live_hosts
 from live_hosts import free_host_base  # noqa: E402
 
-HTTP_PORT = 18651
+# A dev agent's HTTP address: upstream's HTTP checks probe http://localhost:8500 itself.
+DEV_HTTP_PORT = 8500
+HTTP_PORT = 18651  # where the server goes when 127.0.0.1:8500 (or 8300/8301/8302) is taken
 START_TIMEOUT = 20.0
 
 ConsulInstance = collections.namedtuple("ConsulInstance", ["container", "port", "version"])
 ACLConsul = collections.namedtuple("ACLConsul", ["instance", "token", "version"])
 
-_HOST_BLOCK: int | None = None
+_ADDRESS: tuple[int, int] | None = None
+
+
+def _address() -> tuple[int, int]:
+    """(host_block, http_port): the dev agent's 127.0.0.1:8500 when free, else a free block."""
+    global _ADDRESS
+    if _ADDRESS is None:
+        try:
+            _ADDRESS = (free_host_base([1], DEV_HTTP_PORT, bases=(0,)), DEV_HTTP_PORT)
+        except RuntimeError:
+            _ADDRESS = (free_host_base([1], HTTP_PORT, bases=(0, *range(220, 250, 3))), HTTP_PORT)
+    return _ADDRESS
 
 
 def _host_block() -> int:
-    global _HOST_BLOCK
-    if _HOST_BLOCK is None:
-        _HOST_BLOCK = free_host_base([1], HTTP_PORT, bases=(0, *range(220, 250, 3)))
-    return _HOST_BLOCK
+    return _address()[0]
 
 
 class LiveServer:
@@ -126,7 +136,7 @@ def _spec(acl_token: str | None) -> ClusterSpec:
         datacenters=(("dc1", 1),),
         seed=1,
         raft_multiplier=0.1,  # a dev agent elects itself at once; 1 costs ~1 s a test
-        http_port=HTTP_PORT,
+        http_port=_address()[1],
         host_block=_host_block(),
         acl=acl,
     )
