@@ -40,6 +40,7 @@ from consim.golike import (
 )
 from consim.http import acl as acl_api
 from consim.http import agent_local, agent_ops, catalog, session
+from consim.http import config as config_api
 from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
 from consim.http import snapshot as snapshot_api
@@ -577,6 +578,7 @@ ROUTES: tuple[Route, ...] = (
     *event_api.ROUTES,
     *usage_api.ROUTES,
     *coordinate_api.ROUTES,
+    *config_api.ROUTES,
     *agent_ops.ROUTES,
     *catalog.ROUTES,
     *session.ROUTES,

@@ -8,6 +8,7 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 from consim.server.endpoints import (
     acl,
     catalog,
+    config_entry,
     coordinate,
     health,
     internal,
@@ -26,6 +27,7 @@ __all__ = [
     "Handler",
     "authorize",
     "catalog",
+    "config_entry",
     "coordinate",
     "endpoint",
     "health",
