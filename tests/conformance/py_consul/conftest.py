@@ -211,6 +211,49 @@ def consul_obj(consul_port):
 NOT_RUN = frozenset({"test_aio.py"})
 
 
+# Tests that fail against consim on purpose, each with the reason (README.md lists them too).
+# strict: one that starts passing fails the suite, so this list stays true.
+EXPECTED_FAILURES = {
+    "api/test_agent.py::TestAgent::test_agent_self": (
+        "expects an xDS section in /v1/agent/self: Consul sends it only when it runs a "
+        "gRPC/xDS server, and consim serves none"
+    ),
+    "api/test_operator.py::TestOperator::test_operator": (
+        "expects the raft configuration's Index to be 0; consim answers the configuration "
+        "entry's Raft index (Consul 0.7.2's meaning, kept on purpose)"
+    ),
+    "api/test_connect.py::TestConsulConnectCA::test_ca_update_configuration": (
+        "consim runs no Connect CA: /v1/connect/ca/* is not served"
+    ),
+    "api/test_discovery_chain.py::TestDiscoveryChain::test_discovery_chain_get": (
+        "consim compiles no discovery chains: /v1/discovery-chain/* is not served"
+    ),
+}
+# Upstream's HTTP checks probe the dev agent's own http://localhost:8500: they can only pass
+# when this suite's server got 127.0.0.1:8500 (another process may hold it).
+NEEDS_DEV_PORT = {
+    "api/test_agent.py::TestAgent::test_agent_checks",
+    "api/test_agent.py::TestAgent::test_service_multi_check",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.path))
+        if here not in path.parents:
+            continue
+        test_id = f"{path.relative_to(here).as_posix()}::{item.nodeid.split('::', 1)[1]}"
+        reason = EXPECTED_FAILURES.get(test_id)
+        if reason is None and test_id in NEEDS_DEV_PORT and _address()[1] != DEV_HTTP_PORT:
+            reason = (
+                "its HTTP check probes http://localhost:8500, and 127.0.0.1:8500 was taken "
+                "when this run started, so the server listens elsewhere"
+            )
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.name in NOT_RUN:
         return True
