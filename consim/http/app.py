@@ -43,6 +43,7 @@ from consim.http import agent_local, agent_ops, catalog, session
 from consim.http import config as config_api
 from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
+from consim.http import intentions as intentions_api
 from consim.http import snapshot as snapshot_api
 from consim.http import txn as txn_api
 from consim.http import usage as usage_api
@@ -579,6 +580,7 @@ ROUTES: tuple[Route, ...] = (
     *usage_api.ROUTES,
     *coordinate_api.ROUTES,
     *config_api.ROUTES,
+    *intentions_api.ROUTES,
     *agent_ops.ROUTES,
     *catalog.ROUTES,
     *session.ROUTES,
