@@ -69,3 +69,48 @@ def test_gateway_services_follow_the_gateways_config_entry():
     [gs] = json.loads(after[2])
     assert gs["Gateway"] == {"Name": "ig"} and gs["Service"] == {"Name": "web"}
     assert (gs["GatewayKind"], gs["Port"], gs["Protocol"]) == ("ingress-gateway", 8080, "tcp")
+
+
+def test_intentions_live_in_service_intentions_entries_and_decide_checks():
+    async def body(c):
+        await ready(c)
+        r = {}
+        q = "source=web&destination=db"
+        r["check-none"] = await http(c, "dc1-s1", "GET", f"/v1/connect/intentions/check?{q}")
+        r["put"] = await http(
+            c, "dc1-s1", "PUT", f"/v1/connect/intentions/exact?{q}", body=b'{"Action": "deny"}'
+        )
+        await http(
+            c,
+            "dc1-s2",
+            "PUT",
+            "/v1/connect/intentions/exact?source=*&destination=db",
+            body=b'{"Action": "allow"}',
+        )
+        r["check-web"] = await http(c, "dc1-s3", "GET", f"/v1/connect/intentions/check?{q}")
+        r["check-api"] = await http(
+            c, "dc1-s3", "GET", "/v1/connect/intentions/check?source=api&destination=db"
+        )
+        r["match"] = await http(
+            c, "dc1-s1", "GET", "/v1/connect/intentions/match?by=destination&name=db"
+        )
+        r["entry"] = await http(c, "dc1-s1", "GET", "/v1/config/service-intentions/db")
+        r["delete"] = await http(c, "dc1-s1", "DELETE", f"/v1/connect/intentions/exact?{q}")
+        r["read"] = await http(c, "dc1-s1", "GET", f"/v1/connect/intentions/exact?{q}")
+        r["bad-action"] = await http(
+            c, "dc1-s1", "PUT", f"/v1/connect/intentions/exact?{q}", body=b'{"Action": "maybe"}'
+        )
+        return r
+
+    r = run(body)
+    assert json.loads(r["check-none"][2]) == {"Allowed": True}  # no ACLs: default allow
+    assert r["put"][2] == b"true"
+    assert json.loads(r["check-web"][2]) == {"Allowed": False}  # exact beats the wildcard
+    assert json.loads(r["check-api"][2]) == {"Allowed": True}
+    matched = json.loads(r["match"][2])["db"]
+    assert [(i["SourceName"], i["Precedence"]) for i in matched] == [("web", 9), ("*", 8)]
+    sources = json.loads(r["entry"][2])["Sources"]
+    assert {s["Name"]: s["Action"] for s in sources} == {"web": "deny", "*": "allow"}
+    assert r["delete"][2] == b"true"
+    assert (r["read"][0], r["read"][2]) == (404, b"Intention not found")
+    assert r["bad-action"][0] == 500
