@@ -6,12 +6,16 @@ by ``trio.run`` in a thread of its own and torn down after the test. The fixture
 names and shapes (``consul_port`` -> (port, version), ``acl_consul_instance`` -> (instance,
 management token)), and ``consul_obj`` / ``acl_consul`` are upstream's ``tests/conftest.py``.
 
-The tests build clients as ``Consul(port=P)``, which means ``127.0.0.1``; another live cluster on
-this machine may hold that address, so the server goes to the first free ``127.0.N.1`` and a
-client built without a host is pointed there (the one thing Docker's port mapping gave upstream).
+The tests build clients as ``Consul(port=P)``, which means ``127.0.0.1``. Upstream's HTTP checks
+probe the dev agent itself at ``http://localhost:8500``, so the server takes 127.0.0.1:8500 (and
+Consul's 8300-8302) when they are free; when another live cluster on this machine holds them it
+goes to the first free ``127.0.N.1`` instead, a client built without a host is pointed there (the
+one thing Docker's port mapping gave upstream), and the two tests whose checks probe 8500 are
+expected to fail for that run.
 
-Every upstream file under ``api/`` runs (about 30 s); ``test_aio.py`` is kept but not collected
-(see ``NOT_RUN``).
+Every upstream file runs (about 37 s): ``api/`` on the synchronous client and ``test_aio.py`` on
+the asyncio one, each of its tests on an event loop of its own (see below). The tests that fail
+against consim on purpose are strict xfails in ``EXPECTED_FAILURES``, with the reason.
 """
 
 from __future__ import annotations
