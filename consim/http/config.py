@@ -10,15 +10,29 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from consim.golike import GoError, decode_json_value, parse_uint
+from consim.golike import GoError, JSONBigNumber, decode_json_value, go_json_kind, parse_uint
 from consim.http.context import Ctx, HTTPError, Route
 from consim.server.state.config_entries import DELETE_CAS, KINDS, UPSERT_CAS
+
+
+def _go_value(value: Any) -> Any:
+    """What Go's decode into ``interface{}`` keeps of a JSON value: every number a float64
+    (an integer past 64 bits loses digits; one past float64's range is refused)."""
+    if isinstance(value, JSONBigNumber):
+        raise GoError(f"json: cannot unmarshal number {value.text} into Go value of type float64")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(1 << 63) <= value < 1 << 64:
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _go_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_value(v) for v in value]
+    return value
 
 
 def _decode_entry(raw: bytes) -> dict[str, Any]:
     """structs.DecodeConfigEntry's preconditions: a JSON object with a kind and a known kind."""
     try:
-        obj = decode_json_value(raw)
+        obj = _go_value(decode_json_value(raw))
     except GoError as exc:
         raise HTTPError(400, f"Request decoding failed: {exc}") from None
     if not isinstance(obj, dict):
@@ -40,6 +54,11 @@ def _decode_entry(raw: bytes) -> dict[str, Any]:
         )
     if kind not in KINDS:
         raise HTTPError(400, f"Request decoding failed: invalid config entry kind: {kind}")
+    name = entry.get("Name")
+    if name is not None and not isinstance(name, str):
+        raise HTTPError(
+            400, f"Request decoding failed: Name must be a string, not {go_json_kind(name)}"
+        )
     return entry
 
 

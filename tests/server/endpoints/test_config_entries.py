@@ -38,6 +38,12 @@ def test_config_entry_crud_cas_and_errors():
         r["missing"] = await http(c, "dc1-s1", "GET", "/v1/config/service-defaults/web")
         r["bad-kind"] = await http(c, "dc1-s1", "PUT", "/v1/config", body=b'{"Kind": "nope"}')
         r["no-kind"] = await http(c, "dc1-s1", "PUT", "/v1/config", body=b'{"Name": "x"}')
+        big = b'{"Kind": "service-defaults", "Name": "big", "N": 123456789012345678901234567890}'
+        r["big"] = await http(c, "dc1-s1", "PUT", "/v1/config", body=big)
+        r["huge"] = await http(
+            c, "dc1-s1", "PUT", "/v1/config", body=big.replace(b"890}", b"e400}")
+        )
+        r["big-get"] = await http(c, "dc1-s1", "GET", "/v1/config/service-defaults/big")
         return r
 
     r = run(body)
@@ -54,6 +60,9 @@ def test_config_entry_crud_cas_and_errors():
     assert r["bad-kind"][0] == 400
     assert r["bad-kind"][2] == b"Request decoding failed: invalid config entry kind: nope"
     assert r["no-kind"][0] == 400 and b"does not contain a kind/Kind key" in r["no-kind"][2]
+    # numbers as Go's interface{} keeps them: float64, or refused past its range
+    assert r["big"][2] == b"true" and json.loads(r["big-get"][2])["N"] == 1.2345678901234568e29
+    assert r["huge"][0] == 400 and b"cannot unmarshal number" in r["huge"][2]
 
 
 def test_gateway_services_follow_the_gateways_config_entry():
