@@ -8,7 +8,7 @@ every family. A new endpoint goes into its family's module with ``@endpoint("Fam
 from consim.server.endpoints import (
     acl,
     catalog,
-    config_entry,
+    configentry,
     coordinate,
     health,
     intention,
@@ -28,7 +28,7 @@ __all__ = [
     "Handler",
     "authorize",
     "catalog",
-    "config_entry",
+    "configentry",
     "coordinate",
     "endpoint",
     "health",

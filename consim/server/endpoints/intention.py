@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from consim.net.network import RpcError
-from consim.server.endpoints.config_entry import config_entry_apply, config_entry_delete
+from consim.server.endpoints.configentry import config_entry_apply, config_entry_delete
 from consim.server.endpoints.kvs import blocking_query
 from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.interface import Server
