@@ -40,8 +40,10 @@ from consim.golike import (
 )
 from consim.http import acl as acl_api
 from consim.http import agent_local, agent_ops, catalog, session
+from consim.http import config as config_api
 from consim.http import coordinate as coordinate_api
 from consim.http import event as event_api
+from consim.http import intentions as intentions_api
 from consim.http import snapshot as snapshot_api
 from consim.http import txn as txn_api
 from consim.http import usage as usage_api
@@ -577,6 +579,8 @@ ROUTES: tuple[Route, ...] = (
     *event_api.ROUTES,
     *usage_api.ROUTES,
     *coordinate_api.ROUTES,
+    *config_api.ROUTES,
+    *intentions_api.ROUTES,
     *agent_ops.ROUTES,
     *catalog.ROUTES,
     *session.ROUTES,

@@ -17,7 +17,8 @@ from consim.server.endpoints.kvs import blocking_query
 from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.interface import Server
 from consim.server.state.base import encode_command
-from consim.server.state.catalog import STATUSES
+from consim.server.state.catalog import STATUSES, CatalogTable
+from consim.server.state.config_entries import ConfigEntryTable
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -340,3 +341,80 @@ async def catalog_node_services(node: Server, args: dict[str, Any]) -> dict[str,
 
     index, found, meta = await blocking_query(node, args, read)
     return {"NodeServices": found, "Index": index, "QueryMeta": meta}
+
+
+# ---- gateway services: what the ingress and terminating gateways' config entries link
+
+GATEWAY_KINDS = ("ingress-gateway", "terminating-gateway")
+
+
+def gateway_services(node: Server, gateway: str) -> list[dict[str, Any]]:
+    """structs.GatewayServices of ``gateway``, from its ingress or terminating entry: one per
+    listed service (``*`` stands for every service in the catalog, as Consul's wildcard)."""
+    table = node.fsm.table(ConfigEntryTable)
+    out: list[dict[str, Any]] = []
+    for kind in GATEWAY_KINDS:
+        entry = table.get(kind, gateway)
+        if entry is None:
+            continue
+        if kind == "ingress-gateway":
+            links = [
+                (svc, listener)
+                for listener in entry.get("Listeners") or []
+                for svc in listener.get("Services") or []
+            ]
+        else:
+            links = [(svc, {}) for svc in entry.get("Services") or []]
+        for svc, listener in links:
+            name = str(svc.get("Name") or "")
+            names = [name]
+            wildcard = name == "*"
+            if wildcard:
+                catalog = node.fsm.table(CatalogTable)
+                names = [
+                    s
+                    for s in catalog.service_names()
+                    if s != gateway and not _is_gateway(catalog, s)
+                ]
+            for service in names:
+                gs: dict[str, Any] = {
+                    "Gateway": {"Name": gateway},
+                    "Service": {"Name": service},
+                    "GatewayKind": kind,
+                }
+                if kind == "ingress-gateway":
+                    gs["Port"] = int(listener.get("Port") or 0)
+                    gs["Protocol"] = str(listener.get("Protocol") or "tcp")
+                    if svc.get("Hosts"):
+                        gs["Hosts"] = list(svc["Hosts"])
+                else:
+                    for field in ("CAFile", "CertFile", "KeyFile", "SNI"):
+                        if svc.get(field):
+                            gs[field] = str(svc[field])
+                if wildcard:
+                    gs["FromWildcard"] = True
+                gs["CreateIndex"] = entry["CreateIndex"]
+                gs["ModifyIndex"] = entry["ModifyIndex"]
+                out.append(gs)
+    return sorted(out, key=lambda g: g["Service"]["Name"])
+
+
+def _is_gateway(catalog: CatalogTable, service: str) -> bool:
+    return any(
+        s.get("Kind") in GATEWAY_KINDS
+        for _n, s in catalog.all_instances()
+        if s.get("Service") == service
+    )
+
+
+@endpoint("Catalog.GatewayServices", read=True)
+async def catalog_gateway_services(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    gateway = str(args.get("ServiceName") or "")
+    require(node, args, "service", "read", gateway)
+
+    def read() -> tuple[int, Any]:
+        index = node.fsm.max_index(ConfigEntryTable.name, "services")
+        return index, gateway_services(node, gateway)
+
+    index, services, meta = await blocking_query(node, args, read)
+    return {"Services": services, "Index": index, "QueryMeta": meta}

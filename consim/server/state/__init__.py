@@ -34,6 +34,7 @@ from consim.server.state.acl import ACLTable
 from consim.server.state.autopilot import AutopilotTable
 from consim.server.state.base import Table, encode_command
 from consim.server.state.catalog import CatalogTable
+from consim.server.state.config_entries import ConfigEntryTable
 from consim.server.state.coordinates import CoordinateTable
 from consim.server.state.kvs import DirEntry, KVTable
 from consim.server.state.sessions import SessionTable
@@ -48,6 +49,7 @@ TABLES: tuple[type[Table], ...] = (
     ACLTable,
     TxnTable,
     CoordinateTable,
+    ConfigEntryTable,
 )
 
 # Snapshot layout version: 1 (no "version" key) was KV + autopilot at the top level.
@@ -60,6 +62,7 @@ __all__ = [
     "ACLTable",
     "AutopilotTable",
     "CatalogTable",
+    "ConfigEntryTable",
     "CoordinateTable",
     "DirEntry",
     "KVTable",

@@ -6,18 +6,26 @@ by ``trio.run`` in a thread of its own and torn down after the test. The fixture
 names and shapes (``consul_port`` -> (port, version), ``acl_consul_instance`` -> (instance,
 management token)), and ``consul_obj`` / ``acl_consul`` are upstream's ``tests/conftest.py``.
 
-The tests build clients as ``Consul(port=P)``, which means ``127.0.0.1``; another live cluster on
-this machine may hold that address, so the server goes to the first free ``127.0.N.1`` and a
-client built without a host is pointed there (the one thing Docker's port mapping gave upstream).
+The tests build clients as ``Consul(port=P)``, which means ``127.0.0.1``. Upstream's HTTP checks
+probe the dev agent itself at ``http://localhost:8500``, so the server takes 127.0.0.1:8500 (and
+Consul's 8300-8302) when they are free; when another live cluster on this machine holds them it
+goes to the first free ``127.0.N.1`` instead, a client built without a host is pointed there (the
+one thing Docker's port mapping gave upstream), and the two tests whose checks probe 8500 are
+expected to fail for that run.
 
-Every upstream file under ``api/`` runs (about 30 s); ``test_aio.py`` is kept but not collected
-(see ``NOT_RUN``).
+Every upstream file runs (about 37 s): ``api/`` on the synchronous client and ``test_aio.py`` on
+the asyncio one, each of its tests on an event loop of its own (see below). The tests that fail
+against consim on purpose are strict xfails in ``EXPECTED_FAILURES``, with the reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import importlib.util
+import inspect
+import os
 import sys
 import threading
 import time
@@ -39,20 +47,30 @@ from consim.spec import ClusterSpec
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/ for live_hosts
 from live_hosts import free_host_base  # noqa: E402
 
-HTTP_PORT = 18651
+# A dev agent's HTTP address: upstream's HTTP checks probe http://localhost:8500 itself.
+DEV_HTTP_PORT = 8500
+HTTP_PORT = 18651  # where the server goes when 127.0.0.1:8500 (or 8300/8301/8302) is taken
 START_TIMEOUT = 20.0
 
 ConsulInstance = collections.namedtuple("ConsulInstance", ["container", "port", "version"])
 ACLConsul = collections.namedtuple("ACLConsul", ["instance", "token", "version"])
 
-_HOST_BLOCK: int | None = None
+_ADDRESS: tuple[int, int] | None = None
+
+
+def _address() -> tuple[int, int]:
+    """(host_block, http_port): the dev agent's 127.0.0.1:8500 when free, else a free block."""
+    global _ADDRESS
+    if _ADDRESS is None:
+        try:
+            _ADDRESS = (free_host_base([1], DEV_HTTP_PORT, bases=(0,)), DEV_HTTP_PORT)
+        except RuntimeError:
+            _ADDRESS = (free_host_base([1], HTTP_PORT, bases=(0, *range(220, 250, 3))), HTTP_PORT)
+    return _ADDRESS
 
 
 def _host_block() -> int:
-    global _HOST_BLOCK
-    if _HOST_BLOCK is None:
-        _HOST_BLOCK = free_host_base([1], HTTP_PORT, bases=(0, *range(220, 250, 3)))
-    return _HOST_BLOCK
+    return _address()[0]
 
 
 class LiveServer:
@@ -126,7 +144,7 @@ def _spec(acl_token: str | None) -> ClusterSpec:
         datacenters=(("dc1", 1),),
         seed=1,
         raft_multiplier=0.1,  # a dev agent elects itself at once; 1 costs ~1 s a test
-        http_port=HTTP_PORT,
+        http_port=_address()[1],
         host_block=_host_block(),
         acl=acl,
     )
@@ -193,15 +211,128 @@ def consul_obj(consul_port):
     return c, consul_version
 
 
-# ---- what is collected
+# ---- test_aio.py: py-consul's asyncio client
 
-# Upstream's test_aio.py drives py-consul's asyncio client (aiohttp, pytest-asyncio); this suite
-# runs under pytest-trio's trio_mode, which would run those coroutines under trio. Not run: the
-# same endpoints are covered by the synchronous client's tests in api/.
-NOT_RUN = frozenset({"test_aio.py"})
+# Upstream runs test_aio.py with pytest-asyncio; this suite runs pytest-trio in trio_mode,
+# which would claim its coroutines and async fixtures for trio. Its items get an asyncio event
+# loop of their own instead: the file's async fixtures and the test run on that loop (the
+# consim server stays in its own thread, under trio, as for every other test).
+AIO_FILE = "test_aio.py"
+_AIO_LOOP = pytest.StashKey[asyncio.AbstractEventLoop]()
+
+
+def _is_aio(node: pytest.Item | pytest.Collector) -> bool:
+    return isinstance(node, pytest.Function) and Path(str(node.path)).name == AIO_FILE
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_aio(item):
+            # undo pytest-trio's automark (trio_mode): these coroutines are asyncio's
+            item.own_markers[:] = [m for m in item.own_markers if m.name != "trio"]
+    _mark_expected_failures(items)
+
+
+def _loop(item: pytest.Item) -> asyncio.AbstractEventLoop:
+    if _AIO_LOOP not in item.stash:
+        item.stash[_AIO_LOOP] = asyncio.new_event_loop()
+    return item.stash[_AIO_LOOP]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Any:
+    func = fixturedef.func
+    if not _is_aio(request.node) or not inspect.isasyncgenfunction(func):
+        return None
+    loop = _loop(request.node)
+    kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
+    agen = func(**kwargs)
+    value = loop.run_until_complete(agen.__anext__())
+
+    def finish() -> None:
+        with contextlib.suppress(StopAsyncIteration):
+            loop.run_until_complete(agen.__anext__())
+
+    fixturedef.addfinalizer(finish)
+    fixturedef.cached_result = (value, request.param_index, None)
+    return value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not _is_aio(pyfuncitem) or not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    _loop(pyfuncitem).run_until_complete(pyfuncitem.obj(**kwargs))
+    return True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    loop = item.stash.get(_AIO_LOOP, None)
+    if loop is not None:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+# Tests that fail against consim on purpose, each with the reason (README.md lists them too).
+# strict: one that starts passing fails the suite, so this list stays true.
+EXPECTED_FAILURES = {
+    "api/test_agent.py::TestAgent::test_agent_self": (
+        "expects an xDS section in /v1/agent/self: Consul sends it only when it runs a "
+        "gRPC/xDS server, and consim serves none"
+    ),
+    "api/test_operator.py::TestOperator::test_operator": (
+        "expects the raft configuration's Index to be 0; consim answers the configuration "
+        "entry's Raft index (Consul 0.7.2's meaning, kept on purpose)"
+    ),
+    "api/test_connect.py::TestConsulConnectCA::test_ca_update_configuration": (
+        "consim runs no Connect CA: /v1/connect/ca/* is not served"
+    ),
+    "api/test_discovery_chain.py::TestDiscoveryChain::test_discovery_chain_get": (
+        "consim compiles no discovery chains: /v1/discovery-chain/* is not served"
+    ),
+}
+# Upstream's HTTP checks probe the dev agent's own http://localhost:8500: they can only pass
+# when this suite's server got 127.0.0.1:8500 (another process may hold it).
+NEEDS_DEV_PORT = {
+    "api/test_agent.py::TestAgent::test_agent_checks",
+    "api/test_agent.py::TestAgent::test_service_multi_check",
+}
+
+
+def _mark_expected_failures(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.path))
+        if here not in path.parents:
+            continue
+        test_id = f"{path.relative_to(here).as_posix()}::{item.nodeid.split('::', 1)[1]}"
+        reason = EXPECTED_FAILURES.get(test_id)
+        if reason is None and test_id in NEEDS_DEV_PORT and _address()[1] != DEV_HTTP_PORT:
+            reason = (
+                "its HTTP check probes http://localhost:8500, and 127.0.0.1:8500 was taken "
+                "when this run started, so the server listens elsewhere"
+            )
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def _aiohttp_missing() -> bool:
+    return importlib.util.find_spec("aiohttp") is None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if collection_path.name in NOT_RUN:
+    # An environment installed before aiohttp joined the test extra: say so in the header
+    # rather than fail collection; in CI (which installs the extra) a missing aiohttp fails.
+    if collection_path.name == AIO_FILE and _aiohttp_missing() and os.environ.get("CI") != "true":
         return True
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _aiohttp_missing():
+        return f"py_consul/{AIO_FILE} not collected: aiohttp missing (pip install -e '.[test]')"
     return None
