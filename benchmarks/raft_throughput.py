@@ -364,14 +364,15 @@ def run_pysyncobj(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_hashicorp(args: argparse.Namespace, gomaxprocs: int | None) -> dict[str, Any]:
-    """hashicorp/raft 1.1.2 (Go, built from Debian's sources by tests/conformance/gobuild.py):
+    """hashicorp/raft 1.1.2 (Go, built from Debian's sources by consim.testing.gobuild):
     3 nodes in one process on loopback, NetworkTransport over TCP, in-memory stores, 64-byte
     writes on the leader (benchmarks/go_raft/main.go). ``gomaxprocs`` 1 = one core."""
     from pathlib import Path
 
-    from tests.conformance.gobuild import build
+    from consim.testing.gobuild import build
 
-    binary = build(Path(__file__).parent / "go_raft", "github.com/hashicorp/raft")
+    cache = Path(__file__).resolve().parent / ".cache" / "go"
+    binary = build(Path(__file__).parent / "go_raft", "github.com/hashicorp/raft", cache=cache)
     env = dict(os.environ)
     env.pop("GOMAXPROCS", None)
     if gomaxprocs is not None:

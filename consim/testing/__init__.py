@@ -1,1 +1,2 @@
-"""Test-only switches. Nothing in consim turns them on; tests and ``consim check`` campaigns do."""
+"""Test-only helpers: fault switches nothing in consim turns on (tests and ``consim check`` campaigns
+do), and the Go builder the judges and benchmarks share."""
