@@ -68,6 +68,7 @@ async def _remote_server_dies_while_handling_a_dc_cas(cluster: Cluster) -> dict:
     assert entry is not None
     dc2 = [n for n in cluster.servers.values() if n.datacenter == "dc2"]
     index = leader.core.last_index + 1
+
     # Requests each dc2 server took over Consul's RPC (servers forward to each other on it).
     def taken(n) -> int:
         return cluster.net.stats[n.address]["consul_rpc_requests"]
