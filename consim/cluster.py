@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -249,12 +249,7 @@ class Cluster:
         return status, out_headers, out_body
 
     def node(self, name: str) -> ServerNode:
-        try:
-            return self.servers[name]
-        except KeyError:
-            raise ClusterError(
-                f"no server named {name!r}; known: {', '.join(self.servers)}"
-            ) from None
+        return named_server(self.servers, name)
 
     def kill(self, name: str) -> None:
         """Crash: volatile state is lost; storage survives."""
@@ -465,3 +460,14 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for e in exc.exceptions for leaf in _leaves(e)]
     return [exc]
+
+
+T = TypeVar("T")
+
+
+def named_server(servers: Mapping[str, T], name: str) -> T:
+    """``servers[name]``, or ClusterError naming the servers there are (``consim ctl``'s text)."""
+    try:
+        return servers[name]
+    except KeyError:
+        raise ClusterError(f"no server named {name!r}; known: {', '.join(servers)}") from None

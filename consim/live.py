@@ -23,7 +23,7 @@ from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog, format_hclog, level_enabled
 from consim.raft.recovery import RecoveryError
 from consim.runtime import start_live_cluster_parts
-from consim.spec import ClusterSpec
+from consim.spec import ClusterSpec, ServerSpec
 
 CONTROL_PORT_OFFSET = 99
 
@@ -450,7 +450,7 @@ async def serve_cluster(
 
     cluster, events = start_live_cluster_parts(spec, max_events=max_events)
     print_events(events, out, log_level)
-    print(_server_table(cluster), file=out, flush=True)
+    print(server_table(n.spec for n in cluster.servers.values()), file=out, flush=True)
     # One controller for consim ctl and the page: both remember the same last-killed/old-leader.
     controller = Controller(cluster)
     ui = LiveUI(cluster, controller, control_address=control_address)
@@ -483,10 +483,10 @@ async def _announce_leader(cluster: Cluster, dc: str, out: TextIO) -> None:
     print(f"==> {dc} has a leader: {leader.name} ({leader.address})", file=out, flush=True)
 
 
-def _server_table(cluster: Cluster) -> str:
+def server_table(specs: Iterable[ServerSpec]) -> str:
+    """The addresses table ``consim up`` prints (one process or ``--processes``)."""
     rows = [("Node", "Datacenter", "RPC", "Serf LAN", "Serf WAN", "HTTP")]
-    for node in cluster.servers.values():
-        s = node.spec
+    for s in specs:
         rows.append(
             (
                 s.name,

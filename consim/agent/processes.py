@@ -26,7 +26,8 @@ from typing import Any, TextIO
 
 import trio
 
-from consim.cluster import ClusterError
+from consim.cluster import ClusterError, named_server
+from consim.live import server_table
 from consim.spec import ClusterSpec, ServerSpec
 
 CHILD_CONTROL_OFFSET = 98  # a child's fault channel: <its host>:<http-port + 98>
@@ -171,12 +172,7 @@ class ProcessCluster:
 
     # ---- what consim ctl does -----------------------------------------------------------------
     def node(self, name: str) -> AgentProcess:
-        try:
-            return self.servers[name]
-        except KeyError:
-            raise ClusterError(
-                f"no server named {name!r}; known: {', '.join(self.servers)}"
-            ) from None
+        return named_server(self.servers, name)
 
     def kill(self, name: str) -> None:
         p = self.node(name)
@@ -377,25 +373,6 @@ async def serve_processes(
         cluster.terminate_all()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-
-
-def server_table(specs: list[ServerSpec]) -> str:
-    rows = [("Node", "Datacenter", "RPC", "Serf LAN", "Serf WAN", "HTTP")]
-    for s in specs:
-        rows.append(
-            (
-                s.name,
-                s.datacenter,
-                s.rpc_address,
-                s.serf_lan_address,
-                s.serf_wan_address,
-                s.http_address,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
 
 
 async def _announce_leader(cluster: ProcessCluster, dc: str, out: TextIO) -> None:

@@ -38,7 +38,7 @@ from consim.events import Event, format_hclog, level_enabled
 from consim.raft.messages import message_to_wire
 from consim.raft.recovery import RecoveryError
 from consim.ui.assets import asset, content_type
-from consim.ui.snapshot import cluster_snapshot
+from consim.ui.snapshot import cluster_snapshot, note_down_reason
 
 # How often the page gets a snapshot without any event (commit indexes, last contact, timers).
 STATE_INTERVAL = 0.25
@@ -215,10 +215,7 @@ class LiveUI:
             self.errors += 1
 
     def _show_event(self, event: Event) -> None:
-        if event.kind in ("kill", "stop") and "server" in event.fields:
-            self._down_reason[event.fields["server"]] = (
-                "killed" if event.kind == "kill" else "stopped"
-            )
+        note_down_reason(self._down_reason, event)
         self._dirty.set()
         if not level_enabled(event.level, "INFO"):
             return

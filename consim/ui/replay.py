@@ -20,7 +20,7 @@ from consim.cluster import Cluster
 from consim.events import Event, format_hclog, level_enabled
 from consim.ui.assets import asset
 from consim.ui.live import MessageTap
-from consim.ui.snapshot import cluster_snapshot
+from consim.ui.snapshot import cluster_snapshot, note_down_reason
 
 # Virtual seconds between two frames at most (the page interpolates election timers between).
 FRAME_GAP = 0.02
@@ -85,10 +85,7 @@ class ReplayRecorder:
             self.errors += 1
 
     def _record_event(self, event: Event) -> None:
-        if event.kind in ("kill", "stop") and "server" in event.fields:
-            self._down_reason[event.fields["server"]] = (
-                "killed" if event.kind == "kill" else "stopped"
-            )
+        note_down_reason(self._down_reason, event)
         self._frame(force=event.kind in _MARK)
 
     def _on_message(self, message: dict[str, Any]) -> None:

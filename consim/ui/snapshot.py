@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from consim.cluster import Cluster
+from consim.events import Event
 
 # What the page calls a server's life: up, or why it is not.
 STATES = ("up", "killed", "stopped", "failed", "paused", "cut off")
@@ -138,3 +139,9 @@ def cluster_snapshot(cluster: Cluster, now: float, down_reason: dict[str, str]) 
             "delay": [[by_host.get(s, s), by_host.get(d, d), x] for (s, d), x in faults["delay"]],
         },
     }
+
+
+def note_down_reason(down_reason: dict[str, str], event: Event) -> None:
+    """Remember why a server went down (``killed`` or ``stopped``), from the cluster's event."""
+    if event.kind in ("kill", "stop") and "server" in event.fields:
+        down_reason[event.fields["server"]] = "killed" if event.kind == "kill" else "stopped"
