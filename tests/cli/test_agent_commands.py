@@ -128,3 +128,33 @@ def test_info_join_and_leave() -> None:
     assert (left.exit_code, left.stdout) == (0, "Graceful leave complete\n")
     assert not running
     assert config is not None and config.get(fid) is None  # out of Raft too
+
+
+def test_snapshot_save_and_restore(tmp_path) -> None:
+    """``consul snapshot save`` verifies the archive and names its index; ``restore`` puts the
+    state back (a key deleted after the save is there again)."""
+    path = str(tmp_path / "backup.snap")
+
+    async def body(cluster: Cluster) -> list[Output]:
+        leader = (await cluster.wait_for_leader()).name
+        assert (await _run(cluster, leader, "kv", "put", "app/a", "1")).exit_code == 0
+        outs = [await _run(cluster, leader, "snapshot", "save", path)]
+        await _run(cluster, leader, "kv", "delete", "app/a")
+        outs.append(await _run(cluster, leader, "snapshot", "restore", path))
+        await trio.sleep(1)
+        outs.append(await _run(cluster, leader, "kv", "get", "app/a"))
+        outs.append(await _run(cluster, leader, "snapshot", "save"))
+        outs.append(await _run(cluster, leader, "snapshot", "restore", str(tmp_path / "nope")))
+        (tmp_path / "bad.snap").write_bytes(b"not a snapshot")
+        outs.append(await _run(cluster, leader, "snapshot", "restore", str(tmp_path / "bad.snap")))
+        return outs
+
+    outs, _ = run_virtual(SPEC, body)
+    saved, restored, value, missing, absent, bad = outs
+    assert saved.exit_code == 0 and saved.stdout.startswith("Saved and verified snapshot to index ")
+    assert int(saved.stdout.split()[-1]) > 0
+    assert (restored.exit_code, restored.stdout) == (0, "Restored snapshot\n")
+    assert (value.exit_code, value.stdout) == (0, "1\n")
+    assert (missing.exit_code, missing.stderr) == (1, "Missing FILE argument\n")
+    assert absent.exit_code == 1 and absent.stderr.startswith("Error opening snapshot file: ")
+    assert bad.exit_code == 1 and bad.stderr.startswith("Error restoring snapshot: ")
