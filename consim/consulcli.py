@@ -299,9 +299,14 @@ def consul_command(spec: CommandSpec) -> Callable[[Callable[[Invocation], Awaita
 
 
 # ---- operator raft ---------------------------------------------------------------------------
-@consul_command(
-    CommandSpec(max_args=0, too_many="Failed to parse args: unexpected arguments: {args}")
-)
+def _operator_spec(**spec: Any) -> CommandSpec:
+    """The operator commands take no positionals; Go's flag package names the extra ones."""
+    return CommandSpec(
+        max_args=0, too_many="Failed to parse args: unexpected arguments: {args}", **spec
+    )
+
+
+@consul_command(_operator_spec())
 async def list_peers(cmd: Invocation) -> None:
     _, body = await cmd.request(
         "GET",
@@ -382,14 +387,14 @@ async def transfer_leader(cmd: Invocation) -> None:
 
 
 # ---- kv ----------------------------------------------------------------------------------------
-@consul_command(
-    CommandSpec(
-        bools=frozenset({"recurse"}),
-        min_args=0,
-        max_args=1,
-        too_many="Too many arguments (expected 1, got {n})",
+def _optional_key_spec(**spec: Any) -> CommandSpec:
+    """kv get and kv delete: KEY may be left out (with -recurse: every key)."""
+    return CommandSpec(
+        min_args=0, max_args=1, too_many="Too many arguments (expected 1, got {n})", **spec
     )
-)
+
+
+@consul_command(_optional_key_spec(bools=frozenset({"recurse"})))
 async def kv_get(cmd: Invocation) -> None:
     key = cmd.args[0] if cmd.args else ""
     if cmd.on("recurse"):
@@ -674,13 +679,7 @@ async def force_leave(cmd: Invocation) -> None:
 
 
 @consul_command(
-    CommandSpec(
-        bools=frozenset({"recurse", "cas"}),
-        strings=frozenset({"modify-index"}),
-        min_args=0,
-        max_args=1,
-        too_many="Too many arguments (expected 1, got {n})",
-    )
+    _optional_key_spec(bools=frozenset({"recurse", "cas"}), strings=frozenset({"modify-index"}))
 )
 async def kv_delete(cmd: Invocation) -> None:
     key = cmd.args[0] if cmd.args else ""
@@ -765,16 +764,19 @@ def _go_duration_text(value: Any) -> str:
     return format_duration(float(value or 0))
 
 
-@consul_command(
-    CommandSpec(max_args=0, too_many="Failed to parse args: unexpected arguments: {args}")
-)
-async def autopilot_get_config(cmd: Invocation) -> None:
+async def _autopilot_config(cmd: Invocation) -> dict[str, Any]:
     _, body = await cmd.request(
         "GET",
         "/v1/operator/autopilot/configuration",
         error="Error querying Autopilot configuration: ",
     )
-    c = json.loads(body)
+    conf: dict[str, Any] = json.loads(body)
+    return conf
+
+
+@consul_command(_operator_spec())
+async def autopilot_get_config(cmd: Invocation) -> None:
+    c = await _autopilot_config(cmd)
     out = cmd.out.out
     out(f"CleanupDeadServers = {'true' if c.get('CleanupDeadServers') else 'false'}")
     out(f"LastContactThreshold = {_go_duration_text(c.get('LastContactThreshold'))}")
@@ -800,23 +802,12 @@ _AUTOPILOT_STRINGS = {
 }
 
 
-@consul_command(
-    CommandSpec(
-        strings=frozenset(_AUTOPILOT_STRINGS) | frozenset(_AUTOPILOT_BOOLS),
-        max_args=0,
-        too_many="Failed to parse args: unexpected arguments: {args}",
-    )
-)
+@consul_command(_operator_spec(strings=frozenset(_AUTOPILOT_STRINGS) | frozenset(_AUTOPILOT_BOOLS)))
 async def autopilot_set_config(cmd: Invocation) -> None:
     """Reads the configuration, changes the flags given, writes it back with ``?cas``."""
     from consim.golike import parse_duration
 
-    _, body = await cmd.request(
-        "GET",
-        "/v1/operator/autopilot/configuration",
-        error="Error querying Autopilot configuration: ",
-    )
-    conf = json.loads(body)
+    conf = await _autopilot_config(cmd)
     for flag, field_name in _AUTOPILOT_BOOLS.items():
         value = cmd.flag(flag)
         if value:
@@ -859,13 +850,7 @@ async def autopilot_set_config(cmd: Invocation) -> None:
     cmd.out.out("Configuration updated!")
 
 
-@consul_command(
-    CommandSpec(
-        strings=frozenset({"format"}),
-        max_args=0,
-        too_many="Failed to parse args: unexpected arguments: {args}",
-    )
-)
+@consul_command(_operator_spec(strings=frozenset({"format"})))
 async def autopilot_state(cmd: Invocation) -> None:
     """``consul operator autopilot state``: the pretty format (``-format=json`` as indented JSON)."""
     fmt = cmd.flag("format") or "pretty"
@@ -908,6 +893,14 @@ async def autopilot_state(cmd: Invocation) -> None:
     cmd.out.stdout += "\n".join(lines) + "\n"
 
 
+_ONE_FILE = CommandSpec(
+    min_args=1,
+    max_args=1,
+    missing="Missing FILE argument",
+    too_many="Too many arguments (expected 1, got {n})",
+)
+
+
 def _snapshot_index(data: bytes) -> int:
     """Consul's snapshot.Verify: the archive reads and its sums match; the index it was taken at."""
     import io
@@ -926,14 +919,7 @@ def _snapshot_index(data: bytes) -> int:
     return int(meta.get("Index", 0))
 
 
-@consul_command(
-    CommandSpec(
-        min_args=1,
-        max_args=1,
-        missing="Missing FILE argument",
-        too_many="Too many arguments (expected 1, got {n})",
-    )
-)
+@consul_command(_ONE_FILE)
 async def snapshot_save(cmd: Invocation) -> None:
     """``consul snapshot save FILE``: GET /v1/snapshot, verify it, write it (via a .tmp file)."""
     path = cmd.args[0]
@@ -949,14 +935,7 @@ async def snapshot_save(cmd: Invocation) -> None:
     cmd.out.out(f"Saved and verified snapshot to index {index}")
 
 
-@consul_command(
-    CommandSpec(
-        min_args=1,
-        max_args=1,
-        missing="Missing FILE argument",
-        too_many="Too many arguments (expected 1, got {n})",
-    )
-)
+@consul_command(_ONE_FILE)
 async def snapshot_restore(cmd: Invocation) -> None:
     """``consul snapshot restore FILE``: PUT the archive to /v1/snapshot."""
     try:

@@ -90,42 +90,21 @@ is not carried in push-pull, failed/left members are never reaped except by forc
 ``consim/gossip/harness.py`` is an in-memory discrete-event world for tests and benchmarks.
 """
 
+from consim.gossip import types
 from consim.gossip.config import GossipConfig
 from consim.gossip.core import KEYRING_QUERIES, GossipCore
 from consim.gossip.keyring import Keyring, KeyringError, decode_key, go_base64_decode
-from consim.gossip.types import (
-    STATUS_ALIVE,
-    STATUS_FAILED,
-    STATUS_LEAVING,
-    STATUS_LEFT,
-    STATUS_NONE,
-    GossipError,
-    GossipEvent,
-    GossipReady,
-    KeyringResponse,
-    Member,
-    QueryResponse,
-    consul_server_tags,
-)
+
+# The plain data types and status numbers, named once: by types.__all__.
+from consim.gossip.types import *  # noqa: F403
 
 __all__ = [
     "KEYRING_QUERIES",
-    "STATUS_ALIVE",
-    "STATUS_FAILED",
-    "STATUS_LEAVING",
-    "STATUS_LEFT",
-    "STATUS_NONE",
     "GossipConfig",
     "GossipCore",
-    "GossipError",
-    "GossipEvent",
-    "GossipReady",
     "Keyring",
     "KeyringError",
-    "KeyringResponse",
-    "Member",
-    "QueryResponse",
-    "consul_server_tags",
     "decode_key",
     "go_base64_decode",
 ]
+__all__ += types.__all__

@@ -7,6 +7,8 @@ format (GIF-style LZW), not from Go's source; checked against Go's output from r
 
 from __future__ import annotations
 
+import itertools
+
 CLEAR = 256
 EOF = 257
 MAX_WIDTH = 12
@@ -81,7 +83,9 @@ def compress(data: bytes) -> bytes:
     emit(CLEAR)
     if data:
         code = data[0]
-        for x in data[1:]:
+        # -1 after the last byte: its key (-1) is in no table, so the last code goes out and
+        # takes its code number (Go's incHi in Close) by the same steps as every other one.
+        for x in itertools.chain(data[1:], (-1,)):
             key = (code << 8) | x
             hit = table.get(key)
             if hit is not None:
@@ -98,13 +102,6 @@ def compress(data: bytes) -> bytes:
                 table.clear()
                 continue
             table[key] = hi
-        emit(code)
-        hi += 1
-        if hi == overflow:
-            width, overflow = width + 1, overflow << 1
-        if hi == MAX_CODE:
-            emit(CLEAR)
-            width, hi, overflow = 9, EOF, 512
     emit(EOF)
     if nbits > 0:
         out.append(bits & 0xFF)

@@ -7,6 +7,22 @@ from typing import Any
 
 from consim import CONSUL_VERSION
 
+# What ``consim.gossip`` re-exports from here.
+__all__ = [
+    "STATUS_NONE",
+    "STATUS_ALIVE",
+    "STATUS_LEAVING",
+    "STATUS_LEFT",
+    "STATUS_FAILED",
+    "GossipError",
+    "Member",
+    "consul_server_tags",
+    "GossipEvent",
+    "KeyringResponse",
+    "QueryResponse",
+    "GossipReady",
+]
+
 # Consul's member status numbers (serf MemberStatus), as /v1/agent/members reports them.
 STATUS_NONE = 0
 STATUS_ALIVE = 1
