@@ -317,11 +317,6 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int, Cut]:
                 if forced:
                     entry = 0  # (the head: backtrack) explored before and failed: so did this one
                     continue
-            if not alt and optional[i]:
-                alt = 1
-            else:
-                entry = nxt[entry]
-                alt = 0
         else:
             # a return (or the end): its operation had to be placed by now; undo the last choice
             if entry == -1:
@@ -349,11 +344,13 @@ def _search(items: list[_Item], budget: int) -> tuple[str, int, Cut]:
             if alt == 2:
                 entry = 0  # (the head: backtrack) below a forced read nothing else is tried
                 continue
-            if not alt and optional[i]:
-                alt = 1
-            else:
-                entry = nxt[entry]
-                alt = 0
+        # the next candidate: this operation's other alternative (it never took effect), or the
+        # next entry of the list
+        if not alt and optional[i]:
+            alt = 1
+        else:
+            entry = nxt[entry]
+            alt = 0
 
 
 def _produced(items: list[_Item]) -> set[int]:
