@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from consim.golike import GoError, parse_bool
-from consim.http.catalog import check_out, decode_object, fold
+from consim.http.catalog import SERVICE_FIELDS, check_out, decode_object, fold
 from consim.http.context import Ctx, HTTPError, Route
 
 CHECK_DEF_FIELDS = (
@@ -32,22 +32,12 @@ CHECK_DEF_FIELDS = (
     "Timeout",
     "DeregisterCriticalServiceAfter",
 )
+# structs.ServiceDefinition: NodeService's fields (Name for Service) and the service's checks.
 SERVICE_DEF_FIELDS = (
-    "Kind",
-    "ID",
+    *(f for f in SERVICE_FIELDS if f not in ("Service", "CreateIndex", "ModifyIndex")),
     "Name",
-    "Tags",
-    "Address",
-    "TaggedAddresses",
-    "Meta",
-    "Port",
-    "Weights",
-    "EnableTagOverride",
     "Check",
     "Checks",
-    "Proxy",
-    "Connect",
-    "Locality",
 )
 
 

@@ -57,7 +57,8 @@ CHECK_FIELDS = (
     "CreateIndex",
     "ModifyIndex",
 )
-# Go's decoder matches field names case-insensitively; these are the request fields consim reads.
+# Go's decoder matches field names case-insensitively; these are the request fields consim reads
+# (``fold`` keeps the body's order, so the order of these tuples does not matter).
 REGISTER_FIELDS = (
     "ID",
     "Node",
@@ -71,32 +72,16 @@ REGISTER_FIELDS = (
     "SkipNodeUpdate",
 )
 DEREGISTER_FIELDS = ("Node", "Datacenter", "ServiceID", "CheckID")
-SERVICE_IN_FIELDS = (
-    "Proxy",
-    "Locality",
-    "Kind",
-    "ID",
-    "Service",
-    "Tags",
-    "Address",
-    "TaggedAddresses",
-    "Meta",
-    "Port",
-    "Weights",
-    "EnableTagOverride",
+# The request's structs.NodeService: the service fields but Connect and the indexes.
+SERVICE_IN_FIELDS = tuple(
+    f for f in SERVICE_FIELDS if f not in ("Connect", "CreateIndex", "ModifyIndex")
 )
-CHECK_IN_FIELDS = (
-    "Node",
-    "CheckID",
-    "Name",
-    "Status",
-    "Notes",
-    "Output",
-    "ServiceID",
-    "Type",
-    "Definition",
-    "Interval",
-    "Timeout",
+# The request's structs.HealthCheck: the check fields but the service's name and tags, the
+# exposed port and the indexes.
+CHECK_IN_FIELDS = tuple(
+    f
+    for f in CHECK_FIELDS
+    if f not in ("ServiceName", "ServiceTags", "ExposedPort", "CreateIndex", "ModifyIndex")
 )
 
 

@@ -20,14 +20,10 @@ SESSION_FIELDS = (
     "CreateIndex",
     "ModifyIndex",
 )
+# What a create request may set: the session's fields but its ID and indexes, and the
+# deprecated ``Checks`` (it stands in for an absent NodeChecks).
 _IN_FIELDS = (
-    "Name",
-    "Node",
-    "LockDelay",
-    "Behavior",
-    "TTL",
-    "NodeChecks",
-    "ServiceChecks",
+    *(f for f in SESSION_FIELDS if f not in ("ID", "CreateIndex", "ModifyIndex")),
     "Checks",
 )
 DEFAULT_LOCK_DELAY_NS = 15_000_000_000
