@@ -156,6 +156,25 @@ class _Lamport:
         if value >= self.counter:
             self.counter = value + 1
 
+    def first_sighting(
+        self, ltime: int, key: Any, ring: dict[int, tuple[int, set[Any]]], size: int
+    ) -> bool:
+        """serf's recent-message buffers (handleUserEvent, handleQuery): witness ``ltime``; False
+        when it is older than the ``size`` slots kept or ``key`` was seen at that LTime already
+        (the message is dropped), else remember ``key`` in slot ``ltime % size``."""
+        self.witness(ltime)
+        if self.counter > size and ltime < self.counter - size:
+            return False
+        slot = ltime % size
+        seen = ring.get(slot)
+        if seen is not None and seen[0] == ltime:
+            if key in seen[1]:
+                return False
+            seen[1].add(key)
+        else:
+            ring[slot] = (ltime, {key})
+        return True
+
 
 class GossipCore:
     """One member of one gossip pool. Feed it ``tick``/``receive``; drain ``ready()``."""
@@ -893,19 +912,9 @@ class GossipCore:
     def _on_user_event(self, msg: dict[str, Any], now: float) -> None:
         """serf handleUserEvent: witness, drop too old or seen, deliver, rebroadcast."""
         ltime = msg["ltime"]
-        self.event_clock.witness(ltime)
-        cur = self.event_clock.time()
-        if cur > wire.EVENT_BUFFER and ltime < cur - wire.EVENT_BUFFER:
-            return
-        slot = ltime % wire.EVENT_BUFFER
-        seen = self._event_ring.get(slot)
         key = (msg["name"], msg["payload"])
-        if seen is not None and seen[0] == ltime:
-            if key in seen[1]:
-                return
-            seen[1].add(key)
-        else:
-            self._event_ring[slot] = (ltime, {key})
+        if not self.event_clock.first_sighting(ltime, key, self._event_ring, wire.EVENT_BUFFER):
+            return
         self.counters["user_events"] += 1
         self._broadcast_serf(msg["raw"])
         # What a Consul server does with it (server_serf.go localEvent): consul:event:* goes to
@@ -960,18 +969,8 @@ class GossipCore:
     def _on_query(self, msg: dict[str, Any], now: float) -> None:
         """serf handleQuery: de-duplicate by LTime slot and ID, rebroadcast, ack, answer."""
         ltime, qid = msg["ltime"], msg["id"]
-        self.query_clock.witness(ltime)
-        cur = self.query_clock.time()
-        if cur > wire.QUERY_BUFFER and ltime < cur - wire.QUERY_BUFFER:
+        if not self.query_clock.first_sighting(ltime, qid, self._query_ring, wire.QUERY_BUFFER):
             return
-        slot = ltime % wire.QUERY_BUFFER
-        seen = self._query_ring.get(slot)
-        if seen is not None and seen[0] == ltime:
-            if qid in seen[1]:
-                return
-            seen[1].add(qid)
-        else:
-            self._query_ring[slot] = (ltime, {qid})
         if not msg["flags"] & wire.QUERY_FLAG_NO_BROADCAST:
             self._broadcast_serf(msg["raw"])
         if not wire.filters_match(msg["filters"], self.name, self._tags):
