@@ -7,8 +7,6 @@ format (GIF-style LZW), not from Go's source; checked against Go's output from r
 
 from __future__ import annotations
 
-import itertools
-
 CLEAR = 256
 EOF = 257
 MAX_WIDTH = 12
@@ -68,7 +66,9 @@ def compress(data: bytes) -> bytes:
     """Encode as Go's writer does (clear code first, clear when codes run out, then EOF)."""
     out = bytearray()
     bits = nbits = 0
-    width, hi, overflow = 9, EOF, 512
+    # ``limit``: the next code at which something happens: one bit wider (512, 1024, 2048) or,
+    # at MAX_CODE, a clear code and a fresh start.
+    width, hi, limit = 9, EOF, 512
 
     def emit(code: int) -> None:
         nonlocal bits, nbits
@@ -79,13 +79,22 @@ def compress(data: bytes) -> bytes:
             bits >>= 8
             nbits -= 8
 
+    def at_limit() -> bool:
+        """Go's incHi past its plain increment: True when the codes ran out (the caller empties
+        its table)."""
+        nonlocal width, hi, limit
+        if hi == MAX_CODE:
+            emit(CLEAR)
+            width, hi, limit = 9, EOF, 512
+            return True
+        width, limit = width + 1, min(limit << 1, MAX_CODE)
+        return False
+
     table: dict[int, int] = {}
     emit(CLEAR)
     if data:
         code = data[0]
-        # -1 after the last byte: its key (-1) is in no table, so the last code goes out and
-        # takes its code number (Go's incHi in Close) by the same steps as every other one.
-        for x in itertools.chain(data[1:], (-1,)):
+        for x in data[1:]:
             key = (code << 8) | x
             hit = table.get(key)
             if hit is not None:
@@ -94,14 +103,14 @@ def compress(data: bytes) -> bytes:
             emit(code)
             code = x
             hi += 1
-            if hi == overflow:
-                width, overflow = width + 1, overflow << 1
-            if hi == MAX_CODE:
-                emit(CLEAR)
-                width, hi, overflow = 9, EOF, 512
+            if hi == limit and at_limit():
                 table.clear()
                 continue
             table[key] = hi
+        emit(code)
+        hi += 1
+        if hi == limit:
+            at_limit()
     emit(EOF)
     if nbits > 0:
         out.append(bits & 0xFF)
