@@ -165,6 +165,8 @@ class Checker:
         self.datacenters = datacenters
         # {var:NAME} names saved by the steps parsed so far (an http step's ``save``).
         self.saved: set[str] = set()
+        # The file's [cluster], once parsed (the steps are checked against it).
+        self.cluster = ClusterSettings()
         self.where = ""
         self.errors: list[str] = []
 
@@ -191,6 +193,18 @@ class Checker:
 
     def expected(self, fieldname: str, what: str, got: Any) -> ScenarioError:
         return self.fail(fieldname, f"expected {what}, got {shown(got)}")
+
+    def table(
+        self, fieldname: str, value: Any, example: str, known: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """``value`` as a table (``example`` shows one in the error) whose keys are all ``known``
+        (listed in that order when one is not)."""
+        if not isinstance(value, dict):
+            raise self.expected(fieldname, f"a table like {example}", value)
+        for k in value:
+            if k not in known:
+                raise self.fail(f"{fieldname}.{k}", f"unknown field (expected {', '.join(known)})")
+        return value
 
     def string(self, fieldname: str, value: Any) -> str:
         if not isinstance(value, str):

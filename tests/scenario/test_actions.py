@@ -14,7 +14,7 @@ from consim.scenario import actions
 from consim.scenario.actions import ACTIONS
 from consim.scenario.actions.base import Action
 from consim.scenario.actions.waits import CONDITIONS
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, ScenarioError, Step, Target
+from consim.scenario.base import ActionArgs, Checker, ScenarioError, Step, Target
 from consim.scenario.context import SCENARIO_NODE, StepContext
 from consim.scenario.model import load_scenario
 from consim.scenario.runner import run_scenario
@@ -37,9 +37,7 @@ class Mark(Action[MarkArgs]):
     name = "mark"
     keys = frozenset({"label"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> MarkArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> MarkArgs:
         return MarkArgs(c.target("mark", value, dc), c.string("label", step.get("label", "x")))
 
     async def run(self, ctx: StepContext, step: Step, args: MarkArgs) -> str:

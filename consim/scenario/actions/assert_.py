@@ -9,15 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import (
-    ActionArgs,
-    Checker,
-    ClusterSettings,
-    Step,
-    StepFailed,
-    Target,
-    shown,
-)
+from consim.scenario.base import ActionArgs, Checker, Step, StepFailed, Target, shown
 
 # "not-leader": running and not leader. A deposed leader cut off in a minority keeps starting
 # pre-vote elections (hashicorp/raft stays in the candidate state), so follower and candidate are
@@ -273,9 +265,7 @@ class Assert(Action[AssertArgs]):
     name = "assert"
     keys = frozenset({"within"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> AssertArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> AssertArgs:
         if not isinstance(value, dict) or not value:
             raise c.expected("assert", 'a table like { leader = "dc1-s2" }', value)
         checks: dict[str, Check] = {}

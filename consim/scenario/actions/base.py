@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
+from consim.scenario.base import ActionArgs, Checker, Step
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -32,12 +32,11 @@ class Action(Generic[A]):
     # The step keys it accepts besides its own name, ``note`` and ``dc``.
     keys: ClassVar[frozenset[str]] = frozenset()
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> A:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> A:
         """Check the step's fields; raise ``c.fail(...)``/``c.expected(...)`` at the first error.
 
-        ``value`` is the action key's value, ``step`` the whole table, ``dc`` the step's ``dc``.
+        ``value`` is the action key's value, ``step`` the whole table, ``dc`` the step's ``dc``;
+        ``c.cluster`` is the file's parsed ``[cluster]``.
         """
         raise NotImplementedError
 

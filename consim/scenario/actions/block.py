@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
+from consim.scenario.base import ActionArgs, Checker, Step, Target
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -25,9 +25,7 @@ class Block(Action[BlockArgs]):
     name = "block"
     keys = frozenset({"to"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> BlockArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> BlockArgs:
         if "to" not in step:
             raise c.fail(
                 "to", "required: the server whose incoming traffic from 'block' is dropped"

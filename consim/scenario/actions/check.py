@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, StepFailed
+from consim.scenario.base import ActionArgs, Checker, Step, StepFailed
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -43,19 +43,11 @@ class Check(Action[CheckArgs]):
     name = "check"
     keys = frozenset({"expect"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> CheckArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> CheckArgs:
         # Imported here: the checker is not needed to validate files without a check step.
         from consim.check.nemesis import parse_nemesis
 
-        if not isinstance(value, dict):
-            raise c.expected(
-                "check", 'a table like { duration = "20s", nemesis = "partition,kill" }', value
-            )
-        for k in value:
-            if k not in _KNOWN:
-                raise c.fail(f"check.{k}", f"unknown field (expected {', '.join(_KNOWN)})")
+        value = c.table("check", value, '{ duration = "20s", nemesis = "partition,kill" }', _KNOWN)
         consistency = value.get("consistency", "default")
         if consistency not in ("default", "stale", "consistent"):
             raise c.expected("check.consistency", '"default", "stale" or "consistent"', consistency)

@@ -7,15 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import (
-    SCENARIO_NODE,
-    ActionArgs,
-    Checker,
-    ClusterSettings,
-    Step,
-    StepFailed,
-    Target,
-)
+from consim.scenario.base import SCENARIO_NODE, ActionArgs, Checker, Step, StepFailed, Target
 
 CONSUL_COMMANDS = (
     ("operator", "raft", "list-peers"),
@@ -62,9 +54,7 @@ class Consul(Action[ConsulArgs]):
     name = "consul"
     keys = frozenset({"on", "expect"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> ConsulArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> ConsulArgs:
         text = c.string("consul", value)
         try:
             argv = shlex.split(text)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
+from consim.scenario.base import ActionArgs, Checker, Step, Target
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -26,9 +26,7 @@ class _Fault(Action[FaultArgs]):
     # Whether the verb takes a group ("survivors": every running server of the datacenter).
     group: ClassVar[bool] = False
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> FaultArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> FaultArgs:
         return FaultArgs(self.name, c.target(self.name, value, dc, group=self.group))
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
+from consim.scenario.base import ActionArgs, Checker, Step
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -21,9 +21,7 @@ class HealArgs(ActionArgs):
 class Heal(Action[HealArgs]):
     name = "heal"
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> HealArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> HealArgs:
         if value is not True:
             raise c.expected("heal", "true", value)
         return HealArgs()

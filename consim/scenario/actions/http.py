@@ -8,15 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import (
-    ActionArgs,
-    Checker,
-    ClusterSettings,
-    Step,
-    StepFailed,
-    Target,
-    short,
-)
+from consim.scenario.base import ActionArgs, Checker, Step, StepFailed, Target, short
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -72,9 +64,7 @@ class Http(Action[HttpArgs]):
     name = "http"
     keys = frozenset({"on", "body", "headers", "token", "expect", "save", "within"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> HttpArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> HttpArgs:
         text = c.string("http", value)
         method, _, path = text.strip().partition(" ")
         path = path.strip()

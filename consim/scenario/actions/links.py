@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, Target
+from consim.scenario.base import ActionArgs, Checker, Step, Target
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -28,17 +28,10 @@ class LinkArgs(ActionArgs):
 class _Link(Action[LinkArgs]):
     amount: ClassVar[str]  # the amount's key
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> LinkArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> LinkArgs:
         kind, key = self.name, self.amount
-        if not isinstance(value, dict):
-            raise c.expected(
-                kind, f'a table like {{ from = "dc1-s1", to = "*", {key} = ... }}', value
-            )
-        for k in value:
-            if k not in ("from", "to", key):
-                raise c.fail(f"{kind}.{k}", f"unknown field (expected from, to, {key})")
+        example = f'{{ from = "dc1-s1", to = "*", {key} = ... }}'
+        value = c.table(kind, value, example, ("from", "to", key))
         ends: dict[str, Target | str] = {}
         for end in ("from", "to"):
             v = value.get(end, "*")

@@ -12,16 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from consim.bench.stats import format_summary, summarize
 from consim.scenario.actions.base import Action, BackgroundJob
-from consim.scenario.base import (
-    SCENARIO_NODE,
-    ActionArgs,
-    Checker,
-    ClusterSettings,
-    Step,
-    StepFailed,
-    Target,
-    short,
-)
+from consim.scenario.base import SCENARIO_NODE, ActionArgs, Checker, Step, StepFailed, Target, short
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -56,16 +47,8 @@ class Load(Action[LoadArgs]):
     name = "load"
     keys = frozenset({"expect"})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> LoadArgs:
-        if not isinstance(value, dict):
-            raise c.expected(
-                "load", 'a table like { rate = 50, duration = "5s", op = "write" }', value
-            )
-        for k in value:
-            if k not in _KNOWN:
-                raise c.fail(f"load.{k}", f"unknown field (expected {', '.join(_KNOWN)})")
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> LoadArgs:
+        value = c.table("load", value, '{ rate = 50, duration = "5s", op = "write" }', _KNOWN)
         rate = c.number("load.rate", value.get("rate", 10), 0.1, 1000)
         duration, duration_text = c.duration("load.duration", value.get("duration", "1s"))
         op = value.get("op", "write")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
+from consim.scenario.base import ActionArgs, Checker, Step
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -21,9 +21,7 @@ class NoteArgs(ActionArgs):
 class Note(Action[NoteArgs]):
     name = "note"
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> NoteArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> NoteArgs:
         c.string("note", value)
         return NoteArgs()
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step, StepFailed, Target
+from consim.scenario.base import ActionArgs, Checker, Step, StepFailed, Target
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -23,9 +23,7 @@ class PartitionArgs(ActionArgs):
 class Partition(Action[PartitionArgs]):
     name = "partition"
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> PartitionArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> PartitionArgs:
         if (
             not isinstance(value, list)
             or len(value) < 2

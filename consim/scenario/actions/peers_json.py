@@ -13,7 +13,6 @@ from consim.scenario.base import (
     SCENARIO_NODE,
     ActionArgs,
     Checker,
-    ClusterSettings,
     Step,
     StepFailed,
     Target,
@@ -36,18 +35,11 @@ class PeersJsonArgs(ActionArgs):
 class PeersJson(Action[PeersJsonArgs]):
     name = "peers_json"
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> PeersJsonArgs:
-        if cluster.data_dir is None:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> PeersJsonArgs:
+        if c.cluster.data_dir is None:
             raise c.fail("peers_json", 'needs a data directory: set [cluster] data_dir = "tmp"')
-        if not isinstance(value, dict):
-            raise c.expected(
-                "peers_json", 'a table like { on = "dc1-s1", servers = ["dc1-s1"] }', value
-            )
-        for k in value:
-            if k not in ("on", "servers"):
-                raise c.fail(f"peers_json.{k}", "unknown field (expected on, servers)")
+        example = '{ on = "dc1-s1", servers = ["dc1-s1"] }'
+        value = c.table("peers_json", value, example, ("on", "servers"))
         on = value.get("on")
         on_list = on if isinstance(on, list) else [on]
         targets = [c.target("peers_json.on", t, dc, group=True) for t in on_list]

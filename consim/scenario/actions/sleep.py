@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
+from consim.scenario.base import ActionArgs, Checker, Step
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -24,9 +24,7 @@ class SleepArgs(ActionArgs):
 class Sleep(Action[SleepArgs]):
     name = "sleep"
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> SleepArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> SleepArgs:
         seconds, text = c.duration("sleep", value)
         return SleepArgs(seconds, text)
 

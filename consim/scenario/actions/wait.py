@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from consim.scenario.actions.base import Action
 from consim.scenario.actions.waits import CONDITIONS, ConditionArgs, WaitFor
-from consim.scenario.base import ActionArgs, Checker, ClusterSettings, Step
+from consim.scenario.base import ActionArgs, Checker, Step
 
 if TYPE_CHECKING:
     from consim.scenario.context import StepContext
@@ -29,9 +29,7 @@ class Wait(Action[WaitArgs]):
     name = "wait"
     keys = frozenset({"within", *(k for c in CONDITIONS.values() for k in c.keys)})
 
-    def parse(
-        self, c: Checker, value: Any, step: dict[str, Any], dc: str | None, cluster: ClusterSettings
-    ) -> WaitArgs:
+    def parse(self, c: Checker, value: Any, step: dict[str, Any], dc: str | None) -> WaitArgs:
         if value not in CONDITIONS:
             raise c.expected("wait", "one of " + ", ".join(f'"{w}"' for w in CONDITIONS), value)
         within, within_text = c.duration("within", step.get("within", "10s"))
