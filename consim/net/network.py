@@ -1,53 +1,43 @@
 """The one network seam every server talks through; :class:`SimNetwork` and :class:`SocketNetwork`
 implement it.
 
-Ownership: a network owns a background nursery (connection readers, outboxes and the timer task
-live; in the simulator, the task that surfaces a failed delivery: deliveries and timers run from
-``VirtualClock``). Run it for as long as servers use it, either ``await nursery.start(net.run)`` (it
-runs until cancelled) or ``async with net: ...``. ``call``/``notify``/``send_datagram`` raise
-``RuntimeError`` when the network is not running.
+Ownership: a network owns a background nursery (connection readers and writers and the timer
+task live; in the simulator, the task that surfaces a failed delivery: deliveries and timers run
+from ``VirtualClock``). Run it for as long as servers use it, either ``await nursery.start(net.run)``
+(it runs until cancelled) or ``async with net: ...``. ``dial``/``send_datagram``/``send_stream``
+raise ``RuntimeError`` when the network is not running.
 
-Listeners: ``serve_rpc`` / ``serve_datagrams`` run until cancelled (or ``close_address``). They call
-``task_status.started(address)`` with the address actually bound (different from the argument only
-for a live ":0" port). Handler tasks run inside the serve task, so cancelling it (a killed server)
-also cancels its in-flight handlers.
+Listeners: ``serve_port`` (Consul's server port, its connections told apart by their first byte:
+``consim.net.portmux``) / ``serve_datagrams`` / ``serve_streams`` run until cancelled (or
+``close_address``). They call ``task_status.started(address)`` with the address actually bound
+(different from the argument only for a live ":0" port). Stream-style connection handlers run
+inside the serve task, so cancelling it (a killed server) also cancels them, and closes every
+connection the address held. The network serves no protocol of its own on the server port:
+what travels there is whatever the first-byte handlers speak (Consul's RPC, hashicorp/raft).
 
-A call to a dead address (nothing serving it) raises :class:`Unreachable` quickly, like a refused
-TCP connection; one whose server died with the call in flight raises :class:`ConnectionLost` (an
-``Unreachable`` that may have been handled: not safe to retry a write). A call whose request or reply
-is dropped by a fault raises :class:`RpcTimeout` at its timeout, like a black-holed packet.
+The errors of a call over the port (``consim.net.consul_pool``): a dead address (nothing serving
+it) is :class:`Unreachable` quickly, like a refused TCP connection; a server that died with the
+call in flight is :class:`ConnectionLost` (an ``Unreachable`` that may have been handled: not safe
+to retry a write); a request or reply black-holed by a fault is :class:`RpcTimeout` at its timeout.
 
-Synchronous notifies (optional fast path): ``serve_rpc(..., notify_handler=fn)`` hands each
-one-way notify to ``fn(method, args, src)`` called directly, in arrival order, instead of through
-the async ``handler``; it must not block. If it returns an awaitable (say the server is paused),
-the network awaits that in order with the listener's later slow notifies. A datagram handler that
-is a plain function is likewise called directly. :class:`SimNetwork` calls both straight from
-:class:`~consim.net.sim.VirtualClock`'s jumps (no task per message; so a handler that runs there
-has no current task and sees the contextvars of the thread that called ``trio.run``); :class:`SocketNetwork` calls them from the connection's or
-socket's reader, where it used to await the handler. Either way the server code is the same.
+A datagram handler that is a plain function is called directly (:class:`SimNetwork` from
+:class:`~consim.net.sim.VirtualClock`'s jumps, with no task per message; :class:`SocketNetwork`
+from the socket's reader); if it returns an awaitable, the listener awaits it in order.
 
 Containment: nothing one server's code raises may end the network (and with it every server).
-A timer callback, RPC or notify handler, datagram handler, per-connection task or outbox that
-raises an unexpected exception is counted (``timer_errors``, ``handler_errors``,
-``datagram_handler_errors``, ``connection_errors``, ``outbox_errors`` under the owner's address)
-and reported to ``net.on_error(address, where, exc)`` if set (the cluster turns that into an
-ERROR event of the server owning the address); the listener, timer heap or link goes on. A
-destination that is not a valid ``IP:port`` (``consim.address``) is refused before it reaches a
-socket: ``call`` raises :class:`Unreachable`, ``notify``/``send_datagram`` drop it
-(``invalid_address``).
-
-Handler results: a reply value; ``RpcError(msg)`` arrives at the caller as ``RpcError(msg)`` with
-the same text; any other exception (or an unserialisable reply) arrives as
-``RpcError("rpc error: internal error")`` and is counted as ``handler_errors``.
+A timer callback, datagram or stream handler, or per-connection handler that raises an unexpected
+exception is counted (``timer_errors``, ``datagram_handler_errors``, ``stream_handler_errors``,
+``connection_errors`` under the owner's address) and reported to ``net.on_error(address, where,
+exc)`` if set (the cluster turns that into an ERROR event of the server owning the address); the
+listener, timer heap or link goes on. A destination that is not a valid ``IP:port``
+(``consim.address``) is refused before it reaches a socket (``invalid_address``).
 
 ``stats[address]`` is a ``Counter``; receive-side counters are kept under the listener's address,
-send-side ones under the caller's ``src``. Names: ``calls_out``, ``calls_ok``, ``rpc_errors``,
-``rpc_timeouts``, ``unreachable``, ``notifies_out``, ``frames_in``, ``requests_in``,
-``notifies_in``, ``replies_out``, ``handler_errors``, ``late_replies``, ``dropped_by_fault``,
-``frames_dropped_malformed``, ``connections_dropped_garbage``, ``connections_timed_out``,
-``connections_accepted``, ``connections_open`` (a gauge), ``connections_dialed``,
+send-side ones under the dialer's ``src``. The network's own: ``dropped_by_fault``,
+``retransmitted``, ``connections_dialed``, ``unreachable``, ``port_accepted_<byte>``,
+``port_unknown_first_byte``, ``port_first_byte_timeouts``, ``port_send_overflow``,
 ``datagrams_out``, ``datagrams_in``, ``datagrams_dropped_malformed``, ``datagram_handler_errors``,
-``timer_errors``, ``connection_errors``, ``outbox_errors``, ``invalid_address``.
+``streams_out``, ``streams_in``, ``timer_errors``, ``connection_errors``, ``invalid_address``.
 """
 
 from __future__ import annotations
@@ -70,9 +60,8 @@ from consim.net.portmux import Accept, MuxConn, PortMux
 INTERNAL_ERROR = "rpc error: internal error"
 MAX_DATAGRAM = 65_000
 
-RpcHandler = Callable[[str, Any, str], Awaitable[Any]]
-"""async (method, args, src_address) -> reply"""
 DatagramHandler = Callable[[str, bytes], Awaitable[None] | None]
+"""(src_address, payload) -> None; may also be async."""
 # A stream exchange (memberlist's TCP push-pull): the handler gets one whole message from the
 # dialer and returns what to write back (or None); ``FrameLength(buf)`` says how many bytes the
 # message starting ``buf`` has (None: read more), raising ValueError on garbage.
@@ -82,9 +71,6 @@ StreamReply = Callable[[bytes], None]
 # memberlist's TCPTimeout: one stream exchange must be done within this.
 STREAM_TIMEOUT = 10.0
 MAX_STREAM = 20 * 1024 * 1024
-"""(src_address, payload) -> None; may also be async."""
-NotifyHandler = Callable[[str, Any, str], Awaitable[Any] | None]
-"""(method, args, src_address) -> None, or an awaitable to be awaited in order (see above)."""
 ErrorReporter = Callable[[str, str, BaseException], None]
 """(owner address, where, exception): told about every contained failure (see above)."""
 
@@ -291,20 +277,11 @@ class Network(abc.ABC):
     # -- the seam --------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def serve_rpc(
-        self,
-        address: str,
-        handler: RpcHandler,
-        *,
-        notify_handler: NotifyHandler | None = None,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-    ) -> None: ...
-
-    @abc.abstractmethod
-    async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any: ...
-
-    @abc.abstractmethod
-    def notify(self, src: str, dst: str, method: str, args: Any) -> None: ...
+    async def serve_port(
+        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the server port ``address``: every accepted connection goes to the handler its
+        first byte names in ``port_mux(address)``; an unknown first byte is closed and counted."""
 
     @abc.abstractmethod
     def dial(self, src: str, dst: str, first_byte: int, factory: Accept) -> MuxConn:

@@ -29,14 +29,12 @@ whose unsent bytes pass ``MAX_PENDING`` is closed), ``close()``, ``closed`` and 
 (unsent bytes). Handlers must not block; their exceptions close that connection only (counted
 ``connection_errors``).
 
-The address must be served (``serve_rpc``) for connections to be accepted; handlers registered
+The address must be served (``net.serve_port(address)``) for connections to be accepted; handlers registered
 at any time apply to connections accepted afterwards. A connection whose first byte has no
 handler is closed and counted (``port_unknown_first_byte`` under the listener's address); one
 that sends no first byte within the read timeout is counted ``port_first_byte_timeouts``.
-Accepted connections count ``port_accepted_<byte>``.
-
-``RPC_CONSIM`` (0xC1, a byte msgpack never uses) is provisional: consim's own length-prefixed
-frames (``consim.net.rpc``) until Consul's net/rpc on byte 0 replaces them.
+Accepted connections count ``port_accepted_<byte>``. The network serves nothing of its own
+here: a consim server registers Consul's RPC (0, 4, and 3 with TLS) and hashicorp/raft (1).
 """
 
 from __future__ import annotations
@@ -55,7 +53,6 @@ RPC_MULTIPLEX_V2 = 4
 RPC_SNAPSHOT = 5
 RPC_GOSSIP = 6
 RPC_TLS_INSECURE = 7
-RPC_CONSIM = 0xC1  # provisional: consim's own frames
 
 MAX_PENDING = 64 * 1024 * 1024  # unsent bytes one connection may queue before it is closed
 

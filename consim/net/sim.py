@@ -15,22 +15,18 @@ bound instead. Each (src address, dst address) link is FIFO: a message never ove
 one on its link (so a retransmitted message holds back the ones behind it, as on TCP).
 
 Faults are checked when a message is sent (cut, random loss) and again when it arrives (a cut made
-while it was in flight drops it). Random loss drops a datagram; a stream message (a request, a
-reply, a notify, a push-pull exchange: TCP in the live network) is delayed by the retransmission
-timeouts it costs instead (``FaultModel.stream_delay``). Every message is msgpack-encoded at send and decoded at arrival
-exactly like the real wire, so unserialisable values fail here too (TypeError at the sender), and
-the socket network's frame limit holds too (``max_frame``, default ``framing.MAX_FRAME``): an
-oversized notify or request raises :class:`~consim.net.framing.FrameTooLarge` at the sender, an
-oversized reply becomes the caller's internal error, as on the real wire.
+while it was in flight drops it). Random loss drops a datagram; the bytes of a port connection or
+a push-pull exchange (TCP in the live network) are delayed by the retransmission timeouts they
+cost instead (``FaultModel.stream_delay``), and a cut breaks a port connection at both ends.
+Port connections carry exactly the bytes a socket would (``consim.net.portmux``), so the
+handlers' codecs (Consul's RPC, hashicorp/raft) run on the same wire in virtual time and live.
 
-Dead addresses: a request that arrives where nothing serves gets a reset back over the reverse
-link, so the caller raises ``Unreachable`` one round trip later; one whose server dies before
-replying raises ``ConnectionLost`` (an ``Unreachable`` that may have been handled) the same way (if
-faults drop the reset, the caller times out instead). Notifies and datagrams to a dead address
-vanish.
+Dead addresses: a connection whose first bytes arrive where nothing serves the port (or with an
+unknown first byte) is closed back over the reverse link, so the dialer learns it one round trip
+later, like a refused TCP connection. Datagrams to a dead address vanish.
 
-Speed (virtual time): the network calls a listener's synchronous ``notify_handler`` and
-synchronous datagram handlers directly, with no task, channel or cancel scope per message (see
+Speed (virtual time): the network calls port connections' handlers and synchronous datagram
+handlers directly, with no task, channel or cancel scope per message (see
 :class:`~consim.net.network.Network`). Run it under :class:`VirtualClock` (what
 ``consim.runtime.run_virtual`` does): trio asks its clock how long to sleep only when no task is
 runnable, and at that moment the clock performs every delivery due, jumps to the next one (or to
@@ -47,28 +43,22 @@ import inspect
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from consim.address import valid_address
 from consim.net.faults import FaultModel, host_of
-from consim.net.framing import MAX_FRAME, FrameTooLarge, pack, unpack
+from consim.net.framing import pack, unpack
 from consim.net.model import LinkDelays, NetworkModel
 from consim.net.network import (
-    INTERNAL_ERROR,
     MAX_DATAGRAM,
     MAX_STREAM,
     STREAM_TIMEOUT,
-    ConnectionLost,
     DatagramHandler,
     FrameLength,
     Network,
-    NotifyHandler,
-    RpcError,
-    RpcHandler,
-    RpcTimeout,
     StreamHandler,
     StreamReply,
     Timer,
@@ -83,22 +73,9 @@ from consim.net.portmux import (
     MuxConn,
     StreamOverConn,
 )
-from consim.net.rpc import (
-    KIND_ERROR,
-    KIND_NOTIFY,
-    KIND_REPLY,
-    KIND_REQUEST,
-    Frame,
-    run_handler,
-)
 from consim.net.trio_internals import Probes, scheduler_probes
 
-_KIND_RESET = -1  # simulator-only: "connection reset", never on a real wire
-_KIND_LOST = -3  # simulator-only: the server died while handling the request
-
 # What a scheduled delivery is (the heap holds tuples, not closures: cheaper to build and order).
-_TO_LISTENER = 0  # a request or notify frame for an RPC listener
-_TO_CALLER = 1  # a reply / error / reset frame for a waiting caller
 _TO_DATAGRAMS = 2  # a datagram envelope
 _TO_STREAM = 3  # a stream exchange's request, for a stream listener
 _STREAM_BACK = 4  # its answer, for the waiting dialer
@@ -179,8 +156,6 @@ class _SimConn:
 
 # The channel names a :class:`MessageTap` sees for each kind of delivery.
 TAP_CHANNELS = {
-    _TO_LISTENER: "rpc",
-    _TO_CALLER: "reply",
     _TO_DATAGRAMS: "datagram",
     _TO_STREAM: "stream",
     _STREAM_BACK: "stream-reply",
@@ -206,13 +181,9 @@ class MessageTap:
 
 
 @dataclass
-class _RpcListener:
+class _PortListener:
     address: str
-    handler: RpcHandler
-    nursery: trio.Nursery
-    notifies: trio.MemorySendChannel[Any]
-    notify_handler: NotifyHandler | None = None
-    inflight: dict[tuple[str, int], None] = field(default_factory=dict)
+    nursery: trio.Nursery  # stream-style connection handlers run here
 
 
 @dataclass
@@ -221,23 +192,6 @@ class _DatagramListener:
     inbox: trio.MemorySendChannel[Any]
     handler: DatagramHandler | None = None
     is_async: bool = True
-
-
-_TIMED_OUT = -2  # a call's slot when its timer fired first
-
-
-class _Pending:
-    __slots__ = ("event", "kind", "body")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.kind: int | None = None
-        self.body: Any = None
-
-    def time_out(self) -> None:
-        if self.kind is None:
-            self.kind = _TIMED_OUT
-            self.event.set()
 
 
 class VirtualClock(trio.abc.Clock):
@@ -350,7 +304,6 @@ class SimNetwork(Network):
         latency: tuple[float, float] = (0.0005, 0.002),
         *,
         faults: FaultModel | None = None,
-        max_frame: int = MAX_FRAME,
         model: NetworkModel | None = None,
         datacenter_of: dict[str, str] | None = None,
     ) -> None:
@@ -370,7 +323,6 @@ class SimNetwork(Network):
         self._bandwidth = model.bandwidth if model is not None else 0.0
         self._link_sent: dict[tuple[str, str], float] = {}
         self.rng = rng
-        self.max_frame = max_frame
         self.latency = (float(lo), float(hi))
         self._jitter = (self.latency[1] - self.latency[0]) / 4
         self._base_latency: dict[tuple[str, str], float] = {}  # per host pair
@@ -382,15 +334,13 @@ class SimNetwork(Network):
         self._wake = trio.Event()
         self._failed = trio.Event()
         self._failure: BaseException | None = None
-        self._rpc: dict[str, _RpcListener] = {}
+        self._ports: dict[str, _PortListener] = {}
         self._dgram: dict[str, _DatagramListener] = {}
         self._streams: dict[str, StreamHandler] = {}
         # Stream exchanges awaiting their answer: token -> (callback, give-up time).
         self._stream_waiters: dict[int, tuple[StreamReply, float]] = {}
         self._stream_tokens = itertools.count(1)
-        self._pending: dict[tuple[str, str, int], _Pending] = {}
-        self._next_rid: dict[tuple[str, str], int] = {}
-        self.delivered = 0  # messages handed to a listener or caller (for tests and reports)
+        self.delivered = 0  # messages handed to a listener or connection (tests and reports)
         # Port connections: (conn id, is the dialer's end) -> end.
         self._conns: dict[tuple[int, bool], _SimConn] = {}
         self._conn_ids = itertools.count(1)
@@ -460,11 +410,7 @@ class SimNetwork(Network):
                     self.tap.dropped(seq, now)
                 continue
             self.delivered += 1
-            if kind == _TO_LISTENER:
-                self._request_arrived(src, dst, data)
-            elif kind == _TO_CALLER:
-                self._reply_arrived(src, dst, data)
-            elif kind == _TO_DATAGRAMS:
+            if kind == _TO_DATAGRAMS:
                 self._datagram_arrived(dst, data)
             elif kind == _TO_STREAM:
                 self._stream_arrived(src, dst, data)
@@ -494,8 +440,9 @@ class SimNetwork(Network):
             base = self._base_latency[pair] = self.rng.uniform(*self.latency)
         return base
 
-    def _send(self, src: str, dst: str, data: bytes, kind: int) -> None:
-        """Put one encoded message on the src->dst link, subject to faults."""
+    def _send(self, src: str, dst: str, data: bytes, kind: int) -> bool:
+        """Put one encoded message on the src->dst link, subject to faults; False when they
+        dropped it (for a port connection's bytes: TCP gave up, every retransmission lost)."""
         if self._nursery is None:
             self._require_nursery()
         faults = self.faults
@@ -509,17 +456,16 @@ class SimNetwork(Network):
                         self.tap.sent(
                             -1, trio.current_time(), None, src, dst, TAP_CHANNELS[kind], data
                         )
-                    return
+                    return False
             else:
                 retransmitted = faults.stream_delay(src, dst)
                 if retransmitted is None:
-                    if kind != _TO_CONN:
-                        self.stats[src]["dropped_by_fault"] += 1
-                        if self.tap is not None:
-                            now = trio.current_time()
-                            self.tap.sent(-1, now, None, src, dst, TAP_CHANNELS[kind], data)
-                        return
-                    retransmitted = 0.0  # a port connection learns of a cut on its own
+                    self.stats[src]["dropped_by_fault"] += 1
+                    if self.tap is not None:
+                        self.tap.sent(
+                            -1, trio.current_time(), None, src, dst, TAP_CHANNELS[kind], data
+                        )
+                    return False
                 if retransmitted:
                     self.stats[src]["retransmitted"] += 1
                     late = retransmitted + faults.extra_delay(src, dst)
@@ -549,187 +495,28 @@ class SimNetwork(Network):
         seq = self._schedule(at, kind, src, dst, data)
         if self.tap is not None:
             self.tap.sent(seq, trio.current_time(), at, src, dst, TAP_CHANNELS[kind], data)
+        return True
 
-    # -- RPC -------------------------------------------------------------------------------------
+    # -- the server port --------------------------------------------------------------------------
 
-    async def serve_rpc(
-        self,
-        address: str,
-        handler: RpcHandler,
-        *,
-        notify_handler: NotifyHandler | None = None,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    async def serve_port(
+        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
     ) -> None:
         with trio.CancelScope() as scope:
             self._claim(address, scope)
-            not_send, not_recv = trio.open_memory_channel[Any](math.inf)
-            listener: _RpcListener | None = None
+            listener: _PortListener | None = None
             try:
                 async with trio.open_nursery() as nursery:
-                    # Requests are spawned straight into this nursery as they arrive.
-                    listener = _RpcListener(address, handler, nursery, not_send, notify_handler)
-                    self._rpc[address] = listener
-                    nursery.start_soon(self._notify_loop, listener, not_recv)
+                    listener = _PortListener(address, nursery)
+                    self._ports[address] = listener
                     task_status.started(address)
                     await trio.sleep_forever()
             finally:
                 self._release(address, scope)
                 if listener is not None:
-                    if self._rpc.get(address) is listener:
-                        del self._rpc[address]
-                    if self.running:
-                        # The server vanished: its callers see their connections reset.
-                        for src, rid in listener.inflight:
-                            self._send_frame(address, src, Frame(_KIND_LOST, rid, "", None))
-                    listener.inflight.clear()
+                    if self._ports.get(address) is listener:
+                        del self._ports[address]
                     self._close_conns_of(address)
-                _discard_queued(not_recv)
-
-    async def _notify_loop(
-        self, listener: _RpcListener, inbox: trio.MemoryReceiveChannel[Any]
-    ) -> None:
-        stats = self.stats[listener.address]
-        report = self.reporter(listener.address, "rpc handler")
-        async for item in inbox:
-            if isinstance(item, tuple):
-                src, frame = item
-                await run_handler(
-                    listener.handler, frame.method, frame.body, src, stats, on_error=report
-                )
-            else:  # an awaitable a synchronous notify handler handed back
-                try:
-                    await item
-                except Exception as exc:
-                    stats["handler_errors"] += 1
-                    report(exc)
-
-    async def _serve_request(
-        self, listener: _RpcListener, src: str, rid: int, method: str, args: Any
-    ) -> None:
-        key = (src, rid)  # put in flight on arrival
-        stats = self.stats[listener.address]
-        # If cancelled here (server killed), the key stays in flight and serve_rpc resets it.
-        kind, body = await run_handler(
-            listener.handler,
-            method,
-            args,
-            src,
-            stats,
-            check=False,
-            on_error=self.reporter(listener.address, "rpc handler"),
-        )
-        del listener.inflight[key]
-        stats["replies_out"] += 1
-        try:
-            data = pack([kind, rid, "", body])
-            if len(data) > self.max_frame:
-                raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
-        except Exception:
-            # Unserialisable reply: an internal error at the server, as on the real wire (the
-            # reply is encoded once, here, instead of test-encoded by run_handler and again).
-            stats["handler_errors"] += 1
-            data = pack([KIND_ERROR, rid, "", INTERNAL_ERROR])
-        self._send(listener.address, src, data, _TO_CALLER)
-
-    def _send_frame(self, src: str, dst: str, frame: Frame) -> None:
-        """Send a reply/error/reset frame from a server back to a caller."""
-        self._send(src, dst, pack(frame.to_wire()), _TO_CALLER)
-
-    def _reply_arrived(self, server: str, caller: str, data: bytes) -> None:
-        obj = unpack(data)
-        kind, rid, _, body = obj
-        slot = self._pending.get((caller, server, rid))
-        if slot is None or slot.kind is not None:  # gone, or its timer fired first
-            self.stats[caller]["late_replies"] += 1
-            return
-        slot.kind, slot.body = kind, body
-        slot.event.set()
-
-    def _request_arrived(self, src: str, dst: str, data: bytes) -> None:
-        # Only this class encodes these frames (``call``/``notify``), always as a well-formed
-        # [kind, id, method, body]: decoded for real, but not re-validated like bytes off a socket.
-        kind, rid, method, body = unpack(data)
-        listener = self._rpc.get(dst)
-        if listener is None:
-            if kind == KIND_REQUEST:
-                self._send_frame(dst, src, Frame(_KIND_RESET, rid, "", None))
-            return
-        stats = self.stats[dst]
-        stats["frames_in"] += 1
-        if kind == KIND_REQUEST:
-            stats["requests_in"] += 1
-            # In flight from now: if the server dies before the handler task even starts, the
-            # caller still gets its reset.
-            listener.inflight[(src, rid)] = None
-            try:
-                listener.nursery.start_soon(self._serve_request, listener, src, rid, method, body)
-            except RuntimeError:  # the server's nursery closed under us: it is gone
-                del listener.inflight[(src, rid)]
-                self._send_frame(dst, src, Frame(_KIND_RESET, rid, "", None))
-            return
-        stats["notifies_in"] += 1
-        notify_handler = listener.notify_handler
-        if notify_handler is None:
-            listener.notifies.send_nowait((src, Frame(kind, rid, method, body)))
-            return
-        try:
-            result = notify_handler(method, body, src)
-        except Exception as exc:
-            stats["handler_errors"] += 1
-            self.contain(dst, "rpc handler", exc, "")
-            return
-        if result is not None:
-            listener.notifies.send_nowait(result)  # awaited in order by the notify task
-
-    async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
-        if not valid_address(dst):  # as SocketNetwork does
-            self.stats[src]["calls_out"] += 1
-            self.stats[src]["invalid_address"] += 1
-            raise Unreachable(f"rpc {method} to {dst!r}: not a valid IP:port")
-        link = (src, dst)
-        rid = self._next_rid.get(link, 0) + 1
-        self._next_rid[link] = rid
-        data = pack([KIND_REQUEST, rid, method, args])  # TypeError here, like the real wire
-        if len(data) > self.max_frame:
-            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
-        slot = _Pending()
-        key = (src, dst, rid)
-        self._pending[key] = slot
-        stats = self.stats[src]
-        stats["calls_out"] += 1
-        # The timeout is a network timer (a heap entry), not a cancel scope per call.
-        timer = self.timer(slot.time_out)
-        timer.arm(trio.current_time() + timeout)
-        try:
-            self._send(src, dst, data, _TO_LISTENER)
-            await slot.event.wait()
-        finally:
-            timer.disarm()
-            del self._pending[key]
-        if slot.kind == KIND_REPLY:
-            stats["calls_ok"] += 1
-            return slot.body
-        if slot.kind == KIND_ERROR:
-            stats["rpc_errors"] += 1
-            raise RpcError(slot.body)
-        if slot.kind == _KIND_RESET:
-            stats["unreachable"] += 1
-            raise Unreachable(f"rpc {method} to {dst}: connection refused")
-        if slot.kind == _KIND_LOST:
-            stats["unreachable"] += 1
-            raise ConnectionLost(f"rpc {method} to {dst}: connection lost")
-        stats["rpc_timeouts"] += 1
-        raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
-
-    def notify(self, src: str, dst: str, method: str, args: Any) -> None:
-        if not valid_address(dst):  # as SocketNetwork does
-            self.stats[src]["invalid_address"] += 1
-            return
-        data = pack([KIND_NOTIFY, 0, method, args])
-        if len(data) > self.max_frame:
-            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds limit {self.max_frame}")
-        self.stats[src]["notifies_out"] += 1
-        self._send(src, dst, data, _TO_LISTENER)
 
     # -- port connections ------------------------------------------------------------------------
 
@@ -772,11 +559,12 @@ class SimNetwork(Network):
         faults = self.faults
         if data is not None and not faults.clear() and not faults.allowed(conn.local, conn.peer):
             # A cut link breaks the connection; loss only delays its bytes (retransmission,
-            # in ``_send``), as TCP would.
+            # in ``_send``), as TCP would, unless every retransmission is lost: TCP gives up.
             self.stats[conn.local]["dropped_by_fault"] += 1
             self._break(conn)
             return
-        self._send(conn.local, conn.peer, (conn.cid, not conn.dialer, data), _TO_CONN)  # type: ignore[arg-type]
+        if not self._send(conn.local, conn.peer, (conn.cid, not conn.dialer, data), _TO_CONN):  # type: ignore[arg-type]
+            self._break(conn)
 
     def _conn_lost_later(self, conn: _SimConn) -> None:
         """The end learns of the loss from the heap, never inside the call that caused it."""
@@ -836,7 +624,7 @@ class SimNetwork(Network):
                 # restarted server's old connection): TCP would reset it, never open a new one.
                 return None
             dialer.arrived = True
-        listener = self._rpc.get(dst)
+        listener = self._ports.get(dst)
         stats = self.stats[dst]
         entry = self.port_mux(dst).lookup(payload[0]) if listener is not None else None
         if listener is not None and entry is None:
@@ -1007,7 +795,5 @@ __all__ = [
     "SimNetwork",
     "TAP_CHANNELS",
     "VirtualClock",
-    "RpcError",
-    "RpcTimeout",
     "Unreachable",
 ]

@@ -1,4 +1,4 @@
-"""Live network: TCP for RPC (length-prefixed msgpack frames, pooled connections), UDP for datagrams.
+"""Live network: TCP for the server port (its connections told apart by first byte), UDP for datagrams.
 
 Addresses are Consul's strings. Server k of dc1 listens on ``127.0.0.k:8300`` (Linux routes all of
 127/8 to lo). Where a platform lacks the range (macOS without aliases), :func:`resolve_listen_address`
@@ -6,24 +6,22 @@ maps ``127.a.b.c:port`` to ``127.0.0.1:port + 10 * index`` with ``index = a*6553
 (127.0.0.1 keeps its ports; 127.0.0.2:8300 becomes 127.0.0.1:8310). Both serve and dial use that one
 function, so callers keep using the Consul address strings. Port 0 (ephemeral) is never offset.
 
-Faults are applied at the sender (a cut drops the message and a call waits out its timeout; random
-loss drops a datagram but only delays a TCP message by the retransmission timeouts it would cost;
-delay: the message waits) and at the receiver for one-way blocks, using the source the
-dialer declared in its hello frame. Datagrams are raw UDP sent from the socket bound to the
+Faults are applied at the sender and at the receiver (one-way blocks, by the peer's address). A
+cut closes a port connection (its handlers see it lost and redial) and drops a datagram; random
+loss drops a datagram but only delays a TCP write by the retransmission timeouts it would cost
+(``FaultModel.stream_delay``, as the simulator does: TCP never loses bytes, it resends them late,
+and a link lossy enough that TCP gives up closes the connection); a delay holds the bytes back,
+in order. Datagrams are raw UDP sent from the socket bound to the
 sender's address, so their source is the packet's own (what memberlist peers such as a real serf
 agent expect); only where addresses are port-mapped (no 127/8 range) do they carry an envelope
 ``[src, payload]`` naming the Consul-style source. Stream exchanges (gossip push-pull) are TCP on
 the same port as the datagrams, one exchange per connection, as memberlist does.
 
-With a network model (``model=``, ``consim.net.model``) every message waits its link's one-way
-latency before it is sent (a call waits the round trip before its request goes out: the socket
-has no way to delay the reply at the other end); notifies keep their order and are pipelined (each
-waits until its own due time, not behind the previous one's wait).
+With a network model (``model=``, ``consim.net.model``) a push-pull exchange waits its link's
+round trip before it is sent and a datagram its one-way latency.
 
 A killed server (its serve task cancelled, or :meth:`close_address`) closes its listener and every
-accepted connection: callers whose request was written get ``ConnectionLost`` (it may have been
-handled), new calls get ``Unreachable`` (connection refused; a pooled connection found dead before
-the request is written is dialed again).
+connection it held: their handlers see them lost, new dials are refused.
 """
 
 from __future__ import annotations
@@ -42,14 +40,7 @@ import trio
 
 from consim.address import AddressError, parse_address, valid_address
 from consim.net.faults import FaultModel, host_of
-from consim.net.framing import (
-    DEFAULT_READ_TIMEOUT,
-    MAX_FRAME,
-    FrameError,
-    encode_frame,
-    pack,
-    unpack,
-)
+from consim.net.framing import DEFAULT_READ_TIMEOUT, MAX_FRAME, FrameError, pack, unpack
 from consim.net.model import LinkDelays, NetworkModel
 from consim.net.network import (
     MAX_DATAGRAM,
@@ -57,34 +48,15 @@ from consim.net.network import (
     DatagramHandler,
     FrameLength,
     Network,
-    NotifyHandler,
-    RpcError,
-    RpcHandler,
-    RpcTimeout,
     StreamHandler,
     StreamReply,
     Unreachable,
     deliver_datagram,
     stream_key,
 )
-from consim.net.portmux import (
-    MAX_PENDING,
-    RPC_CONSIM,
-    Accept,
-    ConnHandler,
-    MuxConn,
-    PortMux,
-)
-from consim.net.rpc import (
-    KIND_NOTIFY,
-    CallTimedOut,
-    ConnectionPool,
-    SendFailed,
-    serve_connection,
-)
+from consim.net.portmux import MAX_PENDING, Accept, ConnHandler, MuxConn, PortMux
 
 PORT_STRIDE = 10
-OUTBOX_LIMIT = 4096  # queued notifies per link before new ones are dropped (and counted)
 DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
@@ -129,7 +101,6 @@ class SocketNetwork(Network):
         rng: random.Random | None = None,
         *,
         faults: FaultModel | None = None,
-        max_frame: int = MAX_FRAME,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         model: NetworkModel | None = None,
@@ -144,17 +115,8 @@ class SocketNetwork(Network):
             if model is not None
             else None
         )
-        self.max_frame = max_frame
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
-        self._pool = ConnectionPool(
-            self._dial,
-            lambda src: self.stats[src],
-            max_frame=max_frame,
-            read_timeout=read_timeout,
-            contain=self.contain,
-        )
-        self._outboxes: dict[tuple[str, str], trio.MemorySendChannel[tuple[float, bytes]]] = {}
         self._udp: socket.socket | None = None
         # The bound socket of every address serving datagrams (they also send from it), and
         # per-host send sockets for sources that serve none.
@@ -164,14 +126,7 @@ class SocketNetwork(Network):
         # Dialed and accepted mux connections by local address (closed when it stops serving).
         self._conns_of: dict[str, set[_LiveConn]] = {}
 
-    @property
-    def pool(self) -> ConnectionPool:
-        return self._pool
-
     async def _shutdown(self) -> None:
-        with trio.CancelScope(shield=True):
-            await self._pool.aclose()
-        self._outboxes.clear()
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -198,31 +153,10 @@ class SocketNetwork(Network):
                 wait += self._delays.draw(s, d)
         return wait
 
-    async def _dial(self, src: str, dst: str) -> trio.SocketStream:
-        host, port = resolve_listen_address(dst)
-        with trio.fail_after(self.connect_timeout):
-            stream = await trio.open_tcp_stream(host, port)
-        try:
-            tls = self.outgoing_tls.get(src)
-            if tls is not None:
-                return await tls.wrap_stream(stream, dst, RPC_CONSIM)
-            await stream.send_all(bytes([RPC_CONSIM]))
-        except BaseException as exc:
-            await trio.aclose_forcefully(stream)
-            if isinstance(exc, trio.BrokenResourceError):
-                raise OSError(f"TLS handshake with {dst} failed") from None
-            raise
-        return stream
+    # -- the server port --------------------------------------------------------------------------
 
-    # -- RPC -------------------------------------------------------------------------------------
-
-    async def serve_rpc(
-        self,
-        address: str,
-        handler: RpcHandler,
-        *,
-        notify_handler: NotifyHandler | None = None,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    async def serve_port(
+        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
     ) -> None:
         host, port = resolve_listen_address(address)
         try:
@@ -245,21 +179,6 @@ class SocketNetwork(Network):
                 if address != actual:
                     # An ephemeral port: handlers registered under the asked-for address apply.
                     mux = self._muxes[actual] = self.port_mux(address)
-
-                async def consim_frames(stream: trio.abc.Stream, peer: str, local: str) -> None:
-                    await serve_connection(
-                        stream,
-                        actual,
-                        handler,
-                        self.faults,
-                        stats,
-                        max_frame=self.max_frame,
-                        read_timeout=self.read_timeout,
-                        notify_handler=notify_handler,
-                        contain=self.contain,
-                    )
-
-                mux.register_stream(RPC_CONSIM, consim_frames)
 
                 async def on_connection(stream: trio.SocketStream) -> None:
                     await self._accept(stream, actual, mux, stats)
@@ -391,112 +310,6 @@ class SocketNetwork(Network):
                 raise Unreachable(f"TLS handshake with {dst} failed: {exc}") from None
         await stream.send_all(bytes([first_byte]))
         return stream
-
-    async def call(self, src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
-        nursery = self._require_nursery()
-        stats = self.stats[src]
-        stats["calls_out"] += 1
-        if not valid_address(dst):
-            stats["invalid_address"] += 1
-            raise Unreachable(f"rpc {method} to {dst!r}: {_why_invalid(dst)}")
-        faults = self.faults
-        conn = self._pool.live(src, dst)
-        if conn is not None and faults.clear() and self._delays is None:
-            # The usual case: an open pooled connection and no fault rule. The connection's timer
-            # enforces the timeout, so the call needs no cancel scope of its own.
-            deadline = trio.current_time() + timeout
-            try:
-                result = await conn.call(method, args, deadline)
-            except SendFailed:
-                # It died while idle; the request never left: redial below, in the time left.
-                timeout = max(0.0, deadline - trio.current_time())
-            except RpcError:
-                stats["rpc_errors"] += 1
-                raise
-            except Unreachable:
-                stats["unreachable"] += 1
-                raise
-            except CallTimedOut:
-                stats["rpc_timeouts"] += 1
-                raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s") from None
-            else:
-                stats["calls_ok"] += 1
-                return result
-        with trio.move_on_after(timeout):
-            try:
-                wait = self._stream_wait(src, dst, trips=2)
-                if wait is None:
-                    stats["dropped_by_fault"] += 1
-                    await trio.sleep_forever()  # black-holed: the caller learns by timeout
-                if wait > 0:
-                    await trio.sleep(wait)
-                conn = await self._pool.get(src, dst, nursery)
-                try:
-                    result = await conn.call(method, args)
-                except SendFailed:
-                    # A pooled connection that died while idle: the request never left; redial.
-                    conn = await self._pool.get(src, dst, nursery)
-                    result = await conn.call(method, args)
-            except RpcError:
-                stats["rpc_errors"] += 1
-                raise
-            except Unreachable:
-                stats["unreachable"] += 1
-                raise
-            except trio.TooSlowError:
-                stats["unreachable"] += 1
-                raise Unreachable(f"rpc {method} to {dst}: connect timed out") from None
-            stats["calls_ok"] += 1
-            return result
-        stats["rpc_timeouts"] += 1
-        raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
-
-    def notify(self, src: str, dst: str, method: str, args: Any) -> None:
-        nursery = self._require_nursery()
-        if not valid_address(dst):
-            # Never queued: the link's sender would only fail on it (a Raft reply to a server
-            # whose address nobody knows).
-            self.stats[src]["invalid_address"] += 1
-            return
-        data = encode_frame([KIND_NOTIFY, 0, method, args], self.max_frame)  # TypeError here
-        self.stats[src]["notifies_out"] += 1
-        wait = self._stream_wait(src, dst, trips=1)
-        if wait is None:
-            self.stats[src]["dropped_by_fault"] += 1
-            return
-        key = (src, dst)
-        box = self._outboxes.get(key)
-        if box is None:
-            box, recv = trio.open_memory_channel[tuple[float, bytes]](OUTBOX_LIMIT)
-            self._outboxes[key] = box
-            nursery.start_soon(self._outbox_loop, src, dst, recv)
-        try:
-            # Due at send time + wait: the loop waits for each message's own due time, so
-            # delayed notifies stay in order without queueing behind one another's waits.
-            box.send_nowait((trio.current_time() + wait if wait > 0 else 0.0, data))
-        except trio.WouldBlock:
-            self.stats[src]["notifies_dropped_overflow"] += 1
-
-    async def _outbox_loop(
-        self, src: str, dst: str, recv: trio.MemoryReceiveChannel[tuple[float, bytes]]
-    ) -> None:
-        """One sender per link keeps notifies in order (Raft messages ride here). It runs in the
-        network's nursery, so a failure here is contained to the notify it was sending."""
-        nursery = self._require_nursery()
-        stats = self.stats[src]
-        async for due, data in recv:
-            if due:
-                await trio.sleep_until(due)
-            if not self.faults.allowed(src, dst):  # cut while it waited
-                stats["dropped_by_fault"] += 1
-                continue
-            try:
-                conn = await self._pool.get(src, dst, nursery)
-                await conn.send_encoded(data)
-            except (Unreachable, trio.TooSlowError):
-                stats["unreachable"] += 1
-            except Exception as exc:
-                self.contain(src, f"outbox to {dst}", exc, "outbox_errors")
 
     # -- datagrams -------------------------------------------------------------------------------
 
@@ -753,11 +566,16 @@ class _LiveConn:
             return
         faults = self.net.faults
         if not faults.clear():
-            if not faults.allowed(self.local, self.peer):
+            # A cut, or loss so heavy that every retransmission is lost: TCP gives up and the
+            # connection dies (the peer redials). Lighter loss costs retransmission timeouts.
+            late = faults.stream_delay(self.local, self.peer)
+            if late is None:
                 self.net.stats[self.local]["dropped_by_fault"] += 1
-                self.close()  # a cut link: the connection dies (the peer redials)
+                self.close()
                 return
-            delay = faults.extra_delay(self.local, self.peer)
+            if late:
+                self.net.stats[self.local]["retransmitted"] += 1
+            delay = late + faults.extra_delay(self.local, self.peer)
             if delay > 0 or self._delayed:
                 # A slow link: the bytes leave after the delay, in order.
                 at = max(trio.current_time() + delay, self._delayed[-1][0] if self._delayed else 0)
@@ -911,7 +729,5 @@ __all__ = [
     "resolve_listen_address",
     "parse_address",
     "host_of",
-    "RpcError",
-    "RpcTimeout",
     "Unreachable",
 ]

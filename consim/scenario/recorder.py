@@ -17,20 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from consim.net.faults import host_of
-from consim.net.framing import unpack
-from consim.net.rpc import KIND_ERROR, KIND_NOTIFY, KIND_REQUEST
 from consim.raft import hashicorp_wire
-from consim.raft.messages import (
-    AppendEntries,
-    AppendEntriesResponse,
-    InstallSnapshot,
-    InstallSnapshotResponse,
-    RequestVote,
-    RequestVoteResponse,
-    TimeoutNow,
-    message_from_wire,
-)
-from consim.raft.types import MalformedMessage
 
 if TYPE_CHECKING:
     from consim.cluster import Cluster
@@ -96,14 +83,13 @@ class RunRecorder:
         arrived). Times relative to ``t0``."""
         sample = len(self.frames) > MAX_MESSAGES
         out: list[dict[str, Any]] = []
-        methods: dict[tuple[str, str, int], str] = {}
         last_kept: dict[tuple[str, str, str], float] = {}
         for seq, sent, due, src, dst, channel, data in self.frames:
             a = self._host_name.get(host_of(src))
             b = self._host_name.get(host_of(dst))
             if a is None or b is None:
                 continue
-            family, label = _describe(channel, data, src, dst, methods)
+            family, label = _describe(channel, data)
             if family is None:
                 continue
             lost = seq < 0 or seq in self._dropped
@@ -134,21 +120,8 @@ class RunRecorder:
         }
 
 
-def _describe(
-    channel: str, data: bytes, src: str, dst: str, methods: dict[tuple[str, str, int], str]
-) -> tuple[str | None, str]:
+def _describe(channel: str, data: bytes) -> tuple[str | None, str]:
     try:
-        if channel == "rpc":
-            kind, rid, method, body = unpack(data)
-            if method == "Raft.Message" and kind == KIND_NOTIFY:
-                return _describe_raft(body.get("msg"))
-            if kind == KIND_REQUEST:
-                methods[(src, dst, rid)] = method
-            return RPC, str(method)
-        if channel == "reply":
-            kind, rid, _, _ = unpack(data)
-            method = methods.pop((dst, src, rid), "rpc")
-            return RPC, f"{method} {'error' if kind == KIND_ERROR else 'reply'}"
         if channel == "datagram":
             return GOSSIP, f"gossip packet ({len(data)} bytes)"
         if channel == "stream":
@@ -218,32 +191,3 @@ def _describe_hashicorp(chunk: bytes, response: bool) -> tuple[str | None, str] 
     if rpc_type == hashicorp_wire.RPC_TIMEOUT_NOW:
         return VOTE, "TimeoutNow"
     return None
-
-
-def _describe_raft(wire: Any) -> tuple[str | None, str]:
-    try:
-        m = message_from_wire(wire)
-    except MalformedMessage:
-        return None, ""
-    if isinstance(m, RequestVote):
-        what = "pre-vote request" if m.pre_vote else "vote request"
-        return VOTE, f"{what} term {m.term} (last log {m.last_log_index}/{m.last_log_term})"
-    if isinstance(m, RequestVoteResponse):
-        what = "pre-vote" if m.pre_vote else "vote"
-        return VOTE, f"{what} {'granted' if m.granted else 'refused'} (term {m.term})"
-    if isinstance(m, AppendEntries):
-        if not m.entries:
-            return HEARTBEAT, f"heartbeat term {m.term} commit {m.leader_commit}"
-        first, last = m.entries[0].index, m.entries[-1].index
-        span = f"{first}" if first == last else f"{first}-{last}"
-        return APPEND, f"AppendEntries term {m.term} entries {span} commit {m.leader_commit}"
-    if isinstance(m, AppendEntriesResponse):
-        ok = "ok" if m.success else "refused"
-        return HEARTBEAT, f"append {ok} term {m.term} last {m.last_log_index}"
-    if isinstance(m, InstallSnapshot):
-        return SNAPSHOT, f"InstallSnapshot index {m.meta.index} bytes {m.offset}+{len(m.data)}"
-    if isinstance(m, InstallSnapshotResponse):
-        return SNAPSHOT, f"snapshot {'ok' if m.success else 'refused'} term {m.term}"
-    if isinstance(m, TimeoutNow):
-        return VOTE, f"TimeoutNow term {m.term}"
-    return RPC, type(m).__name__

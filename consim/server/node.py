@@ -21,10 +21,9 @@ lifecycle, error containment and the incoming RPCs.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from consim.acl import ACLConfig
 from consim.events import EventLog
 from consim.gossip import GossipConfig
 from consim.gossip.types import GossipEvent
-from consim.net.network import Network, RpcError
+from consim.net.network import Network
 from consim.raft.config import RaftConfig
 from consim.raft.core import FollowerReplication, RaftCore, new_node_id
 from consim.raft.messages import Message
@@ -108,7 +107,6 @@ class ServerNode:
         # raft_send_failed: Raft messages the network refused (not encodable, over the frame
         # limit, ...); each is logged and reported to the core, which sends it again.
         self.counters: dict[str, int] = {
-            "rpc_malformed": 0,
             "raft_malformed": 0,
             "raft_unaddressable": 0,  # Raft messages to a server whose address nobody knows
             "raft_send_failed": 0,
@@ -199,9 +197,6 @@ class ServerNode:
         self.leader.reset()
         self.session_timers.reset()
         self.local_state.reset()
-        # Notifies handed to the network as awaitables (while paused) and not yet handled; later
-        # ones queue behind them so Raft messages keep their order. One counter per incarnation.
-        self._held_notifies = [0]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """One incarnation of the server: runs until cancelled (crash) or stopped."""
@@ -255,11 +250,8 @@ class ServerNode:
                 if self.tls is not None:
                     self.net.outgoing_tls[self.address] = tls_client(self, self.tls)
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(
-                        functools.partial(self.net.serve_rpc, notify_handler=self._on_notify),
-                        self.address,
-                        self._handle_rpc,
-                    )
+                    # The server port: Consul's RPC and hashicorp/raft, by first byte (above).
+                    await nursery.start(self.net.serve_port, self.address)
                     driver.flush()  # arms the timer
                     nursery.start_soon(self.session_timers.run)
                     nursery.start_soon(self.local_state.run)
@@ -477,30 +469,6 @@ class ServerNode:
 
     def raft_send_failed(self, to_id: str, message: Message) -> None:
         self.raft_driver.connection_failed(to_id, message)
-
-    # ---- incoming RPCs -----------------------------------------------------------------------
-    async def _handle_rpc(self, method: str, args: Any, src: str) -> Any:
-        if self.paused:
-            await self._resumed.wait()
-        if not isinstance(args, dict):
-            self.counters["rpc_malformed"] += 1
-            raise RpcError(f"rpc error: malformed arguments for {method}")
-        return await self.forwarder.rpc(method, args)
-
-    def _on_notify(self, method: str, args: Any, src: str) -> Awaitable[None] | None:
-        """One-way messages, called synchronously by the network (its fast path): Raft messages
-        are stepped right away; while paused (or behind held ones) they wait, in order."""
-        held = self._held_notifies
-        held[0] += 1
-        return self._held_notify(held, method, args, src)
-
-    async def _held_notify(self, held: list[int], method: str, args: Any, src: str) -> None:
-        try:
-            await self._handle_rpc(method, args, src)
-        except RpcError:
-            pass  # a one-way message has nobody to answer
-        finally:
-            held[0] -= 1
 
     # ---- state the HTTP agent needs ----------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -57,9 +57,8 @@ _JSON = "application/json"
 class MessageTap:
     """Samples the server-to-server messages a cluster sends, for the page's arrows.
 
-    It wraps the network's ``notify`` (Raft's messages) and ``call`` (forwarded requests,
-    autopilot's stats) on this one network object, so only a ``consim up`` with the UI pays for
-    it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
+    It wraps each server's Raft transport ``send`` (hashicorp/raft's messages on byte 1 of the
+    server port), so only a ``consim up`` with the UI pays for it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
     :data:`MESSAGES_PER_SECOND` in all (votes are rare and always pass the first rule). Counts
     of what was seen (while a page watched) and shown are kept in :attr:`seen` /
     :attr:`shown`. The tap never raises into the sender.
@@ -84,21 +83,8 @@ class MessageTap:
         self._window_count = 0
 
     def install(self) -> None:
-        net = self.cluster.net
-        notify, call = net.notify, net.call
         tap = self
-
-        def tapped_notify(src: str, dst: str, method: str, args: Any) -> None:
-            notify(src, dst, method, args)
-            tap.observe(src, dst, method, args)
-
-        async def tapped_call(src: str, dst: str, method: str, args: Any, timeout: float) -> Any:
-            tap.observe(src, dst, method, args)
-            return await call(src, dst, method, args, timeout)
-
-        net.notify = tapped_notify  # type: ignore[method-assign]
-        net.call = tapped_call  # type: ignore[method-assign]
-        # Raft travels on the servers' transports (hashicorp's wire on byte 1), not notify.
+        # Raft travels on the servers' transports (hashicorp's wire on byte 1).
         for node in self.cluster.servers.values():
             transport = node.raft_transport
 
