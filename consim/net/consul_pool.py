@@ -12,7 +12,9 @@ reset before acknowledging it -> ``Unreachable`` (never handled: safe to retry, 
 to a listening peer lost with the request sent -> ``ConnectionLost`` (it may have been handled;
 a read on a pooled session found dead is dialed again once); no response within the timeout ->
 ``RpcTimeout`` (the stream is reset); the response's ``Error`` -> ``RpcError`` with its text. A
-link that a fault black-holes is found out by timeout, as a dropped packet would be.
+link that a fault black-holes is found out by timeout, as a dropped packet would be; loss and
+delay are not applied here but on the connection's bytes (a lost TCP segment is retransmitted
+late, never lost), by the network.
 """
 
 from __future__ import annotations
@@ -167,15 +169,13 @@ class ConsulPool:
         stats = net.stats[self.src]
         stats["calls_out"] += 1
         faults = net.faults
-        if not faults.clear():
-            if faults.drops(self.src, dst):
-                stats["dropped_by_fault"] += 1
-                await trio.sleep(timeout)
-                stats["rpc_timeouts"] += 1
-                raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
-            delay = faults.extra_delay(self.src, dst)
-            if delay > 0:
-                await trio.sleep(delay)
+        if not faults.clear() and not faults.allowed(self.src, dst):
+            # Black-holed: Consul's caller learns by timeout. Loss and delay are the link's:
+            # they hold back the connection's bytes (retransmission, in the network).
+            stats["dropped_by_fault"] += 1
+            await trio.sleep(timeout)
+            stats["rpc_timeouts"] += 1
+            raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
         deadline = trio.current_time() + timeout
         fresh = dst not in self._sessions or self._sessions[dst].dead
         while True:

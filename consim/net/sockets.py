@@ -254,11 +254,11 @@ class SocketNetwork(Network):
         if not valid_address(dst):
             stats["invalid_address"] += 1
             conn.close()
-        elif not self.faults.clear() and self.faults.drops(src, dst):
+        elif not self.faults.clear() and not self.faults.allowed(src, dst):  # loss: in write
             stats["dropped_by_fault"] += 1
             conn.close()
-        else:
-            nursery.start_soon(self._dial_conn, conn)
+        # The handler learns of a refused dial from the task, never inside this call.
+        nursery.start_soon(self._dial_conn, conn)
         return conn if wrapped is None else wrapped
 
     async def _dial_conn(self, conn: _LiveConn) -> None:

@@ -1,4 +1,5 @@
-"""Behaviour both networks share (each test runs against SimNetwork and SocketNetwork)."""
+"""Behaviour both networks share (each test runs against SimNetwork and SocketNetwork). Calls are
+Consul RPCs over the server port (``Env.call``: the pool consim's servers use, yamux on byte 4)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import trio
 
 from consim.net.faults import host_of
 from consim.net.network import INTERNAL_ERROR, ConnectionLost, RpcError, RpcTimeout, Unreachable
-from tests.net.conftest import Env, wait_for
+from tests.net.conftest import Env, serve_port, wait_for
 
 
 async def echo(method: str, args: Any, src: str) -> Any:
@@ -30,51 +31,39 @@ async def echo(method: str, args: Any, src: str) -> Any:
 async def test_call_reply(env: Env, clock: Any) -> None:
     a = await env.serve(1, echo)
     src = env.src(2)
-    assert await env.net.call(src, a, "Status.Leader", {}, 1.0) == "127.0.0.1:8300"
-    reply = await env.net.call(src, a, "KVS.Get", {"Key": "k", "Raw": b"\x00\xff"}, 1.0)
-    assert reply == {"method": "KVS.Get", "args": {"Key": "k", "Raw": b"\x00\xff"}, "src": src}
+    assert await env.call(src, a, "Status.Leader", {}, 1.0) == "127.0.0.1:8300"
+    reply = await env.call(src, a, "KVS.Get", {"Key": "k", "MinQueryIndex": 7}, 1.0)
+    assert reply["method"] == "KVS.Get" and reply["args"] == {"Key": "k", "MinQueryIndex": 7}
+    assert host_of(reply["src"]) == host_of(src)  # the peer: live, the dialer's socket
     assert env.net.stats[src]["calls_ok"] == 2
     assert env.net.stats[a]["requests_in"] == 2
+    assert env.net.stats[a]["port_accepted_4"] == 1  # one pooled yamux session
 
 
 async def test_errors_pass_through_and_server_keeps_serving(env: Env, clock: Any) -> None:
     a = await env.serve(1, echo)
     src = env.src(2)
     with pytest.raises(RpcError) as exc:
-        await env.net.call(src, a, "fail", None, 1.0)
+        await env.call(src, a, "fail", None, 1.0)
     assert exc.value.message == "No cluster leader" and str(exc.value) == "No cluster leader"
     with pytest.raises(RpcError) as exc:
-        await env.net.call(src, a, "crash", None, 1.0)
+        await env.call(src, a, "crash", None, 1.0)
     assert exc.value.message == INTERNAL_ERROR == "rpc error: internal error"
     with pytest.raises(RpcError, match="internal error"):
-        await env.net.call(src, a, "unserialisable", None, 1.0)
+        await env.call(src, a, "unserialisable", None, 1.0)
     assert env.net.stats[a]["handler_errors"] == 2
-    assert (await env.net.call(src, a, "ok", 1, 1.0))["args"] == 1
+    assert (await env.call(src, a, "ok", 1, 1.0))["args"] == 1
     with pytest.raises(TypeError):
-        await env.net.call(src, a, "ok", object(), 1.0)  # caught at the sender, like the wire
+        await env.call(src, a, "ok", object(), 1.0)  # caught at the sender, like the wire
 
 
 async def test_timeout(env: Env, clock: Any) -> None:
     a = await env.serve(1, echo)
     start = trio.current_time()
     with pytest.raises(RpcTimeout):
-        await env.net.call(env.src(2), a, "slow", 5.0, 0.3)
+        await env.call(env.src(2), a, "slow", 5.0, 0.3)
     assert 0.3 <= trio.current_time() - start < 1.0
     assert env.net.stats[env.src(2)]["rpc_timeouts"] == 1
-
-
-async def test_notify_in_order(env: Env, clock: Any) -> None:
-    got: list[tuple[str, Any, str]] = []
-
-    async def handler(method: str, args: Any, src: str) -> None:
-        got.append((method, args, src))
-
-    a = await env.serve(1, handler)
-    for i in range(50):
-        env.net.notify(env.src(2), a, "Raft.Message", {"seq": i})
-    await wait_for(lambda: len(got) == 50)
-    assert [g[1]["seq"] for g in got] == list(range(50))
-    assert got[0] == ("Raft.Message", {"seq": 0}, env.src(2))
 
 
 async def test_datagrams(env: Env, clock: Any) -> None:
@@ -121,11 +110,9 @@ async def test_dead_address_is_unreachable(env: Env, clock: Any) -> None:
     src = env.src(2)
     dead = "127.0.0.9:8300" if env.kind == "sim" else "127.0.0.59:1"
     with pytest.raises(Unreachable) as refused:
-        await env.net.call(src, dead, "Status.Leader", {}, 2.0)
+        await env.call(src, dead, "Status.Leader", {}, 2.0)
     # Never sent, so safe to retry (even a write): not ConnectionLost.
     assert refused.type is Unreachable
-    # a notify to nowhere just vanishes
-    env.net.notify(src, dead, "Raft.Message", {})
 
 
 async def test_killed_server_mid_call_then_restart(env: Env, clock: Any) -> None:
@@ -135,10 +122,11 @@ async def test_killed_server_mid_call_then_restart(env: Env, clock: Any) -> None
 
     async def server(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         with server_scope:
-            await env.net.serve_rpc(env.addr(1), echo, task_status=task_status)
+            async with trio.open_nursery() as own:
+                task_status.started(await serve_port(env.net, own, env.addr(1), echo))
 
     a = await env.nursery.start(server)
-    assert await env.net.call(src, a, "ok", 1, 1.0)
+    assert await env.call(src, a, "ok", 1, 1.0)
 
     async def kill() -> None:
         await trio.sleep(0.1)
@@ -148,17 +136,17 @@ async def test_killed_server_mid_call_then_restart(env: Env, clock: Any) -> None
     start = trio.current_time()
     # The request was sent and the server died handling it: it may have been handled.
     with pytest.raises(ConnectionLost):
-        await env.net.call(src, a, "slow", 30.0, 10.0)
+        await env.call(src, a, "slow", 30.0, 10.0)
     assert trio.current_time() - start < 1.0  # reset, not a timeout
     await wait_for(lambda: not env.net.serving(a))
     # Refused before anything is sent (live: the pooled connection is known dead, the redial
     # is refused): plain Unreachable, safe to retry.
     with pytest.raises(Unreachable) as refused:
-        await env.net.call(src, a, "ok", 1, 1.0)
+        await env.call(src, a, "ok", 1, 1.0)
     assert refused.type is Unreachable
     # Restarted on the same address, calls work again (the pool redials).
-    await env.nursery.start(env.net.serve_rpc, a, echo)
-    assert (await env.net.call(src, a, "ok", 2, 1.0))["args"] == 2
+    await env.nursery.start(env.net.serve_port, a)
+    assert (await env.call(src, a, "ok", 2, 1.0))["args"] == 2
 
 
 async def test_close_address(env: Env, clock: Any) -> None:
@@ -167,7 +155,7 @@ async def test_close_address(env: Env, clock: Any) -> None:
     env.net.close_address(a)
     await wait_for(lambda: not env.net.serving(a))
     with pytest.raises(Unreachable):
-        await env.net.call(env.src(2), a, "ok", 1, 1.0)
+        await env.call(env.src(2), a, "ok", 1, 1.0)
 
 
 async def test_partition_and_heal(env: Env, clock: Any) -> None:
@@ -175,36 +163,37 @@ async def test_partition_and_heal(env: Env, clock: Any) -> None:
     src = env.src(2)
     env.net.faults.partition([[a], [src]])
     with pytest.raises(RpcTimeout):
-        await env.net.call(src, a, "ok", 1, 0.3)
+        await env.call(src, a, "ok", 1, 0.3)
     env.net.faults.heal()
-    assert (await env.net.call(src, a, "ok", 1, 1.0))["args"] == 1
+    assert (await env.call(src, a, "ok", 1, 1.0))["args"] == 1
     env.net.faults.isolate(a)
     with pytest.raises(RpcTimeout):
-        await env.net.call(src, a, "ok", 1, 0.3)
+        await env.call(src, a, "ok", 1, 0.3)
     env.net.faults.heal()
-    assert (await env.net.call(src, a, "ok", 1, 1.0))["args"] == 1
+    assert (await env.call(src, a, "ok", 1, 1.0))["args"] == 1
 
 
 async def test_block_is_one_way(env: Env, clock: Any) -> None:
-    got: list[tuple[str, Any]] = []
-
-    async def record(method: str, args: Any, src: str) -> None:
-        got.append((src, args))
-
-    a = await env.serve(1, record)
-    b = await env.serve(2, record)
+    got: list[tuple[str, bytes]] = []
+    a = await env.serve_datagrams(1, lambda src, payload: got.append((src, payload)))
+    b = await env.serve_datagrams(2, lambda src, payload: got.append((src, payload)))
     env.net.faults.block(a, b)
-    env.net.notify(a, b, "m", "a->b")
-    env.net.notify(b, a, "m", "b->a")
+    env.net.send_datagram(a, b, b"a->b")
+    env.net.send_datagram(b, a, b"b->a")
     await wait_for(lambda: len(got) >= 1)
     await trio.sleep(0.2)
-    assert got == [(b, "b->a")]
-    # A call needs both directions: the reply a->b is blocked, so b's call to a times out.
-    with pytest.raises(RpcTimeout):
-        await env.net.call(b, a, "m", None, 0.3)
+    assert got == [(b, b"b->a")]
+    # A call needs both directions: with server->caller blocked it is never answered (the
+    # connection's bytes cannot come back: it breaks, or the call times out).
+    server = await env.serve(1, echo)
+    caller = env.src(2)
+    env.net.faults.block(server, caller)
+    with pytest.raises((RpcTimeout, Unreachable)):
+        await env.call(caller, server, "m", None, 0.3)
     env.net.faults.heal()
-    env.net.notify(a, b, "m", "healed")
-    await wait_for(lambda: (a, "healed") in got)
+    env.net.send_datagram(a, b, b"healed")
+    await wait_for(lambda: (a, b"healed") in got)
+    assert (await env.call(caller, server, "m", 5, 2.0))["args"] == 5
 
 
 async def test_loss(env: Env, clock: Any) -> None:
@@ -228,18 +217,19 @@ async def test_loss(env: Env, clock: Any) -> None:
 async def test_delay(env: Env, clock: Any) -> None:
     a = await env.serve(1, echo)
     src = env.src(2)
-    await env.net.call(src, a, "ok", 1, 1.0)  # warm the pool
+    await env.call(src, a, "ok", 1, 1.0)  # warm the pool
     env.net.faults.set_delay(src, a, 0.25)
     start = trio.current_time()
-    await env.net.call(src, a, "ok", 1, 2.0)
+    await env.call(src, a, "ok", 1, 2.0)
     assert 0.25 <= trio.current_time() - start < 1.0
     env.net.faults.heal(all=True)
+    await trio.sleep(0.3)  # the last call's stream close, still on the delayed link (FIFO)
     start = trio.current_time()
-    await env.net.call(src, a, "ok", 1, 2.0)
+    await env.call(src, a, "ok", 1, 2.0)
     assert trio.current_time() - start < 0.2
 
 
 async def test_address_in_use(env: Env, clock: Any) -> None:
     a = await env.serve(1, echo)
     with pytest.raises(OSError, match=a.split(":")[0]):
-        await env.nursery.start(env.net.serve_rpc, a, echo)
+        await env.nursery.start(env.net.serve_port, a)

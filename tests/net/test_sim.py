@@ -1,19 +1,47 @@
-"""SimNetwork specifics: determinism, FIFO links, latency, faults checked at delivery."""
+"""SimNetwork specifics: determinism, FIFO links, latency, faults checked at delivery. One-way
+messages are writes on a port connection (first byte 1, as hashicorp/raft's transport dials);
+calls are Consul RPCs (``tests.net.conftest``)."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 import trio.testing
 
-from consim.net.network import RpcTimeout
+from consim.net.consul_pool import ConsulPool
+from consim.net.network import Network, RpcTimeout
+from consim.net.portmux import RPC_RAFT, MuxConn
 from consim.net.sim import SimNetwork, VirtualClock
 from consim.net.trio_internals import make_trio_deterministic
+from tests.net.conftest import serve_port
 
 HOSTS = [f"127.0.0.{k}" for k in (1, 2, 3)]
+
+
+class _Recorder:
+    """A byte-1 connection's handler: each write the simulator hands over whole is one value."""
+
+    def __init__(self, conn: MuxConn, record: Any) -> None:
+        self.conn, self.record = conn, record
+
+    def data_received(self, data: bytes) -> None:
+        self.record(self.conn.peer, msgpack.unpackb(data))
+
+    def connection_lost(self) -> None:
+        pass
+
+
+def listen(net: Network, address: str, record: Any) -> None:
+    """``record(peer, value)`` for every value written to ``address`` on byte 1."""
+    net.port_mux(address).register(RPC_RAFT, lambda conn: _Recorder(conn, record))
+
+
+def sender(net: Network, src: str, dst: str) -> MuxConn:
+    return net.dial(src, dst, RPC_RAFT, lambda conn: _Recorder(conn, lambda *_: None))
 
 
 def run_virtual(fn: Any, seed: int = 0) -> Any:
@@ -36,20 +64,29 @@ def trace_of(seed: int) -> list[tuple[Any, ...]]:
                     trace.append((trio.current_time(), h, src, method, args))
                     return [h, args]
 
-                await nursery.start(net.serve_rpc, f"{h}:8300", handler)
+                def record(src: str, value: Any, h: str = h) -> None:
+                    trace.append((trio.current_time(), h, src, "Raft", value))
+
+                listen(net, f"{h}:8300", record)
+                await serve_port(net, nursery, f"{h}:8300", handler)
                 await nursery.start(
                     net.serve_datagrams,
                     f"{h}:8301",
                     lambda src, p, h=h: trace.append((trio.current_time(), h, src, "dgram", p)),
                 )
+            pools = {h: ConsulPool(net, f"{h}:8300") for h in HOSTS}
+            links: dict[tuple[str, str], MuxConn] = {}
             net.faults.set_loss("*", "127.0.0.3", 0.3)
             for i in range(40):
                 s, d = HOSTS[i % 3], HOSTS[(i + 1) % 3]
-                net.notify(f"{s}:8300", f"{d}:8300", "Raft.Message", i)
+                link = links.get((s, d))
+                if link is None:
+                    link = links[(s, d)] = sender(net, f"{s}:8300", f"{d}:8300")
+                link.write(msgpack.packb(i))
                 net.send_datagram(f"{s}:8301", f"{d}:8301", str(i).encode())
                 if i % 5 == 0:
                     try:
-                        reply = await net.call(f"{s}:8300", f"{d}:8300", "Status.Peers", i, 0.5)
+                        reply = await pools[s].call(f"{d}:8300", "Status.Peers", i, 0.5)
                         trace.append((trio.current_time(), "reply", reply))
                     except RpcTimeout:
                         trace.append((trio.current_time(), "timeout", i))
@@ -73,13 +110,11 @@ def test_links_are_fifo_despite_jitter() -> None:
         got: list[int] = []
         net = SimNetwork(random.Random(3), latency=(0.001, 0.05))
         async with net, trio.open_nursery() as nursery:
-
-            async def handler(method: str, args: Any, src: str) -> None:
-                got.append(args)
-
-            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
+            listen(net, "127.0.0.1:8300", lambda src, value: got.append(value))
+            await nursery.start(net.serve_port, "127.0.0.1:8300")
+            link = sender(net, "127.0.0.2:8300", "127.0.0.1:8300")
             for i in range(200):
-                net.notify("127.0.0.2:8300", "127.0.0.1:8300", "m", i)
+                link.write(msgpack.packb(i))
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
         assert got == list(range(200))
@@ -92,13 +127,13 @@ def test_latency_within_bounds_and_per_link() -> None:
         arrivals: list[float] = []
         net = SimNetwork(random.Random(5), latency=(0.010, 0.020))
         async with net, trio.open_nursery() as nursery:
-
-            async def handler(method: str, args: Any, src: str) -> None:
-                arrivals.append(trio.current_time() - args)
-
-            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
+            listen(
+                net, "127.0.0.1:8300", lambda src, sent: arrivals.append(trio.current_time() - sent)
+            )
+            await nursery.start(net.serve_port, "127.0.0.1:8300")
+            link = sender(net, "127.0.0.2:8300", "127.0.0.1:8300")
             for _ in range(20):
-                net.notify("127.0.0.2:8300", "127.0.0.1:8300", "m", trio.current_time())
+                link.write(msgpack.packb(trio.current_time()))
                 await trio.sleep(0.1)
             nursery.cancel_scope.cancel()
         # base latency in [10, 20] ms, jitter at most (20 - 10) / 4 ms
@@ -113,17 +148,18 @@ def test_cut_while_in_flight_drops_at_delivery() -> None:
         got: list[Any] = []
         net = SimNetwork(random.Random(1), latency=(0.5, 0.5))
         async with net, trio.open_nursery() as nursery:
-
-            async def handler(method: str, args: Any, src: str) -> None:
-                got.append(args)
-
-            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
-            net.notify("127.0.0.2:8300", "127.0.0.1:8300", "m", "in flight")
+            listen(net, "127.0.0.1:8300", lambda src, value: got.append(value))
+            await nursery.start(net.serve_port, "127.0.0.1:8300")
+            link = sender(net, "127.0.0.2:8300", "127.0.0.1:8300")
+            link.write(msgpack.packb("connected"))
+            await trio.sleep(1)
+            link.write(msgpack.packb("in flight"))
             await trio.sleep(0.1)
             net.faults.isolate("127.0.0.1")
             await trio.sleep(1)
-            assert got == []
+            assert got == ["connected"]
             assert net.stats["127.0.0.1:8300"]["dropped_by_fault"] == 1
+            assert link.closed  # a cut breaks the connection at both ends
             nursery.cancel_scope.cancel()
 
     run_virtual(main)
@@ -133,16 +169,7 @@ def test_not_running_is_an_error() -> None:
     async def main() -> None:
         net = SimNetwork(random.Random(1))
         with pytest.raises(RuntimeError, match="not running"):
-            net.notify("127.0.0.1:8300", "127.0.0.2:8300", "m", None)
-
-    run_virtual(main)
-
-
-def test_unserialisable_notify_fails_at_sender() -> None:
-    async def main() -> None:
-        async with SimNetwork(random.Random(1)) as net:
-            with pytest.raises(TypeError):
-                net.notify("127.0.0.1:8300", "127.0.0.2:8300", "m", {"x": {1, 2}})
+            sender(net, "127.0.0.1:8300", "127.0.0.2:8300")
 
     run_virtual(main)
 
@@ -157,8 +184,9 @@ def test_runs_via_nursery_start() -> None:
             async def handler(method: str, args: Any, src: str) -> Any:
                 return args + 1
 
-            await nursery.start(net.serve_rpc, "127.0.0.1:8300", handler)
-            assert await net.call("127.0.0.2:8300", "127.0.0.1:8300", "inc", 1, 1.0) == 2
+            await serve_port(net, nursery, "127.0.0.1:8300", handler)
+            pool = ConsulPool(net, "127.0.0.2:8300")
+            assert await pool.call("127.0.0.1:8300", "inc", 1, 1.0) == 2
             nursery.cancel_scope.cancel()
         assert not net.running
 

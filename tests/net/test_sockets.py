@@ -1,4 +1,4 @@
-"""SocketNetwork specifics: address mapping, pool reuse, and a live server fed garbage."""
+"""SocketNetwork specifics: address mapping, pool reuse, and a live port fed what nobody serves."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ import random
 import struct
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 
-from consim.net.framing import FrameReader, encode_frame
-from consim.net.portmux import RPC_CONSIM
-from consim.net.rpc import KIND_REPLY, KIND_REQUEST, hello
+from consim.net.consul_pool import ConsulPool
 from consim.net.sockets import (
     SocketNetwork,
     loopback_range_available,
     resolve_listen_address,
 )
-from tests.net.conftest import wait_for
+from tests.net.conftest import serve_port, wait_for
 
 
 async def echo(method: str, args: Any, src: str) -> Any:
@@ -41,27 +40,27 @@ def test_resolve_listen_address() -> None:
 
 async def test_pool_reuses_one_connection() -> None:
     async with SocketNetwork(random.Random(1)) as net, trio.open_nursery() as nursery:
-        a = await nursery.start(net.serve_rpc, "127.0.0.53:0", echo)
+        a = await serve_port(net, nursery, "127.0.0.53:0", echo)
         src = "127.0.0.54:8300"
+        pool = ConsulPool(net, src)
         for i in range(20):
-            assert await net.call(src, a, "m", i, 2.0) == i
+            assert await pool.call(a, "m", i, 2.0) == i
         results: list[Any] = []
 
         async def one(i: int) -> None:
-            results.append(await net.call(src, a, "slow", 0.01 * (i % 3), 2.0))
+            results.append(await pool.call(a, "slow", 0.01 * (i % 3), 2.0))
 
         async with trio.open_nursery() as callers:
             for i in range(30):
                 callers.start_soon(one, i)
-            for i in range(10):
-                net.notify(src, a, "m", i)
         assert len(results) == 30
+        # One yamux session (byte 4) carries every call, each on a stream of its own.
         assert net.stats[src]["connections_dialed"] == 1
-        assert net.stats[a]["connections_accepted"] == 1
-        assert len(net.pool.connections()) == 1
+        assert net.stats[a]["port_accepted_4"] == 1
+        assert net.stats[a]["requests_in"] == 50
         # Another source gets its own connection (one per (src, dst), like Consul's pool).
-        await net.call("127.0.0.55:8300", a, "m", 0, 2.0)
-        assert net.stats[a]["connections_accepted"] == 2
+        await ConsulPool(net, "127.0.0.55:8300").call(a, "m", 0, 2.0)
+        assert net.stats[a]["port_accepted_4"] == 2
         nursery.cancel_scope.cancel()
 
 
@@ -72,89 +71,67 @@ def count_tasks() -> int:
     return walk(trio.lowlevel.current_root_task())
 
 
-async def raw_connect(address: str) -> trio.SocketStream:
-    """A connection speaking consim's own frames (first byte RPC_CONSIM on the server port)."""
+async def raw_connect(address: str, first: bytes) -> trio.SocketStream:
     host, port = resolve_listen_address(address)
     stream = await trio.open_tcp_stream(host, port)
-    await stream.send_all(bytes([RPC_CONSIM]))
+    await stream.send_all(first)
     return stream
 
 
-async def closed_by_server(stream: trio.SocketStream, timeout: float = 3.0) -> bool:
-    """True once the server closes the connection (EOF or reset)."""
+async def closed_by_server(stream: trio.SocketStream, timeout: float = 3.0) -> bytes | None:
+    """What the server sent before it closed the connection (EOF or reset); None if it did
+    not close it within ``timeout``."""
+    got = b""
     with trio.move_on_after(timeout):
         try:
-            while await stream.receive_some(65536):
-                pass
+            while chunk := await stream.receive_some(65536):
+                got += chunk
         except trio.BrokenResourceError:
             pass
-        return True
-    return False
+        return got
+    return None
 
 
-async def test_live_server_survives_garbage() -> None:
+def old_private_frame(src: str) -> bytes:
+    """What a consim server used to send after first byte 0xC1: a length-prefixed hello."""
+    body = msgpack.packb({"consim": 1, "src": src})
+    return struct.pack(">I", len(body)) + body
+
+
+async def test_live_port_refuses_what_nobody_serves() -> None:
+    """Live, the port has no protocol of its own: first bytes without a handler (0xC1, consim's
+    old private frames, among them) are closed unanswered and counted, a connection that sends
+    no first byte is closed after the read timeout, and nothing leaks."""
     rng = random.Random(1234)
     net = SocketNetwork(random.Random(1), read_timeout=0.3)
     async with net, trio.open_nursery() as nursery:
-        a = await nursery.start(net.serve_rpc, "127.0.0.56:0", echo)
+        a = await serve_port(net, nursery, "127.0.0.56:0", echo)
         stats = net.stats[a]
-        src = "127.0.0.57:8300"
-        assert await net.call(src, a, "m", "warm", 2.0) == "warm"
-        baseline_open = stats["connections_open"]
+        pool = ConsulPool(net, "127.0.0.57:8300")
+        assert await pool.call(a, "m", "warm", 2.0) == "warm"
         baseline_tasks = count_tasks()
+        unknown = [b for b in range(256) if b not in net.port_mux(a)]
+        assert 0xC1 in unknown
 
         for _round in range(3):
-            # 1. random bytes in place of a hello frame (0xc1 never decodes)
-            garbage = b"\x00\x00\x00\x40" + b"\xc1" + rng.randbytes(63)
-            s = await raw_connect(a)
-            await s.send_all(garbage)
-            assert await closed_by_server(s)
-            # 2. random bytes after a valid hello
-            s = await raw_connect(a)
-            await s.send_all(encode_frame(hello("127.0.0.58:8300")) + garbage)
-            assert await closed_by_server(s)
-            # 3. an oversized length prefix
-            s = await raw_connect(a)
-            await s.send_all(encode_frame(hello("127.0.0.58:8300")) + struct.pack(">I", 2**31))
-            assert await closed_by_server(s)
-            # 4. a frame that stalls halfway: closed after the read timeout
-            s = await raw_connect(a)
-            await s.send_all(
-                encode_frame(hello("127.0.0.58:8300")) + struct.pack(">I", 100) + b"\x93"
-            )
+            # 1. consim's old hello frame on its old first byte
+            s = await raw_connect(a, b"\xc1" + old_private_frame("127.0.0.58:8300"))
+            assert await closed_by_server(s) == b""
+            # 2. random bytes on a random unknown first byte
+            s = await raw_connect(a, bytes([rng.choice(unknown)]) + rng.randbytes(63))
+            assert await closed_by_server(s) == b""
+            # 3. no first byte at all: closed after the read timeout
+            s = await raw_connect(a, b"")
             start = trio.current_time()
-            assert await closed_by_server(s)
+            assert await closed_by_server(s) == b""
             assert 0.25 <= trio.current_time() - start < 2.0
 
-        await wait_for(lambda: stats["connections_open"] == baseline_open)
-        assert stats["connections_dropped_garbage"] == 9
-        assert stats["connections_timed_out"] == 3
-
-        # 5. valid msgpack of the wrong shape: dropped and counted, the connection stays usable.
-        s = await raw_connect(a)
-        wrong = [
-            [1, 2],
-            {"a": 1},
-            "text",
-            [9, 1, "m", None],  # unknown kind
-            [0, 1, 5, None],  # non-string method
-            [True, 1, "m", None],  # bool is not a kind
-            [KIND_REPLY, 1, "", "a reply the server never asked for"],
-        ]
-        await s.send_all(encode_frame(hello("127.0.0.58:8300")))
-        for w in wrong:
-            await s.send_all(encode_frame(w))
-        await s.send_all(encode_frame([KIND_REQUEST, 7, "m", "still here"]))
-        reader = FrameReader(s)
-        with trio.fail_after(3):
-            assert await reader.receive() == [KIND_REPLY, 7, "", "still here"]
-        assert stats["frames_dropped_malformed"] == len(wrong)
-        await s.aclose()
-
-        # The server answers real calls on its pooled connection, and nothing leaked.
+        await wait_for(lambda: stats["port_unknown_first_byte"] == 6)
+        assert stats["port_first_byte_timeouts"] == 3
+        assert stats["port_accepted_193"] == 0
+        # The server answers real calls on its pooled session, and nothing leaked.
         for i in range(5):
-            assert await net.call(src, a, "m", i, 2.0) == i
-        await wait_for(lambda: stats["connections_open"] == baseline_open)
+            assert await pool.call(a, "m", i, 2.0) == i
         await wait_for(lambda: count_tasks() == baseline_tasks)
         nursery.cancel_scope.cancel()
 
@@ -185,9 +162,9 @@ async def test_datagrams_are_raw_udp_with_their_real_source() -> None:
 
 async def test_bind_failure_names_the_address() -> None:
     async with SocketNetwork() as net, trio.open_nursery() as nursery:
-        a = await nursery.start(net.serve_rpc, "127.0.0.56:0", echo)
+        a = await nursery.start(net.serve_port, "127.0.0.56:0")
         other = SocketNetwork()
         async with other:
             with pytest.raises(OSError, match=f"cannot listen for RPC on {a}"):
-                await nursery.start(other.serve_rpc, a, echo)
+                await nursery.start(other.serve_port, a)
         nursery.cancel_scope.cancel()

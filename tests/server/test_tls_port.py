@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from consim.net.portmux import RPC_CONSIM, RPC_CONSUL, RPC_MULTIPLEX_V2, RPC_TLS
+from consim.net.portmux import RPC_CONSUL, RPC_MULTIPLEX_V2, RPC_RAFT, RPC_TLS
 from consim.net.tls import wrap_stream
 from consim.tls.certs import create_ca, create_cert
 from consim.tls.config import TLSConfig
@@ -68,9 +68,9 @@ def test_verify_incoming_refuses_and_counts_a_forged_peer():
         assert (status, reply) == (200, b"true")
         assert c.net.stats[followers[0].address]["tls_dial_handshake_failed"] == 0
         assert sum(c.net.stats[n.address]["tls_accepted"] for n in c.servers.values()) > 0
-        # Plaintext, on any first byte: closed unanswered, counted, logged.
+        # Plaintext, on any first byte (known or not): closed unanswered, counted, logged.
         assert await forged_plaintext_write(c, leader.address) is None
-        for first in (RPC_MULTIPLEX_V2, RPC_CONSIM, 1):
+        for first in (RPC_MULTIPLEX_V2, 0xC1, RPC_RAFT):
             s = await c.net.open_stream(CLIENT, leader.address, first)
             await s.send_all(b"\x00" * 64)
             assert await s.receive_some(10) == b""
