@@ -84,6 +84,10 @@ class _Decoder:
             max_buffer_size=max_message,
         )
         self._fed = 0
+        # Where the last complete value ended. Not ``tell()`` itself: msgpack moves it past the
+        # header of a container it has begun (a request header's map) while the rest is missing,
+        # which would make a stalled request look complete and never time out.
+        self._consumed = 0
 
     def feed(self, data: bytes) -> list[Any]:
         out: list[Any] = []
@@ -105,14 +109,15 @@ class _Decoder:
 
     @property
     def buffered(self) -> int:
-        """Bytes fed and not yet part of a returned value (tell() is what was consumed)."""
-        return self._fed - self._unpacker.tell()
+        """Bytes fed and not yet part of a returned value."""
+        return self._fed - self._consumed
 
     def _drain(self) -> list[Any]:
         out: list[Any] = []
         try:
             for obj in self._unpacker:
                 out.append(obj)
+                self._consumed = self._unpacker.tell()
         except msgpack.OutOfData:  # pragma: no cover - iteration stops on its own
             pass
         except (ValueError, msgpack.UnpackException, TypeError) as exc:

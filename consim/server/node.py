@@ -245,7 +245,11 @@ class ServerNode:
             with trio.CancelScope() as self._run_scope:
                 self.raft_transport.start()
                 rpc_listener.register(
-                    self, self.net.port_mux(self.address), self.net.stats[self.address], self.tls
+                    self,
+                    self.net.port_mux(self.address),
+                    self.net.stats[self.address],
+                    self.tls,
+                    read_timeout=self.raft_transport.read_timeout,  # the network's, as Raft's
                 )
                 if self.tls is not None:
                     self.net.outgoing_tls[self.address] = tls_client(self, self.tls)

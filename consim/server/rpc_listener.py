@@ -144,11 +144,17 @@ async def handle_multiplex_v2(
 
 
 def register(
-    server: Server, mux: PortMux, stats: Counter[str], tls: TLSConfig | None = None
+    server: Server,
+    mux: PortMux,
+    stats: Counter[str],
+    tls: TLSConfig | None = None,
+    *,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> None:
     """Serve Consul's RPC on ``mux`` (the server port's first-byte registry): byte 0 plain,
     byte 4 inside yamux; with ``tls``, byte 3 (TLS, then any of them inside), and with its
-    verify_incoming nothing but TLS."""
+    verify_incoming nothing but TLS. A request that has started must finish within
+    ``read_timeout``."""
 
     async def guarded(serve: Callable[[], Awaitable[None]], where: str) -> None:
         # One connection's failure is that connection's: never the listener's (the simulator
@@ -160,10 +166,16 @@ def register(
             server.contained_error(where, exc)
 
     async def consul(stream: trio.abc.Stream, peer: str, local: str) -> None:
-        await guarded(lambda: handle_consul_conn(stream, server, stats), "consul rpc connection")
+        await guarded(
+            lambda: handle_consul_conn(stream, server, stats, read_timeout=read_timeout),
+            "consul rpc connection",
+        )
 
     async def multiplex(stream: trio.abc.Stream, peer: str, local: str) -> None:
-        await guarded(lambda: handle_multiplex_v2(stream, server, stats), "yamux session")
+        await guarded(
+            lambda: handle_multiplex_v2(stream, server, stats, read_timeout=read_timeout),
+            "yamux session",
+        )
 
     mux.register_stream(RPC_CONSUL, consul)
     mux.register_stream(RPC_MULTIPLEX_V2, multiplex)

@@ -130,3 +130,13 @@ def test_partial_while_a_request_is_incomplete():
     assert codec.partial
     assert codec.feed(PING[-1:]) == [Request(1, "Status.Ping", {})]
     assert not codec.partial
+
+
+def test_a_request_cut_anywhere_is_partial() -> None:
+    """Every prefix of a request is an unfinished request (so the server's read timeout applies
+    to a peer that stalls there), and a whole one is not."""
+    data = ClientCodec.request(1, "Status.Ping", {"Datacenter": "dc1"})
+    for cut in range(1, len(data)):
+        codec = ServerCodec()
+        assert codec.feed(data[:cut]) == [] and codec.partial, cut
+        assert [r.seq for r in codec.feed(data[cut:])] == [1] and not codec.partial, cut

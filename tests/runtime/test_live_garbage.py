@@ -1,82 +1,109 @@
-"""Garbage on a running server's RPC port: dropped and counted; the cluster keeps serving and the
-server's memory stays flat."""
+"""Garbage on a running server's port 8300, on each protocol it serves (byte 0 Consul's RPC, 1
+hashicorp/raft, 4 yamux) and on first bytes it does not (0xC1, consim's old private frames, among
+them): dropped and counted; the cluster keeps serving and the server's memory stays flat."""
 
 from __future__ import annotations
 
 import gc
 import random
-import struct
 import tracemalloc
 
+import msgpack
 import trio
 
-from consim.net.framing import encode_frame
-from consim.net.portmux import RPC_CONSIM, RPC_RAFT
-from consim.net.rpc import hello
+from consim.net.msgpackrpc import ClientCodec, go_pack
+from consim.net.portmux import RPC_CONSUL, RPC_MULTIPLEX_V2, RPC_RAFT
 from consim.net.sockets import resolve_listen_address
+from consim.net.yamux import FLAG_SYN, HEADER, TYPE_WINDOW_UPDATE
 from consim.raft.hashicorp_wire import pack
 from consim.server.node import ServerNode
 
 from .helpers import describe, kv_put, live_cluster, live_spec, local_value, wait_until
 
 READ_TIMEOUT = 0.5
+OLD_PRIVATE_BYTE = 0xC1
 
 
-async def _connect(node: ServerNode, first_byte: int = RPC_CONSIM) -> trio.SocketStream:
-    """A connection to the server port; its first byte picks the protocol (consim's own frames
-    by default, RPC_RAFT for hashicorp/raft's transport)."""
+async def _connect(node: ServerNode, first_byte: int) -> trio.SocketStream:
+    """A connection to the server port; its first byte picks the protocol."""
     host, port = resolve_listen_address(node.address)
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(bytes([first_byte]))
     return stream
 
 
-async def _closed_by_server(stream: trio.SocketStream, within: float) -> bool:
-    """True once the server closed the connection (EOF or reset)."""
+async def _closed_by_server(stream: trio.SocketStream, within: float) -> bytes | None:
+    """What the server sent before closing the connection (EOF or reset); None: still open."""
+    got = b""
     with trio.move_on_after(within):
         try:
-            while await stream.receive_some(65536):
-                pass
+            while chunk := await stream.receive_some(65536):
+                got += chunk
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        return True
-    return False
+        return got
+    return None
 
 
 async def _send_and_expect_close(
-    node: ServerNode, data: bytes, within: float = 5.0, first_byte: int = RPC_CONSIM
-) -> None:
+    node: ServerNode, data: bytes, first_byte: int, within: float = 5.0
+) -> bytes:
     stream = await _connect(node, first_byte)
     try:
         try:
             await stream.send_all(data)
         except trio.BrokenResourceError:
-            return  # already closed on us
-        assert await _closed_by_server(stream, within), (
-            f"server kept a garbage connection: {data[:16]!r}"
-        )
+            return b""  # already closed on us
+        got = await _closed_by_server(stream, within)
+        assert got is not None, f"server kept a garbage connection: {first_byte} {data[:16]!r}"
+        return got
     finally:
         await stream.aclose()
 
 
+def _consul_garbage(rng: random.Random) -> bytes:
+    """Bytes after RPC_CONSUL that Consul's codec refuses at once (closed)."""
+    kind = rng.randrange(3)
+    if kind == 0:  # not msgpack at all (0xc1 never decodes)
+        return b"\xc1" + rng.randbytes(rng.randint(0, 200))
+    if kind == 1:  # valid msgpack of the wrong shape for a request header
+        return go_pack(rng.choice([[1, 2, 3], "text", 7, {"Seq": "x", "ServiceMethod": 5}]))
+    return go_pack({"Seq": 1}) + go_pack({})  # a header without ServiceMethod (answered, closed)
+
+
+def _consul_oversized(rng: random.Random) -> bytes:
+    """A request header whose string claims ~4 GiB: never completes, closed at the timeout."""
+    return b"\x82\xa3Seq\x01\xadServiceMethod\xdb\xff\xff\xff\xf0" + rng.randbytes(64)
+
+
+def _yamux_garbage(rng: random.Random) -> bytes:
+    """Bytes after RPC_MULTIPLEX_V2 that end the yamux session."""
+    kind = rng.randrange(3)
+    if kind == 0:  # a protocol version yamux does not speak
+        return bytes([rng.randint(1, 255)]) + rng.randbytes(11 + rng.randint(0, 50))
+    if kind == 1:  # an unknown frame type
+        return HEADER.pack(0, rng.randint(4, 255), 0, 1, 0) + rng.randbytes(rng.randint(0, 50))
+    # a window update that overflows the stream's send window
+    return HEADER.pack(0, TYPE_WINDOW_UPDATE, FLAG_SYN, 1, 2**32 - 1)
+
+
 async def _garbage_round(node: ServerNode, rng: random.Random, count: int) -> None:
-    """``count`` connections of random bytes and oversized prefixes."""
+    """``count`` connections of garbage, spread over every protocol the port serves and over
+    first bytes it does not."""
     async with trio.open_nursery() as nursery:
         for i in range(count):
-            if i % 2 == 0:
-                # Random bytes with a length prefix small enough to be read, then undecodable.
-                body = rng.randbytes(rng.randint(1, 200))
-                data = struct.pack(">I", len(body)) + body
-                if rng.random() < 0.5:
-                    data = rng.randbytes(rng.randint(5, 300))  # no frame structure at all
-                    data = b"\xc1" + data[1:]  # 0xc1 is never valid msgpack
-                    data = struct.pack(">I", len(data)) + data
-            elif i % 4 == 1:
-                data = b"\xff\xff\xff\xf0" + rng.randbytes(64)  # ~4 GiB length prefix
+            kind = i % 5
+            if kind == 0:
+                first, data = RPC_CONSUL, _consul_garbage(rng)
+            elif kind == 1:
+                first, data = RPC_CONSUL, _consul_oversized(rng)
+            elif kind == 2:
+                first, data = RPC_RAFT, _raft_garbage(rng)
+            elif kind == 3:
+                first, data = RPC_MULTIPLEX_V2, _yamux_garbage(rng)
             else:
-                nursery.start_soon(_send_and_expect_close, node, _raft_garbage(rng), 5.0, RPC_RAFT)
-                continue
-            nursery.start_soon(_send_and_expect_close, node, data)
+                first, data = OLD_PRIVATE_BYTE, rng.randbytes(rng.randint(0, 64))
+            nursery.start_soon(_send_and_expect_close, node, data, first)
 
 
 def _raft_garbage(rng: random.Random) -> bytes:
@@ -101,91 +128,77 @@ async def test_garbage_on_a_running_servers_rpc_port() -> None:
         await wait_until(lambda: len(cluster.followers()) == 2, 5, "two followers")
         target = cluster.followers()[0]
         stats = cluster.net.stats[target.address]
+        counters = target.counters
         # The leader's first reconcile (catalog registrations, autopilot's stats calls) opens
         # the last pooled connections: take the baseline once it is done.
         await wait_until(lambda: len(leader.fsm.catalog.nodes) == 3, 10, "catalog registered")
         await trio.sleep(0.5)
-        baseline_open = stats["connections_open"]
-        garbage_before = stats["connections_dropped_garbage"]
+        before = dict(stats)
 
-        # 1. random bytes and oversized length prefixes
-        await _garbage_round(target, rng, 40)
-        assert stats["connections_dropped_garbage"] - garbage_before >= 30, (
-            f"seed={seed}: {dict(stats)}"
-        )
+        def grew(name: str) -> int:
+            return stats[name] - before.get(name, 0)
 
-        # 2. valid msgpack of the wrong shape after a good hello: dropped, counted, conn stays up
-        malformed_before = stats["frames_dropped_malformed"]
-        rpc_malformed_before = target.counters["rpc_malformed"]
-        stream = await _connect(target)
-        await stream.send_all(encode_frame(hello("127.0.43.200:8300")))
-        await stream.send_all(encode_frame({"not": "a frame"}))
-        await stream.send_all(encode_frame([9, 1, "KVS.Apply", {}]))  # unknown kind
-        # A request whose args are not a map gets Consul-style error text back.
-        await stream.send_all(encode_frame([0, 7, "KVS.Apply", "nonsense"]))
-        reader_bytes = b""
-        with trio.fail_after(5):
-            while (
-                len(reader_bytes) < 4
-                or len(reader_bytes) < 4 + struct.unpack(">I", reader_bytes[:4])[0]
-            ):
-                chunk = await stream.receive_some(65536)
-                assert chunk, "server closed a connection that only sent well-framed msgpack"
-                reader_bytes += chunk
-        import msgpack
+        raft_dropped_before = counters.get("raft_wire_dropped", 0)
 
-        reply = msgpack.unpackb(reader_bytes[4:], raw=False)
-        assert reply[0] == 2 and reply[1] == 7, f"seed={seed}: {reply!r}"
-        assert "malformed arguments" in reply[3], f"seed={seed}: {reply!r}"
-        await stream.aclose()
-        assert stats["frames_dropped_malformed"] - malformed_before >= 2, f"seed={seed}"
-        assert target.counters["rpc_malformed"] - rpc_malformed_before == 1, f"seed={seed}"
-
-        # 2b. Raft's transport (byte 1): every kind of refused request closes its connection and
-        # is counted; an unknown first byte is refused by the port itself.
-        raft_dropped_before = target.counters.get("raft_wire_dropped", 0)
-        for _ in range(12):
-            await _send_and_expect_close(target, _raft_garbage(rng), first_byte=RPC_RAFT)
+        # 1. garbage on bytes 0, 1, 4 and on unknown first bytes: every connection closed
+        await _garbage_round(target, rng, 50)
         await wait_until(
-            lambda: target.counters.get("raft_wire_dropped", 0) - raft_dropped_before == 12,
-            3,
-            f"seed={seed}: raft garbage counted {target.counters}",
+            # a header without a method: Go's net/rpc answers "can't find method", then closes
+            lambda: (
+                grew("consul_rpc_garbage") + grew("consul_rpc_bad_method") == 10
+                and grew("consul_rpc_timed_out") == 10
+                and grew("yamux_protocol_errors") == 10
+                and grew("port_unknown_first_byte") == 10
+                and counters.get("raft_wire_dropped", 0) - raft_dropped_before == 10
+            ),
+            5,
+            f"seed={seed}: garbage counted {dict(stats)} {counters}",
         )
-        unknown_before = stats["port_unknown_first_byte"]
-        await _send_and_expect_close(target, b"", first_byte=0x42)
-        assert stats["port_unknown_first_byte"] - unknown_before == 1
+        assert stats[f"port_accepted_{OLD_PRIVATE_BYTE}"] == 0
 
-        # A bad hello (wrong shape) is dropped too.
-        await _send_and_expect_close(target, encode_frame(["hello?"]))
+        # 2. consim's old private frames (0xC1 and a hello) are nobody's protocol any more
+        body = msgpack.packb({"consim": 1, "src": "127.0.43.200:8300"})
+        hello = len(body).to_bytes(4, "big") + body
+        assert await _send_and_expect_close(target, hello, OLD_PRIVATE_BYTE) == b""
+        assert grew("port_unknown_first_byte") == 11
 
-        # 3. connections that stall mid-frame are timed out after the read timeout
-        timed_out_before = stats["connections_timed_out"]
-        stalls = []
-        for _ in range(10):
-            s = await _connect(target)
-            await s.send_all(
-                encode_frame(hello("127.0.43.201:8300")) + struct.pack(">I", 100) + b"abc"
-            )
-            stalls.append(s)
+        # 3. a well-formed request with arguments of the wrong shape: Consul's error, then closed
+        answer = await _send_and_expect_close(
+            target, ClientCodec.request(7, "KVS.Apply", "nonsense"), RPC_CONSUL
+        )
+        responses = ClientCodec().feed(answer)
+        assert len(responses) == 1 and responses[0].seq == 7 and responses[0].error, (
+            f"seed={seed}: {responses!r}"
+        )
+        assert grew("consul_rpc_bad_args") == 1
+
+        # 4. requests that stall mid-message are closed after the read timeout, on each protocol
+        stalls = [await _connect(target, RPC_CONSUL) for _ in range(4)]
+        stalls += [await _connect(target, RPC_RAFT) for _ in range(4)]
+        for s in stalls[:4]:
+            await s.send_all(ClientCodec.request(1, "Status.Ping", {})[:5])
+        for s in stalls[4:]:
+            await s.send_all(b"\x00" + pack({"Term": 1})[:3])  # AppendEntries, cut short
         start = trio.current_time()
         for s in stalls:
-            assert await _closed_by_server(s, READ_TIMEOUT + 3), f"seed={seed}: stall kept open"
+            closed = await _closed_by_server(s, READ_TIMEOUT + 3)
+            assert closed is not None, f"seed={seed}: stall {stalls.index(s)} kept open"
             await s.aclose()
         assert trio.current_time() - start >= READ_TIMEOUT - 0.1, f"seed={seed}"
         await wait_until(
-            lambda: stats["connections_timed_out"] - timed_out_before == 10, 3, "stall counters"
+            lambda: (
+                grew("consul_rpc_timed_out") == 14
+                and counters.get("raft_wire_dropped", 0) - raft_dropped_before == 14
+            ),
+            3,
+            f"seed={seed}: stalls counted {dict(stats)} {counters}",
         )
 
         # The server keeps serving: a leader, writes through the target (forwarded) commit.
-        await wait_until(
-            lambda: stats["connections_open"] <= baseline_open,
-            5,
-            "connection count back to baseline",
-        )
         await kv_put(target, "after-garbage", b"ok")
         assert local_value(cluster.node(leader.name), "after-garbage") == b"ok", describe(cluster)
 
-        # 4. memory stays flat: a second and third identical round allocate (nearly) nothing more.
+        # 5. memory stays flat: a second and third identical round allocate (nearly) nothing more.
         # Counted: what the code that reads connections allocates (the network layer, the port's
         # handlers), not the servers' own background work (catalog, autopilot, event log).
         readers = [
@@ -214,11 +227,6 @@ async def test_garbage_on_a_running_servers_rpc_port() -> None:
         growth = second - first
         assert growth < 256 * 1024, (
             f"seed={seed}: memory grew {growth} bytes over 200 garbage conns"
-        )
-        await wait_until(
-            lambda: stats["connections_open"] <= baseline_open,
-            5,
-            "connection count back to baseline",
         )
         assert await cluster.wait_for_leader(within=5) is not None
         await kv_put(leader, "still-serving", b"ok")
