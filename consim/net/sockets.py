@@ -155,24 +155,31 @@ class SocketNetwork(Network):
 
     # -- the server port --------------------------------------------------------------------------
 
-    async def serve_port(
-        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _listen_tcp(
+        self, address: str, what: str, key: Callable[[str], str], scope: trio.CancelScope
+    ) -> tuple[list[trio.SocketListener], str]:
+        """Bind ``address`` for TCP and claim ``key(bound address)`` for ``scope``: the
+        listeners and the address actually bound (a ":0" port is chosen by the system)."""
         host, port = resolve_listen_address(address)
         try:
             listeners = await trio.open_tcp_listeners(port, host=host)
         except OSError as exc:
             raise OSError(
-                exc.errno, f"cannot listen for RPC on {address} ({host}:{port}): {exc.strerror}"
+                exc.errno, f"cannot listen for {what} on {address} ({host}:{port}): {exc.strerror}"
             ) from None
         actual = address if port != 0 else f"{host}:{listeners[0].socket.getsockname()[1]}"
+        try:
+            self._claim(key(actual), scope)
+        except OSError:
+            await _close_all(listeners)
+            raise
+        return listeners, actual
+
+    async def serve_port(
+        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with trio.CancelScope() as scope:
-            try:
-                self._claim(actual, scope)
-            except OSError:
-                for listener in listeners:
-                    await listener.aclose()
-                raise
+            listeners, actual = await self._listen_tcp(address, "RPC", str, scope)
             try:
                 stats = self.stats[actual]
                 mux = self.port_mux(actual)
@@ -190,9 +197,7 @@ class SocketNetwork(Network):
                 self._release(actual, scope)
                 for conn in list(self._conns_of.pop(actual, ())):
                     conn.close()
-                with trio.CancelScope(shield=True):
-                    for listener in listeners:
-                        await listener.aclose()
+                await _close_all(listeners)
 
     async def _accept(
         self, stream: trio.SocketStream, local: str, mux: PortMux, stats: Any
@@ -435,23 +440,9 @@ class SocketNetwork(Network):
         *,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        host, port = resolve_listen_address(address)
-        try:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"cannot listen for streams on {address} ({host}:{port}): {exc.strerror}"
-            ) from None
-        if port == 0:
-            address = f"{host}:{listeners[0].socket.getsockname()[1]}"
-        key = stream_key(address)
         with trio.CancelScope() as scope:
-            try:
-                self._claim(key, scope)
-            except OSError:
-                for listener in listeners:
-                    await listener.aclose()
-                raise
+            listeners, address = await self._listen_tcp(address, "streams", stream_key, scope)
+            key = stream_key(address)
             stats = self.stats[address]
 
             async def on_connection(stream: trio.SocketStream) -> None:
@@ -483,9 +474,7 @@ class SocketNetwork(Network):
                     task_status.started(address)
             finally:
                 self._release(key, scope)
-                with trio.CancelScope(shield=True):
-                    for listener in listeners:
-                        await listener.aclose()
+                await _close_all(listeners)
 
     def send_stream(
         self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
@@ -534,6 +523,12 @@ class SocketNetwork(Network):
 
 
 _RECV = 256 * 1024
+
+
+async def _close_all(listeners: list[trio.SocketListener]) -> None:
+    with trio.CancelScope(shield=True):
+        for listener in listeners:
+            await listener.aclose()
 
 
 class _LiveConn:

@@ -871,11 +871,11 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/08-two-datacenters.toml": {
-        "trace_hash": "bba74cc0b299afebe3066035c0c2e65b31bea8fadbee03d9981f8109891d2c0b",
+        "trace_hash": "db9089090acc9c15ef86b9c7607ca3bd47c633d50b9d60daada4131368842df4",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.270s: dc1-s1 term 2", 1.27),
             ("ok", "wait leader within 5s", "leader after 0.000s: dc2-s3 term 2", 0.0),
-            ("ok", "PUT /v1/kv/region?dc=dc2 on dc1-s1", "dc1-s1: 200 true", 0.006755),
+            ("ok", "PUT /v1/kv/region?dc=dc2 on dc1-s1", "dc1-s1: 200 true", 0.006658),
             ("ok", "GET /v1/kv/region?raw on dc1-s1", "dc1-s1: 404", 0.0),
             ("ok", "GET /v1/kv/region?dc=dc2&raw on dc1-s2", "dc1-s2: 200 eu-west", 0.00514),
             (
@@ -1118,7 +1118,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "c646fe8a2240683ba938adc600d6b9939daea0ba041f819ffe4f221f8c806d71",
+        "trace_hash": "def800afefdc6ee92b9f6cda5e16d2a0f891ef3d5efc415fb0de020a3e8018f0",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
@@ -1212,7 +1212,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "docs/examples/tour.toml": {
-        "trace_hash": "ae392b69a1346706ee38484fd8ae1578a2d684d4fa7af181ae258a8085199d69",
+        "trace_hash": "a0227684978acff59e87d9602aa142a4fa7446164feb87ddba655e3916e70f7a",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.140s: dc1-s5 term 2", 1.14),
             (
@@ -1291,7 +1291,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "faults": {
-        "trace_hash": "de7955110011637d2872297071dfe63ea0e4b3a0a7792b81b2990b10383b121e",
+        "trace_hash": "c871c0ee513ed5f2d7d796a84c9171a1bdf6a13ac66ec7fccdecb4946b1113a7",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.080s: dc1-s3 term 2", 1.08),
             ("ok", "pause follower", "dc1-s1", 0.0),
@@ -1316,10 +1316,10 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "load write default 20/s for 1s on leader",
                 "20/20 answered on dc1-s1; 17.3 req/s, latency p50 204ms p90 308ms p99 408ms max 408ms",
-                1.153709,
+                1.153719,
             ),
             ("ok", "heal", "", 0.0),
-            ("ok", "stop follower", "dc1-s2", 1.203507),
+            ("ok", "stop follower", "dc1-s2", 1.203777),
             ("ok", "wait voters 2 within 10s", "voters after 0.000s: dc1-s1 term 3", 0.0),
             ("ok", "restart last-killed", "dc1-s2", 0.0),
             ("ok", "partition leader | others", "dc1-s1 | dc1-s2,dc1-s3", 0.0),
@@ -1336,7 +1336,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "requests": {
-        "trace_hash": "b895772df7ed6fb7b606761f5df0e20dd5b394667e952673b6eb9f9398f12f22",
+        "trace_hash": "3650224d4e7228fcedb914c0a5079219487c4e5a17f3beeeb83f9bbad5b4cd5a",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.030s: dc1-s2 term 2", 1.03),
             ("ok", "wait leader within 10s", "leader after 0.580s: dc2-s1 term 2", 0.58),
@@ -1359,7 +1359,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul kv get missing on any",
                 "exit 1 on dc1-s1\n    Error! No key exists at: missing",
-                0.003517,
+                0.00346,
             ),
             (
                 "ok",
@@ -1377,7 +1377,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             (
                 "ok",
                 "load read consistent 10/s for 1s on any",
-                "10/10 answered on dc1-s1; 11.1 req/s, latency p50 3.19ms p90 3.40ms p99 3.41ms max 3.41ms",
+                "10/10 answered on dc1-s1; 11.1 req/s, latency p50 3.21ms p90 3.32ms p99 3.35ms max 3.35ms",
                 1.0,
             ),
             (
@@ -1391,20 +1391,20 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "check": {
-        "trace_hash": "a7d6098df2ff4ebf6431ecf81543fbf337fcb0171d4b9a39b4f58a6d95f1d92c",
+        "trace_hash": "ace6343e8901205d512233cb925b9b5a1be7b61775973462a04aea0585aa2c4b",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.210s: dc1-s2 term 2", 1.21),
             (
                 "ok",
                 "check consistent reads, 2 clients, nemesis kill for 4s",
                 "35 operations, 1 faults: valid",
-                9.474622,
+                9.474413,
             ),
             (
                 "ok",
                 "check stale reads, 2 clients, nemesis partition for 4s",
-                "21 operations, 2 faults: invalid (key check3/k1: p1 cas [null, 4] info [1.126, 1.436]; p3 write 8 ok [2.979, 2.986]; p4 read 4 ok [3.219, 3.219])",
-                9.851256,
+                "21 operations, 2 faults: invalid (key check3/k1: p1 cas [null, 4] info [1.126, 1.436]; p3 write 8 ok [2.978, 2.981]; p4 read 4 ok [3.219, 3.219])",
+                9.846965,
             ),
         ],
     },
