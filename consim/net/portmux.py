@@ -74,6 +74,25 @@ class MuxConn(Protocol):
     def close(self) -> None: ...
 
 
+class QueuedConn:
+    """What both live kinds of :class:`MuxConn` keep (a TCP connection, a connection inside
+    TLS): the bytes not sent yet, whether it is closed, and the event that wakes its writer."""
+
+    def __init__(self, local: str, peer: str) -> None:
+        self.local, self.peer = local, peer
+        self.queue = bytearray()
+        self._closed = False
+        self._wake = trio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue)
+
+
 class ConnHandler(Protocol):
     """What a sans-IO handler gives the network for one connection."""
 

@@ -54,7 +54,7 @@ from consim.net.network import (
     deliver_datagram,
     stream_key,
 )
-from consim.net.portmux import MAX_PENDING, Accept, ConnHandler, MuxConn, PortMux
+from consim.net.portmux import MAX_PENDING, Accept, ConnHandler, MuxConn, PortMux, QueuedConn
 
 PORT_STRIDE = 10
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -531,30 +531,19 @@ async def _close_all(listeners: list[trio.SocketListener]) -> None:
             await listener.aclose()
 
 
-class _LiveConn:
+class _LiveConn(QueuedConn):
     """A port connection over TCP (``consim.net.portmux.MuxConn``): writes go straight to the
     socket when nothing is queued, else to a queue a writer task drains."""
 
     def __init__(self, net: SocketNetwork, local: str, peer: str) -> None:
+        super().__init__(local, peer)
         self.net = net
-        self.local, self.peer = local, peer
         self.handler: ConnHandler | None = None
-        self.queue = bytearray()
         self._fd = -1
-        self._closed = False
         self._lost = False
-        self._wake = trio.Event()
         self._scope: trio.CancelScope | None = None
         self._busy = False  # the writer task is in send_all: writes must queue behind it
         self._delayed: deque[tuple[float, bytes]] = deque()  # (when, bytes) on a delayed link
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def pending(self) -> int:
-        return len(self.queue)
 
     def write(self, data: bytes) -> None:
         if self._closed:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import trio
 
-from consim.net.portmux import RPC_TLS, Accept, ConnHandler, MuxConn, PortMux
+from consim.net.portmux import RPC_TLS, Accept, ConnHandler, MuxConn, PortMux, QueuedConn
 
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -174,23 +174,12 @@ async def wrap_stream(
     return tls
 
 
-class _StreamConn:
+class _StreamConn(QueuedConn):
     """A MuxConn over a trio stream, for a sans-IO handler behind TLS."""
 
     def __init__(self, stream: trio.abc.Stream, local: str, peer: str) -> None:
+        super().__init__(local, peer)
         self.stream = stream
-        self.local, self.peer = local, peer
-        self.queue = bytearray()
-        self._closed = False
-        self._wake = trio.Event()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def pending(self) -> int:
-        return len(self.queue)
 
     def write(self, data: bytes) -> None:
         if not self._closed:
