@@ -161,30 +161,40 @@ def _header_fields(obj: Any, names: tuple[str, ...]) -> tuple[int, str, str]:
     return seq, method, error
 
 
-class ServerCodec:
-    """The server side of one conversation: bytes in -> requests; responses -> bytes."""
+class _Conversation:
+    """One side of a conversation: each message is a header, then a body."""
+
+    _HEADER: tuple[str, ...] = ()
 
     def __init__(self, max_message: int = MAX_FRAME) -> None:
         self._decoder = _Decoder(max_message)
-        self._header: tuple[int, str] | None = None
+        self._header: tuple[int, str, str] | None = None
 
     @property
     def partial(self) -> bool:
-        """True while a request has started and is not complete."""
+        """True while a message has started and is not complete."""
         return self._header is not None or self._decoder.buffered > 0
+
+    def _messages(self, data: bytes) -> list[tuple[tuple[int, str, str], Any]]:
+        """(header fields, body) of every message ``data`` completes (raises ProtocolError)."""
+        out: list[tuple[tuple[int, str, str], Any]] = []
+        for obj in self._decoder.feed(data):
+            if self._header is None:
+                self._header = _header_fields(obj, self._HEADER)
+            else:
+                out.append((self._header, obj))
+                self._header = None
+        return out
+
+
+class ServerCodec(_Conversation):
+    """The server side of one conversation: bytes in -> requests; responses -> bytes."""
+
+    _HEADER = ("Seq", "ServiceMethod")
 
     def feed(self, data: bytes) -> list[Request]:
         """The requests completed by ``data`` (raises ProtocolError)."""
-        out: list[Request] = []
-        for obj in self._decoder.feed(data):
-            if self._header is None:
-                seq, method, _ = _header_fields(obj, ("Seq", "ServiceMethod"))
-                self._header = (seq, method)
-            else:
-                seq, method = self._header
-                self._header = None
-                out.append(Request(seq, method, obj))
-        return out
+        return [Request(seq, method, body) for (seq, method, _), body in self._messages(data)]
 
     @staticmethod
     def response(seq: int, method: str, error: str, body: Any, *, sort: bool = True) -> bytes:
@@ -193,28 +203,15 @@ class ServerCodec:
         return go_pack(header) + go_pack({} if error else body, sort=sort)
 
 
-class ClientCodec:
+class ClientCodec(_Conversation):
     """The client side: requests -> bytes; bytes in -> responses (match them by ``seq``)."""
 
-    def __init__(self, max_message: int = MAX_FRAME) -> None:
-        self._decoder = _Decoder(max_message)
-        self._header: tuple[int, str, str] | None = None
+    _HEADER = ("Seq", "ServiceMethod", "Error")
 
     @staticmethod
     def request(seq: int, method: str, args: Any, *, sort: bool = True) -> bytes:
         return go_pack({"Seq": seq, "ServiceMethod": method}) + go_pack(args, sort=sort)
 
-    @property
-    def partial(self) -> bool:
-        return self._header is not None or self._decoder.buffered > 0
-
     def feed(self, data: bytes) -> list[Response]:
-        out: list[Response] = []
-        for obj in self._decoder.feed(data):
-            if self._header is None:
-                self._header = _header_fields(obj, ("Seq", "ServiceMethod", "Error"))
-            else:
-                seq, method, error = self._header
-                self._header = None
-                out.append(Response(seq, method, error, obj))
-        return out
+        """The responses completed by ``data`` (raises ProtocolError)."""
+        return [Response(*header, body) for header, body in self._messages(data)]

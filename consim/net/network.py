@@ -55,7 +55,7 @@ from typing import Any, Self
 import trio
 
 from consim.net.faults import FaultModel
-from consim.net.portmux import Accept, MuxConn, PortMux
+from consim.net.portmux import Accept, ConnHandler, MuxConn, PortMux
 
 INTERNAL_ERROR = "rpc error: internal error"
 MAX_DATAGRAM = 65_000
@@ -71,6 +71,8 @@ StreamReply = Callable[[bytes], None]
 # memberlist's TCPTimeout: one stream exchange must be done within this.
 STREAM_TIMEOUT = 10.0
 MAX_STREAM = 20 * 1024 * 1024
+TaskStatus = trio.TaskStatus[str]
+"""What a listener reports the address it bound to."""
 ErrorReporter = Callable[[str, str, BaseException], None]
 """(owner address, where, exception): told about every contained failure (see above)."""
 
@@ -178,6 +180,15 @@ class Network(abc.ABC):
                 reporter(address, where, exc)
             except Exception:
                 self.stats[address]["error_reporter_errors"] += 1
+
+    def tell_lost(self, local: str, handler: ConnHandler | None) -> None:
+        """Tell a port connection's handler that the connection is gone (once: its caller
+        checks); one that raises is counted under ``local``, never raised."""
+        if handler is not None:
+            try:
+                handler.connection_lost()
+            except Exception as exc:
+                self.contain(local, "connection handler", exc, "connection_errors")
 
     def reporter(self, address: str, where: str) -> Callable[[BaseException], None]:
         """``contain`` bound to an address and a place, for callers that count themselves."""
@@ -292,19 +303,24 @@ class Network(abc.ABC):
     async def open_stream(self, src: str, dst: str, first_byte: int) -> trio.abc.Stream:
         """Task-style dial: a stream to ``dst`` whose first byte ``first_byte`` is written."""
 
-    @abc.abstractmethod
     async def serve_datagrams(
         self,
         address: str,
         handler: DatagramHandler,
         *,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Receive datagrams on ``address`` (live: UDP) until cancelled."""
+        await self._serve_datagrams(address, handler, task_status)
+
+    @abc.abstractmethod
+    async def _serve_datagrams(
+        self, address: str, handler: DatagramHandler, task_status: TaskStatus
     ) -> None: ...
 
     @abc.abstractmethod
     def send_datagram(self, src: str, dst: str, payload: bytes) -> None: ...
 
-    @abc.abstractmethod
     async def serve_streams(
         self,
         address: str,
@@ -314,6 +330,12 @@ class Network(abc.ABC):
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept stream exchanges on ``address`` (live: TCP on the same port as its datagrams)."""
+        await self._serve_streams(address, handler, frame_length, task_status)
+
+    @abc.abstractmethod
+    async def _serve_streams(
+        self, address: str, handler: StreamHandler, frame_length: FrameLength, status: TaskStatus
+    ) -> None: ...
 
     @abc.abstractmethod
     def send_stream(

@@ -49,6 +49,7 @@ from typing import Any
 import trio
 
 from consim.address import valid_address
+from consim.net import network as seam  # the handler types every listener signature names
 from consim.net.faults import FaultModel, host_of
 from consim.net.framing import pack, unpack
 from consim.net.model import LinkDelays, NetworkModel
@@ -56,11 +57,7 @@ from consim.net.network import (
     MAX_DATAGRAM,
     MAX_STREAM,
     STREAM_TIMEOUT,
-    DatagramHandler,
-    FrameLength,
     Network,
-    StreamHandler,
-    StreamReply,
     Timer,
     Unreachable,
     deliver_datagram,
@@ -146,12 +143,7 @@ class _SimConn:
             return
         self._lost = True
         self.net._conns.pop((self.cid, self.dialer), None)
-        handler = self.handler
-        if handler is not None:
-            try:
-                handler.connection_lost()
-            except Exception as exc:
-                self.net.contain(self.local, "connection handler", exc, "connection_errors")
+        self.net.tell_lost(self.local, self.handler)
 
 
 # The channel names a :class:`MessageTap` sees for each kind of delivery.
@@ -190,7 +182,7 @@ class _PortListener:
 class _DatagramListener:
     address: str
     inbox: trio.MemorySendChannel[Any]
-    handler: DatagramHandler | None = None
+    handler: seam.DatagramHandler | None = None
     is_async: bool = True
 
 
@@ -336,9 +328,9 @@ class SimNetwork(Network):
         self._failure: BaseException | None = None
         self._ports: dict[str, _PortListener] = {}
         self._dgram: dict[str, _DatagramListener] = {}
-        self._streams: dict[str, StreamHandler] = {}
+        self._streams: dict[str, seam.StreamHandler] = {}
         # Stream exchanges awaiting their answer: token -> (callback, give-up time).
-        self._stream_waiters: dict[int, tuple[StreamReply, float]] = {}
+        self._stream_waiters: dict[int, tuple[seam.StreamReply, float]] = {}
         self._stream_tokens = itertools.count(1)
         self.delivered = 0  # messages handed to a listener or connection (tests and reports)
         # Port connections: (conn id, is the dialer's end) -> end.
@@ -663,12 +655,8 @@ class SimNetwork(Network):
 
     # -- datagrams -------------------------------------------------------------------------------
 
-    async def serve_datagrams(
-        self,
-        address: str,
-        handler: DatagramHandler,
-        *,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    async def _serve_datagrams(
+        self, address: str, handler: seam.DatagramHandler, task_status: seam.TaskStatus
     ) -> None:
         with trio.CancelScope() as scope:
             self._claim(address, scope)
@@ -730,20 +718,19 @@ class SimNetwork(Network):
     # One request and one answer on a virtual link carry exactly the bytes TCP would (no loss
     # beyond faults: TCP retransmits), so virtual and live runs exchange the same messages.
 
-    async def serve_streams(
+    async def _serve_streams(
         self,
         address: str,
-        handler: StreamHandler,
-        frame_length: FrameLength,
-        *,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+        handler: seam.StreamHandler,
+        frame_length: seam.FrameLength,
+        status: seam.TaskStatus,
     ) -> None:
         key = stream_key(address)
         with trio.CancelScope() as scope:
             self._claim(key, scope)
             self._streams[address] = handler
             try:
-                task_status.started(address)
+                status.started(address)
                 await trio.sleep_forever()
             finally:
                 self._release(key, scope)
@@ -751,7 +738,12 @@ class SimNetwork(Network):
                     del self._streams[address]
 
     def send_stream(
-        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+        self,
+        src: str,
+        dst: str,
+        data: bytes,
+        frame_length: seam.FrameLength,
+        on_reply: seam.StreamReply,
     ) -> None:
         if not valid_address(dst) or len(data) > MAX_STREAM:
             self.stats[src]["invalid_address"] += 1

@@ -50,6 +50,7 @@ from consim.net.network import (
     Network,
     StreamHandler,
     StreamReply,
+    TaskStatus,
     Unreachable,
     deliver_datagram,
     stream_key,
@@ -318,12 +319,8 @@ class SocketNetwork(Network):
 
     # -- datagrams -------------------------------------------------------------------------------
 
-    async def serve_datagrams(
-        self,
-        address: str,
-        handler: DatagramHandler,
-        *,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    async def _serve_datagrams(
+        self, address: str, handler: DatagramHandler, task_status: TaskStatus
     ) -> None:
         host, port = resolve_listen_address(address)
         plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -432,13 +429,8 @@ class SocketNetwork(Network):
 
     # -- streams ---------------------------------------------------------------------------------
 
-    async def serve_streams(
-        self,
-        address: str,
-        handler: StreamHandler,
-        frame_length: FrameLength,
-        *,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    async def _serve_streams(
+        self, address: str, handler: StreamHandler, frame_length: FrameLength, status: TaskStatus
     ) -> None:
         with trio.CancelScope() as scope:
             listeners, address = await self._listen_tcp(address, "streams", stream_key, scope)
@@ -471,7 +463,7 @@ class SocketNetwork(Network):
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(trio.serve_listeners, on_connection, listeners)
-                    task_status.started(address)
+                    status.started(address)
             finally:
                 self._release(key, scope)
                 await _close_all(listeners)
@@ -599,12 +591,7 @@ class _LiveConn(QueuedConn):
         if self._lost:
             return
         self._lost = True
-        handler = self.handler
-        if handler is not None:
-            try:
-                handler.connection_lost()
-            except Exception as exc:
-                self.net.contain(self.local, "connection handler", exc, "connection_errors")
+        self.net.tell_lost(self.local, self.handler)
 
     async def run(self, stream: trio.SocketStream) -> None:
         with trio.CancelScope() as self._scope:

@@ -41,40 +41,33 @@ class YamuxError(Exception):
 
 
 @dataclass(frozen=True)
-class StreamOpened:
+class _StreamEvent:
     stream_id: int
 
 
-@dataclass(frozen=True)
-class StreamAccepted:
+class StreamOpened(_StreamEvent):
+    """The peer opened a stream (its SYN)."""
+
+
+class StreamAccepted(_StreamEvent):
     """The peer acknowledged a stream we opened (its ACK)."""
 
-    stream_id: int
-
 
 @dataclass(frozen=True)
-class StreamData:
-    stream_id: int
+class StreamData(_StreamEvent):
     data: bytes
 
 
-@dataclass(frozen=True)
-class StreamEnded:
+class StreamEnded(_StreamEvent):
     """The peer half-closed its side (FIN): EOF for the reader."""
 
-    stream_id: int
+
+class StreamReset(_StreamEvent):
+    """The peer reset the stream (RST)."""
 
 
-@dataclass(frozen=True)
-class StreamReset:
-    stream_id: int
-
-
-@dataclass(frozen=True)
-class WindowOpened:
+class WindowOpened(_StreamEvent):
     """More of this stream's pending output went out (its writer may go on)."""
-
-    stream_id: int
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ it is a Clock); the socket network runs on the real clock with short timeouts, o
 127.0.0.51-59 and ephemeral ports so it does not clash with other tests.
 
 The network serves nothing of its own on the server port, so calls here are Consul's: ``Env.serve``
-serves an address with :func:`serve_rpc_handler` on bytes 0 and 4 (Go's net/rpc with Consul's
+serves an address with :func:`serve_consul_rpc` on bytes 0 and 4 (Go's net/rpc with Consul's
 msgpack codec, plain and inside yamux) and ``Env.call`` goes through the pool servers use
 (``consim.net.consul_pool``): the same bytes as between consim's servers.
 """
@@ -65,7 +65,7 @@ async def serve_conversation(
         await trio.aclose_forcefully(stream)
 
 
-def serve_rpc_handler(net: Network, address: str, handler: Handler) -> None:
+def serve_consul_rpc(net: Network, address: str, handler: Handler) -> None:
     """Answer Consul RPCs on ``address`` with ``handler``: byte 0 plain, byte 4 yamux."""
     mux = net.port_mux(address)
 
@@ -153,8 +153,8 @@ async def env(kind: str, clock: trio.abc.Clock | None) -> AsyncIterator[Env]:
 
 
 async def serve_port(net: Network, nursery: trio.Nursery, address: str, handler: Handler) -> str:
-    """Register ``handler`` (see :func:`serve_rpc_handler`) and serve the port; the address."""
-    serve_rpc_handler(net, address, handler)
+    """Register ``handler`` (see :func:`serve_consul_rpc`) and serve the port; the address."""
+    serve_consul_rpc(net, address, handler)
     actual: str = await nursery.start(net.serve_port, address)
     return actual
 

@@ -320,10 +320,10 @@ def test_server_killed_while_paused_stays_dead_after_resume(seed: int) -> None:
         cluster.kill(follower.name)
         await trio.sleep(1)
         stats = cluster.net.stats
-        before = (stats[lan]["datagrams_out"], stats[rpc]["notifies_out"])
+        before = (stats[lan]["datagrams_out"], stats[rpc]["connections_dialed"])
         cluster.resume(follower.name)
         await trio.sleep(20)
-        return (*before, stats[lan]["datagrams_out"], stats[rpc]["notifies_out"])
+        return (*before, stats[lan]["datagrams_out"], stats[rpc]["connections_dialed"])
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
