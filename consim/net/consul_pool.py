@@ -180,12 +180,17 @@ class ConsulPool:
         fresh = dst not in self._sessions or self._sessions[dst].dead
         while True:
             session, stream_id, call = self._start(dst, method, args, sort)
-            with trio.move_on_at(deadline):
-                await call.done.wait()
+            try:
+                with trio.move_on_at(deadline):
+                    await call.done.wait()
+            finally:
+                if not call.done.is_set():
+                    # Timed out or cancelled (the caller went away): nobody waits for the
+                    # answer any more, so the stream is reset and its waiter dropped.
+                    if session.calls.pop(stream_id, None) is not None and not session.dead:
+                        session.yamux.reset_stream(stream_id)
+                        session.flush()
             if not call.done.is_set():
-                if session.calls.pop(stream_id, None) is not None and not session.dead:
-                    session.yamux.reset_stream(stream_id)
-                    session.flush()
                 stats["rpc_timeouts"] += 1
                 raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
             if call.failure is None:
