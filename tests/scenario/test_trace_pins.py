@@ -1118,20 +1118,20 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "def800afefdc6ee92b9f6cda5e16d2a0f891ef3d5efc415fb0de020a3e8018f0",
+        "trace_hash": "2114a1e0dda60a9319611eba43e464f32e272ec96b70afdfdfc632e827e579bd",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
                 "ok",
                 "check consistent reads, 5 clients, nemesis pause:leader for 16s",
-                "204 operations, 2 faults: valid",
-                21.44251,
+                "201 operations, 2 faults: valid",
+                21.519061,
             ),
             (
                 "ok",
                 "check default reads, 5 clients, nemesis pause:leader for 16s",
-                "199 operations, 2 faults: invalid (key check3/k1: p3 write 42 ok [3.863, 3.866]; p5 write 49 ok [6.566, 6.570]; p3 read 42 ok [6.729, 8.000])",
-                21.309956,
+                "198 operations, 2 faults: invalid (key check3/k2: p3 write 39 ok [3.407, 3.410]; p0 write 49 ok [6.436, 6.441]; p6 read 39 ok [6.550, 8.000])",
+                21.310536,
             ),
             ("ok", "assert logs_equal=true", "holds", 0.0),
         ],
