@@ -184,12 +184,15 @@ class ConsulPool:
                 with trio.move_on_at(deadline):
                     await call.done.wait()
             finally:
-                if not call.done.is_set():
-                    # Timed out or cancelled (the caller went away): nobody waits for the
-                    # answer any more, so the stream is reset and its waiter dropped.
-                    if session.calls.pop(stream_id, None) is not None and not session.dead:
-                        session.yamux.reset_stream(stream_id)
-                        session.flush()
+                # Timed out or cancelled (the caller went away): nobody waits for the answer
+                # any more, so the stream is reset and its waiter dropped.
+                if (
+                    not call.done.is_set()
+                    and session.calls.pop(stream_id, None) is not None
+                    and not session.dead
+                ):
+                    session.yamux.reset_stream(stream_id)
+                    session.flush()
             if not call.done.is_set():
                 stats["rpc_timeouts"] += 1
                 raise RpcTimeout(f"rpc {method} to {dst} timed out after {timeout}s")
