@@ -199,5 +199,21 @@ def format_hclog(event: Event, *, virtual: bool = True, epoch: _dt.datetime = VI
     return text
 
 
+def node_log_line(event: Event, *, shift: float = 0.0, virtual: bool = True) -> str:
+    """An event as Consul's log line with its node among the fields (``node=dc1-s2``), as
+    ``consim up`` prints it and the page shows it; ``shift`` moves its time (live runs: from trio's
+    clock to the wall clock)."""
+    shown = Event(
+        event.time + shift,
+        event.node,
+        event.kind,
+        {"node": event.node, **event.fields} if event.node else event.fields,
+        event.level,
+        event.subsystem,
+        event.message,
+    )
+    return format_hclog(shown, virtual=virtual)
+
+
 def level_enabled(level: str, threshold: str) -> bool:
     return LEVELS.index(level) >= LEVELS.index(threshold.upper())

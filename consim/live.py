@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import trio
 
 from consim.cluster import Cluster, ClusterError
-from consim.events import Event, EventLog, format_hclog, level_enabled
+from consim.events import Event, EventLog, level_enabled, node_log_line
 from consim.raft.recovery import RecoveryError
 from consim.runtime import start_live_cluster_parts
 from consim.spec import ClusterSpec, ServerSpec
@@ -183,16 +183,7 @@ def print_events(events: EventLog, out: TextIO, log_level: str) -> Callable[[], 
 
     def show(event: Event) -> None:
         if level_enabled(event.level, log_level):
-            shifted = Event(
-                event.time + wall_offset,
-                event.node,
-                event.kind,
-                {"node": event.node, **event.fields} if event.node else event.fields,
-                event.level,
-                event.subsystem,
-                event.message,
-            )
-            print(format_hclog(shifted, virtual=False), file=out, flush=True)
+            print(node_log_line(event, shift=wall_offset, virtual=False), file=out, flush=True)
 
     return events.subscribe(show)
 

@@ -1,5 +1,9 @@
 """The live page's backend: what every ``consim up`` server answers under ``/ui/``.
 
+:class:`PageBackend` is what any live ``/ui`` answers (the page, its assets, the pushed stream,
+the client); :class:`LiveUI` is the one of ``consim up`` in one process, and
+``consim.ui.agent.AgentUI`` the one of a ``consim agent`` process (``consim up --processes``).
+
 All servers of a ``consim up`` share one :class:`LiveUI` (they live in one process), so the page
 is the same on each, and it keeps working through another server's address (or the control
 API's) when the one it was loaded from is killed: the API answers CORS requests from the
@@ -10,7 +14,8 @@ Routes (``consim/http/app.py`` hands every ``/ui`` path here; other unknown path
 
 - ``GET /ui`` -> 301 to ``/ui/``; ``GET /ui/`` the page; ``GET /ui/static/<file>`` its assets.
 - ``GET /ui/api/state``: the cluster snapshot (``snapshot.cluster_snapshot``).
-- ``GET /ui/api/stream``: server-sent events: ``state`` (a snapshot, at most every 50 ms after
+- ``GET /ui/api/stream``: server-sent events (``?scope=self``: only what this process knows
+  first-hand; an agent's page follows its peers through it): ``state`` (a snapshot, at most every 50 ms after
   an event and every 250 ms anyway), ``log`` (each INFO+ event as Consul's log line), ``msg``
   (server-to-server messages, sampled: see :class:`MessageTap`).
 - ``POST /ui/api/ctl/<action>``: the same :class:`~consim.live.Controller` (so the same code
@@ -26,7 +31,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -34,7 +39,7 @@ import trio
 from quart import Request, Response
 
 from consim.cluster import Cluster, ClusterError
-from consim.events import Event, format_hclog, level_enabled
+from consim.events import Event, EventLog, level_enabled, node_log_line
 from consim.raft.messages import message_to_wire
 from consim.raft.recovery import RecoveryError
 from consim.ui.assets import asset, content_type
@@ -58,7 +63,8 @@ class MessageTap:
     """Samples the server-to-server messages a cluster sends, for the page's arrows.
 
     It wraps each server's Raft transport ``send`` (hashicorp/raft's messages on byte 1 of the
-    server port), so only a ``consim up`` with the UI pays for it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
+    server port; :meth:`install`) on these objects only, so only a live cluster or agent with the
+    UI pays for it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
     :data:`MESSAGES_PER_SECOND` in all (votes are rare and always pass the first rule). Counts
     of what was seen (while a page watched) and shown are kept in :attr:`seen` /
     :attr:`shown`. The tap never raises into the sender.
@@ -66,12 +72,12 @@ class MessageTap:
 
     def __init__(
         self,
-        cluster: Cluster,
+        name_of: Callable[[str], str],
         publish: Callable[[dict[str, Any]], None],
         clock: Callable[[], float],
         active: Callable[[], bool] | None = None,
     ) -> None:
-        self.cluster = cluster
+        self.name_of = name_of  # a server's name for an address it sends from or to
         self.publish = publish
         self.clock = clock
         # While nobody watches (no page open), a message costs one call and this check.
@@ -82,10 +88,11 @@ class MessageTap:
         self._window_start = 0.0
         self._window_count = 0
 
-    def install(self) -> None:
+    def install(self, nodes: Iterable[Any]) -> None:
+        """Wrap the Raft transport of each of ``nodes`` (servers: in a cluster, or an agent's)."""
         tap = self
         # Raft travels on the servers' transports (hashicorp's wire on byte 1).
-        for node in self.cluster.servers.values():
+        for node in nodes:
             transport = node.raft_transport
 
             def tapped_send(out: Any, send: Any = transport.send, src: str = node.address) -> None:
@@ -94,14 +101,7 @@ class MessageTap:
                     wire = {"msg": message_to_wire(out.message)}
                     tap.observe(src, out.to_address, "Raft.Message", wire)
 
-            transport.send = tapped_send  # type: ignore[method-assign]
-
-    def _name(self, address: str) -> str:
-        host = address.rsplit(":", 1)[0]
-        for node in self.cluster.servers.values():
-            if node.spec.host == host:
-                return node.name
-        return address
+            transport.send = tapped_send
 
     def observe(self, src: str, dst: str, method: str, args: Any) -> None:
         if self.active is not None and not self.active():
@@ -126,14 +126,29 @@ class MessageTap:
         self.shown += 1
         self.publish(
             {
-                "from": self._name(src),
-                "to": self._name(dst),
+                "from": self.name_of(src),
+                "to": self.name_of(dst),
                 "type": kind,
                 "detail": detail,
                 "seen": self.seen,
                 "shown": self.shown,
             }
         )
+
+
+def cluster_tap(
+    cluster: Cluster,
+    publish: Callable[[dict[str, Any]], None],
+    clock: Callable[[], float],
+    active: Callable[[], bool] | None = None,
+) -> MessageTap:
+    """A :class:`MessageTap` on every server of ``cluster`` (one network object for all)."""
+    by_host = {n.spec.host: n.name for n in cluster.servers.values()}
+    tap = MessageTap(
+        lambda address: by_host.get(address.rsplit(":", 1)[0], address), publish, clock, active
+    )
+    tap.install(cluster.servers.values())
+    return tap
 
 
 def describe_message(method: str, args: Any) -> tuple[str, str]:
@@ -159,85 +174,135 @@ def describe_message(method: str, args: Any) -> tuple[str, str]:
     return kind, f"term {term}"
 
 
-class LiveUI:
-    """The ``/ui`` of one ``consim up``: shared by its servers and its control API."""
+# What a ``/ui/api/ctl/<action>`` may be; anything else is a 400 naming these.
+CONTROL_ACTIONS = (
+    "kill",
+    "restart",
+    "stop",
+    "pause",
+    "resume",
+    "isolate",
+    "partition",
+    "block",
+    "heal",
+    "delay",
+    "loss",
+)
+# A stream's scope: everything this page knows (``all``), or what this process knows first-hand
+# (``self``: an agent's own server, its own log lines and messages; what a peer relays).
+SCOPES = ("all", "self")
 
-    def __init__(
-        self, cluster: Cluster, controller: Any, *, control_address: str | None = None
-    ) -> None:
-        self.cluster = cluster
-        self.controller = controller
-        self.control_address = control_address
-        self._subscribers: set[trio.MemorySendChannel[tuple[str, str]]] = set()
-        self._backlog: deque[str] = deque(maxlen=BACKLOG)
+
+class PageBackend:
+    """What every live ``/ui`` answers: the page, its assets, the pushed stream and the client.
+
+    A subclass says what the cluster is (:meth:`snapshot`), who may call it across origins
+    (:meth:`allowed_origins`), what a control does (:meth:`control`) and how a server's HTTP API
+    is reached (:meth:`resolve`, :meth:`server_http`). Log lines are the events of ``events``
+    (INFO and up, as Consul prints them); ``relay`` lets a subclass push lines and messages it
+    got from elsewhere (an agent's peers) to the pages, but not to ``?scope=self`` streams.
+    """
+
+    def __init__(self, events: EventLog, error_node: str = "cluster") -> None:
+        self.events = events
+        self.error_node = error_node
+        self._subscribers: dict[trio.MemorySendChannel[tuple[str, str]], str] = {}
+        # (first-hand?, line): a self-scope stream gets the first-hand ones only.
+        self._backlog: deque[tuple[bool, str]] = deque(maxlen=BACKLOG)
         self._dirty = trio.Event()
-        self._down_reason: dict[str, str] = {}
         self._wall_offset = time.time() - trio.current_time()
         # The page's clock: seconds since this UI started (trio's clock has an arbitrary origin).
         self._t0 = trio.current_time()
         self.dropped = 0
         self.errors = 0  # events the page could not be shown (a bug; counted, never raised)
-        cluster.events.subscribe(self._on_event)
-        self.tap = MessageTap(
-            cluster, self._on_message, trio.current_time, active=lambda: bool(self._subscribers)
-        )
-        self.tap.install()
+        contained_subscribe(events, self._show_event, self)
+
+    # ---- what a subclass says ----------------------------------------------------------------
+    def snapshot(self, scope: str = "all") -> dict[str, Any]:
+        raise NotImplementedError
+
+    def allowed_origins(self) -> set[str]:
+        raise NotImplementedError
+
+    async def control(self, action: str, body: dict[str, Any]) -> None:
+        """Do ``action``; ``ClusterError`` (or ``ValueError``) is the page's 400."""
+        raise NotImplementedError
+
+    def resolve(self, server: Any) -> str:
+        """A server's name for a name or a role (``leader``, ``follower``); ``ClusterError``."""
+        raise NotImplementedError
+
+    async def server_http(
+        self, name: str, method: str, path: str, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def observe_event(self, event: Event) -> None:
+        """Called for every event before it is shown (a subclass remembers what it needs)."""
 
     # ---- what the page is told ---------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        now = trio.current_time()
-        snap = cluster_snapshot(self.cluster, now, self._down_reason)
-        snap["time"] = round(now - self._t0, 3)
-        snap["control"] = self.control_address
-        snap["messages"] = {"seen": self.tap.seen, "shown": self.tap.shown}
-        snap["ui"] = {"dropped": self.dropped, "errors": self.errors}
-        return snap
+    def page_time(self) -> float:
+        return round(trio.current_time() - self._t0, 3)
 
-    def _on_event(self, event: Event) -> None:
-        # Called inside every emit: a view that fails must not fail the emitter.
-        try:
-            self._show_event(event)
-        except Exception:
-            self.errors += 1
+    def watched(self) -> bool:
+        """Is a stream open (a page, or a peer's page following this process)?"""
+        return bool(self._subscribers)
+
+    def pages(self) -> int:
+        """Open streams of scope ``all``: pages (not peers following this process)."""
+        return sum(1 for scope in self._subscribers.values() if scope == "all")
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
 
     def _show_event(self, event: Event) -> None:
-        note_down_reason(self._down_reason, event)
+        self.observe_event(event)
         self._dirty.set()
         if not level_enabled(event.level, "INFO"):
             return
-        shifted = Event(
-            event.time + self._wall_offset,
-            event.node,
-            event.kind,
-            {"node": event.node, **event.fields} if event.node else event.fields,
-            event.level,
-            event.subsystem,
-            event.message,
-        )
         line = json.dumps(
             {
                 "time": round(event.time - self._t0, 3),
                 "node": event.node,
                 "kind": event.kind,
                 "level": event.level,
-                "line": format_hclog(shifted, virtual=False),
+                "line": node_log_line(event, shift=self._wall_offset, virtual=False),
             },
         )
-        self._backlog.append(line)
+        self._backlog.append((True, line))
         self._broadcast("log", line)
 
     def _on_message(self, message: dict[str, Any]) -> None:
-        message["time"] = round(trio.current_time() - self._t0, 3)
+        message["time"] = self.page_time()
         self._broadcast("msg", json.dumps(message))
 
-    def _broadcast(self, kind: str, data: str) -> None:
-        for channel in list(self._subscribers):
+    def relay(self, kind: str, data: str) -> None:
+        """Push a ``log`` line or a ``msg`` that came from elsewhere to this process's pages."""
+        if kind == "log":
+            self._backlog.append((False, data))
+        self._broadcast(kind, data, first_hand=False)
+
+    def _broadcast(self, kind: str, data: str, *, first_hand: bool = True) -> None:
+        for channel, scope in list(self._subscribers.items()):
+            if scope == "self" and not first_hand:
+                continue
             try:
                 channel.send_nowait((kind, data))
             except trio.WouldBlock:
                 self.dropped += 1  # a slow page misses lines; the next snapshot still comes
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.discard(channel)
+                self._subscribers.pop(channel, None)
+
+    def _emit_error(
+        self, what: str, where: str, exc: BaseException, node: str | None = None
+    ) -> None:
+        self.events.emit(
+            node or self.error_node,
+            "internal_error",
+            {"where": where, "error": f"{type(exc).__name__}: {exc}"},
+            level="ERROR",
+            message=f"unexpected error in {what}, continuing",
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Push snapshots: soon after events, and every :data:`STATE_INTERVAL` anyway."""
@@ -246,52 +311,35 @@ class LiveUI:
             with trio.move_on_after(STATE_INTERVAL):
                 await self._dirty.wait()
             self._dirty = trio.Event()
-            if self._subscribers:
+            for scope in {s for s in self._subscribers.values()}:
                 try:
-                    state = json.dumps(self.snapshot())
+                    state = json.dumps(self.snapshot(scope), default=_finite)
                 except Exception as exc:  # one bad snapshot must not end the pushes
-                    self.cluster.events.emit(
-                        "cluster",
-                        "internal_error",
-                        {"where": "ui snapshot", "error": f"{type(exc).__name__}: {exc}"},
-                        level="ERROR",
-                        message="unexpected error in ui snapshot, continuing",
-                    )
-                else:
-                    self._broadcast("state", state)
+                    self._emit_error("ui snapshot", "ui snapshot", exc)
+                    continue
+                for channel, wants in list(self._subscribers.items()):
+                    if wants != scope:
+                        continue
+                    try:
+                        channel.send_nowait(("state", state))
+                    except trio.WouldBlock:
+                        self.dropped += 1
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._subscribers.pop(channel, None)
             await trio.sleep(STATE_COALESCE)
 
     # ---- HTTP --------------------------------------------------------------------------------
-    def allowed_origins(self) -> set[str]:
-        origins = {f"http://{n.spec.http_address}" for n in self.cluster.servers.values()}
-        if self.control_address:
-            origins.add(f"http://{self.control_address}")
-        return origins
-
     async def handle(self, request: Request, server: str | None = None) -> Response:
         """Answer one ``/ui`` request (``server``: the server whose address it came to)."""
         path, method = request.path, request.method
         origin = request.headers.get("Origin")
-        cors = {}
-        if origin and origin in self.allowed_origins():
-            cors = {
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "GET, POST",
-                "Access-Control-Allow-Headers": "Content-Type",
-                "Vary": "Origin",
-            }
+        cors = cors_headers(origin, self.allowed_origins())
         if method == "OPTIONS":
             return _answer(204, b"", None, cors)
         try:
             return await self._route(request, path, method, server, cors)
         except Exception as exc:  # never a traceback to the page; the server goes on
-            self.cluster.events.emit(
-                server or "cluster",
-                "internal_error",
-                {"where": f"ui {method} {path}", "error": f"{type(exc).__name__}: {exc}"},
-                level="ERROR",
-                message="unexpected error in ui request, continuing",
-            )
+            self._emit_error("ui request", f"ui {method} {path}", exc, server)
             return _answer(500, b"internal error", "text/plain; charset=utf-8", cors)
 
     async def _route(
@@ -328,10 +376,13 @@ class LiveUI:
             except FileNotFoundError:
                 return _answer(404, b"no such asset\n", "text/plain; charset=utf-8")
             return _answer(200, body, content_type(name))
+        scope = request.args.get("scope", "all")
+        if scope not in SCOPES:
+            return _json(400, {"error": f"scope must be all or self, got {scope!r}"}, cors)
         if path == "/ui/api/state":
-            return _json(200, self.snapshot(), cors)
+            return _json(200, self.snapshot(scope), cors)
         if path == "/ui/api/stream":
-            return self._stream(cors)
+            return self._stream(cors, scope)
         # POSTs: JSON only, so a page of another origin cannot send one without CORS' preflight.
         if request.mimetype != _JSON:
             return _json(415, {"error": "send Content-Type: application/json"}, cors)
@@ -341,16 +392,20 @@ class LiveUI:
         if path == "/ui/api/client":
             return _json(200, await self.client_request(body), cors)
         action = path[len("/ui/api/ctl/") :]
+        if action not in CONTROL_ACTIONS:
+            return _json(400, {"error": f"unknown action {action!r}"}, cors)
         try:
-            await self.controller.apply(action, body)
+            await self.control(action, body)
         except (ClusterError, ValueError, RecoveryError) as exc:
             return _json(400, {"error": str(exc)}, cors)
         return _json(200, {"ok": True, "state": self.snapshot()}, cors)
 
-    def _stream(self, cors: dict[str, str]) -> Response:
+    def _stream(self, cors: dict[str, str], scope: str) -> Response:
         send, recv = trio.open_memory_channel[tuple[str, str]](QUEUE)
-        first = [("state", json.dumps(self.snapshot()))] + [("log", line) for line in self._backlog]
-        self._subscribers.add(send)
+        first = [("state", json.dumps(self.snapshot(scope), default=_finite))]
+        first += [("log", line) for own, line in self._backlog if own or scope == "all"]
+        self._subscribers[send] = scope
+        self.stream_opened(scope)
 
         async def frames() -> AsyncIterator[bytes]:
             try:
@@ -364,7 +419,7 @@ class LiveUI:
                         continue
                     yield _frame(kind, data)
             finally:
-                self._subscribers.discard(send)
+                self._subscribers.pop(send, None)
                 send.close()
 
         resp = Response(frames(), status=200, content_type="text/event-stream")
@@ -373,6 +428,9 @@ class LiveUI:
             resp.headers[k] = v
         resp.timeout = None  # type: ignore[assignment]  # Quart's 60 s response timeout: off
         return resp
+
+    def stream_opened(self, scope: str) -> None:
+        """A stream of ``scope`` opened (an agent starts following its peers for a page)."""
 
     async def client_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """``{server, op: read|write, key, value, consistency}`` -> the server's answer."""
@@ -388,7 +446,7 @@ class LiveUI:
         if not isinstance(key, str):
             return {"error": "key must be a string"}
         try:
-            name = self.controller.resolve(server)
+            name = self.resolve(server)
         except ClusterError as exc:
             return {"error": str(exc)}
         path = "/v1/kv/" + quote(key, safe="/")
@@ -398,7 +456,7 @@ class LiveUI:
         data = str(body.get("value", "")).encode() if op == "write" else b""
         start = trio.current_time()
         try:
-            status, headers, answer = await self.cluster.http(name, method, path, body=data)
+            status, headers, answer = await self.server_http(name, method, path, data)
         except Exception as exc:  # connection refused by a killed server, a timeout, ...
             return {"server": name, "request": f"{method} {path}", "error": str(exc) or repr(exc)}
         shown = {k: v for k, v in headers.items() if k.lower().startswith("x-consul")}
@@ -410,6 +468,75 @@ class LiveUI:
             "body": answer.decode("utf-8", "replace"),
             "ms": round((trio.current_time() - start) * 1000, 1),
         }
+
+
+class LiveUI(PageBackend):
+    """The ``/ui`` of one ``consim up``: shared by its servers and its control API."""
+
+    def __init__(
+        self, cluster: Cluster, controller: Any, *, control_address: str | None = None
+    ) -> None:
+        self.cluster = cluster
+        self.controller = controller
+        self.control_address = control_address
+        self._down_reason: dict[str, str] = {}
+        super().__init__(cluster.events)
+        self.tap = cluster_tap(cluster, self._on_message, trio.current_time, active=self.watched)
+
+    def snapshot(self, scope: str = "all") -> dict[str, Any]:
+        # One process holds the whole cluster: every scope is all of it, first-hand.
+        now = trio.current_time()
+        snap = cluster_snapshot(self.cluster, now, self._down_reason)
+        snap["time"] = round(now - self._t0, 3)
+        snap["control"] = self.control_address
+        snap["messages"] = {"seen": self.tap.seen, "shown": self.tap.shown}
+        snap["ui"] = {"dropped": self.dropped, "errors": self.errors}
+        return snap
+
+    def observe_event(self, event: Event) -> None:
+        note_down_reason(self._down_reason, event)
+
+    def allowed_origins(self) -> set[str]:
+        origins = {f"http://{n.spec.http_address}" for n in self.cluster.servers.values()}
+        if self.control_address:
+            origins.add(f"http://{self.control_address}")
+        return origins
+
+    async def control(self, action: str, body: dict[str, Any]) -> None:
+        await self.controller.apply(action, body)
+
+    def resolve(self, server: Any) -> str:
+        return str(self.controller.resolve(server))
+
+    async def server_http(
+        self, name: str, method: str, path: str, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        return await self.cluster.http(name, method, path, body=body)
+
+
+def cors_headers(origin: str | None, allowed: set[str]) -> dict[str, str]:
+    """CORS answers for ``origin`` when it is one of ``allowed`` (the cluster's own pages)."""
+    if not origin or origin not in allowed:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "GET, POST",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Vary": "Origin",
+    }
+
+
+def contained_subscribe(events: EventLog, handler: Callable[[Event], None], owner: Any) -> None:
+    """Subscribe ``handler`` to ``events``; it runs inside every emit, so what it raises is
+    counted in ``owner.errors`` and never fails the emitter (a view must not break the cluster)."""
+
+    def on_event(event: Event) -> None:
+        try:
+            handler(event)
+        except Exception:
+            owner.errors += 1
+
+    events.subscribe(on_event)
 
 
 def _frame(kind: str, data: str) -> bytes:

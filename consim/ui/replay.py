@@ -17,9 +17,9 @@ from typing import Any
 import trio
 
 from consim.cluster import Cluster
-from consim.events import Event, format_hclog, level_enabled
+from consim.events import Event, level_enabled, node_log_line
 from consim.ui.assets import asset
-from consim.ui.live import MessageTap
+from consim.ui.live import cluster_tap, contained_subscribe
 from consim.ui.snapshot import cluster_snapshot, note_down_reason
 
 # Virtual seconds between two frames at most (the page interpolates election timers between).
@@ -58,9 +58,8 @@ class ReplayRecorder:
         self._down_reason: dict[str, str] = {}
         self._last = -1.0
         self.errors = 0  # snapshots that failed (a bug; counted, the run goes on)
-        cluster.events.subscribe(self._on_event)
-        self.tap = MessageTap(cluster, self._on_message, trio.current_time)
-        self.tap.install()
+        contained_subscribe(cluster.events, self._record_event, self)
+        self.tap = cluster_tap(cluster, self._on_message, trio.current_time)
         try:
             self._frame(force=True)
         except Exception:
@@ -76,13 +75,6 @@ class ReplayRecorder:
             self.frames[-1]["state"] = snap  # the latest view of one instant
         else:
             self.frames.append({"t": round(now, 6), "state": snap})
-
-    def _on_event(self, event: Event) -> None:
-        # Inside every emit: a failing recorder must not fail the run (it counts instead).
-        try:
-            self._record_event(event)
-        except Exception:
-            self.errors += 1
 
     def _record_event(self, event: Event) -> None:
         note_down_reason(self._down_reason, event)
@@ -113,22 +105,13 @@ def replay_data(result: Any, recorder: ReplayRecorder) -> dict[str, Any]:
     for event in result.events.events:
         if not level_enabled(event.level, "INFO"):
             continue
-        shown = Event(
-            event.time,
-            event.node,
-            event.kind,
-            {"node": event.node, **event.fields} if event.node else event.fields,
-            event.level,
-            event.subsystem,
-            event.message,
-        )
         logs.append(
             {
                 "time": round(event.time, 6),
                 "node": event.node,
                 "kind": event.kind,
                 "level": event.level,
-                "line": format_hclog(shown),
+                "line": node_log_line(event),
             }
         )
     notes = [

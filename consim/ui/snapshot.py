@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
 from typing import Any
 
 from consim.cluster import Cluster
@@ -35,15 +36,21 @@ def _members(pool: Any) -> list[dict[str, str]]:
     return [{"name": m.name, "status": m.status_name} for m in pool.members()]
 
 
-def server_snapshot(
-    cluster: Cluster, name: str, now: float, down_reason: dict[str, str]
+def node_snapshot(
+    node: Any,
+    now: float,
+    *,
+    name_of: Callable[[str], str],
+    down_state: str,
+    cut_off: bool,
 ) -> dict[str, Any]:
-    """One server as the page draws it; ``down_reason`` maps a name to killed/stopped."""
-    node = cluster.node(name)
+    """One server (a ``ServerNode``) as the page draws it, in a cluster or in ``consim agent``:
+    ``name_of`` names a Raft address (its leader), ``down_state`` is what a server that does not
+    run is (killed, stopped), ``cut_off`` whether the network cuts it from its majority."""
     spec = node.spec
     core = node.core
     out: dict[str, Any] = {
-        "name": name,
+        "name": node.name,
         "datacenter": node.datacenter,
         "address": node.address,
         "http": spec.http_address,
@@ -63,7 +70,7 @@ def server_snapshot(
         "internal_errors": node.counters["internal_errors"],
     }
     if not node.running or core is None:
-        out["state"] = "failed" if node.failure else down_reason.get(name, "killed")
+        out["state"] = "failed" if node.failure else down_state
         out["lan"] = out["wan"] = []
         return out
     role = core.role.value.lower()
@@ -77,16 +84,12 @@ def server_snapshot(
     )
     contact = node.last_contact_seconds()
     out["last_contact"] = None if math.isinf(contact) else round(contact, 3)
-    leader_address = core.leader_address
-    if leader_address:
-        out["leader"] = next(
-            (n.name for n in cluster.servers.values() if n.address == leader_address),
-            leader_address,
-        )
+    if core.leader_address:
+        out["leader"] = name_of(core.leader_address)
     if role != "leader":
         # The election timer as RaftScope draws it: how long until this server starts an
         # election, out of the longest it could have been armed for.
-        cfg = cluster.raft_config
+        cfg = node.raft_config
         span = cfg.election_timeout if role == "candidate" else cfg.heartbeat_timeout
         out["timer"] = {
             "remaining": round(max(0.0, core.next_deadline() - now), 3),
@@ -94,27 +97,53 @@ def server_snapshot(
         }
     if node.paused:
         out["state"] = "paused"
-    elif _cut_off(cluster, name):
+    elif cut_off:
         out["state"] = "cut off"
     return out
 
 
-def _cut_off(cluster: Cluster, name: str) -> bool:
-    """Is it cut off from a majority of its datacenter's servers (a partition's minority side,
-    an isolated server)? Reachable means both ways, whether the other server runs or not: this
-    is the network's view. A server on the majority side of a cut is not cut off."""
-    faults = cluster.net.faults
+def server_snapshot(
+    cluster: Cluster, name: str, now: float, down_reason: dict[str, str]
+) -> dict[str, Any]:
+    """One server of ``cluster``; ``down_reason`` maps a name to killed/stopped."""
+    node = cluster.node(name)
+    by_address = {n.address: n.name for n in cluster.servers.values()}
+    host = node.spec.host
+    return node_snapshot(
+        node,
+        now,
+        name_of=lambda address: by_address.get(address, address),
+        down_state=down_reason.get(name, "killed"),
+        cut_off=cut_off(
+            cluster.net.faults,
+            host,
+            [o.spec.host for o in cluster.datacenter_servers(node.datacenter)],
+        ),
+    )
+
+
+def cut_off(faults: Any, host: str, peers: list[str]) -> bool:
+    """Is ``host`` cut off from a majority of its datacenter's servers (``peers``, itself
+    included): a partition's minority side, an isolated server? Reachable means both ways,
+    whether the other server runs or not: this is the network's view (a ``FaultModel``). A server
+    on the majority side of a cut is not cut off."""
     if faults.clear():
         return False
-    node = cluster.node(name)
-    host = node.spec.host
-    peers = cluster.datacenter_servers(node.datacenter)
-    reach = sum(
-        1
-        for other in peers
-        if faults.allowed(host, other.spec.host) and faults.allowed(other.spec.host, host)
-    )
+    reach = sum(1 for other in peers if faults.allowed(host, other) and faults.allowed(other, host))
     return reach <= len(peers) // 2
+
+
+def faults_view(faults: Any, name_of_host: Callable[[str], str]) -> dict[str, Any]:
+    """The network's fault rules with servers' names for their hosts."""
+    d = faults.describe()
+    n = name_of_host
+    return {
+        "partition": [[n(h) for h in g] for g in d["partition"]],
+        "isolated": [n(h) for h in d["isolated"]],
+        "blocked": [[n(s), n(t)] for s, t in d["blocked"]],
+        "loss": [[n(s), n(t), p] for (s, t), p in d["loss"]],
+        "delay": [[n(s), n(t), x] for (s, t), x in d["delay"]],
+    }
 
 
 def cluster_snapshot(cluster: Cluster, now: float, down_reason: dict[str, str]) -> dict[str, Any]:
@@ -125,19 +154,12 @@ def cluster_snapshot(cluster: Cluster, now: float, down_reason: dict[str, str]) 
         leader = cluster.leader(dc)
         leaders[dc] = leader.name if leader is not None else None
     by_host = {n.spec.host: n.name for n in cluster.servers.values()}
-    faults = cluster.net.faults.describe()
     return {
         "time": round(now, 3),
         "datacenters": cluster.spec.datacenter_names(),
         "servers": servers,
         "leaders": leaders,
-        "faults": {
-            "partition": [[by_host.get(h, h) for h in g] for g in faults["partition"]],
-            "isolated": [by_host.get(h, h) for h in faults["isolated"]],
-            "blocked": [[by_host.get(s, s), by_host.get(d, d)] for s, d in faults["blocked"]],
-            "loss": [[by_host.get(s, s), by_host.get(d, d), p] for (s, d), p in faults["loss"]],
-            "delay": [[by_host.get(s, s), by_host.get(d, d), x] for (s, d), x in faults["delay"]],
-        },
+        "faults": faults_view(cluster.net.faults, lambda h: by_host.get(h, h)),
     }
 
 
