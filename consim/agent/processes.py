@@ -10,6 +10,9 @@ exit 0). Partitions, blocks, loss and delay stay consim's own network layer: eve
 small fault channel (``CONSIM_AGENT_CONTROL``) and gets the same FaultModel operations, so each
 process drops what the in-process cluster would; a restarted child gets the faults in force.
 Status (role, term, commit index) comes from each child's ``GET /status`` on that channel.
+Every child serves consim's page at ``/ui/``; ``CONSIM_SUPERVISOR`` tells it this control API,
+which answers the page's controls at ``POST /ui/api/ctl/<action>`` (CORS for the children's
+HTTP addresses only), the same ``Controller`` as ``consim ctl``'s.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
         self.last_status: dict[str, Any] = {}
+        self.down_reason = "killed"  # what the page shows while it is not running
 
     @property
     def running(self) -> bool:
@@ -68,6 +72,8 @@ class AgentProcess:
                 "paused": False,
                 "internal_errors": 0,
                 "pid": None,
+                "http": self.spec.http_address,
+                "down_reason": self.down_reason,
             }
         out = dict(self.last_status) or {
             "name": self.name,
@@ -77,6 +83,7 @@ class AgentProcess:
         }
         out["paused"] = self.paused
         out["pid"] = self.proc.pid if self.proc else None
+        out["http"] = self.spec.http_address
         return out
 
 
@@ -89,6 +96,8 @@ class ProcessCluster:
         self.servers: dict[str, AgentProcess] = {}
         self._faults: list[dict[str, Any]] = []  # in force, replayed to a restarted child
         self._pending: list[dict[str, Any]] = []
+        # This supervisor's control API, told to every child (its page's controls go there).
+        self.supervisor: str | None = None
         specs = spec.servers()
         for s in specs:
             same_dc = [o.host for o in specs if o.datacenter == s.datacenter and o.name != s.name]
@@ -127,6 +136,8 @@ class ProcessCluster:
         p = self.node(name)
         env = dict(os.environ)
         env["CONSIM_AGENT_CONTROL"] = p.control
+        if self.supervisor:
+            env["CONSIM_SUPERVISOR"] = self.supervisor  # consim.ui.agent.SUPERVISOR_ENV
         p.proc = subprocess.Popen(
             [sys.executable, "-m", "consim.cli", "agent", *p.argv],
             env=env,
@@ -134,6 +145,7 @@ class ProcessCluster:
         )
         p.paused = False
         p.last_status = {}
+        p.down_reason = "exited"  # until a kill or a stop says why
 
     async def start_all(self) -> None:
         for name in self.servers:
@@ -181,6 +193,7 @@ class ProcessCluster:
         p.proc.send_signal(signal.SIGKILL)
         p.proc.wait()
         p.paused = False
+        p.down_reason = "killed"
 
     async def restart(self, name: str) -> None:
         p = self.node(name)
@@ -195,6 +208,7 @@ class ProcessCluster:
         p = self.node(name)
         if not p.running:
             raise ClusterError(f"{name} is not running")
+        p.down_reason = "stopped"
         try:
             await request(p.spec.http_address, "PUT", "/v1/agent/leave", timeout=30)
         except Exception as exc:  # noqa: BLE001 - said as a control error
@@ -331,6 +345,30 @@ def control_app(cluster: ProcessCluster) -> Any:
             return str(exc), 400, {"Content-Type": "text/plain"}
         return json.dumps(cluster.status()), 200, {"Content-Type": "application/json"}
 
+    # The children's pages send their controls here (another origin: CORS for those only).
+    origins = {f"http://{p.spec.http_address}" for p in cluster.servers.values()}
+
+    @app.route("/ui/api/ctl/<action>", methods=["POST", "OPTIONS"])
+    async def page_act(action: str) -> Any:
+        from consim.ui.live import cors_headers
+
+        cors = cors_headers(request.headers.get("Origin"), origins)
+        if request.method == "OPTIONS":
+            return "", 204, cors
+        json_type = {**cors, "Content-Type": "application/json"}
+        # JSON only: a form or text/plain POST from another page needs no preflight.
+        if request.mimetype != "application/json":
+            return json.dumps({"error": "send Content-Type: application/json"}), 415, json_type
+        body = await request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return json.dumps({"error": "expected a JSON object"}), 400, json_type
+        try:
+            await controller.apply(action, body)
+            await cluster.push_faults()
+        except (ClusterError, ValueError, RecoveryError) as exc:
+            return json.dumps({"error": str(exc)}), 400, json_type
+        return json.dumps({"ok": True}), 200, json_type
+
     return app
 
 
@@ -349,6 +387,7 @@ async def serve_processes(
     data_dir = spec.data_dir or temp
     assert data_dir is not None
     cluster = ProcessCluster(spec, data_dir, log_level)
+    cluster.supervisor = control_address
     print(server_table(spec.servers()), file=out, flush=True)
     try:
         async with trio.open_nursery() as nursery:
@@ -363,6 +402,8 @@ async def serve_processes(
                 file=out,
                 flush=True,
             )
+            first = next(iter(cluster.servers.values())).spec.http_address
+            print(f"==> UI on http://{first}/ui/ (every agent serves it)", file=out, flush=True)
             for dc in spec.datacenter_names():
                 nursery.start_soon(_announce_leader, cluster, dc, out)
             try:

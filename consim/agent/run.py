@@ -17,6 +17,10 @@ the agent's address, with its HTTP API on ``-client``:``-http-port``. What diffe
 For ``consim up --processes`` an agent started with ``CONSIM_AGENT_CONTROL=host:port`` also
 serves a small fault channel there (``POST /faults``: the same FaultModel operations the
 in-process cluster uses, applied to this process's network; ``GET /status``).
+
+Every agent serves consim's page at ``/ui/`` on its HTTP address (``consim.ui.agent``): the whole
+cluster as seen from here; with ``CONSIM_SUPERVISOR=host:port`` (set by ``consim up
+--processes``) its controls go to that supervisor.
 """
 
 from __future__ import annotations
@@ -252,14 +256,19 @@ class Agent:
             known_datacenters=lambda: len(node.known_datacenters()),
             leave=self.graceful_leave,
         )
+        from consim.ui.agent import SUPERVISOR_ENV, AgentUI
+
+        # consim's page at /ui/ (the whole cluster, seen from here; consim.ui.agent).
+        ui = AgentUI(self, supervisor=os.environ.get(SUPERVISOR_ENV) or None)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 await nursery.start(self.net.run)
                 await nursery.start(node.run)
+                await nursery.start(ui.run)
                 await nursery.start(
                     functools.partial(serve_http, limits=HTTPLimits()),
-                    create_app(agent),
+                    create_app(agent, functools.partial(ui.handle, server=node.name)),
                     f"{self.cfg.client_addr}:{self.cfg.http_port}",
                 )
                 control = os.environ.get(CONTROL_ENV)

@@ -203,6 +203,9 @@ class PageBackend:
     got from elsewhere (an agent's peers) to the pages, but not to ``?scope=self`` streams.
     """
 
+    # The least time between two snapshots (see STATE_COALESCE).
+    coalesce = STATE_COALESCE
+
     def __init__(self, events: EventLog, error_node: str = "cluster") -> None:
         self.events = events
         self.error_node = error_node
@@ -326,7 +329,7 @@ class PageBackend:
                         self.dropped += 1
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         self._subscribers.pop(channel, None)
-            await trio.sleep(STATE_COALESCE)
+            await trio.sleep(self.coalesce)
 
     # ---- HTTP --------------------------------------------------------------------------------
     async def handle(self, request: Request, server: str | None = None) -> Response:
@@ -380,6 +383,7 @@ class PageBackend:
         if scope not in SCOPES:
             return _json(400, {"error": f"scope must be all or self, got {scope!r}"}, cors)
         if path == "/ui/api/state":
+            self.looked_at(scope)
             return _json(200, self.snapshot(scope), cors)
         if path == "/ui/api/stream":
             return self._stream(cors, scope)
@@ -405,7 +409,7 @@ class PageBackend:
         first = [("state", json.dumps(self.snapshot(scope), default=_finite))]
         first += [("log", line) for own, line in self._backlog if own or scope == "all"]
         self._subscribers[send] = scope
-        self.stream_opened(scope)
+        self.looked_at(scope)
 
         async def frames() -> AsyncIterator[bytes]:
             try:
@@ -429,8 +433,9 @@ class PageBackend:
         resp.timeout = None  # type: ignore[assignment]  # Quart's 60 s response timeout: off
         return resp
 
-    def stream_opened(self, scope: str) -> None:
-        """A stream of ``scope`` opened (an agent starts following its peers for a page)."""
+    def looked_at(self, scope: str) -> None:
+        """A stream of ``scope`` opened, or a state was asked for (an agent then follows its
+        peers for a while)."""
 
     async def client_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """``{server, op: read|write, key, value, consistency}`` -> the server's answer."""

@@ -169,11 +169,26 @@
     const running = s.role !== "down";
     for (const b of card.querySelectorAll("button[data-action]")) {
       const a = b.dataset.action;
-      b.disabled = ((a === "kill" || a === "stop" || a === "isolate") && !running)
+      const off = ((a === "kill" || a === "stop" || a === "isolate") && !running)
         || (a === "pause" && (!running || s.state === "paused"))
         || (a === "resume" && s.state !== "paused");
+      markDisabled(b, off);
     }
     return card;
+  }
+
+  // A control this page's server cannot perform (a consim agent with no supervisor cannot kill
+  // its peers): disabled, with the reason as its title and data-reason.
+  function cannot(action) {
+    const c = state && state.ctl;
+    return (c && c.disabled && c.disabled[action]) || "";
+  }
+
+  function markDisabled(button, off) {
+    const why = cannot(button.dataset.action);
+    button.disabled = off || Boolean(why);
+    if (why) { button.title = why; button.dataset.reason = why; }
+    else if (button.dataset.reason) { button.removeAttribute("title"); delete button.dataset.reason; }
   }
 
   function fillSelect(select, names, extra) {
@@ -219,6 +234,13 @@
       if (f.delay.length) parts.push("delay " + f.delay.map(([a, b, x]) => `${a}\u2192${b} ${Math.round(x * 1000)} ms`).join(", "));
       if (f.loss.length) parts.push("loss " + f.loss.map(([a, b, p]) => `${a}\u2192${b} ${p}`).join(", "));
       $("faults").textContent = parts.length ? parts.join("; ") : "no faults";
+      for (const b of document.querySelectorAll("#network button[data-action]")) markDisabled(b, false);
+      const reasons = [...new Set(Object.values((state.ctl && state.ctl.disabled) || {}))];
+      $("ctl-note").textContent = reasons.length ? "Disabled here: " + reasons.join("; ") : "";
+      if (state.served_by) {
+        $("mode").textContent = `live, served by ${state.served_by} (a consim agent process; ` +
+          (state.supervisor ? `controls through consim up --processes at ${state.supervisor})` : "no supervisor)");
+      }
     }
     renderGossip();
     drawRing(now);
@@ -350,13 +372,30 @@
     return null;
   }
 
+  // Controls go to this page's API, or where the snapshot says (an agent of consim up
+  // --processes: its supervisor, which kills, pauses and partitions the processes).
+  async function control(action, body) {
+    const url = state && state.ctl && state.ctl.url;
+    if (!url) return post(`ctl/${action}`, body);
+    $("ctl-error").textContent = "";
+    try {
+      const r = await fetch(url + action, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const answer = await r.json();
+      if (!r.ok) $("ctl-error").textContent = answer.error || `HTTP ${r.status}`;
+      return answer;
+    } catch (err) {
+      $("ctl-error").textContent = `the supervisor at ${url} does not answer`;
+      return null;
+    }
+  }
+
   async function onAction(button) {
     const action = button.dataset.action;
     const server = button.dataset.server;
     if (["kill", "restart", "stop", "pause", "resume", "isolate"].includes(action)) {
-      return post(`ctl/${action}`, { node: server });
+      return control(action, { node: server });
     }
-    if (action === "heal") return post("ctl/heal", {});
+    if (action === "heal") return control("heal", {});
     if (action === "partition") {
       const groups = {};
       for (const select of document.querySelectorAll("[data-group-server]")) {
@@ -367,10 +406,10 @@
         $("ctl-error").textContent = "put the servers in at least two groups";
         return null;
       }
-      return post("ctl/partition", { groups: listed });
+      return control("partition", { groups: listed });
     }
-    if (action === "delay") return post("ctl/delay", { src: $("link-src").value, dst: $("link-dst").value, seconds: Number($("delay-ms").value) / 1000 });
-    if (action === "loss") return post("ctl/loss", { src: $("link-src").value, dst: $("link-dst").value, probability: Number($("loss-p").value) });
+    if (action === "delay") return control("delay", { src: $("link-src").value, dst: $("link-dst").value, seconds: Number($("delay-ms").value) / 1000 });
+    if (action === "loss") return control("loss", { src: $("link-src").value, dst: $("link-dst").value, probability: Number($("loss-p").value) });
     if (action === "read" || action === "write") {
       const out = $("client-answer");
       out.textContent = "\u2026";
