@@ -43,6 +43,8 @@ SUPERVISOR_ENV = "CONSIM_SUPERVISOR"
 STALE = 1.0
 # Peers are still followed this long after the last page here closed (a reload keeps them).
 LINGER = 5.0
+# The longest a page's first snapshot waits for the peers' first answers.
+FIRST_STATE_WAIT = 0.5
 # How often the supervisor is asked about its children while a page watches.
 SUPERVISOR_POLL = 0.25
 # Log lines relayed from peers, remembered so a reconnection's backlog is not shown twice.
@@ -83,6 +85,7 @@ class Peer:
         self.server: dict[str, Any] | None = None  # its last self-snapshot
         self.at = -math.inf  # trio time of that snapshot
         self.connected = False
+        self.attempts = 0  # streams opened (or tried) since it is followed
         self.scope: trio.CancelScope | None = None  # set while it is followed
 
 
@@ -340,6 +343,16 @@ class AgentUI(PageBackend):
             raise ClusterError(f"{name}: {answer.decode('utf-8', 'replace')}")
 
     # ---- following the peers ------------------------------------------------------------------
+    async def first_state_ready(self, scope: str) -> None:
+        # A page opened while no peer was followed would first show every peer unreachable:
+        # wait until each has answered or failed once (a few ms; at most FIRST_STATE_WAIT).
+        if scope != "all":
+            return
+        self._refresh_peers()
+        with trio.move_on_after(FIRST_STATE_WAIT):
+            while not all(p.connected or p.attempts for p in self.peers.values()):
+                await trio.sleep(0.01)
+
     def looked_at(self, scope: str) -> None:
         if scope == "all":
             self._watched_until = max(self._watched_until, trio.current_time() + LINGER)
@@ -382,6 +395,7 @@ class AgentUI(PageBackend):
                     # Gone, paused, not started yet: try again.
                     with contextlib.suppress(Exception):
                         await self._read_stream(peer)
+                    peer.attempts += 1
                     if peer.connected:
                         peer.connected = False
                         self.mark_dirty()
@@ -390,6 +404,7 @@ class AgentUI(PageBackend):
                 if peer.scope is scope:
                     peer.scope = None
                 peer.connected = False
+                peer.attempts = 0
 
     async def _read_stream(self, peer: Peer) -> None:
         import httpx

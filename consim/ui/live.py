@@ -406,15 +406,17 @@ class PageBackend:
 
     def _stream(self, cors: dict[str, str], scope: str) -> Response:
         send, recv = trio.open_memory_channel[tuple[str, str]](QUEUE)
-        first = [("state", json.dumps(self.snapshot(scope), default=_finite))]
-        first += [("log", line) for own, line in self._backlog if own or scope == "all"]
+        # The backlog as of now, the channel from now: no line twice, none lost.
+        backlog = [line for own, line in self._backlog if own or scope == "all"]
         self._subscribers[send] = scope
         self.looked_at(scope)
 
         async def frames() -> AsyncIterator[bytes]:
             try:
-                for kind, data in first:
-                    yield _frame(kind, data)
+                await self.first_state_ready(scope)
+                yield _frame("state", json.dumps(self.snapshot(scope), default=_finite))
+                for line in backlog:
+                    yield _frame("log", line)
                 while True:
                     with trio.move_on_after(15) as idle:
                         kind, data = await recv.receive()
@@ -432,6 +434,9 @@ class PageBackend:
             resp.headers[k] = v
         resp.timeout = None  # type: ignore[assignment]  # Quart's 60 s response timeout: off
         return resp
+
+    async def first_state_ready(self, scope: str) -> None:
+        """Wait (briefly) until a new stream's first snapshot is worth showing."""
 
     def looked_at(self, scope: str) -> None:
         """A stream of ``scope`` opened, or a state was asked for (an agent then follows its

@@ -25,6 +25,8 @@ from headless_chromium import CHROMIUM
 from live_hosts import free_host_base
 
 HTTP_PORT = 28577
+PROCESS_HTTP_PORT = 28581  # consim up --processes
+LONE_HTTP_PORT = 28583  # one consim agent on its own
 
 
 def _need(what: str, why: str) -> None:
@@ -57,6 +59,7 @@ class Up:
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self.lines: list[str] = []
+        self.url = ""  # where it says its UI is
         self._pump = threading.Thread(target=self._read, daemon=True)
         self._pump.start()
 
@@ -144,31 +147,117 @@ def browser() -> Any:
             chromium.close()
 
 
-def test_live_ui_kill_partition_heal_in_chromium(tmp_path: Path, browser: Any) -> None:
+def _start_up(tmp_path: Path, http_port: int, extra: list[str], bases: Any = None) -> Up:
+    """``consim up`` (3 servers, multiplier 1) on a free host block, once it says where the UI is."""
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
     for attempt in range(3):
         # Another live cluster on this shared machine may take a free block between the check
         # and consim up's bind: then it exits at once, and the next free block is tried.
-        block = free_host_base([3], HTTP_PORT)
-        command = [sys.executable, "-m", "consim.cli", "up", "--servers", "3"]
-        command += ["--raft-multiplier", "1", "--http-port", str(HTTP_PORT)]
+        block = (
+            free_host_base([3], http_port)
+            if bases is None
+            else free_host_base([3], http_port, bases)
+        )
+        command = [sys.executable, "-m", "consim.cli", "up", "--servers", "3", *extra]
+        command += ["--raft-multiplier", "1", "--http-port", str(http_port)]
         up = Up([*command, "--host-block", str(block)], env)
         try:
-            url = up.wait_line(r"==> UI on (http://\S+/ui/)", timeout=30).group(1)
-            break
+            up.url = up.wait_line(r"==> UI on (http://\S+/ui/)", timeout=30).group(1)
+            # Agent processes serve their page once started: wait for the cluster, both modes.
+            up.wait_line(r"==> dc1 has a leader", timeout=60)
+            return up
         except AssertionError:
             up.stop()
             if attempt == 2 or "already in use" not in "\n".join(up.lines):
                 raise
+    raise AssertionError("unreachable")
+
+
+def test_live_ui_kill_partition_heal_in_chromium(tmp_path: Path, browser: Any) -> None:
+    up = _start_up(tmp_path, HTTP_PORT, [])
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     try:
-        _drive(page, url, tmp_path)
+        _drive(page, up.url, tmp_path, HTTP_PORT)
     finally:
         page.close()
         up.stop()
 
 
-def _drive(page: Any, url: str, tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    not os.environ.get("CONSIM_PROCESS_TESTS"),
+    reason="set CONSIM_PROCESS_TESTS=1 (about 15 s: three agent processes; .ci/run runs it)",
+)
+def test_agent_processes_ui_kill_partition_heal_in_chromium(tmp_path: Path, browser: Any) -> None:
+    """The same page and the same drive on ``consim up --processes``: each server a ``consim
+    agent`` process serving /ui/, the page's controls acting through the supervisor (the kill a
+    real SIGKILL), the page following the other agents when its own is killed."""
+    up = _start_up(tmp_path, PROCESS_HTTP_PORT, ["--processes"], range(201, 229, 3))
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        _drive(page, up.url, tmp_path, PROCESS_HTTP_PORT)
+        # The agent the page came from was the killed leader: it goes on through another agent,
+        # and says where its controls go.
+        assert "controls through consim up --processes" in page.inner_text("#mode")
+        assert page.locator("button[data-reason]").count() == 0  # nothing disabled here
+        assert "Traceback" not in "\n".join(up.lines)  # the agents' output too
+    finally:
+        page.close()
+        up.stop()
+
+
+def test_a_lone_agents_page_disables_what_it_cannot_do_in_chromium(
+    tmp_path: Path, browser: Any
+) -> None:
+    """A ``consim agent`` started on its own (no supervisor): the page shows its server and
+    offers read, write and stop; kill, pause, partition and the rest are disabled with the reason."""
+    from tests.agent.helpers import AgentProc
+
+    block = free_host_base([1], LONE_HTTP_PORT, range(202, 229, 3))
+    agent = AgentProc(
+        "lone", f"127.0.{block}.1", tmp_path, ["-bootstrap", f"-http-port={LONE_HTTP_PORT}"]
+    )
+    agent.start()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        url = f"http://{agent.host}:{LONE_HTTP_PORT}/ui/"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page.goto(url)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        page.wait_for_selector(
+            '#servers .server[data-server="lone"][data-role="leader"]', timeout=20_000
+        )
+        kill = page.locator('[data-action="kill"][data-server="lone"]')
+        assert kill.is_disabled() and "cannot kill another server's process" in kill.get_attribute(
+            "data-reason"
+        )
+        for action in ("partition", "heal", "delay", "loss"):
+            button = page.locator(f'#network [data-action="{action}"]')
+            assert button.is_disabled() and "the network between others" in button.get_attribute(
+                "title"
+            )
+        assert not page.locator('[data-action="stop"][data-server="lone"]').is_disabled()
+        assert "Disabled here:" in page.inner_text("#ctl-note")
+        assert "no supervisor" in page.inner_text("#mode")
+        page.select_option("#client-server", "lone")
+        page.click('#client [data-action="write"]')
+        page.wait_for_function(
+            "document.getElementById('client-answer').dataset.status === '200'", timeout=10_000
+        )
+        assert not errors, errors
+    finally:
+        page.close()
+        agent.stop()
+
+
+def _drive(page: Any, url: str, tmp_path: Path, http_port: int) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
@@ -190,7 +279,7 @@ def _drive(page: Any, url: str, tmp_path: Path) -> None:
     # The page from the leader itself: killing it takes the page's own server away, so what
     # follows also shows the page carrying on through the control API (CORS, another origin).
     host = page.inner_text(f'[data-server="{old}"] [data-field="address"]').split(":")[0]
-    own = f"http://{host}:{HTTP_PORT}/ui/"
+    own = f"http://{host}:{http_port}/ui/"
     if own != url:
         page.goto(own)
         page.wait_for_selector(f'[data-server="{old}"][data-role="leader"]', timeout=10_000)
