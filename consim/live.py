@@ -453,20 +453,36 @@ async def serve_cluster(
         await nursery.start(cluster.net.run)
         await nursery.start(cluster.run)
         await nursery.start(serve_http, control_app(cluster, controller, ui), control_address)
-        own = record_control(control_address)
-        print(
-            f"==> Control API on http://{control_address} (consim ctl finds it via {own})",
-            file=out,
-            flush=True,
+        await serve_announced(
+            nursery, cluster, control_address, "every server", _announce_leader, out
         )
-        first = next(iter(cluster.servers.values())).spec.http_address
-        print(f"==> UI on http://{first}/ui/ (every server serves it)", file=out, flush=True)
-        for dc in spec.datacenter_names():
-            nursery.start_soon(_announce_leader, cluster, dc, out)
-        try:
-            await trio.sleep_forever()
-        finally:
-            forget_control(control_address)
+
+
+async def serve_announced(
+    nursery: trio.Nursery,
+    cluster: Any,
+    control_address: str,
+    serves_ui: str,
+    announce_leader: Callable[[Any, str, TextIO], Any],
+    out: TextIO,
+) -> None:
+    """Once a cluster (one process, or ``--processes``) serves: record the control address for
+    ``consim ctl``, say where it and the page are, announce each datacenter's leader, and run
+    until cancelled (the record is removed on the way out)."""
+    own = record_control(control_address)
+    print(
+        f"==> Control API on http://{control_address} (consim ctl finds it via {own})",
+        file=out,
+        flush=True,
+    )
+    first = next(iter(cluster.servers.values())).spec.http_address
+    print(f"==> UI on http://{first}/ui/ ({serves_ui} serves it)", file=out, flush=True)
+    for dc in cluster.spec.datacenter_names():
+        nursery.start_soon(announce_leader, cluster, dc, out)
+    try:
+        await trio.sleep_forever()
+    finally:
+        forget_control(control_address)
 
 
 async def _announce_leader(cluster: Cluster, dc: str, out: TextIO) -> None:

@@ -377,7 +377,11 @@ async def serve_processes(
 ) -> None:
     """``consim up --processes``: run until cancelled; children are stopped on the way out."""
     from consim.http.serve import serve_http
-    from consim.live import CONTROL_PORT_OFFSET, check_addresses, forget_control, record_control
+    from consim.live import (
+        CONTROL_PORT_OFFSET,
+        check_addresses,
+        serve_announced,
+    )
 
     control_address = f"127.0.0.1:{spec.http_port + CONTROL_PORT_OFFSET}"
     check_addresses(spec, control_address)
@@ -394,22 +398,11 @@ async def serve_processes(
             await cluster.start_all()
             nursery.start_soon(cluster.poll_status)
             await nursery.start(serve_http, control_app(cluster), control_address)
-            own = record_control(control_address)
             pids = ", ".join(f"{p.name}={p.proc.pid}" for p in cluster.servers.values() if p.proc)
             print(f"==> Agents started as processes: {pids}", file=out, flush=True)
-            print(
-                f"==> Control API on http://{control_address} (consim ctl finds it via {own})",
-                file=out,
-                flush=True,
+            await serve_announced(
+                nursery, cluster, control_address, "every agent", _announce_leader, out
             )
-            first = next(iter(cluster.servers.values())).spec.http_address
-            print(f"==> UI on http://{first}/ui/ (every agent serves it)", file=out, flush=True)
-            for dc in spec.datacenter_names():
-                nursery.start_soon(_announce_leader, cluster, dc, out)
-            try:
-                await trio.sleep_forever()
-            finally:
-                forget_control(control_address)
     finally:
         cluster.terminate_all()
         if temp is not None:

@@ -35,7 +35,7 @@ import trio
 from consim.cluster import ClusterError
 from consim.gossip.types import STATUS_NAMES
 from consim.ui.live import STATE_COALESCE, PageBackend
-from consim.ui.snapshot import cut_off, faults_view, node_snapshot
+from consim.ui.snapshot import cut_off, down_server, faults_view, node_snapshot
 
 SUPERVISOR_ENV = "CONSIM_SUPERVISOR"
 # A peer that sent no snapshot for this long does not answer (paused, or gone): it pushes one
@@ -206,26 +206,7 @@ class AgentUI(PageBackend):
         if paused and peer.server is not None:
             # SIGSTOPped: what it last said, frozen (the page stops its timer).
             return {**peer.server, "http": peer.http, "state": "paused"}
-        out: dict[str, Any] = {
-            "name": peer.name,
-            "datacenter": peer.datacenter,
-            "address": peer.address,
-            "http": peer.http,
-            "role": "down",
-            "state": "unreachable",
-            "term": None,
-            "commit_index": None,
-            "applied_index": None,
-            "last_index": None,
-            "last_contact": None,
-            "leader": None,
-            "voter": None,
-            "timer": None,
-            "lan": [],
-            "wan": [],
-            "keyring": {"lan": None, "wan": None},
-            "internal_errors": 0,
-        }
+        out = down_server(peer.name, peer.datacenter, peer.address, peer.http, "unreachable")
         if paused:
             out["state"] = "paused"
         elif sup is not None and sup.get("state") == "down":

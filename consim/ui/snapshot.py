@@ -36,6 +36,30 @@ def _members(pool: Any) -> list[dict[str, str]]:
     return [{"name": m.name, "status": m.status_name} for m in pool.members()]
 
 
+def down_server(name: str, datacenter: str, address: str, http: str, state: str) -> dict[str, Any]:
+    """A server as the page draws one that does not run (or does not answer): ``state`` says why."""
+    return {
+        "name": name,
+        "datacenter": datacenter,
+        "address": address,
+        "http": http,
+        "role": "down",
+        "state": state,
+        "term": None,
+        "commit_index": None,
+        "applied_index": None,
+        "last_index": None,
+        "last_contact": None,
+        "leader": None,
+        "voter": None,
+        "timer": None,
+        "lan": [],
+        "wan": [],
+        "keyring": {"lan": None, "wan": None},
+        "internal_errors": 0,
+    }
+
+
 def node_snapshot(
     node: Any,
     now: float,
@@ -47,32 +71,14 @@ def node_snapshot(
     """One server (a ``ServerNode``) as the page draws it, in a cluster or in ``consim agent``:
     ``name_of`` names a Raft address (its leader), ``down_state`` is what a server that does not
     run is (killed, stopped), ``cut_off`` whether the network cuts it from its majority."""
-    spec = node.spec
     core = node.core
-    out: dict[str, Any] = {
-        "name": node.name,
-        "datacenter": node.datacenter,
-        "address": node.address,
-        "http": spec.http_address,
-        "role": "down",
-        "state": "up",
-        "term": None,
-        "commit_index": None,
-        "applied_index": None,
-        "last_index": None,
-        "last_contact": None,
-        "leader": None,
-        "voter": None,
-        "timer": None,
-        "lan": _members(node.lan_pool),
-        "wan": _members(node.wan_pool),
-        "keyring": {"lan": _keyring(node.lan_pool), "wan": _keyring(node.wan_pool)},
-        "internal_errors": node.counters["internal_errors"],
-    }
+    out = down_server(node.name, node.datacenter, node.address, node.spec.http_address, "up")
+    out["keyring"] = {"lan": _keyring(node.lan_pool), "wan": _keyring(node.wan_pool)}
+    out["internal_errors"] = node.counters["internal_errors"]
     if not node.running or core is None:
         out["state"] = "failed" if node.failure else down_state
-        out["lan"] = out["wan"] = []
         return out
+    out["lan"], out["wan"] = _members(node.lan_pool), _members(node.wan_pool)
     role = core.role.value.lower()
     out.update(
         role=role,
