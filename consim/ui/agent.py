@@ -355,19 +355,25 @@ class AgentUI(PageBackend):
 
     async def _follow_peers(self, nursery: trio.Nursery) -> None:
         while True:
-            if self._following():
-                self._refresh_peers()
-                for peer in self.peers.values():
-                    if peer.scope is None:
-                        peer.scope = trio.CancelScope()
-                        nursery.start_soon(self._follow, peer, peer.scope)
-            else:
-                for peer in self.peers.values():
-                    if peer.scope is not None:
-                        peer.scope.cancel()
+            try:
+                self._start_or_stop_following(nursery)
+            except Exception as exc:  # a view's bug must not end the agent
+                self._emit_error("ui peers", "ui following peers", exc)
             with trio.move_on_after(0.2):
                 await self._wake.wait()
             self._wake = trio.Event()
+
+    def _start_or_stop_following(self, nursery: trio.Nursery) -> None:
+        if self._following():
+            self._refresh_peers()
+            for peer in self.peers.values():
+                if peer.scope is None:
+                    peer.scope = trio.CancelScope()
+                    nursery.start_soon(self._follow, peer, peer.scope)
+        else:
+            for peer in self.peers.values():
+                if peer.scope is not None:
+                    peer.scope.cancel()
 
     async def _follow(self, peer: Peer, scope: trio.CancelScope) -> None:
         with scope:

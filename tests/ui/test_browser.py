@@ -185,7 +185,7 @@ def test_live_ui_kill_partition_heal_in_chromium(tmp_path: Path, browser: Any) -
 
 @pytest.mark.skipif(
     not os.environ.get("CONSIM_PROCESS_TESTS"),
-    reason="set CONSIM_PROCESS_TESTS=1 (about 15 s: three agent processes; .ci/run runs it)",
+    reason="set CONSIM_PROCESS_TESTS=1 (about 20 s: three agent processes; .ci/run runs it)",
 )
 def test_agent_processes_ui_kill_partition_heal_in_chromium(tmp_path: Path, browser: Any) -> None:
     """The same page and the same drive on ``consim up --processes``: each server a ``consim
@@ -199,6 +199,16 @@ def test_agent_processes_ui_kill_partition_heal_in_chromium(tmp_path: Path, brow
         # and says where its controls go.
         assert "controls through consim up --processes" in page.inner_text("#mode")
         assert page.locator("button[data-reason]").count() == 0  # nothing disabled here
+        # Pause is SIGSTOP: the page learns it from the supervisor (the process cannot say).
+        follower = page.get_attribute('#servers .server[data-role="follower"]', "data-server")
+        page.click(f'#servers [data-action="pause"][data-server="{follower}"]')
+        page.wait_for_selector(
+            f'#servers .server[data-server="{follower}"][data-state="paused"]', timeout=5_000
+        )
+        page.click(f'#servers [data-action="resume"][data-server="{follower}"]')
+        page.wait_for_selector(
+            f'#servers .server[data-server="{follower}"][data-state="up"]', timeout=10_000
+        )
         assert "Traceback" not in "\n".join(up.lines)  # the agents' output too
     finally:
         page.close()

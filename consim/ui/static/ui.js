@@ -322,13 +322,18 @@
   let liveSource = null;
   let liveStopped = false; // a replay JSON was opened: the live view stops for good
 
+  let lastFrame = 0; // performance.now() of the stream's last snapshot (or of connecting)
+  const SILENT = 2000; // ms without a snapshot (one comes every 250 ms): that server is stuck
+
   function connect() {
     if (liveStopped) return;
     const conn = $("connection");
     const source = new EventSource(api("stream"));
     liveSource = source;
+    lastFrame = performance.now();
     source.addEventListener("open", () => { conn.textContent = "live"; conn.className = "pill ok"; });
     source.addEventListener("state", (e) => {
+      lastFrame = performance.now();
       state = JSON.parse(e.data);
       stateAt = performance.now();
       rememberBases();
@@ -336,13 +341,23 @@
     });
     source.addEventListener("log", (e) => addLog(JSON.parse(e.data)));
     source.addEventListener("msg", (e) => addMessage(JSON.parse(e.data)));
-    source.addEventListener("error", () => {
-      // The server this page talks to went away (killed, stopped): go on through another.
-      source.close();
-      conn.textContent = "reconnecting"; conn.className = "pill bad";
-      baseIndex = (baseIndex + 1) % Math.max(1, bases.length);
-      setTimeout(connect, 300);
-    });
+    source.addEventListener("error", () => moveOn(source));
+  }
+
+  function moveOn(source) {
+    // The server this page talks to went away (killed, stopped) or went silent (a paused
+    // process keeps its connections open): go on through another.
+    if (source !== liveSource || liveStopped) return;
+    source.close();
+    liveSource = null;
+    const conn = $("connection");
+    conn.textContent = "reconnecting"; conn.className = "pill bad";
+    baseIndex = (baseIndex + 1) % Math.max(1, bases.length);
+    setTimeout(connect, 300);
+  }
+
+  function watchdog() {
+    if (liveSource && performance.now() - lastFrame > SILENT) moveOn(liveSource);
   }
 
   function rememberBases() {
@@ -448,6 +463,7 @@
     });
     $("client-server").addEventListener("change", syncClientButtons);
     setInterval(syncClientButtons, 500);
+    setInterval(watchdog, 500);
     connect();
     const frame = () => { if (!liveStopped) { drawRing(performance.now()); requestAnimationFrame(frame); } };
     requestAnimationFrame(frame);
