@@ -47,6 +47,8 @@ LINGER = 5.0
 FIRST_STATE_WAIT = 0.5
 # How often the supervisor is asked about its children while a page watches.
 SUPERVISOR_POLL = 0.25
+# How long a read of the gossip pools and the Raft configuration is reused.
+MEMBERS_TTL = 0.05
 # Log lines relayed from peers, remembered so a reconnection's backlog is not shown twice.
 SEEN_LINES = 2000
 
@@ -108,6 +110,8 @@ class AgentUI(PageBackend):
         self._seen_set: set[str] = set()
         self._watched_until = -math.inf
         self._wake = trio.Event()
+        self._members_at = -math.inf
+        self._members_list: list[tuple[str, str, str, str, str]] = []
         super().__init__(agent.events, error_node=agent.node.name)
         self.tap = MessageTap(
             self.name_of_address, self._on_message, trio.current_time, self.watched
@@ -125,7 +129,14 @@ class AgentUI(PageBackend):
 
     def _members(self) -> list[tuple[str, str, str, str, str]]:
         """(name, datacenter, rpc address, host, gossip status) of every server in this agent's
-        pools (LAN first: a WAN member is ``<node>.<dc>``), itself left out."""
+        pools (LAN first: a WAN member is ``<node>.<dc>``), itself left out. Read at most every
+        :data:`MEMBERS_TTL` (every sampled message asks for names)."""
+        now = trio.current_time()
+        if now - self._members_at > MEMBERS_TTL:
+            self._members_at, self._members_list = now, self._read_members()
+        return self._members_list
+
+    def _read_members(self) -> list[tuple[str, str, str, str, str]]:
         node = self.node
         out: dict[str, tuple[str, str, str, str, str]] = {}
         for wan, pool in ((False, node.lan_pool), (True, node.wan_pool)):
