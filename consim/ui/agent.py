@@ -34,7 +34,7 @@ import trio
 
 from consim.cluster import ClusterError
 from consim.gossip.types import STATUS_NAMES
-from consim.ui.live import STATE_COALESCE, PageBackend
+from consim.ui.live import STATE_COALESCE, MessageTap, PageBackend
 from consim.ui.snapshot import cut_off, down_server, faults_view, node_snapshot
 
 SUPERVISOR_ENV = "CONSIM_SUPERVISOR"
@@ -99,8 +99,6 @@ class AgentUI(PageBackend):
     coalesce = STATE_COALESCE / 2
 
     def __init__(self, agent: Any, *, supervisor: str | None = None) -> None:
-        from consim.ui.live import MessageTap
-
         self.agent = agent
         self.node = agent.node
         self.supervisor = supervisor
