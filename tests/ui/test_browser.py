@@ -11,6 +11,7 @@ Skips locally, with the reason, when Chromium or Playwright is missing; fails wh
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import subprocess
@@ -292,7 +293,11 @@ def _drive(page: Any, url: str, tmp_path: Path, http_port: int) -> None:
     own = f"http://{host}:{http_port}/ui/"
     if own != url:
         page.goto(own)
-        page.wait_for_selector(f'[data-server="{old}"][data-role="leader"]', timeout=10_000)
+        page.wait_for_function(
+            "document.querySelectorAll('[data-role=\"leader\"]').length === 1", timeout=10_000
+        )
+        # (On a busy machine the leadership may have moved meanwhile: kill whoever leads now.)
+        old = leader_card.get_attribute("data-server")
 
     # Kill the leader from the page; a new one within 10 s (multiplier 1).
     page.click(f'#servers [data-action="kill"][data-server="{old}"]')
@@ -334,10 +339,21 @@ def _drive(page: Any, url: str, tmp_path: Path, http_port: int) -> None:
         timeout=10_000,
     )
     page.select_option("#client-server", "leader")
-    page.click('#client [data-action="write"]')
-    page.wait_for_function(
-        "document.getElementById('client-answer').dataset.status === '200'", timeout=10_000
-    )
+    # Right after a heal the leader the page shows may be losing its leadership on this busy
+    # machine (an answer of 500 "No cluster leader", or a timeout): a learner writes again.
+    answers = []
+    for _ in range(3):
+        page.evaluate("delete document.getElementById('client-answer').dataset.status")
+        page.click('#client [data-action="write"]')
+        with contextlib.suppress(Exception):  # no answer yet: the answers list says so
+            page.wait_for_function(
+                "document.getElementById('client-answer').dataset.status !== undefined",
+                timeout=15_000,
+            )
+        answers.append(page.inner_text("#client-answer") + " " + page.inner_text("#ctl-error"))
+        if page.get_attribute("#client-answer", "data-status") == "200":
+            break
+    assert page.get_attribute("#client-answer", "data-status") == "200", answers
     assert "true" in page.inner_text("#client-answer")
     assert page.locator("#log div").count() > 5  # Consul's log lines arrived
 
