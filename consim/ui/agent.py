@@ -114,7 +114,7 @@ class AgentUI(PageBackend):
         self.tap = MessageTap(
             self.name_of_address, self._on_message, trio.current_time, self.watched
         )
-        self.tap.install(agent.net, [agent.node])
+        self.tap.install([agent.node])
 
     # ---- who is who ---------------------------------------------------------------------------
     @property
