@@ -63,7 +63,8 @@ class MessageTap:
     """Samples the server-to-server messages a cluster sends, for the page's arrows.
 
     It wraps each server's Raft transport ``send`` (hashicorp/raft's messages on byte 1 of the
-    server port; :meth:`install`) on these objects only, so only a live cluster or agent with the
+    server port) and its Forwarder's ``call`` (Consul RPCs to other servers: forwarded requests,
+    autopilot's stats; :meth:`install`) on these objects only, so only a live cluster or agent with the
     UI pays for it. Busy links are sampled: one message per link and type per :data:`MESSAGE_GAP` and at most
     :data:`MESSAGES_PER_SECOND` in all (votes are rare and always pass the first rule). Counts
     of what was seen (while a page watched) and shown are kept in :attr:`seen` /
@@ -89,7 +90,7 @@ class MessageTap:
         self._window_count = 0
 
     def install(self, nodes: Iterable[Any]) -> None:
-        """Wrap the Raft transport of each of ``nodes`` (servers: in a cluster, or an agent's)."""
+        """Wrap the Raft transport and RPC calls of each of ``nodes`` (a cluster's, or an agent's)."""
         tap = self
         # Raft travels on the servers' transports (hashicorp's wire on byte 1).
         for node in nodes:
@@ -102,6 +103,24 @@ class MessageTap:
                     tap.observe(src, out.to_address, "Raft.Message", wire)
 
             transport.send = tapped_send
+            # Forwarded requests and autopilot's stats calls travel as Consul RPCs (byte 4, yamux)
+            # through the server's Forwarder; its ``call`` survives pool resets.
+            forwarder = getattr(node, "forwarder", None)
+            if forwarder is None:
+                continue
+
+            async def tapped_call(
+                address: str,
+                method: str,
+                args: Any,
+                timeout: float,
+                call: Any = forwarder.call,
+                src: str = node.address,
+            ) -> Any:
+                tap.observe(src, address, method, args)
+                return await call(address, method, args, timeout)
+
+            forwarder.call = tapped_call
 
     def observe(self, src: str, dst: str, method: str, args: Any) -> None:
         if self.active is not None and not self.active():

@@ -17,7 +17,7 @@ from consim.cluster import Cluster
 from consim.live import Controller
 from consim.runtime import run_virtual
 from consim.spec import ClusterSpec
-from consim.ui.live import LiveUI, describe_message
+from consim.ui.live import LiveUI, cluster_tap, describe_message
 
 SPEC = ClusterSpec(datacenters=(("dc1", 3),), seed=5, raft_multiplier=1)
 JSON = {"Content-Type": "application/json"}
@@ -235,6 +235,26 @@ def test_messages_are_labelled_as_the_page_shows_them():
     vote = {"type": "RequestVote", "term": 4, "pre_vote": True}
     assert describe_message("Raft.Message", {"msg": vote}) == ("PreRequestVote", "term 4")
     assert describe_message("KVS.Apply", {"Op": "set"}) == ("KVS.Apply", "")
+
+
+def test_forwarded_requests_are_drawn_between_the_servers():
+    """A write sent to a follower travels to the leader as a Consul RPC (KVS.Apply, byte 4):
+    the page draws it from the follower to the leader, beside Raft's own messages."""
+
+    async def body(cluster: Cluster):
+        seen: list[dict] = []
+        cluster_tap(cluster, seen.append, trio.current_time)
+        leader = cluster.leader("dc1")
+        follower = cluster.followers("dc1")[0]
+        status, _, answer = await cluster.http(follower.name, "PUT", "/v1/kv/drawn", body=b"yes")
+        assert (status, answer.strip()) == (200, b"true")
+        await trio.sleep(1)
+        return leader.name, follower.name, seen
+
+    leader, follower, seen = _virtual(body, ui=False)
+    forwarded = [m for m in seen if m["type"] == "KVS.Apply"]
+    assert forwarded and forwarded[0]["from"] == follower and forwarded[0]["to"] == leader, seen
+    assert any(m["type"] == "Heartbeat" and m["from"] == leader for m in seen)
 
 
 async def test_stream_pushes_state_logs_and_messages_within_200ms():
