@@ -1020,10 +1020,15 @@ class RaftCore:
         cost = len(data) + ENTRY_OVERHEAD
         if cost > self._entry_cost:
             self._entry_cost = cost
-        index = self.last_index + 1
-        self._append([LogEntry(index, self._term, etype, data)])
-        # A single-voter cluster commits on its own.
-        self._maybe_commit(None)
+        index = self._offset + len(self._log) + 1
+        entry = LogEntry(index, self._term, etype, data)
+        self._log.append(entry)
+        self._ready.entries.append(entry)
+        # A single-voter cluster commits on its own; with more voters the leader's own append
+        # cannot complete a quorum (the followers' answers do, in _on_append_response).
+        conf = self._configs[-1][1] if self._configs else _NO_CONFIGURATION
+        if conf._quorum <= 1:
+            self._maybe_commit(None)
         return index
 
     def _change_config(self, change: ConfigurationChange, now: float) -> int:

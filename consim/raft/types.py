@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import MISSING, dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 _T = TypeVar("_T")
 
@@ -168,8 +168,10 @@ class EntryType(enum.IntEnum):
     CONFIGURATION = 3  # data is msgpack of Configuration.to_wire()
 
 
-@dataclass(frozen=True)  # no fast_frozen_init: entries live long, and its dict costs 2x memory
-class LogEntry:
+class LogEntry(NamedTuple):
+    """One Raft log entry. A named tuple: immutable, built in one call (every write makes three,
+    one per server) and a third of a frozen dataclass's memory (the log holds thousands)."""
+
     index: int
     term: int
     type: EntryType

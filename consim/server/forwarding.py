@@ -97,6 +97,8 @@ class Forwarder:
                 args = {**args, "AllowStale": False, "MaxStaleDuration": 0}
             else:
                 return await handler(server, args)
+        if server.is_leader():  # forward_to_leader's first step, without its frame
+            return await handler(server, args)
         return await self.forward_to_leader(method, args, handler, is_read)
 
     async def forward_to_leader(

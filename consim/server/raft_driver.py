@@ -60,27 +60,54 @@ ERR_LEADERSHIP_LOST = "leadership lost while committing log"
 class ApplyFuture:
     """A proposed entry (hashicorp/raft's ApplyFuture): ``await result()`` gives the state
     machine's answer once the entry at ``index`` is applied here, or raises ``RpcError`` when
-    leadership was lost first or another term's entry took the index."""
+    leadership was lost first or another term's entry took the index.
 
-    __slots__ = ("index", "term", "_done", "_value", "_error")
+    One per write, so it is lean: the waiting task is parked and rescheduled directly (no
+    ``trio.Event`` and its parking lot per write). Several tasks may wait on one future."""
+
+    __slots__ = ("index", "term", "_done", "_value", "_error", "_waiters")
 
     def __init__(self, index: int, term: int) -> None:
         self.index = index
         self.term = term
-        self._done = trio.Event()
+        self._done = False
         self._value: Any = None
         self._error: str | None = None
+        self._waiters: list[trio.lowlevel.Task] | None = None
 
     def resolve(self, value: Any) -> None:
         self._value = value
-        self._done.set()
+        self._wake()
 
     def fail(self, error: str) -> None:
         self._error = error
-        self._done.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for task in waiters:
+                trio.lowlevel.reschedule(task)
 
     async def result(self) -> Any:
-        await self._done.wait()
+        if self._done:
+            await trio.lowlevel.checkpoint()
+        else:
+            task = trio.lowlevel.current_task()
+            if self._waiters is None:
+                self._waiters = [task]
+            else:
+                self._waiters.append(task)
+
+            def abort(_: Any) -> trio.lowlevel.Abort:  # cancelled while waiting
+                if self._waiters is not None:
+                    self._waiters.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
         if self._error is not None:
             raise RpcError(self._error)
         return self._value
@@ -261,13 +288,28 @@ class RaftDriver:
             raise RpcError(ERR_NOT_LEADER) from None
         except RaftError as exc:
             raise RpcError(str(exc)) from None
+        return self._proposed(core, index)
+
+    def propose_command(self, data: bytes) -> ApplyFuture:
+        """Propose a state machine command (every write: no closure per call)."""
+        core = self.running_core()
+        now = trio.current_time()
+        try:
+            index = core.propose(data, now)
+        except NotLeader:
+            raise RpcError(ERR_NOT_LEADER) from None
+        except RaftError as exc:
+            raise RpcError(str(exc)) from None
+        return self._proposed(core, index, now)
+
+    def _proposed(self, core: RaftCore, index: int, now: float | None = None) -> ApplyFuture:
         future = self._applies[index] = ApplyFuture(index, core.term)
         # Group commit: no AppendEntries per proposal. The raft timer fires "now", which is after
         # every task made runnable in this scheduler pass had its turn (in virtual time: once the
         # whole run is quiescent), so proposals made together leave together: one AppendEntries
         # per follower (hashicorp's leader loop drains its applyCh the same way).
         assert self.timer is not None
-        self.timer.arm(trio.current_time())
+        self.timer.arm(trio.current_time() if now is None else now)
         return future
 
     def verify_leader(self) -> VerifyFuture | None:
@@ -321,8 +363,8 @@ class RaftDriver:
                 and core.term != self._leader_term
             ):
                 self._observe_role()
-            for entry in ready.committed:
-                self._apply(entry)
+            if ready.committed:
+                self._apply(ready.committed)
             for request, ok in ready.verifications:
                 verify = self._verifies.pop(request, None)
                 if verify is not None:
@@ -376,24 +418,33 @@ class RaftDriver:
         )
         core.send_failed(out.to_id, message, trio.current_time())
 
-    def _apply(self, entry: LogEntry) -> None:
-        result: Any = None
-        if entry.type is EntryType.COMMAND:
-            result = self.fsm.apply(entry.index, entry.data)
-        else:
-            self.fsm.last_applied = entry.index
-        if self.host.record_applies:
-            self._record_applied(entry, result)
-        if self._barrier_index is not None and entry.index >= self._barrier_index:
-            self._barrier_index = None
-            if self.observer is not None and self.core is not None:
-                self.observer.barrier_applied(self.core)
-        future = self._applies.pop(entry.index, None)
-        if future is not None:
-            if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
-                future.resolve(result)
+    def _apply(self, entries: list[LogEntry]) -> None:
+        """Apply committed entries in order, resolve their futures, then wake what waits for
+        the state machine once for the whole batch."""
+        fsm = self.fsm
+        applies = self._applies
+        record = self.host.record_applies
+        command = EntryType.COMMAND
+        for entry in entries:
+            result: Any = None
+            index = entry.index
+            if entry.type is command:
+                result = fsm.apply(index, entry.data)
             else:
-                future.fail(ERR_LEADERSHIP_LOST)
+                fsm.last_applied = index
+            if record:
+                self._record_applied(entry, result)
+            if self._barrier_index is not None and index >= self._barrier_index:
+                self._barrier_index = None
+                if self.observer is not None and self.core is not None:
+                    self.observer.barrier_applied(self.core)
+            if applies:
+                future = applies.pop(index, None)
+                if future is not None:
+                    if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
+                        future.resolve(result)
+                    else:
+                        future.fail(ERR_LEADERSHIP_LOST)
         self._notify_fsm()
 
     def _notify_fsm(self) -> None:

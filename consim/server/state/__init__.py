@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 
+_unpackb = msgpack.unpackb
+
+
 def _zero() -> float:
     return 0.0
 
@@ -89,6 +92,11 @@ class StateMachine:
         self.last_applied = 0
         self.indexes: dict[str, int] = {}
         self.tables: dict[str, Table] = {cls.name: cls(self) for cls in TABLES}
+        # command Type -> the bound method applying it (looked up once, not per command)
+        self._handlers: dict[str, Callable[[int, dict[str, Any]], Any]] = {
+            kind: getattr(self.tables[name], method)
+            for kind, (name, method) in self.COMMANDS.items()
+        }
 
     # ---- tables ------------------------------------------------------------------------------
     def table(self, cls: type[T]) -> T:
@@ -122,17 +130,16 @@ class StateMachine:
         """Apply one committed command; returns the result handed back to the proposer."""
         self.last_applied = index
         try:
-            command = msgpack.unpackb(data, raw=False)
+            command = _unpackb(data, raw=False)
         except Exception:
             return {"Error": "malformed command"}
         if not isinstance(command, dict):
             return {"Error": "malformed command"}
         kind = command.get("Type")
-        target = self.COMMANDS.get(kind) if isinstance(kind, str) else None
-        if target is None:
+        handler = self._handlers.get(kind) if type(kind) is str else None
+        if handler is None:
             return {"Error": f"unknown command type {kind!r}"}
-        name, method = target
-        return getattr(self.tables[name], method)(index, command)
+        return handler(index, command)
 
     # ---- compatibility with the KV + autopilot machine's names ---------------------------------
     @property

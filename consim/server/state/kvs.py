@@ -44,7 +44,7 @@ class KVTable(Table):
         self.entries: dict[str, DirEntry] = {}
 
     def _changed(self, index: int) -> None:
-        self.store.bump(index, self.name)
+        self.store.indexes[self.name] = index  # store.bump, inlined: every write comes here
 
     # ---- apply -------------------------------------------------------------------------------
     def apply(self, index: int, command: dict[str, Any]) -> Any:
@@ -101,19 +101,26 @@ class KVTable(Table):
         lock_index: int | None = None,
     ) -> None:
         value = ent.get("Value")
+        if value is not None and type(value) is not bytes:
+            value = bytes(value)
         # A plain set keeps the lock a session holds on the key (Consul's kvsSetTxn).
+        if existing is not None:
+            create_index = existing.create_index
+            if lock_index is None:
+                lock_index = existing.lock_index
+            if session is None:
+                session = existing.session
+        else:
+            create_index = index
+            if lock_index is None:
+                lock_index = 0
+            if session is None:
+                session = ""
+        # positional: key, value, flags, create_index, modify_index, lock_index, session
         self.entries[key] = DirEntry(
-            key=key,
-            value=bytes(value) if value is not None else None,
-            flags=int(ent.get("Flags", 0)),
-            create_index=existing.create_index if existing else index,
-            modify_index=index,
-            lock_index=lock_index
-            if lock_index is not None
-            else (existing.lock_index if existing else 0),
-            session=session if session is not None else (existing.session if existing else ""),
+            key, value, int(ent.get("Flags", 0)), create_index, index, lock_index, session
         )
-        self._changed(index)
+        self.store.indexes[self.name] = index
 
     def _lock(self, index: int, key: str, ent: dict[str, Any], existing: DirEntry | None) -> Any:
         # Consul's kvsLockTxn.
