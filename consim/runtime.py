@@ -24,6 +24,7 @@ import trio
 
 from consim.cluster import Answer, Cluster, ClusterError, Headers, HttpFront
 from consim.events import EventLog
+from consim.gc_tuning import tune_for_serving
 from consim.net.network import Network
 from consim.net.trio_internals import make_trio_deterministic
 from consim.spec import ClusterSpec
@@ -171,6 +172,10 @@ class LiveRuntime(Runtime):
     read_timeout: float | None = None  # None: the socket network's default
     name = "live"
     front = PortFront()
+
+    def cluster(self, spec: ClusterSpec, events: EventLog) -> Cluster:
+        tune_for_serving()  # this process serves live servers (consim.gc_tuning)
+        return super().cluster(spec, events)
 
     def network(self, spec: ClusterSpec) -> Network:
         from consim.net.sockets import SocketNetwork

@@ -43,6 +43,7 @@ import trio
 from consim import CONSUL_VERSION
 from consim.agent.config import AgentConfig, ConfigError
 from consim.events import EventLog
+from consim.gc_tuning import tune_for_serving
 from consim.gossip.types import STATUS_ALIVE
 from consim.net.network import RpcError
 from consim.raft.recovery import RecoveryError
@@ -611,6 +612,7 @@ def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stder
         async def main() -> int:
             return await Agent(cfg, host, node_id, out).run()
 
+        tune_for_serving()  # a server's process (consim.gc_tuning)
         try:
             return trio.run(main)
         except BaseException as exc:
