@@ -144,6 +144,28 @@ def encode_log(entry: LogEntry) -> dict[str, Any]:
     }
 
 
+def encode_entries(entries: Sequence[LogEntry]) -> bytes:
+    """AppendEntries' Entries as go-msgpack writes them (nil when there are none)."""
+    if not entries:
+        return b"\xc0"
+    pack_ = _packer.pack
+    n = len(entries)
+    parts = [bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")]
+    for e in entries:
+        data = e.data
+        parts += (
+            _LOG_DATA,
+            pack_(data) if data else b"\xc0",
+            _LOG_INDEX,
+            pack_(e.index),
+            _LOG_TERM,
+            pack_(e.term),
+            _LOG_TYPE_KEY,
+            _LOG_TYPE_BYTE[e.type],
+        )
+    return b"".join(parts)
+
+
 def append_entries_request(
     term: int,
     leader: str,
@@ -151,41 +173,30 @@ def append_entries_request(
     prev_log_term: int,
     entries: Sequence[LogEntry],
     leader_commit_index: int,
+    *,
+    encoded_entries: bytes | None = None,
 ) -> bytes:
     """The request as go-msgpack writes it, assembled from constant fragments (the leader's
-    hottest path: one per batch per follower) instead of a dict per entry."""
+    hottest path: one per batch per follower) instead of a dict per entry. ``encoded_entries``
+    is ``encode_entries(entries)`` when the caller has it already (the same batch goes to
+    every follower)."""
     pack_ = _packer.pack
-    parts = [_AE_HEAD]
-    if entries:
-        n = len(entries)
-        parts.append(bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big"))
-        for e in entries:
-            data = e.data
-            parts += (
-                _LOG_DATA,
-                pack_(data) if data else b"\xc0",
-                _LOG_INDEX,
-                pack_(e.index),
-                _LOG_TERM,
-                pack_(e.term),
-                _LOG_TYPE_KEY,
-                _LOG_TYPE_BYTE[e.type],
-            )
-    else:
-        parts.append(b"\xc0")
-    parts += (
-        _AE_LEADER,
-        pack_(leader.encode()),
-        _AE_COMMIT,
-        pack_(leader_commit_index),
-        _AE_PREV,
-        pack_(prev_log_entry),
-        _AE_PREV_TERM,
-        pack_(prev_log_term),
-        _AE_TAIL,
-        pack_(term),
+    return b"".join(
+        (
+            _AE_HEAD,
+            encode_entries(entries) if encoded_entries is None else encoded_entries,
+            _AE_LEADER,
+            pack_(leader.encode()),
+            _AE_COMMIT,
+            pack_(leader_commit_index),
+            _AE_PREV,
+            pack_(prev_log_entry),
+            _AE_PREV_TERM,
+            pack_(prev_log_term),
+            _AE_TAIL,
+            pack_(term),
+        )
     )
-    return b"".join(parts)
 
 
 _AE_HEAD = b"\x00\x87" + pack("Entries")

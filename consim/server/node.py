@@ -350,9 +350,11 @@ class ServerNode:
     def flush_raft(self) -> None:
         self.raft_driver.flush()
 
-    async def apply_command(self, data: bytes) -> Any:
-        """Propose a command on the leader and wait until it is applied here."""
-        return await self.raft_driver.propose_command(data).result()
+    def apply_command(self, data: bytes) -> Coroutine[Any, Any, Any]:
+        """Propose a command on the leader; awaiting the result waits until it is applied here.
+        (Proposed at the call, not at the await: every caller awaits it at once, and the
+        future's own coroutine is one frame less on every write. Not the leader: RpcError.)"""
+        return self.raft_driver.propose_command(data).result()
 
     async def change_configuration(self, propose: Callable[[float], int]) -> Any:
         return await self.raft_driver.propose(propose).result()

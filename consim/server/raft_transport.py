@@ -96,6 +96,9 @@ class RaftTransport:
         self._timer: Timer | None = None
         self._resume_timer: Timer | None = None
         self._after_resume: Callable[[], None] | None = None
+        # The last AppendEntries batch encoded: (first index, last index, last term), bytes.
+        self._entries_key: tuple[int, int, int] | None = None
+        self._entries_encoded = b""
 
     # ---- lifetime --------------------------------------------------------------------------
     def start(self) -> None:
@@ -200,13 +203,25 @@ class RaftTransport:
             self._send_chunk(out.to_id, out.to_address, msg)
             return
         if isinstance(msg, AppendEntries):
+            entries = msg.entries
+            encoded = None
+            if entries:
+                # Followers in step get the same batch: encode it once. A log's last index
+                # and term name everything before it (Raft's log matching), so the key is exact.
+                key = (entries[0].index, entries[-1].index, entries[-1].term)
+                if key == self._entries_key:
+                    encoded = self._entries_encoded
+                else:
+                    encoded = self._entries_encoded = hw.encode_entries(entries)
+                    self._entries_key = key
             data = hw.append_entries_request(
                 msg.term,
                 self.host.address,
                 msg.prev_log_index,
                 msg.prev_log_term,
-                msg.entries,
+                entries,
                 msg.leader_commit,
+                encoded_entries=encoded,
             )
         elif isinstance(msg, RequestVote):
             if msg.pre_vote:

@@ -151,7 +151,9 @@ def _keys_to_separator(keys: list[str], prefix: str, separator: str) -> list[str
 @endpoint("KVS.Apply")
 async def kvs_apply(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     op = str(args.get("Op", ""))
-    dirent = dict(args.get("DirEnt") or {})
+    dirent = args.get("DirEnt") or {}
+    if type(dirent) is not dict:
+        dirent = dict(dirent)  # only read here: a plain dict needs no copy
     key = str(dirent.get("Key", ""))
     if op not in {"set", "cas", "delete", "delete-tree", "delete-cas", "lock", "unlock"}:
         raise RpcError(f"Unknown KVS operation: {op}")
