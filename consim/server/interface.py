@@ -63,8 +63,10 @@ class Server(PoolHost, Protocol):
     def flush_raft(self) -> None:
         """Handle what the Raft core has ready after a direct call into it."""
 
-    async def apply_command(self, data: bytes) -> Any:
-        """Propose a state machine command on the leader; its result once applied here."""
+    async def apply_command(self, data: bytes, command: dict[str, Any] | None = None) -> Any:
+        """Propose a state machine command on the leader; its result once applied here.
+        ``command``: what ``data`` decodes to, when the caller has it (this server then applies
+        it without decoding ``data`` again)."""
 
     async def change_configuration(self, propose: Callable[[float], int]) -> Any:
         """Run ``propose(now)`` (a RaftCore membership call returning the entry's index) and

@@ -350,11 +350,14 @@ class ServerNode:
     def flush_raft(self) -> None:
         self.raft_driver.flush()
 
-    def apply_command(self, data: bytes) -> Coroutine[Any, Any, Any]:
+    def apply_command(
+        self, data: bytes, command: dict[str, Any] | None = None
+    ) -> Coroutine[Any, Any, Any]:
         """Propose a command on the leader; awaiting the result waits until it is applied here.
         (Proposed at the call, not at the await: every caller awaits it at once, and the
-        future's own coroutine is one frame less on every write. Not the leader: RpcError.)"""
-        return self.raft_driver.propose_command(data).result()
+        future's own coroutine is one frame less on every write. Not the leader: RpcError.)
+        ``command`` is ``data`` decoded, if the caller has it: applied here as it is."""
+        return self.raft_driver.propose_command(data, command).result()
 
     async def change_configuration(self, propose: Callable[[float], int]) -> Any:
         return await self.raft_driver.propose(propose).result()

@@ -65,11 +65,12 @@ class ApplyFuture:
     One per write, so it is lean: the waiting task is parked and rescheduled directly (no
     ``trio.Event`` and its parking lot per write). Several tasks may wait on one future."""
 
-    __slots__ = ("index", "term", "_done", "_value", "_error", "_waiters")
+    __slots__ = ("index", "term", "command", "_done", "_value", "_error", "_waiters")
 
-    def __init__(self, index: int, term: int) -> None:
+    def __init__(self, index: int, term: int, command: dict[str, Any] | None = None) -> None:
         self.index = index
         self.term = term
+        self.command = command  # the entry's data decoded, if the proposer had it
         self._done = False
         self._value: Any = None
         self._error: str | None = None
@@ -290,8 +291,10 @@ class RaftDriver:
             raise RpcError(str(exc)) from None
         return self._proposed(core, index)
 
-    def propose_command(self, data: bytes) -> ApplyFuture:
-        """Propose a state machine command (every write: no closure per call)."""
+    def propose_command(self, data: bytes, command: dict[str, Any] | None = None) -> ApplyFuture:
+        """Propose a state machine command (every write: no closure per call). ``command``,
+        what ``data`` decodes to, is applied here as it is when the entry commits in this
+        term (the leader then skips decoding its own write; followers decode ``data``)."""
         core = self.running_core()
         now = trio.current_time()
         try:
@@ -300,10 +303,16 @@ class RaftDriver:
             raise RpcError(ERR_NOT_LEADER) from None
         except RaftError as exc:
             raise RpcError(str(exc)) from None
-        return self._proposed(core, index, now)
+        return self._proposed(core, index, now, command)
 
-    def _proposed(self, core: RaftCore, index: int, now: float | None = None) -> ApplyFuture:
-        future = self._applies[index] = ApplyFuture(index, core.term)
+    def _proposed(
+        self,
+        core: RaftCore,
+        index: int,
+        now: float | None = None,
+        command: dict[str, Any] | None = None,
+    ) -> ApplyFuture:
+        future = self._applies[index] = ApplyFuture(index, core.term, command)
         # Group commit: no AppendEntries per proposal. The raft timer fires "now", which is after
         # every task made runnable in this scheduler pass had its turn (in virtual time: once the
         # whole run is quiescent), so proposals made together leave together: one AppendEntries
@@ -428,8 +437,14 @@ class RaftDriver:
         for entry in entries:
             result: Any = None
             index = entry.index
+            future = applies.pop(index, None) if applies else None
             if entry.type is command:
-                result = fsm.apply(index, entry.data)
+                # Our own proposal (same index, same term: the same entry) is applied from
+                # the command it was encoded from; anything else from its bytes.
+                decoded = (
+                    future.command if future is not None and future.term == entry.term else None
+                )
+                result = fsm.apply(index, entry.data, decoded)
             else:
                 fsm.last_applied = index
             if record:
@@ -438,13 +453,11 @@ class RaftDriver:
                 self._barrier_index = None
                 if self.observer is not None and self.core is not None:
                     self.observer.barrier_applied(self.core)
-            if applies:
-                future = applies.pop(index, None)
-                if future is not None:
-                    if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
-                        future.resolve(result)
-                    else:
-                        future.fail(ERR_LEADERSHIP_LOST)
+            if future is not None:
+                if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
+                    future.resolve(result)
+                else:
+                    future.fail(ERR_LEADERSHIP_LOST)
         self._notify_fsm()
 
     def _notify_fsm(self) -> None:

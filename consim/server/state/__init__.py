@@ -126,13 +126,15 @@ class StateMachine:
         return max((self.indexes.get(n, 0) for n in names), default=0)
 
     # ---- apply -------------------------------------------------------------------------------
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed command; returns the result handed back to the proposer."""
+    def apply(self, index: int, data: bytes, command: Any = None) -> Any:
+        """Apply one committed command; returns the result handed back to the proposer.
+        ``command``: ``data`` already decoded (the proposer's own dict, on the leader)."""
         self.last_applied = index
-        try:
-            command = _unpackb(data, raw=False)
-        except Exception:
-            return {"Error": "malformed command"}
+        if command is None:
+            try:
+                command = _unpackb(data, raw=False)
+            except Exception:
+                return {"Error": "malformed command"}
         if not isinstance(command, dict):
             return {"Error": "malformed command"}
         kind = command.get("Type")

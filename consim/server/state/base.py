@@ -12,6 +12,11 @@ def encode_command(kind: str, body: dict[str, Any]) -> bytes:
     return msgpack.packb({"Type": kind, **body}, use_bin_type=True)
 
 
+def pack_command(command: dict[str, Any]) -> bytes:
+    """``encode_command`` of a command already holding its ``Type`` (first, as there)."""
+    return msgpack.packb(command, use_bin_type=True)
+
+
 class Table:
     """One table of the state machine."""
 
