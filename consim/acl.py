@@ -35,6 +35,7 @@ decides. With ACLs disabled every request is allowed, whatever its token.
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from collections.abc import Mapping
@@ -262,10 +263,15 @@ class ACLConfig:
     # traces deterministic. It never appears in an error (management is never denied).
     management_accessor_id: str = "00000000-0000-0000-0000-000000000001"
 
+    @functools.cached_property
+    def _allow_all(self) -> Authorizer:
+        # ACLs off: every request gets this one (immutable) authorizer, not a new one per RPC.
+        return Authorizer(self, None, management=True)
+
     def resolve(self, token: str) -> Authorizer:
         """The authorizer for a secret id; ``""`` is the anonymous token."""
         if not self.enabled:
-            return Authorizer(self, None, management=True)
+            return self._allow_all
         if token and self.initial_management and token == self.initial_management:
             return Authorizer(self, None, management=True)
         if not token:

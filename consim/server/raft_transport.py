@@ -38,18 +38,8 @@ import trio
 from consim.net.network import Network, Timer
 from consim.net.portmux import RPC_RAFT, ConnHandler, MuxConn
 from consim.raft import hashicorp_wire as hw
+from consim.raft import messages as rm
 from consim.raft.core import Outbound, RaftCore
-from consim.raft.messages import (
-    AppendEntries,
-    AppendEntriesResponse,
-    InstallSnapshot,
-    InstallSnapshotResponse,
-    Message,
-    RequestVote,
-    RequestVoteResponse,
-    TimeoutNow,
-    TimeoutNowResponse,
-)
 from consim.raft.types import MalformedMessage, SnapshotMeta
 
 MAX_MESSAGE = 8 * 1024 * 1024  # as the network's frame limit
@@ -66,10 +56,10 @@ class TransportHost(Protocol):
     def raft_core(self) -> RaftCore | None:
         """The running core, or None (not running)."""
 
-    def step_raft(self, src_id: str, message: Message) -> None:
+    def step_raft(self, src_id: str, message: rm.Message) -> None:
         """Step one message into the core and drain its Ready."""
 
-    def raft_send_failed(self, to_id: str, message: Message) -> None: ...
+    def raft_send_failed(self, to_id: str, message: rm.Message) -> None: ...
 
 
 class RaftTransport:
@@ -192,17 +182,17 @@ class RaftTransport:
         msg = out.message
         if isinstance(
             msg,
-            AppendEntriesResponse
-            | RequestVoteResponse
-            | InstallSnapshotResponse
-            | TimeoutNowResponse,
+            rm.AppendEntriesResponse
+            | rm.RequestVoteResponse
+            | rm.InstallSnapshotResponse
+            | rm.TimeoutNowResponse,
         ):
             self._answer(out.to_id, msg)
             return
-        if isinstance(msg, InstallSnapshot):
+        if isinstance(msg, rm.InstallSnapshot):
             self._send_chunk(out.to_id, out.to_address, msg)
             return
-        if isinstance(msg, AppendEntries):
+        if isinstance(msg, rm.AppendEntries):
             entries = msg.entries
             encoded = None
             if entries:
@@ -223,7 +213,7 @@ class RaftTransport:
                 msg.leader_commit,
                 encoded_entries=encoded,
             )
-        elif isinstance(msg, RequestVote):
+        elif isinstance(msg, rm.RequestVote):
             if msg.pre_vote:
                 data = hw.request_pre_vote_request(
                     msg.term, self.host.address, msg.last_log_index, msg.last_log_term
@@ -236,7 +226,7 @@ class RaftTransport:
                     msg.last_log_term,
                     msg.leadership_transfer,
                 )
-        elif isinstance(msg, TimeoutNow):
+        elif isinstance(msg, rm.TimeoutNow):
             data = hw.timeout_now_request()
         else:
             raise TypeError(f"not a raft request: {type(msg).__name__}")
@@ -256,7 +246,7 @@ class RaftTransport:
         client.pending.append((out.to_id, msg))
         client.conn.write(data)
 
-    def _send_chunk(self, to_id: str, to_address: str, msg: InstallSnapshot) -> None:
+    def _send_chunk(self, to_id: str, to_address: str, msg: rm.InstallSnapshot) -> None:
         send = self.snapshots.get(to_address)
         if msg.offset == 0:
             if send is not None:
@@ -283,25 +273,25 @@ class RaftTransport:
             if send is not None:
                 send.conn.close()
             self.snapshots.pop(to_address, None)
-            reply = InstallSnapshotResponse(msg.term, False, msg.meta.index, 0, False)
+            reply = rm.InstallSnapshotResponse(msg.term, False, msg.meta.index, 0, False)
             self.defer(lambda: self.host.step_raft(to_id, reply))
             return
         if msg.data:
             send.conn.write(msg.data)
         send.written = msg.offset + len(msg.data)
         if not msg.done:
-            ack = InstallSnapshotResponse(msg.term, True, msg.meta.index, send.written, False)
+            ack = rm.InstallSnapshotResponse(msg.term, True, msg.meta.index, send.written, False)
             self.defer(lambda: self.host.step_raft(to_id, ack))
 
     # ---- answering incoming requests --------------------------------------------------------
-    def _answer(self, to_id: str, msg: Message) -> None:
+    def _answer(self, to_id: str, msg: rm.Message) -> None:
         answering = self._answering
         if answering is None or answering.src_id != to_id or not isinstance(msg, answering.kind):
             self.count("raft_unanswerable")
             return
         answering.answer(msg)
 
-    def step_request(self, answer: _Answer, src_id: str, msg: Message) -> None:
+    def step_request(self, answer: _Answer, src_id: str, msg: rm.Message) -> None:
         """Step an incoming request with ``answer`` as where its response goes."""
         outer, self._answering = self._answering, answer
         try:
@@ -341,7 +331,7 @@ class _Client:
         self.address = address
         self.conn: MuxConn = None  # type: ignore[assignment]  # set right after dialing
         self.reader = hw.ResponseReader(transport.max_message)
-        self.pending: deque[tuple[str, Message]] = deque()
+        self.pending: deque[tuple[str, rm.Message]] = deque()
 
     def data_received(self, data: bytes) -> None:
         t = self.t
@@ -370,28 +360,30 @@ class _Client:
             t.inbound(lambda to_id=to_id, r=request: t.host.raft_send_failed(to_id, r))
 
 
-def _response_for(request: Message, body: dict[bytes, Any]) -> Message:
+def _response_for(request: rm.Message, body: dict[bytes, Any]) -> rm.Message:
     """The core's view of a hashicorp response, completed from the request it answers."""
     term = hw.uint(body, b"Term")
-    if isinstance(request, AppendEntries):
+    if isinstance(request, rm.AppendEntries):
         if hw.boolean(body, b"Success"):
             last = request.prev_log_index + len(request.entries)
-            return AppendEntriesResponse(term, True, last, 0, request.seq)
+            return rm.AppendEntriesResponse(term, True, last, 0, request.seq)
         last_log = hw.uint(body, b"LastLog")
         # hashicorp's back-off: nextIndex = max(min(nextIndex-1, LastLog+1), 1)
         hint = max(1, min(request.prev_log_index, last_log + 1))
-        return AppendEntriesResponse(term, False, last_log, hint, request.seq)
-    if isinstance(request, RequestVote):
-        return RequestVoteResponse(term, hw.boolean(body, b"Granted"), request.pre_vote)
-    if isinstance(request, TimeoutNow):
-        return TimeoutNowResponse(request.term, True)
+        return rm.AppendEntriesResponse(term, False, last_log, hint, request.seq)
+    if isinstance(request, rm.RequestVote):
+        return rm.RequestVoteResponse(term, hw.boolean(body, b"Granted"), request.pre_vote)
+    if isinstance(request, rm.TimeoutNow):
+        return rm.TimeoutNowResponse(request.term, True)
     raise MalformedMessage(f"no response expected for {type(request).__name__}")
 
 
 class _SnapshotSend:
     """The dialing end of one InstallSnapshot transfer."""
 
-    def __init__(self, transport: RaftTransport, to_id: str, address: str, first: InstallSnapshot):
+    def __init__(
+        self, transport: RaftTransport, to_id: str, address: str, first: rm.InstallSnapshot
+    ):
         self.t = transport
         self.to_id = to_id
         self.address = address
@@ -413,7 +405,7 @@ class _SnapshotSend:
                 self.answered = True
                 ok = not error and hw.boolean(hw.check_header(body), b"Success")
                 term = hw.uint(body, b"Term") if not error else self.term
-                reply = InstallSnapshotResponse(
+                reply = rm.InstallSnapshotResponse(
                     term, ok, self.meta.index, self.size if ok else 0, True
                 )
                 t.inbound(lambda reply=reply: t.host.step_raft(self.to_id, reply))
@@ -428,7 +420,7 @@ class _SnapshotSend:
             del t.snapshots[self.address]
         if not self.answered:
             self.answered = True
-            first = InstallSnapshot(self.term, "", "", self.meta, b"", 0, self.size, False)
+            first = rm.InstallSnapshot(self.term, "", "", self.meta, b"", 0, self.size, False)
             t.inbound(lambda: t.host.raft_send_failed(self.to_id, first))
 
 
@@ -501,7 +493,7 @@ class _Server:
         if rpc_type == hw.RPC_APPEND_ENTRIES:
             leader = hw.text(body, b"Leader")
             prev = hw.uint(body, b"PrevLogEntry")
-            msg: Message = AppendEntries(
+            msg: rm.Message = rm.AppendEntries(
                 hw.uint(body, b"Term"),
                 t.id_of(leader),
                 leader,
@@ -511,7 +503,7 @@ class _Server:
                 hw.uint(body, b"LeaderCommitIndex"),
             )
             answer = _Answer(
-                AppendEntriesResponse,
+                rm.AppendEntriesResponse,
                 msg.leader_id,
                 lambda r: self._write(
                     hw.append_entries_response(r.term, r.last_log_index, r.success)
@@ -526,7 +518,7 @@ class _Server:
             pre_vote = rpc_type == hw.RPC_REQUEST_PRE_VOTE
             if pre_vote and not t.pre_vote:
                 raise MalformedMessage("unknown rpc type 4")  # as a 1.1.2 node answers it
-            msg = RequestVote(
+            msg = rm.RequestVote(
                 hw.uint(body, b"Term"),
                 t.id_of(candidate),
                 hw.uint(body, b"LastLogIndex"),
@@ -536,7 +528,7 @@ class _Server:
             )
             encode = hw.request_pre_vote_response if pre_vote else hw.request_vote_response
             answer = _Answer(
-                RequestVoteResponse,
+                rm.RequestVoteResponse,
                 msg.candidate_id,
                 lambda r: self._write(encode(r.term, r.granted)),
             )
@@ -561,8 +553,8 @@ class _Server:
         else:  # TimeoutNow: hashicorp's request names nobody; the leader we follow sent it
             leader_id = core.leader_id if core is not None and core.leader_id else ""
             term = core.term if core is not None else 0
-            answer = _Answer(TimeoutNowResponse, leader_id, lambda r: None)
-            t.step_request(answer, leader_id, TimeoutNow(term, leader_id))
+            answer = _Answer(rm.TimeoutNowResponse, leader_id, lambda r: None)
+            t.step_request(answer, leader_id, rm.TimeoutNow(term, leader_id))
             self._write(hw.timeout_now_response())
 
     def _snapshot_data(self, chunk: bytes) -> None:
@@ -573,15 +565,15 @@ class _Server:
         s.received += len(chunk)
         done = s.received >= s.size
         if s.result is None:
-            msg = InstallSnapshot(
+            msg = rm.InstallSnapshot(
                 s.term, s.leader_id, s.leader, s.meta, chunk, offset, s.size, done
             )
 
-            def on_answer(r: InstallSnapshotResponse) -> None:
+            def on_answer(r: rm.InstallSnapshotResponse) -> None:
                 if r.done or not r.success:
                     s.result = r
 
-            answer = _Answer(InstallSnapshotResponse, s.leader_id, on_answer)
+            answer = _Answer(rm.InstallSnapshotResponse, s.leader_id, on_answer)
             self.t.step_request(answer, s.leader_id, msg)
         if done:
             self._snapshot = None
@@ -603,4 +595,4 @@ class _SnapshotReceive:
         self.meta = meta
         self.size = size
         self.received = 0
-        self.result: InstallSnapshotResponse | None = None
+        self.result: rm.InstallSnapshotResponse | None = None
