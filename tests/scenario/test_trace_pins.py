@@ -1118,7 +1118,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "2114a1e0dda60a9319611eba43e464f32e272ec96b70afdfdfc632e827e579bd",
+        "trace_hash": "e34a213900aff9311e8a2298359de295a227639d5a9f4002e560d698f268436a",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
@@ -1391,7 +1391,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "check": {
-        "trace_hash": "ace6343e8901205d512233cb925b9b5a1be7b61775973462a04aea0585aa2c4b",
+        "trace_hash": "e161a78bc93b0211dfa4aa390a34595372482eb16dbacf55978f79dd64a5418c",
         "steps": [
             ("ok", "wait leader within 10s", "leader after 1.210s: dc1-s2 term 2", 1.21),
             (
