@@ -151,15 +151,20 @@ def encode_entries(entries: Sequence[LogEntry]) -> bytes:
     pack_ = _packer.pack
     n = len(entries)
     parts = [bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")]
+    term = -1
+    term_bytes = b""
     for e in entries:
         data = e.data
+        if e.term != term:  # a batch is nearly always one term: packed once
+            term = e.term
+            term_bytes = pack_(term)
         parts += (
             _LOG_DATA,
             pack_(data) if data else b"\xc0",
             _LOG_INDEX,
             pack_(e.index),
             _LOG_TERM,
-            pack_(e.term),
+            term_bytes,
             _LOG_TYPE_KEY,
             _LOG_TYPE_BYTE[e.type],
         )

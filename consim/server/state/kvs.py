@@ -50,10 +50,28 @@ class KVTable(Table):
     def apply(self, index: int, command: dict[str, Any]) -> Any:
         op = command.get("Op")
         ent = command.get("DirEnt") or {}
-        key = str(ent.get("Key", ""))
+        key = ent.get("Key", "")
+        if type(key) is not str:
+            key = str(key)
         existing = self.entries.get(key)
         if op == "set":
-            self._set(index, key, ent, existing)
+            if existing is None or not existing.session:
+                # The common write, inline (no lock to keep): every server applies every one.
+                value = ent.get("Value")
+                if value is not None and type(value) is not bytes:
+                    value = bytes(value)
+                self.entries[key] = DirEntry(
+                    key,
+                    value,
+                    int(ent.get("Flags", 0)),
+                    index if existing is None else existing.create_index,
+                    index,
+                    0 if existing is None else existing.lock_index,
+                    "",
+                )
+                self.store.indexes[self.name] = index
+            else:
+                self._set(index, key, ent, existing)
             return True
         if op == "cas":
             want = int(ent.get("ModifyIndex", 0))
