@@ -77,16 +77,16 @@ class ApplyFuture:
         self._waiters: list[trio.lowlevel.Task] | None = None
 
     def resolve(self, value: Any) -> None:
-        self._value = value
-        self._wake()
+        if not self._done:  # settled once
+            self._value = value
+            self._wake()
 
     def fail(self, error: str) -> None:
-        self._error = error
-        self._wake()
+        if not self._done:
+            self._error = error
+            self._wake()
 
     def _wake(self) -> None:
-        if self._done:
-            return
         self._done = True
         waiters, self._waiters = self._waiters, None
         if waiters:
