@@ -25,7 +25,10 @@ hashicorp/raft 1.1.2 runs in the same invocation (``--no-hashicorp`` skips it): 
 one process on loopback (NetworkTransport over TCP, in-memory stores, 64-byte writes on the
 leader; benchmarks/go_raft, built from Debian's sources like the Go test judges), once with
 GOMAXPROCS=1 and once at the default. Targets: consim throughput >= hashicorp's at one core at
-both depths; consim sequential p50 within 4x of it.
+both depths; consim sequential p50 within 4x of it. hashicorp's writes are ``raft.Apply`` with a
+counter for a state machine; consim's go through the KVS.Apply endpoint (ACL check, command
+encoding) and a real KV table on every server. The two halves run one after the other: on a
+busy machine compare several invocations.
 
     .venv/bin/python benchmarks/raft_throughput.py [--concurrency 64,256] [--duration 5]
         [--sequential 2000] [--pysyncobj-sequential 200] [--via rpc|forward|http]
