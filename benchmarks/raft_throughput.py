@@ -27,12 +27,13 @@ leader; benchmarks/go_raft, built from Debian's sources like the Go test judges)
 GOMAXPROCS=1 and once at the default. Targets: consim throughput >= hashicorp's at one core at
 both depths; consim sequential p50 within 4x of it. hashicorp's writes are ``raft.Apply`` with a
 counter for a state machine; consim's go through the KVS.Apply endpoint (ACL check, command
-encoding) and a real KV table on every server. The two halves run one after the other: on a
-busy machine compare several invocations.
+encoding) and a real KV table on every server. The two halves run one after the other, so a load
+change between them moves the ratio: ``--rounds N`` runs consim and hashicorp at one core
+alternately N times and reports the median of the rounds' ratios (each round's printed too).
 
     .venv/bin/python benchmarks/raft_throughput.py [--concurrency 64,256] [--duration 5]
         [--sequential 2000] [--pysyncobj-sequential 200] [--via rpc|forward|http]
-        [--http-port 8500] [--no-pysyncobj] [--no-hashicorp]
+        [--http-port 8500] [--no-pysyncobj] [--no-hashicorp] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -437,6 +439,13 @@ def main() -> int:
     parser.add_argument(
         "--no-hashicorp", action="store_true", help="skip the hashicorp/raft (Go) cluster"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run consim and hashicorp/raft at one core alternately this many times; "
+        "the ratios are the median of the rounds' (a load change between halves moves one round)",
+    )
     parser.add_argument("--pysyncobj-node", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ports", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -455,7 +464,16 @@ def main() -> int:
         f"consim writes via {args.via}",
         flush=True,
     )
-    consim = run_consim(args)
+    rounds: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for round_no in range(max(1, args.rounds)):
+        if args.rounds > 1:
+            print(f"  round {round_no + 1} of {args.rounds}", flush=True)
+        consim = run_consim(args)
+        one = None
+        if not args.no_hashicorp:
+            print("  hashicorp/raft: running (go 1 core)", flush=True)
+            one = run_hashicorp(args, 1)
+        rounds.append((consim, one))
     theirs = None
     if args.no_pysyncobj:
         print("  pysyncobj: skipped (--no-pysyncobj)")
@@ -465,28 +483,38 @@ def main() -> int:
     if args.no_hashicorp:
         print("  hashicorp/raft: skipped (--no-hashicorp)")
     else:
-        for label, procs in (("go 1 core", 1), ("go default", None)):
-            print(f"  hashicorp/raft: running ({label})", flush=True)
-            go[label] = run_hashicorp(args, procs)
+        print("  hashicorp/raft: running (go default)", flush=True)
+        go["go 1 core"] = rounds[-1][1]  # type: ignore[assignment]
+        go["go default"] = run_hashicorp(args, None)
     print()
-    show("consim", consim)
+    for i, (consim, one) in enumerate(rounds):
+        show("consim" if len(rounds) == 1 else f"consim (round {i + 1})", consim)
+        if one is not None and len(rounds) > 1:
+            show(f"go 1 core (round {i + 1})", one)
     for label, result in go.items():
-        show(label, result)
+        if len(rounds) == 1 or label != "go 1 core":
+            show(label, result)
+    consim = rounds[-1][0]  # the last round's, for the single-run comparisons below
     if go:
-        one = go["go 1 core"]
         print()
         for level in args.levels:
-            ratio = consim["throughput"][level]["rate"] / one["throughput"][level]["rate"]
+            each = [
+                c["throughput"][level]["rate"] / o["throughput"][level]["rate"] for c, o in rounds
+            ]
+            ratio = statistics.median(each)
+            spread = f" (rounds: {', '.join(f'{r:.2f}' for r in each)})" if len(each) > 1 else ""
             print(
                 f"consim/hashicorp(1 core) throughput at {level:4d} in flight: {ratio:.2f}x  "
-                f"(target >= 1: {'met' if ratio >= 1 else 'NOT met'}); "
+                f"(target >= 1: {'met' if ratio >= 1 else 'NOT met'}){spread}; "
                 f"/hashicorp(default): "
                 f"{consim['throughput'][level]['rate'] / go['go default']['throughput'][level]['rate']:.2f}x"
             )
-        lat_ratio = consim["latency"]["p50_ms"] / one["latency"]["p50_ms"]
+        each = [c["latency"]["p50_ms"] / o["latency"]["p50_ms"] for c, o in rounds]
+        lat_ratio = statistics.median(each)
+        spread = f" (rounds: {', '.join(f'{r:.2f}' for r in each)})" if len(each) > 1 else ""
         print(
             f"consim/hashicorp(1 core) sequential p50: {lat_ratio:.2f}x  "
-            f"(target <= 4: {'met' if lat_ratio <= 4 else 'NOT met'})"
+            f"(target <= 4: {'met' if lat_ratio <= 4 else 'NOT met'}){spread}"
         )
     if theirs is not None:
         show("pysyncobj", theirs)
