@@ -349,6 +349,7 @@ class RaftCore:
         self._role = Role.FOLLOWER
         self._leader_id: str | None = None
         self._leader_address: str | None = None
+        self._leader_term = 0
         self._last_contact: float | None = None
         self._timer = now + self._random_timeout(config.heartbeat_timeout)
 
@@ -818,6 +819,7 @@ class RaftCore:
         self._ready.hard_state = HardState(term, voted_for)
 
     def _set_leader(self, leader_id: str | None, leader_address: str | None) -> None:
+        self._leader_term = self._term  # the term it leads in: one leader per term
         if leader_id == self._leader_id and leader_address == self._leader_address:
             return
         self._leader_id = leader_id
@@ -1405,6 +1407,12 @@ class RaftCore:
             return False
         if self._role is not Role.FOLLOWER:
             self._become_follower(now, src, m.leader_address)
+        elif src != self._leader_id and self._leader_term == m.term and self._leader_id is not None:
+            # A second leader in the term this follower already follows: only a manual recovery
+            # (peers.json on both sides of a split) makes one. Following it could overwrite
+            # committed entries, so it is refused and counted, as a leader refuses it.
+            self._ignore("duplicate_leader", m, src, "second leader in term")
+            return False
         if src != self._leader_id or m.leader_address != self._leader_address:
             self._set_leader(src, m.leader_address)
         self._last_contact = now

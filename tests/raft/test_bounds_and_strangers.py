@@ -201,3 +201,22 @@ def test_no_election_past_the_largest_term() -> None:
     assert core.term == MAX_RAFT_NUMBER and core.role is Role.FOLLOWER
     events = core.ready().events
     assert any(e.kind == "election_refused" and e.level == "ERROR" for e in events)
+
+
+def test_a_second_leader_in_the_followed_term_is_refused_not_followed() -> None:
+    """Only a manual recovery (peers.json written on both sides of a split) makes two leaders in
+    one term. A follower that already follows one refuses the other, as a leader does, instead of
+    truncating entries it knows are committed (which stopped the server before)."""
+    follower = make_core()
+    first = AppendEntries(3, "b", "b:8300", 0, 0, (LogEntry(1, 3, EntryType.NOOP, b""),), 1, 1)
+    follower.step("b", first, 1.0)
+    assert follower.commit_index == 1 and follower.leader_id == "b"
+    # "c" leads term 3 too, with another entry at the committed index 1.
+    second = AppendEntries(3, "c", "c:8300", 0, 0, (LogEntry(1, 2, EntryType.NOOP, b"x"),), 1, 1)
+    follower.step("c", second, 1.1)
+    assert follower.counters["duplicate_leader"] == 1
+    assert follower.leader_id == "b" and follower.term_at(1) == 3
+    # A newer term is still followed, from anyone.
+    third = AppendEntries(4, "c", "c:8300", 1, 3, (LogEntry(2, 4, EntryType.NOOP, b""),), 2, 2)
+    follower.step("c", third, 1.2)
+    assert follower.leader_id == "c" and follower.commit_index == 2
