@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -453,6 +453,11 @@ class Cluster:
 
     def status(self) -> list[dict[str, Any]]:
         return [n.status() for n in self.servers.values()]
+
+    async def sync(self, kv: Collection[str] = ()) -> None:
+        """Nothing to do: in one process a step reads the servers themselves. (A cluster of
+        processes sends the faults made and reads every child here, consim.agent.remote.)
+        No checkpoint, so a virtual run's schedule is unchanged."""
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -125,14 +125,18 @@ class ProcessCluster:
             self.servers[s.name] = AgentProcess(s, argv, control)
 
     def _config_file(self, s: ServerSpec) -> Path:
-        # What Consul takes only from a file: performance.raft_multiplier.
+        # What Consul takes only from a file: performance.raft_multiplier, rpc_hold_timeout.
         path = self.data_dir / f"{s.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"performance": {"raft_multiplier": self.spec.raft_multiplier}}))
+        performance: dict[str, Any] = {"raft_multiplier": self.spec.raft_multiplier}
+        if self.spec.rpc_hold_timeout != ClusterSpec.rpc_hold_timeout:
+            performance["rpc_hold_timeout"] = f"{self.spec.rpc_hold_timeout:g}s"
+        path.write_text(json.dumps({"performance": performance}))
         return path
 
     # ---- processes ----------------------------------------------------------------------------
-    def spawn(self, name: str) -> None:
+    def spawn(self, name: str, stdout: Any = None) -> None:
+        """Start the child; ``stdout`` (a file), if given, takes its stdout and stderr."""
         p = self.node(name)
         env = dict(os.environ)
         env["CONSIM_AGENT_CONTROL"] = p.control
@@ -142,6 +146,8 @@ class ProcessCluster:
             [sys.executable, "-m", "consim.cli", "agent", *p.argv],
             env=env,
             stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=None if stdout is None else subprocess.STDOUT,
         )
         p.paused = False
         p.last_status = {}

@@ -221,6 +221,7 @@ class Agent:
             rng=rng,
             raft_config=RaftConfig.for_multiplier(cfg.raft_multiplier),
             raft_protocol=cfg.raft_protocol,
+            rpc_hold_timeout=cfg.rpc_hold_timeout,
             data_dir=data_dir,
             # Whom it knows at start: itself with -bootstrap (a configuration of one), else no
             # one (bootstrap_expect, or a leader adds it once it has joined).
@@ -529,9 +530,12 @@ class Agent:
 
 def control_app(agent: Agent) -> Any:
     """``consim up --processes``' fault channel: FaultModel operations on this process's network
-    and the server's status, JSON over HTTP on ``$CONSIM_AGENT_CONTROL``."""
+    and the server's status, JSON over HTTP on ``$CONSIM_AGENT_CONTROL`` (with ``GET /view`` and
+    ``GET /events`` for scenario runs, consim.agent.view)."""
     from quart import request
     from quart_trio import QuartTrio
+
+    from consim.agent.view import events_since, server_view
 
     app = QuartTrio("consim-agent-control")
     ops = {"partition", "isolate", "block", "heal", "set_loss", "set_delay"}
@@ -539,6 +543,16 @@ def control_app(agent: Agent) -> Any:
     @app.route("/status", methods=["GET"])
     async def status() -> Any:
         return json.dumps(agent.node.status()), 200, {"Content-Type": "application/json"}
+
+    @app.route("/view", methods=["GET"])
+    async def view() -> Any:
+        return json.dumps(server_view(agent.node)), 200, {"Content-Type": "application/json"}
+
+    @app.route("/events", methods=["GET"])
+    async def events() -> Any:
+        after = request.args.get("after", "0")
+        seen = events_since(agent.events, int(after) if after.isdigit() else 0)
+        return json.dumps(seen), 200, {"Content-Type": "application/json"}
 
     @app.route("/faults", methods=["POST"])
     async def faults() -> Any:

@@ -8,7 +8,7 @@ logged as an event, filling ``{rpc:NAME}`` placeholders).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -162,11 +162,16 @@ class StepContext:
         """For a step's own concurrent tasks (a load's requests); it ends with them."""
         return trio.open_nursery()  # type: ignore[return-value]
 
-    async def until(self, predicate: Callable[[], bool], within: float) -> bool:
-        """Poll ``predicate`` until it holds or ``within`` seconds pass; its last answer."""
+    async def until(
+        self, predicate: Callable[[], bool], within: float, *, kv: Collection[str] = ()
+    ) -> bool:
+        """Poll ``predicate`` until it holds or ``within`` seconds pass; its last answer.
+        ``kv``: keys the predicate reads from the servers' state machines."""
+        await self.cluster.sync(kv)
         with trio.move_on_after(within):
             while not predicate():
                 await trio.sleep(self._poll)
+                await self.cluster.sync(kv)
             return True
         return predicate()
 

@@ -198,6 +198,8 @@ class ScenarioRunner:
         return any(r.status == "failed" for _, r in self._background)
 
     async def _run_step(self, step: Step, result: StepResult) -> bool:
+        # A cluster of processes is read now (roles, notes) and gets this step's faults after it.
+        await self.ctx.cluster.sync()
         result.started = self.events.now()
         if step.note:
             # Facts of the run ({leader}, {term}, ...) as they are when the step starts.
@@ -221,6 +223,7 @@ class ScenarioRunner:
         except ClusterError as exc:
             result.status = "failed"
             result.detail = str(exc)
+        await self.ctx.cluster.sync()
         result.finished = self.events.now()
         result.load = self.ctx.measurements.pop(step.number, None)
         self._emit_step(result)
@@ -289,6 +292,7 @@ def run_scenario(
     *,
     seed: int | None = None,
     live: bool = False,
+    processes: bool = False,
     http_port: int = 8500,
     host_block: int = 0,
     record: bool = False,
@@ -297,10 +301,13 @@ def run_scenario(
     """Run one scenario to completion and return its results (events included). ``record``
     (virtual time only) also keeps the messages between servers and their commit indexes for
     the report (:class:`RunRecorder`); the trace hash is the same either way. ``observe``
-    (virtual runs) is called with the cluster before its servers start (the replay recorder)."""
+    (virtual runs) is called with the cluster before its servers start (the replay recorder).
+    ``processes``: live, one ``consim agent`` process per server (consim.agent.remote)."""
     seed = scenario.seed if seed is None else seed
     with _DataDir(scenario) as data_dir:
         spec = cluster_spec(scenario, seed, data_dir, http_port, host_block)
+        if processes:
+            return _run_processes(scenario, spec)
         if live:
             return _run_live(scenario, spec)
         return _run_virtual(scenario, spec, record=record, observe=observe)
@@ -376,6 +383,43 @@ def _run_live(scenario: Scenario, spec: ClusterSpec) -> RunResult:
     trio.run(main)
     events, steps = box
     return _make_result(scenario, spec, "live", steps, events)
+
+
+def _run_processes(scenario: Scenario, spec: ClusterSpec) -> RunResult:
+    from consim.agent.remote import ProcessScenarioCluster
+
+    box: list[Any] = []
+
+    async def main() -> None:
+        events = EventLog(trio.current_time)
+        box.append(events)
+        own = None
+        data_dir = spec.data_dir
+        if data_dir is None:  # the children need data dirs even when the file asks for none
+            own = data_dir = Path(tempfile.mkdtemp(prefix="consim-processes-"))
+        try:
+            cluster = ProcessScenarioCluster(spec, data_dir, events)
+            async with trio.open_nursery() as nursery:
+                try:
+                    await nursery.start(cluster.run)
+                except ClusterError as exc:  # a child that cannot start: said, no traceback
+                    box.append(str(exc))
+                    return
+                runner = ScenarioRunner(scenario, cluster, live=True)  # type: ignore[arg-type]
+                box.append(await runner.run())
+                nursery.cancel_scope.cancel()
+        finally:
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
+
+    trio.run(main)
+    events, outcome = box
+    if isinstance(outcome, str):
+        steps = [StepResult(s.number, s.action, s.describe(), note=s.note) for s in scenario.steps]
+        result = _make_result(scenario, spec, "live", steps, events)
+        result.error = f"the agent processes did not start: {outcome}"
+        return result
+    return _make_result(scenario, spec, "live", outcome, events)
 
 
 def percent(n: int, total: int) -> str:
