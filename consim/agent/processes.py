@@ -142,6 +142,8 @@ class ProcessCluster:
         env["CONSIM_AGENT_CONTROL"] = p.control
         if self.supervisor:
             env["CONSIM_SUPERVISOR"] = self.supervisor  # consim.ui.agent.SUPERVISOR_ENV
+        # The faults in force, applied by the child before its network runs (consim.agent.run).
+        env["CONSIM_AGENT_FAULTS"] = json.dumps(self._faults)
         p.proc = subprocess.Popen(
             [sys.executable, "-m", "consim.cli", "agent", *p.argv],
             env=env,
@@ -205,8 +207,7 @@ class ProcessCluster:
         p = self.node(name)
         if p.running:
             self.kill(name)
-        self.spawn(name)
-        await self._replay(p)
+        self.spawn(name)  # with the faults in force
 
     async def stop(self, name: str) -> None:
         from consim.http.client import request
@@ -279,19 +280,6 @@ class ProcessCluster:
             if p.running and not p.paused:
                 for entry in pending:
                     await self._send_fault(p, entry)
-
-    async def _replay(self, p: AgentProcess) -> None:
-        if not self._faults:
-            return
-        with trio.move_on_after(30):
-            while True:  # wait for the child's fault channel
-                try:
-                    await self._send_fault(p, {"op": "heal", "args": [], "all": True})
-                    break
-                except ClusterError:
-                    await trio.sleep(0.1)
-        for entry in self._faults:
-            await self._send_fault(p, entry)
 
     async def _send_fault(self, p: AgentProcess, entry: dict[str, Any]) -> None:
         from consim.http.client import request

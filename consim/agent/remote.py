@@ -31,6 +31,7 @@ from consim.events import NO_NODE, EventLog
 from consim.spec import ClusterSpec, ServerSpec
 
 POLL_INTERVAL = 0.1
+START_WAIT = 60.0  # for a child to answer after it is started
 
 
 class RemoteConfiguration:
@@ -171,6 +172,9 @@ class ProcessScenarioCluster(ProcessCluster):
             for name, p in self.servers.items()
         }
         self._lock = trio.Lock()
+        # Children started and not yet heard from: the next sync waits for them, so a step after
+        # a restart starts when the server runs (as it does in one process).
+        self._starting: set[str] = set()
         self._watched: set[str] = set()
         self._client: Any = None
 
@@ -183,6 +187,7 @@ class ProcessScenarioCluster(ProcessCluster):
     def spawn(self, name: str) -> None:
         p = self.node(name)
         p.forget()
+        self._starting.add(name)
         # The child's own lines reach the run's event log through GET /events; its stdout and
         # stderr (a traceback of a child that could not start) go to <data-dir>/<name>.log.
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it
@@ -208,20 +213,18 @@ class ProcessScenarioCluster(ProcessCluster):
             with trio.CancelScope(shield=True):
                 self.terminate_all()
 
-    async def _started(self, within: float = 60.0) -> None:
-        """Until every child answers on its control channel (a Python process takes seconds to
-        start on a busy machine; a scenario's first wait must not count them)."""
-        with trio.move_on_after(within):
-            while True:
-                await self.sync()
-                for p in self.servers.values():
-                    if not p.running:
-                        raise ClusterError(f"{p.name} exited at start: {self._log_tail(p)}")
-                if all(p.view for p in self.servers.values()):
-                    return
-                await trio.sleep(POLL_INTERVAL)
+    async def _started(self) -> None:
+        """Every child answers on its control channel (a Python process takes seconds to start
+        on a busy machine; a scenario's first wait must not count them), or ClusterError."""
+        await self.sync()
+        for p in self.servers.values():
+            if not p.running:
+                raise ClusterError(f"{p.name} exited at start: {self._log_tail(p)}")
         waiting = ", ".join(p.name for p in self.servers.values() if not p.view)
-        raise ClusterError(f"{waiting}: no answer on the control channel within {within:g}s")
+        if waiting:
+            raise ClusterError(
+                f"{waiting}: no answer on the control channel within {START_WAIT:g}s"
+            )
 
     def _log_tail(self, p: RemoteServer) -> str:
         path = self.data_dir / f"{p.name}.log"
@@ -234,10 +237,24 @@ class ProcessScenarioCluster(ProcessCluster):
         self._watched.update(kv)
         async with self._lock:
             await self.push_faults()
-            async with trio.open_nursery() as nursery:
-                for p in self.servers.values():
-                    if p.running and not p.paused:
-                        nursery.start_soon(self._read, p)
+            await self._read_all()
+            with trio.move_on_after(START_WAIT):
+                while True:
+                    self._starting = {
+                        n
+                        for n in self._starting
+                        if self.servers[n].running and not self.servers[n].view
+                    }
+                    if not self._starting:
+                        break
+                    await trio.sleep(POLL_INTERVAL)
+                    await self._read_all()
+
+    async def _read_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for p in self.servers.values():
+                if p.running and not p.paused:
+                    nursery.start_soon(self._read, p)
 
     async def _get(self, address: str, path: str) -> tuple[int, bytes] | None:
         try:

@@ -51,6 +51,10 @@ from consim.server.node import ServerFailed, ServerNode
 from consim.spec import RPC_PORT, SERF_LAN_PORT, SERF_WAN_PORT, ServerSpec
 
 CONTROL_ENV = "CONSIM_AGENT_CONTROL"
+# The faults in force when a child is (re)started, as a JSON list of fault channel operations:
+# applied before its network runs, so a restarted server never slips past a partition.
+FAULTS_ENV = "CONSIM_AGENT_FAULTS"
+FAULT_OPS = frozenset({"partition", "isolate", "block", "heal", "set_loss", "set_delay"})
 GRACEFUL_TIMEOUT = 15.0  # Consul's gracefulTimeout
 LEAVE_DRAIN_TIME = 5.0  # Consul's LeaveDrainTime
 
@@ -261,6 +265,8 @@ class Agent:
 
         # consim's page at /ui/ (the whole cluster, seen from here; consim.ui.agent).
         ui = AgentUI(self, supervisor=os.environ.get(SUPERVISOR_ENV) or None)
+        for entry in json.loads(os.environ.get(FAULTS_ENV) or "[]"):
+            apply_fault(self, entry)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -538,7 +544,6 @@ def control_app(agent: Agent) -> Any:
     from consim.agent.view import events_since, server_view
 
     app = QuartTrio("consim-agent-control")
-    ops = {"partition", "isolate", "block", "heal", "set_loss", "set_delay"}
 
     @app.route("/status", methods=["GET"])
     async def status() -> Any:
@@ -556,19 +561,27 @@ def control_app(agent: Agent) -> Any:
 
     @app.route("/faults", methods=["POST"])
     async def faults() -> Any:
-        body = await request.get_json(force=True, silent=True) or {}
-        op, args = body.get("op"), body.get("args", [])
-        if op not in ops or not isinstance(args, list):
-            return f"unknown fault operation {op!r}", 400, {"Content-Type": "text/plain"}
-        kwargs = {"all": True} if op == "heal" and body.get("all") else {}
-        try:
-            getattr(agent.net.faults, op)(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            return str(exc), 400, {"Content-Type": "text/plain"}
-        agent.log("fault", f"network fault: {op}", args=args)
+        error = apply_fault(agent, await request.get_json(force=True, silent=True) or {})
+        if error is not None:
+            return error, 400, {"Content-Type": "text/plain"}
         return "true", 200, {"Content-Type": "application/json"}
 
     return app
+
+
+def apply_fault(agent: Agent, body: Any) -> str | None:
+    """One fault operation ``{"op", "args", "all"}`` on the agent's network; the error or None."""
+    op = body.get("op") if isinstance(body, dict) else None
+    args = body.get("args", []) if isinstance(body, dict) else None
+    if op not in FAULT_OPS or not isinstance(args, list):
+        return f"unknown fault operation {op!r}"
+    kwargs = {"all": True} if op == "heal" and body.get("all") else {}
+    try:
+        getattr(agent.net.faults, op)(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    agent.log("fault", f"network fault: {op}", args=args)
+    return None
 
 
 # ---- entry point ----------------------------------------------------------------------------
