@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -175,6 +178,9 @@ class ProcessScenarioCluster(ProcessCluster):
         # Children started and not yet heard from: the next sync waits for them, so a step after
         # a restart starts when the server runs (as it does in one process).
         self._starting: set[str] = set()
+        # A killed or stopped server's next process, started at once and waiting (STANDBY_ENV):
+        # Python's imports take seconds, a restart in one process none.
+        self._standbys: dict[str, subprocess.Popen[bytes]] = {}
         self._watched: set[str] = set()
         self._client: Any = None
 
@@ -184,17 +190,49 @@ class ProcessScenarioCluster(ProcessCluster):
         return node
 
     # ---- processes ----------------------------------------------------------------------------
-    def spawn(self, name: str) -> None:
+    def spawn(self, name: str) -> None:  # type: ignore[override]
         p = self.node(name)
         p.forget()
         self._starting.add(name)
+        standby = self._standbys.pop(name, None)
+        if standby is not None and standby.poll() is None and standby.stdin is not None:
+            go = json.dumps({"faults": self._faults}) + "\n"
+            try:
+                standby.stdin.write(go.encode())
+                standby.stdin.close()
+            except OSError:
+                standby.kill()
+            else:
+                p.proc = standby
+                p.paused = False
+                return
         # The child's own lines reach the run's event log through GET /events; its stdout and
         # stderr (a traceback of a child that could not start) go to <data-dir>/<name>.log.
-        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it
-        try:
+        with open(self.data_dir / f"{name}.log", "ab") as log:
             super().spawn(name, stdout=log)
-        finally:
-            log.close()
+
+    def _start_standby(self, name: str) -> None:
+        from consim.agent.run import CONTROL_ENV, STANDBY_ENV
+
+        p = self.node(name)
+        env = dict(os.environ)
+        env[CONTROL_ENV] = p.control
+        env[STANDBY_ENV] = "1"
+        with open(self.data_dir / f"{name}.log", "ab") as log:
+            self._standbys[name] = subprocess.Popen(
+                [sys.executable, "-m", "consim.cli", "agent", *p.argv],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def terminate_all(self) -> None:
+        for standby in self._standbys.values():
+            standby.kill()
+            standby.wait()
+        self._standbys.clear()
+        super().terminate_all()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the children and read them until cancelled; they are stopped on the way out."""
@@ -294,6 +332,7 @@ class ProcessScenarioCluster(ProcessCluster):
     # ---- what a scenario does, logged as the in-process cluster logs it -------------------------
     def kill(self, name: str) -> None:
         super().kill(name)
+        self._start_standby(name)
         self.events.emit(NO_NODE, "kill", {"server": name}, level="WARN", message="server killed")
 
     async def restart(self, name: str) -> None:
@@ -303,6 +342,8 @@ class ProcessScenarioCluster(ProcessCluster):
     async def stop(self, name: str) -> None:
         self.events.emit(NO_NODE, "stop", {"server": name}, message="server leaving gracefully")
         await super().stop(name)
+        if not self.node(name).running:
+            self._start_standby(name)
 
     def pause(self, name: str) -> None:
         super().pause(name)

@@ -54,6 +54,9 @@ CONTROL_ENV = "CONSIM_AGENT_CONTROL"
 # The faults in force when a child is (re)started, as a JSON list of fault channel operations:
 # applied before its network runs, so a restarted server never slips past a partition.
 FAULTS_ENV = "CONSIM_AGENT_FAULTS"
+# A child started ahead of its restart (consim run --processes): it imports what an agent runs,
+# then waits on stdin for the parent's go line, so a restart starts the server at once.
+STANDBY_ENV = "CONSIM_AGENT_STANDBY"
 FAULT_OPS = frozenset({"partition", "isolate", "block", "heal", "set_loss", "set_delay"})
 GRACEFUL_TIMEOUT = 15.0  # Consul's gracefulTimeout
 LEAVE_DRAIN_TIME = 5.0  # Consul's LeaveDrainTime
@@ -432,10 +435,11 @@ class Agent:
 
     async def _wan_flood(self) -> None:
         """Consul's WAN flood: every server of this datacenter seen in the LAN pool is joined in
-        the WAN pool too, so ``?dc`` routes appear without a ``-join-wan`` on each server."""
+        the WAN pool too, so ``?dc`` routes appear without a ``-join-wan`` on each server.
+        Consul floods on each LAN member join; a quarter-second look is as prompt."""
         node = self.node
         while True:
-            await trio.sleep(2.0)
+            await trio.sleep(0.25)
             if node.lan_pool is None or node.wan_pool is None or not node.running:
                 continue
             wan = {m.addr for m in node.wan_pool.members()}
@@ -599,12 +603,30 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
+def _standby() -> bool:
+    """Import the agent's modules, then wait for the go line ``{"faults": [...]}`` (the faults in
+    force now); nothing is read from the data dir before it. False: the parent went away."""
+    import consim.http.app  # noqa: F401 - what Agent.run imports, loaded before the go
+    import consim.http.serve  # noqa: F401
+    import consim.net.sockets  # noqa: F401
+    import consim.server.agent  # noqa: F401
+    import consim.storage.sqlite  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False
+    os.environ[FAULTS_ENV] = json.dumps(json.loads(line).get("faults", []))
+    return True
+
+
 def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``consim agent ARGS``: Consul's exit codes (1 for bad flags or config, and for a
     shutdown without leave; 0 after a graceful leave)."""
     from consim.agent.config import FlagError, HelpRequested, build, usage
     from consim.live import address_in_use
 
+    if os.environ.get(STANDBY_ENV) and not _standby():
+        return 0
     try:
         cfg = build(argv)
     except HelpRequested:
