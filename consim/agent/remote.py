@@ -3,9 +3,9 @@
 A scenario step reads a cluster through a narrow face (``consim.scenario.context.ScenarioCluster``):
 servers by name with their status, Raft core facts (term, indexes, leader, voters), state machine
 reads and gossip views; faults; HTTP to a server; the one event log. :class:`ProcessScenarioCluster`
-answers it over the children's control channels (``consim.agent.view``): every tenth of a second,
+answers it over the children's control channels (``consim.agent.view``): every quarter second,
 and on every :meth:`sync` (before and after each step, on each poll of a wait), it reads each
-running child's ``GET /view`` and ``GET /events`` and keeps the answers on :class:`RemoteServer`,
+running child's ``GET /view`` (with its new events) and keeps the answers on :class:`RemoteServer`,
 whose attributes mirror a ServerNode's (``core.term``, ``fsm.get``, ``lan_pool.members()``...), so
 the actions run unchanged. Faults made by a step are sent to the children at the next sync.
 
@@ -33,7 +33,8 @@ from consim.cluster import ClusterError
 from consim.events import NO_NODE, EventLog
 from consim.spec import ClusterSpec, ServerSpec
 
-POLL_INTERVAL = 0.1
+POLL_INTERVAL = 0.1  # between looks at a starting child
+BACKGROUND_INTERVAL = 0.25  # between looks when no step asks (events for the timeline)
 START_WAIT = 60.0  # for a child to answer after it is started
 
 
@@ -121,7 +122,7 @@ class RemoteServer(AgentProcess):
         self.data_dir = data_dir
         self.view: dict[str, Any] = {}
         self.kv: dict[str, bytes | None] = {}
-        self.events_seen = 0  # the child's event count read so far (GET /events?after=)
+        self.events_seen = 0  # the child's event count read so far (GET /view?after=)
 
     def forget(self) -> None:
         """A new process: nothing it said before holds."""
@@ -178,8 +179,10 @@ class ProcessScenarioCluster(ProcessCluster):
         # Children started and not yet heard from: the next sync waits for them, so a step after
         # a restart starts when the server runs (as it does in one process).
         self._starting: set[str] = set()
-        # A killed or stopped server's next process, started at once and waiting (STANDBY_ENV):
-        # Python's imports take seconds, a restart in one process none.
+        # Each server's next process, started with the cluster and waiting (STANDBY_ENV): Python's
+        # imports take seconds, a restart in one process none. Started at boot, not at a kill:
+        # a process importing beside the cluster right after a fault would slow the very moments
+        # a scenario times (a write "before the leader notices"). A second kill starts another.
         self._standbys: dict[str, subprocess.Popen[bytes]] = {}
         self._watched: set[str] = set()
         self._client: Any = None
@@ -206,7 +209,7 @@ class ProcessScenarioCluster(ProcessCluster):
                 p.proc = standby
                 p.paused = False
                 return
-        # The child's own lines reach the run's event log through GET /events; its stdout and
+        # The child's own lines reach the run's event log through GET /view; its stdout and
         # stderr (a traceback of a child that could not start) go to <data-dir>/<name>.log.
         with open(self.data_dir / f"{name}.log", "ab") as log:
             super().spawn(name, stdout=log)
@@ -242,11 +245,13 @@ class ProcessScenarioCluster(ProcessCluster):
             async with httpx.AsyncClient(timeout=2.0) as client:
                 self._client = client
                 await self.start_all()
+                for name in self.servers:
+                    self._start_standby(name)
                 await self._started()
                 task_status.started()
                 while True:
                     await self.sync()
-                    await trio.sleep(POLL_INTERVAL)
+                    await trio.sleep(BACKGROUND_INTERVAL)
         finally:
             with trio.CancelScope(shield=True):
                 self.terminate_all()
@@ -302,13 +307,11 @@ class ProcessScenarioCluster(ProcessCluster):
         return response.status_code, response.content
 
     async def _read(self, p: RemoteServer) -> None:
-        got = await self._get(p.control, "/view")
+        got = await self._get(p.control, f"/view?after={p.events_seen}")
         if got is not None and got[0] == 200 and p.running:
-            p.view = json.loads(got[1])
-            p.last_status = p.view
-        got = await self._get(p.control, f"/events?after={p.events_seen}")
-        if got is not None and got[0] == 200 and p.running:
-            seen = json.loads(got[1])
+            view = json.loads(got[1])
+            seen = view.pop("events")
+            p.view = p.last_status = view
             p.events_seen = int(seen["next"])
             for e in seen["events"]:
                 self.events.emit(
@@ -332,7 +335,8 @@ class ProcessScenarioCluster(ProcessCluster):
     # ---- what a scenario does, logged as the in-process cluster logs it -------------------------
     def kill(self, name: str) -> None:
         super().kill(name)
-        self._start_standby(name)
+        if name not in self._standbys:
+            self._start_standby(name)
         self.events.emit(NO_NODE, "kill", {"server": name}, level="WARN", message="server killed")
 
     async def restart(self, name: str) -> None:
@@ -342,7 +346,7 @@ class ProcessScenarioCluster(ProcessCluster):
     async def stop(self, name: str) -> None:
         self.events.emit(NO_NODE, "stop", {"server": name}, message="server leaving gracefully")
         await super().stop(name)
-        if not self.node(name).running:
+        if not self.node(name).running and name not in self._standbys:
             self._start_standby(name)
 
     def pause(self, name: str) -> None:

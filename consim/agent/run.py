@@ -540,8 +540,8 @@ class Agent:
 
 def control_app(agent: Agent) -> Any:
     """``consim up --processes``' fault channel: FaultModel operations on this process's network
-    and the server's status, JSON over HTTP on ``$CONSIM_AGENT_CONTROL`` (with ``GET /view`` and
-    ``GET /events`` for scenario runs, consim.agent.view)."""
+    and the server's status, JSON over HTTP on ``$CONSIM_AGENT_CONTROL`` (with ``GET /view`` for
+    scenario runs, consim.agent.view)."""
     from quart import request
     from quart_trio import QuartTrio
 
@@ -555,13 +555,11 @@ def control_app(agent: Agent) -> Any:
 
     @app.route("/view", methods=["GET"])
     async def view() -> Any:
-        return json.dumps(server_view(agent.node)), 200, {"Content-Type": "application/json"}
-
-    @app.route("/events", methods=["GET"])
-    async def events() -> Any:
-        after = request.args.get("after", "0")
-        seen = events_since(agent.events, int(after) if after.isdigit() else 0)
-        return json.dumps(seen), 200, {"Content-Type": "application/json"}
+        out = server_view(agent.node)
+        after = request.args.get("after")
+        if after is not None:
+            out["events"] = events_since(agent.events, int(after) if after.isdigit() else 0)
+        return json.dumps(out), 200, {"Content-Type": "application/json"}
 
     @app.route("/faults", methods=["POST"])
     async def faults() -> Any:

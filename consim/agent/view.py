@@ -1,11 +1,12 @@
 """What a scenario run reads of one ``consim agent`` child (``consim run --processes``), served
 on the child's fault channel next to ``GET /status``:
 
-- ``GET /view``: the server's status plus the Raft and gossip facts scenario waits and assertions
-  check (last term, leader id, the committed and latest configurations' voters, each gossip pool's
-  members and keyring), so the parent's ``RemoteServer`` answers as an in-process ServerNode does;
-- ``GET /events?after=N``: the events logged since the N-th (the parent adds them to its own log,
-  so ``wait = "log"`` and the timeline see the children's lines).
+``GET /view?after=N``: the server's status plus the Raft and gossip facts scenario waits and
+assertions check (last term, leader id, the committed and latest configurations' voters, each
+gossip pool's members and keyring), so the parent's ``RemoteServer`` answers as an in-process
+ServerNode does; and under ``events`` the events logged since the N-th (the parent adds them to
+its own log, so ``wait = "log"`` and the timeline see the children's lines). One request per child
+per look: the parent looks often, on a machine the children share.
 """
 
 from __future__ import annotations
