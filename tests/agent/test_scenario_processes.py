@@ -194,3 +194,20 @@ def test_scenario_processes_course_verdict(name: str) -> None:
     # The children's own log lines reached the run's log (the timeline, wait = "log").
     assert any(e.message == "entering leader state" for e in result.events.events)
     assert result.events.of_kind("kill")
+
+
+def test_both_clusters_have_every_member_of_the_scenario_face(tmp_path: Path) -> None:
+    from consim.scenario.context import ScenarioCluster
+
+    spec = ClusterSpec(datacenters=(("dc1", 3),), seed=1)
+    members = [n for n in vars(ScenarioCluster) if not n.startswith("_")]
+    members += list(ScenarioCluster.__annotations__)
+    assert {"sync", "http", "acknowledged", "kill", "spec", "events", "servers"} <= set(members)
+
+    async def body(cluster: Cluster) -> list[str]:
+        return [m for m in members if not hasattr(cluster, m)]
+
+    missing, _ = VirtualRuntime().run_cluster(spec, body)
+    assert missing == []
+    remote = ProcessScenarioCluster(spec, tmp_path, EventLog(lambda: 0.0))
+    assert [m for m in members if not hasattr(remote, m)] == []
