@@ -218,14 +218,8 @@ class Cluster:
         return self.http_apps[name]
 
     async def http(
-        self,
-        name: str,
-        method: str,
-        path: str,
-        *,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]:
+        self, name: str, method: str, path: str, *, headers: Headers = None, body: bytes = b""
+    ) -> Answer:
         """One HTTP request to a server: in process in virtual time, over a socket when live."""
         self.node(name)  # an unknown name is a ClusterError before anything is sent
         start = self.events.now()
@@ -438,18 +432,7 @@ class Cluster:
 
     def acknowledged(self, leader: ServerNode) -> bool:
         """Does a majority of voters follow ``leader`` in its term?"""
-        assert leader.core is not None
-        voters = leader.core.configuration.voters()
-        acks = sum(
-            1
-            for n in self.datacenter_servers(leader.datacenter)
-            if n.running
-            and n.core is not None
-            and n.core.leader_id == leader.server_id
-            and n.core.term == leader.core.term
-            and leader.core.configuration.has_vote(n.server_id)
-        )
-        return acks >= len(voters) // 2 + 1
+        return majority_follows(leader, self.datacenter_servers(leader.datacenter))
 
     def status(self) -> list[dict[str, Any]]:
         return [n.status() for n in self.servers.values()]
@@ -458,6 +441,23 @@ class Cluster:
         """Nothing to do: in one process a step reads the servers themselves. (A cluster of
         processes sends the faults made and reads every child here, consim.agent.remote.)
         No checkpoint, so a virtual run's schedule is unchanged."""
+
+
+def majority_follows(leader: Any, servers: list[Any]) -> bool:
+    """Do a majority of the voters in ``leader``'s configuration, among ``servers`` (ServerNodes,
+    or anything with their ``running``, ``server_id`` and ``core``), follow it in its term?"""
+    core = leader.core
+    assert core is not None
+    acks = sum(
+        1
+        for n in servers
+        if n.running
+        and n.core is not None
+        and n.core.leader_id == leader.server_id
+        and n.core.term == core.term
+        and core.configuration.has_vote(n.server_id)
+    )
+    return acks >= len(core.configuration.voters()) // 2 + 1
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import trio
 
 from consim.agent.processes import AgentProcess, ProcessCluster
-from consim.cluster import ClusterError
+from consim.cluster import Answer, ClusterError, majority_follows
 from consim.events import NO_NODE, EventLog
 from consim.spec import ClusterSpec, ServerSpec
 
@@ -381,39 +381,18 @@ class ProcessScenarioCluster(ProcessCluster):
         return super()._host_or_any(name)
 
     # ---- views --------------------------------------------------------------------------------
-    async def http(
-        self,
-        name: str,
-        method: str,
-        path: str,
-        *,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP request to the child's HTTP port."""
+    async def http(self, name: str, method: str, path: str, **options: Any) -> Answer:
+        """One HTTP request to the child's HTTP port (``headers``, ``body`` as Cluster.http)."""
         from consim.http.client import request
 
-        return await request(
-            self.node(name).spec.http_address, method, path, headers=headers, body=body, timeout=60
-        )
+        address = self.node(name).spec.http_address
+        return await request(address, method, path, timeout=60, **options)
 
     def acknowledged(self, leader: Any) -> bool:
         """Does a majority of voters follow ``leader`` in its term (as the children say)?"""
-        core = leader.core
-        if core is None:
+        if leader.core is None:
             return False
-        voters = core.configuration.voters()
-        acks = sum(
-            1
-            for n in self.datacenter_servers(leader.datacenter)
-            if n.running
-            and isinstance(n, RemoteServer)
-            and n.core is not None
-            and n.core.leader_id == leader.server_id
-            and n.core.term == core.term
-            and core.configuration.has_vote(n.server_id)
-        )
-        return acks >= len(voters) // 2 + 1
+        return majority_follows(leader, self.datacenter_servers(leader.datacenter))
 
 
 def unsupported(scenario: Any) -> list[str]:

@@ -8,7 +8,7 @@ logged as an event, filling ``{rpc:NAME}`` placeholders).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,15 +60,9 @@ class ScenarioCluster(Protocol):
     def heal(self, all: bool = False) -> None: ...  # noqa: A002 - FaultModel.heal's name
     def set_loss(self, src: str, dst: str, probability: float) -> None: ...
     def set_delay(self, src: str, dst: str, seconds: float) -> None: ...
-    async def http(
-        self,
-        name: str,
-        method: str,
-        path: str,
-        *,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]: ...
+
+    # (name, method, path, *, headers=None, body=b"") -> (status, headers, body), as Cluster.http
+    http: Callable[..., Awaitable[tuple[int, dict[str, str], bytes]]]
 
     async def sync(self, kv: Collection[str] = ()) -> None:
         """Bring what steps read up to date (faults sent, servers read; ``kv``: keys of the
