@@ -170,7 +170,7 @@ def test_ui_replay_is_refused_with_processes() -> None:
 
 slow = pytest.mark.skipif(
     not os.environ.get("CONSIM_PROCESS_TESTS"),
-    reason="set CONSIM_PROCESS_TESTS=1 (three course scenarios on agent processes, about 75 s)",
+    reason="set CONSIM_PROCESS_TESTS=1 (three course scenarios and the fault verbs on agent processes, about 90 s)",
 )
 
 
@@ -212,3 +212,73 @@ def test_both_clusters_have_every_member_of_the_scenario_face(tmp_path: Path) ->
     assert missing == []
     remote = ProcessScenarioCluster(spec, tmp_path, EventLog(lambda: 0.0))
     assert [m for m in members if not hasattr(remote, m)] == []
+
+
+VERBS = """\
+name = "process-verbs"
+summary = "pause, resume, stop, isolate, block, loss and delay on agent processes"
+[cluster]
+datacenters = { dc1 = 3 }
+raft_multiplier = 1
+rpc_hold_timeout = "2s"
+[[step]]
+wait = "leader"
+within = "5s"
+[[step]]
+pause = "leader"
+[[step]]
+wait = "new-leader"
+within = "5s"
+[[step]]
+assert = { state = { "old-leader" = "paused" } }
+[[step]]
+resume = "old-leader"
+[[step]]
+assert = { state = { "old-leader" = "follower" }, term_increased = true }
+within = "5s"
+[[step]]
+isolate = "follower"
+[[step]]
+http = "PUT /v1/kv/iso"
+body = "x"
+on = "leader"
+expect = { status = 200 }
+[[step]]
+heal = true
+[[step]]
+block = "leader"
+to = "follower"
+[[step]]
+heal = true
+[[step]]
+loss = { from = "dc1-s1", to = "*", probability = 0.2 }
+[[step]]
+delay = { from = "*", to = "dc1-s2", seconds = "50ms" }
+[[step]]
+http = "PUT /v1/kv/links"
+body = "y"
+on = "leader"
+expect = { status = 200 }
+[[step]]
+assert = { kv = { key = "links", value = "y" } }
+within = "10s"
+[[step]]
+stop = "follower"
+[[step]]
+assert = { voters = 2, state = { "last-killed" = "down" } }
+within = "10s"
+"""
+
+
+@slow
+def test_scenario_processes_every_fault_verb(tmp_path: Path) -> None:
+    """pause (SIGSTOP) and resume, isolate, block, loss, delay and stop (a graceful leave), which
+    no course scenario run here uses."""
+    f = tmp_path / "verbs.toml"
+    f.write_text(VERBS)
+    block = free_host_base([3], 8500, range(200, 250, 3))
+    result = run_scenario(load_scenario(f), processes=True, host_block=block)
+    detail = "\n".join(f"{s.number} {s.status} {s.description}: {s.detail}" for s in result.steps)
+    assert result.ok, f"{result.failure}\n{detail}"
+    kinds = {e.kind for e in result.events.events}
+    assert {"pause", "resume", "isolate", "block", "set_loss", "set_delay", "stop"} <= kinds
