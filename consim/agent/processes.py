@@ -274,12 +274,26 @@ class ProcessCluster:
         self._fault("set_delay", self._host_or_any(src), self._host_or_any(dst), seconds)
 
     async def push_faults(self) -> None:
-        """Send the fault operations made since the last push to every running child."""
+        """Send the fault operations made since the last push to every running child, to all
+        at once (one process in one cut for long would see a partition no cluster has)."""
         pending, self._pending = self._pending, []
-        for p in self.servers.values():
-            if p.running and not p.paused:
+        if not pending:
+            return
+        errors: list[str] = []
+
+        async def send(p: AgentProcess) -> None:
+            try:
                 for entry in pending:
                     await self._send_fault(p, entry)
+            except ClusterError as exc:
+                errors.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            for p in self.servers.values():
+                if p.running and not p.paused:
+                    nursery.start_soon(send, p)
+        if errors:
+            raise ClusterError("; ".join(sorted(errors)))
 
     async def _send_fault(self, p: AgentProcess, entry: dict[str, Any]) -> None:
         from consim.http.client import request

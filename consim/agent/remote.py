@@ -250,7 +250,12 @@ class ProcessScenarioCluster(ProcessCluster):
                 await self._started()
                 task_status.started()
                 while True:
-                    await self.sync()
+                    try:
+                        await self.sync()
+                    except ClusterError as exc:  # a fault a child did not take: said, go on
+                        self.events.emit(
+                            NO_NODE, "fault_not_sent", {"error": str(exc)}, level="ERROR"
+                        )
                     await trio.sleep(BACKGROUND_INTERVAL)
         finally:
             with trio.CancelScope(shield=True):

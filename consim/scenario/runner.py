@@ -215,6 +215,7 @@ class ScenarioRunner:
                 self._start_background(step, result, action.start(self.ctx, step, step.args))
                 return True
             detail = await action.run(self.ctx, step, step.args)
+            await self.ctx.cluster.sync()  # inside: a fault a process did not take fails the step
             result.status = "ok"
             result.detail = detail or ""
         except StepFailed as exc:
@@ -223,7 +224,6 @@ class ScenarioRunner:
         except ClusterError as exc:
             result.status = "failed"
             result.detail = str(exc)
-        await self.ctx.cluster.sync()
         result.finished = self.events.now()
         result.load = self.ctx.measurements.pop(step.number, None)
         self._emit_step(result)
