@@ -97,6 +97,15 @@ class StepContext:
         self.measurements: dict[int, dict[str, Any]] = {}
         # What http steps saved (save = { NAME = "json.path" }), for {var:NAME} placeholders.
         self.variables: dict[str, str] = {}
+        # The log's event count when the previous step ended (set by the runner): a cluster of
+        # processes hands a server's lines over a look later, in the sync before this step.
+        self.events_mark = 0
+
+    def events_since_mark(self) -> list[Any]:
+        """The events logged since the previous step ended (those the log still keeps)."""
+        kept = list(self.events.events)
+        first = self.events.emitted - len(kept)
+        return kept[max(0, self.events_mark - first) :]
 
     # ---- targets -----------------------------------------------------------------------------
     def dc_of(self, step: Step, target: Target | None = None) -> str:

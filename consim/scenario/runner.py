@@ -198,6 +198,7 @@ class ScenarioRunner:
         return any(r.status == "failed" for _, r in self._background)
 
     async def _run_step(self, step: Step, result: StepResult) -> bool:
+        self.ctx.events_mark = self.events.emitted
         # A cluster of processes is read now (roles, notes) and gets this step's faults after it.
         await self.ctx.cluster.sync()
         result.started = self.events.now()

@@ -25,6 +25,7 @@ from consim.runtime import VirtualRuntime
 from consim.scenario.cli import run_files
 from consim.scenario.model import load_scenario
 from consim.scenario.runner import run_scenario
+from consim.scenario.timeline import render_timeline
 from consim.spec import ClusterSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,8 +189,9 @@ def test_scenario_processes_course_verdict(name: str) -> None:
     datacenters = [n for _, n in scenario.cluster.datacenters]
     block = free_host_base(datacenters, 8500, range(200, 250, 3))
     result = run_scenario(scenario, processes=True, host_block=block)
-    detail = "\n".join(f"{s.number} {s.status} {s.description}: {s.detail}" for s in result.steps)
-    assert result.ok, f"{result.failure}\n{detail}"
+    if not result.ok:  # the whole timeline, DEBUG lines too: a live run's failure is its timing
+        print(render_timeline(result, log_level="DEBUG"))
+    assert result.ok, result.failure
     assert all(s.status == "ok" for s in result.steps)
     # The children's own log lines reached the run's log (the timeline, wait = "log").
     assert any(e.message == "entering leader state" for e in result.events.events)
