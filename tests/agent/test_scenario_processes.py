@@ -171,7 +171,7 @@ def test_ui_replay_is_refused_with_processes() -> None:
 
 slow = pytest.mark.skipif(
     not os.environ.get("CONSIM_PROCESS_TESTS"),
-    reason="set CONSIM_PROCESS_TESTS=1 (three course scenarios and the fault verbs on agent processes, about 90 s)",
+    reason="set CONSIM_PROCESS_TESTS=1 (four course scenarios and the fault verbs on agent processes, about 90 s)",
 )
 
 
@@ -180,8 +180,9 @@ slow = pytest.mark.skipif(
     "name",
     [
         "01-leader-loss",  # kill the leader, a new one is elected
+        "02-server-failure-and-return",  # kill, restart from the data dir, state machine reads
         "03-minority-partition",  # partition and heal through the children's fault channels
-        "11-zombie-server",  # kills, peers.json in data dirs, restarts, partitions, log waits
+        "07-single-survivor",  # kills, peers.json written into a data dir, restart, recovery
     ],
 )
 def test_scenario_processes_course_verdict(name: str) -> None:
