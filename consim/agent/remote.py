@@ -208,6 +208,7 @@ class ProcessScenarioCluster(ProcessCluster):
             else:
                 p.proc = standby
                 p.paused = False
+                p.down_reason = "exited"  # as ProcessCluster.spawn: until a kill or stop says why
                 return
         # The child's own lines reach the run's event log through GET /view; its stdout and
         # stderr (a traceback of a child that could not start) go to <data-dir>/<name>.log.
