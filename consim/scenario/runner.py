@@ -401,10 +401,13 @@ def _run_processes(scenario: Scenario, spec: ClusterSpec) -> RunResult:
         try:
             cluster = ProcessScenarioCluster(spec, data_dir, events)
             async with trio.open_nursery() as nursery:
+                # Ctrl-C or SIGTERM: stop the children (cluster.run's finally), then exit 130.
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope, box)
                 try:
                     await nursery.start(cluster.run)
                 except ClusterError as exc:  # a child that cannot start: said, no traceback
                     box.append(str(exc))
+                    nursery.cancel_scope.cancel()
                     return
                 runner = ScenarioRunner(scenario, cluster, live=True)  # type: ignore[arg-type]
                 box.append(await runner.run())
@@ -414,6 +417,8 @@ def _run_processes(scenario: Scenario, spec: ClusterSpec) -> RunResult:
                 shutil.rmtree(own, ignore_errors=True)
 
     trio.run(main)
+    if "signal" in box:
+        raise SystemExit(130)
     events, outcome = box
     if isinstance(outcome, str):
         steps = [StepResult(s.number, s.action, s.describe(), note=s.note) for s in scenario.steps]
@@ -421,6 +426,18 @@ def _run_processes(scenario: Scenario, spec: ClusterSpec) -> RunResult:
         result.error = f"the agent processes did not start: {outcome}"
         return result
     return _make_result(scenario, spec, "live", outcome, events)
+
+
+async def _stop_on_signal(scope: trio.CancelScope, box: list[Any]) -> None:
+    import signal
+    import sys
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            print("==> Caught signal, stopping the agent processes", file=sys.stderr, flush=True)
+            box.append("signal")
+            scope.cancel()
+            return
 
 
 def percent(n: int, total: int) -> str:
