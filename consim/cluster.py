@@ -375,18 +375,10 @@ class Cluster:
 
     def _on_fault(self, kind: str, fields: dict[str, Any]) -> None:
         by_host = {n.spec.host: n.name for n in self.servers.values()}
-
-        def rename(value: Any) -> Any:
-            if isinstance(value, str):
-                return by_host.get(value, value)
-            if isinstance(value, list | tuple):
-                return [rename(v) for v in value]
-            return value
-
         self.events.emit(
             NO_NODE,
             kind,
-            {k: rename(v) for k, v in fields.items()},
+            {k: hosts_named(by_host, v) for k, v in fields.items()},
             level="WARN",
             message=kind.replace("_", " "),
         )
@@ -441,6 +433,15 @@ class Cluster:
         """Nothing to do: in one process a step reads the servers themselves. (A cluster of
         processes sends the faults made and reads every child here, consim.agent.remote.)
         No checkpoint, so a virtual run's schedule is unchanged."""
+
+
+def hosts_named(by_host: Mapping[str, str], value: Any) -> Any:
+    """``value`` with every server host in it (a string, or in lists) said by its server's name."""
+    if isinstance(value, str):
+        return by_host.get(value, value)
+    if isinstance(value, list | tuple):
+        return [hosts_named(by_host, v) for v in value]
+    return value
 
 
 def majority_follows(leader: Any, servers: list[Any]) -> bool:

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import trio
 
 from consim.agent.processes import AgentProcess, ProcessCluster
-from consim.cluster import Answer, ClusterError, majority_follows
+from consim.cluster import Answer, ClusterError, hosts_named, majority_follows
 from consim.events import NO_NODE, EventLog
 from consim.spec import ClusterSpec, ServerSpec
 
@@ -366,17 +366,8 @@ class ProcessScenarioCluster(ProcessCluster):
     def _fault(self, op: str, *args: Any, all: bool = False) -> None:  # noqa: A002
         super()._fault(op, *args, all=all)
         by_host = {p.spec.host: p.name for p in self.servers.values()}
-
-        def rename(value: Any) -> Any:
-            if isinstance(value, str):
-                return by_host.get(value, value)
-            if isinstance(value, list | tuple):
-                return [rename(v) for v in value]
-            return value
-
-        self.events.emit(
-            NO_NODE, op, {"args": rename(list(args))}, level="WARN", message=op.replace("_", " ")
-        )
+        named = hosts_named(by_host, list(args))
+        self.events.emit(NO_NODE, op, {"args": named}, level="WARN", message=op.replace("_", " "))
 
     def _host_or_any(self, name: str) -> str:
         if name in self.spec.datacenter_names():
