@@ -96,6 +96,8 @@ class RunResult:
     error: str | None = None  # an unexpected crash of the run itself
     # Messages and commit indexes seen from outside the event log (``record=True``, virtual).
     recorder: RunRecorder | None = None
+    # Live, one ``consim agent`` process per server (``--processes``).
+    processes: bool = False
 
     @property
     def ok(self) -> bool:
@@ -120,6 +122,7 @@ class RunResult:
             "file": str(self.scenario.path),
             "seed": self.seed,
             "mode": self.mode,
+            **({"processes": True} if self.processes else {}),
             "ok": self.ok,
             "failure": self.failure,
             "trace_hash": self.trace_hash if self.mode == "virtual" else None,
@@ -424,8 +427,10 @@ def _run_processes(scenario: Scenario, spec: ClusterSpec) -> RunResult:
         steps = [StepResult(s.number, s.action, s.describe(), note=s.note) for s in scenario.steps]
         result = _make_result(scenario, spec, "live", steps, events)
         result.error = f"the agent processes did not start: {outcome}"
-        return result
-    return _make_result(scenario, spec, "live", outcome, events)
+    else:
+        result = _make_result(scenario, spec, "live", outcome, events)
+    result.processes = True
+    return result
 
 
 async def _stop_on_signal(scope: trio.CancelScope, box: list[Any]) -> None:

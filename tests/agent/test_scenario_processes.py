@@ -194,6 +194,8 @@ def test_scenario_processes_course_verdict(name: str) -> None:
         print(render_timeline(result, log_level="DEBUG"))
     assert result.ok, result.failure
     assert all(s.status == "ok" for s in result.steps)
+    assert result.processes and result.to_json()["processes"] is True
+    assert "live time, one process per server" in render_timeline(result).splitlines()[0]
     # The children's own log lines reached the run's log (the timeline, wait = "log").
     assert any(e.message == "entering leader state" for e in result.events.events)
     # The operator's faults are in the log as in one process (01 kills, 03 partitions, 11 both).
