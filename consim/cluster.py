@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -218,14 +218,8 @@ class Cluster:
         return self.http_apps[name]
 
     async def http(
-        self,
-        name: str,
-        method: str,
-        path: str,
-        *,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-    ) -> tuple[int, dict[str, str], bytes]:
+        self, name: str, method: str, path: str, *, headers: Headers = None, body: bytes = b""
+    ) -> Answer:
         """One HTTP request to a server: in process in virtual time, over a socket when live."""
         self.node(name)  # an unknown name is a ClusterError before anything is sent
         start = self.events.now()
@@ -381,18 +375,10 @@ class Cluster:
 
     def _on_fault(self, kind: str, fields: dict[str, Any]) -> None:
         by_host = {n.spec.host: n.name for n in self.servers.values()}
-
-        def rename(value: Any) -> Any:
-            if isinstance(value, str):
-                return by_host.get(value, value)
-            if isinstance(value, list | tuple):
-                return [rename(v) for v in value]
-            return value
-
         self.events.emit(
             NO_NODE,
             kind,
-            {k: rename(v) for k, v in fields.items()},
+            {k: hosts_named(by_host, v) for k, v in fields.items()},
             level="WARN",
             message=kind.replace("_", " "),
         )
@@ -438,21 +424,41 @@ class Cluster:
 
     def acknowledged(self, leader: ServerNode) -> bool:
         """Does a majority of voters follow ``leader`` in its term?"""
-        assert leader.core is not None
-        voters = leader.core.configuration.voters()
-        acks = sum(
-            1
-            for n in self.datacenter_servers(leader.datacenter)
-            if n.running
-            and n.core is not None
-            and n.core.leader_id == leader.server_id
-            and n.core.term == leader.core.term
-            and leader.core.configuration.has_vote(n.server_id)
-        )
-        return acks >= len(voters) // 2 + 1
+        return majority_follows(leader, self.datacenter_servers(leader.datacenter))
 
     def status(self) -> list[dict[str, Any]]:
         return [n.status() for n in self.servers.values()]
+
+    async def sync(self, kv: Collection[str] = ()) -> None:
+        """Nothing to do: in one process a step reads the servers themselves. (A cluster of
+        processes sends the faults made and reads every child here, consim.agent.remote.)
+        No checkpoint, so a virtual run's schedule is unchanged."""
+
+
+def hosts_named(by_host: Mapping[str, str], value: Any) -> Any:
+    """``value`` with every server host in it (a string, or in lists) said by its server's name."""
+    if isinstance(value, str):
+        return by_host.get(value, value)
+    if isinstance(value, list | tuple):
+        return [hosts_named(by_host, v) for v in value]
+    return value
+
+
+def majority_follows(leader: Any, servers: list[Any]) -> bool:
+    """Do a majority of the voters in ``leader``'s configuration, among ``servers`` (ServerNodes,
+    or anything with their ``running``, ``server_id`` and ``core``), follow it in its term?"""
+    core = leader.core
+    assert core is not None
+    acks = sum(
+        1
+        for n in servers
+        if n.running
+        and n.core is not None
+        and n.core.leader_id == leader.server_id
+        and n.core.term == core.term
+        and core.configuration.has_vote(n.server_id)
+    )
+    return acks >= len(core.configuration.voters()) // 2 + 1
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -74,6 +74,8 @@ class AgentConfig:
     encrypt: str = ""
     raft_protocol: int = 3
     raft_multiplier: float = 5.0
+    # performance.rpc_hold_timeout: how long a request waits out a leader election (Consul's 7s).
+    rpc_hold_timeout: float = 7.0
     log_level: str = "INFO"
     pid_file: str = ""
     # Consul's server defaults: SIGTERM and SIGINT both shut down without leaving.
@@ -317,6 +319,7 @@ _FILE_KEYS = {
     "ports.serf_lan": int,
     "ports.serf_wan": int,
     "performance.raft_multiplier": float,
+    "performance.rpc_hold_timeout": str,
 }
 # Accepted and ignored: they change nothing a server-only simulation models.
 _IGNORED_KEYS = {"ui", "ui_config", "ports.dns", "ports.grpc", "enable_syslog", "log_json"}
@@ -441,11 +444,14 @@ def build(argv: list[str]) -> AgentConfig:
         "ports.serf_lan": "serf_lan_port",
         "ports.serf_wan": "serf_wan_port",
         "performance.raft_multiplier": "raft_multiplier",
+        "performance.rpc_hold_timeout": "rpc_hold_timeout",
     }
     for key, value in merged.items():
         setattr(cfg, renames.get(key, key), value)
     if isinstance(cfg.retry_interval, str):
         cfg.retry_interval = _duration("retry_interval", cfg.retry_interval)
+    if isinstance(cfg.rpc_hold_timeout, str):
+        cfg.rpc_hold_timeout = _duration("performance.rpc_hold_timeout", cfg.rpc_hold_timeout)
     validate(cfg)
     return cfg
 

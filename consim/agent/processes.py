@@ -125,23 +125,31 @@ class ProcessCluster:
             self.servers[s.name] = AgentProcess(s, argv, control)
 
     def _config_file(self, s: ServerSpec) -> Path:
-        # What Consul takes only from a file: performance.raft_multiplier.
+        # What Consul takes only from a file: performance.raft_multiplier, rpc_hold_timeout.
         path = self.data_dir / f"{s.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"performance": {"raft_multiplier": self.spec.raft_multiplier}}))
+        performance: dict[str, Any] = {"raft_multiplier": self.spec.raft_multiplier}
+        if self.spec.rpc_hold_timeout != ClusterSpec.rpc_hold_timeout:
+            performance["rpc_hold_timeout"] = f"{self.spec.rpc_hold_timeout:g}s"
+        path.write_text(json.dumps({"performance": performance}))
         return path
 
     # ---- processes ----------------------------------------------------------------------------
-    def spawn(self, name: str) -> None:
+    def spawn(self, name: str, stdout: Any = None) -> None:
+        """Start the child; ``stdout`` (a file), if given, takes its stdout and stderr."""
         p = self.node(name)
         env = dict(os.environ)
         env["CONSIM_AGENT_CONTROL"] = p.control
         if self.supervisor:
             env["CONSIM_SUPERVISOR"] = self.supervisor  # consim.ui.agent.SUPERVISOR_ENV
+        # The faults in force, applied by the child before its network runs (consim.agent.run).
+        env["CONSIM_AGENT_FAULTS"] = json.dumps(self._faults)
         p.proc = subprocess.Popen(
             [sys.executable, "-m", "consim.cli", "agent", *p.argv],
             env=env,
             stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=None if stdout is None else subprocess.STDOUT,
         )
         p.paused = False
         p.last_status = {}
@@ -199,8 +207,7 @@ class ProcessCluster:
         p = self.node(name)
         if p.running:
             self.kill(name)
-        self.spawn(name)
-        await self._replay(p)
+        self.spawn(name)  # with the faults in force
 
     async def stop(self, name: str) -> None:
         from consim.http.client import request
@@ -267,25 +274,26 @@ class ProcessCluster:
         self._fault("set_delay", self._host_or_any(src), self._host_or_any(dst), seconds)
 
     async def push_faults(self) -> None:
-        """Send the fault operations made since the last push to every running child."""
+        """Send the fault operations made since the last push to every running child, to all
+        at once (one process in one cut for long would see a partition no cluster has)."""
         pending, self._pending = self._pending, []
-        for p in self.servers.values():
-            if p.running and not p.paused:
+        if not pending:
+            return
+        errors: list[str] = []
+
+        async def send(p: AgentProcess) -> None:
+            try:
                 for entry in pending:
                     await self._send_fault(p, entry)
+            except ClusterError as exc:
+                errors.append(str(exc))
 
-    async def _replay(self, p: AgentProcess) -> None:
-        if not self._faults:
-            return
-        with trio.move_on_after(30):
-            while True:  # wait for the child's fault channel
-                try:
-                    await self._send_fault(p, {"op": "heal", "args": [], "all": True})
-                    break
-                except ClusterError:
-                    await trio.sleep(0.1)
-        for entry in self._faults:
-            await self._send_fault(p, entry)
+        async with trio.open_nursery() as nursery:
+            for p in self.servers.values():
+                if p.running and not p.paused:
+                    nursery.start_soon(send, p)
+        if errors:
+            raise ClusterError("; ".join(sorted(errors)))
 
     async def _send_fault(self, p: AgentProcess, entry: dict[str, Any]) -> None:
         from consim.http.client import request

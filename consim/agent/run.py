@@ -52,6 +52,13 @@ from consim.server.node import ServerFailed, ServerNode
 from consim.spec import RPC_PORT, SERF_LAN_PORT, SERF_WAN_PORT, ServerSpec
 
 CONTROL_ENV = "CONSIM_AGENT_CONTROL"
+# The faults in force when a child is (re)started, as a JSON list of fault channel operations:
+# applied before its network runs, so a restarted server never slips past a partition.
+FAULTS_ENV = "CONSIM_AGENT_FAULTS"
+# A child started ahead of its restart (consim run --processes): it imports what an agent runs,
+# then waits on stdin for the parent's go line, so a restart starts the server at once.
+STANDBY_ENV = "CONSIM_AGENT_STANDBY"
+FAULT_OPS = frozenset({"partition", "isolate", "block", "heal", "set_loss", "set_delay"})
 GRACEFUL_TIMEOUT = 15.0  # Consul's gracefulTimeout
 LEAVE_DRAIN_TIME = 5.0  # Consul's LeaveDrainTime
 
@@ -222,6 +229,7 @@ class Agent:
             rng=rng,
             raft_config=RaftConfig.for_multiplier(cfg.raft_multiplier),
             raft_protocol=cfg.raft_protocol,
+            rpc_hold_timeout=cfg.rpc_hold_timeout,
             data_dir=data_dir,
             # Whom it knows at start: itself with -bootstrap (a configuration of one), else no
             # one (bootstrap_expect, or a leader adds it once it has joined).
@@ -261,6 +269,8 @@ class Agent:
 
         # consim's page at /ui/ (the whole cluster, seen from here; consim.ui.agent).
         ui = AgentUI(self, supervisor=os.environ.get(SUPERVISOR_ENV) or None)
+        for entry in json.loads(os.environ.get(FAULTS_ENV) or "[]"):
+            apply_fault(self, entry)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -426,10 +436,11 @@ class Agent:
 
     async def _wan_flood(self) -> None:
         """Consul's WAN flood: every server of this datacenter seen in the LAN pool is joined in
-        the WAN pool too, so ``?dc`` routes appear without a ``-join-wan`` on each server."""
+        the WAN pool too, so ``?dc`` routes appear without a ``-join-wan`` on each server.
+        Consul floods on each LAN member join; a quarter-second look is as prompt."""
         node = self.node
         while True:
-            await trio.sleep(2.0)
+            await trio.sleep(0.25)
             if node.lan_pool is None or node.wan_pool is None or not node.running:
                 continue
             wan = {m.addr for m in node.wan_pool.members()}
@@ -530,32 +541,50 @@ class Agent:
 
 def control_app(agent: Agent) -> Any:
     """``consim up --processes``' fault channel: FaultModel operations on this process's network
-    and the server's status, JSON over HTTP on ``$CONSIM_AGENT_CONTROL``."""
+    and the server's status, JSON over HTTP on ``$CONSIM_AGENT_CONTROL`` (with ``GET /view`` for
+    scenario runs, consim.agent.view)."""
     from quart import request
     from quart_trio import QuartTrio
 
+    from consim.agent.view import events_since, server_view
+
     app = QuartTrio("consim-agent-control")
-    ops = {"partition", "isolate", "block", "heal", "set_loss", "set_delay"}
 
     @app.route("/status", methods=["GET"])
     async def status() -> Any:
         return json.dumps(agent.node.status()), 200, {"Content-Type": "application/json"}
 
+    @app.route("/view", methods=["GET"])
+    async def view() -> Any:
+        out = server_view(agent.node)
+        after = request.args.get("after")
+        if after is not None:
+            out["events"] = events_since(agent.events, int(after) if after.isdigit() else 0)
+        return json.dumps(out), 200, {"Content-Type": "application/json"}
+
     @app.route("/faults", methods=["POST"])
     async def faults() -> Any:
-        body = await request.get_json(force=True, silent=True) or {}
-        op, args = body.get("op"), body.get("args", [])
-        if op not in ops or not isinstance(args, list):
-            return f"unknown fault operation {op!r}", 400, {"Content-Type": "text/plain"}
-        kwargs = {"all": True} if op == "heal" and body.get("all") else {}
-        try:
-            getattr(agent.net.faults, op)(*args, **kwargs)
-        except (TypeError, ValueError) as exc:
-            return str(exc), 400, {"Content-Type": "text/plain"}
-        agent.log("fault", f"network fault: {op}", args=args)
+        error = apply_fault(agent, await request.get_json(force=True, silent=True) or {})
+        if error is not None:
+            return error, 400, {"Content-Type": "text/plain"}
         return "true", 200, {"Content-Type": "application/json"}
 
     return app
+
+
+def apply_fault(agent: Agent, body: Any) -> str | None:
+    """One fault operation ``{"op", "args", "all"}`` on the agent's network; the error or None."""
+    op = body.get("op") if isinstance(body, dict) else None
+    args = body.get("args", []) if isinstance(body, dict) else None
+    if op not in FAULT_OPS or not isinstance(args, list):
+        return f"unknown fault operation {op!r}"
+    kwargs = {"all": True} if op == "heal" and body.get("all") else {}
+    try:
+        getattr(agent.net.faults, op)(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    agent.log("fault", f"network fault: {op}", args=args)
+    return None
 
 
 # ---- entry point ----------------------------------------------------------------------------
@@ -573,12 +602,30 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
+def _standby() -> bool:
+    """Import the agent's modules, then wait for the go line ``{"faults": [...]}`` (the faults in
+    force now); nothing is read from the data dir before it. False: the parent went away."""
+    import consim.http.app  # noqa: F401 - what Agent.run imports, loaded before the go
+    import consim.http.serve  # noqa: F401
+    import consim.net.sockets  # noqa: F401
+    import consim.server.agent  # noqa: F401
+    import consim.storage.sqlite  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return False
+    os.environ[FAULTS_ENV] = json.dumps(json.loads(line).get("faults", []))
+    return True
+
+
 def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """``consim agent ARGS``: Consul's exit codes (1 for bad flags or config, and for a
     shutdown without leave; 0 after a graceful leave)."""
     from consim.agent.config import FlagError, HelpRequested, build, usage
     from consim.live import address_in_use
 
+    if os.environ.get(STANDBY_ENV) and not _standby():
+        return 0
     try:
         cfg = build(argv)
     except HelpRequested:

@@ -53,6 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_files(
         args.files,
         live=args.live,
+        processes=args.processes,
         seed=args.seed,
         seeds=args.seeds,
         json_path=args.json,
@@ -70,6 +71,7 @@ def run_files(
     files: list[str],
     *,
     live: bool = False,
+    processes: bool = False,
     seed: int | None = None,
     seeds: range | None = None,
     json_path: str | None = None,
@@ -91,9 +93,19 @@ def run_files(
     scenarios = load_all(files, err)
     if scenarios is None:
         return 2
+    live = live or processes  # one process per server is live time on real ports
     if ui_path and live:
-        print("consim run: error: --ui replays a virtual-time run (not with --live)", file=err)
+        flag = "--processes" if processes else "--live"
+        print(f"consim run: error: --ui replays a virtual-time run (not with {flag})", file=err)
         return 2
+    if processes:
+        from consim.agent.remote import unsupported
+
+        refused = [line for scenario in scenarios for line in unsupported(scenario)]
+        for line in refused:
+            print(f"consim run: error: {line}", file=err)
+        if refused:
+            return 2
     if live:
         from consim.live import AddressInUse, check_addresses
         from consim.scenario.runner import cluster_spec
@@ -113,6 +125,7 @@ def run_files(
                 scenario,
                 seed=seed,
                 live=live,
+                processes=processes,
                 http_port=http_port,
                 host_block=host_block,
                 record=report_path is not None,  # the report's messages and commit indexes
@@ -129,7 +142,12 @@ def run_files(
             failed: list[RunResult] = []
             for i, s in enumerate(seeds, start=1):
                 result = run_scenario(
-                    scenario, seed=s, live=live, http_port=http_port, host_block=host_block
+                    scenario,
+                    seed=s,
+                    live=live,
+                    processes=processes,
+                    http_port=http_port,
+                    host_block=host_block,
                 )
                 results.append(result)
                 if not result.ok:
@@ -223,6 +241,11 @@ def register_scenario_commands(sub: Any) -> None:
     run = sub.add_parser("run", help="run scenario files (virtual time unless --live)")
     run.add_argument("files", nargs="+", metavar="FILE")
     run.add_argument("--live", action="store_true", help="real sockets and the real clock")
+    run.add_argument(
+        "--processes",
+        action="store_true",
+        help="live, each server its own `consim agent` process (as `consim up --processes`)",
+    )
     run.add_argument("--seed", type=int, help="override the file's seed")
     run.add_argument("--seeds", type=_seed_range, help="run seeds A..B and summarize")
     run.add_argument("--json", metavar="FILE", help="write results (with trace hashes) as JSON")
@@ -244,13 +267,16 @@ def register_scenario_commands(sub: Any) -> None:
         help="print HTTP answers whole (shortened to one line otherwise; --json has them whole)",
     )
     run.add_argument(
-        "--http-port", type=int, default=8500, help="HTTP port of every server with --live"
+        "--http-port",
+        type=int,
+        default=8500,
+        help="HTTP port of every server with --live or --processes",
     )
     run.add_argument(
         "--host-block",
         type=int,
         default=0,
-        help="with --live, put datacenter d's servers on 127.0.<N+d>.k (default 0)",
+        help="with --live or --processes, put datacenter d's servers on 127.0.<N+d>.k (default 0)",
     )
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check scenario files without running them")

@@ -8,9 +8,9 @@ logged as an event, filling ``{rpc:NAME}`` placeholders).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -27,9 +27,46 @@ from consim.scenario.base import (
 )
 
 if TYPE_CHECKING:
-    from consim.cluster import Cluster
+    from consim.spec import ClusterSpec
 
-__all__ = ["SCENARIO_NODE", "Roles", "StepContext", "StepFailed", "short"]
+__all__ = ["SCENARIO_NODE", "Roles", "ScenarioCluster", "StepContext", "StepFailed", "short"]
+
+
+class ScenarioCluster(Protocol):
+    """What a step uses of a cluster: ``consim.cluster.Cluster`` (one process, virtual or live)
+    and ``consim.agent.remote.ProcessScenarioCluster`` (a ``consim agent`` process per server)
+    both have it. A server (``node``, ``servers``) has a ServerNode's ``name``, ``datacenter``,
+    ``spec``, ``address``, ``node_id``, ``server_id``, ``running``, ``paused``, ``status()``,
+    ``is_leader()``, ``core`` (term, indexes, leader_id, configurations' ``voters()``), ``fsm``
+    (``last_applied``, ``get``) and ``lan_pool``/``wan_pool`` (``members()``, the keyring)."""
+
+    spec: ClusterSpec
+    events: EventLog
+    servers: dict[str, Any]
+
+    def node(self, name: str) -> Any: ...
+    def datacenter_servers(self, datacenter: str) -> list[Any]: ...
+    def leader(self, datacenter: str = "dc1") -> Any: ...
+    def followers(self, datacenter: str = "dc1") -> list[Any]: ...
+    def acknowledged(self, leader: Any) -> bool: ...
+    def kill(self, name: str) -> None: ...
+    async def restart(self, name: str) -> None: ...
+    async def stop(self, name: str) -> None: ...
+    def pause(self, name: str) -> None: ...
+    def resume(self, name: str) -> None: ...
+    def partition(self, groups: list[list[str]]) -> None: ...
+    def isolate(self, name: str) -> None: ...
+    def block(self, src: str, dst: str) -> None: ...
+    def heal(self, all: bool = False) -> None: ...  # noqa: A002 - FaultModel.heal's name
+    def set_loss(self, src: str, dst: str, probability: float) -> None: ...
+    def set_delay(self, src: str, dst: str, seconds: float) -> None: ...
+
+    # (name, method, path, *, headers=None, body=b"") -> (status, headers, body), as Cluster.http
+    http: Callable[..., Awaitable[tuple[int, dict[str, str], bytes]]]
+
+    async def sync(self, kv: Collection[str] = ()) -> None:
+        """Bring what steps read up to date (faults sent, servers read; ``kv``: keys of the
+        servers' state machines to read too). The in-process cluster has nothing to do."""
 
 
 @dataclass
@@ -49,7 +86,7 @@ class Roles:
 class StepContext:
     """The narrow interface an action runs against (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, *, default_dc: str, live: bool = False) -> None:
+    def __init__(self, cluster: ScenarioCluster, *, default_dc: str, live: bool = False) -> None:
         self.cluster = cluster
         self.events: EventLog = cluster.events
         self.live = live
@@ -60,6 +97,15 @@ class StepContext:
         self.measurements: dict[int, dict[str, Any]] = {}
         # What http steps saved (save = { NAME = "json.path" }), for {var:NAME} placeholders.
         self.variables: dict[str, str] = {}
+        # The log's event count when the previous step ended (set by the runner): a cluster of
+        # processes hands a server's lines over a look later, in the sync before this step.
+        self.events_mark = 0
+
+    def events_since_mark(self) -> list[Any]:
+        """The events logged since the previous step ended (those the log still keeps)."""
+        kept = list(self.events.events)
+        first = self.events.emitted - len(kept)
+        return kept[max(0, self.events_mark - first) :]
 
     # ---- targets -----------------------------------------------------------------------------
     def dc_of(self, step: Step, target: Target | None = None) -> str:
@@ -162,11 +208,16 @@ class StepContext:
         """For a step's own concurrent tasks (a load's requests); it ends with them."""
         return trio.open_nursery()  # type: ignore[return-value]
 
-    async def until(self, predicate: Callable[[], bool], within: float) -> bool:
-        """Poll ``predicate`` until it holds or ``within`` seconds pass; its last answer."""
+    async def until(
+        self, predicate: Callable[[], bool], within: float, *, kv: Collection[str] = ()
+    ) -> bool:
+        """Poll ``predicate`` until it holds or ``within`` seconds pass; its last answer.
+        ``kv``: keys the predicate reads from the servers' state machines."""
+        await self.cluster.sync(kv)
         with trio.move_on_after(within):
             while not predicate():
                 await trio.sleep(self._poll)
+                await self.cluster.sync(kv)
             return True
         return predicate()
 

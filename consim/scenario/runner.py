@@ -96,6 +96,8 @@ class RunResult:
     error: str | None = None  # an unexpected crash of the run itself
     # Messages and commit indexes seen from outside the event log (``record=True``, virtual).
     recorder: RunRecorder | None = None
+    # Live, one ``consim agent`` process per server (``--processes``).
+    processes: bool = False
 
     @property
     def ok(self) -> bool:
@@ -120,6 +122,7 @@ class RunResult:
             "file": str(self.scenario.path),
             "seed": self.seed,
             "mode": self.mode,
+            **({"processes": True} if self.processes else {}),
             "ok": self.ok,
             "failure": self.failure,
             "trace_hash": self.trace_hash if self.mode == "virtual" else None,
@@ -198,6 +201,9 @@ class ScenarioRunner:
         return any(r.status == "failed" for _, r in self._background)
 
     async def _run_step(self, step: Step, result: StepResult) -> bool:
+        self.ctx.events_mark = self.events.emitted
+        # A cluster of processes is read now (roles, notes) and gets this step's faults after it.
+        await self.ctx.cluster.sync()
         result.started = self.events.now()
         if step.note:
             # Facts of the run ({leader}, {term}, ...) as they are when the step starts.
@@ -213,6 +219,7 @@ class ScenarioRunner:
                 self._start_background(step, result, action.start(self.ctx, step, step.args))
                 return True
             detail = await action.run(self.ctx, step, step.args)
+            await self.ctx.cluster.sync()  # inside: a fault a process did not take fails the step
             result.status = "ok"
             result.detail = detail or ""
         except StepFailed as exc:
@@ -289,6 +296,7 @@ def run_scenario(
     *,
     seed: int | None = None,
     live: bool = False,
+    processes: bool = False,
     http_port: int = 8500,
     host_block: int = 0,
     record: bool = False,
@@ -297,10 +305,13 @@ def run_scenario(
     """Run one scenario to completion and return its results (events included). ``record``
     (virtual time only) also keeps the messages between servers and their commit indexes for
     the report (:class:`RunRecorder`); the trace hash is the same either way. ``observe``
-    (virtual runs) is called with the cluster before its servers start (the replay recorder)."""
+    (virtual runs) is called with the cluster before its servers start (the replay recorder).
+    ``processes``: live, one ``consim agent`` process per server (consim.agent.remote)."""
     seed = scenario.seed if seed is None else seed
     with _DataDir(scenario) as data_dir:
         spec = cluster_spec(scenario, seed, data_dir, http_port, host_block)
+        if processes:
+            return _run_processes(scenario, spec)
         if live:
             return _run_live(scenario, spec)
         return _run_virtual(scenario, spec, record=record, observe=observe)
@@ -376,6 +387,62 @@ def _run_live(scenario: Scenario, spec: ClusterSpec) -> RunResult:
     trio.run(main)
     events, steps = box
     return _make_result(scenario, spec, "live", steps, events)
+
+
+def _run_processes(scenario: Scenario, spec: ClusterSpec) -> RunResult:
+    from consim.agent.remote import ProcessScenarioCluster
+
+    box: list[Any] = []
+
+    async def main() -> None:
+        events = EventLog(trio.current_time)
+        box.append(events)
+        own = None
+        data_dir = spec.data_dir
+        if data_dir is None:  # the children need data dirs even when the file asks for none
+            own = data_dir = Path(tempfile.mkdtemp(prefix="consim-processes-"))
+        try:
+            cluster = ProcessScenarioCluster(spec, data_dir, events)
+            async with trio.open_nursery() as nursery:
+                # Ctrl-C or SIGTERM: stop the children (cluster.run's finally), then exit 130.
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope, box)
+                try:
+                    await nursery.start(cluster.run)
+                except ClusterError as exc:  # a child that cannot start: said, no traceback
+                    box.append(str(exc))
+                    nursery.cancel_scope.cancel()
+                    return
+                runner = ScenarioRunner(scenario, cluster, live=True)  # type: ignore[arg-type]
+                box.append(await runner.run())
+                nursery.cancel_scope.cancel()
+        finally:
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
+
+    trio.run(main)
+    if "signal" in box:
+        raise SystemExit(130)
+    events, outcome = box
+    if isinstance(outcome, str):
+        steps = [StepResult(s.number, s.action, s.describe(), note=s.note) for s in scenario.steps]
+        result = _make_result(scenario, spec, "live", steps, events)
+        result.error = f"the agent processes did not start: {outcome}"
+    else:
+        result = _make_result(scenario, spec, "live", outcome, events)
+    result.processes = True
+    return result
+
+
+async def _stop_on_signal(scope: trio.CancelScope, box: list[Any]) -> None:
+    import signal
+    import sys
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            print("==> Caught signal, stopping the agent processes", file=sys.stderr, flush=True)
+            box.append("signal")
+            scope.cancel()
+            return
 
 
 def percent(n: int, total: int) -> str:

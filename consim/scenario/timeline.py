@@ -55,7 +55,8 @@ def render_timeline(
     HTTP answers are shortened to one line unless ``full`` (then printed whole, indented)."""
     s = result.scenario
     lines = [
-        f"==> {s.name} ({s.path}) seed {result.seed}, {result.mode} time",
+        f"==> {s.name} ({s.path}) seed {result.seed}, {result.mode} time"
+        + (", one process per server" if result.processes else ""),
     ]
     if s.summary:
         lines.extend(_wrap(s.summary, 96, "    "))

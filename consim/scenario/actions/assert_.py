@@ -288,7 +288,8 @@ class Assert(Action[AssertArgs]):
                 problems.extend(c.problems(ctx, step, dc, leader))
             return not problems
 
-        if not await ctx.until(check, args.within):
+        keys = [c.key for c in args.checks.values() if isinstance(c, Kv)]
+        if not await ctx.until(check, args.within, kv=keys):
             raise StepFailed("; ".join(problems))
         return "holds"
 

@@ -1,4 +1,5 @@
-"""``wait = "log"``, ``contains``: a server logs a line with that text (from this step on)."""
+"""``wait = "log"``, ``contains``: a server logs a line with that text (from the end of the
+previous step on)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ class Log(Condition[LogArgs]):
             if not seen and event.node in ctx.cluster.servers and text in event.message:
                 seen.append(event)
 
+        # Lines since the previous step ended count too: a server's own process hands them over
+        # a look later (in one process, the runner emits only its own events in between).
+        for event in ctx.events_since_mark():
+            watch(event)
         unsubscribe = ctx.events.subscribe(watch)
         try:
             ok = await ctx.until(lambda: bool(seen), wait.within)
