@@ -23,6 +23,7 @@ from consim.cluster import Cluster, ClusterError
 from consim.events import Event, EventLog, level_enabled, node_log_line
 from consim.raft.recovery import RecoveryError
 from consim.runtime import start_live_cluster_parts
+from consim.scenario.context import role_server
 from consim.spec import ClusterSpec, ServerSpec
 
 CONTROL_PORT_OFFSET = 99
@@ -224,22 +225,13 @@ class Controller:
                 raise ClusterError(f"{target!r}: only roles take @DC ({', '.join(CONTROL_ROLES)})")
             self.cluster.node(target)  # ClusterError naming the known servers
             return target
-        servers = sorted(self.cluster.datacenter_servers(dc), key=lambda n: n.name)
-        if role == "leader":
-            leader = self.cluster.leader(dc)
-            if leader is None:
-                raise ClusterError(f"{dc} has no leader right now")
-            return leader.name
-        if role == "follower":
-            followers = sorted(self.cluster.followers(dc), key=lambda n: n.name)
-            if not followers:
-                raise ClusterError(f"{dc} has no follower right now")
-            return followers[0].name
-        if role == "any":
-            for n in servers:
-                if n.running and not n.paused:
-                    return n.name
-            raise ClusterError(f"no server of {dc} is running")
+        if role in ("leader", "follower", "any"):
+            server = role_server(self.cluster, role, dc)
+            if server is not None:
+                return server
+            if role == "any":
+                raise ClusterError(f"no server of {dc} is running")
+            raise ClusterError(f"{dc} has no {role} right now")
         name = self.old_leader if role == "old-leader" else self.last_killed
         if name is None:
             what = "no leader has been hit by a fault" if role == "old-leader" else "no server"

@@ -29,7 +29,15 @@ from consim.scenario.base import (
 if TYPE_CHECKING:
     from consim.spec import ClusterSpec
 
-__all__ = ["SCENARIO_NODE", "Roles", "ScenarioCluster", "StepContext", "StepFailed", "short"]
+__all__ = [
+    "SCENARIO_NODE",
+    "Roles",
+    "ScenarioCluster",
+    "StepContext",
+    "StepFailed",
+    "role_server",
+    "short",
+]
 
 
 class ScenarioCluster(Protocol):
@@ -67,6 +75,20 @@ class ScenarioCluster(Protocol):
     async def sync(self, kv: Collection[str] = ()) -> None:
         """Bring what steps read up to date (faults sent, servers read; ``kv``: keys of the
         servers' state machines to read too). The in-process cluster has nothing to do."""
+
+
+def role_server(cluster: ScenarioCluster, role: str, dc: str) -> str | None:
+    """The server ``leader``, ``follower`` or ``any`` (running, not paused) stands for in ``dc``
+    right now, the first by name where several do; None where none does. Scenario steps and
+    ``consim ctl`` say so each in their own words."""
+    if role == "leader":
+        leader = cluster.leader(dc)
+        return None if leader is None else str(leader.name)
+    if role == "follower":
+        candidates = cluster.followers(dc)
+    else:
+        candidates = [n for n in cluster.datacenter_servers(dc) if n.running and not n.paused]
+    return min((str(n.name) for n in candidates), default=None)
 
 
 @dataclass
@@ -121,19 +143,13 @@ class StepContext:
         if not target.is_role:
             return name
         roles = self.roles
-        servers = sorted(self.cluster.datacenter_servers(dc), key=lambda n: n.name)
-        if name == "leader":
-            leader = self.cluster.leader(dc)
-            if leader is None:
-                raise StepFailed(f"target 'leader': {dc} has no leader ({self.describe_dc(dc)})")
-            return leader.name
-        if name == "follower":
-            followers = sorted(self.cluster.followers(dc), key=lambda n: n.name)
-            if not followers:
-                raise StepFailed(
-                    f"target 'follower': {dc} has no follower ({self.describe_dc(dc)})"
-                )
-            return followers[0].name
+        if name in ("leader", "follower", "any"):
+            server = role_server(self.cluster, name, dc)
+            if server is not None:
+                return server
+            if name == "any":
+                raise StepFailed(f"target 'any': no server of {dc} is running")
+            raise StepFailed(f"target {name!r}: {dc} has no {name} ({self.describe_dc(dc)})")
         if name == "old-leader":
             if roles.old_leader is None:
                 raise StepFailed("target 'old-leader': no leader has been killed or cut off yet")
@@ -150,11 +166,6 @@ class StepContext:
             if roles.last_killed is None:
                 raise StepFailed("target 'last-killed': no server has been killed or stopped yet")
             return roles.last_killed
-        if name == "any":
-            for n in servers:
-                if n.running and not n.paused:
-                    return n.name
-            raise StepFailed(f"target 'any': no server of {dc} is running")
         raise StepFailed(f"target {name!r} cannot be used here")
 
     def resolve_many(self, target: Target, step: Step) -> list[str]:
