@@ -210,18 +210,11 @@ def write_report(path: str, scenarios: list[Scenario], results: list[Any], out: 
 def write_replay(path: str, results: list[Any], out: TextIO) -> None:
     """``--ui FILE``: the /ui replay of the first failed run (else the last), run again with the
     replay recorder on (a virtual run replays exactly: same seed, same trace hash)."""
-    from consim.ui.replay import record_run, render_replay, replay_data
+    from consim.ui.replay import record_run, replay_data, save_replay
 
     chosen = next((r for r in results if not r.ok), results[-1])
     result, recorder = record_run(chosen.scenario, chosen.seed)
-    data = replay_data(result, recorder)
-    text = json.dumps(data) if path.endswith(".json") else render_replay(data)
-    Path(path).write_text(text, encoding="utf-8")
-    print(
-        f"==> replay written to {path} ({chosen.scenario.name}, seed {chosen.seed}, "
-        f"{len(data['frames'])} frames)",
-        file=out,
-    )
+    save_replay(path, replay_data(result, recorder), out)
 
 
 def _progress(err: TextIO, name: str, done: int, total: int, failed: int) -> None:

@@ -64,7 +64,7 @@ def replay_run(json_path: Path, run: dict[str, Any]) -> dict[str, Any]:
 def cmd_replay(
     args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
-    from consim.ui.replay import render_replay
+    from consim.ui.replay import save_replay
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -83,14 +83,7 @@ def cmd_replay(
     except ReplayError as exc:
         print(f"consim replay: error: {exc}", file=err)
         return 2
-    target = args.out or str(path.with_suffix(".replay.html"))
-    text = json.dumps(data) if target.endswith(".json") else render_replay(data)
-    Path(target).write_text(text, encoding="utf-8")
-    print(
-        f"==> replay written to {target} ({data['scenario']}, seed {data['seed']}, "
-        f"{len(data['frames'])} frames)",
-        file=out,
-    )
+    save_replay(args.out or str(path.with_suffix(".replay.html")), data, out)
     return 0
 
 

@@ -12,7 +12,8 @@ steps to the next event offline. The JSON alone (``--ui run.json``) opens in tha
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import trio
 
@@ -155,4 +156,15 @@ def render_replay(data: dict[str, Any]) -> str:
     return page.replace(
         "<!--CONSIM-BOOT-->",
         f"<script>window.CONSIM_BOOT={boot};window.CONSIM_REPLAY={payload};</script>",
+    )
+
+
+def save_replay(path: str, data: dict[str, Any], out: TextIO) -> None:
+    """Write ``data`` to ``path``: the replay page, or its data where ``path`` ends in .json."""
+    text = json.dumps(data) if path.endswith(".json") else render_replay(data)
+    Path(path).write_text(text, encoding="utf-8")
+    print(
+        f"==> replay written to {path} ({data['scenario']}, seed {data['seed']}, "
+        f"{len(data['frames'])} frames)",
+        file=out,
     )
