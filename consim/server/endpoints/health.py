@@ -3,6 +3,7 @@ service instances with their checks (``?passing``), from the catalog table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from consim.net.network import RpcError
@@ -13,32 +14,38 @@ from consim.server.interface import Server
 from consim.server.state.catalog import CRITICAL, MAINT, PASSING, WARNING
 
 
-@endpoint("Health.NodeChecks", read=True)
-async def health_node_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
-    name = str(args.get("Node") or "")
+async def _checks_query(
+    node: Server,
+    args: dict[str, Any],
+    tables: tuple[str, ...],
+    checks: Callable[[], Iterable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """A blocking query's answer: the checks ``checks()`` lists that pass ``?filter``, at the
+    highest index of ``tables`` (what the checks are read from)."""
     wanted = record_filter(args)
 
     def read() -> tuple[int, Any]:
-        return node.fsm.max_index("checks"), [
-            dict(c) for c in node.fsm.catalog.node_checks(name) if wanted(c)
-        ]
+        return node.fsm.max_index(*tables), [dict(c) for c in checks() if wanted(c)]
 
-    index, checks, meta = await blocking_query(node, args, read)
-    return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
+    index, found, meta = await blocking_query(node, args, read)
+    return {"HealthChecks": found, "Index": index, "QueryMeta": meta}
+
+
+@endpoint("Health.NodeChecks", read=True)
+async def health_node_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
+    name = str(args.get("Node") or "")
+    return await _checks_query(node, args, ("checks",), lambda: node.fsm.catalog.node_checks(name))
 
 
 @endpoint("Health.ServiceChecks", read=True)
 async def health_service_checks(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     name = str(args.get("ServiceName") or "")
-    wanted = record_filter(args)
-
-    def read() -> tuple[int, Any]:
-        return node.fsm.max_index("nodes", "services", "checks"), [
-            dict(c) for c in node.fsm.catalog.service_checks(name) if wanted(c)
-        ]
-
-    index, checks, meta = await blocking_query(node, args, read)
-    return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
+    return await _checks_query(
+        node,
+        args,
+        ("nodes", "services", "checks"),
+        lambda: node.fsm.catalog.service_checks(name),
+    )
 
 
 @endpoint("Health.ChecksInState", read=True)
@@ -46,15 +53,9 @@ async def health_checks_in_state(node: Server, args: dict[str, Any]) -> dict[str
     state = str(args.get("State") or "")
     if state not in ("any", PASSING, WARNING, CRITICAL, MAINT):
         raise RpcError(f"Bad state '{state}'")
-    wanted = record_filter(args)
-
-    def read() -> tuple[int, Any]:
-        return node.fsm.max_index("checks"), [
-            dict(c) for c in node.fsm.catalog.checks_in_state(state) if wanted(c)
-        ]
-
-    index, checks, meta = await blocking_query(node, args, read)
-    return {"HealthChecks": checks, "Index": index, "QueryMeta": meta}
+    return await _checks_query(
+        node, args, ("checks",), lambda: node.fsm.catalog.checks_in_state(state)
+    )
 
 
 @endpoint("Health.ServiceNodes", read=True)
