@@ -68,23 +68,37 @@ def _is_int(v: Any) -> bool:
     return type(v) is int
 
 
+def _copy_present(
+    body: dict[str, Any],
+    out: dict[str, Any],
+    names: tuple[str, ...],
+    ok: Callable[[Any], bool],
+    want: str,
+) -> None:
+    """Copy each of ``names`` that ``body`` carries into ``out``, checked to decode into Go's
+    ``want`` (``ok``); an absent or nil field stays out (the endpoint's default)."""
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            _check(ok(value), name, want, value)
+            out[name] = value
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
 def _query_options(body: dict[str, Any]) -> dict[str, Any]:
     """The flattened QueryOptions/WriteRequest/DCSpecificRequest fields every request has."""
     out: dict[str, Any] = {}
-    for name in ("Datacenter", "Token", "Filter"):
-        value = body.get(name)
-        if value is not None:
-            _check(isinstance(value, str), name, "string", value)
-            out[name] = value
-    for name in ("AllowStale", "RequireConsistent", "UseCache", "MustRevalidate"):
-        value = body.get(name)
-        if value is not None:
-            _check(isinstance(value, bool), name, "bool", value)
-            out[name] = value
-    value = body.get("MinQueryIndex")
-    if value is not None:
-        _check(_is_int(value) and value >= 0, "MinQueryIndex", "uint64", value)
-        out["MinQueryIndex"] = value
+    _copy_present(body, out, ("Datacenter", "Token", "Filter"), _is_str, "string")
+    bools = ("AllowStale", "RequireConsistent", "UseCache", "MustRevalidate")
+    _copy_present(body, out, bools, _is_bool, "bool")
+    _copy_present(body, out, ("MinQueryIndex",), lambda v: _is_int(v) and v >= 0, "uint64")
     for name in DURATION_FIELDS:
         value = body.get(name)
         if value is not None:
@@ -182,15 +196,8 @@ def _args_transfer_leader(body: Any) -> dict[str, Any]:
 def _args_keyring(body: Any) -> dict[str, Any]:
     b = _map(body, "structs.KeyringRequest")
     out = {**_query_options(b), "Op": _string(b, "Operation"), "Key": _string(b, "Key") or None}
-    for name in ("Forwarded", "LocalOnly"):
-        value = b.get(name)
-        if value is not None:
-            _check(isinstance(value, bool), name, "bool", value)
-            out[name] = value
-    relay = b.get("RelayFactor")
-    if relay is not None:
-        _check(_is_int(relay) and 0 <= relay <= 255, "RelayFactor", "uint8", relay)
-        out["RelayFactor"] = relay
+    _copy_present(b, out, ("Forwarded", "LocalOnly"), _is_bool, "bool")
+    _copy_present(b, out, ("RelayFactor",), lambda v: _is_int(v) and 0 <= v <= 255, "uint8")
     return out
 
 
