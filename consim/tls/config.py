@@ -73,26 +73,26 @@ class TLSConfig:
 
     def server_context(self, datacenter: str) -> ssl.SSLContext:
         """What a server accepts TLS with (client certificates required with verify_incoming)."""
-        key = ("server", datacenter)
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            self._load(ctx, datacenter)
-            ctx.verify_mode = ssl.CERT_REQUIRED if self.verify_incoming else ssl.CERT_NONE
-            self._contexts[key] = ctx
-        return ctx
+        return self._context("server", datacenter)
 
     def client_context(self, datacenter: str) -> ssl.SSLContext:
         """What a server dials its peers with (its own certificate, the CA to check theirs)."""
-        key = ("client", datacenter)
+        return self._context("client", datacenter)
+
+    def _context(self, side: str, datacenter: str) -> ssl.SSLContext:
+        # One per side and datacenter, made on first use (loading the key pair costs a file).
+        key = (side, datacenter)
         ctx = self._contexts.get(key)
         if ctx is None:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            server = side == "server"
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             self._load(ctx, datacenter)
-            ctx.check_hostname = self.verify_server_hostname
-            ctx.verify_mode = ssl.CERT_REQUIRED if self.verify_outgoing else ssl.CERT_NONE
+            if not server:
+                # Before verify_mode: CERT_NONE is refused while check_hostname is on.
+                ctx.check_hostname = self.verify_server_hostname
+            verify = self.verify_incoming if server else self.verify_outgoing
+            ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
             self._contexts[key] = ctx
         return ctx
 
