@@ -445,16 +445,28 @@ def _existing(node: Server, kind: str, record_id: str, what: str) -> dict[str, A
     return existing
 
 
+def _set_request(
+    node: Server, args: dict[str, Any], kind: str
+) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """A ``Policy``/``Role`` set request's record, its Name (valid, no other record's) and the
+    stored record its ID names (None: a new one)."""
+    kind_title = kind.capitalize()
+    body = dict(args.get(kind_title) or {})
+    name = str(body.get("Name") or "")
+    _check_name(kind, name)
+    existing = _existing(node, kind, str(body.get("ID") or ""), kind)
+    same_name = table(node).by_name(kind, name)
+    if same_name is not None and (existing is None or same_name["ID"] != existing["ID"]):
+        raise RpcError(
+            f"Invalid {kind_title}: A {kind_title} with Name {json.dumps(name)} already exists"
+        )
+    return body, name, existing
+
+
 @endpoint("ACL.PolicySet")
 async def policy_set(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     _require(node, args, "write")
-    policy = dict(args.get("Policy") or {})
-    name = str(policy.get("Name") or "")
-    _check_name("policy", name)
-    existing = _existing(node, "policy", str(policy.get("ID") or ""), "policy")
-    same_name = table(node).by_name("policy", name)
-    if same_name is not None and (existing is None or same_name["ID"] != existing["ID"]):
-        raise RpcError(f"Invalid Policy: A Policy with Name {json.dumps(name)} already exists")
+    policy, name, existing = _set_request(node, args, "policy")
     builtin = existing is not None and existing["ID"] == GLOBAL_MANAGEMENT_ID
     if builtin and str(policy.get("Rules") or "") != existing["Rules"]:
         raise RpcError(
@@ -480,13 +492,7 @@ async def policy_set(node: Server, args: dict[str, Any]) -> dict[str, Any]:
 @endpoint("ACL.RoleSet")
 async def role_set(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     _require(node, args, "write")
-    role = dict(args.get("Role") or {})
-    name = str(role.get("Name") or "")
-    _check_name("role", name)
-    existing = _existing(node, "role", str(role.get("ID") or ""), "role")
-    same_name = table(node).by_name("role", name)
-    if same_name is not None and (existing is None or same_name["ID"] != existing["ID"]):
-        raise RpcError(f"Invalid Role: A Role with Name {json.dumps(name)} already exists")
+    role, name, existing = _set_request(node, args, "role")
     record: dict[str, Any] = {
         "ID": existing["ID"] if existing else new_uuid(node),
         "Name": name,

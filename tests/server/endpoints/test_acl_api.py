@@ -108,6 +108,13 @@ def test_acl_disabled_and_bad_bodies():
             c, leader.name, "PUT", "/v1/acl/token", {"Policies": [{"Name": "nope"}]}, status=500
         )
         assert out == 'No such ACL policy with name "nope"'
+        # A name is checked, and may not be another record's, the same way for policies and roles.
+        for path, kind in (("/v1/acl/policy", "Policy"), ("/v1/acl/role", "Role")):
+            await _json(c, leader.name, "PUT", path, {"Name": "taken"})
+            out = await _json(c, leader.name, "PUT", path, {"Name": "taken"}, status=500)
+            assert out == f'Invalid {kind}: A {kind} with Name "taken" already exists'
+            out = await _json(c, leader.name, "PUT", path, {"Name": ""}, status=500)
+            assert out == f"Invalid {kind}: no Name is set"
 
     run(bad, acl=_acl())
 
