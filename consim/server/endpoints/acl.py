@@ -84,14 +84,15 @@ async def _apply(node: Server, body: dict[str, Any]) -> Any:
     return result
 
 
-def _reads(node: Server, kind: str, args: dict[str, Any], read: Any) -> Any:
-    async def run() -> dict[str, Any]:
-        index, result, meta = await blocking_query(
-            node, args, lambda: (max(table(node).index(kind), 1), read())
-        )
-        return {"Result": result, "Index": index, "QueryMeta": meta}
-
-    return run()
+async def _reads(
+    node: Server, kind: str, args: dict[str, Any], read: Any, out: str
+) -> dict[str, Any]:
+    """A blocking query over ``kind``'s records: ``read()``'s result as ``out`` (``Token``,
+    ``Policies``...), with the index and query meta."""
+    index, result, meta = await blocking_query(
+        node, args, lambda: (max(table(node).index(kind), 1), read())
+    )
+    return {out: result, "Index": index, "QueryMeta": meta}
 
 
 # ---- the leader's initializeACLs ----------------------------------------------------------------
@@ -365,10 +366,10 @@ async def token_read(node: Server, args: dict[str, Any]) -> dict[str, Any]:
         record = t.by_secret(token_id) if by_secret else t.get("token", token_id)
         return None if record is None else token_out(record)
 
-    reply = await _reads(node, "token", args, read)
-    if reply["Result"] is None:
+    reply = await _reads(node, "token", args, read, "Token")
+    if reply["Token"] is None:
         raise RpcError(ERR_ACL_NOT_FOUND)
-    return {"Token": reply["Result"], "Index": reply["Index"], "QueryMeta": reply["QueryMeta"]}
+    return reply
 
 
 @endpoint("ACL.TokenList", read=True)
@@ -389,8 +390,7 @@ async def token_list(node: Server, args: dict[str, Any]) -> dict[str, Any]:
             out.append({**token_out(record), "Legacy": False})
         return out
 
-    reply = await _reads(node, "token", args, read)
-    return {"Tokens": reply["Result"], "Index": reply["Index"], "QueryMeta": reply["QueryMeta"]}
+    return await _reads(node, "token", args, read, "Tokens")
 
 
 @endpoint("ACL.BootstrapTokens")
@@ -537,12 +537,7 @@ def _read_endpoint(
             record = t.get(kind, key) if key else t.by_name(kind, name)
             return None if record is None else {k: record[k] for k in fields if k in record}
 
-        reply = await _reads(node, kind, args, fetch)
-        return {
-            _OUT[kind]: reply["Result"],
-            "Index": reply["Index"],
-            "QueryMeta": reply["QueryMeta"],
-        }
+        return await _reads(node, kind, args, fetch, _OUT[kind])
 
     endpoint(f"ACL.{_RPC[kind]}Read", read=True)(read)
 
@@ -558,12 +553,7 @@ def _list_endpoint(kind: str, stub: tuple[str, ...], filters: dict[str, Any]) ->
                     out.append({k: record[k] for k in stub if k in record})
             return out
 
-        reply = await _reads(node, kind, args, fetch)
-        return {
-            _LIST_OUT[kind]: reply["Result"],
-            "Index": reply["Index"],
-            "QueryMeta": reply["QueryMeta"],
-        }
+        return await _reads(node, kind, args, fetch, _LIST_OUT[kind])
 
     endpoint(f"ACL.{_RPC[kind]}List", read=True)(listing)
 
