@@ -23,7 +23,7 @@ from consim.acl_rules import TEMPLATED_POLICIES, RulesError, parse_rules
 from consim.events import VIRTUAL_EPOCH
 from consim.golike import GoError, format_duration, parse_duration
 from consim.net.network import RpcError
-from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.kvs import indexed_reply
 from consim.server.endpoints.registry import authorize, endpoint
 from consim.server.interface import Server
 from consim.server.state.acl import (
@@ -89,10 +89,7 @@ async def _reads(
 ) -> dict[str, Any]:
     """A blocking query over ``kind``'s records: ``read()``'s result as ``out`` (``Token``,
     ``Policies``...), with the index and query meta."""
-    index, result, meta = await blocking_query(
-        node, args, lambda: (max(table(node).index(kind), 1), read())
-    )
-    return {out: result, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, lambda: (max(table(node).index(kind), 1), read()), out)
 
 
 # ---- the leader's initializeACLs ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from consim.bexpr import FilterError, Predicate, compile_filter
 from consim.net.network import RpcError
-from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.kvs import indexed_reply
 from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.interface import Server
 from consim.server.state.base import encode_command
@@ -250,8 +250,7 @@ async def catalog_nodes(node: Server, args: dict[str, Any]) -> dict[str, Any]:
                 out.append(dict(n))
         return node.fsm.max_index("nodes"), out
 
-    index, nodes, meta = await blocking_query(node, args, read)
-    return {"Nodes": nodes, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Nodes")
 
 
 @endpoint("Catalog.ListServices", read=True)
@@ -270,8 +269,7 @@ async def catalog_services(node: Server, args: dict[str, Any]) -> dict[str, Any]
                 tags.extend(t for t in s.get("Tags") or [] if t not in tags)
         return index, {name: sorted(names[name]) for name in sorted(names)}
 
-    index, services, meta = await blocking_query(node, args, read)
-    return {"Services": services, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Services")
 
 
 def service_node(n: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
@@ -316,8 +314,7 @@ async def catalog_service_nodes(node: Server, args: dict[str, Any]) -> dict[str,
             out = []  # no Connect in consim: no instance is connect-capable
         return node.fsm.max_index("nodes", "services"), out
 
-    index, nodes, meta = await blocking_query(node, args, read)
-    return {"ServiceNodes": nodes, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "ServiceNodes")
 
 
 @endpoint("Catalog.NodeServices", read=True)
@@ -339,8 +336,7 @@ async def catalog_node_services(node: Server, args: dict[str, Any]) -> dict[str,
             },
         }
 
-    index, found, meta = await blocking_query(node, args, read)
-    return {"NodeServices": found, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "NodeServices")
 
 
 # ---- gateway services: what the ingress and terminating gateways' config entries link
@@ -416,5 +412,4 @@ async def catalog_gateway_services(node: Server, args: dict[str, Any]) -> dict[s
         index = node.fsm.max_index(ConfigEntryTable.name, "services")
         return index, gateway_services(node, gateway)
 
-    index, services, meta = await blocking_query(node, args, read)
-    return {"Services": services, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Services")

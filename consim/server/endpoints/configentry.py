@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from consim.net.network import RpcError
-from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.kvs import indexed_reply
 from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.interface import Server
 from consim.server.state.base import encode_command
@@ -102,8 +102,7 @@ async def config_entry_get(node: Server, args: dict[str, Any]) -> dict[str, Any]
         entry = table.get(kind, name)
         return table.index(), dict(entry) if entry is not None else None
 
-    index, entry, meta = await blocking_query(node, args, read)
-    return {"Entry": entry, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Entry")
 
 
 @endpoint("ConfigEntry.List", read=True)
@@ -119,5 +118,4 @@ async def config_entry_list(node: Server, args: dict[str, Any]) -> dict[str, Any
             dict(e) for e in table.list(kind) if readable(e["Kind"], e.get("Name", ""))
         ]
 
-    index, entries, meta = await blocking_query(node, args, read)
-    return {"Entries": entries, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Entries")

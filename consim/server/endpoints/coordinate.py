@@ -14,7 +14,7 @@ from typing import Any
 
 from consim.net.network import RpcError
 from consim.server.endpoints.catalog import readable_nodes
-from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.kvs import indexed_reply
 from consim.server.endpoints.registry import endpoint, require
 from consim.server.interface import Server
 from consim.server.state.base import encode_command
@@ -104,8 +104,7 @@ async def coordinate_list_nodes(node: Server, args: dict[str, Any]) -> dict[str,
         table = node.fsm.table(CoordinateTable)
         return table.index(), [c for c in table.list() if readable(c["Node"])]
 
-    index, coords, meta = await blocking_query(node, args, read)
-    return {"Coordinates": coords, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Coordinates")
 
 
 @endpoint("Coordinate.Node", read=True)
@@ -117,8 +116,7 @@ async def coordinate_node(node: Server, args: dict[str, Any]) -> dict[str, Any]:
         table = node.fsm.table(CoordinateTable)
         return table.index(), table.node(name)
 
-    index, coords, meta = await blocking_query(node, args, read)
-    return {"Coordinates": coords, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Coordinates")
 
 
 @endpoint("Coordinate.Update")

@@ -8,7 +8,7 @@ from typing import Any
 
 from consim.net.network import RpcError
 from consim.server.endpoints.catalog import readable_nodes, record_filter
-from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.kvs import indexed_reply
 from consim.server.endpoints.registry import endpoint
 from consim.server.interface import Server
 from consim.server.state.catalog import CRITICAL, MAINT, PASSING, WARNING
@@ -27,8 +27,7 @@ async def _checks_query(
     def read() -> tuple[int, Any]:
         return node.fsm.max_index(*tables), [dict(c) for c in checks() if wanted(c)]
 
-    index, found, meta = await blocking_query(node, args, read)
-    return {"HealthChecks": found, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "HealthChecks")
 
 
 @endpoint("Health.NodeChecks", read=True)
@@ -88,5 +87,4 @@ async def health_service_nodes(node: Server, args: dict[str, Any]) -> dict[str, 
             out = []
         return node.fsm.max_index("nodes", "services", "checks"), out
 
-    index, nodes, meta = await blocking_query(node, args, read)
-    return {"Nodes": nodes, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Nodes")

@@ -14,7 +14,7 @@ from typing import Any
 
 from consim.net.network import RpcError
 from consim.server.endpoints.configentry import config_entry_apply, config_entry_delete
-from consim.server.endpoints.kvs import blocking_query
+from consim.server.endpoints.kvs import blocking_query, indexed_reply
 from consim.server.endpoints.registry import authorize, endpoint, require
 from consim.server.interface import Server
 from consim.server.state.config_entries import ConfigEntryTable
@@ -156,8 +156,7 @@ async def intention_list(node: Server, args: dict[str, Any]) -> dict[str, Any]:
         ]
         return node.fsm.table(ConfigEntryTable).index(), _sorted(found)
 
-    index, found, meta = await blocking_query(node, args, read)
-    return {"Intentions": found, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Intentions")
 
 
 def matching(node: Server, by: str, name: str) -> list[dict[str, Any]]:
@@ -176,8 +175,7 @@ async def intention_match(node: Server, args: dict[str, Any]) -> dict[str, Any]:
     def read() -> tuple[int, Any]:
         return node.fsm.table(ConfigEntryTable).index(), [matching(node, by, n) for n in names]
 
-    index, found, meta = await blocking_query(node, args, read)
-    return {"Matches": found, "Index": index, "QueryMeta": meta}
+    return await indexed_reply(node, args, read, "Matches")
 
 
 @endpoint("Intention.Check", read=True)

@@ -46,6 +46,15 @@ async def _read(
 blocking_query = _read
 
 
+async def indexed_reply(
+    node: Server, args: dict[str, Any], read: Callable[[], tuple[int, Any]], field: str
+) -> dict[str, Any]:
+    """A blocking query answered as Consul's ``Indexed*`` structs are: ``read()``'s result as
+    ``field`` (``Nodes``, ``Coordinates``...), with the index and the query meta."""
+    index, result, meta = await _read(node, args, read)
+    return {field: result, "Index": index, "QueryMeta": meta}
+
+
 async def consistent_read(node: Server) -> None:
     if not await node.verify_leader():
         raise RpcError("node is not the leader")
