@@ -89,6 +89,18 @@ def test_roles_resolve_like_scenario_files():
         ]:
             with pytest.raises(ClusterError, match=why):
                 ctl.resolve(bad)
+        # Where several servers fit, the first by name; where none does, the role says so.
+        assert ctl.resolve("follower") == min(n.name for n in cluster.followers("dc1"))
+        assert ctl.resolve("any") == min(n.name for n in cluster.datacenter_servers("dc1"))
+        for node in cluster.datacenter_servers("dc1"):
+            cluster.kill(node.name)
+        for role, why in [
+            ("leader", "dc1 has no leader right now"),
+            ("follower", "dc1 has no follower right now"),
+            ("any", "no server of dc1 is running"),
+        ]:
+            with pytest.raises(ClusterError, match=f"^{why}$"):
+                ctl.resolve(role)
         return True
 
     assert _control_run(actions)
