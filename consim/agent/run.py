@@ -679,10 +679,7 @@ def run_agent(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stder
                 print(f"==> Consul server stopped on an internal error: {failed}", file=err)
                 return 1
             raise
-    except AgentStartError as exc:
-        print(f"==> Error starting agent: {exc}", file=err)
-        return 1
-    except OSError as exc:
+    except (AgentStartError, OSError) as exc:
         print(f"==> Error starting agent: {exc}", file=err)
         return 1
     except KeyboardInterrupt:
