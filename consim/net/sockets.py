@@ -606,6 +606,7 @@ class _LiveConn(QueuedConn):
     async def _reader(self, stream: trio.SocketStream) -> None:
         sock = stream.socket
         faults = self.net.faults
+        handled = False  # a chunk was handled since this task last yielded
         while not self._closed:
             fd = sock.fileno()
             if fd < 0:
@@ -613,12 +614,21 @@ class _LiveConn(QueuedConn):
             try:
                 chunk = os.read(fd, _RECV)
             except BlockingIOError:
+                handled = False
                 await trio.lowlevel.wait_readable(fd)
                 continue
             except OSError:
                 return
             if not chunk:
                 return
+            if handled:
+                # More bytes right behind the last chunk: let the other tasks run first (no
+                # connection starves the rest). After a chunk the reader reads again at once
+                # instead: usually nothing is there and it parks without an extra trip
+                # through the scheduler (a Raft answer waits on that trip).
+                await trio.lowlevel.checkpoint()
+                if self._closed:
+                    return
             if not faults.clear() and not faults.allowed(self.peer, self.local):
                 self.net.stats[self.local]["dropped_by_fault"] += 1
                 return
@@ -629,7 +639,7 @@ class _LiveConn(QueuedConn):
             except Exception as exc:
                 self.net.contain(self.local, "connection handler", exc, "connection_errors")
                 return
-            await trio.lowlevel.checkpoint()
+            handled = True
 
     async def _writer(self, stream: trio.SocketStream) -> None:
         while True:

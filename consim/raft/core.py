@@ -561,6 +561,17 @@ class RaftCore:
     def has_ready(self) -> bool:
         return not self._ready.empty() or self._commit > self._applied
 
+    def replication_idle(self) -> bool:
+        """A leader with no AppendEntries awaiting an answer from any follower: an entry
+        proposed now would wait for nothing if sent at once (the driver's cue to skip group
+        commit)."""
+        if self._role is not Role.LEADER:
+            return False
+        for p in self._progress.values():
+            if p.inflight or p.snap is not None:
+                return False
+        return True
+
     def bootstrap(self, configuration: Configuration) -> None:
         """hashicorp ``BootstrapCluster``: CONFIGURATION entry at index 1, term 1."""
         if self._term != 0 or self._log or self._snapshot is not None:

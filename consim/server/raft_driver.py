@@ -184,6 +184,8 @@ class RaftDriver:
         self._last_role: Role | None = None
         self._barrier_index: int | None = None
         self._leader_term: int | None = None
+        self._draining = False  # inside _drain_ready (a proposal made there waits for the loop)
+        self._woken_last = 0  # waiters the last applied batch resolved: >1 means writers queue
 
     def new_timer(self, incarnation: int) -> Timer:
         # The Raft timer lives on the network (a heap entry in virtual time, not a task).
@@ -313,6 +315,12 @@ class RaftDriver:
         command: dict[str, Any] | None = None,
     ) -> ApplyFuture:
         future = self._applies[index] = ApplyFuture(index, core.term, command)
+        if not self._draining and self._woken_last <= 1 and core.replication_idle():
+            # A lone write (the last applied batch woke at most one waiter) on an idle
+            # pipeline: nothing to batch it with, so it leaves now, from the proposer's task,
+            # instead of one scheduler trip later from the timer.
+            self.flush()
+            return future
         # Group commit: no AppendEntries per proposal. The raft timer fires "now", which is after
         # every task made runnable in this scheduler pass had its turn (in virtual time: once the
         # whole run is quiescent), so proposals made together leave together: one AppendEntries
@@ -337,6 +345,13 @@ class RaftDriver:
     # ---- the Ready loop ----------------------------------------------------------------------
     def _drain_ready(self) -> None:
         """Persist, apply, then send: the order that keeps votes and answers durable."""
+        self._draining = True
+        try:
+            self._drain_ready_loop()
+        finally:
+            self._draining = False
+
+    def _drain_ready_loop(self) -> None:
         core = self.core
         storage = self.storage
         host = self.host
@@ -434,6 +449,7 @@ class RaftDriver:
         applies = self._applies
         record = self.host.record_applies
         command = EntryType.COMMAND
+        woken = 0
         for entry in entries:
             result: Any = None
             index = entry.index
@@ -454,10 +470,12 @@ class RaftDriver:
                 if self.observer is not None and self.core is not None:
                     self.observer.barrier_applied(self.core)
             if future is not None:
+                woken += 1
                 if entry.term == future.term or _testing_faults.apply_waiter_ignores_term:
                     future.resolve(result)
                 else:
                     future.fail(ERR_LEADERSHIP_LOST)
+        self._woken_last = woken
         self._notify_fsm()
 
     def _notify_fsm(self) -> None:
