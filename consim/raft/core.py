@@ -567,10 +567,7 @@ class RaftCore:
         commit)."""
         if self._role is not Role.LEADER:
             return False
-        for p in self._progress.values():
-            if p.inflight or p.snap is not None:
-                return False
-        return True
+        return all(not p.inflight and p.snap is None for p in self._progress.values())
 
     def bootstrap(self, configuration: Configuration) -> None:
         """hashicorp ``BootstrapCluster``: CONFIGURATION entry at index 1, term 1."""

@@ -180,7 +180,7 @@ class RaftDriver:
         self.fsm = StateMachine(clock=trio.current_time)
         self._applies: dict[int, ApplyFuture] = {}
         self._verifies: dict[int, VerifyFuture] = {}
-        self._fsm_changed = trio.Event()
+        self._fsm_changed: trio.Event | None = None  # made by the first waiter
         self._last_role: Role | None = None
         self._barrier_index: int | None = None
         self._leader_term: int | None = None
@@ -340,7 +340,10 @@ class RaftDriver:
         return future
 
     async def wait_fsm_change(self) -> None:
-        await self._fsm_changed.wait()
+        changed = self._fsm_changed
+        if changed is None:
+            changed = self._fsm_changed = trio.Event()
+        await changed.wait()
 
     # ---- the Ready loop ----------------------------------------------------------------------
     def _drain_ready(self) -> None:
@@ -479,8 +482,11 @@ class RaftDriver:
         self._notify_fsm()
 
     def _notify_fsm(self) -> None:
-        self._fsm_changed.set()
-        self._fsm_changed = trio.Event()
+        # No event per applied batch unless something waits (blocking queries rarely do).
+        changed = self._fsm_changed
+        if changed is not None:
+            self._fsm_changed = None
+            changed.set()
 
     def _observe_role(self) -> None:
         core = self.core

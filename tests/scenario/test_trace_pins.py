@@ -903,7 +903,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/09-gossip-key-rotation.toml": {
-        "trace_hash": "9c9bc9131c3f2d5642882ed1e825ba1e8db6a9f7cc1fc4857e1953b7f4ca61f8",
+        "trace_hash": "d582a785e70fd9e850040f9b55d69f89037a3cf74b1bcc5caa002895599e8c88",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.390s: dc1-s2 term 2", 1.39),
             (
@@ -1064,7 +1064,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/11-zombie-server.toml": {
-        "trace_hash": "3ae7e47dbd1534e6e6508c29569d89b3241d1a72671faea12bf12113a0e9b1b5",
+        "trace_hash": "16d7a230e9c7cf4fa8c9d31a1549ffba727213e7a3ad301252b5e26ebf60d171",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.120s: dc1-s5 term 2", 1.12),
             ("ok", "PUT /v1/kv/release on leader", "dc1-s5: 200 true", 0.002705),
@@ -1118,7 +1118,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/12-is-default-linearizable.toml": {
-        "trace_hash": "e34a213900aff9311e8a2298359de295a227639d5a9f4002e560d698f268436a",
+        "trace_hash": "b93802ca2d10af650d4cf2ba3fd8239763a2092f6c7ea2a3ac227ad49253508e",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.070s: dc1-s3 term 2", 1.07),
             (
@@ -1212,7 +1212,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "docs/examples/tour.toml": {
-        "trace_hash": "a0227684978acff59e87d9602aa142a4fa7446164feb87ddba655e3916e70f7a",
+        "trace_hash": "684302dba8df998287533917df09b46f0f3a683af240b929f4c3b226a2154a38",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.140s: dc1-s5 term 2", 1.14),
             (
@@ -1266,7 +1266,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
                 "ok",
                 "consul operator raft remove-peer -address={rpc:last-killed} on leader",
                 'exit 0 on dc1-s2\n    Removed peer with address "127.0.0.1:8300"',
-                0.003449,
+                0.003472,
             ),
             ("ok", "wait voters 4 within 5s", "voters after 0.000s: dc1-s2 term 3", 0.0),
             (
