@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from consim.cluster import Cluster
 from consim.net.network import RpcError
 from consim.raft import hashicorp_wire as hw
 from consim.raft.config import RaftConfig
@@ -19,6 +20,8 @@ from consim.raft.types import EntryType, LogEntry
 from consim.server.fsm import pack_command
 from consim.server.raft_driver import ApplyFuture, RaftDriver
 from consim.server.raft_transport import RaftTransport
+from consim.spec import ClusterSpec
+from tests.runtime.helpers import virtual
 
 
 def test_apply_future_wakes_every_waiter_and_outlives_a_cancelled_one() -> None:
@@ -103,3 +106,34 @@ def test_a_batch_is_encoded_once_and_never_confused_with_another_terms() -> None
     want = [hw.append_entries_request(3, me, 4, 2, e, 4) for e in (first, later, first)]
     assert got == want
     assert got[0] != got[1]
+
+
+def test_a_lone_write_leaves_at_once_and_writes_that_queue_are_grouped() -> None:
+    async def until_idle(core: Any) -> None:
+        with trio.fail_after(5):
+            while not core.replication_idle():
+                await trio.sleep(0.001)
+
+    async def body(cluster: Cluster) -> None:
+        leader = await cluster.wait_for_leader(within=10)
+        driver, core = leader.raft_driver, leader.core
+        assert core is not None
+        await until_idle(core)
+        # One write on an idle pipeline: its AppendEntries is on the way to every follower when
+        # the proposal returns, not one scheduler trip later from the raft timer.
+        lone = driver.propose_command(pack_command(kv_set(b"a")), kv_set(b"a"))
+        assert not core.replication_idle()
+        # Two more while that one is in flight wait for the timer and leave in one batch,
+        # whose answer wakes both writers.
+        queued = [driver.propose_command(pack_command(kv_set(v)), kv_set(v)) for v in (b"b", b"c")]
+        for future in (lone, *queued):
+            assert await future.result() is True
+        await until_idle(core)
+        # Writers are queueing now (the last batch woke two): the next write is grouped with
+        # whatever the others propose in this pass, so nothing has left yet.
+        grouped = driver.propose_command(pack_command(kv_set(b"d")), kv_set(b"d"))
+        assert core.replication_idle()
+        assert await grouped.result() is True
+        assert leader.fsm.kvs.get("k")[1].value == b"d"
+
+    virtual(ClusterSpec(seed=5, raft_multiplier=1), body)
