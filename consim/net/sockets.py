@@ -31,6 +31,7 @@ import ipaddress
 import math
 import os
 import random
+import select
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -606,7 +607,8 @@ class _LiveConn(QueuedConn):
     async def _reader(self, stream: trio.SocketStream) -> None:
         sock = stream.socket
         faults = self.net.faults
-        handled = False  # a chunk was handled since this task last yielded
+        ready = select.poll()  # "more bytes already here?" without reading them
+        ready.register(sock.fileno(), select.POLLIN)
         while not self._closed:
             fd = sock.fileno()
             if fd < 0:
@@ -614,21 +616,12 @@ class _LiveConn(QueuedConn):
             try:
                 chunk = os.read(fd, _RECV)
             except BlockingIOError:
-                handled = False
                 await trio.lowlevel.wait_readable(fd)
                 continue
             except OSError:
                 return
             if not chunk:
                 return
-            if handled:
-                # More bytes right behind the last chunk: let the other tasks run first (no
-                # connection starves the rest). After a chunk the reader reads again at once
-                # instead: usually nothing is there and it parks without an extra trip
-                # through the scheduler (a Raft answer waits on that trip).
-                await trio.lowlevel.checkpoint()
-                if self._closed:
-                    return
             if not faults.clear() and not faults.allowed(self.peer, self.local):
                 self.net.stats[self.local]["dropped_by_fault"] += 1
                 return
@@ -639,7 +632,14 @@ class _LiveConn(QueuedConn):
             except Exception as exc:
                 self.net.contain(self.local, "connection handler", exc, "connection_errors")
                 return
-            handled = True
+            if ready.poll(0):
+                # More bytes are here: let the other tasks run first (no connection starves the
+                # rest), then read all that came meanwhile in one chunk.
+                await trio.lowlevel.checkpoint()
+            elif not self._closed:
+                # Nothing more: park now. (Not a checkpoint and a read that finds nothing: a
+                # Raft answer would wait a scheduler trip for that.)
+                await trio.lowlevel.wait_readable(fd)
 
     async def _writer(self, stream: trio.SocketStream) -> None:
         while True:
