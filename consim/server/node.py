@@ -338,6 +338,7 @@ class ServerNode:
             message=f"unexpected error in {where}, stopping this server",
         )
         self.running = False  # timers and handlers of this incarnation do nothing from now on
+        self.raft_driver.shutdown()  # no client waits for good on a write this server holds
         if self.raft_driver.timer is not None:
             self.raft_driver.timer.disarm()
         if self._run_scope is not None:

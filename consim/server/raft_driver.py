@@ -55,6 +55,7 @@ _RESPONSES = (
 # hashicorp/raft's error texts.
 ERR_NOT_LEADER = "node is not the leader"
 ERR_LEADERSHIP_LOST = "leadership lost while committing log"
+ERR_RAFT_SHUTDOWN = "raft is already shutdown"  # hashicorp's ErrRaftShutdown
 
 
 class ApplyFuture:
@@ -505,6 +506,11 @@ class RaftDriver:
                     self.observer.leadership_lost()
                 self._fail_futures(ERR_LEADERSHIP_LOST)
             self._last_role = role
+
+    def shutdown(self) -> None:
+        """This incarnation stops (an internal error): every write and verification still
+        waiting gets hashicorp's ErrRaftShutdown instead of waiting for good."""
+        self._fail_futures(ERR_RAFT_SHUTDOWN)
 
     def _fail_futures(self, message: str) -> None:
         if not _testing_faults.keep_waiters_on_step_down:  # test-only switch, normally off

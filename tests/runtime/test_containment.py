@@ -109,6 +109,37 @@ def test_raft_driver_failure_stops_that_server_only(seed: int, task: str) -> Non
     assert out["after"]["state"] == "follower" and "failed" not in out["after"]
 
 
+def test_a_write_waiting_on_a_server_that_fails_is_answered_not_left_hanging() -> None:
+    """A leader stopped by an internal error while a client's write waits for its commit (the
+    followers cut off) answers that client with hashicorp's ErrRaftShutdown text; before, the
+    HTTP request waited for good."""
+    spec = ClusterSpec(seed=5, raft_multiplier=1)
+
+    async def body(cluster: Cluster) -> Any:
+        leader = await cluster.wait_for_leader(within=10)
+        cluster.isolate(leader.name)  # the write cannot commit
+        answer: list[Any] = []
+
+        async def put() -> None:
+            answer.append(await cluster.http(leader.name, "PUT", "/v1/kv/held", body=b"1"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(put)
+            await trio.sleep(0.3)
+            assert not answer  # waiting for a quorum that cannot answer
+            leader.fail_server("raft timer", RuntimeError("injected"))
+            with trio.move_on_after(5):
+                while not answer:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        return answer
+
+    answer, _ = virtual(spec, body)
+    assert answer, "the write's HTTP request was left hanging"
+    status, _, text = answer[0]
+    assert (status, text) == (500, b"raft is already shutdown")
+
+
 # ---- gossip, RPC, reconcile: logged and counted, the server goes on --------------------------
 @pytest.mark.parametrize("seed", SEEDS)
 def test_gossip_timer_and_datagram_failures_are_logged_and_gossip_goes_on(seed: int) -> None:
