@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consim import CONSUL_VERSION
+from consim.core_events import CoreEvent
 
 # What ``consim.gossip`` re-exports from here.
 __all__ = [
@@ -100,14 +101,8 @@ def consul_server_tags(
     return tags
 
 
-@dataclass(frozen=True)
-class GossipEvent:
-    """Something the driver should log: ``kind`` plus serf-like ``message`` at hclog ``level``."""
-
-    kind: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    level: str = "INFO"
-    message: str = ""
+# Something the gossip driver should log (serf-like ``message`` at hclog ``level``).
+GossipEvent = CoreEvent
 
 
 @dataclass

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+from consim.core_events import CoreEvent
 from consim.golike import format_duration
 from consim.raft.config import RaftConfig
 from consim.raft.configuration import (
@@ -136,12 +137,7 @@ class NotLeader(RaftError):
         self.leader_address = leader_address
 
 
-@dataclass(frozen=True)
-class RaftEvent:
-    kind: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    level: str = "INFO"
-    message: str = ""
+RaftEvent = CoreEvent  # something the Raft driver should log
 
 
 @fast_frozen_init
