@@ -383,17 +383,8 @@ class ProcessScenarioCluster(ProcessCluster):
         # The feed's monotonic clock is the machine's, the same in every process: on ours.
         offset = self.events.now() - time.monotonic()
         for e in events:
-            self._recorded.append(
-                Event(
-                    time=float(e["monotonic"]) + offset,
-                    node=e["node"],
-                    kind=e["kind"],
-                    fields=e["fields"],
-                    level=e["level"],
-                    subsystem=e["subsystem"],
-                    message=e["message"],
-                )
-            )
+            what = {k: e[k] for k in ("node", "kind", "fields", "level", "subsystem", "message")}
+            self._recorded.append(Event(time=float(e["monotonic"]) + offset, **what))
 
     # ---- consim check (consim.check.campaign.check_on_cluster) ---------------------------------
     async def start_recording(self) -> None:

@@ -379,6 +379,17 @@ def test_both_clusters_have_every_member_of_the_scenario_face(tmp_path: Path) ->
     assert [m for m in members if not hasattr(remote, m)] == []
 
 
+def _passes_on_processes(scenario: Any) -> Any:
+    """Run a 3-server scenario on agent processes; it must pass (its timeline printed if not)."""
+    block = free_host_base([3], 8500, range(200, 250, 3))
+    result = run_scenario(scenario, processes=True, host_block=block)
+    detail = "\n".join(f"{s.number} {s.status} {s.description}: {s.detail}" for s in result.steps)
+    if not result.ok:  # the whole timeline, DEBUG lines too: a live run's failure is its timing
+        print(render_timeline(result, log_level="DEBUG"))
+    assert result.ok, f"{result.failure}\n{detail}"
+    return result
+
+
 VERBS = """\
 name = "process-verbs"
 summary = "pause, resume, stop, isolate, block, loss and delay on agent processes"
@@ -441,10 +452,7 @@ def test_scenario_processes_every_fault_verb(tmp_path: Path) -> None:
     no course scenario run here uses."""
     f = tmp_path / "verbs.toml"
     f.write_text(VERBS)
-    block = free_host_base([3], 8500, range(200, 250, 3))
-    result = run_scenario(load_scenario(f), processes=True, host_block=block)
-    detail = "\n".join(f"{s.number} {s.status} {s.description}: {s.detail}" for s in result.steps)
-    assert result.ok, f"{result.failure}\n{detail}"
+    result = _passes_on_processes(load_scenario(f))
     kinds = {e.kind for e in result.events.events}
     assert {"pause", "resume", "isolate", "block", "set_loss", "set_delay", "stop"} <= kinds
 
@@ -453,13 +461,7 @@ def test_scenario_processes_every_fault_verb(tmp_path: Path) -> None:
 def test_scenario_processes_is_default_linearizable() -> None:
     """Scenario 12 on processes: the workload over each agent's HTTP API, the nemesis pausing the
     leader with SIGSTOP, the judge fed by the agents' own reports; ?consistent must be valid."""
-    scenario = load_scenario(SCENARIOS / "12-is-default-linearizable.toml")
-    block = free_host_base([3], 8500, range(200, 250, 3))
-    result = run_scenario(scenario, processes=True, host_block=block)
-    detail = "\n".join(f"{s.number} {s.status} {s.description}: {s.detail}" for s in result.steps)
-    if not result.ok:
-        print(render_timeline(result, log_level="DEBUG"))
-    assert result.ok, f"{result.failure}\n{detail}"
+    result = _passes_on_processes(load_scenario(SCENARIOS / "12-is-default-linearizable.toml"))
     checks = [s for s in result.steps if s.action == "check"]
     assert len(checks) == 2 and all(s.status == "ok" for s in checks)
     assert ": valid; invariants judged from " in checks[0].detail
@@ -495,10 +497,7 @@ def test_scenario_processes_check_with_kills(tmp_path: Path) -> None:
     and reports itself as its server's second incarnation, so the judge reads it as a restart."""
     f = tmp_path / "kill-check.toml"
     f.write_text(KILL_CHECK)
-    block = free_host_base([3], 8500, range(200, 250, 3))
-    result = run_scenario(load_scenario(f), processes=True, host_block=block)
-    detail = "\n".join(f"{s.number} {s.status} {s.description}: {s.detail}" for s in result.steps)
-    assert result.ok, f"{result.failure}\n{detail}"
+    result = _passes_on_processes(load_scenario(f))
     killed = {e.fields["server"] for e in result.events.of_kind("kill")}
     assert killed
     incarnations = {
