@@ -135,10 +135,10 @@ class ProcessCluster:
         return path
 
     # ---- processes ----------------------------------------------------------------------------
-    def spawn(self, name: str, stdout: Any = None) -> None:
+    def spawn(self, name: str, stdout: Any = None, extra_env: dict[str, str] | None = None) -> None:
         """Start the child; ``stdout`` (a file), if given, takes its stdout and stderr."""
         p = self.node(name)
-        env = dict(os.environ)
+        env = dict(os.environ, **(extra_env or {}))
         env["CONSIM_AGENT_CONTROL"] = p.control
         if self.supervisor:
             env["CONSIM_SUPERVISOR"] = self.supervisor  # consim.ui.agent.SUPERVISOR_ENV

@@ -9,9 +9,17 @@ running child's ``GET /view`` (with its new events) and keeps the answers on :cl
 whose attributes mirror a ServerNode's (``core.term``, ``fsm.get``, ``lan_pool.members()``...), so
 the actions run unchanged. Faults made by a step are sent to the children at the next sync.
 
+A ``check`` step (consim.check.campaign) runs its clients over :meth:`http` and its nemesis
+through the supervisor (SIGSTOP, SIGKILL, the fault channels); for its judge, :meth:`start_recording`
+asks every child to record what it applies (``POST /record``; a child started meanwhile records
+from its start and is told which process of its server it is, its incarnation) and keeps the
+events the children report on their feeds, ordered by when each happened (the feed's
+``monotonic``), until :meth:`stop_recording`. A feed that dropped events before they were read is
+said, not judged around. What a killed child logged after its last look (a quarter second at
+most) dies with it, as its memory does.
+
 What cannot be read from outside a process is refused before anything starts
-(:func:`unsupported`): the ``check`` action (it judges the servers' Raft and gossip invariants in
-process) and the cluster settings ``consim agent`` has no flag for.
+(:func:`unsupported`): the cluster settings ``consim agent`` has no flag for.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -30,7 +39,7 @@ import trio
 
 from consim.agent.processes import AgentProcess, ProcessCluster
 from consim.cluster import Answer, ClusterError, hosts_named, majority_follows
-from consim.events import NO_NODE, EventLog
+from consim.events import NO_NODE, Event, EventLog
 from consim.spec import ClusterSpec, ServerSpec
 
 POLL_INTERVAL = 0.1  # between looks at a starting child
@@ -95,11 +104,20 @@ class RemoteMember:
 
 
 class RemoteKeyring:
-    def __init__(self, keys: list[str]) -> None:
+    def __init__(self, keys: list[str], primary: str | None = None) -> None:
         self._keys = keys
+        self._primary = primary
 
     def keys_b64(self) -> list[str]:
         return list(self._keys)
+
+    @property
+    def keys(self) -> list[bytes]:
+        return [base64.b64decode(k) for k in self._keys]
+
+    @property
+    def primary_key(self) -> bytes | None:
+        return base64.b64decode(self._primary) if self._primary else None
 
 
 class RemotePool:
@@ -108,7 +126,7 @@ class RemotePool:
     def __init__(self, view: dict[str, Any]) -> None:
         self._members = [RemoteMember(str(n), str(s)) for n, s in view.get("members", [])]
         self.core = self  # pool.core.keyring, as a GossipPool has
-        self.keyring = RemoteKeyring(list(view.get("keys", [])))
+        self.keyring = RemoteKeyring(list(view.get("keys", [])), view.get("primary"))
 
     def members(self) -> list[RemoteMember]:
         return list(self._members)
@@ -123,6 +141,7 @@ class RemoteServer(AgentProcess):
         self.view: dict[str, Any] = {}
         self.kv: dict[str, bytes | None] = {}
         self.events_seen = 0  # the child's event count read so far (GET /view?after=)
+        self.starts = 0  # processes of this server started so far: the latest one's incarnation
 
     def forget(self) -> None:
         """A new process: nothing it said before holds."""
@@ -186,6 +205,10 @@ class ProcessScenarioCluster(ProcessCluster):
         self._standbys: dict[str, subprocess.Popen[bytes]] = {}
         self._watched: set[str] = set()
         self._client: Any = None
+        # consim check's judge (start_recording .. stop_recording): the children's events on the
+        # parent's clock, and what could not be read (events a feed dropped, a child not told).
+        self._recorded: list[Event] | None = None
+        self._unjudged: list[str] = []
 
     def node(self, name: str) -> RemoteServer:  # type: ignore[override]
         node = super().node(name)
@@ -194,12 +217,17 @@ class ProcessScenarioCluster(ProcessCluster):
 
     # ---- processes ----------------------------------------------------------------------------
     def spawn(self, name: str) -> None:  # type: ignore[override]
+        from consim.agent.run import INCARNATION_ENV, RECORD_ENV
+
         p = self.node(name)
         p.forget()
+        p.starts += 1
         self._starting.add(name)
+        record = self._recorded is not None
         standby = self._standbys.pop(name, None)
         if standby is not None and standby.poll() is None and standby.stdin is not None:
-            go = json.dumps({"faults": self._faults}) + "\n"
+            go = json.dumps({"faults": self._faults, "record": record, "incarnation": p.starts})
+            go += "\n"
             try:
                 standby.stdin.write(go.encode())
                 standby.stdin.close()
@@ -212,8 +240,9 @@ class ProcessScenarioCluster(ProcessCluster):
                 return
         # The child's own lines reach the run's event log through GET /view; its stdout and
         # stderr (a traceback of a child that could not start) go to <data-dir>/<name>.log.
+        env = {INCARNATION_ENV: str(p.starts), RECORD_ENV: "1" if record else ""}
         with open(self.data_dir / f"{name}.log", "ab") as log:
-            super().spawn(name, stdout=log)
+            super().spawn(name, stdout=log, extra_env=env)
 
     def _start_standby(self, name: str) -> None:
         from consim.agent.run import CONTROL_ENV, STANDBY_ENV
@@ -252,7 +281,8 @@ class ProcessScenarioCluster(ProcessCluster):
                 task_status.started()
                 while True:
                     try:
-                        await self.sync()
+                        # Not waiting for a restarted child: a check's nemesis and reads go on.
+                        await self.sync(wait_started=False)
                     except ClusterError as exc:  # a fault a child did not take: said, go on
                         self.events.emit(
                             NO_NODE, "fault_not_sent", {"error": str(exc)}, level="ERROR"
@@ -280,13 +310,16 @@ class ProcessScenarioCluster(ProcessCluster):
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         return " | ".join(lines[-3:]) or "no output"
 
-    async def sync(self, kv: Collection[str] = ()) -> None:
+    async def sync(self, kv: Collection[str] = (), *, wait_started: bool = True) -> None:
         """Send the faults steps made, then read every running child once (and, for ``kv``,
-        each one's own value of those keys)."""
+        each one's own value of those keys); with ``wait_started``, until every child started
+        since answers."""
         self._watched.update(kv)
         async with self._lock:
             await self.push_faults()
             await self._read_all()
+            if not wait_started:
+                return
             with trio.move_on_after(START_WAIT):
                 while True:
                     self._starting = {
@@ -318,7 +351,10 @@ class ProcessScenarioCluster(ProcessCluster):
             view = json.loads(got[1])
             seen = view.pop("events")
             p.view = p.last_status = view
+            dropped = int(seen["next"]) - p.events_seen - len(seen["events"])
             p.events_seen = int(seen["next"])
+            if self._recorded is not None:
+                self._keep(p, seen["events"], dropped)
             for e in seen["events"]:
                 self.events.emit(
                     e["node"],
@@ -337,6 +373,64 @@ class ProcessScenarioCluster(ProcessCluster):
             elif got[0] == 200:
                 value = json.loads(got[1])[0].get("Value")
                 p.kv[key] = b"" if value is None else base64.b64decode(value)
+
+    def _keep(self, p: RemoteServer, events: list[dict[str, Any]], dropped: int) -> None:
+        assert self._recorded is not None
+        if dropped > 0:
+            self._unjudged.append(
+                f"{p.name}'s event feed dropped {dropped} events before they were read"
+            )
+        # The feed's monotonic clock is the machine's, the same in every process: on ours.
+        offset = self.events.now() - time.monotonic()
+        for e in events:
+            what = {k: e[k] for k in ("node", "kind", "fields", "level", "subsystem", "message")}
+            self._recorded.append(Event(time=float(e["monotonic"]) + offset, **what))
+
+    # ---- consim check (consim.check.campaign.check_on_cluster) ---------------------------------
+    async def start_recording(self) -> None:
+        """Every running child records what it applies from now on (a child started later
+        records from its start); their events are kept for :meth:`stop_recording`."""
+        await self.sync(wait_started=False)  # what came before is not this check's
+        self._recorded, self._unjudged = [], []
+        await self._tell_record(True)
+
+    async def stop_recording(self) -> tuple[list[Event], list[str]]:
+        """The children's events since :meth:`start_recording`, in the order they happened,
+        and what could not be read (each a sentence; empty when nothing was missed)."""
+        await self._tell_record(False)
+        await self.sync(wait_started=False)  # the events up to the children's stop
+        events, unjudged = self._recorded or [], self._unjudged
+        self._recorded, self._unjudged = None, []
+        events.sort(key=lambda e: e.time)  # stable: each child's own order is kept
+        return events, unjudged
+
+    async def _tell_record(self, on: bool) -> None:
+        body = json.dumps({"applies": on}).encode()
+
+        async def tell(p: RemoteServer) -> None:
+            try:
+                response = await self._client.post(f"http://{p.control}/record", content=body)
+                ok = response.status_code == 200
+            except Exception:  # noqa: BLE001 - said below
+                ok = False
+            if not ok and self._recorded is not None:
+                what = "start" if on else "stop"
+                self._unjudged.append(f"{p.name} did not answer the request to {what} recording")
+
+        async with trio.open_nursery() as nursery:
+            for p in self.servers.values():
+                if p.running and not p.paused:
+                    nursery.start_soon(tell, p)
+
+    async def wait_for_leader(self, datacenter: str = "dc1", within: float = 30.0) -> RemoteServer:
+        """As ``Cluster.wait_for_leader``: a leader a majority acknowledges, as the children say."""
+        with trio.move_on_after(within):
+            while True:
+                leader = self.leader(datacenter)
+                if leader is not None and self.acknowledged(leader):
+                    return leader  # type: ignore[return-value]
+                await trio.sleep(POLL_INTERVAL)
+        raise ClusterError(f"no leader in {datacenter} within {within}s")
 
     # ---- what a scenario does, logged as the in-process cluster logs it -------------------------
     def kill(self, name: str) -> None:
@@ -414,12 +508,5 @@ def unsupported(scenario: Any) -> list[str]:
             out.append(
                 f"{path}: [cluster] {key}: not passed to the agent processes "
                 "(run it without --processes)"
-            )
-    for step in scenario.steps:
-        if step.action == "check":
-            out.append(
-                f"{path}: step {step.number}: check: judges the servers' Raft and gossip "
-                "invariants from their memory, which a run with --processes cannot read "
-                "(run it without --processes, or with --live)"
             )
     return out

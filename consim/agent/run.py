@@ -58,6 +58,11 @@ FAULTS_ENV = "CONSIM_AGENT_FAULTS"
 # A child started ahead of its restart (consim run --processes): it imports what an agent runs,
 # then waits on stdin for the parent's go line, so a restart starts the server at once.
 STANDBY_ENV = "CONSIM_AGENT_STANDBY"
+# consim check on processes: "1" starts the server recording what it applies (the DEBUG events
+# ``applied``, ``fsm_restored``, ``leader_log``: ServerNode.record_applies) from its first entry,
+# and the parent's count of this server's processes, so each process reports its own incarnation.
+RECORD_ENV = "CONSIM_AGENT_RECORD"
+INCARNATION_ENV = "CONSIM_AGENT_INCARNATION"
 FAULT_OPS = frozenset({"partition", "isolate", "block", "heal", "set_loss", "set_delay"})
 GRACEFUL_TIMEOUT = 15.0  # Consul's gracefulTimeout
 LEAVE_DRAIN_TIME = 5.0  # Consul's LeaveDrainTime
@@ -237,6 +242,10 @@ class Agent:
             encrypt=cfg.encrypt or None,
         )
         self.node.agent_dir = data_dir
+        self.node.record_applies = os.environ.get(RECORD_ENV) == "1"
+        incarnation = os.environ.get(INCARNATION_ENV, "")
+        if incarnation.isdigit() and int(incarnation) > 0:
+            self.node.incarnation = int(incarnation) - 1  # run() counts this one
         if cfg.bootstrap_expect:
             self.node.gossip_tags["expect"] = str(cfg.bootstrap_expect)
         if cfg.bootstrap:
@@ -562,6 +571,16 @@ def control_app(agent: Agent) -> Any:
             out["events"] = events_since(agent.events, int(after) if after.isdigit() else 0)
         return json.dumps(out), 200, {"Content-Type": "application/json"}
 
+    @app.route("/record", methods=["POST"])
+    async def record() -> Any:
+        # consim check: {"applies": true} records every applied entry from now on (the events
+        # GET /view hands over), false stops.
+        body = await request.get_json(force=True, silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("applies"), bool):
+            return 'expected {"applies": true|false}', 400, {"Content-Type": "text/plain"}
+        agent.node.record_applies = body["applies"]
+        return "true", 200, {"Content-Type": "application/json"}
+
     @app.route("/faults", methods=["POST"])
     async def faults() -> Any:
         error = apply_fault(agent, await request.get_json(force=True, silent=True) or {})
@@ -604,7 +623,8 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
 
 def _standby() -> bool:
     """Import the agent's modules, then wait for the go line ``{"faults": [...]}`` (the faults in
-    force now); nothing is read from the data dir before it. False: the parent went away."""
+    force now; ``record``, ``incarnation``: as RECORD_ENV, INCARNATION_ENV); nothing is read from
+    the data dir before it. False: the parent went away."""
     import consim.http.app  # noqa: F401 - what Agent.run imports, loaded before the go
     import consim.http.serve  # noqa: F401
     import consim.net.sockets  # noqa: F401
@@ -614,7 +634,10 @@ def _standby() -> bool:
     line = sys.stdin.readline()
     if not line.strip():
         return False
-    os.environ[FAULTS_ENV] = json.dumps(json.loads(line).get("faults", []))
+    go = json.loads(line)
+    os.environ[FAULTS_ENV] = json.dumps(go.get("faults", []))
+    os.environ[RECORD_ENV] = "1" if go.get("record") else ""
+    os.environ[INCARNATION_ENV] = str(go.get("incarnation", ""))
     return True
 
 

@@ -11,6 +11,8 @@ per look: the parent looks often, on a machine the children share.
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
 
 from consim.events import EventLog
@@ -32,9 +34,11 @@ def server_view(node: Any) -> dict[str, Any]:
         if pool is None:
             continue
         keyring = getattr(getattr(pool, "core", None), "keyring", None)
+        primary = keyring.primary_key if keyring else None
         pools[label] = {
             "members": [[m.name, m.status_name] for m in pool.members()],
             "keys": list(keyring.keys_b64()) if keyring else [],
+            "primary": base64.b64encode(primary).decode() if primary else None,
         }
     out["pools"] = pools
     return out
@@ -42,12 +46,17 @@ def server_view(node: Any) -> dict[str, Any]:
 
 def events_since(log: EventLog, after: int) -> dict[str, Any]:
     """The events after the ``after``-th one ever emitted (those still kept), and the count to
-    ask from next time. No times: trio's clocks of two processes have different origins, so the
-    parent logs them when they arrive (a poll later, a tenth of a second at most)."""
+    ask from next time (``next`` minus ``after`` more than the events given: the ring dropped
+    some). trio's clocks of two processes have different origins, so the parent logs them when
+    they arrive (a poll later, a tenth of a second at most); ``monotonic`` is when each happened
+    on the machine's monotonic clock, which every process shares (consim check orders the
+    children's events by it)."""
     kept = list(log.events)
     first = log.emitted - len(kept)  # the number of the oldest event kept
+    offset = time.monotonic() - log.now()
     out = [
         {
+            "monotonic": round(e.time + offset, 6),
             "node": e.node,
             "kind": e.kind,
             "fields": e.fields,

@@ -282,7 +282,20 @@ async def check_on_cluster(
     cluster: Cluster, config: CheckConfig, *, key_prefix: str = ""
 ) -> dict[str, Any]:
     """A check inside a running cluster (a scenario's ``check`` step): record from now on, run
-    the workload and nemesis, judge. Keys get ``key_prefix`` so earlier writes do not count."""
+    the workload and nemesis, judge. Keys get ``key_prefix`` so earlier writes do not count.
+
+    A cluster of ``consim agent`` processes (``consim.agent.remote``) has ``start_recording``:
+    each child records and reports its own events, and the judge reads those; what the children
+    could not report is under ``unjudged`` (sentences; the step says them)."""
+    start_recording = getattr(cluster, "start_recording", None)
+    if start_recording is not None:
+        await start_recording()
+        history, observed = await campaign_body(cluster, config, cluster.spec.seed, key_prefix)
+        events, unjudged = await cluster.stop_recording()  # type: ignore[attr-defined]
+        result = judge(config, cluster.spec.seed, history, events, observed)
+        result["unjudged"] = unjudged
+        result["judged_events"] = len(events)
+        return result
     for node in cluster.servers.values():
         node.record_applies = True
     start = len(cluster.events.events)

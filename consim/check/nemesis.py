@@ -139,7 +139,7 @@ class Nemesis:
         """End everything: the active fault, every partition, loss and delay, paused and dead
         servers. Recorded as one ``stop`` of fault ``heal``."""
         await self.stop()
-        self.cluster.net.faults.heal(all=True)
+        self.cluster.heal(all=True)
         for name in self.servers:
             node = self.cluster.node(name)
             if node.paused:
@@ -256,7 +256,7 @@ class Nemesis:
         return {"kind": "loss", "fault": "loss", "server": target, "probability": p}
 
     async def _stop_loss(self, fault: dict[str, Any]) -> None:
-        self.cluster.net.faults.heal(all=True)
+        self.cluster.heal(all=True)
 
     async def _start_delay(self) -> dict[str, Any] | None:
         target = self.rng.choice(self.servers)
@@ -265,7 +265,7 @@ class Nemesis:
         return {"kind": "delay", "fault": "delay", "server": target, "seconds": seconds}
 
     async def _stop_delay(self, fault: dict[str, Any]) -> None:
-        self.cluster.net.faults.heal(all=True)
+        self.cluster.heal(all=True)
 
     # ---- membership --------------------------------------------------------------------------
     async def _start_membership(self) -> dict[str, Any] | None:

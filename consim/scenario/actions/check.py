@@ -102,6 +102,15 @@ class Check(Action[CheckArgs]):
         if lin["verdict"] == "invalid":
             ops = "; ".join(_window_op(op) for op in lin["window"][:4])
             detail += f" (key {lin['failing_key']}: {ops})"
+        if "judged_events" in result:  # agent processes: the judge read their own reports
+            detail += (
+                f"; invariants judged from {result['judged_events']} events the agents reported"
+            )
+        if result.get("unjudged"):
+            # A gap in what the children reported would read as a broken invariant: said instead.
+            raise StepFailed(
+                f"{detail}; the invariants cannot be judged: " + "; ".join(result["unjudged"])
+            )
         expected = args.live_verdict if ctx.live else args.verdict
         if expected != "any" and result["verdict"] != expected:
             raise StepFailed(f"{detail}; expected {expected}")
