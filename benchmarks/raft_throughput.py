@@ -34,6 +34,7 @@ alternately N times and reports the median of the rounds' ratios (each round's p
     .venv/bin/python benchmarks/raft_throughput.py [--concurrency 64,256] [--duration 5]
         [--sequential 2000] [--pysyncobj-sequential 200] [--via rpc|forward|http]
         [--http-port 8500] [--no-pysyncobj] [--no-hashicorp] [--rounds 1]
+        [--snapshot-threshold N]
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def run_consim(args: argparse.Namespace) -> dict[str, Any]:
         raft_multiplier=1,
         http_port=args.http_port,
         host_block=subnet,
+        snapshot_threshold=args.snapshot_threshold,
     )
     out: dict[str, Any] = {}
 
@@ -438,6 +440,14 @@ def main() -> int:
     parser.add_argument("--no-pysyncobj", action="store_true")
     parser.add_argument(
         "--no-hashicorp", action="store_true", help="skip the hashicorp/raft (Go) cluster"
+    )
+    parser.add_argument(
+        "--snapshot-threshold",
+        type=int,
+        default=None,
+        help="consim's raft_snapshot_threshold (default Consul's 8192). consim snapshots as soon as "
+        "that many entries are applied; hashicorp/raft checks only every SnapshotInterval (120 s), "
+        "so within a run it never snapshots: a threshold above the run's writes compares the same work",
     )
     parser.add_argument(
         "--rounds",
