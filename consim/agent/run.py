@@ -569,7 +569,8 @@ def control_app(agent: Agent) -> Any:
         after = request.args.get("after")
         if after is not None:
             out["events"] = events_since(agent.events, int(after) if after.isdigit() else 0)
-        return json.dumps(out), 200, {"Content-Type": "application/json"}
+        # default=str: one event field JSON cannot carry must not freeze the parent's view.
+        return json.dumps(out, default=str), 200, {"Content-Type": "application/json"}
 
     @app.route("/record", methods=["POST"])
     async def record() -> Any:

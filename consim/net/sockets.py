@@ -542,6 +542,11 @@ class _LiveConn(QueuedConn):
         if self._closed:
             return
         faults = self.net.faults
+        if self._delayed and faults.clear():
+            # Healed while bytes still wait for their delay: these go after them, in order.
+            self._delayed.append((self._delayed[-1][0], data))
+            self._wake.set()
+            return
         if not faults.clear():
             # A cut, or loss so heavy that every retransmission is lost: TCP gives up and the
             # connection dies (the peer redials). Lighter loss costs retransmission timeouts.

@@ -1411,7 +1411,12 @@ class RaftCore:
             return False
         if self._role is not Role.FOLLOWER:
             self._become_follower(now, src, m.leader_address)
-        elif src != self._leader_id and self._leader_term == m.term and self._leader_id is not None:
+        elif (
+            src != self._leader_id
+            and m.leader_address != self._leader_address  # the same leader, newly named by id
+            and self._leader_term == m.term
+            and self._leader_id is not None
+        ):
             # A second leader in the term this follower already follows: only a manual recovery
             # (peers.json on both sides of a split) makes one. Following it could overwrite
             # committed entries, so it is refused and counted, as a leader refuses it.

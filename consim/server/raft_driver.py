@@ -316,7 +316,12 @@ class RaftDriver:
         command: dict[str, Any] | None = None,
     ) -> ApplyFuture:
         future = self._applies[index] = ApplyFuture(index, core.term, command)
-        if not self._draining and self._woken_last <= 1 and core.replication_idle():
+        if (
+            not self._draining
+            and not self.host.paused  # a paused (SIGSTOPped) server sends nothing until resumed
+            and self._woken_last <= 1
+            and core.replication_idle()
+        ):
             # A lone write (the last applied batch woke at most one waiter) on an idle
             # pipeline: nothing to batch it with, so it leaves now, from the proposer's task,
             # instead of one scheduler trip later from the timer.
@@ -349,11 +354,11 @@ class RaftDriver:
     # ---- the Ready loop ----------------------------------------------------------------------
     def _drain_ready(self) -> None:
         """Persist, apply, then send: the order that keeps votes and answers durable."""
-        self._draining = True
+        outer, self._draining = self._draining, True
         try:
             self._drain_ready_loop()
         finally:
-            self._draining = False
+            self._draining = outer
 
     def _drain_ready_loop(self) -> None:
         core = self.core

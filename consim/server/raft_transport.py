@@ -196,9 +196,9 @@ class RaftTransport:
             entries = msg.entries
             encoded = None
             if entries:
-                # Followers in step get the same batch: encode it once. A log's last index
-                # and term name everything before it (Raft's log matching), so the key is exact.
-                key = (entries[0].index, entries[-1].index, entries[-1].term)
+                # Followers in step get the same batch: encode it once. Within one leader term
+                # the log only appends, so the message's term with the batch's indexes is exact.
+                key = (msg.term, entries[0].index, entries[-1].index, entries[-1].term)
                 if key == self._entries_key:
                     encoded = self._entries_encoded
                 else:

@@ -169,3 +169,36 @@ async def test_bind_failure_names_the_address() -> None:
             with pytest.raises(OSError, match=f"cannot listen for RPC on {a}"):
                 await nursery.start(other.serve_port, a)
         nursery.cancel_scope.cancel()
+
+
+async def test_bytes_held_by_a_delay_leave_before_bytes_written_after_the_heal() -> None:
+    """A port connection on a delayed (or lossy: retransmission) link holds its bytes; a heal
+    while they wait must not let the next write overtake them (the stream's framing)."""
+    import collections
+    import socket
+    from types import SimpleNamespace
+
+    from consim.net.faults import FaultModel
+    from consim.net.sockets import _LiveConn
+
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        faults = FaultModel()
+        net = SimpleNamespace(faults=faults, stats=collections.defaultdict(collections.Counter))
+        conn = _LiveConn(net, "127.0.0.1:8300", "127.0.0.2:8300")
+        conn._fd = a.fileno()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn._writer, stream)
+            faults.set_delay("127.0.0.1:8300", "127.0.0.2:8300", 0.2)
+            conn.write(b"FIRST;")
+            await trio.sleep(0.05)
+            faults.heal(all=True)  # the rule goes while FIRST waits
+            conn.write(b"SECOND;")
+            await trio.sleep(0.4)
+            assert b.recv(100) == b"FIRST;SECOND;"
+            conn.close()
+            nursery.cancel_scope.cancel()
+    finally:
+        b.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from consim.raft.configuration import encode_configuration
 from consim.raft.core import STRANGER_WARN_INTERVAL, RaftCore
 from consim.raft.messages import (
     AppendEntries,
@@ -19,9 +20,9 @@ from consim.raft.messages import (
     message_from_wire,
     message_to_wire,
 )
-from consim.raft.types import MAX_RAFT_NUMBER, EntryType, LogEntry, Role
+from consim.raft.types import MAX_RAFT_NUMBER, EntryType, HardState, LogEntry, PersistentState, Role
 
-from .conftest import make_core
+from .conftest import conf, make_core
 from .test_core import elect
 
 TOO_BIG = [MAX_RAFT_NUMBER + 1, 2**64 - 1]
@@ -220,3 +221,20 @@ def test_a_second_leader_in_the_followed_term_is_refused_not_followed() -> None:
     third = AppendEntries(4, "c", "c:8300", 1, 3, (LogEntry(2, 4, EntryType.NOOP, b""),), 2, 2)
     follower.step("c", third, 1.2)
     assert follower.leader_id == "c" and follower.commit_index == 2
+
+
+def test_the_same_leader_named_first_by_address_then_by_id_is_followed() -> None:
+    """A server added with no configuration of its own names the leader by its address until
+    the configuration entries arrive (the transport's id lookup), then by its id: the same
+    leader, not a second one in the term."""
+    follower = make_core("d", state=PersistentState(HardState(), None, ()))
+    follower.ready()
+    configuration = conf("a", "b", "c", "d", nonvoters=("d",))
+    entry = LogEntry(1, 2, EntryType.CONFIGURATION, encode_configuration(configuration))
+    follower.step("a:8300", AppendEntries(2, "a:8300", "a:8300", 0, 0, (entry,), 1, 1), 0.1)
+    follower.ready()
+    follower.step("a", AppendEntries(2, "a", "a:8300", 1, 2, (), 1, 2), 0.2)
+    answers = [o.message for o in follower.ready().messages]
+    assert follower.counters["duplicate_leader"] == 0
+    assert follower.leader_id == "a"
+    assert [type(m).__name__ for m in answers] == ["AppendEntriesResponse"] and answers[0].success

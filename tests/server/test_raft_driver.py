@@ -137,3 +137,30 @@ def test_a_lone_write_leaves_at_once_and_writes_that_queue_are_grouped() -> None
         assert leader.fsm.kvs.get("k")[1].value == b"d"
 
     virtual(ClusterSpec(seed=5, raft_multiplier=1), body)
+
+
+def test_a_paused_leader_sends_nothing_for_a_write_proposed_while_paused() -> None:
+    """A task that checked ``paused`` before it awaited may still propose during a pause
+    (reconcile, session TTLs). The lone-write path must not send it: a SIGSTOPped leader is
+    silent until resumed, then the write commits."""
+
+    def kv(value: bytes) -> dict[str, Any]:
+        return {"Type": "KVS", "Op": "set", "DirEnt": {"Key": "k", "Value": value}}
+
+    async def body(cluster: Cluster) -> tuple[list[int], list[int], Any]:
+        leader = await cluster.wait_for_leader(within=10)
+        with trio.fail_after(5):
+            while not leader.core.replication_idle():
+                await trio.sleep(0.001)
+        others = [s for s in cluster.servers.values() if s is not leader]
+        before = [s.core.last_index for s in others]
+        leader.pause()
+        future = leader.raft_driver.propose_command(pack_command(kv(b"x")), kv(b"x"))
+        await trio.sleep(0.2)
+        during = [s.core.last_index for s in others]
+        leader.resume()
+        return before, during, await future.result()
+
+    (before, during, result), _ = virtual(ClusterSpec(seed=5, raft_multiplier=1), body)
+    assert during == before, (before, during)
+    assert result is True
