@@ -6,10 +6,12 @@ CPython's default threshold (a young-generation collection every 700 net allocat
 collector runs every couple of hundred writes and each time walks every object of the writes
 in flight: a fifth of a busy server's time. :func:`tune_for_serving` raises the young
 threshold (a collection every 50,000 net allocations walks those objects 70 times less often,
-plus the new ones it ages) and freezes what start-up allocated (modules, classes, the cluster itself) so full
-collections skip it. Reference cycles are still collected, only later; nothing else changes.
+plus the new ones it ages) and freezes what exists at the call (modules, classes, configuration) so
+full collections skip it. Reference cycles are still collected, only later; nothing else changes.
 Called by the live runtime (``consim up``, scenario files live, the benchmarks) and by
-``consim agent``; virtual runs keep Python's defaults (their results do not depend on it).
+``consim agent``, once per process: a process that only runs virtual time keeps Python's
+defaults (results do not depend on it either way); a test process keeps the settings for the
+tests after its first live cluster.
 """
 
 from __future__ import annotations
