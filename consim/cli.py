@@ -66,11 +66,24 @@ def _cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         encrypt=args.encrypt,
         http_max_conns_per_client=getattr(args, "http_max_conns_per_client", 200),
         snapshot_threshold=getattr(args, "raft_snapshot_threshold", None),
+        snapshot_interval=getattr(args, "raft_snapshot_interval", None),
         trailing_logs=getattr(args, "raft_trailing_logs", None),
         network=network_from_args(args) if hasattr(args, "lan_latency") else None,
         raft_peers=_raft_peers(getattr(args, "raft_peers", None)),
         pre_vote=not getattr(args, "no_pre_vote", False),
     )
+
+
+def _snapshot_interval(text: str) -> float:
+    from consim.golike import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a duration like "30s", got {text!r}') from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return seconds
 
 
 def _raft_peers(path: str | None) -> Any:
@@ -98,6 +111,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             for flag, given in (
                 ("--acl-file", args.acl_file),
                 ("--raft-snapshot-threshold", args.raft_snapshot_threshold is not None),
+                ("--raft-snapshot-interval", args.raft_snapshot_interval is not None),
                 ("--raft-trailing-logs", args.raft_trailing_logs is not None),
                 *(
                     (flag, getattr(args, flag[2:].replace("-", "_"), None) is not None)
@@ -344,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--raft-snapshot-threshold",
         type=int,
         help="Consul's raft_snapshot_threshold: log entries between snapshots (default 8192)",
+    )
+    up.add_argument(
+        "--raft-snapshot-interval",
+        type=_snapshot_interval,
+        metavar="DURATION",
+        help="Consul's raft_snapshot_interval: how often each server checks the threshold, "
+        "randomized up to twice that (default 30s; 0s: after every apply, consim only)",
     )
     up.add_argument(
         "--raft-trailing-logs",

@@ -139,8 +139,10 @@ class ClusterSpec:
     encrypt: str | None = None
     # Scales gossip intervals (1.0 = memberlist's defaults).
     gossip_scale: float = 1.0
-    # Snapshot threshold/trailing logs overrides (None = Consul's 8192 / 10240).
+    # Snapshot threshold/interval/trailing logs overrides (None = 8192 entries, checked every
+    # random 30-60 s as Consul does, and 10240 entries kept).
     snapshot_threshold: int | None = None
+    snapshot_interval: float | None = None
     trailing_logs: int | None = None
     # Latency and loss between hosts (consim.net.model); None: the simulator's historical
     # 0.5-2 ms per host pair, and no added delay live.
@@ -175,6 +177,8 @@ class ClusterSpec:
             overrides["pre_vote"] = False
         if self.snapshot_threshold is not None:
             overrides["snapshot_threshold"] = self.snapshot_threshold
+        if self.snapshot_interval is not None:
+            overrides["snapshot_interval"] = self.snapshot_interval
         if self.trailing_logs is not None:
             overrides["trailing_logs"] = self.trailing_logs
         return replace(config, **overrides) if overrides else config

@@ -499,6 +499,7 @@ def unsupported(scenario: Any) -> list[str]:
         "tls": c.tls is not None,
         "network": c.network is not None,
         "snapshot_threshold": c.snapshot_threshold is not None,
+        "snapshot_interval": c.snapshot_interval is not None,
         "trailing_logs": c.trailing_logs is not None,
         "pre_vote": c.pre_vote != default.pre_vote,
         "raft_peers": c.raft_peers is not None,

@@ -27,6 +27,10 @@ class RaftConfig:
     # flight per follower (hashicorp/raft streams it; etcd and others chunk).
     snapshot_chunk_size: int = 1024 * 1024
     snapshot_threshold: int = 8192
+    # How often the threshold is checked (hashicorp/raft's SnapshotInterval, randomized in
+    # [I, 2I) per check; Consul sets 30 s). 0 is consim's own "check after every apply"
+    # (hashicorp refuses intervals under 5 ms): tests that want a snapshot at once use it.
+    snapshot_interval: float = 30.0
     trailing_logs: int = 10240
     # How many AppendEntries batches the leader keeps in flight per follower (pipelining).
     max_inflight: int = 8

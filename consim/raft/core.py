@@ -2,7 +2,8 @@
 
 The driver feeds it messages (:meth:`RaftCore.step`) and time (:meth:`RaftCore.tick`); every call
 takes ``now`` (seconds). The core never reads a clock, never does I/O and draws randomness only from
-the ``random.Random`` it was given. Its output is collected in a :class:`Ready` drained by
+the ``random.Random`` it was given (and, for the snapshot interval, from one seeded by its server
+id). Its output is collected in a :class:`Ready` drained by
 :meth:`RaftCore.ready`.
 
 Driver contract for one ``Ready`` (the order matters for safety):
@@ -18,6 +19,10 @@ Driver contract for one ``Ready`` (the order matters for safety):
    NOOP/BARRIER/CONFIGURATION as it likes), and resolve ``verifications``; record ``events``.
 
 Drain ``ready()`` after every ``step``/``tick``/API call (the simplest correct driver does this).
+After draining, when :meth:`RaftCore.should_snapshot` is true, snapshot the FSM and hand it to
+:meth:`RaftCore.snapshot_taken`. As hashicorp/raft's ``runSnapshots``, it turns true only at a check
+every random [1, 2) x ``RaftConfig.snapshot_interval`` (part of :meth:`RaftCore.next_deadline`) that
+finds ``snapshot_threshold`` entries applied since the last snapshot.
 
 Event kinds (``RaftEvent.kind``), stable; messages follow hashicorp/raft's log lines:
 
@@ -59,6 +64,7 @@ A dead leader is so noticed within 2 x HeartbeatTimeout of its last heartbeat in
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -348,6 +354,13 @@ class RaftCore:
         self._leader_term = 0
         self._last_contact: float | None = None
         self._timer = now + self._random_timeout(config.heartbeat_timeout)
+        # hashicorp/raft's runSnapshots checks the threshold once per random [I, 2I) interval,
+        # so servers rarely snapshot together and a burst of writes is not interrupted at the
+        # very entry that crosses it. The draws come from an RNG of their own, seeded by the
+        # server's id, so the interval never moves an election timeout.
+        self._snapshot_rng = random.Random(f"snapshot-interval/{server_id}")
+        self._snapshot_due = config.snapshot_interval <= 0
+        self._snapshot_check_at = self._next_snapshot_check(now)
 
         # Configurations: (index, configuration) of every CONFIGURATION entry still in the log,
         # plus the snapshot's; latest = last, committed = last with index <= commit.
@@ -578,11 +591,12 @@ class RaftCore:
         self._configs.append((1, configuration))
 
     def next_deadline(self) -> float:
+        check = self._snapshot_check_at
         if self._role is not Role.LEADER:
-            return self._timer
+            return self._timer if self._timer < check else check
         # "if x < t: t = x" is exactly min(t, x), without the builtin call per follower.
         hb = self.cfg.heartbeat_interval
-        t = self._lease_check_at
+        t = self._lease_check_at if self._lease_check_at < check else check
         for p in self._progress.values():
             due = p.last_sent + hb
             if due < t:
@@ -593,6 +607,9 @@ class RaftCore:
 
     def tick(self, now: float) -> None:
         self._now = now
+        if now >= self._snapshot_check_at:
+            self._snapshot_check_at = self._next_snapshot_check(now)
+            self._snapshot_due = self._snapshot_threshold_reached()
         if self._role is Role.LEADER:
             self._tick_leader(now)
         elif now >= self._timer:
@@ -730,8 +747,26 @@ class RaftCore:
         return req
 
     def should_snapshot(self) -> bool:
+        """True when the driver should snapshot its FSM now: the last interval check found at
+        least ``snapshot_threshold`` entries applied since the last snapshot (with interval 0,
+        whenever that holds)."""
+        if not self._snapshot_due:
+            return False
+        if self._snapshot_threshold_reached():
+            return True
+        if self.cfg.snapshot_interval > 0:
+            self._snapshot_due = False  # e.g. a snapshot installed from the leader since the check
+        return False
+
+    def _snapshot_threshold_reached(self) -> bool:
         snap_index = self._snapshot.meta.index if self._snapshot else 0
         return self._applied - snap_index >= self.cfg.snapshot_threshold
+
+    def _next_snapshot_check(self, now: float) -> float:
+        interval = self.cfg.snapshot_interval
+        if interval <= 0:
+            return math.inf
+        return now + interval + self._snapshot_rng.random() * interval
 
     def snapshot_taken(self, index: int, data: bytes) -> None:
         """The driver snapshotted its FSM at ``index`` (<= applied); record it and compact."""
@@ -746,6 +781,7 @@ class RaftCore:
         cindex, conf = self._config_at(index)
         snap = Snapshot(SnapshotMeta(index, term, conf, cindex), data)
         self._snapshot = snap
+        self._snapshot_due = self.cfg.snapshot_interval <= 0
         self._ready.local_snapshot = snap
         compact = min(index, self.last_index - self.cfg.trailing_logs)
         if compact > self._offset:

@@ -508,7 +508,10 @@ def random_run(
     ``config`` overrides RaftConfig fields (e.g. a tiny ``snapshot_chunk_size``)."""
     picker = random.Random(seed * 7919 + 1)
     size = n if n is not None else picker.choice([3, 3, 5])
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=24, trailing_logs=8, **config)
+    # Snapshots on hashicorp's interval timer (checked every random 0.5-1 s), so the schedules
+    # also race snapshots against faults at times the log length does not decide.
+    config = {"snapshot_threshold": 24, "trailing_logs": 8, "snapshot_interval": 0.5, **config}
+    cfg = RaftConfig.for_multiplier(1, **config)
     h = Harness(
         size,
         seed,

@@ -140,6 +140,7 @@ class ClusterSettings:
     rpc_hold_timeout: float = 7.0
     encrypt: str | None = None
     snapshot_threshold: int | None = None
+    snapshot_interval: float | None = None
     trailing_logs: int | None = None
     # "tmp": a fresh temporary directory per run (needed by peers_json steps).
     data_dir: str | None = None

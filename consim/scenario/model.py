@@ -83,6 +83,7 @@ _CLUSTER_KEYS = frozenset(
         "raft_protocol",
         "rpc_hold_timeout",
         "snapshot_threshold",
+        "snapshot_interval",
         "trailing_logs",
         "data_dir",
         "acl",
@@ -183,6 +184,10 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
     with c.collect():
         if "rpc_hold_timeout" in obj:
             s.rpc_hold_timeout = c.duration("rpc_hold_timeout", obj["rpc_hold_timeout"])[0]
+    with c.collect():
+        if "snapshot_interval" in obj:
+            # "0s": check after every apply (consim's own; Consul's default is 30s)
+            s.snapshot_interval = c.duration("snapshot_interval", obj["snapshot_interval"])[0]
     with c.collect():
         if "encrypt" in obj:
             s.encrypt = gossip_key(c, "encrypt", obj["encrypt"])

@@ -154,6 +154,7 @@ def cluster_spec(
         tls=c.tls,
         encrypt=c.encrypt,
         snapshot_threshold=c.snapshot_threshold,
+        snapshot_interval=c.snapshot_interval,
         trailing_logs=c.trailing_logs,
         network=c.network,
         pre_vote=c.pre_vote,

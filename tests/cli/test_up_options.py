@@ -78,12 +78,20 @@ def test_raft_log_bounds_reach_the_servers_raft_config() -> None:
     from consim.events import EventLog
     from consim.runtime import VIRTUAL
 
-    def raft_bounds(*argv: str) -> tuple[int, int]:
+    def raft_bounds(*argv: str) -> tuple[int, float, int]:
         cluster = VIRTUAL.cluster(_cluster_spec(_up_args(*argv)), EventLog(lambda: 0.0))
-        return cluster.raft_config.snapshot_threshold, cluster.raft_config.trailing_logs
+        c = cluster.raft_config
+        return c.snapshot_threshold, c.snapshot_interval, c.trailing_logs
 
-    assert raft_bounds("--raft-snapshot-threshold", "1024", "--raft-trailing-logs", "512") == (
-        1024,
-        512,
-    )
-    assert raft_bounds() == (8192, 10240)
+    argv = ("--raft-snapshot-threshold", "1024", "--raft-trailing-logs", "512")
+    assert raft_bounds(*argv, "--raft-snapshot-interval", "1m30s") == (1024, 90.0, 512)
+    assert raft_bounds("--raft-snapshot-interval", "0s") == (8192, 0.0, 10240)
+    assert raft_bounds() == (8192, 30.0, 10240)
+
+
+@pytest.mark.parametrize("text", ["-5s", "30", "soon"])
+def test_bad_snapshot_interval_is_refused(text: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _up_args(f"--raft-snapshot-interval={text}")
+    assert exc.value.code == 2
+    assert "--raft-snapshot-interval" in capsys.readouterr().err

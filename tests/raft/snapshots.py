@@ -7,10 +7,11 @@ from consim.raft.harness import Harness, SimNode
 
 
 def leader_snapshotted_past_a_crashed_follower() -> tuple[Harness, SimNode, str]:
-    """3 servers (seed 3, snapshot threshold 20, trailing logs 5); one follower crashed while the
+    """3 servers (seed 3, snapshot threshold 20 checked after
+    every apply, trailing logs 5); one follower crashed while the
     leader commits 60 entries, so the leader's log starts after the follower's: (harness, leader,
     crashed follower's id), the follower still down."""
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=20, trailing_logs=5)
+    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=20, trailing_logs=5, snapshot_interval=0)
     h = Harness(3, seed=3, config=cfg)
     h.run_for(5)
     ldr = h.leader()

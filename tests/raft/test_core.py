@@ -58,6 +58,7 @@ def test_config_for_multiplier():
         8192,
         10240,
     )
+    assert c.snapshot_interval == 30.0  # Consul's SnapshotInterval (hashicorp's own is 120 s)
     d = RaftConfig()
     assert d.heartbeat_timeout == 5.0 and d.leader_lease_timeout == 2.5
     assert RaftConfig.for_multiplier(2, trailing_logs=5).trailing_logs == 5
@@ -400,7 +401,7 @@ def test_snapshot_and_install_snapshot():
 
 
 def test_should_snapshot_and_local_snapshot_field():
-    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=3, trailing_logs=1)
+    cfg = RaftConfig.for_multiplier(1, snapshot_threshold=3, trailing_logs=1, snapshot_interval=0)
     core = make_core("a", peers=("a",), cfg=cfg)
     core.tick(5.0)
     for i in range(3):
@@ -413,6 +414,90 @@ def test_should_snapshot_and_local_snapshot_field():
     assert r.snapshot is None and r.local_snapshot.meta.index == 5
     assert r.local_snapshot.meta.configuration == conf("a") and r.compact_through == 4
     assert not core.should_snapshot()
+
+
+def _single_server_with_writes(interval: float, writes: int, seed: int = 1):
+    cfg = RaftConfig.for_multiplier(
+        1, snapshot_threshold=3, trailing_logs=1, snapshot_interval=interval
+    )
+    core = make_core("a", peers=("a",), cfg=cfg, seed=seed)
+    core.tick(5.0)  # elected alone
+    for i in range(writes):
+        core.propose(b"%d" % i, 5.0)
+    core.ready()
+    return core
+
+
+def test_the_snapshot_threshold_is_checked_on_the_interval_timer():
+    """hashicorp/raft's runSnapshots: crossing the threshold does not snapshot; the next check,
+    a random [I, 2I) after the last one, does."""
+    core = _single_server_with_writes(interval=10.0, writes=3)
+    assert core.applied_index == 5 and not core.should_snapshot()
+    first_check = core.next_deadline()  # the leader's lease check comes sooner: read it off
+    checks = []
+    now = 5.0
+    while not core.should_snapshot():
+        assert now < 100, "the threshold was never checked"
+        now = min(core.next_deadline(), now + 1.0)
+        core.tick(now)
+        core.ready()
+        checks.append(now)
+    # The first check fired at a time in [10, 20) after the core was made (at 0).
+    assert 10.0 <= now < 20.0, (first_check, now)
+    core.snapshot_taken(5, b"fsm")
+    assert core.ready().local_snapshot.meta.index == 5
+    assert not core.should_snapshot()
+    # The next check finds fewer than 3 new entries: no snapshot, and none until a later check.
+    core.propose(b"x", now)
+    core.ready()
+    later = now + 25.0
+    core.tick(later)
+    assert not core.should_snapshot()
+
+
+def test_a_check_below_the_threshold_waits_for_the_next_check():
+    core = _single_server_with_writes(interval=10.0, writes=0)  # 2 entries: noop + configuration
+    core.tick(19.999)
+    core.tick(20.0)  # past any first check in [10, 20): it found 2 < 3 entries
+    core.propose(b"y", 20.0)
+    core.ready()
+    assert core.applied_index == 3 and not core.should_snapshot()
+    core.tick(40.0)  # past the second check (at most 20 + 20)
+    assert core.should_snapshot()
+
+
+def test_snapshot_interval_draws_do_not_move_elections():
+    """The interval has an RNG of its own (seeded by the server id): the election timers of a
+    core with the interval on are those of one with it off, for the same seed."""
+    for seed in range(20):
+        timers = []
+        for interval in (0.0, 30.0, 0.5):
+            cfg = RaftConfig.for_multiplier(1, snapshot_interval=interval)
+            core = make_core("b", cfg=cfg, seed=seed)
+            t = core._timer
+            core.tick(t)  # pre-vote round starts; a new random election timer is drawn
+            timers.append((t, core._timer))
+        assert timers[0] == timers[1] == timers[2], f"seed={seed}: {timers}"
+
+
+def test_snapshot_interval_checks_are_deterministic_and_spread():
+    def check_times(server_id: str) -> list[float]:
+        cfg = RaftConfig.for_multiplier(1, snapshot_interval=1.0)
+        core = make_core(server_id, cfg=cfg)
+        out, now = [], 0.0
+        for _ in range(50):
+            now = core._snapshot_check_at
+            out.append(now)
+            core.tick(now)
+            core.ready()
+        return out
+
+    a = check_times("a")
+    assert a == check_times("a")
+    gaps = [y - x for x, y in zip([0.0, *a], a, strict=False)]
+    assert all(1.0 <= g < 2.0 for g in gaps), gaps
+    assert max(gaps) - min(gaps) > 0.5  # randomized, not a fixed period
+    assert a != check_times("b")  # servers do not check (and snapshot) in step
 
 
 def test_stale_unknown_and_self_messages_are_ignored_and_counted():

@@ -78,6 +78,7 @@ def _big_snapshot_cluster(seed: int, **overrides):
     cfg = RaftConfig.for_multiplier(
         1,
         snapshot_threshold=20,
+        snapshot_interval=0,
         trailing_logs=5,
         snapshot_chunk_size=64 * 1024,
         **overrides,

@@ -23,6 +23,7 @@ async def test_live_follower_catches_up_through_a_chunked_snapshot(tmp_path: Pat
         seed=13,
         data_dir=tmp_path,
         snapshot_threshold=256,
+        snapshot_interval=0,
         trailing_logs=128,
         # The ~10 MB FSM snapshot is taken and saved on the event loop; at multiplier 1 (a 500 ms
         # lease) a loaded machine can stall the leader past its lease while it writes.

@@ -26,7 +26,9 @@ def test_follower_catches_up_through_a_snapshot_larger_than_a_frame() -> None:
     down, then it restarts. Its snapshot (> 10 MB) cannot travel in one frame; chunks do.
     The small writes are fewer than the issue's 18,800 because the snapshot thresholds are
     lowered (the leader still compacts past the follower, so it needs the snapshot)."""
-    spec = ClusterSpec(seed=3, raft_multiplier=1, snapshot_threshold=256, trailing_logs=128)
+    spec = ClusterSpec(
+        seed=3, raft_multiplier=1, snapshot_threshold=256, trailing_logs=128, snapshot_interval=0
+    )
 
     async def body(cluster: Cluster) -> dict[str, object]:
         leader = await cluster.wait_for_leader(within=10)

@@ -313,3 +313,31 @@ def test_readme_scenario_example_validates(tmp_path):
     assert {"wait", "kill", "partition", "http", "consul", "load", "assert"} <= kinds
     assert {"member-status", "keyring-converged"} <= conditions
     assert any(s.action == "load" and s.args.background for s in scenario.steps)
+
+
+@pytest.mark.parametrize("interval", ["0s", "4s"])
+def test_snapshot_interval_from_the_cluster_table(tmp_path, interval):
+    """``[cluster] snapshot_interval`` reaches the servers: with "0s" a server snapshots while
+    the writes that cross the threshold are still coming; with "4s" (Consul's check on a random
+    [4s, 8s) timer) not before 4 s after it started, each server at its own time."""
+    p = tmp_path / "x.toml"
+    p.write_text(
+        'name = "x"\n[cluster]\ndatacenters = { dc1 = 3 }\nsnapshot_threshold = 16\n'
+        f'snapshot_interval = "{interval}"\n'
+        '[[step]]\nwait = "leader"\n'
+        '[[step]]\nload = { op = "write", rate = 40, duration = "1s", on = "leader" }\n'
+        '[[step]]\nsleep = "9s"\n'
+    )
+    result = run_scenario(load_scenario(p))
+    assert result.ok, result.failure
+    load = result.steps[1]
+    snapshots = result.events.of_kind("snapshot")
+    first = {}
+    for e in snapshots:
+        first.setdefault(e.node, e.time)
+    assert sorted(first) == ["dc1-s1", "dc1-s2", "dc1-s3"], snapshots
+    if interval == "0s":
+        assert min(first.values()) < load.finished
+    else:
+        assert min(first.values()) >= 4.0
+        assert len(set(first.values())) == 3  # the servers' checks are not in step

@@ -342,7 +342,7 @@ BAD_FILES: dict[str, str] = {
     "steps-not-tables": 'step = [1, "x"]\n' + _H,
     "cluster-not-table": 'cluster = 5\n[[step]]\nwait = "leader"\n',
     "cluster-fields": "[cluster]\ndatacenters = { dc1 = 3 }\nraft_multiplier = 0\nraft_protocol = 4\n"
-    'rpc_hold_timeout = 5\nencrypt = "abc"\nsnapshot_threshold = 0\ntrailing_logs = -1\n'
+    'rpc_hold_timeout = 5\nencrypt = "abc"\nsnapshot_threshold = 0\nsnapshot_interval = "-1s"\ntrailing_logs = -1\n'
     'data_dir = "/tmp/x"\nnope = 1\nacl = { enabled = "yes" }\n[[step]]\nkill = "dc1-s9"\n',
     "datacenters-bad": '[cluster]\ndatacenters = { dc1 = 10 }\n[[step]]\nkill = "dc1-s9"\n',
     "datacenters-empty": '[cluster]\ndatacenters = {}\n[[step]]\nkill = "dc1-s1"\n',
@@ -1759,10 +1759,11 @@ ERROR_PINS: dict[str, list[str]] = {
         "bad.toml: [cluster]: expected a [cluster] table",
     ],
     "cluster-fields": [
-        "bad.toml: [cluster]: field 'nope': unknown field (expected one of ['acl', 'data_dir', 'datacenters', 'encrypt', 'network', 'pre_vote', 'raft_multiplier', 'raft_peers', 'raft_protocol', 'rpc_hold_timeout', 'snapshot_threshold', 'tls', 'trailing_logs'])",
+        "bad.toml: [cluster]: field 'nope': unknown field (expected one of ['acl', 'data_dir', 'datacenters', 'encrypt', 'network', 'pre_vote', 'raft_multiplier', 'raft_peers', 'raft_protocol', 'rpc_hold_timeout', 'snapshot_interval', 'snapshot_threshold', 'tls', 'trailing_logs'])",
         "bad.toml: [cluster]: field 'raft_multiplier': expected a number between 0.1 and 10, got 0",
         "bad.toml: [cluster]: field 'raft_protocol': expected 2 or 3, got 4",
         "bad.toml: [cluster]: field 'rpc_hold_timeout': expected a duration like \"5s\", got 5",
+        'bad.toml: [cluster]: field \'snapshot_interval\': expected a duration like "5s", got "-1s"',
         "bad.toml: [cluster]: field 'encrypt': expected a base64 gossip key, got \"abc\"",
         "bad.toml: [cluster]: field 'snapshot_threshold': expected an integer >= 1, got 0",
         "bad.toml: [cluster]: field 'trailing_logs': expected an integer >= 0, got -1",

@@ -92,7 +92,13 @@ async def test_hashicorp_node_joins_leads_and_fails_over() -> None:
 
     block = free_host_base([3], 28561)
     spec = live_spec(
-        block, http_port=28561, seed=61, pre_vote=False, snapshot_threshold=16, trailing_logs=4
+        block,
+        http_port=28561,
+        seed=61,
+        pre_vote=False,
+        snapshot_threshold=16,
+        snapshot_interval=0.2,
+        trailing_logs=4,
     )
     go = GoNode(binary, f"127.0.{block}.9:8300")
     async with live_cluster(spec) as cluster, trio.open_nursery() as nursery:

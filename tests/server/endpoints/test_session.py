@@ -217,7 +217,7 @@ def test_sessions_and_the_catalog_reach_a_follower_through_a_snapshot():
             "restored": f2.fsm.last_applied,
         }
 
-    r = run(body, snapshot_threshold=8, trailing_logs=4)
+    r = run(body, snapshot_threshold=8, trailing_logs=4, snapshot_interval=0)
     assert [s["ID"] for s in r["info"]] == [r["sid"]]
     assert r["held"]["Session"] == r["sid"]
     assert [s["Node"] for s in r["api"]] == ["ext"]
