@@ -409,6 +409,25 @@ def run_hashicorp(args: argparse.Namespace, gomaxprocs: int | None) -> dict[str,
     raise RuntimeError(f"hashicorp/raft benchmark failed: {done.stderr[-2000:]}")
 
 
+def run_consim_process() -> dict[str, Any]:
+    """``run_consim`` in a fresh Python process with this invocation's options: each round
+    starts from an empty heap and fresh sockets, as the Go side's process does (several rounds in
+    one process measured later rounds on the heap and frozen objects of the earlier clusters)."""
+    cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--consim-child"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        result: dict[str, Any] | None = None
+        for line in child.stdout:
+            if line.startswith("RESULT "):
+                result = dict(json.loads(line[len("RESULT ") :]))
+            elif not line.startswith("raft_throughput:"):
+                print(line, end="", flush=True)
+    if child.returncode != 0 or result is None:
+        raise RuntimeError(f"the consim round's process failed (exit {child.returncode})")
+    result["throughput"] = {int(k): v for k, v in result["throughput"].items()}
+    return result
+
+
 # ----------------------------------------------------------------------------------------- main
 
 
@@ -468,11 +487,16 @@ def main() -> int:
         "the ratios are the median of the rounds' (a load change between halves moves one round)",
     )
     parser.add_argument("--pysyncobj-node", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--consim-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ports", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.levels = [int(x) for x in str(args.concurrency).split(",") if x]
     if args.pysyncobj_node is not None:
         return pysyncobj_node(args)
+    if args.consim_child:
+        result = run_consim(args)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
     if not args.no_pysyncobj:
         # The target is a ratio to PySyncObj: without it there is nothing to compare, so say so
         # now rather than after the consim half has run.
@@ -489,7 +513,7 @@ def main() -> int:
     for round_no in range(max(1, args.rounds)):
         if args.rounds > 1:
             print(f"  round {round_no + 1} of {args.rounds}", flush=True)
-        consim = run_consim(args)
+        consim = run_consim_process() if args.rounds > 1 else run_consim(args)
         one = None
         if not args.no_hashicorp:
             print("  hashicorp/raft: running (go 1 core)", flush=True)
