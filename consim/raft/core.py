@@ -64,6 +64,7 @@ A dead leader is so noticed within 2 x HeartbeatTimeout of its last heartbeat in
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import deque
@@ -287,6 +288,11 @@ class _SnapshotAssembly:
             and self.meta.index == meta.index
             and self.meta.term == meta.term
         )
+
+
+# LogEntry(index, term, type, data) without the named tuple's Python-level __new__ (a frame on
+# every write).
+_new_entry = functools.partial(tuple.__new__, LogEntry)
 
 
 class RaftCore:
@@ -680,7 +686,8 @@ class RaftCore:
 
     def propose(self, data: bytes, now: float) -> int:
         self._now = now
-        self._check_writable()
+        if self._role is not Role.LEADER or self._transfer_target is not None:
+            self._check_writable()  # raises why (every write comes here: no call otherwise)
         return self._leader_append(EntryType.COMMAND, data)
 
     def barrier(self, now: float) -> int:
@@ -1063,7 +1070,7 @@ class RaftCore:
         if cost > self._entry_cost:
             self._entry_cost = cost
         index = self._offset + len(self._log) + 1
-        entry = LogEntry(index, self._term, etype, data)
+        entry = _new_entry((index, self._term, etype, data))
         self._log.append(entry)
         self._ready.entries.append(entry)
         # A single-voter cluster commits on its own; with more voters the leader's own append

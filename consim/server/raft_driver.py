@@ -298,7 +298,9 @@ class RaftDriver:
         """Propose a state machine command (every write: no closure per call). ``command``,
         what ``data`` decodes to, is applied here as it is when the entry commits in this
         term (the leader then skips decoding its own write; followers decode ``data``)."""
-        core = self.running_core()
+        core = self.core
+        if core is None or not self.host.running:
+            core = self.running_core()  # raises
         now = trio.current_time()
         try:
             index = core.propose(data, now)
