@@ -385,16 +385,18 @@ class SocketNetwork(Network):
         if self._delays is not None:
             delay += self._delays.draw(host_of(src), host_of(dst))
         if delay > 0:
-            nursery.start_soon(self._send_later, delay, lambda: self._sendto(src, data, target))
+            nursery.start_soon(
+                self._send_later, delay, src, lambda: self._sendto(src, data, target)
+            )
         else:
             self._sendto(src, data, target)
 
-    async def _send_later(self, delay: float, send: Callable[[], None]) -> None:
+    async def _send_later(self, delay: float, src: str, send: Callable[[], None]) -> None:
         await trio.sleep(delay)
         try:
             send()
         except Exception as exc:  # in the network's nursery: contain it to this datagram
-            self.contain("", "delayed datagram", exc, "outbox_errors")
+            self.contain(src, "delayed datagram", exc, "datagram_errors")
 
     def _sendto(self, src: str, data: bytes, target: tuple[str, int]) -> None:
         try:

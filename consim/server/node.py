@@ -107,7 +107,10 @@ class ServerNode:
         # raft_send_failed: Raft messages the network refused (not encodable, over the frame
         # limit, ...); each is logged and reported to the core, which sends it again.
         self.counters: dict[str, int] = {
-            "raft_malformed": 0,
+            # Raft connections closed for bytes that are not hashicorp's protocol, and for a
+            # request not complete within the read timeout (raft_transport counts them).
+            "raft_wire_dropped": 0,
+            "raft_wire_stalled": 0,
             "raft_unaddressable": 0,  # Raft messages to a server whose address nobody knows
             "raft_send_failed": 0,
             "internal_errors": 0,  # contained failures (see contained_error / fail_server)

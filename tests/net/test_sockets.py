@@ -205,3 +205,26 @@ async def test_bytes_held_by_a_delay_leave_before_bytes_written_after_the_heal()
             nursery.cancel_scope.cancel()
     finally:
         b.close()
+
+
+async def test_a_delayed_datagram_that_cannot_leave_is_counted_at_its_sender() -> None:
+    """A datagram held by a delay is sent later from the network's nursery: a failure then is
+    contained and counted under the sender's address, and the network goes on."""
+    net = SocketNetwork(random.Random(1))
+    got: list[bytes] = []
+    async with net, trio.open_nursery() as nursery:
+        d = await nursery.start(net.serve_datagrams, "127.0.0.61:0", lambda s, p: got.append(p))
+        e = await nursery.start(net.serve_datagrams, "127.0.0.62:0", lambda s, p: None)
+        net.faults.set_delay(e, d, 0.05)
+        real_sendto = net._sendto
+
+        def broken(src: str, data: bytes, target: tuple[str, int]) -> None:
+            raise OSError("sendto failed")
+
+        net._sendto = broken  # type: ignore[method-assign]
+        net.send_datagram(e, d, b"lost")
+        await wait_for(lambda: net.stats[e]["datagram_errors"] == 1)
+        net._sendto = real_sendto  # type: ignore[method-assign]
+        net.send_datagram(e, d, b"next")
+        await wait_for(lambda: got == [b"next"])
+        nursery.cancel_scope.cancel()
