@@ -267,8 +267,11 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 
 def format_status(status: list[dict[str, Any]]) -> str:
+    # `consim up --processes`: each server is a process; its pid is what kill -STOP etc. need.
+    processes = any("pid" in s for s in status)
     rows = [
         ("Node", "Datacenter", "Address", "State", "Term", "Commit Index", "Last Contact", "Errors")
+        + (("Pid",) if processes else ())
     ]
     for s in status:
         contact = s.get("last_contact")
@@ -292,6 +295,7 @@ def format_status(status: list[dict[str, Any]]) -> str:
                 contact_text,
                 str(s.get("internal_errors", 0)),  # contained internal errors (ERROR lines)
             )
+            + ((str(s.get("pid") or "-"),) if processes else ())
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(

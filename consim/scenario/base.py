@@ -67,7 +67,11 @@ def short(text: str, limit: int = 160) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """Go's duration syntax as Consul uses it: ``"5s"``, ``"500ms"``, ``"1m30s"``."""
+    """Go's duration syntax as Consul uses it: ``"5s"``, ``"500ms"``, ``"1m30s"``, and ``"0"``
+    (the one number Go takes without a unit). Negative durations are refused: no step waits less
+    than nothing."""
+    if text == "0":
+        return 0.0
     if not _DURATION.match(text):
         raise ValueError(text)
     return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
