@@ -903,7 +903,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/09-gossip-key-rotation.toml": {
-        "trace_hash": "d582a785e70fd9e850040f9b55d69f89037a3cf74b1bcc5caa002895599e8c88",
+        "trace_hash": "9aa72372ce16a40c85435ac32bcae3385230d0d3d997c6128e8b7f173a022218",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.390s: dc1-s2 term 2", 1.39),
             (
