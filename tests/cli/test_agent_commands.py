@@ -158,3 +158,52 @@ def test_snapshot_save_and_restore(tmp_path) -> None:
     assert (missing.exit_code, missing.stderr) == (1, "Missing FILE argument\n")
     assert absent.exit_code == 1 and absent.stderr.startswith("Error opening snapshot file: ")
     assert bad.exit_code == 1 and bad.stderr.startswith("Error restoring snapshot: ")
+
+
+def test_join_of_a_dead_address_fails_as_consul_and_a_live_one_counts() -> None:
+    """memberlist's Join is synchronous: nothing listening at the address -> the agent's 500
+    with go-multierror's text, ``consul join`` says so and exits 1; a live address is counted,
+    and with several addresses only those reached are."""
+    dead = "127.0.143.99"
+
+    async def body(cluster: Cluster) -> list[Any]:
+        leader = await cluster.wait_for_leader()
+        follower = next(n for n in cluster.servers.values() if n is not leader)
+        start = trio.current_time()
+        http = await cluster.http(follower.name, "PUT", f"/v1/agent/join/{dead}")
+        took = trio.current_time() - start
+        failed = await _run(cluster, follower.name, "join", dead)
+        both = await _run(cluster, follower.name, "join", dead, leader.spec.serf_lan_address)
+        return [http, took, failed, both]
+
+    (http, took, failed, both), log = run_virtual(SPEC, body)
+    reason = f"Failed to join {dead}:8301: dial tcp {dead}:8301: connect: connection refused"
+    error = f"1 error occurred:\n\t* {reason}\n\n"
+    assert (http[0], http[2].decode()) == (500, error)
+    assert took < 1.0  # the dial's reset, not memberlist's 10 s TCPTimeout
+    assert failed.exit_code == 1 and failed.stdout == ""
+    assert failed.stderr == (
+        f"Error joining address '{dead}': Unexpected response code: 500 ({error})\n"
+        "Failed to join any nodes.\n"
+    )
+    assert both.exit_code == 0
+    assert both.stderr.startswith(f"Error joining address '{dead}': Unexpected response code: 500")
+    assert both.stdout == "Successfully joined cluster by contacting 1 nodes.\n"
+    warned = log.of_kind("join_failed")
+    assert warned and all(e.message == "(LAN) couldn't join" for e in warned)
+    assert log.of_kind("joined")  # "(LAN) joined" for the live one
+
+
+def test_join_of_a_paused_server_times_out_after_tcp_timeout() -> None:
+    async def body(cluster: Cluster) -> list[Any]:
+        leader = await cluster.wait_for_leader()
+        a, b = [n for n in cluster.servers.values() if n is not leader]
+        cluster.pause(b.name)
+        start = trio.current_time()
+        out = await _run(cluster, a.name, "join", b.spec.serf_lan_address)
+        return [out, trio.current_time() - start, b.spec.serf_lan_address]
+
+    (out, took, address), _ = run_virtual(SPEC, body)
+    assert out.exit_code == 1
+    assert f"* Failed to join {address}: dial tcp {address}: i/o timeout" in out.stderr
+    assert 10.0 <= took < 11.0
