@@ -29,7 +29,6 @@ HttpTransport = Callable[
     [str, str, dict[str, str], bytes], Awaitable[tuple[int, dict[str, str], bytes]]
 ]
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
-UINT64 = 1 << 64
 
 
 class TransportError(Exception):
@@ -333,8 +332,9 @@ async def list_peers(cmd: Invocation) -> None:
     ]
     for s in servers:
         last = int(s.get("LastIndex", 0))
-        # uint64 arithmetic, as in Go: a server ahead of a stale view wraps around.
-        trails = (leader_last - last) % UINT64
+        # Go subtracts uint64s, so a server ahead of the leader in a stale view would wrap
+        # around to ~1.8e19; such a server trails by nothing.
+        trails = max(0, leader_last - last)
         if s.get("Leader"):
             trails_text = "-"
         elif trails == 1:

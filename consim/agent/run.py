@@ -398,7 +398,7 @@ class Agent:
         port = SERF_WAN_PORT if wan else SERF_LAN_PORT
         cluster = "WAN" if wan else "LAN"
         for address in once:
-            self._join(pool, address, port, cluster)
+            await self._join(pool, address, port, cluster)
         if not retry:
             return
         self.log(
@@ -412,7 +412,7 @@ class Agent:
         while True:
             attempt += 1
             for address in retry:
-                self._join(pool, address, port, cluster)
+                await self._join(pool, address, port, cluster)
             with trio.move_on_after(min(cfg.retry_interval, 5.0)):
                 while len([m for m in pool.members() if m.status == STATUS_ALIVE]) < 2:
                     await trio.sleep(0.1)
@@ -435,13 +435,13 @@ class Agent:
             )
             await trio.sleep(max(0.0, cfg.retry_interval - 5.0))
 
-    def _join(self, pool: Any, address: str, port: int, cluster: str) -> None:
+    async def _join(self, pool: Any, address: str, port: int, cluster: str) -> None:
         target = address if ":" in address else f"{address}:{port}"
+        self.log("join", f"({cluster}) joining", addresses=[address])
         try:
-            pool.join(target, given=address)
+            await pool.join(target, given=address)
         except RpcError:
             return  # the pool logged it
-        self.log("join", f"({cluster}) joining", addresses=[address])
 
     async def _wan_flood(self) -> None:
         """Consul's WAN flood: every server of this datacenter seen in the LAN pool is joined in
@@ -460,7 +460,7 @@ class Agent:
                     and m.addr not in wan
                 ):
                     with contextlib.suppress(RpcError):
-                        node.wan_pool.join(f"{m.addr}:{SERF_WAN_PORT}")
+                        node.wan_pool.start_join(f"{m.addr}:{SERF_WAN_PORT}")
 
     # ---- bootstrap_expect (Consul's maybeBootstrap) --------------------------------------------
     async def _bootstrap_expect(self) -> None:

@@ -24,6 +24,8 @@ class GossipConfig:
     awareness_max_multiplier: int = 8
     retransmit_mult: int = 4
     push_pull_interval: float = 30.0
+    # memberlist's TCPTimeout: how long a join's push-pull exchange may take before it fails.
+    tcp_timeout: float = 10.0
     # Nodes marked dead still receive gossip for this long, so they can refute quickly.
     gossip_to_the_dead_time: float = 30.0
     # serf: how often to try reconnecting to a failed member (heals partitions).
@@ -55,6 +57,7 @@ class GossipConfig:
             probe_timeout=3.0,
             suspicion_mult=6,
             push_pull_interval=60.0,
+            tcp_timeout=30.0,
             gossip_to_the_dead_time=60.0,
             scale=scale,
         )

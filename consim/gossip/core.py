@@ -232,6 +232,9 @@ class GossipCore:
         # Joins awaiting a push-pull reply: address -> [retry time, retries left]. memberlist joins
         # over TCP; our push-pull is a datagram, so retrying stands in for TCP's retransmission.
         self._joins: dict[str, list[float]] = {}
+        # memberlist Join exchanges awaiting their outcome: join id -> (address, give-up time).
+        self._join_waits: dict[int, tuple[str, float]] = {}
+        self._join_ids = 0
         self._stopped = False
         self._drop_logged: dict[tuple[str, str], float] = {}
         self._out = GossipReady()
@@ -298,6 +301,8 @@ class GossipCore:
             deadlines.append(self._leave_at)
         if self._joins:
             deadlines.append(min(j[0] for j in self._joins.values()))
+        if self._join_waits:
+            deadlines.append(min(w[1] for w in self._join_waits.values()))
         deadlines.append(self._nacks_due)
         return math.inf if self._stopped else min(deadlines)
 
@@ -307,8 +312,16 @@ class GossipCore:
 
     # ---------------------------------------------------------------- operator actions
 
-    def join(self, address: str, now: float) -> None:
+    def join(self, address: str, now: float, *, once: bool = False) -> int:
         """Start a full state exchange with ``address`` (memberlist Join = push-pull).
+
+        ``once`` is memberlist's Join as serf and the agent call it: one exchange whose outcome
+        appears in ``ready().join_results`` under the returned id: success once the answer has
+        arrived and merged; failure (``Failed to join <address>: <reason>``) when the network
+        reports the dial refused (``stream_failed``), the answer is refused, or nothing came
+        back within ``tcp_timeout``. Without ``once`` (a starting server joining peers that may
+        not listen yet) the exchange is resent every probe interval, ``JOIN_RETRIES`` times, and
+        only a final "no response" is logged.
 
         An address that is not a valid IP:port raises :class:`GossipError` with memberlist's
         text (``Failed to resolve <address>: <reason>``) and nothing is sent or retried."""
@@ -317,10 +330,39 @@ class GossipCore:
         except AddressError as exc:
             raise GossipError(f"Failed to resolve {address}: {exc}") from None
         self._now = max(self._now, now)
+        self._join_ids += 1
+        join_id = self._join_ids
+        if once:
+            if self._stopped or self._leave_at is not None:
+                self._out.join_results.append((join_id, "Serf can't Join after Leave or Shutdown"))
+            elif address == self.address:
+                # memberlist would push-pull with itself and count it: nothing to wait for.
+                self._out.join_results.append((join_id, None))
+            else:
+                self._send_push_pull(address, join=True, reply=False)
+                self._join_waits[join_id] = (address, now + self.config.t(self.config.tcp_timeout))
+            return join_id
         if self._stopped or address == self.address:
-            return
+            return join_id
         self._send_push_pull(address, join=True, reply=False)
         self._joins[address] = [now + self.config.t(self.config.probe_interval), JOIN_RETRIES]
+        return join_id
+
+    def stream_failed(self, dst_address: str, reason: str, now: float) -> None:
+        """The network could not run a stream exchange with ``dst_address`` (``reason`` in Go's
+        words, e.g. ``dial tcp <addr>: connect: connection refused``): the joins waiting on it
+        fail with memberlist's text. Other exchanges (periodic push-pull, reconnect, the
+        fallback ping, retried joins) have their own timers and ignore it."""
+        self._now = max(self._now, now)
+        self._finish_joins(dst_address, f"Failed to join {dst_address}: {reason}")
+
+    def _finish_joins(self, address: str, error: str | None) -> bool:
+        """Report every join waiting on ``address``; True if there was one."""
+        done = [jid for jid, (addr, _) in self._join_waits.items() if addr == address]
+        for jid in done:
+            del self._join_waits[jid]
+            self._out.join_results.append((jid, error))
+        return bool(done)
 
     def leave(self, now: float) -> None:
         """Graceful leave (serf Leave): the leave intent, then memberlist's dead about ourselves
@@ -441,6 +483,13 @@ class GossipCore:
         for qid, pending in list(self._pending.items()):
             if now >= pending.deadline:
                 self._finish_query(qid)
+        for jid, (address, deadline) in list(self._join_waits.items()):
+            if now >= deadline:
+                # memberlist's dial (or read) deadline: TCPTimeout passed without an answer.
+                del self._join_waits[jid]
+                self._out.join_results.append(
+                    (jid, f"Failed to join {address}: dial tcp {address}: i/o timeout")
+                )
         for address, retry in list(self._joins.items()):
             if now >= retry[0]:
                 if retry[1] <= 0:
@@ -594,6 +643,7 @@ class GossipCore:
             try:
                 self._verify_protocol(inner["states"])
             except wire.WireError as err:
+                self._finish_joins(dst_address, f"Failed to join {dst_address}: {err}")
                 self._drop(
                     "push_pull_refused",
                     dst_address,
@@ -604,6 +654,7 @@ class GossipCore:
                 )
                 return
             self._merge_push_pull(inner, now)
+            joining = self._finish_joins(dst_address, None) or joining
         except (
             _Malformed,
             wire.WireError,
@@ -613,6 +664,7 @@ class GossipCore:
             TypeError,
             ValueError,
         ) as err:
+            self._finish_joins(dst_address, f"Failed to join {dst_address}: {err}")
             self._drop("dropped_malformed", dst_address, f"push/pull failed: {err}", now)
             return
         if joining:
@@ -1274,6 +1326,9 @@ class GossipCore:
         )
         for qid in list(self._pending):
             self._finish_query(qid)
+        for jid, (address, _) in list(self._join_waits.items()):
+            del self._join_waits[jid]
+            self._out.join_results.append((jid, f"Failed to join {address}: memberlist shutdown"))
 
     def _expire_bookkeeping(self, now: float) -> None:
         for seq in [s for s, f in self._ack_forward.items() if f[2] <= now]:

@@ -17,7 +17,7 @@ from consim.gossip.core import GossipCore
 from consim.gossip.keyring import Keyring
 from consim.gossip.types import GossipEvent, KeyringResponse, Member, QueryResponse
 
-_WAKE, _DELIVER, _STREAM, _STREAM_REPLY = 0, 1, 2, 3
+_WAKE, _DELIVER, _STREAM, _STREAM_REPLY, _STREAM_REFUSED = 0, 1, 2, 3, 4
 TraceEntry = tuple[float, str, str, str]
 
 
@@ -49,6 +49,8 @@ class Harness:
         self.trace: list[TraceEntry] = []
         self.results: dict[tuple[str, int], KeyringResponse | QueryResponse] = {}
         self.result_times: dict[tuple[str, int], float] = {}
+        # (member, join id) -> (when, None or memberlist's error): ``join_once`` outcomes.
+        self.join_results: dict[tuple[str, int], tuple[float, str | None]] = {}
         self.listeners: list[Callable[[float, str, GossipEvent], None]] = []
         self.delivered = 0
         self._hosts = 0
@@ -123,6 +125,12 @@ class Harness:
         self.cores[name].join(self.cores[target].address, self.now)
         self._after(name)
 
+    def join_once(self, name: str, address: str) -> int:
+        """memberlist Join of ``address`` from ``name``; its outcome lands in ``join_results``."""
+        jid = self.cores[name].join(address, self.now, once=True)
+        self._after(name)
+        return jid
+
     def leave(self, name: str) -> None:
         self.cores[name].leave(self.now)
         self._after(name)
@@ -179,6 +187,8 @@ class Harness:
             elif kind == _DELIVER:
                 self.delivered += 1
                 core.receive(src, payload, time)
+            elif kind == _STREAM_REFUSED:
+                core.stream_failed(src, f"dial tcp {src}: connect: connection refused", time)
             elif kind == _STREAM:
                 # A TCP push-pull: the answer goes back on the same "connection" (no loss).
                 self.delivered += 1
@@ -256,7 +266,12 @@ class Harness:
             )
         for dst, payload in ready.streams:
             dst_name = self._by_address.get(dst)
-            if dst_name is None or not self._reachable(name, dst_name):
+            if dst_name is None:
+                # Nobody at that address: the host answers the dial with a reset, after one
+                # round trip (the fixed minimum latency: no random draw, so traces stay put).
+                self._push(now + 2 * self.latency[0], _STREAM_REFUSED, name, dst, b"")
+                continue
+            if not self._reachable(name, dst_name):
                 continue
             self._push(
                 now + self.rng.uniform(*self.latency), _STREAM, dst_name, core.address, payload
@@ -266,6 +281,8 @@ class Harness:
                 self.trace.append((round(now, 6), name, event.kind, event.message))
             for listener in self.listeners:
                 listener(now, name, event)
+        for jid, error in ready.join_results:
+            self.join_results[(name, jid)] = (now, error)
         for qid, result in ready.query_results:
             self.results[(name, qid)] = result
             self.result_times[(name, qid)] = now

@@ -150,6 +150,11 @@ class GossipReady:
     streams: list[tuple[str, bytes]] = field(default_factory=list)
     events: list[GossipEvent] = field(default_factory=list)
     query_results: list[tuple[int, KeyringResponse | QueryResponse]] = field(default_factory=list)
+    # Outcomes of ``join(..., once=True)``: (join id, None when the push-pull answer arrived and
+    # merged, else memberlist's error text, "Failed to join <addr>: <reason>").
+    join_results: list[tuple[int, str | None]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.datagrams or self.streams or self.events or self.query_results)
+        return bool(
+            self.datagrams or self.streams or self.events or self.query_results or self.join_results
+        )

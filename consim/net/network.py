@@ -68,6 +68,9 @@ DatagramHandler = Callable[[str, bytes], Awaitable[None] | None]
 StreamHandler = Callable[[str, bytes], bytes | None]
 FrameLength = Callable[[bytes], int | None]
 StreamReply = Callable[[bytes], None]
+# Told why a stream exchange failed before any answer, in Go's words (memberlist returns the
+# dial's error: ``dial tcp <addr>: connect: connection refused``). A timeout calls nothing.
+StreamError = Callable[[str], None]
 # memberlist's TCPTimeout: one stream exchange must be done within this.
 STREAM_TIMEOUT = 10.0
 MAX_STREAM = 20 * 1024 * 1024
@@ -339,10 +342,17 @@ class Network(abc.ABC):
 
     @abc.abstractmethod
     def send_stream(
-        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+        self,
+        src: str,
+        dst: str,
+        data: bytes,
+        frame_length: FrameLength,
+        on_reply: StreamReply,
+        on_error: StreamError | None = None,
     ) -> None:
         """Write ``data`` to ``dst`` on a new stream, read one message back, ``on_reply(it)``;
-        a refused, cut or timed-out exchange calls nothing (the caller retries)."""
+        a refused connection calls ``on_error(reason)``; a cut or timed-out exchange calls
+        nothing (the caller keeps its own deadline, as memberlist's TCPTimeout)."""
 
 
 def stream_key(address: str) -> str:

@@ -330,7 +330,9 @@ class SimNetwork(Network):
         self._dgram: dict[str, _DatagramListener] = {}
         self._streams: dict[str, seam.StreamHandler] = {}
         # Stream exchanges awaiting their answer: token -> (callback, give-up time).
-        self._stream_waiters: dict[int, tuple[seam.StreamReply, float]] = {}
+        self._stream_waiters: dict[
+            int, tuple[seam.StreamReply, seam.StreamError | None, float]
+        ] = {}
         self._stream_tokens = itertools.count(1)
         self.delivered = 0  # messages handed to a listener or connection (tests and reports)
         # Port connections: (conn id, is the dialer's end) -> end.
@@ -407,7 +409,7 @@ class SimNetwork(Network):
             elif kind == _TO_STREAM:
                 self._stream_arrived(src, dst, data)
             else:
-                self._stream_answered(dst, data)
+                self._stream_answered(src, dst, data)
             if self.tap is not None:
                 self.tap.ran(dst, now)
 
@@ -744,23 +746,28 @@ class SimNetwork(Network):
         data: bytes,
         frame_length: seam.FrameLength,
         on_reply: seam.StreamReply,
+        on_error: seam.StreamError | None = None,
     ) -> None:
         if not valid_address(dst) or len(data) > MAX_STREAM:
             self.stats[src]["invalid_address"] += 1
             return
         now = trio.current_time()
-        for token in [t for t, w in self._stream_waiters.items() if w[1] <= now]:
-            del self._stream_waiters[token]  # never answered: refused, cut or lost
+        for token in [t for t, w in self._stream_waiters.items() if w[2] <= now]:
+            del self._stream_waiters[token]  # never answered: cut or lost
         token = next(self._stream_tokens)
-        self._stream_waiters[token] = (on_reply, now + STREAM_TIMEOUT)
+        self._stream_waiters[token] = (on_reply, on_error, now + STREAM_TIMEOUT)
         self.stats[src]["streams_out"] += 1
         self._send(src, dst, pack([src, token, bytes(data)]), _TO_STREAM)
 
     def _stream_arrived(self, src: str, dst: str, data: bytes) -> None:
         handler = self._streams.get(dst)
-        if handler is None:
-            return  # connection refused: the dialer hears nothing and retries
         origin, token, payload = unpack(data)
+        if handler is None:
+            # Connection refused: the RST travels back on the link the SYN took (its latency
+            # is known; drawing a new one would move every later random draw of the run).
+            at = trio.current_time() + self._link_base.get((src, dst), 0.0)
+            self._schedule(at, _STREAM_BACK, dst, origin, pack([token, None]))
+            return
         self.stats[dst]["streams_in"] += 1
         try:
             reply = handler(origin, payload)
@@ -771,12 +778,16 @@ class SimNetwork(Network):
         if reply is not None:
             self._send(dst, origin, pack([token, bytes(reply)]), _STREAM_BACK)
 
-    def _stream_answered(self, dst: str, data: bytes) -> None:
+    def _stream_answered(self, src: str, dst: str, data: bytes) -> None:
         token, reply = unpack(data)
         waiter = self._stream_waiters.pop(token, None)
         if waiter is None:
             return
         try:
+            if reply is None:
+                if waiter[1] is not None:
+                    waiter[1](f"dial tcp {src}: connect: connection refused")
+                return
             waiter[0](reply)
         except Exception as exc:
             self.contain(dst, "stream reply handler", exc, "")

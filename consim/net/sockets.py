@@ -49,6 +49,7 @@ from consim.net.network import (
     DatagramHandler,
     FrameLength,
     Network,
+    StreamError,
     StreamHandler,
     StreamReply,
     TaskStatus,
@@ -472,7 +473,13 @@ class SocketNetwork(Network):
                 await _close_all(listeners)
 
     def send_stream(
-        self, src: str, dst: str, data: bytes, frame_length: FrameLength, on_reply: StreamReply
+        self,
+        src: str,
+        dst: str,
+        data: bytes,
+        frame_length: FrameLength,
+        on_reply: StreamReply,
+        on_error: StreamError | None = None,
     ) -> None:
         nursery = self._require_nursery()
         stats = self.stats[src]
@@ -484,7 +491,9 @@ class SocketNetwork(Network):
         if wait is None:
             stats["dropped_by_fault"] += 1
             return
-        nursery.start_soon(self._exchange, src, dst, bytes(data), frame_length, on_reply, wait)
+        nursery.start_soon(
+            self._exchange, src, dst, bytes(data), frame_length, on_reply, wait, on_error
+        )
 
     async def _exchange(
         self,
@@ -494,8 +503,10 @@ class SocketNetwork(Network):
         frame_length: FrameLength,
         on_reply: StreamReply,
         wait: float = 0.0,
+        on_error: StreamError | None = None,
     ) -> None:
         stats = self.stats[src]
+        error: str | None = None
         try:
             if wait > 0:
                 await trio.sleep(wait)
@@ -503,18 +514,42 @@ class SocketNetwork(Network):
                 host, port = resolve_listen_address(dst)
                 # From the source's host, so the listener's faults see who is dialing.
                 local = host_of(src) if self._raw else None
-                stream = await trio.open_tcp_stream(host, port, local_address=local)
+                try:
+                    stream = await trio.open_tcp_stream(host, port, local_address=local)
+                except OSError as exc:
+                    error = f"dial tcp {dst}: connect: {_go_errno_text(exc)}"
+                    raise
                 async with stream:
                     await stream.send_all(data)
                     reply = await _read_message(stream, frame_length)
                 if reply is not None:
                     on_reply(reply)
-                return
-            stats["stream_timeouts"] += 1
+                    return
+                error = "EOF"  # closed (or garbage) before a whole answer: Go's io.EOF
+                stats["stream_errors"] += 1
+            if error is None:
+                stats["stream_timeouts"] += 1
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             stats["stream_errors"] += 1
         except Exception as exc:
             self.contain(src, "stream exchange", exc, "stream_errors")
+        if error is not None and on_error is not None:
+            on_error(error)
+
+
+def _go_errno_text(exc: OSError) -> str:
+    """An OS error as Go's syscall.Errno prints it (strerror, lower-case: "connection refused")."""
+    # trio's open_tcp_stream wraps the per-address failures of its happy-eyeballs dial.
+    cause: BaseException | None = exc
+    while isinstance(cause, BaseException) and getattr(cause, "errno", None) is None:
+        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            cause = cause.exceptions[0]
+        else:
+            cause = cause.__cause__
+    if isinstance(cause, OSError) and cause.errno is not None:
+        text = os.strerror(cause.errno)
+        return text[:1].lower() + text[1:]
+    return str(exc)
 
 
 _RECV = 256 * 1024

@@ -230,7 +230,7 @@ class ServerAgent:
         if not has_port(address):
             host = address.strip("[]")
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self._pool(wan).join(target, given=address)
+        await self._pool(wan).join(target, given=address)
 
     async def leave(self, token: str) -> None:
         # Consul's AgentLeave: agent:write, then Leave() (out of the Raft configuration and both

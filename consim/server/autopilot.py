@@ -30,6 +30,9 @@ STATS_TIMEOUT = 0.5
 class _Tracked:
     healthy: bool
     since: float  # when ``healthy`` last changed (autopilot's StableSince)
+    # The server's LastIndex in the latest state: what this server reports for it in the Raft
+    # configuration's LastIndex once it is a follower again (autopilot keeps its last state).
+    last_index: int = 0
 
 
 def _tracked(node: Server) -> dict[str, _Tracked]:
@@ -140,6 +143,7 @@ async def server_health(node: Server) -> dict[str, Any]:
         previous = tracked.get(server.id)
         if previous is None or previous.healthy != healthy:
             previous = tracked[server.id] = _Tracked(healthy, now)
+        previous.last_index = last_index
         servers.append(
             {
                 "ID": server.id,
@@ -167,6 +171,16 @@ async def server_health(node: Server) -> dict[str, Any]:
         "FailureTolerance": max(0, healthy_voters - quorum),
         "Servers": servers,
     }
+
+
+def last_indexes_as_follower(node: Server) -> dict[str, int]:
+    """Each server's LastIndex in this server's autopilot state while it is not the leader:
+    Consul's autopilot keeps the state of its last run, so a server that led earlier in this
+    incarnation still reports that (frozen) view and one that never led reports none."""
+    state = node.autopilot_tracked
+    if state is None or state[0][0] != node.incarnation:
+        return {}
+    return {server_id: t.last_index for server_id, t in state[1].items()}
 
 
 async def promote_stable_nonvoters(node: Server) -> None:

@@ -39,6 +39,10 @@ READ_METHODS = frozenset(
         "Operator.AutopilotState",
     }
 )
+# Reads Consul "must send to the leader": its handlers clear AllowStale and set RequireConsistent
+# before forwarding, since autopilot's state lives on the leader (a follower's is empty, or
+# frozen from when it last led), so ``?stale`` still gets the leader's view.
+LEADER_READS = frozenset({"Operator.ServerHealth", "Operator.AutopilotState"})
 # Answered by whichever server receives them (Consul's Status endpoint never forwards in-DC).
 LOCAL_METHODS = frozenset(
     {
@@ -90,6 +94,8 @@ class Forwarder:
         if method in LOCAL_METHODS or method in LOCALS:
             return await handler(server, args)
         is_read = method in READ_METHODS or method in READS
+        if method in LEADER_READS:
+            args = {**args, "AllowStale": False, "RequireConsistent": True}
         if is_read and args.get("AllowStale") and server.has_heard_from_leader():
             max_stale = float(args.get("MaxStaleDuration") or 0)
             if max_stale > 0 and server.last_contact_seconds() > max_stale:

@@ -11,7 +11,7 @@ import functools
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import trio
 
@@ -81,6 +81,8 @@ class GossipPool:
         # Datagrams handed to the network as awaitables (while paused) and not yet handled.
         self._held = [0]
         self._queries: dict[int, tuple[trio.Event, list[Any]]] = {}
+        # Joins awaiting their push-pull outcome: join id -> (done, [error or None]).
+        self._join_waiters: dict[int, tuple[trio.Event, list[str | None]]] = {}
 
     # ---- keyring files -----------------------------------------------------------------------
     @property
@@ -130,6 +132,8 @@ class GossipPool:
         # (or drop) the queries of the one restarted after it.
         queries: dict[int, tuple[trio.Event, list[Any]]] = {}
         self._queries = queries
+        joins: dict[int, tuple[trio.Event, list[str | None]]] = {}
+        self._join_waiters = joins
         self._held = [0]
         self.core = GossipCore(
             self.name,
@@ -164,6 +168,10 @@ class GossipPool:
                 box.append(None)
                 done.set()
             queries.clear()
+            for done, error in joins.values():
+                error.append("server is not running")
+                done.set()
+            joins.clear()
 
     def _on_timer(self, core: GossipCore) -> None:
         if self.core is not core or self.node.paused:
@@ -229,6 +237,15 @@ class GossipPool:
         except Exception as exc:
             self._contain("stream reply handler", exc)
 
+    def _on_stream_error(self, core: GossipCore, dst: str, reason: str) -> None:
+        if self.core is not core:
+            return
+        try:
+            core.stream_failed(dst, reason, trio.current_time())
+            self._flush()
+        except Exception as exc:
+            self._contain("stream error handler", exc)
+
     def _deliver(self, src: str, payload: bytes) -> None:
         if self.core is not None:
             try:
@@ -259,6 +276,7 @@ class GossipPool:
                 data,
                 _frame_length,
                 functools.partial(self._on_stream_reply, core, dst),
+                functools.partial(self._on_stream_error, core, dst),
             )
         persist = False
         for event in ready.events:
@@ -276,6 +294,11 @@ class GossipPool:
                 self.on_event(self, event)
         if persist:
             self._persist(core.keyring)
+        for jid, error in ready.join_results:
+            join_waiter = self._join_waiters.pop(jid, None)
+            if join_waiter is not None:
+                join_waiter[1].append(error)
+                join_waiter[0].set()
         for qid, result in ready.query_results:
             waiter = self._queries.pop(qid, None)
             if waiter is not None:
@@ -317,37 +340,56 @@ class GossipPool:
             raise RpcError(str(exc)) from None
         self._flush()
 
-    def join(self, address: str, given: str | None = None) -> None:
+    async def join(self, address: str, given: str | None = None) -> None:
         """serf Join of one address (``given``: as the operator typed it, before the default port
-        was added); a bad address is memberlist's error, wrapped the way Consul's
-        /v1/agent/join returns it (go-multierror), and logged as the agent does."""
+        was added), as Consul's agent JoinLAN/JoinWAN run it: returns once the push-pull answer
+        has arrived and merged; otherwise raises memberlist's error wrapped the way Consul's
+        /v1/agent/join returns it (go-multierror). Both outcomes are logged as the agent does."""
         core = self._running_core()
+        shown = address if given is None else given
+        pool = "WAN" if self.wan else "LAN"
         try:
-            try:
-                parse_address(address)
-            except AddressError as exc:
-                # memberlist names the address as given, not the one ensurePort made of it.
-                shown = address if given is None else given
-                raise GossipError(f"Failed to resolve {shown}: {exc}") from None
-            core.join(address, trio.current_time())
-        except GossipError as exc:
-            error = multierror([str(exc)])
-            pool = "WAN" if self.wan else "LAN"
-            self.node.events.emit(
-                self.node.name,
-                "join_failed",
-                {
-                    "pool": self.segment,
-                    "address": address if given is None else given,
-                    "number_of_nodes": 0,
-                    "error": error,
-                },
-                level="WARN",
-                subsystem="agent",
-                message=f"({pool}) couldn't join",
-            )
-            raise RpcError(error) from None
+            parse_address(address)
+        except AddressError as exc:
+            # memberlist names the address as given, not the one ensurePort made of it.
+            self._join_failed(shown, f"Failed to resolve {shown}: {exc}")
+        jid = core.join(address, trio.current_time(), once=True)
+        done = trio.Event()
+        box: list[str | None] = []
+        self._join_waiters[jid] = (done, box)
         self._flush()
+        await done.wait()
+        if box[0] is not None:
+            self._join_failed(shown, box[0])
+        self.node.events.emit(
+            self.node.name,
+            "joined",
+            {"pool": self.segment, "number_of_nodes": 1},
+            subsystem="agent",
+            message=f"({pool}) joined",
+        )
+
+    def start_join(self, address: str) -> None:
+        """Start a join without waiting for it (resent a few times until answered): what a
+        starting server does with its peers, and Consul's WAN flood of its LAN servers."""
+        try:
+            self._running_core().join(address, trio.current_time())
+        except GossipError as exc:
+            raise RpcError(str(exc)) from None
+        self._flush()
+
+    def _join_failed(self, shown: str, error_text: str) -> NoReturn:
+        error = multierror([error_text])
+        pool = "WAN" if self.wan else "LAN"
+        self.node.events.emit(
+            self.node.name,
+            "join_failed",
+            {"pool": self.segment, "address": shown, "number_of_nodes": 0, "error": error},
+            level="WARN",
+            subsystem="agent",
+            message=f"({pool}) couldn't join",
+        )
+        raise RpcError(error)
 
     def leave(self) -> None:
         self._running_core().leave(trio.current_time())

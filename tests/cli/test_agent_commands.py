@@ -3,6 +3,8 @@ and ``kv get -recurse`` against a real (virtual-time) cluster: Consul's output a
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import trio
@@ -158,3 +160,104 @@ def test_snapshot_save_and_restore(tmp_path) -> None:
     assert (missing.exit_code, missing.stderr) == (1, "Missing FILE argument\n")
     assert absent.exit_code == 1 and absent.stderr.startswith("Error opening snapshot file: ")
     assert bad.exit_code == 1 and bad.stderr.startswith("Error restoring snapshot: ")
+
+
+def test_join_of_a_dead_address_fails_as_consul_and_a_live_one_counts() -> None:
+    """memberlist's Join is synchronous: nothing listening at the address -> the agent's 500
+    with go-multierror's text, ``consul join`` says so and exits 1; a live address is counted,
+    and with several addresses only those reached are."""
+    dead = "127.0.143.99"
+
+    async def body(cluster: Cluster) -> list[Any]:
+        leader = await cluster.wait_for_leader()
+        follower = next(n for n in cluster.servers.values() if n is not leader)
+        start = trio.current_time()
+        http = await cluster.http(follower.name, "PUT", f"/v1/agent/join/{dead}")
+        took = trio.current_time() - start
+        failed = await _run(cluster, follower.name, "join", dead)
+        both = await _run(cluster, follower.name, "join", dead, leader.spec.serf_lan_address)
+        return [http, took, failed, both]
+
+    (http, took, failed, both), log = run_virtual(SPEC, body)
+    reason = f"Failed to join {dead}:8301: dial tcp {dead}:8301: connect: connection refused"
+    error = f"1 error occurred:\n\t* {reason}\n\n"
+    assert (http[0], http[2].decode()) == (500, error)
+    assert took < 1.0  # the dial's reset, not memberlist's 10 s TCPTimeout
+    assert failed.exit_code == 1 and failed.stdout == ""
+    assert failed.stderr == (
+        f"Error joining address '{dead}': Unexpected response code: 500 ({error})\n"
+        "Failed to join any nodes.\n"
+    )
+    assert both.exit_code == 0
+    assert both.stderr.startswith(f"Error joining address '{dead}': Unexpected response code: 500")
+    assert both.stdout == "Successfully joined cluster by contacting 1 nodes.\n"
+    warned = log.of_kind("join_failed")
+    assert warned and all(e.message == "(LAN) couldn't join" for e in warned)
+    assert log.of_kind("joined")  # "(LAN) joined" for the live one
+
+
+def test_join_of_a_paused_server_times_out_after_tcp_timeout() -> None:
+    async def body(cluster: Cluster) -> list[Any]:
+        leader = await cluster.wait_for_leader()
+        a, b = [n for n in cluster.servers.values() if n is not leader]
+        cluster.pause(b.name)
+        start = trio.current_time()
+        out = await _run(cluster, a.name, "join", b.spec.serf_lan_address)
+        return [out, trio.current_time() - start, b.spec.serf_lan_address]
+
+    (out, took, address), _ = run_virtual(SPEC, body)
+    assert out.exit_code == 1
+    assert f"* Failed to join {address}: dial tcp {address}: i/o timeout" in out.stderr
+    assert 10.0 <= took < 11.0
+
+
+def _peer_rows(out: Output) -> dict[str, list[str]]:
+    """list-peers' table by node name: [ID, Address, State, Voter, RaftProtocol, Commit Index,
+    Trails Leader By] (columns split on runs of 2+ spaces)."""
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.stdout.splitlines()[1:]]
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_stale_list_peers_and_autopilot_on_a_follower_as_consul() -> None:
+    """Consul's ServerHealth/AutopilotState always go to the leader (``?stale`` is dropped), so a
+    follower answers with the leader's state; the Raft configuration's LastIndex comes from the
+    answering server's own autopilot state: none on a follower that never led (every Commit
+    Index 0), the frozen view of its last term on a former leader. A trail never wraps."""
+
+    async def body(cluster: Cluster) -> list[Any]:
+        leader = await cluster.wait_for_leader()
+        for i in range(5):
+            assert (await _run(cluster, leader.name, "kv", "put", f"k{i}", "v")).exit_code == 0
+        await trio.sleep(3.0)  # replicated; autopilot has run on the leader
+        follower = next(n for n in cluster.servers.values() if n is not leader)
+        state = await cluster.http(follower.name, "GET", "/v1/operator/autopilot/state?stale")
+        health = await cluster.http(follower.name, "GET", "/v1/operator/autopilot/health?stale")
+        fresh = await _run(cluster, follower.name, "operator", "raft", "list-peers", "-stale")
+        # The leader steps down: it keeps its last autopilot state as a follower.
+        moved = await cluster.http(leader.name, "POST", "/v1/operator/raft/transfer-leader")
+        await trio.sleep(1.0)
+        former = await _run(cluster, leader.name, "operator", "raft", "list-peers", "-stale")
+        ids = {n.name: n.server_id for n in cluster.servers.values()}
+        return [leader.name, follower.name, state, health, fresh, moved, former, ids]
+
+    (leader, follower, state, health, fresh, moved, former, ids), _ = run_virtual(SPEC, body)
+    assert state[0] == 200
+    reply = json.loads(state[2])
+    assert reply["Leader"] == ids[leader] != ids[follower]
+    assert reply["Healthy"] is True
+    assert all(s["LastIndex"] > 0 for s in reply["Servers"].values())
+    assert health[0] == 200 and json.loads(health[2])["Healthy"] is True
+    # A follower that never led: no autopilot state, every LastIndex 0.
+    rows = _peer_rows(fresh)
+    assert fresh.exit_code == 0 and set(rows) == set(ids)
+    assert {r[5] for r in rows.values()} == {"0"}
+    assert rows[leader][6] == "-"
+    assert all(r[6] == "0 commits" for name, r in rows.items() if name != leader)
+    # A former leader: its last term's view (real indexes), and no wrapped-around trail.
+    assert moved[0] == 200
+    rows = _peer_rows(former)
+    assert former.exit_code == 0 and all(int(r[5]) > 0 for r in rows.values())
+    for r in rows.values():
+        assert r[6] == "-" or r[6] in ("1 commit",) or r[6].endswith(" commits")
+        if r[6] != "-":
+            assert 0 <= int(r[6].split()[0]) < 1000

@@ -288,6 +288,17 @@ async def test_live_triggers_and_injected_failures_stay_contained() -> None:
             leader.name, "PUT", "/v1/agent/join/127.0.20.9:notaport"
         )
         assert status == 500 and b"Failed to resolve 127.0.20.9:notaport" in text, text
+        # A join is memberlist's synchronous push/pull: nobody on the address -> Consul's 500
+        # with the dial's error; a live server -> 200.
+        dead = f"{stranger}:8301"
+        status, _, text = await cluster.http(leader.name, "PUT", f"/v1/agent/join/{dead}")
+        refused = f"dial tcp {dead}: connect: connection refused"
+        assert (status, text.decode()) == (
+            500,
+            f"1 error occurred:\n\t* Failed to join {dead}: {refused}\n\n",
+        )
+        live = cluster.followers()[0].spec.serf_lan_address
+        assert (await cluster.http(leader.name, "PUT", f"/v1/agent/join/{live}"))[0] == 200
         # An AppendEntries with term 2^64-1 (more than storage holds), and a vote request in
         # term 2^62 from a server in no configuration.
         huge = hashicorp_wire.append_entries_request(2**64 - 1, f"{stranger}:8300", 0, 0, [], 0)

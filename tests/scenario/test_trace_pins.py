@@ -977,7 +977,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
         ],
     },
     "scenarios/10-force-leave-and-autopilot.toml": {
-        "trace_hash": "9cee68687dd70a15a7d33e150326c4868e2f51f05888fb3c0987ace334186c1c",
+        "trace_hash": "0ce3c6bedd5f5e2db54cfa687e4dbe354df60bbbfbfb5f27e65562b4bdbdc249",
         "steps": [
             ("ok", "wait leader within 5s", "leader after 1.120s: dc1-s5 term 2", 1.12),
             (
@@ -1057,7 +1057,7 @@ RUN_PINS: dict[str, dict[str, Any]] = {
             (
                 "ok",
                 "consul operator raft list-peers -stale on any",
-                "exit 0 on dc1-s3\n    Node    ID                                    Address         State     Voter  RaftProtocol  Commit Index  Trails Leader By\n    dc1-s1  e8d79f49-af6d-114c-4a6f-188a424e617b  127.0.0.1:8300  follower  true   3             0             0 commits\n    dc1-s2  e3d6e4b9-d96e-182d-cd50-2d42af1ffe0d  127.0.0.2:8300  follower  true   3             0             0 commits\n    dc1-s3  aa8b230f-3b05-e392-a6ea-1c0d2f8b9e9d  127.0.0.3:8300  follower  true   3             18            18446744073709551598 commits",
+                "exit 0 on dc1-s3\n    Node    ID                                    Address         State     Voter  RaftProtocol  Commit Index  Trails Leader By\n    dc1-s1  e8d79f49-af6d-114c-4a6f-188a424e617b  127.0.0.1:8300  follower  true   3             17            0 commits\n    dc1-s2  e3d6e4b9-d96e-182d-cd50-2d42af1ffe0d  127.0.0.2:8300  follower  true   3             17            0 commits\n    dc1-s3  aa8b230f-3b05-e392-a6ea-1c0d2f8b9e9d  127.0.0.3:8300  follower  true   3             17            0 commits",
                 0.0,
             ),
             ("ok", "assert no_leader=true", "holds", 0.0),

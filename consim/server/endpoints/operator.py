@@ -44,11 +44,13 @@ async def raft_get_configuration(node: Server, args: dict[str, Any]) -> dict[str
 
 
 def _last_indexes(node: Server) -> dict[str, int]:
-    """Each server's last log index as this server knows it (Consul takes autopilot's view)."""
+    """Each server's last log index in this server's autopilot view (Consul's LastIndex): the
+    leader's current one; on a follower (``?stale``) the state of its own last term as leader,
+    or nothing (every LastIndex 0) if it never led, not its own log index beside zeros."""
     core = node.raft()
-    out = {node.server_id: core.last_index}
     if core.role is not Role.LEADER:
-        return out
+        return autopilot.last_indexes_as_follower(node)
+    out = {node.server_id: core.last_index}
     for server_id, index in core.match_indexes().items():  # a fresh dict, ours to read
         if server_id != node.server_id:
             out[server_id] = index
