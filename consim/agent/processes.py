@@ -174,21 +174,22 @@ class ProcessCluster:
                     p.proc.wait()
 
     async def poll_status(self) -> None:
-        """Every child's status, four times a second (the ctl roles read it)."""
-        from consim.http.client import request
+        """Every child's status, four times a second (the ctl roles read it), on one client."""
+        from consim.http.client import Client
 
-        while True:
-            for p in list(self.servers.values()):
-                if not p.running or p.paused:
-                    continue
-                try:
-                    with trio.move_on_after(1.0):
-                        code, _, body = await request(p.control, "GET", "/status", timeout=1.0)
-                        if code == 200:
-                            p.last_status = json.loads(body)
-                except Exception:  # noqa: BLE001 - starting up or just killed: ask again later
-                    pass
-            await trio.sleep(0.25)
+        async with Client(timeout=1.0) as client:
+            while True:
+                for p in list(self.servers.values()):
+                    if not p.running or p.paused:
+                        continue
+                    try:
+                        with trio.move_on_after(1.0):
+                            code, _, body = await client.request(p.control, "GET", "/status")
+                            if code == 200:
+                                p.last_status = json.loads(body)
+                    except Exception:  # noqa: BLE001 - starting up or just killed: ask again later
+                        pass
+                await trio.sleep(0.25)
 
     # ---- what consim ctl does -----------------------------------------------------------------
     def node(self, name: str) -> AgentProcess:

@@ -40,6 +40,7 @@ import trio
 from consim.agent.processes import AgentProcess, ProcessCluster
 from consim.cluster import Answer, ClusterError, hosts_named, majority_follows
 from consim.events import NO_NODE, Event, EventLog
+from consim.http.client import Client
 from consim.spec import ClusterSpec, ServerSpec
 
 POLL_INTERVAL = 0.1  # between looks at a starting child
@@ -205,6 +206,8 @@ class ProcessScenarioCluster(ProcessCluster):
         self._standbys: dict[str, subprocess.Popen[bytes]] = {}
         self._watched: set[str] = set()
         self._client: Any = None
+        # The servers' HTTP APIs (a scenario's requests, its load steps), while run() runs.
+        self._http: Client | None = None
         # consim check's judge (start_recording .. stop_recording): the children's events on the
         # parent's clock, and what could not be read (events a feed dropped, a child not told).
         self._recorded: list[Event] | None = None
@@ -272,8 +275,8 @@ class ProcessScenarioCluster(ProcessCluster):
         import httpx
 
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                self._client = client
+            async with httpx.AsyncClient(timeout=2.0) as client, Client(timeout=60) as servers:
+                self._client, self._http = client, servers
                 await self.start_all()
                 for name in self.servers:
                     self._start_standby(name)
@@ -289,6 +292,7 @@ class ProcessScenarioCluster(ProcessCluster):
                         )
                     await trio.sleep(BACKGROUND_INTERVAL)
         finally:
+            self._http = None
             with trio.CancelScope(shield=True):
                 self.terminate_all()
 
@@ -477,7 +481,9 @@ class ProcessScenarioCluster(ProcessCluster):
         from consim.http.client import request
 
         address = self.node(name).spec.http_address
-        return await request(address, method, path, timeout=60, **options)
+        if self._http is None:  # not running (or stopped): a client of its own
+            return await request(address, method, path, timeout=60, **options)
+        return await self._http.request(address, method, path, **options)
 
     def acknowledged(self, leader: Any) -> bool:
         """Does a majority of voters follow ``leader`` in its term (as the children say)?"""
