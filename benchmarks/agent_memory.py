@@ -2,9 +2,11 @@
 
 1. One idle agent: ``consim agent -server -bootstrap`` on its own, leading itself; its RSS after
    ``--idle`` seconds (VmRSS from /proc).
-2. Five servers under the forwarding benchmark's load (``benchmarks/forwarding.py``'s load
-   generator: keep-alive clients on ``GET /v1/operator/raft/configuration`` of a follower, so
-   every request is forwarded to the leader), once as ``consim up`` (one process) and once as
+2. Five servers under the forwarding benchmark's load (``consim.bench.loadgen``, the load
+   generator of ``consim bench --live`` and ``benchmarks/forwarding.py``: wrk when installed,
+   else the built-in one, in a process of its own; keep-alive clients on
+   ``GET /v1/operator/raft/configuration`` of a follower, so every request is forwarded to the
+   leader), once as ``consim up`` (one process) and once as
    ``consim up --processes`` (five agent processes and the parent), interleaved ``--runs`` times:
    requests/s, CPU seconds of the whole process tree per 1,000 requests (utime + stime from
    /proc) and the tree's total RSS, then the ratios processes / in-process (each run's, then
@@ -30,8 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from forwarding import load
-
+from consim.bench.loadgen import run_builtin, run_wrk, wrk_available
 from consim.live import free_host_block
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -78,6 +79,22 @@ def rss_mib(pids: list[int]) -> float:
         except OSError:
             continue
     return total * PAGE / 2**20
+
+
+def load(url: str, duration: float, connections: int) -> dict:
+    """``connections`` keep-alive clients on ``url`` for ``duration`` seconds: requests answered
+    (200/404), their rate and the failures (non-2xx answers, socket errors)."""
+    if wrk_available():
+        run = run_wrk(url, duration, connections)
+    else:
+        run = run_builtin(url, duration, connections, None)
+    figures = run.summary()
+    return {
+        "requests": figures["requests"],
+        "rps": figures["rps"] or 0.0,
+        "errors": figures["errors"],
+        "tool": run.tool,
+    }
 
 
 def get(url: str) -> object:
@@ -152,13 +169,14 @@ def loaded_cluster(processes: bool, block: int, port: int, duration: float, conn
                 f"http://{follower}:{port}/v1/operator/raft/configuration", duration, conns
             )
             cpu = cpu_seconds(pids) - cpu0
-            requests = result["rps"] * duration
+            requests = result["requests"]
             return {
                 "rps": result["rps"],
                 "cpu_per_1k": cpu / requests * 1000 if requests else float("nan"),
                 "rss": rss_mib(pids),
                 "procs": len(pids),
-                "non2xx": result["non2xx"],
+                "errors": result["errors"],
+                "tool": result["tool"],
             }
         finally:
             proc.send_signal(signal.SIGINT)
@@ -191,7 +209,7 @@ def main() -> None:
             print(
                 f"run {run + 1} {mode:<10}  {r['rps']:8.0f} req/s  "
                 f"CPU {r['cpu_per_1k']:.3f} s per 1k requests  RSS {r['rss']:6.1f} MiB "
-                f"({r['procs']} processes, {r['non2xx']} non-2xx)"
+                f"({r['procs']} processes, {r['errors']} errors, {r['tool']})"
             )
     print()
     for key, label in (("rps", "requests/s"), ("cpu_per_1k", "CPU per request"), ("rss", "RSS")):

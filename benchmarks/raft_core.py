@@ -1,8 +1,10 @@
 """Throughput of the pure Raft cores through the harness (no faults), and simulation speed.
 
-Run: ``python benchmarks/raft_core.py``. Prints committed entries per wall second for 3 and 5
-servers (clients keep the leader's log busy, batched as Consul's RPC fan-in would), and how many
-virtual seconds the harness simulates per wall second for an idle and a faulty cluster.
+Prints committed entries per wall second for 3 and 5 servers (clients keep the leader's log
+busy, batched as Consul's RPC fan-in would), and how many virtual seconds the harness simulates
+per wall second for an idle and a faulty cluster.
+
+    .venv/bin/python benchmarks/raft_core.py [--entries 20000] [--idle 300] [--fault-seeds 40]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from _requires import require  # benchmarks/ is sys.path[0] when a script runs
 
 require(__file__)
 
+import argparse
 import time
 
 from consim.raft.config import RaftConfig
@@ -57,9 +60,20 @@ def faulty_speed(seeds: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--entries", type=int, default=20_000, help="entries committed per cluster size"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=300.0, help="virtual seconds of the idle clusters"
+    )
+    parser.add_argument(
+        "--fault-seeds", type=int, default=40, help="random fault runs (the safety test's)"
+    )
+    args = parser.parse_args()
     rows = []
     for n in (3, 5):
-        eps, vsec, msgs = throughput(n, 20_000)
+        eps, vsec, msgs = throughput(n, args.entries)
         rows.append(
             (f"commit throughput, {n} servers", f"{eps:,.0f} entries/s", f"{vsec:.2f} virtual s")
         )
@@ -67,11 +81,11 @@ def main() -> None:
         rows.append(
             (
                 f"idle cluster, {n} servers, checked",
-                f"{sim_speed(n, 300, True):,.0f} virtual s / wall s",
+                f"{sim_speed(n, args.idle, True):,.0f} virtual s / wall s",
                 "",
             )
         )
-    vps, sps = faulty_speed(40)
+    vps, sps = faulty_speed(args.fault_seeds)
     rows.append(
         ("random faults (safety test runs)", f"{vps:,.0f} virtual s / wall s", f"{sps:.1f} seeds/s")
     )

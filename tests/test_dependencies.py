@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -127,3 +128,42 @@ def test_benchmark_without_a_package_stops_at_once_naming_it(tmp_path, script, h
     )
     assert proc.stdout == ""  # nothing ran
     assert time.monotonic() - started < 20
+
+
+# Runs each script as __main__ with --help in one interpreter (consim imported once, not per script).
+_HELP_DRIVER = r"""
+import contextlib, io, json, runpy, sys, traceback
+sys.path.insert(0, sys.argv[1])
+answers = {}
+for path in sys.argv[2:]:
+    sys.argv = [path, "--help"]
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(path, run_name="__main__")
+        answers[path] = "ran without exiting: " + out.getvalue()[:200]
+    except SystemExit as exc:
+        text = out.getvalue()
+        ok = exc.code in (0, None) and text.startswith("usage:")
+        answers[path] = "" if ok else f"exit {exc.code!r}: " + text[:200]
+    except BaseException:
+        answers[path] = traceback.format_exc()[-600:]
+print(json.dumps(answers))
+"""
+
+
+def test_every_benchmark_answers_help_without_running():
+    """``--help`` prints the script's usage and exits: no import broken by a moved helper, no
+    benchmark that ignores its arguments and runs."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _HELP_DRIVER, str(ROOT / "benchmarks"), *map(str, BENCHMARKS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answers = json.loads(proc.stdout.splitlines()[-1])
+    assert sorted(answers) == sorted(map(str, BENCHMARKS))
+    failed = {Path(p).name: why for p, why in answers.items() if why}
+    assert not failed, failed
