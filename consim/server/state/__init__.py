@@ -36,7 +36,7 @@ from consim.server.state.base import Table, encode_command
 from consim.server.state.catalog import CatalogTable
 from consim.server.state.config_entries import ConfigEntryTable
 from consim.server.state.coordinates import CoordinateTable
-from consim.server.state.kvs import DirEntry, KVTable
+from consim.server.state.kvs import DirEntry, KVTable, decode_plain_set
 from consim.server.state.sessions import SessionTable
 from consim.server.state.txn import TxnTable
 
@@ -97,6 +97,8 @@ class StateMachine:
             kind: getattr(self.tables[name], method)
             for kind, (name, method) in self.COMMANDS.items()
         }
+        # The plain KV set, applied from its bytes (``kvs.decode_plain_set``).
+        self._plain_set = self.kvs.apply_plain_set
 
     # ---- tables ------------------------------------------------------------------------------
     def table(self, cls: type[T]) -> T:
@@ -131,6 +133,9 @@ class StateMachine:
         ``command``: ``data`` already decoded (the proposer's own dict, on the leader)."""
         self.last_applied = index
         if command is None:
+            plain = decode_plain_set(data)
+            if plain is not None:
+                return self._plain_set(index, plain[0], plain[1])
             try:
                 command = _unpackb(data, raw=False)
             except Exception:
