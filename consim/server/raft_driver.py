@@ -459,6 +459,12 @@ class RaftDriver:
         fsm = self.fsm
         applies = self._applies
         record = self.host.record_applies
+        if not applies and not record and self._barrier_index is None:
+            # Nothing waits on these entries (a follower's): the state machine's own loop.
+            fsm.apply_entries(entries)
+            self._woken_last = 0
+            self._notify_fsm()
+            return
         command = EntryType.COMMAND
         woken = 0
         for entry in entries:

@@ -1,5 +1,6 @@
-"""The plain KV set applied from its bytes (``kvs.decode_plain_set``, a follower's every write)
-must be exactly what msgpack's decoding of the same bytes gives, and apply to the same state."""
+"""The plain KV set applied from its bytes (``KVTable.apply_plain_set``, a follower's every
+write) must take exactly what msgpack's decoding of the same bytes gives, and apply it to the
+same state; ``StateMachine.apply_entries`` (a follower's batch) is ``apply`` of each entry."""
 
 from __future__ import annotations
 
@@ -8,15 +9,27 @@ import random
 import msgpack
 import pytest
 
-from consim.server.state import StateMachine, encode_command
+from consim.raft.types import EntryType, LogEntry
+from consim.server.state import DirEntry, StateMachine, encode_command
 from consim.server.state.base import pack_command
-from consim.server.state.kvs import decode_plain_set
 
 SEED = 20261201
 
 
 def _plain(key: str, value: bytes | None) -> bytes:
     return pack_command({"Type": "KVS", "Op": "set", "DirEnt": {"Key": key, "Value": value}})
+
+
+def decode_plain_set(data: bytes) -> tuple[str, bytes | None] | None:
+    """What the fast path took from ``data``: None when it left it alone."""
+    fsm = StateMachine()
+    if not fsm.kvs.apply_plain_set(7, data):
+        assert fsm.kvs.entries == {} and fsm.indexes == {}  # nothing done
+        return None
+    ((key, entry),) = fsm.kvs.entries.items()
+    assert entry == DirEntry(key, entry.value, 0, 7, 7, 0, "")
+    assert fsm.indexes == {"kvs": 7}
+    return key, entry.value
 
 
 def _general(data: bytes) -> tuple[str, bytes | None] | None:
@@ -117,3 +130,33 @@ def test_applying_from_bytes_matches_applying_the_decoded_command() -> None:
     assert follower.snapshot() == leader.snapshot()
     assert follower.kv["locked"].session == "s1"  # a plain set keeps the lock
     assert follower.last_applied == leader.last_applied == 299
+
+
+def test_apply_entries_is_apply_of_each_entry() -> None:
+    rng = random.Random(SEED)
+    node = {"Node": "n1", "Address": "10.0.0.1", "ID": "", "Datacenter": "dc1"}
+    entries = [
+        LogEntry(1, 1, EntryType.CONFIGURATION, b"\x80"),
+        LogEntry(2, 1, EntryType.NOOP, b""),
+        LogEntry(3, 1, EntryType.COMMAND, encode_command("Register", {"Node": node})),
+        LogEntry(4, 1, EntryType.COMMAND, b"\xc1"),  # malformed: an error result, nothing else
+    ]
+    for index in range(5, 200):
+        key = rng.choice(["a", "b", "c/d"])
+        if rng.random() < 0.2:
+            body = {"Op": "delete", "DirEnt": {"Key": key}}
+        else:
+            body = {"Op": "set", "DirEnt": {"Key": key, "Value": _random_value(rng)}}
+            if rng.random() < 0.2:
+                body["DirEnt"]["Flags"] = 5  # not a plain set
+        entries.append(LogEntry(index, 2, EntryType.COMMAND, encode_command("KVS", body)))
+    entries.append(LogEntry(200, 2, EntryType.BARRIER, b""))
+    batch, one_by_one = StateMachine(), StateMachine()
+    batch.apply_entries(entries)
+    for e in entries:
+        if e.type is EntryType.COMMAND:
+            one_by_one.apply(e.index, e.data)
+        else:
+            one_by_one.last_applied = e.index
+    assert batch.snapshot() == one_by_one.snapshot()
+    assert batch.last_applied == 200

@@ -25,18 +25,19 @@ the leader's copy is consulted, before a lock is proposed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
+from consim.raft.types import EntryType, LogEntry
 from consim.server.state.acl import ACLTable
 from consim.server.state.autopilot import AutopilotTable
 from consim.server.state.base import Table, encode_command
 from consim.server.state.catalog import CatalogTable
 from consim.server.state.config_entries import ConfigEntryTable
 from consim.server.state.coordinates import CoordinateTable
-from consim.server.state.kvs import DirEntry, KVTable, decode_plain_set
+from consim.server.state.kvs import DirEntry, KVTable
 from consim.server.state.sessions import SessionTable
 from consim.server.state.txn import TxnTable
 
@@ -97,7 +98,7 @@ class StateMachine:
             kind: getattr(self.tables[name], method)
             for kind, (name, method) in self.COMMANDS.items()
         }
-        # The plain KV set, applied from its bytes (``kvs.decode_plain_set``).
+        # The plain KV set, applied from its bytes (``KVTable.apply_plain_set``).
         self._plain_set = self.kvs.apply_plain_set
 
     # ---- tables ------------------------------------------------------------------------------
@@ -133,9 +134,8 @@ class StateMachine:
         ``command``: ``data`` already decoded (the proposer's own dict, on the leader)."""
         self.last_applied = index
         if command is None:
-            plain = decode_plain_set(data)
-            if plain is not None:
-                return self._plain_set(index, plain[0], plain[1])
+            if self._plain_set(index, data):
+                return True
             try:
                 command = _unpackb(data, raw=False)
             except Exception:
@@ -147,6 +147,19 @@ class StateMachine:
         if handler is None:
             return {"Error": f"unknown command type {kind!r}"}
         return handler(index, command)
+
+    def apply_entries(self, entries: Iterable[LogEntry]) -> None:
+        """Apply committed log entries whose results nobody waits for (a follower's batch):
+        ``apply`` of every command, in one loop."""
+        command = EntryType.COMMAND
+        plain_set = self._plain_set
+        for entry in entries:
+            if entry.type is command:
+                self.last_applied = index = entry.index
+                if not plain_set(index, entry.data):
+                    self.apply(index, entry.data)
+            else:
+                self.last_applied = entry.index
 
     # ---- compatibility with the KV + autopilot machine's names ---------------------------------
     @property

@@ -45,42 +45,6 @@ _VALUE_BIN16 = b"\xa5Value\xc5"
 _VALUE_NIL = b"\xa5Value\xc0"
 
 
-def decode_plain_set(data: bytes) -> tuple[str, bytes | None] | None:
-    """``(key, value)`` when ``data`` is exactly the encoding of a plain set, the map
-    ``{"Type": "KVS", "Op": "set", "DirEnt": {"Key": key, "Value": value}}`` (a key of up to
-    255 bytes, a value of up to 65,535 or nil), else None: anything else, malformed or not, is
-    for msgpack. A follower's every write: a few byte compares instead of building, reading
-    and dropping two maps and their keys."""
-    if not data.startswith(_PLAIN_SET_HEAD):
-        return None
-    try:
-        head = data[_KEY_AT]
-        if 0xA0 <= head <= 0xBF:  # fixstr
-            start = _KEY_AT + 1
-            end = start + head - 0xA0
-        elif head == 0xD9:  # str8
-            start = _KEY_AT + 2
-            end = start + data[_KEY_AT + 1]
-        else:
-            return None
-        field = data[end : end + 7]
-        if field == _VALUE_BIN8:
-            if data[end + 7] != len(data) - end - 8:  # short, or trailing bytes
-                return None
-            value: bytes | None = data[end + 8 :]
-        elif field == _VALUE_BIN16:
-            if int.from_bytes(data[end + 7 : end + 9], "big") != len(data) - end - 9:
-                return None
-            value = data[end + 9 :]
-        elif field == _VALUE_NIL and len(data) == end + 7:
-            value = None
-        else:
-            return None
-        return data[start:end].decode(), value  # strict UTF-8, as msgpack's raw=False
-    except (IndexError, UnicodeDecodeError):
-        return None
-
-
 class KVTable(Table):
     name = "kvs"
     commands = {"KVS": "apply"}
@@ -93,8 +57,40 @@ class KVTable(Table):
         self.store.indexes[self.name] = index  # store.bump, inlined: every write comes here
 
     # ---- apply -------------------------------------------------------------------------------
-    def apply_plain_set(self, index: int, key: str, value: bytes | None) -> bool:
-        """``apply`` of ``{"Op": "set", "DirEnt": {"Key": key, "Value": value}}``."""
+    def apply_plain_set(self, index: int, data: bytes) -> bool:
+        """Apply ``data`` if it is exactly the encoding of a plain set, the map
+        ``{"Type": "KVS", "Op": "set", "DirEnt": {"Key": key, "Value": value}}`` (a key of up
+        to 255 bytes, a value of up to 65,535 or nil), as ``apply`` would; False, with nothing
+        done, for anything else (malformed or not: msgpack's to decode). A follower's every
+        write: a few byte compares instead of building, reading and dropping two maps."""
+        if not data.startswith(_PLAIN_SET_HEAD):
+            return False
+        try:
+            head = data[_KEY_AT]
+            if 0xA0 <= head <= 0xBF:  # fixstr
+                start = _KEY_AT + 1
+                end = start + head - 0xA0
+            elif head == 0xD9:  # str8
+                start = _KEY_AT + 2
+                end = start + data[_KEY_AT + 1]
+            else:
+                return False
+            field = data[end : end + 7]
+            if field == _VALUE_BIN8:
+                if data[end + 7] != len(data) - end - 8:  # short, or trailing bytes
+                    return False
+                value: bytes | None = data[end + 8 :]
+            elif field == _VALUE_BIN16:
+                if int.from_bytes(data[end + 7 : end + 9], "big") != len(data) - end - 9:
+                    return False
+                value = data[end + 9 :]
+            elif field == _VALUE_NIL and len(data) == end + 7:
+                value = None
+            else:
+                return False
+            key = data[start:end].decode()  # strict UTF-8, as msgpack's raw=False
+        except (IndexError, UnicodeDecodeError):
+            return False
         existing = self.entries.get(key)
         if existing is None:
             self.entries[key] = DirEntry(key, value, 0, index, index, 0, "")
