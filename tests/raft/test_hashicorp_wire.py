@@ -166,3 +166,60 @@ def test_bad_entries_are_malformed(entries: object) -> None:
     body = msgpack.unpackb(hw.pack({"Entries": entries}), raw=True)
     with pytest.raises(MalformedMessage):
         hw.decode_entries(body, 10)
+
+
+def _decoded(entries: object, prev: int) -> object:
+    try:
+        return hw._decode_entries_strictly(entries, prev)
+    except MalformedMessage as exc:
+        return ("malformed", str(exc))
+
+
+def test_the_usual_batch_decoder_agrees_with_the_strict_one() -> None:
+    """decode_entries takes a fast loop for the usual batch and the strict one for anything
+    else: on valid batches mutated at random both give the same entries or the same error."""
+    seed = 14_007
+    rng = random.Random(seed)
+    print("seed", seed)
+    odd: list[object] = [None, True, False, -1, 2**63, 1.0, b"", b"x", "x", [], {}, 3]
+    fields = [b"Index", b"Term", b"Type", b"Data", b"Extensions"]
+    fast_taken = 0
+    for _ in range(3000):
+        prev = rng.choice([0, 1, 10, (1 << 63) - 3])
+        n = rng.randint(1, 4)
+        kinds = list(hw._LOG_TYPE.items())
+        batch: list[object] = []
+        for i in range(n):
+            kind, code = rng.choice(kinds)
+            data = rng.choice([b"", b"cmd", None]) if kind is not EntryType.COMMAND else b"c"
+            entry = LogEntry(prev + 1 + i, rng.choice([1, 5]), kind, data or b"")
+            batch.append(
+                {
+                    b"Data": data,
+                    b"Extensions": None,
+                    b"Index": entry.index,
+                    b"Term": entry.term,
+                    b"Type": code,
+                }
+            )
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            e = rng.choice(batch)
+            what = rng.random() if isinstance(e, dict) else 1.0
+            if what < 0.6:
+                e[rng.choice(fields)] = rng.choice(odd)
+            elif what < 0.8:
+                e.pop(rng.choice(fields), None)
+            else:
+                batch[rng.randrange(len(batch))] = rng.choice(odd)
+        body = msgpack.unpackb(hw.pack({"Entries": batch}), raw=True)
+        strict = _decoded(body[b"Entries"], prev)
+        fast = hw._decode_usual_entries(body[b"Entries"], prev)
+        if fast is not None:
+            fast_taken += 1
+            assert fast == strict, batch
+        try:
+            public: object = hw.decode_entries(body, prev)
+        except MalformedMessage as exc:
+            public = ("malformed", str(exc))
+        assert public == strict, batch
+    assert fast_taken > 300  # the usual batch does take the fast loop
