@@ -1475,10 +1475,13 @@ class RaftCore:
             self._ignore("malformed", m, src, "leader_id differs from sender")
             return
         entries = m.entries
-        for i, e in enumerate(entries):
-            if e.index != m.prev_log_index + 1 + i or e.term > m.term:
+        expected = m.prev_log_index + 1
+        term = m.term
+        for e in entries:  # a follower's every entry: no attribute of m looked up per entry
+            if e.index != expected or e.term > term:
                 self._ignore("malformed", m, src, "bad entries")
                 return
+            expected += 1
         if not self._accept_leader(
             src, m, now, lambda: AppendEntriesResponse(self._term, False, self.last_index, 0, m.seq)
         ):
