@@ -81,8 +81,11 @@ def _snapshot_interval(text: str) -> float:
         seconds = parse_duration(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected a duration like "30s", got {text!r}') from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    from consim.raft.config import snapshot_interval_error
+
+    error = snapshot_interval_error(seconds)
+    if error is not None:
+        raise argparse.ArgumentTypeError(f"{error}, got {text!r}")
     return seconds
 
 

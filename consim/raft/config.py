@@ -10,6 +10,16 @@ from typing import Any
 
 # Consul's default raft_multiplier.
 DEFAULT_MULTIPLIER = 5
+# hashicorp/raft's ValidateConfig refuses a shorter SnapshotInterval ("Snapshot interval is too low").
+MIN_SNAPSHOT_INTERVAL = 0.005
+
+
+def snapshot_interval_error(seconds: float) -> str | None:
+    """Why ``seconds`` is not a usable snapshot interval, or None (0 is consim's "after every
+    apply"; anything else must be at least hashicorp's 5 ms: shorter checks only burn CPU)."""
+    if seconds == 0 or seconds >= MIN_SNAPSHOT_INTERVAL:
+        return None
+    return "must be 0s (check after every apply) or at least 5ms (Snapshot interval is too low)"
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,11 @@ class RaftConfig:
     # Pre-vote before an election (hashicorp/raft 1.7 and later; 1.1.2 lacks it, and answers a
     # pre-vote request by closing the connection: clusters with such nodes turn it off).
     pre_vote: bool = True
+
+    def __post_init__(self) -> None:
+        error = snapshot_interval_error(self.snapshot_interval)
+        if error is not None:
+            raise ValueError(f"snapshot_interval {self.snapshot_interval!r}: {error}")
 
     @classmethod
     def for_multiplier(cls, multiplier: float = DEFAULT_MULTIPLIER, **overrides: Any) -> RaftConfig:

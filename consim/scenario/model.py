@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from consim.acl import ACLConfig, ACLConfigError
+from consim.raft.config import snapshot_interval_error
 from consim.raft.recovery import RecoveryError, parse_peers_json
 from consim.raft.types import Configuration
 from consim.scenario.actions import ACTIONS
@@ -187,7 +188,11 @@ def _parse_cluster(c: Checker, obj: Any, top_acl: Any) -> ClusterSettings:
     with c.collect():
         if "snapshot_interval" in obj:
             # "0s": check after every apply (consim's own; Consul's default is 30s)
-            s.snapshot_interval = c.duration("snapshot_interval", obj["snapshot_interval"])[0]
+            seconds, text = c.duration("snapshot_interval", obj["snapshot_interval"])
+            error = snapshot_interval_error(seconds)
+            if error is not None:
+                raise c.expected("snapshot_interval", 'a duration of "0s" or at least "5ms"', text)
+            s.snapshot_interval = seconds
     with c.collect():
         if "encrypt" in obj:
             s.encrypt = gossip_key(c, "encrypt", obj["encrypt"])

@@ -20,7 +20,7 @@ from consim.events import EventLog
 from consim.golike import multierror
 from consim.gossip import GossipConfig, GossipCore, Keyring, consul_server_tags, wire
 from consim.gossip.keyring import KeyringError
-from consim.gossip.types import GossipError, GossipEvent, KeyringResponse, Member
+from consim.gossip.types import GossipError, GossipEvent, GossipReady, KeyringResponse, Member
 from consim.net.network import Network, RpcError, Timer
 from consim.spec import ServerSpec
 
@@ -266,6 +266,26 @@ class GossipPool:
         core = self.core
         assert core is not None
         ready = core.ready()
+        try:
+            self._send_and_emit(core, ready)
+        finally:
+            # Whatever failed above (it is contained by the caller), the joins and queries this
+            # batch finished are answered: their cores have forgotten them, nothing would later.
+            for jid, error in ready.join_results:
+                join_waiter = self._join_waiters.pop(jid, None)
+                if join_waiter is not None:
+                    join_waiter[1].append(error)
+                    join_waiter[0].set()
+            for qid, result in ready.query_results:
+                waiter = self._queries.pop(qid, None)
+                if waiter is not None:
+                    waiter[1].append(result)
+                    waiter[0].set()
+            # Only ever moves the timer earlier (the common datagram leaves the deadline as is).
+            if self._timer is not None:
+                self._timer.arm(core.next_deadline())
+
+    def _send_and_emit(self, core: GossipCore, ready: GossipReady) -> None:
         send = self.node.net.send_datagram
         for dst, data in ready.datagrams:
             send(self.address, dst, data)
@@ -294,19 +314,6 @@ class GossipPool:
                 self.on_event(self, event)
         if persist:
             self._persist(core.keyring)
-        for jid, error in ready.join_results:
-            join_waiter = self._join_waiters.pop(jid, None)
-            if join_waiter is not None:
-                join_waiter[1].append(error)
-                join_waiter[0].set()
-        for qid, result in ready.query_results:
-            waiter = self._queries.pop(qid, None)
-            if waiter is not None:
-                waiter[1].append(result)
-                waiter[0].set()
-        # Only ever moves the timer earlier (the common datagram leaves the deadline unchanged).
-        if self._timer is not None:
-            self._timer.arm(core.next_deadline())
 
     # ---- operations --------------------------------------------------------------------------
     def members(self) -> list[Member]:

@@ -89,7 +89,7 @@ def test_raft_log_bounds_reach_the_servers_raft_config() -> None:
     assert raft_bounds() == (8192, 30.0, 10240)
 
 
-@pytest.mark.parametrize("text", ["-5s", "30", "soon"])
+@pytest.mark.parametrize("text", ["-5s", "30", "soon", "1ns", "4ms"])
 def test_bad_snapshot_interval_is_refused(text: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         _up_args(f"--raft-snapshot-interval={text}")

@@ -341,3 +341,16 @@ def test_snapshot_interval_from_the_cluster_table(tmp_path, interval):
     else:
         assert min(first.values()) >= 4.0
         assert len(set(first.values())) == 3  # the servers' checks are not in step
+
+
+def test_snapshot_interval_under_hashicorps_floor_is_refused(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text(
+        'name = "x"\n[cluster]\ndatacenters = { dc1 = 3 }\nsnapshot_interval = "1ms"\n'
+        '[[step]]\nwait = "leader"\n'
+    )
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(p)
+    assert 'field \'snapshot_interval\': expected a duration of "0s" or at least "5ms"' in str(
+        exc.value
+    )

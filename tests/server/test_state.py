@@ -75,3 +75,26 @@ def test_version_1_snapshot_restores() -> None:
     assert fsm.get("k")[1].to_wire()["Flags"] == 3  # type: ignore[union-attr]
     assert fsm.autopilot == {"CleanupDeadServers": False}
     assert (fsm.autopilot_create_index, fsm.autopilot_modify_index) == (2, 5)
+
+
+def test_a_command_of_the_wrong_shape_is_refused_not_raised() -> None:
+    """Only a foreign or buggy leader writes one; every server answers it the same way (state
+    unchanged), and a number for a Value is never turned into that many zero bytes."""
+    import msgpack
+
+    from consim.server.state import StateMachine
+
+    sm = StateMachine()
+    for index, dirent in enumerate(
+        (
+            {"Key": "k", "Value": 10**12},
+            {"Key": "k", "Value": -1},
+            {"Key": "k", "Value": b"v", "Flags": "many"},
+            [1, 2],
+        ),
+        start=1,
+    ):
+        data = msgpack.packb({"Type": "KVS", "Op": "set", "DirEnt": dirent}, use_bin_type=True)
+        result = sm.apply(index, data)
+        assert isinstance(result, dict) and result["Error"].startswith("malformed command"), result
+    assert "k" not in sm.kv and sm.last_applied == 4

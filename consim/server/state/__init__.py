@@ -146,7 +146,12 @@ class StateMachine:
         handler = self._handlers.get(kind) if type(kind) is str else None
         if handler is None:
             return {"Error": f"unknown command type {kind!r}"}
-        return handler(index, command)
+        try:
+            return handler(index, command)
+        except (TypeError, ValueError, AttributeError) as exc:
+            # A command of the wrong shape (only a foreign or buggy leader writes one): every
+            # server refuses it the same way, so the state machines stay the same.
+            return {"Error": f"malformed command: {exc}"}
 
     def apply_entries(self, entries: Iterable[LogEntry]) -> None:
         """Apply committed log entries whose results nobody waits for (a follower's batch):

@@ -45,6 +45,16 @@ _VALUE_BIN16 = b"\xa5Value\xc5"
 _VALUE_NIL = b"\xa5Value\xc0"
 
 
+def value_bytes(value: Any) -> bytes:
+    """A command's ``Value`` as bytes: bytes-like as is, text as UTF-8; anything else (a number
+    from a foreign leader, say: ``bytes(n)`` would allocate n bytes) is a malformed command."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    raise ValueError(f"Value: expected bytes, got {type(value).__name__}")
+
+
 class KVTable(Table):
     name = "kvs"
     commands = {"KVS": "apply"}
@@ -116,7 +126,7 @@ class KVTable(Table):
                 # The common write, inline (no lock to keep): every server applies every one.
                 value = ent.get("Value")
                 if value is not None and type(value) is not bytes:
-                    value = bytes(value)
+                    value = value_bytes(value)
                 self.entries[key] = DirEntry(
                     key,
                     value,
@@ -177,7 +187,7 @@ class KVTable(Table):
     ) -> None:
         value = ent.get("Value")
         if value is not None and type(value) is not bytes:
-            value = bytes(value)
+            value = value_bytes(value)
         # A plain set keeps the lock a session holds on the key (Consul's kvsSetTxn).
         if existing is not None:
             create_index = existing.create_index
