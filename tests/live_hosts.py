@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from consim.live import free_host_block
 
 # Blocks other suites already use: tests/runtime 41-45, benchmarks 60-100, tests/server/membership 140+.
+# Block 0 (127.0.0.x, the dev agent's 127.0.0.1:8500) is the py-consul judges' alone: they restart
+# their server there per test, so no other test may take it between two of theirs.
 DEFAULT_BASES = tuple(range(100, 140, 3))
 
 
