@@ -64,7 +64,6 @@ A dead leader is so noticed within 2 x HeartbeatTimeout of its last heartbeat in
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections import deque
@@ -109,6 +108,7 @@ from consim.raft.types import (
     Snapshot,
     SnapshotMeta,
     fast_frozen_init,
+    new_log_entry,
 )
 from consim.testing import faults as _testing_faults
 
@@ -288,11 +288,6 @@ class _SnapshotAssembly:
             and self.meta.index == meta.index
             and self.meta.term == meta.term
         )
-
-
-# LogEntry(index, term, type, data) without the named tuple's Python-level __new__ (a frame on
-# every write).
-_new_entry = functools.partial(tuple.__new__, LogEntry)
 
 
 class RaftCore:
@@ -1070,7 +1065,7 @@ class RaftCore:
         if cost > self._entry_cost:
             self._entry_cost = cost
         index = self._offset + len(self._log) + 1
-        entry = _new_entry((index, self._term, etype, data))
+        entry = new_log_entry((index, self._term, etype, data))
         self._log.append(entry)
         self._ready.entries.append(entry)
         # A single-voter cluster commits on its own; with more voters the leader's own append

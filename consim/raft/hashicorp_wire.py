@@ -26,7 +26,6 @@ wrong shape raises :class:`MalformedMessage`, sizes are bounded by the decoder's
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -40,6 +39,7 @@ from consim.raft.types import (
     MalformedMessage,
     Server,
     Suffrage,
+    new_log_entry,
 )
 
 RPC_APPEND_ENTRIES = 0
@@ -418,7 +418,7 @@ def _decode_entries_strictly(entries: Any, prev_log_entry: int) -> tuple[LogEntr
         raise MalformedMessage("Entries must be a list")
     out = []
     append = out.append
-    new_entry = _new_entry
+    new_entry = new_log_entry
     types = _ENTRY_TYPE
     expected = prev_log_entry + 1
     # One pass per entry of a follower's hottest loop: the usual field values are checked
@@ -445,10 +445,6 @@ def _decode_entries_strictly(entries: Any, prev_log_entry: int) -> tuple[LogEntr
     if expected - 1 > MAX_RAFT_NUMBER:  # contiguous from a valid PrevLogEntry, but one too far
         raise MalformedMessage(f"Index: expected an unsigned integer, got {expected - 1!r}")
     return tuple(out)
-
-
-# LogEntry(index, term, type, data) without the named tuple's Python-level __new__.
-_new_entry = functools.partial(tuple.__new__, LogEntry)
 
 
 class RequestReader:

@@ -98,3 +98,18 @@ def test_a_command_of_the_wrong_shape_is_refused_not_raised() -> None:
         result = sm.apply(index, data)
         assert isinstance(result, dict) and result["Error"].startswith("malformed command"), result
     assert "k" not in sm.kv and sm.last_applied == 4
+
+
+def test_undecodable_or_non_map_commands_are_refused_on_both_apply_paths() -> None:
+    """The proposer's path (``apply``) and a follower's batch (``apply_entries``) refuse the same
+    bytes the same way: msgpack nil, a number, garbage."""
+    from consim.raft.types import EntryType, LogEntry
+    from consim.server.state import StateMachine
+
+    bad = (b"\xc0", b"\x05", b"\xff\xff", b"")
+    one, batch = StateMachine(), StateMachine()
+    for index, data in enumerate(bad, start=1):
+        assert one.apply(index, data) == {"Error": "malformed command"}
+    batch.apply_entries([LogEntry(i, 1, EntryType.COMMAND, d) for i, d in enumerate(bad, start=1)])
+    assert one.last_applied == batch.last_applied == len(bad)
+    assert one.kv == batch.kv == {}

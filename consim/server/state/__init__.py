@@ -136,10 +136,7 @@ class StateMachine:
         if command is None:
             if self._plain_set(index, data):
                 return True
-            try:
-                command = _unpackb(data, raw=False)
-            except Exception:
-                return {"Error": "malformed command"}
+            return self._apply_bytes(index, data)
         if not isinstance(command, dict):
             return {"Error": "malformed command"}
         kind = command.get("Type")
@@ -153,6 +150,17 @@ class StateMachine:
             # server refuses it the same way, so the state machines stay the same.
             return {"Error": f"malformed command: {exc}"}
 
+    def _apply_bytes(self, index: int, data: bytes) -> Any:
+        """``apply`` of a command that is not the plain set: decoded by msgpack."""
+        try:
+            command = _unpackb(data, raw=False)
+        except Exception:
+            command = None
+        if not isinstance(command, dict):  # (None would send ``apply`` back here)
+            self.last_applied = index
+            return {"Error": "malformed command"}
+        return self.apply(index, data, command)
+
     def apply_entries(self, entries: Iterable[LogEntry]) -> None:
         """Apply committed log entries whose results nobody waits for (a follower's batch):
         ``apply`` of every command, in one loop."""
@@ -162,7 +170,7 @@ class StateMachine:
             if entry.type is command:
                 self.last_applied = index = entry.index
                 if not plain_set(index, entry.data):
-                    self.apply(index, entry.data)
+                    self._apply_bytes(index, entry.data)
             else:
                 self.last_applied = entry.index
 

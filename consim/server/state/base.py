@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, ClassVar
 
-import msgpack
+from consim.net.framing import pack as pack_command
 
-# One reusable Packer per thread: ``msgpack.packb`` builds a Packer (and its buffer) per call,
-# more than half the cost of packing a small command, and every write packs one.
-_packers = threading.local()
-_KEEP_PACKER_BUFFER = 1024 * 1024  # a Packer keeps its largest buffer: drop one that grew past this
-
-
-def pack_command(command: dict[str, Any]) -> bytes:
-    """``encode_command`` of a command already holding its ``Type`` (first, as there)."""
-    packer = getattr(_packers, "packer", None)
-    if packer is None:
-        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-    data: bytes = packer.pack(command)
-    if len(data) > _KEEP_PACKER_BUFFER:
-        _packers.packer = None  # one big command must not pin its buffer for the process's life
-    return data
+# ``pack_command(command)``: a command already holding its ``Type`` (first), packed with the wire's
+# reused per-thread Packer (``msgpack.packb`` builds one per call, and every write packs a
+# command).
 
 
 def encode_command(kind: str, body: dict[str, Any]) -> bytes:
